@@ -1,0 +1,101 @@
+using System.Threading.Channels;
+
+namespace AppHb.Core.Events;
+
+/// <summary>The node's one typed event stream. Publishing never blocks: internal consumers (logging, supervisor)
+/// subscribe unbounded, remote watchers (apphbctl events --follow) bounded so a stuck reader cannot grow the daemon's
+/// memory; they lose the oldest events and are told how many.</summary>
+public sealed class EventStream
+{
+    private readonly Lock _gate = new();
+    private readonly List<EventSubscription> _subscribers = [];
+    private readonly AppHbEvent[] _history;
+    private long _sequence;
+
+    public EventStream(int historyCapacity = 256)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(historyCapacity, 1);
+        _history = new AppHbEvent[historyCapacity];
+    }
+
+    /// <summary>Events published so far.</summary>
+    public long Published => Volatile.Read(ref _sequence);
+
+    /// <summary>Assigns the next sequence number and hands the event to every subscriber, in one order for all.</summary>
+    public void Publish(AppHbEvent appEvent)
+    {
+        ArgumentNullException.ThrowIfNull(appEvent);
+        lock (_gate)
+        {
+            appEvent.Sequence = ++_sequence;
+            _history[(appEvent.Sequence - 1) % _history.Length] = appEvent;
+            foreach (var subscriber in _subscribers)
+            {
+                subscriber.Offer(appEvent);
+            }
+        }
+    }
+
+    /// <summary>Subscribes to live events.</summary>
+    /// <param name="capacity">null for unbounded (internal consumers only); otherwise the oldest events are dropped.</param>
+    /// <param name="replayHistory">First deliver the retained recent events.</param>
+    public EventSubscription Subscribe(int? capacity = null, bool replayHistory = false)
+    {
+        lock (_gate)
+        {
+            var subscription = new EventSubscription(this, capacity);
+            if (replayHistory)
+            {
+                var count = Math.Min(_sequence, _history.Length);
+                for (var seq = _sequence - count + 1; seq <= _sequence; seq++)
+                {
+                    subscription.Offer(_history[(seq - 1) % _history.Length]);
+                }
+            }
+
+            _subscribers.Add(subscription);
+            return subscription;
+        }
+    }
+
+    internal void Remove(EventSubscription subscription)
+    {
+        lock (_gate)
+        {
+            _subscribers.Remove(subscription);
+        }
+    }
+}
+
+/// <summary>One consumer's view of the <see cref="EventStream"/>. Dispose to unsubscribe.</summary>
+public sealed class EventSubscription : IDisposable
+{
+    private readonly EventStream _stream;
+    private readonly Channel<AppHbEvent> _channel;
+    private long _dropped;
+
+    internal EventSubscription(EventStream stream, int? capacity)
+    {
+        _stream = stream;
+        _channel = capacity is { } bound
+            ? Channel.CreateBounded<AppHbEvent>(new BoundedChannelOptions(bound)
+            {
+                FullMode = BoundedChannelFullMode.DropOldest,
+                SingleReader = true,
+            }, _ => Interlocked.Increment(ref _dropped))
+            : Channel.CreateUnbounded<AppHbEvent>(new UnboundedChannelOptions { SingleReader = true });
+    }
+
+    public ChannelReader<AppHbEvent> Reader => _channel.Reader;
+
+    /// <summary>Events this subscriber lost because it read too slowly.</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
+
+    internal void Offer(AppHbEvent appEvent) => _channel.Writer.TryWrite(appEvent);
+
+    public void Dispose()
+    {
+        _stream.Remove(this);
+        _channel.Writer.TryComplete();
+    }
+}

@@ -1,0 +1,36 @@
+namespace AppHb.Core.Heartbeats;
+
+/// <summary>Who a socket's peer is, as the kernel says (SO_PEERCRED), never as the peer claims.</summary>
+public readonly record struct PeerCredentials(int Pid, uint Uid, uint Gid);
+
+/// <summary>A client's self-chosen name and instance plus its kernel-attested credentials.</summary>
+public sealed record ClientIdentity(string Name, string Instance, PeerCredentials Peer)
+{
+    /// <summary>name, or name/instance when an instance is given.</summary>
+    public string Label => Instance.Length == 0 ? Name : $"{Name}/{Instance}";
+}
+
+/// <summary>Where a client stands in its current episode.</summary>
+public enum ClientState
+{
+    Healthy,
+    Warn,
+    Hung,
+}
+
+/// <summary>A client as seen at one instant.</summary>
+public sealed record ClientSnapshot(
+    ulong Id,
+    string Name,
+    string Instance,
+    int Pid,
+    uint Uid,
+    uint Gid,
+    TimeSpan Interval,
+    TimeSpan Warn,
+    TimeSpan LastBeatAge,
+    ClientState State,
+    long Beats)
+{
+    public string Label => Instance.Length == 0 ? Name : $"{Name}/{Instance}";
+}

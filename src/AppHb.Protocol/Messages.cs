@@ -1,0 +1,155 @@
+using System.Text;
+
+namespace AppHb.Protocol;
+
+/// <summary>A frame payload with a fixed type. Readers validate every field; writers assume valid values.</summary>
+public interface IMessage<TSelf> where TSelf : IMessage<TSelf>
+{
+    static abstract FrameType Type { get; }
+
+    int PayloadSize { get; }
+
+    void WritePayload(ref PayloadWriter writer);
+
+    static abstract TSelf Read(ReadOnlySpan<byte> payload);
+}
+
+/// <summary>Register this connection: one connection is one client. Intervals are milliseconds; warn 0 disables warn.</summary>
+public sealed record RegisterRequest(string Name, string Instance, uint IntervalMs, uint WarnMs) : IMessage<RegisterRequest>
+{
+    public static FrameType Type => FrameType.Register;
+
+    public int PayloadSize => PayloadWriter.SizeOf(Name) + PayloadWriter.SizeOf(Instance) + 8;
+
+    public void WritePayload(ref PayloadWriter writer)
+    {
+        writer.WriteString(Name);
+        writer.WriteString(Instance);
+        writer.WriteUInt32(IntervalMs);
+        writer.WriteUInt32(WarnMs);
+    }
+
+    public static RegisterRequest Read(ReadOnlySpan<byte> payload)
+    {
+        var reader = new PayloadReader(Type, payload);
+        var name = reader.ReadString("name", FrameFormat.MaxNameBytes);
+        if (name.Length == 0)
+        {
+            throw new ProtocolException(ErrorCode.InvalidArgument, "Register frame: field 'name' must not be empty");
+        }
+
+        var instance = reader.ReadString("instance", FrameFormat.MaxNameBytes);
+        var interval = reader.ReadUInt32("interval_ms");
+        var warn = reader.ReadUInt32("warn_ms");
+        reader.EnsureEnd();
+        return new RegisterRequest(name, instance, interval, warn);
+    }
+}
+
+/// <summary>Change the heartbeat interval (milliseconds).</summary>
+public sealed record SetIntervalRequest(uint IntervalMs) : IMessage<SetIntervalRequest>
+{
+    public static FrameType Type => FrameType.SetInterval;
+
+    public int PayloadSize => 4;
+
+    public void WritePayload(ref PayloadWriter writer) => writer.WriteUInt32(IntervalMs);
+
+    public static SetIntervalRequest Read(ReadOnlySpan<byte> payload)
+    {
+        var reader = new PayloadReader(Type, payload);
+        var value = reader.ReadUInt32("interval_ms");
+        reader.EnsureEnd();
+        return new SetIntervalRequest(value);
+    }
+}
+
+/// <summary>Change the warn time (milliseconds; 0 disables warn events).</summary>
+public sealed record SetWarnRequest(uint WarnMs) : IMessage<SetWarnRequest>
+{
+    public static FrameType Type => FrameType.SetWarn;
+
+    public int PayloadSize => 4;
+
+    public void WritePayload(ref PayloadWriter writer) => writer.WriteUInt32(WarnMs);
+
+    public static SetWarnRequest Read(ReadOnlySpan<byte> payload)
+    {
+        var reader = new PayloadReader(Type, payload);
+        var value = reader.ReadUInt32("warn_ms");
+        reader.EnsureEnd();
+        return new SetWarnRequest(value);
+    }
+}
+
+/// <summary>The daemon accepted a registration. Pid, uid and gid are what the kernel said of the socket's peer.</summary>
+public sealed record RegisteredReply(ulong ClientId, int Pid, uint Uid, uint Gid) : IMessage<RegisteredReply>
+{
+    public static FrameType Type => FrameType.Registered;
+
+    public int PayloadSize => 20;
+
+    public void WritePayload(ref PayloadWriter writer)
+    {
+        writer.WriteUInt64(ClientId);
+        writer.WriteInt32(Pid);
+        writer.WriteUInt32(Uid);
+        writer.WriteUInt32(Gid);
+    }
+
+    public static RegisteredReply Read(ReadOnlySpan<byte> payload)
+    {
+        var reader = new PayloadReader(Type, payload);
+        var reply = new RegisteredReply(reader.ReadUInt64("client_id"), reader.ReadInt32("pid"), reader.ReadUInt32("uid"), reader.ReadUInt32("gid"));
+        reader.EnsureEnd();
+        return reply;
+    }
+}
+
+/// <summary>A request failed. The message is for humans and names what was wrong.</summary>
+public sealed record ErrorReply(ErrorCode Code, string Message) : IMessage<ErrorReply>
+{
+    /// <summary>Longest message the daemon sends; longer ones are cut.</summary>
+    public const int MaxMessageBytes = 1024;
+
+    public static FrameType Type => FrameType.Error;
+
+    public int PayloadSize => 2 + PayloadWriter.SizeOf(Message);
+
+    public void WritePayload(ref PayloadWriter writer)
+    {
+        writer.WriteUInt16((ushort)Code);
+        writer.WriteString(Message);
+    }
+
+    public static ErrorReply Read(ReadOnlySpan<byte> payload)
+    {
+        var reader = new PayloadReader(Type, payload);
+        var code = (ErrorCode)reader.ReadUInt16("code");
+        var message = reader.ReadString("message", MaxMessageBytes);
+        reader.EnsureEnd();
+        return new ErrorReply(code, message);
+    }
+
+    /// <summary>Builds a reply whose message fits the wire limit, cut at a character boundary.</summary>
+    public static ErrorReply Create(ErrorCode code, string message)
+    {
+        var clean = new StringBuilder(message.Length);
+        foreach (var c in message)
+        {
+            clean.Append(char.IsControl(c) ? ' ' : c);
+        }
+
+        var text = clean.ToString();
+        while (Encoding.UTF8.GetByteCount(text) > MaxMessageBytes)
+        {
+            text = text[..^1];
+            if (text.Length > 0 && char.IsHighSurrogate(text[^1]))
+            {
+                text = text[..^1];
+            }
+        }
+
+        return new ErrorReply(code, text);
+    }
+}
