@@ -61,6 +61,8 @@ public enum FrameFlags : ushort
     AckRequested = 0x0001,
     /// <summary>On <see cref="FrameType.Subscribe"/>: send the daemon's recent event history before live events.</summary>
     ReplayHistory = 0x0002,
+    /// <summary>On <see cref="FrameType.Status"/>: the document continues in the next frame; payloads concatenate.</summary>
+    More = 0x0004,
 }
 
 /// <summary>Why the daemon rejected a frame; carried in <see cref="FrameType.Error"/> replies.</summary>

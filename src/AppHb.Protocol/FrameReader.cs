@@ -50,7 +50,7 @@ public static class FrameReader
         }
 
         var flags = (FrameFlags)BinaryPrimitives.ReadUInt16BigEndian(buffer[6..]);
-        const FrameFlags known = FrameFlags.AckRequested | FrameFlags.ReplayHistory;
+        const FrameFlags known = FrameFlags.AckRequested | FrameFlags.ReplayHistory | FrameFlags.More;
         if ((flags & ~known) != 0)
         {
             throw new ProtocolException(ErrorCode.Malformed, $"{type} frame has unknown flag bits 0x{(ushort)(flags & ~known):x4}");

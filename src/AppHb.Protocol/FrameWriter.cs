@@ -26,7 +26,8 @@ public static class FrameWriter
     }
 
     /// <summary>Writes a frame whose payload is raw bytes (the JSON documents of Status and Event).</summary>
-    public static void WriteRaw(IBufferWriter<byte> output, FrameType type, uint sequence, ReadOnlySpan<byte> payload)
+    public static void WriteRaw(IBufferWriter<byte> output, FrameType type, uint sequence, ReadOnlySpan<byte> payload,
+        FrameFlags flags = FrameFlags.None)
     {
         if (payload.Length > FrameFormat.MaxPayloadSize)
         {
@@ -34,9 +35,22 @@ public static class FrameWriter
         }
 
         var span = output.GetSpan(FrameFormat.HeaderSize + payload.Length);
-        new FrameHeader(type, FrameFlags.None, sequence, payload.Length).Write(span);
+        new FrameHeader(type, flags, sequence, payload.Length).Write(span);
         payload.CopyTo(span[FrameFormat.HeaderSize..]);
         output.Advance(FrameFormat.HeaderSize + payload.Length);
+    }
+
+    /// <summary>Writes a document of any size as consecutive frames of <paramref name="type"/>, all but the last
+    /// flagged <see cref="FrameFlags.More"/>.</summary>
+    public static void WriteDocument(IBufferWriter<byte> output, FrameType type, uint sequence, ReadOnlySpan<byte> document)
+    {
+        do
+        {
+            var chunk = document[..Math.Min(document.Length, FrameFormat.MaxPayloadSize)];
+            document = document[chunk.Length..];
+            WriteRaw(output, type, sequence, chunk, document.IsEmpty ? FrameFlags.None : FrameFlags.More);
+        }
+        while (!document.IsEmpty);
     }
 
     /// <summary>Encodes one frame to a new array; convenient off the hot path and in tests.</summary>
@@ -44,6 +58,14 @@ public static class FrameWriter
     {
         var buffer = new ArrayBufferWriter<byte>(FrameFormat.HeaderSize + message.PayloadSize);
         Write(buffer, message, sequence, flags);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>Encodes one raw-payload frame to a new array.</summary>
+    public static byte[] ToArrayRaw(FrameType type, uint sequence, ReadOnlySpan<byte> payload)
+    {
+        var buffer = new ArrayBufferWriter<byte>(FrameFormat.HeaderSize + payload.Length);
+        WriteRaw(buffer, type, sequence, payload);
         return buffer.WrittenSpan.ToArray();
     }
 

@@ -113,6 +113,16 @@ public sealed class HeartbeatRegistry
         }
     }
 
+    /// <summary>The client's current timing.</summary>
+    public HeartbeatTiming TimingOf(RegisteredClient client)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        lock (_gate)
+        {
+            return client.Timing;
+        }
+    }
+
     /// <summary>The client leaves cleanly.</summary>
     public void Unregister(RegisteredClient client)
     {

@@ -1,0 +1,97 @@
+using System.Net.Sockets;
+using AppHb.Protocol;
+
+namespace AppHb.Client.Internal;
+
+/// <summary>A frame received from the daemon; the payload is a private copy.</summary>
+internal sealed record ReceivedFrame(FrameHeader Header, byte[] Payload);
+
+/// <summary>One Unix stream connection to apphbd that sends and receives whole frames.</summary>
+internal sealed class FrameConnection : IAsyncDisposable
+{
+    private readonly Socket _socket;
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private byte[] _buffer = new byte[512];
+    private int _start;
+    private int _end;
+
+    private FrameConnection(Socket socket) => _socket = socket;
+
+    public static async Task<FrameConnection> ConnectAsync(string socketPath, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cancellationToken);
+            return new FrameConnection(socket);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new DaemonUnavailableException(socketPath, e);
+        }
+    }
+
+    public async ValueTask SendAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
+    {
+        await _sendLock.WaitAsync(cancellationToken);
+        try
+        {
+            while (!frame.IsEmpty)
+            {
+                var sent = await _socket.SendAsync(frame, SocketFlags.None, cancellationToken);
+                frame = frame[sent..];
+            }
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    /// <summary>The next frame, or null when the daemon closed the connection.</summary>
+    /// <exception cref="ProtocolException">The daemon sent something that is not a frame.</exception>
+    public async ValueTask<ReceivedFrame?> ReceiveAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            if (FrameReader.TryReadFrame(_buffer.AsSpan(_start, _end - _start), out var header))
+            {
+                var payload = _buffer.AsSpan(_start + FrameFormat.HeaderSize, header.PayloadLength).ToArray();
+                _start += header.FrameLength;
+                return new ReceivedFrame(header, payload);
+            }
+
+            if (_start > 0)
+            {
+                Buffer.BlockCopy(_buffer, _start, _buffer, 0, _end - _start);
+                _end -= _start;
+                _start = 0;
+            }
+
+            if (_end == _buffer.Length)
+            {
+                var bigger = new byte[Math.Min(_buffer.Length * 2, FrameFormat.MaxFrameSize)];
+                Buffer.BlockCopy(_buffer, 0, bigger, 0, _end);
+                _buffer = bigger;
+            }
+
+            var read = await _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, cancellationToken);
+            if (read == 0)
+            {
+                return null;
+            }
+
+            _end += read;
+        }
+    }
+
+    public void Abort() => _socket.Dispose();
+
+    public ValueTask DisposeAsync()
+    {
+        _socket.Dispose();
+        _sendLock.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

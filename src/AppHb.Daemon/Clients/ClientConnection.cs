@@ -1,0 +1,367 @@
+using System.Buffers;
+using System.Net.Sockets;
+using AppHb.Core.Events;
+using AppHb.Core.Heartbeats;
+using AppHb.Daemon.Status;
+using AppHb.Protocol;
+using Microsoft.Extensions.Logging;
+
+namespace AppHb.Daemon.Clients;
+
+/// <summary>Serves one connection. Its first frame decides what it is: a heartbeat client (Register), a one-shot
+/// status reader (StatusRequest) or an event watcher (Subscribe). Any protocol violation gets one Error frame naming
+/// the problem and closes this connection only; nothing it sends can reach another client's state.</summary>
+internal sealed class ClientConnection : IDisposable
+{
+    private const int InitialBufferSize = 256;
+    private const int EventWatcherCapacity = 1024;
+
+    private readonly Socket _socket;
+    private readonly HeartbeatRegistry _registry;
+    private readonly EventStream _events;
+    private readonly StatusReporter _status;
+    private readonly ILogger _logger;
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly PeerCredentials _peer;
+    private Role _role;
+    private RegisteredClient? _client;
+    private EventSubscription? _subscription;
+
+    public ClientConnection(Socket socket, HeartbeatRegistry registry, EventStream events, StatusReporter status, ILogger logger)
+    {
+        _socket = socket;
+        _registry = registry;
+        _events = events;
+        _status = status;
+        _logger = logger;
+        _peer = ReadPeerCredentials(socket);
+    }
+
+    private enum Role
+    {
+        New,
+        Client,
+        Unregistered,
+        Watcher,
+    }
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var reason = "connection closed";
+        var buffer = new byte[InitialBufferSize];
+        var filled = 0;
+        Task? pump = null;
+        try
+        {
+            while (true)
+            {
+                var read = await _socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, cancellationToken);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                filled += read;
+                var offset = 0;
+                FrameHeader header = default;
+                try
+                {
+                    while (FrameReader.TryReadFrame(buffer.AsSpan(offset, filled - offset), out header))
+                    {
+                        var payload = buffer.AsSpan(offset + FrameFormat.HeaderSize, header.PayloadLength);
+                        var reply = Handle(header, payload);
+                        offset += header.FrameLength;
+                        if (reply is not null)
+                        {
+                            await SendAsync(reply, cancellationToken);
+                        }
+
+                        if (_role == Role.Watcher && pump is null)
+                        {
+                            pump = PumpEventsAsync(cancellationToken);
+                        }
+                    }
+                }
+                catch (ProtocolException e)
+                {
+                    Log.ProtocolViolation(_logger, _peer.Pid, _peer.Uid, header.Sequence, e.Code.ToString(), e.Message);
+                    reason = $"protocol error: {e.Message}";
+                    await TrySendAsync(FrameWriter.ToArray(ErrorReply.Create(e.Code, e.Message), header.Sequence), cancellationToken);
+                    return;
+                }
+
+                // Keep the unread tail; grow only for a frame that is known (from its header) to need it.
+                Buffer.BlockCopy(buffer, offset, buffer, 0, filled - offset);
+                filled -= offset;
+                if (filled == buffer.Length)
+                {
+                    var needed = filled >= FrameFormat.HeaderSize && FrameReaderPeek(buffer, out var length) ? length : buffer.Length * 2;
+                    Array.Resize(ref buffer, Math.Min(Math.Max(needed, buffer.Length * 2), FrameFormat.MaxFrameSize));
+                }
+                else if (filled == 0 && buffer.Length > InitialBufferSize)
+                {
+                    // A large frame came and went: give the memory back.
+                    buffer = new byte[InitialBufferSize];
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            reason = "apphbd is stopping";
+        }
+        catch (Exception e) when (e is SocketException or IOException or ObjectDisposedException)
+        {
+            reason = $"connection failed: {e.Message}";
+        }
+        catch (Exception e)
+        {
+            Log.ConnectionFailed(_logger, _peer.Pid, e);
+            reason = $"internal error: {e.Message}";
+        }
+        finally
+        {
+            if (_client is not null)
+            {
+                _registry.Disconnect(_client, reason);
+            }
+
+            _subscription?.Dispose();
+            _socket.Dispose();
+            if (pump is not null)
+            {
+                await pump.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+
+            Dispose();
+        }
+    }
+
+    public void Dispose()
+    {
+        _socket.Dispose();
+        _sendLock.Dispose();
+    }
+
+    private static bool FrameReaderPeek(byte[] buffer, out int frameLength)
+    {
+        try
+        {
+            FrameReader.TryReadFrame(buffer, out var header);
+            frameLength = header.FrameLength;
+            return true;
+        }
+        catch (ProtocolException)
+        {
+            frameLength = 0;
+            return false;
+        }
+    }
+
+    /// <summary>Acts on one frame. Returns the reply to send, if any.</summary>
+    private byte[]? Handle(FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (!FrameReader.IsRequest(header.Type))
+        {
+            throw new ProtocolException(ErrorCode.UnknownType, $"{header.Type} (0x{(byte)header.Type:x2}) is a reply type; clients may not send it");
+        }
+
+        switch (header.Type)
+        {
+            case FrameType.Beat:
+                EnsurePayloadEmpty(header);
+                _registry.Beat(RequireClient(header));
+                return (header.Flags & FrameFlags.AckRequested) != 0 ? FrameWriter.EmptyToArray(FrameType.Ok, header.Sequence) : null;
+
+            case FrameType.Register:
+                if (_role != Role.New)
+                {
+                    throw OutOfOrder(header, "this connection is already " + Describe(_role) + "; one connection registers one client");
+                }
+
+                var request = RegisterRequest.Read(payload);
+                HeartbeatTiming timing;
+                try
+                {
+                    timing = HeartbeatTiming.FromMilliseconds(request.IntervalMs, request.WarnMs);
+                }
+                catch (ArgumentException e)
+                {
+                    return Error(header, ErrorCode.InvalidArgument, $"Register: {FirstSentence(e.Message)}");
+                }
+
+                try
+                {
+                    _client = _registry.Register(new ClientIdentity(request.Name, request.Instance, _peer), timing);
+                }
+                catch (RegistryException e)
+                {
+                    return Error(header, e.Refusal == RegistryRefusal.Conflict ? ErrorCode.Conflict : ErrorCode.LimitReached, e.Message);
+                }
+
+                _role = Role.Client;
+                return FrameWriter.ToArray(new RegisteredReply(_client.Id, _peer.Pid, _peer.Uid, _peer.Gid), header.Sequence);
+
+            case FrameType.SetInterval:
+            {
+                var client = RequireClient(header);
+                var interval = SetIntervalRequest.Read(payload).IntervalMs;
+                return ChangeTiming(header, client, TimeSpan.FromMilliseconds(interval), CurrentWarn(client));
+            }
+
+            case FrameType.SetWarn:
+            {
+                var client = RequireClient(header);
+                var warn = SetWarnRequest.Read(payload).WarnMs;
+                return ChangeTiming(header, client, CurrentInterval(client), TimeSpan.FromMilliseconds(warn));
+            }
+
+            case FrameType.Unregister:
+                EnsurePayloadEmpty(header);
+                _registry.Unregister(RequireClient(header));
+                _client = null;
+                _role = Role.Unregistered;
+                return FrameWriter.EmptyToArray(FrameType.Ok, header.Sequence);
+
+            case FrameType.StatusRequest:
+                EnsurePayloadEmpty(header);
+                if (_role == Role.Watcher)
+                {
+                    throw OutOfOrder(header, "this connection is an event stream");
+                }
+
+                var document = new ArrayBufferWriter<byte>();
+                FrameWriter.WriteDocument(document, FrameType.Status, header.Sequence, _status.SerializeStatus());
+                return document.WrittenSpan.ToArray();
+
+            case FrameType.Subscribe:
+                EnsurePayloadEmpty(header);
+                if (_role != Role.New)
+                {
+                    throw OutOfOrder(header, "this connection is already " + Describe(_role));
+                }
+
+                _subscription = _events.Subscribe(EventWatcherCapacity, replayHistory: (header.Flags & FrameFlags.ReplayHistory) != 0);
+                _role = Role.Watcher;
+                return FrameWriter.EmptyToArray(FrameType.Ok, header.Sequence);
+
+            default:
+                throw new ProtocolException(ErrorCode.UnknownType, $"frame type 0x{(byte)header.Type:x2} is unknown");
+        }
+    }
+
+    private byte[] ChangeTiming(FrameHeader header, RegisteredClient client, TimeSpan interval, TimeSpan warn)
+    {
+        try
+        {
+            _registry.ChangeTiming(client, HeartbeatTiming.Create(interval, warn));
+            return FrameWriter.EmptyToArray(FrameType.Ok, header.Sequence);
+        }
+        catch (ArgumentException e)
+        {
+            return Error(header, ErrorCode.InvalidArgument, $"{header.Type}: {FirstSentence(e.Message)}");
+        }
+    }
+
+    private TimeSpan CurrentWarn(RegisteredClient client) => _registry.TimingOf(client).Warn;
+
+    private TimeSpan CurrentInterval(RegisteredClient client) => _registry.TimingOf(client).Interval;
+
+    private RegisteredClient RequireClient(FrameHeader header) => _role == Role.Client && _client is not null
+        ? _client
+        : throw OutOfOrder(header, _role == Role.New ? "Register first" : "this connection is " + Describe(_role));
+
+    private static ProtocolException OutOfOrder(FrameHeader header, string why) =>
+        new(ErrorCode.OutOfOrder, $"{header.Type} frame is out of order: {why}");
+
+    private static void EnsurePayloadEmpty(FrameHeader header)
+    {
+        if (header.PayloadLength != 0)
+        {
+            throw new ProtocolException(ErrorCode.Malformed, $"{header.Type} frame must have an empty payload, found {header.PayloadLength} byte(s)");
+        }
+    }
+
+    private static byte[] Error(FrameHeader header, ErrorCode code, string message) =>
+        FrameWriter.ToArray(ErrorReply.Create(code, message), header.Sequence);
+
+    private static string Describe(Role role) => role switch
+    {
+        Role.Client => "a registered client",
+        Role.Unregistered => "unregistered",
+        Role.Watcher => "an event stream",
+        _ => "new",
+    };
+
+    private static string FirstSentence(string message)
+    {
+        // ArgumentException appends " (Parameter 'x')"; the wire message should read as one sentence.
+        var cut = message.IndexOf(" (Parameter", StringComparison.Ordinal);
+        return cut < 0 ? message : message[..cut];
+    }
+
+    private async Task PumpEventsAsync(CancellationToken cancellationToken)
+    {
+        var subscription = _subscription!;
+        long reportedDrops = 0;
+        try
+        {
+            await foreach (var appEvent in subscription.Reader.ReadAllAsync(cancellationToken))
+            {
+                var document = StatusReporter.SerializeEvent(appEvent);
+                await SendAsync(FrameWriter.ToArrayRaw(FrameType.Event, 0, document), cancellationToken);
+                if (subscription.Dropped != reportedDrops)
+                {
+                    reportedDrops = subscription.Dropped;
+                    Log.WatcherDropped(_logger, _peer.Pid, reportedDrops);
+                }
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
+        {
+            // The watcher went away or the daemon stops; the read loop cleans up.
+        }
+    }
+
+    private async ValueTask SendAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
+    {
+        await _sendLock.WaitAsync(cancellationToken);
+        try
+        {
+            while (!frame.IsEmpty)
+            {
+                var sent = await _socket.SendAsync(frame, SocketFlags.None, cancellationToken);
+                frame = frame[sent..];
+            }
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    private async ValueTask TrySendAsync(byte[] frame, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            // A peer that does not read must not hold this connection open.
+            timeout.CancelAfter(TimeSpan.FromSeconds(1));
+            await SendAsync(frame, timeout.Token);
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
+        {
+        }
+    }
+
+    private static PeerCredentials ReadPeerCredentials(Socket socket)
+    {
+        // struct ucred { pid_t pid; uid_t uid; gid_t gid; } via SOL_SOCKET (1) / SO_PEERCRED (17): what the kernel
+        // recorded at connect(), so a client cannot claim another's identity.
+        Span<byte> ucred = stackalloc byte[12];
+        socket.GetRawSocketOption(1, 17, ucred);
+        return new PeerCredentials(
+            BitConverter.ToInt32(ucred),
+            BitConverter.ToUInt32(ucred[4..]),
+            BitConverter.ToUInt32(ucred[8..]));
+    }
+}

@@ -1,0 +1,25 @@
+using AppHb.Linux.Realtime;
+using AppHb.Linux.Watchdog;
+
+namespace AppHb.Daemon.Configuration;
+
+/// <summary>The whole validated configuration of apphbd (apphbd.yaml(5)).</summary>
+public sealed record ApphbdOptions(
+    SocketOptions Socket,
+    ClientLimits Clients,
+    WatchdogOptions Watchdog,
+    RealtimeOptions Realtime,
+    EventOptions Events);
+
+/// <param name="Mode">Permission bits of the socket file.</param>
+/// <param name="Group">Group owning the socket (name or gid), or null to leave it.</param>
+public sealed record SocketOptions(string Path, UnixFileMode Mode, string? Group);
+
+public sealed record ClientLimits(int Max);
+
+/// <param name="Period">How often the tickle loop feeds the watchdog.</param>
+public sealed record WatchdogOptions(WatchdogSettings Device, TimeSpan Period);
+
+public sealed record RealtimeOptions(bool Enabled, bool LockMemory, RealtimePolicy Policy, int Priority);
+
+public sealed record EventOptions(int History);

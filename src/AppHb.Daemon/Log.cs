@@ -1,0 +1,82 @@
+using Microsoft.Extensions.Logging;
+
+namespace AppHb.Daemon;
+
+/// <summary>Every log line apphbd writes, with stable event ids (grouped by hundreds per area) so that journal
+/// filters and alerts can rely on them.</summary>
+internal static partial class Log
+{
+    // 1xx: daemon lifecycle
+    [LoggerMessage(100, LogLevel.Information, "apphbd {Version} starting (pid {Pid}), configuration {Source}")]
+    public static partial void Starting(ILogger logger, string version, int pid, string source);
+
+    [LoggerMessage(101, LogLevel.Information, "apphbd ready: listening on {SocketPath}, watchdog {Backend}")]
+    public static partial void Ready(ILogger logger, string socketPath, string backend);
+
+    [LoggerMessage(102, LogLevel.Information, "apphbd stopping (orderly)")]
+    public static partial void Stopping(ILogger logger);
+
+    // 2xx: soft realtime
+    [LoggerMessage(200, LogLevel.Information, "Realtime: {Outcome}")]
+    public static partial void RealtimeApplied(ILogger logger, string outcome);
+
+    [LoggerMessage(201, LogLevel.Warning, "Realtime not available, running degraded: {Outcome}")]
+    public static partial void RealtimeRefused(ILogger logger, string outcome);
+
+    [LoggerMessage(202, LogLevel.Information, "Realtime disabled by configuration (realtime.enabled: false)")]
+    public static partial void RealtimeDisabled(ILogger logger);
+
+    // 3xx: watchdog
+    [LoggerMessage(300, LogLevel.Information, "Watchdog {Backend} {Device} ({Identity}): timeout {TimeoutSeconds} s, tickle every {PeriodMs} ms")]
+    public static partial void WatchdogOpened(ILogger logger, string backend, string device, string identity, double timeoutSeconds, double periodMs);
+
+    [LoggerMessage(301, LogLevel.Warning, "The last reset of this node was caused by the watchdog (boot status {BootStatus})")]
+    public static partial void WatchdogCausedLastBoot(ILogger logger, string bootStatus);
+
+    [LoggerMessage(302, LogLevel.Warning, "Watchdog: {Note}")]
+    public static partial void WatchdogNote(ILogger logger, string note);
+
+    [LoggerMessage(303, LogLevel.Error, "Withholding watchdog tickles: the event loop last proved alive {AgeMs} ms ago (limit {LimitMs} ms); the node resets in {TimeoutSeconds} s unless it recovers")]
+    public static partial void TickleWithheld(ILogger logger, double ageMs, double limitMs, double timeoutSeconds);
+
+    [LoggerMessage(304, LogLevel.Warning, "Watchdog tickles resumed after {WithheldCount} withheld")]
+    public static partial void TickleResumed(ILogger logger, long withheldCount);
+
+    [LoggerMessage(305, LogLevel.Error, "Watchdog keepalive failed")]
+    public static partial void TickleFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(306, LogLevel.Information, "Watchdog disarmed (magic close) on orderly stop")]
+    public static partial void WatchdogDisarmed(ILogger logger);
+
+    [LoggerMessage(307, LogLevel.Critical, "Cannot own the watchdog: {Reason}")]
+    public static partial void WatchdogUnavailable(ILogger logger, string reason);
+
+    [LoggerMessage(308, LogLevel.Warning, "Tickle loop woke {LateMs} ms late")]
+    public static partial void TickleLate(ILogger logger, double lateMs);
+
+    // 4xx: clients and protocol
+    [LoggerMessage(400, LogLevel.Information, "{Description}")]
+    public static partial void ClientInfo(ILogger logger, string description);
+
+    [LoggerMessage(401, LogLevel.Warning, "{Description}")]
+    public static partial void ClientWarning(ILogger logger, string description);
+
+    [LoggerMessage(402, LogLevel.Error, "{Description}")]
+    public static partial void ClientError(ILogger logger, string description);
+
+    [LoggerMessage(410, LogLevel.Warning, "Protocol error from pid {Pid} (uid {Uid}), frame {Sequence}: {Code}: {Message}; closing that connection")]
+    public static partial void ProtocolViolation(ILogger logger, int pid, uint uid, uint sequence, string code, string message);
+
+    [LoggerMessage(411, LogLevel.Error, "Connection from pid {Pid} failed unexpectedly")]
+    public static partial void ConnectionFailed(ILogger logger, int pid, Exception exception);
+
+    [LoggerMessage(412, LogLevel.Warning, "Event watcher pid {Pid} reads too slowly: {Dropped} events dropped for it")]
+    public static partial void WatcherDropped(ILogger logger, int pid, long dropped);
+
+    [LoggerMessage(413, LogLevel.Error, "Accepting connections failed")]
+    public static partial void AcceptFailed(ILogger logger, Exception exception);
+
+    // 5xx: event loop
+    [LoggerMessage(500, LogLevel.Critical, "The deadline loop failed; the watchdog will no longer be fed")]
+    public static partial void DeadlineLoopFailed(ILogger logger, Exception exception);
+}

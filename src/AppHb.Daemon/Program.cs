@@ -1,0 +1,140 @@
+using System.CommandLine;
+using AppHb.Core.Events;
+using AppHb.Core.Heartbeats;
+using AppHb.Daemon;
+using AppHb.Daemon.Clients;
+using AppHb.Daemon.Configuration;
+using AppHb.Daemon.Demo;
+using AppHb.Daemon.Events;
+using AppHb.Daemon.Loops;
+using AppHb.Daemon.Status;
+using AppHb.Linux.Realtime;
+using AppHb.Linux.Watchdog;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+var configOption = new Option<string>("--config", "-c")
+{
+    Description = "Configuration file (apphbd.yaml(5))",
+    DefaultValueFactory = _ => "/etc/apphb/apphbd.yaml",
+};
+var checkOption = new Option<bool>("--check-config") { Description = "Validate the configuration, print any errors, and exit" };
+var demoOption = new Option<bool>("--demo")
+{
+    Description = "Run with the embedded defaults, the 'none' watchdog backend, a socket under /tmp, and two demo clients",
+};
+var root = new RootCommand("apphbd: the AppHb node daemon. Watches heartbeat clients and feeds the hardware watchdog while healthy.")
+{
+    configOption, checkOption, demoOption,
+};
+root.SetAction(async (parse, cancellationToken) =>
+{
+    var demo = parse.GetValue(demoOption);
+    var configPath = parse.GetValue(configOption)!;
+    ApphbdOptions options;
+    try
+    {
+        options = demo ? DemoOptions() : ConfigurationLoader.LoadFile(configPath);
+    }
+    catch (ConfigurationException e)
+    {
+        await Console.Error.WriteLineAsync($"apphbd: invalid configuration ({e.Errors.Count} error(s)):");
+        foreach (var error in e.Errors)
+        {
+            await Console.Error.WriteLineAsync("  " + error);
+        }
+
+        return 2;
+    }
+
+    if (parse.GetValue(checkOption))
+    {
+        Console.WriteLine($"{(demo ? "(demo defaults)" : configPath)}: configuration is valid");
+        return 0;
+    }
+
+    return await RunDaemonAsync(options, demo ? "(embedded demo defaults)" : configPath, demo);
+});
+return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+
+static ApphbdOptions DemoOptions()
+{
+    var defaults = ConfigurationLoader.Defaults();
+    return defaults with
+    {
+        Socket = defaults.Socket with { Path = "/tmp/apphb-demo/apphbd.sock" },
+        Watchdog = new WatchdogOptions(new WatchdogSettings(WatchdogBackend.None, "/dev/null", TimeSpan.FromSeconds(5)), TimeSpan.FromSeconds(1)),
+    };
+}
+
+static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, bool demo)
+{
+    var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { ApplicationName = "apphbd", DisableDefaults = true });
+    builder.Logging.AddSimpleConsole(console =>
+    {
+        console.SingleLine = true;
+        console.TimestampFormat = "HH:mm:ss.fff ";
+    });
+    builder.Logging.SetMinimumLevel(LogLevel.Information);
+    builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+    builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
+    builder.Services.AddSingleton(options);
+    builder.Services.AddSingleton(TimeProvider.System);
+    builder.Services.AddSingleton(new EventStream(options.Events.History));
+    builder.Services.AddSingleton(sp => new HeartbeatRegistry(sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<EventStream>(), options.Clients.Max));
+    builder.Services.AddSingleton<DaemonHealth>();
+    builder.Services.AddSingleton<StatusReporter>();
+    builder.Services.AddSingleton<WatchdogTickler>();
+    builder.Services.AddSingleton<DeadlineLoop>();
+    builder.Services.AddSingleton<ClientSocketServer>();
+    // Start order matters: log events first, own the watchdog, run the deadline loop, then accept clients.
+    // The host stops in reverse, so the watchdog is disarmed last, after everything else stopped cleanly.
+    builder.Services.AddHostedService<EventLogWriter>();
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<WatchdogTickler>());
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<DeadlineLoop>());
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<ClientSocketServer>());
+    if (demo)
+    {
+        builder.Services.AddHostedService<DemoClients>();
+    }
+
+    using var host = builder.Build();
+    var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("apphbd");
+    Log.Starting(logger, StatusReporter.Version, Environment.ProcessId, source);
+    var health = host.Services.GetRequiredService<DaemonHealth>();
+    if (!options.Realtime.Enabled)
+    {
+        Log.RealtimeDisabled(logger);
+    }
+    else if (options.Realtime.LockMemory)
+    {
+        var locked = RealtimeScheduling.LockMemory();
+        health.MemoryLocked = locked.Applied;
+        if (locked.Applied)
+        {
+            Log.RealtimeApplied(logger, locked.Description);
+        }
+        else
+        {
+            Log.RealtimeRefused(logger, locked.Description);
+        }
+    }
+
+    try
+    {
+        await host.StartAsync();
+    }
+    catch (Exception e) when (e is WatchdogUnavailableException or IOException or InvalidOperationException or System.Net.Sockets.SocketException
+        or UnauthorizedAccessException)
+    {
+        await Console.Error.WriteLineAsync($"apphbd: cannot start: {e.Message}");
+        return 1;
+    }
+
+    var tickler = host.Services.GetRequiredService<WatchdogTickler>();
+    Log.Ready(logger, options.Socket.Path, tickler.Device?.Backend ?? "none");
+    await host.WaitForShutdownAsync();
+    Log.Stopping(logger);
+    return 0;
+}

@@ -1,0 +1,75 @@
+using System.Reflection;
+using System.Text.Json;
+using AppHb.Core.Events;
+using AppHb.Core.Heartbeats;
+using AppHb.Daemon.Loops;
+using AppHb.Protocol;
+
+namespace AppHb.Daemon.Status;
+
+/// <summary>Builds the status and event documents that apphbctl, and later the exporters, read.</summary>
+internal sealed class StatusReporter
+{
+    private readonly HeartbeatRegistry _registry;
+    private readonly WatchdogTickler _tickler;
+    private readonly DaemonHealth _health;
+    private readonly TimeProvider _time;
+    private readonly DateTimeOffset _startedAt;
+    private readonly long _startedTimestamp;
+
+    public StatusReporter(HeartbeatRegistry registry, WatchdogTickler tickler, DaemonHealth health, TimeProvider time)
+    {
+        _registry = registry;
+        _tickler = tickler;
+        _health = health;
+        _time = time;
+        _startedAt = time.GetUtcNow();
+        _startedTimestamp = time.GetTimestamp();
+    }
+
+    public static string Version { get; } =
+        typeof(StatusReporter).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
+
+    public StatusDocument Build()
+    {
+        var clients = _registry.Snapshot().Select(ToStatus).ToList();
+        var loop = _health.LoopLateness.Summarize();
+        var tickle = _health.TickleLateness.Summarize();
+        var device = _tickler.Device;
+        var daemon = new DaemonStatus(Version, Environment.ProcessId, _startedAt, _time.GetElapsedTime(_startedTimestamp).TotalSeconds,
+            _health.MemoryLocked, $"deadlines {_health.LoopScheduling}, tickle {_health.TickleScheduling}", clients.Count, loop.P99Ms, loop.MaxMs);
+        var watchdog = new WatchdogStatus(
+            device?.Backend ?? "unopened",
+            device?.DevicePath,
+            device?.Identity,
+            device?.Timeout.TotalSeconds ?? 0,
+            _tickler.Period.TotalSeconds,
+            device?.TimeLeft?.TotalSeconds,
+            _tickler.LastTickleAge?.TotalMilliseconds,
+            _tickler.Tickles,
+            _tickler.Withheld,
+            device?.LastBootByWatchdog ?? false,
+            device is null ? [] : FlagNames(device.BootStatus),
+            tickle.P99Ms,
+            tickle.MaxMs);
+        return new StatusDocument(daemon, watchdog, clients);
+    }
+
+    public byte[] SerializeStatus() => JsonSerializer.SerializeToUtf8Bytes(Build(), ProtocolJsonContext.Default.StatusDocument);
+
+    public static byte[] SerializeEvent(AppHbEvent appEvent)
+    {
+        ArgumentNullException.ThrowIfNull(appEvent);
+        var client = appEvent is ClientEvent c ? ToStatus(c.Client) : null;
+        var late = appEvent is ClientEvent { Late: { } l } ? l.TotalMilliseconds : (double?)null;
+        var document = new EventDocument(appEvent.Sequence, appEvent.At, appEvent.Kind, client, late, appEvent.Describe());
+        return JsonSerializer.SerializeToUtf8Bytes(document, ProtocolJsonContext.Default.EventDocument);
+    }
+
+    private static ClientStatus ToStatus(ClientSnapshot c) => new(
+        c.Id, c.Name, c.Instance, c.Pid, c.Uid, c.Gid, (uint)c.Interval.TotalMilliseconds, (uint)c.Warn.TotalMilliseconds,
+        Math.Round(c.LastBeatAge.TotalMilliseconds, 3), c.State.ToString().ToLowerInvariant(), c.Beats);
+
+    private static List<string> FlagNames(AppHb.Linux.Watchdog.WatchdogFlags flags) =>
+        Enum.GetValues<AppHb.Linux.Watchdog.WatchdogFlags>().Where(f => f != 0 && flags.HasFlag(f)).Select(f => f.ToString()).ToList();
+}
