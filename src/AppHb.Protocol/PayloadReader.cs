@@ -24,7 +24,7 @@ public ref struct PayloadReader
         return BinaryPrimitives.ReadUInt32BigEndian(span);
     }
 
-    public int ReadInt32(string field) => (int)ReadUInt32(field);
+    public int ReadInt32(string field) => unchecked((int)ReadUInt32(field));
 
     public ushort ReadUInt16(string field) => BinaryPrimitives.ReadUInt16BigEndian(Take(2, field));
 

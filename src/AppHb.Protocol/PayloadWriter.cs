@@ -29,7 +29,7 @@ public ref struct PayloadWriter
         _position += 4;
     }
 
-    public void WriteInt32(int value) => WriteUInt32((uint)value);
+    public void WriteInt32(int value) => WriteUInt32(unchecked((uint)value));
 
     public void WriteUInt64(ulong value)
     {

@@ -28,7 +28,15 @@ internal sealed class FrameConnection : IAsyncDisposable
         catch (SocketException e)
         {
             socket.Dispose();
-            throw new DaemonUnavailableException(socketPath, e);
+            // .NET reports a missing socket file as "address not available"; say what it means instead.
+            var why = e.SocketErrorCode switch
+            {
+                SocketError.AddressNotAvailable when !File.Exists(socketPath) => "the socket does not exist (is apphbd running?)",
+                SocketError.AccessDenied => "permission denied (join the socket's group, see socket.group in apphbd.yaml)",
+                SocketError.ConnectionRefused => "nobody listens on it (apphbd stopped or crashed)",
+                _ => e.Message,
+            };
+            throw new DaemonUnavailableException($"cannot reach apphbd at {socketPath}: {why}", e, socketPath);
         }
     }
 

@@ -1,0 +1,138 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using AppHb.Cli;
+using AppHb.Client;
+using AppHb.Protocol;
+
+var socketOption = new Option<string>("--socket", "-s")
+{
+    Description = "apphbd's socket ($APPHB_SOCKET, else /run/apphb/apphbd.sock)",
+    DefaultValueFactory = _ => HeartbeatClientOptions.DefaultSocketPath,
+    Recursive = true,
+};
+var jsonOption = new Option<bool>("--json") { Description = "Print JSON instead of text" };
+
+var status = new Command("status", "Show the daemon, its watchdog and every client") { jsonOption };
+status.SetAction(async (parse, ct) => await Run(async () =>
+{
+    var document = await new AppHbControl(parse.GetValue(socketOption)).GetStatusAsync(ct);
+    Console.Write(parse.GetValue(jsonOption)
+        ? JsonSerializer.Serialize(document, ProtocolJsonContext.Default.StatusDocument) + Environment.NewLine
+        : StatusPrinter.Render(document));
+}));
+
+var followOption = new Option<bool>("--follow", "-f") { Description = "Keep printing events as they happen" };
+var eventsJsonOption = new Option<bool>("--json") { Description = "One JSON document per line" };
+var events = new Command("events", "Print the daemon's recent events; with --follow, then live ones") { followOption, eventsJsonOption };
+events.SetAction(async (parse, ct) => await Run(async () =>
+{
+    var follow = parse.GetValue(followOption);
+    var json = parse.GetValue(eventsJsonOption);
+    using var quiet = new CancellationTokenSource();
+    using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, quiet.Token);
+    if (!follow)
+    {
+        // Without --follow: the history, then stop once the daemon has been quiet briefly.
+        quiet.CancelAfter(TimeSpan.FromMilliseconds(300));
+    }
+
+    try
+    {
+        await foreach (var e in new AppHbControl(parse.GetValue(socketOption)).WatchEventsAsync(includeHistory: true, linked.Token))
+        {
+            Console.WriteLine(json
+                ? JsonSerializer.Serialize(e, ProtocolJsonContext.Default.EventDocument)
+                : $"{e.At.ToLocalTime():yyyy-MM-dd HH:mm:ss.fff} {e.Kind,-12} {e.Message}");
+            if (!follow)
+            {
+                quiet.CancelAfter(TimeSpan.FromMilliseconds(300));
+            }
+        }
+    }
+    catch (OperationCanceledException) when (quiet.IsCancellationRequested || ct.IsCancellationRequested)
+    {
+    }
+}));
+
+var nameArgument = new Argument<string>("name") { Description = "Application name to register" };
+var instanceOption = new Option<string>("--instance") { Description = "Instance, to tell several apart", DefaultValueFactory = _ => string.Empty };
+var intervalOption = new Option<string>("--interval") { Description = "Hung after this long without a beat", DefaultValueFactory = _ => "10s" };
+var warnOption = new Option<string>("--warn") { Description = "Warn after this long without a beat (0s: never)", DefaultValueFactory = _ => "5s" };
+var periodOption = new Option<string?>("--period") { Description = "Beat on this period (default: a third of the interval)" };
+var stdinOption = new Option<bool>("--stdin") { Description = "Beat once per line read from standard input (per call); unregister at end of input" };
+var hb = new Command("hb", "Register NAME and heartbeat for a shell script: on a period, or once per input line")
+{
+    nameArgument, instanceOption, intervalOption, warnOption, periodOption, stdinOption,
+};
+hb.SetAction(async (parse, ct) => await Run(async () =>
+{
+    var interval = ParseDuration(parse.GetValue(intervalOption)!, "--interval");
+    var warn = ParseDuration(parse.GetValue(warnOption)!, "--warn");
+    var period = parse.GetValue(periodOption) is { } p ? ParseDuration(p, "--period") : interval / 3;
+    await using var client = new HeartbeatClient(new HeartbeatClientOptions
+    {
+        SocketPath = parse.GetValue(socketOption)!,
+        Name = parse.GetValue(nameArgument)!,
+        Instance = parse.GetValue(instanceOption)!,
+        Interval = interval,
+        WarnTime = warn,
+    });
+    await client.RegisterAsync(ct);
+    var registration = client.Registration!;
+    await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+        $"apphbctl: registered {parse.GetValue(nameArgument)} as client {registration.ClientId} (pid {registration.Pid})"));
+    try
+    {
+        if (parse.GetValue(stdinOption))
+        {
+            while (await Console.In.ReadLineAsync(ct) is not null)
+            {
+                await client.BeatAsync(ct);
+            }
+        }
+        else
+        {
+            using var timer = new PeriodicTimer(period);
+            await client.BeatAsync(ct);
+            while (await timer.WaitForNextTickAsync(ct))
+            {
+                await client.BeatAsync(ct);
+            }
+        }
+    }
+    catch (OperationCanceledException)
+    {
+    }
+
+    await client.UnregisterAsync(CancellationToken.None);
+}));
+
+var root = new RootCommand("apphbctl: inspect and drive apphbd") { socketOption, status, events, hb };
+return await root.Parse(args).InvokeAsync();
+
+static TimeSpan ParseDuration(string text, string option) => Durations.TryParse(text, out var value)
+    ? value
+    : throw new UsageException($"{option}: \"{text}\" is not a duration; use a number with ms, s, m or h (e.g. 500ms, 10s)");
+
+static async Task<int> Run(Func<Task> action)
+{
+    try
+    {
+        await action();
+        return 0;
+    }
+    catch (UsageException e)
+    {
+        await Console.Error.WriteLineAsync($"apphbctl: {e.Message}");
+        return 2;
+    }
+    catch (AppHbException e)
+    {
+        await Console.Error.WriteLineAsync($"apphbctl: {e.Message}");
+        return 1;
+    }
+}
+
+/// <summary>A command-line value is wrong; exit 2 like other usage errors.</summary>
+internal sealed class UsageException(string message) : Exception(message);

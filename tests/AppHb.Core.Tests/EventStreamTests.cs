@@ -1,0 +1,76 @@
+using AppHb.Core.Events;
+using AppHb.Core.Heartbeats;
+
+namespace AppHb.Core.Tests;
+
+public class EventStreamTests
+{
+    private static ClientEvent Event(string name) => new(ClientEventKind.Registered,
+        new ClientSnapshot(1, name, string.Empty, 1, 0, 0, TimeSpan.FromSeconds(1), TimeSpan.Zero, TimeSpan.Zero, ClientState.Healthy, 0));
+
+    [Fact]
+    public void Every_subscriber_sees_the_same_order_with_increasing_sequence_numbers()
+    {
+        var stream = new EventStream();
+        using var a = stream.Subscribe();
+        using var b = stream.Subscribe();
+        Parallel.For(0, 1000, i => stream.Publish(Event("c" + i)));
+        var seqA = Read(a).Select(e => e.Sequence).ToList();
+        var seqB = Read(b).Select(e => e.Sequence).ToList();
+        Assert.Equal(Enumerable.Range(1, 1000).Select(i => (long)i), seqA);
+        Assert.Equal(seqA, seqB);
+    }
+
+    [Fact]
+    public void A_slow_bounded_subscriber_loses_the_oldest_and_counts_them_while_others_lose_nothing()
+    {
+        var stream = new EventStream();
+        using var slow = stream.Subscribe(capacity: 10);
+        using var fast = stream.Subscribe();
+        for (var i = 0; i < 100; i++)
+        {
+            stream.Publish(Event("c" + i));
+        }
+
+        var kept = Read(slow);
+        Assert.Equal(10, kept.Count);
+        Assert.Equal(91, kept[0].Sequence);
+        Assert.Equal(90, slow.Dropped);
+        Assert.Equal(100, Read(fast).Count);
+    }
+
+    [Fact]
+    public void History_is_replayed_to_a_new_subscriber_before_live_events()
+    {
+        var stream = new EventStream(historyCapacity: 3);
+        for (var i = 0; i < 5; i++)
+        {
+            stream.Publish(Event("c" + i));
+        }
+
+        using var late = stream.Subscribe(replayHistory: true);
+        stream.Publish(Event("live"));
+        Assert.Equal(new long[] { 3, 4, 5, 6 }, Read(late).Select(e => e.Sequence));
+    }
+
+    [Fact]
+    public void Disposed_subscriptions_receive_nothing_more()
+    {
+        var stream = new EventStream();
+        var s = stream.Subscribe();
+        s.Dispose();
+        stream.Publish(Event("x"));
+        Assert.Empty(Read(s));
+    }
+
+    private static List<AppHbEvent> Read(EventSubscription s)
+    {
+        var list = new List<AppHbEvent>();
+        while (s.Reader.TryRead(out var e))
+        {
+            list.Add(e);
+        }
+
+        return list;
+    }
+}

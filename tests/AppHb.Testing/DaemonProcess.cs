@@ -1,0 +1,176 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net.Sockets;
+
+namespace AppHb.Testing;
+
+/// <summary>The real apphbd as a child process on a private socket, with its log captured line by line.</summary>
+public sealed class DaemonProcess : IAsyncDisposable
+{
+    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly SemaphoreSlim _lineArrived = new(0);
+    private Process? _process;
+
+    private DaemonProcess(TempDirectory directory, string configPath, string socketPath)
+    {
+        Directory = directory;
+        ConfigPath = configPath;
+        SocketPath = socketPath;
+    }
+
+    public TempDirectory Directory { get; }
+
+    public string ConfigPath { get; }
+
+    public string SocketPath { get; }
+
+    public int Pid => _process?.Id ?? 0;
+
+    public IReadOnlyCollection<string> Lines => _lines;
+
+    /// <summary>Starts apphbd with the none backend and <paramref name="extraYaml"/> appended to a minimal config.</summary>
+    public static async Task<DaemonProcess> StartAsync(string extraYaml = "", TimeSpan? period = null, bool realtime = true)
+    {
+        var directory = new TempDirectory();
+        var socket = directory.File("apphbd.sock");
+        var config = directory.File("apphbd.yaml");
+        var tickle = period ?? TimeSpan.FromMilliseconds(200);
+        await System.IO.File.WriteAllTextAsync(config, $"""
+            socket:
+              path: {socket}
+            watchdog:
+              backend: none
+              timeout: 5s
+              period: {tickle.TotalMilliseconds}ms
+            realtime:
+              enabled: {(realtime ? "true" : "false")}
+              lock-memory: false
+            {extraYaml}
+            """);
+        var daemon = new DaemonProcess(directory, config, socket);
+        await daemon.StartProcessAsync();
+        return daemon;
+    }
+
+    /// <summary>Starts (again) on the same socket and config: a daemon restart.</summary>
+    public async Task StartProcessAsync()
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(RepositoryPaths.DaemonDll);
+        info.ArgumentList.Add("--config");
+        info.ArgumentList.Add(ConfigPath);
+        var process = Process.Start(info) ?? throw new InvalidOperationException("cannot start apphbd");
+        process.OutputDataReceived += (_, e) => Add(e.Data);
+        process.ErrorDataReceived += (_, e) => Add(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _process = process;
+        await WaitForLineAsync("apphbd ready", TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>Waits for a log line containing <paramref name="text"/> (after <paramref name="skip"/> lines).</summary>
+    public async Task<string> WaitForLineAsync(string text, TimeSpan timeout, int skip = 0)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < timeout)
+        {
+            var match = _lines.Skip(skip).FirstOrDefault(l => l.Contains(text, StringComparison.Ordinal));
+            if (match is not null)
+            {
+                return match;
+            }
+
+            if (_process is { HasExited: true })
+            {
+                throw new InvalidOperationException($"apphbd exited ({_process.ExitCode}) while waiting for \"{text}\":\n{string.Join('\n', _lines)}");
+            }
+
+            await _lineArrived.WaitAsync(TimeSpan.FromMilliseconds(50));
+        }
+
+        throw new TimeoutException($"no log line with \"{text}\" within {timeout}:\n{string.Join('\n', _lines)}");
+    }
+
+    /// <summary>Resident set size from /proc, in bytes.</summary>
+    public long ResidentBytes()
+    {
+        foreach (var line in System.IO.File.ReadLines($"/proc/{Pid}/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            {
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+
+        return 0;
+    }
+
+    public bool IsRunning => _process is { HasExited: false };
+
+    /// <summary>SIGKILL: the daemon crashes.</summary>
+    public async Task KillAsync()
+    {
+        if (_process is { HasExited: false } process)
+        {
+            process.Kill();
+            await process.WaitForExitAsync();
+        }
+    }
+
+    /// <summary>SIGTERM and wait: an orderly stop. Returns the exit code.</summary>
+    public async Task<int> StopAsync()
+    {
+        if (_process is not { HasExited: false } process)
+        {
+            return _process?.ExitCode ?? 0;
+        }
+
+        _ = Signal(process.Id, 15);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await process.WaitForExitAsync(timeout.Token);
+        return process.ExitCode;
+    }
+
+    /// <summary>Connects a raw socket to the daemon.</summary>
+    public async Task<Socket> ConnectAsync()
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(SocketPath));
+        return socket;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await StopAsync();
+        }
+        catch (OperationCanceledException)
+        {
+            await KillAsync();
+        }
+
+        _process?.Dispose();
+        Directory.Dispose();
+        _lineArrived.Dispose();
+    }
+
+    private void Add(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        _lines.Enqueue(line);
+        _lineArrived.Release();
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Signal(int pid, int signal);
+}
