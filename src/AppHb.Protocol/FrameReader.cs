@@ -61,6 +61,12 @@ public static class FrameReader
         return buffer.Length >= header.FrameLength;
     }
 
+    /// <summary>The sequence field of the frame at the start of <paramref name="buffer"/>, read without validating
+    /// anything else, so an error reply can name the frame it answers. The first 12 bytes keep this layout in every
+    /// protocol version (docs/protocol.md).</summary>
+    public static uint? PeekSequence(ReadOnlySpan<byte> buffer) =>
+        buffer.Length >= FrameFormat.HeaderSize ? BinaryPrimitives.ReadUInt32BigEndian(buffer[8..]) : null;
+
     /// <summary>Whether the byte is a frame type defined by this protocol version.</summary>
     public static bool IsKnown(FrameType type) => type switch
     {

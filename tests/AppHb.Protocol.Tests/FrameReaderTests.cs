@@ -38,6 +38,15 @@ public class FrameReaderTests
     }
 
     [Fact]
+    public void Sequence_can_be_peeked_from_a_header_that_fails_validation()
+    {
+        var bytes = Convert.FromHexString("00000008" + "09" + "55" + "FFFF" + "0000002A");
+        Assert.Throws<ProtocolException>(() => FrameReader.TryReadFrame(bytes, out _));
+        Assert.Equal(42u, FrameReader.PeekSequence(bytes));
+        Assert.Null(FrameReader.PeekSequence(bytes.AsSpan(0, 11)));
+    }
+
+    [Fact]
     public void Truncated_payload_names_the_field()
     {
         var e = Assert.Throws<ProtocolException>(() => RegisterRequest.Read(Convert.FromHexString("0002" + "6462" + "0000" + "000027")));

@@ -63,10 +63,9 @@ internal sealed class ClientConnection : IDisposable
 
                 filled += read;
                 var offset = 0;
-                FrameHeader header = default;
                 try
                 {
-                    while (FrameReader.TryReadFrame(buffer.AsSpan(offset, filled - offset), out header))
+                    while (FrameReader.TryReadFrame(buffer.AsSpan(offset, filled - offset), out var header))
                     {
                         var payload = buffer.AsSpan(offset + FrameFormat.HeaderSize, header.PayloadLength);
                         var reply = Handle(header, payload);
@@ -84,9 +83,11 @@ internal sealed class ClientConnection : IDisposable
                 }
                 catch (ProtocolException e)
                 {
-                    Log.ProtocolViolation(_logger, _peer.Pid, _peer.Uid, header.Sequence, e.Code.ToString(), e.Message);
+                    // Answer the frame that broke the rule (offset still points at it), not the last good one.
+                    var sequence = FrameReader.PeekSequence(buffer.AsSpan(offset, filled - offset)) ?? 0;
+                    Log.ProtocolViolation(_logger, _peer.Pid, _peer.Uid, sequence, e.Code.ToString(), e.Message);
                     reason = $"protocol error: {e.Message}";
-                    await TrySendAsync(FrameWriter.ToArray(ErrorReply.Create(e.Code, e.Message), header.Sequence), cancellationToken);
+                    await TrySendAsync(FrameWriter.ToArray(ErrorReply.Create(e.Code, e.Message), sequence), cancellationToken);
                     return;
                 }
 

@@ -1,0 +1,117 @@
+using System.Diagnostics;
+using AppHb.Client;
+using AppHb.Testing;
+
+namespace AppHb.Integration.Tests;
+
+public class ClientLifecycleTests
+{
+    [Fact]
+    public async Task Closing_without_unregistering_is_died_and_unregistering_is_not()
+    {
+        await using var daemon = await DaemonProcess.StartAsync();
+        await using var watcher = await EventWatcher.StartAsync(daemon.SocketPath);
+        var leaver = new HeartbeatClient(new HeartbeatClientOptions { SocketPath = daemon.SocketPath, Name = "leaver" });
+        await leaver.RegisterAsync(TestContext.Current.CancellationToken);
+        await leaver.UnregisterAsync(TestContext.Current.CancellationToken);
+        await leaver.DisposeAsync();
+
+        await using (var raw = await RawConnection.ConnectAsync(daemon.SocketPath))
+        {
+            await raw.SendAsync(AppHb.Protocol.FrameWriter.ToArray(new AppHb.Protocol.RegisterRequest("dropper", "", 5000, 0), 1));
+            Assert.Equal(AppHb.Protocol.FrameType.Registered, (await raw.ReceiveAsync())!.Value.Header.Type);
+        }
+
+        var died = await watcher.WaitForAsync("died", "dropper", TimeSpan.FromSeconds(5));
+        Assert.Contains("connection closed", died.Event.Message, StringComparison.Ordinal);
+        await watcher.WaitForAsync("unregistered", "leaver", TimeSpan.FromSeconds(5));
+        Assert.Equal(0, watcher.Count("died", "leaver"));
+    }
+
+    [Fact]
+    public async Task A_killed_client_process_is_reported_died_with_its_kernel_pid()
+    {
+        await using var daemon = await DaemonProcess.StartAsync();
+        await using var watcher = await EventWatcher.StartAsync(daemon.SocketPath);
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (var arg in new[] { RepositoryPaths.CliDll, "--socket", daemon.SocketPath, "hb", "victim", "--interval", "5s", "--warn", "0s", "--stdin" })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var child = Process.Start(info)!;
+        var registered = await watcher.WaitForAsync("registered", "victim", TimeSpan.FromSeconds(20));
+        Assert.Equal(child.Id, registered.Event.Client!.Pid);
+        await child.StandardInput.WriteLineAsync("beat");
+        await child.StandardInput.FlushAsync(TestContext.Current.CancellationToken);
+        child.Kill();
+        var died = await watcher.WaitForAsync("died", "victim", TimeSpan.FromSeconds(5));
+        Assert.Equal(child.Id, died.Event.Client!.Pid);
+    }
+
+    [Fact]
+    public async Task Clients_reregister_by_themselves_after_the_daemon_crashes_and_restarts()
+    {
+        await using var daemon = await DaemonProcess.StartAsync();
+        await using var client = new HeartbeatClient(new HeartbeatClientOptions
+        {
+            SocketPath = daemon.SocketPath,
+            Name = "survivor",
+            Interval = TimeSpan.FromSeconds(2),
+            WarnTime = TimeSpan.FromSeconds(1),
+            AutoBeatPeriod = TimeSpan.FromMilliseconds(100),
+            ReconnectDelay = TimeSpan.FromMilliseconds(50),
+        });
+        var reregistered = new TaskCompletionSource<HeartbeatRegistration>(TaskCreationOptions.RunContinuationsAsynchronously);
+        client.Reregistered += (_, registration) => reregistered.TrySetResult(registration);
+        await client.RegisterAsync(TestContext.Current.CancellationToken);
+        var first = client.Registration!;
+
+        await daemon.KillAsync();
+        await daemon.StartProcessAsync();
+        var second = await reregistered.Task.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
+        Assert.Equal(first.Pid, second.Pid);
+
+        await Task.Delay(500, TestContext.Current.CancellationToken);
+        var status = await new AppHbControl(daemon.SocketPath).GetStatusAsync(TestContext.Current.CancellationToken);
+        var entry = Assert.Single(status.Clients);
+        Assert.Equal("survivor", entry.Name);
+        Assert.Equal("healthy", entry.State);
+        Assert.True(entry.Beats > 0);
+    }
+
+    [Fact]
+    public async Task A_thousand_concurrent_clients_register_beat_and_leave()
+    {
+        const int count = 1000;
+        await using var daemon = await DaemonProcess.StartAsync();
+        await using var watcher = await EventWatcher.StartAsync(daemon.SocketPath);
+        var clients = Enumerable.Range(0, count).Select(i => new HeartbeatClient(new HeartbeatClientOptions
+        {
+            SocketPath = daemon.SocketPath,
+            Name = "load",
+            Instance = i.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            Interval = TimeSpan.FromSeconds(3),
+            WarnTime = TimeSpan.FromSeconds(2),
+            RequestTimeout = TimeSpan.FromSeconds(30),
+        })).ToList();
+        await Task.WhenAll(clients.Select(c => c.RegisterAsync(TestContext.Current.CancellationToken)));
+        for (var round = 0; round < 5; round++)
+        {
+            await Task.WhenAll(clients.Select(c => c.BeatAsync(TestContext.Current.CancellationToken).AsTask()));
+            await Task.Delay(200, TestContext.Current.CancellationToken);
+        }
+
+        var status = await new AppHbControl(daemon.SocketPath).GetStatusAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(count, status.Clients.Count);
+        Assert.All(status.Clients, c => Assert.Equal("healthy", c.State));
+        Assert.All(status.Clients, c => Assert.Equal(5, c.Beats));
+        Assert.Equal(count, status.Clients.Select(c => c.Instance).Distinct().Count());
+        Assert.Equal(0, watcher.Count("hung") + watcher.Count("warn"));
+
+        await Task.WhenAll(clients.Select(c => c.DisposeAsync().AsTask()));
+        await Task.Delay(500, TestContext.Current.CancellationToken);
+        Assert.Equal(count, watcher.Count("unregistered", "load"));
+        Assert.Empty((await new AppHbControl(daemon.SocketPath).GetStatusAsync(TestContext.Current.CancellationToken)).Clients);
+    }
+}

@@ -1,0 +1,77 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using AppHb.Client;
+using AppHb.Protocol;
+
+namespace AppHb.Integration.Tests;
+
+/// <summary>Watches the daemon's event stream over the real socket and timestamps each event on arrival.</summary>
+internal sealed class EventWatcher : IAsyncDisposable
+{
+    private readonly ConcurrentQueue<(EventDocument Event, long ArrivedAt)> _events = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _loop;
+    private readonly TaskCompletionSource _subscribed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private EventWatcher(string socketPath)
+    {
+        _loop = Task.Run(async () =>
+        {
+            try
+            {
+                var stream = new AppHbControl(socketPath).WatchEventsAsync(includeHistory: false, _stop.Token);
+                await using var enumerator = stream.GetAsyncEnumerator(_stop.Token);
+                var moving = enumerator.MoveNextAsync();
+                _subscribed.TrySetResult();
+                while (await moving)
+                {
+                    _events.Enqueue((enumerator.Current, Stopwatch.GetTimestamp()));
+                    moving = enumerator.MoveNextAsync();
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        });
+    }
+
+    public static async Task<EventWatcher> StartAsync(string socketPath)
+    {
+        var watcher = new EventWatcher(socketPath);
+        await watcher._subscribed.Task;
+        // The Subscribe frame must reach the daemon before the test acts; a status round trip on another
+        // connection does not order it, so wait until a harmless event shows the stream is live.
+        await Task.Delay(200);
+        return watcher;
+    }
+
+    public IReadOnlyList<(EventDocument Event, long ArrivedAt)> All => [.. _events];
+
+    public async Task<(EventDocument Event, long ArrivedAt)> WaitForAsync(string kind, string name, TimeSpan timeout)
+    {
+        var watch = Stopwatch.StartNew();
+        while (watch.Elapsed < timeout)
+        {
+            foreach (var e in _events)
+            {
+                if (e.Event.Kind == kind && e.Event.Client?.Name == name)
+                {
+                    return e;
+                }
+            }
+
+            await Task.Delay(5);
+        }
+
+        throw new TimeoutException($"no {kind} event for {name} within {timeout}; saw: {string.Join(", ", _events.Select(e => $"{e.Event.Kind}:{e.Event.Client?.Name}"))}");
+    }
+
+    public int Count(string kind, string? name = null) => _events.Count(e => e.Event.Kind == kind && (name is null || e.Event.Client?.Name == name));
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await _loop;
+        _stop.Dispose();
+    }
+}

@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using AppHb.Client;
+using AppHb.Testing;
+
+namespace AppHb.Integration.Tests;
+
+/// <summary>Real daemon, real clients, real socket. Stated tolerance: the daemon raises each event at most 50 ms
+/// after its deadline by its own clock (late_ms), and a watcher receives it at most 300 ms after the deadline, never
+/// before it.</summary>
+public class HeartbeatTimingTests
+{
+    private const double DaemonToleranceMs = 50;
+    private const double ObservedToleranceMs = 300;
+
+    [Fact]
+    public async Task Silent_client_goes_warn_then_hung_on_time_then_recovers_when_beats_resume()
+    {
+        await using var daemon = await DaemonProcess.StartAsync();
+        await using var watcher = await EventWatcher.StartAsync(daemon.SocketPath);
+        await using var client = new HeartbeatClient(new HeartbeatClientOptions
+        {
+            SocketPath = daemon.SocketPath,
+            Name = "timed",
+            Interval = TimeSpan.FromMilliseconds(600),
+            WarnTime = TimeSpan.FromMilliseconds(300),
+        });
+        await client.RegisterAsync(TestContext.Current.CancellationToken);
+        await client.BeatAsync(TestContext.Current.CancellationToken);
+        var lastBeat = Stopwatch.GetTimestamp();
+
+        var warn = await watcher.WaitForAsync("warn", "timed", TimeSpan.FromSeconds(5));
+        var hung = await watcher.WaitForAsync("hung", "timed", TimeSpan.FromSeconds(5));
+        AssertOnTime(warn, lastBeat, 300);
+        AssertOnTime(hung, lastBeat, 600);
+
+        await client.BeatAsync(TestContext.Current.CancellationToken);
+        var recovered = await watcher.WaitForAsync("recovered", "timed", TimeSpan.FromSeconds(5));
+        Assert.Equal("healthy", recovered.Event.Client!.State);
+
+        // Silence again: one more warn and hung, still exactly once each per episode.
+        await Task.Delay(1500, TestContext.Current.CancellationToken);
+        Assert.Equal(2, watcher.Count("warn", "timed"));
+        Assert.Equal(2, watcher.Count("hung", "timed"));
+        Assert.Equal(1, watcher.Count("recovered", "timed"));
+    }
+
+    [Fact]
+    public async Task Steady_beats_raise_nothing_and_set_interval_takes_effect_at_once()
+    {
+        await using var daemon = await DaemonProcess.StartAsync();
+        await using var watcher = await EventWatcher.StartAsync(daemon.SocketPath);
+        await using var client = new HeartbeatClient(new HeartbeatClientOptions
+        {
+            SocketPath = daemon.SocketPath,
+            Name = "steady",
+            Interval = TimeSpan.FromMilliseconds(400),
+            WarnTime = TimeSpan.FromMilliseconds(200),
+            AutoBeatPeriod = TimeSpan.FromMilliseconds(50),
+        });
+        await client.RegisterAsync(TestContext.Current.CancellationToken);
+        await Task.Delay(1500, TestContext.Current.CancellationToken);
+        Assert.Equal(0, watcher.Count("warn", "steady") + watcher.Count("hung", "steady"));
+
+        // An interval shorter than the beat period makes it hang even though it keeps beating.
+        await client.SetWarnTimeAsync(TimeSpan.Zero, TestContext.Current.CancellationToken);
+        await client.SetIntervalAsync(TimeSpan.FromMilliseconds(20), TestContext.Current.CancellationToken);
+        await watcher.WaitForAsync("hung", "steady", TimeSpan.FromSeconds(5));
+        var status = await new AppHbControl(daemon.SocketPath).GetStatusAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(20u, status.Clients.Single().IntervalMs);
+    }
+
+    [Fact]
+    public async Task Invalid_timing_is_refused_with_the_reason_and_the_connection_stays_usable()
+    {
+        await using var daemon = await DaemonProcess.StartAsync();
+        await using var client = new HeartbeatClient(new HeartbeatClientOptions
+        {
+            SocketPath = daemon.SocketPath,
+            Name = "bad",
+            Interval = TimeSpan.FromSeconds(1),
+            WarnTime = TimeSpan.FromSeconds(2),
+        });
+        var e = await Assert.ThrowsAsync<AppHbException>(() => client.RegisterAsync(TestContext.Current.CancellationToken));
+        Assert.Equal(AppHb.Protocol.ErrorCode.InvalidArgument, e.Code);
+        Assert.Contains("shorter than the interval", e.Message, StringComparison.Ordinal);
+    }
+
+    private static void AssertOnTime((AppHb.Protocol.EventDocument Event, long ArrivedAt) observed, long lastBeat, double deadlineMs)
+    {
+        Assert.NotNull(observed.Event.LateMs);
+        Assert.InRange(observed.Event.LateMs!.Value, 0, DaemonToleranceMs);
+        var arrivedAfterBeatMs = Stopwatch.GetElapsedTime(lastBeat, observed.ArrivedAt).TotalMilliseconds;
+        Assert.InRange(arrivedAfterBeatMs, deadlineMs - 1, deadlineMs + ObservedToleranceMs);
+    }
+}

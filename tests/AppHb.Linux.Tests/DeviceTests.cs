@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using AppHb.Linux.Accounts;
+using AppHb.Linux.Gpio;
+using AppHb.Linux.Realtime;
+using AppHb.Linux.Timing;
+using AppHb.Linux.Watchdog;
+using AppHb.Testing;
+
+namespace AppHb.Linux.Tests;
+
+/// <summary>Real syscalls against real files. The host's /dev/watchdog is never opened: a real watchdog driver is
+/// exercised in the appliance VM (hw/). Here, the refusal paths a misconfigured node would hit.</summary>
+public class DeviceTests
+{
+    [Fact]
+    public void Opening_a_file_that_is_not_a_watchdog_is_refused_by_name()
+    {
+        var e = Assert.Throws<WatchdogUnavailableException>(() => LinuxWatchdogDevice.Open("/dev/null", TimeSpan.FromSeconds(30)));
+        Assert.Contains("/dev/null is not a watchdog device", e.Message, StringComparison.Ordinal);
+        Assert.Contains("WDIOC_GETSUPPORT", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_missing_watchdog_device_says_no_driver_is_loaded()
+    {
+        var e = Assert.Throws<WatchdogUnavailableException>(() => LinuxWatchdogDevice.Open("/dev/watchdog-apphb-missing", null));
+        Assert.Contains("no watchdog driver is loaded", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_file_that_is_not_a_gpio_chip_is_refused_by_name()
+    {
+        var e = Assert.Throws<WatchdogUnavailableException>(() =>
+            WatchdogDevice.Create(new WatchdogSettings(WatchdogBackend.Gpio, "/dev/null", TimeSpan.FromSeconds(1.6),
+                new GpioWatchdogSettings("/dev/null", 3, false, null, false))));
+        Assert.Contains("/dev/null is not a GPIO chip", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_none_backend_feeds_nothing_but_reports_its_timeout()
+    {
+        using var device = WatchdogDevice.Create(new WatchdogSettings(WatchdogBackend.None, "/dev/null", TimeSpan.FromSeconds(7)));
+        device.Keepalive();
+        Assert.Equal("none", device.Backend);
+        Assert.Equal(TimeSpan.FromSeconds(7), device.Timeout);
+        Assert.False(device.LastBootByWatchdog);
+    }
+
+    [Fact]
+    public void Holders_of_a_device_are_found_through_proc()
+    {
+        using var directory = new TempDirectory();
+        var path = directory.File("fake-device");
+        File.WriteAllText(path, string.Empty);
+        using var held = File.OpenRead(path);
+        var holders = WatchdogHolders.Find(path);
+        Assert.Contains(holders, h => h.Pid == Environment.ProcessId);
+    }
+
+    [Fact]
+    public void Precise_waiter_times_out_close_to_the_requested_time()
+    {
+        using var waiter = new PreciseWaiter();
+        var watch = Stopwatch.StartNew();
+        Assert.False(waiter.Wait(TimeSpan.FromMilliseconds(20)));
+        Assert.InRange(watch.Elapsed.TotalMilliseconds, 19.9, 500);
+    }
+
+    [Fact]
+    public async Task Precise_waiter_is_woken_at_once_from_another_thread()
+    {
+        using var waiter = new PreciseWaiter();
+        var watch = Stopwatch.StartNew();
+        var waiting = Task.Run(() => waiter.Wait(TimeSpan.FromSeconds(30)));
+        await Task.Delay(50);
+        waiter.Wake();
+        Assert.True(await waiting);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public void Realtime_policy_applied_to_a_thread_is_what_proc_reports()
+    {
+        string? described = null;
+        RealtimeOutcome outcome = default;
+        var thread = new Thread(() =>
+        {
+            outcome = RealtimeScheduling.ApplyToCurrentThread(RealtimePolicy.RoundRobin, 10);
+            described = RealtimeScheduling.DescribeThread(UnixAccounts.CurrentThreadId);
+        });
+        thread.Start();
+        thread.Join();
+        // As root (CI) this applies; elsewhere it must say why not, and proc must agree with the outcome.
+        Assert.Equal(outcome.Applied ? "SCHED_RR 10" : "SCHED_OTHER", described);
+        Assert.True(outcome.Applied || outcome.Description.Contains("refused", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Realtime_priority_out_of_range_is_explained()
+    {
+        var outcome = RealtimeScheduling.ApplyToCurrentThread(RealtimePolicy.Fifo, 150);
+        Assert.False(outcome.Applied);
+        Assert.Contains("outside 1..99", outcome.Description, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Group_names_resolve_through_nss()
+    {
+        Assert.True(UnixAccounts.TryGetGroupId("root", out var gid));
+        Assert.Equal(0u, gid);
+        Assert.True(UnixAccounts.TryGetGroupId("4242", out var numeric));
+        Assert.Equal(4242u, numeric);
+        Assert.False(UnixAccounts.TryGetGroupId("no-such-group-apphb", out _));
+    }
+}

@@ -1,0 +1,153 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using AppHb.Linux.Gpio;
+using AppHb.Linux.Watchdog;
+using AppHb.Testing;
+
+namespace AppHb.Linux.Tests;
+
+/// <summary>Compiles linux/watchdog.h and linux/gpio.h with cc and checks that every ioctl number, struct size and
+/// field offset our interop declares is what the kernel headers say.</summary>
+public sealed class KernelHeaderTests : IDisposable
+{
+    private const string Program = """
+        #include <stdio.h>
+        #include <stddef.h>
+        #include <linux/watchdog.h>
+        #include <linux/gpio.h>
+        #define P(name, value) printf("%s=%llu\n", name, (unsigned long long)(value))
+        int main(void) {
+            P("WDIOC_GETSUPPORT", WDIOC_GETSUPPORT);
+            P("WDIOC_GETSTATUS", WDIOC_GETSTATUS);
+            P("WDIOC_GETBOOTSTATUS", WDIOC_GETBOOTSTATUS);
+            P("WDIOC_SETOPTIONS", WDIOC_SETOPTIONS);
+            P("WDIOC_KEEPALIVE", WDIOC_KEEPALIVE);
+            P("WDIOC_SETTIMEOUT", WDIOC_SETTIMEOUT);
+            P("WDIOC_GETTIMEOUT", WDIOC_GETTIMEOUT);
+            P("WDIOC_GETTIMELEFT", WDIOC_GETTIMELEFT);
+            P("WDIOS_DISABLECARD", WDIOS_DISABLECARD);
+            P("WDIOS_ENABLECARD", WDIOS_ENABLECARD);
+            P("WDIOF_CARDRESET", WDIOF_CARDRESET);
+            P("WDIOF_SETTIMEOUT", WDIOF_SETTIMEOUT);
+            P("WDIOF_MAGICCLOSE", WDIOF_MAGICCLOSE);
+            P("WDIOF_KEEPALIVEPING", WDIOF_KEEPALIVEPING);
+            P("WDIOF_OVERHEAT", WDIOF_OVERHEAT);
+            P("WDIOF_PRETIMEOUT", WDIOF_PRETIMEOUT);
+            P("WDIOF_ALARMONLY", WDIOF_ALARMONLY);
+            P("sizeof(watchdog_info)", sizeof(struct watchdog_info));
+            P("offsetof(watchdog_info.identity)", offsetof(struct watchdog_info, identity));
+            P("GPIO_GET_CHIPINFO_IOCTL", GPIO_GET_CHIPINFO_IOCTL);
+            P("GPIO_V2_GET_LINE_IOCTL", GPIO_V2_GET_LINE_IOCTL);
+            P("GPIO_V2_LINE_SET_VALUES_IOCTL", GPIO_V2_LINE_SET_VALUES_IOCTL);
+            P("GPIO_V2_LINE_GET_VALUES_IOCTL", GPIO_V2_LINE_GET_VALUES_IOCTL);
+            P("GPIO_V2_LINES_MAX", GPIO_V2_LINES_MAX);
+            P("GPIO_V2_LINE_NUM_ATTRS_MAX", GPIO_V2_LINE_NUM_ATTRS_MAX);
+            P("GPIO_V2_LINE_FLAG_ACTIVE_LOW", GPIO_V2_LINE_FLAG_ACTIVE_LOW);
+            P("GPIO_V2_LINE_FLAG_OUTPUT", GPIO_V2_LINE_FLAG_OUTPUT);
+            P("GPIO_V2_LINE_ATTR_ID_FLAGS", GPIO_V2_LINE_ATTR_ID_FLAGS);
+            P("GPIO_V2_LINE_ATTR_ID_OUTPUT_VALUES", GPIO_V2_LINE_ATTR_ID_OUTPUT_VALUES);
+            P("sizeof(gpiochip_info)", sizeof(struct gpiochip_info));
+            P("sizeof(gpio_v2_line_attribute)", sizeof(struct gpio_v2_line_attribute));
+            P("sizeof(gpio_v2_line_config_attribute)", sizeof(struct gpio_v2_line_config_attribute));
+            P("sizeof(gpio_v2_line_config)", sizeof(struct gpio_v2_line_config));
+            P("offsetof(gpio_v2_line_config.attrs)", offsetof(struct gpio_v2_line_config, attrs));
+            P("sizeof(gpio_v2_line_request)", sizeof(struct gpio_v2_line_request));
+            P("offsetof(gpio_v2_line_request.consumer)", offsetof(struct gpio_v2_line_request, consumer));
+            P("offsetof(gpio_v2_line_request.config)", offsetof(struct gpio_v2_line_request, config));
+            P("offsetof(gpio_v2_line_request.num_lines)", offsetof(struct gpio_v2_line_request, num_lines));
+            P("offsetof(gpio_v2_line_request.fd)", offsetof(struct gpio_v2_line_request, fd));
+            P("sizeof(gpio_v2_line_values)", sizeof(struct gpio_v2_line_values));
+            return 0;
+        }
+        """;
+
+    private readonly TempDirectory _directory = new();
+
+    public static TheoryData<string, ulong> Ours => new()
+    {
+        { "WDIOC_GETSUPPORT", WatchdogUapi.GetSupport },
+        { "WDIOC_GETSTATUS", WatchdogUapi.GetStatus },
+        { "WDIOC_GETBOOTSTATUS", WatchdogUapi.GetBootStatus },
+        { "WDIOC_SETOPTIONS", WatchdogUapi.SetOptions },
+        { "WDIOC_KEEPALIVE", WatchdogUapi.Keepalive },
+        { "WDIOC_SETTIMEOUT", WatchdogUapi.SetTimeout },
+        { "WDIOC_GETTIMEOUT", WatchdogUapi.GetTimeout },
+        { "WDIOC_GETTIMELEFT", WatchdogUapi.GetTimeLeft },
+        { "WDIOS_DISABLECARD", (ulong)WatchdogUapi.OptionDisableCard },
+        { "WDIOS_ENABLECARD", (ulong)WatchdogUapi.OptionEnableCard },
+        { "WDIOF_CARDRESET", (ulong)WatchdogFlags.CardReset },
+        { "WDIOF_SETTIMEOUT", (ulong)WatchdogFlags.SetTimeout },
+        { "WDIOF_MAGICCLOSE", (ulong)WatchdogFlags.MagicClose },
+        { "WDIOF_KEEPALIVEPING", (ulong)WatchdogFlags.KeepalivePing },
+        { "WDIOF_OVERHEAT", (ulong)WatchdogFlags.Overheat },
+        { "WDIOF_PRETIMEOUT", (ulong)WatchdogFlags.PreTimeout },
+        { "WDIOF_ALARMONLY", (ulong)WatchdogFlags.AlarmOnly },
+        { "sizeof(watchdog_info)", (ulong)Marshal.SizeOf<WatchdogUapi.WatchdogInfo>() },
+        { "offsetof(watchdog_info.identity)", (ulong)Marshal.OffsetOf<WatchdogUapi.WatchdogInfo>("Identity") },
+        { "GPIO_GET_CHIPINFO_IOCTL", GpioUapi.GetChipInfo },
+        { "GPIO_V2_GET_LINE_IOCTL", GpioUapi.GetLine },
+        { "GPIO_V2_LINE_SET_VALUES_IOCTL", GpioUapi.LineSetValues },
+        { "GPIO_V2_LINE_GET_VALUES_IOCTL", GpioUapi.LineGetValues },
+        { "GPIO_V2_LINES_MAX", GpioUapi.LinesMax },
+        { "GPIO_V2_LINE_NUM_ATTRS_MAX", GpioUapi.NumAttributesMax },
+        { "GPIO_V2_LINE_FLAG_ACTIVE_LOW", GpioUapi.FlagActiveLow },
+        { "GPIO_V2_LINE_FLAG_OUTPUT", GpioUapi.FlagOutput },
+        { "GPIO_V2_LINE_ATTR_ID_FLAGS", GpioUapi.AttributeIdFlags },
+        { "GPIO_V2_LINE_ATTR_ID_OUTPUT_VALUES", GpioUapi.AttributeIdOutputValues },
+        { "sizeof(gpiochip_info)", (ulong)Marshal.SizeOf<GpioUapi.ChipInfo>() },
+        { "sizeof(gpio_v2_line_attribute)", (ulong)Marshal.SizeOf<GpioUapi.LineAttribute>() },
+        { "sizeof(gpio_v2_line_config_attribute)", (ulong)Marshal.SizeOf<GpioUapi.LineConfigAttribute>() },
+        { "sizeof(gpio_v2_line_config)", (ulong)Marshal.SizeOf<GpioUapi.LineConfig>() },
+        { "offsetof(gpio_v2_line_config.attrs)", (ulong)Marshal.OffsetOf<GpioUapi.LineConfig>("Attributes") },
+        { "sizeof(gpio_v2_line_request)", (ulong)Marshal.SizeOf<GpioUapi.LineRequest>() },
+        { "offsetof(gpio_v2_line_request.consumer)", (ulong)Marshal.OffsetOf<GpioUapi.LineRequest>("Consumer") },
+        { "offsetof(gpio_v2_line_request.config)", (ulong)Marshal.OffsetOf<GpioUapi.LineRequest>("Config") },
+        { "offsetof(gpio_v2_line_request.num_lines)", (ulong)Marshal.OffsetOf<GpioUapi.LineRequest>("NumLines") },
+        { "offsetof(gpio_v2_line_request.fd)", (ulong)Marshal.OffsetOf<GpioUapi.LineRequest>("Fd") },
+        { "sizeof(gpio_v2_line_values)", (ulong)Marshal.SizeOf<GpioUapi.LineValues>() },
+    };
+
+    [Theory]
+    [MemberData(nameof(Ours))]
+    public void Interop_matches_the_kernel_header(string name, ulong ours)
+    {
+        var kernel = KernelValues.Value;
+        Assert.True(kernel.ContainsKey(name), $"the C probe did not print {name}");
+        Assert.Equal(kernel[name], ours);
+    }
+
+    [Fact]
+    public void Every_value_the_probe_prints_is_checked()
+    {
+        var checkedNames = Ours.Select(row => row.Data.Item1).ToHashSet();
+        Assert.DoesNotContain(KernelValues.Value.Keys, k => !checkedNames.Contains(k));
+    }
+
+    private static readonly Lazy<Dictionary<string, ulong>> KernelValues = new(CompileAndRun);
+
+    private static Dictionary<string, ulong> CompileAndRun()
+    {
+        var dir = Directory.CreateTempSubdirectory("apphb-uapi-").FullName;
+        var source = Path.Combine(dir, "probe.c");
+        var binary = Path.Combine(dir, "probe");
+        File.WriteAllText(source, Program);
+        Run("cc", $"-o {binary} {source}");
+        var output = Run(binary, string.Empty);
+        Directory.Delete(dir, recursive: true);
+        return output.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(line => line.Split('='))
+            .ToDictionary(parts => parts[0], parts => ulong.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    private static string Run(string file, string arguments)
+    {
+        using var process = Process.Start(new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        var output = process.StandardOutput.ReadToEnd();
+        var error = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Assert.True(process.ExitCode == 0, $"{file} {arguments} failed: {error}");
+        return output;
+    }
+
+    public void Dispose() => _directory.Dispose();
+}

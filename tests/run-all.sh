@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian machine, installing what the tests need first.
+# Ends with one totals line of its own: "tests: N passed, N failed, N skipped".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+# What the tests need beyond the .NET SDK: a C compiler and the kernel uAPI headers (interop layout checks).
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+[ -f /usr/include/linux/watchdog.h ] && [ -f /usr/include/linux/gpio.h ] || missing+=(linux-libc-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing test prerequisites: ${missing[*]}"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || exit 1
+fi
+
+dotnet build AppHb.sln -c Release -warnaserror || { echo "tests: 0 passed, 1 failed, 0 skipped"; exit 1; }
+
+results=TestResults
+rm -rf "$results"
+# One project at a time: the integration suite asserts timings and shares two cores with the daemon it tests.
+dotnet test AppHb.sln -c Release --no-build -maxcpucount:1 --logger "trx" --results-directory "$results" "$@"
+status=$?
+
+passed=0; failed=0; skipped=0; files=0
+for trx in "$results"/*.trx; do
+    [ -f "$trx" ] || continue
+    files=$((files + 1))
+    counters=$(grep -o '<Counters [^>]*>' "$trx")
+    value() { echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"; }
+    passed=$((passed + $(value passed)))
+    failed=$((failed + $(value failed) + $(value error) + $(value timeout) + $(value aborted)))
+    skipped=$((skipped + $(value total) - $(value executed)))
+done
+projects=$(find tests -name '*.Tests.csproj' | wc -l)
+if [ "$files" -lt "$projects" ]; then
+    # A test host that crashed leaves no results file: count it as a failure, never as silence.
+    echo "only $files of $projects test projects reported results"
+    failed=$((failed + projects - files))
+    status=1
+fi
+[ "$failed" -gt 0 ] && status=1
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+exit $status
