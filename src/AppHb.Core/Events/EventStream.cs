@@ -58,6 +58,22 @@ public sealed class EventStream
         }
     }
 
+    /// <summary>The retained recent events with a sequence number up to <paramref name="upTo"/>, oldest first.</summary>
+    public IReadOnlyList<AppHbEvent> History(long upTo)
+    {
+        lock (_gate)
+        {
+            var list = new List<AppHbEvent>();
+            var last = Math.Min(upTo, _sequence);
+            for (var seq = Math.Max(1, _sequence - _history.Length + 1); seq <= last; seq++)
+            {
+                list.Add(_history[(seq - 1) % _history.Length]);
+            }
+
+            return list;
+        }
+    }
+
     internal void Remove(EventSubscription subscription)
     {
         lock (_gate)

@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
-using AppHb.Core.Events;
+using AppHb.Daemon.Events;
 using AppHb.Core.Heartbeats;
 using AppHb.Daemon.Status;
 using AppHb.Protocol;
@@ -14,24 +14,24 @@ namespace AppHb.Daemon.Clients;
 internal sealed class ClientConnection : IDisposable
 {
     private const int InitialBufferSize = 256;
-    private const int EventWatcherCapacity = 1024;
 
     private readonly Socket _socket;
     private readonly HeartbeatRegistry _registry;
-    private readonly EventStream _events;
+    private readonly EventBroadcaster _broadcaster;
     private readonly StatusReporter _status;
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly PeerCredentials _peer;
     private Role _role;
     private RegisteredClient? _client;
-    private EventSubscription? _subscription;
+    private bool _replayHistory;
+    private bool _watching;
 
-    public ClientConnection(Socket socket, HeartbeatRegistry registry, EventStream events, StatusReporter status, ILogger logger)
+    public ClientConnection(Socket socket, HeartbeatRegistry registry, EventBroadcaster broadcaster, StatusReporter status, ILogger logger)
     {
         _socket = socket;
         _registry = registry;
-        _events = events;
+        _broadcaster = broadcaster;
         _status = status;
         _logger = logger;
         _peer = ReadPeerCredentials(socket);
@@ -50,7 +50,6 @@ internal sealed class ClientConnection : IDisposable
         var reason = "connection closed";
         var buffer = new byte[InitialBufferSize];
         var filled = 0;
-        Task? pump = null;
         try
         {
             while (true)
@@ -75,9 +74,11 @@ internal sealed class ClientConnection : IDisposable
                             await SendAsync(reply, cancellationToken);
                         }
 
-                        if (_role == Role.Watcher && pump is null)
+                        if (_role == Role.Watcher && _watching is false)
                         {
-                            pump = PumpEventsAsync(cancellationToken);
+                            // After the Ok went out: events follow it, never precede it.
+                            _broadcaster.Add(_socket, _peer.Pid, _replayHistory);
+                            _watching = true;
                         }
                     }
                 }
@@ -126,11 +127,9 @@ internal sealed class ClientConnection : IDisposable
                 _registry.Disconnect(_client, reason);
             }
 
-            _subscription?.Dispose();
-            _socket.Dispose();
-            if (pump is not null)
+            if (_watching)
             {
-                await pump.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                _broadcaster.Remove(_socket);
             }
 
             Dispose();
@@ -241,7 +240,7 @@ internal sealed class ClientConnection : IDisposable
                     throw OutOfOrder(header, "this connection is already " + Describe(_role));
                 }
 
-                _subscription = _events.Subscribe(EventWatcherCapacity, replayHistory: (header.Flags & FrameFlags.ReplayHistory) != 0);
+                _replayHistory = (header.Flags & FrameFlags.ReplayHistory) != 0;
                 _role = Role.Watcher;
                 return FrameWriter.EmptyToArray(FrameType.Ok, header.Sequence);
 
@@ -298,29 +297,6 @@ internal sealed class ClientConnection : IDisposable
         // ArgumentException appends " (Parameter 'x')"; the wire message should read as one sentence.
         var cut = message.IndexOf(" (Parameter", StringComparison.Ordinal);
         return cut < 0 ? message : message[..cut];
-    }
-
-    private async Task PumpEventsAsync(CancellationToken cancellationToken)
-    {
-        var subscription = _subscription!;
-        long reportedDrops = 0;
-        try
-        {
-            await foreach (var appEvent in subscription.Reader.ReadAllAsync(cancellationToken))
-            {
-                var document = StatusReporter.SerializeEvent(appEvent);
-                await SendAsync(FrameWriter.ToArrayRaw(FrameType.Event, 0, document), cancellationToken);
-                if (subscription.Dropped != reportedDrops)
-                {
-                    reportedDrops = subscription.Dropped;
-                    Log.WatcherDropped(_logger, _peer.Pid, reportedDrops);
-                }
-            }
-        }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
-        {
-            // The watcher went away or the daemon stops; the read loop cleans up.
-        }
     }
 
     private async ValueTask SendAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)

@@ -1,5 +1,5 @@
 using System.Net.Sockets;
-using AppHb.Core.Events;
+using AppHb.Daemon.Events;
 using AppHb.Core.Heartbeats;
 using AppHb.Daemon.Configuration;
 using AppHb.Daemon.Status;
@@ -15,7 +15,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
 {
     private readonly SocketOptions _options;
     private readonly HeartbeatRegistry _registry;
-    private readonly EventStream _events;
+    private readonly EventBroadcaster _broadcaster;
     private readonly StatusReporter _status;
     private readonly ILogger<ClientSocketServer> _logger;
     private readonly CancellationTokenSource _stopping = new();
@@ -24,12 +24,12 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
     private Socket? _listener;
     private Task? _acceptLoop;
 
-    public ClientSocketServer(ApphbdOptions options, HeartbeatRegistry registry, EventStream events, StatusReporter status,
+    public ClientSocketServer(ApphbdOptions options, HeartbeatRegistry registry, EventBroadcaster broadcaster, StatusReporter status,
         ILogger<ClientSocketServer> logger)
     {
         _options = options.Socket;
         _registry = registry;
-        _events = events;
+        _broadcaster = broadcaster;
         _status = status;
         _logger = logger;
     }
@@ -117,7 +117,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
                 continue;
             }
 
-            var connection = new ClientConnection(accepted, _registry, _events, _status, _logger);
+            var connection = new ClientConnection(accepted, _registry, _broadcaster, _status, _logger);
             var task = connection.RunAsync(cancellationToken);
             lock (_gate)
             {

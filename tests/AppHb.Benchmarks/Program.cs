@@ -1,0 +1,52 @@
+using System.Diagnostics;
+using System.Globalization;
+using AppHb.Benchmarks;
+
+// apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]
+// Runs as root on Linux. Publishes apphbd as it ships (self-contained, ReadyToRun) and installs Debian's heartbeat
+// package for the peer if it is missing.
+if (args.Length == 0 || args[0] != "heartbeat")
+{
+    Console.Error.WriteLine("usage: apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]");
+    return 2;
+}
+
+var clients = new[] { 1000, 10_000 };
+var seconds = 5.0;
+for (var i = 1; i < args.Length - 1; i++)
+{
+    if (args[i] == "--clients")
+    {
+        clients = args[i + 1].Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
+    }
+    else if (args[i] == "--seconds")
+    {
+        seconds = double.Parse(args[i + 1], CultureInfo.InvariantCulture);
+    }
+}
+
+var root = AppContext.BaseDirectory;
+while (!File.Exists(Path.Combine(root, "AppHb.sln")))
+{
+    root = Path.GetDirectoryName(root.TrimEnd('/')) ?? throw new DirectoryNotFoundException("AppHb.sln");
+}
+
+if (!File.Exists(LinuxHaDaemon.Binary))
+{
+    Console.Error.WriteLine("installing the peer: apt-get install heartbeat");
+    Machine.Run("sh", "-c", "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q heartbeat >/dev/null");
+}
+
+var work = Directory.CreateTempSubdirectory("apphb-bench-").FullName;
+var published = Path.Combine(work, "apphbd");
+Console.Error.WriteLine("publishing apphbd (self-contained, ReadyToRun)...");
+Machine.Run("dotnet", "publish", Path.Combine(root, "src", "AppHb.Daemon"), "-c", "Release", "-r", "linux-x64", "--self-contained",
+    "-p:PublishReadyToRun=true", "-o", published);
+
+var started = Stopwatch.StartNew();
+var report = await new HeartbeatBenchmark(Path.Combine(published, "apphbd"), work, clients, seconds).RunAsync();
+Console.WriteLine($"Heartbeat daemons, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
+Console.WriteLine();
+Console.Write(report);
+Directory.Delete(work, recursive: true);
+return 0;
