@@ -13,7 +13,8 @@ namespace AppHb.Client;
 public sealed class HeartbeatClient : IAsyncDisposable
 {
     private readonly HeartbeatClientOptions _options;
-    private readonly ConcurrentDictionary<uint, TaskCompletionSource<ReceivedFrame>> _pending = new();
+    // Each pending request remembers its connection: when one connection ends, only its own requests fail.
+    private readonly ConcurrentDictionary<uint, (FrameConnection Connection, TaskCompletionSource<ReceivedFrame> Reply)> _pending = new();
     private readonly CancellationTokenSource _lifetime = new();
     private readonly Lock _gate = new();
     private readonly byte[] _beatFrame = FrameWriter.EmptyToArray(FrameType.Beat, 0);
@@ -207,7 +208,7 @@ public sealed class HeartbeatClient : IAsyncDisposable
     private async Task<ReceivedFrame> SendAndWaitAsync(FrameConnection connection, byte[] frame, uint sequence, CancellationToken cancellationToken)
     {
         var reply = new TaskCompletionSource<ReceivedFrame>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _pending[sequence] = reply;
+        _pending[sequence] = (connection, reply);
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -243,9 +244,10 @@ public sealed class HeartbeatClient : IAsyncDisposable
         {
             while (await connection.ReceiveAsync(_lifetime.Token) is { } frame)
             {
-                if (_pending.TryRemove(frame.Header.Sequence, out var waiter))
+                if (_pending.TryGetValue(frame.Header.Sequence, out var waiter) && ReferenceEquals(waiter.Connection, connection)
+                    && _pending.TryRemove(frame.Header.Sequence, out _))
                 {
-                    waiter.TrySetResult(frame);
+                    waiter.Reply.TrySetResult(frame);
                 }
                 else if (frame.Header.Type == FrameType.Error)
                 {
@@ -263,8 +265,10 @@ public sealed class HeartbeatClient : IAsyncDisposable
 
         foreach (var (sequence, waiter) in _pending)
         {
-            waiter.TrySetException(new DaemonUnavailableException("apphbd closed the connection", failure ?? new EndOfStreamException(), _options.SocketPath));
-            _pending.TryRemove(sequence, out _);
+            if (ReferenceEquals(waiter.Connection, connection) && _pending.TryRemove(sequence, out _))
+            {
+                waiter.Reply.TrySetException(new DaemonUnavailableException("apphbd closed the connection", failure ?? new EndOfStreamException(), _options.SocketPath));
+            }
         }
 
         bool reconnect;

@@ -23,7 +23,7 @@ internal sealed class LoadGenerator
 
     /// <summary>Starts a run; <paramref name="onBeatsDone"/> fires (stall mode) once every client has beaten.</summary>
     public async Task<Result> RunAsync(string protocol, string socket, int clients, int intervalMs, int warnMs, string mode,
-        double argument, double seconds, TimeSpan timeout, Action? onBeatsDone = null)
+        double argument, double seconds, TimeSpan timeout, Action? onBeatsDone = null, Action? onRegistered = null)
     {
         var info = new ProcessStartInfo(_binary) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in new object[] { protocol, socket, clients, intervalMs, warnMs, mode, argument, seconds })
@@ -50,6 +50,11 @@ internal sealed class LoadGenerator
                     }
 
                     continue;
+                }
+
+                if (line.StartsWith("registered=", StringComparison.Ordinal))
+                {
+                    onRegistered?.Invoke();
                 }
 
                 foreach (var pair in line.Split(' '))

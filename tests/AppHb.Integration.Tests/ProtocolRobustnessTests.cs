@@ -195,3 +195,41 @@ internal static class Fuzz
         }
     }
 }
+
+public class SlowWatcherTests
+{
+    [Fact]
+    public async Task A_watcher_that_never_reads_costs_others_nothing()
+    {
+        await using var daemon = await DaemonProcess.StartAsync();
+        // Subscribes, then never reads: its socket fills, its backlog fills, then it loses events.
+        await using var stuck = await RawConnection.ConnectAsync(daemon.SocketPath);
+        stuck.Socket.ReceiveBufferSize = 4096;
+        await stuck.SendAsync(FrameWriter.EmptyToArray(FrameType.Subscribe, 1));
+        await using var watcher = await EventWatcher.StartAsync(daemon.SocketPath);
+
+        var clients = Enumerable.Range(0, 300).Select(i => new HeartbeatClient(new HeartbeatClientOptions
+        {
+            SocketPath = daemon.SocketPath,
+            Name = "churn",
+            Instance = i.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        })).ToList();
+        for (var round = 0; round < 20; round++)
+        {
+            await Task.WhenAll(clients.Select(c => c.RegisterAsync(TestContext.Current.CancellationToken)));
+            await Task.WhenAll(clients.Select(c => c.UnregisterAsync(TestContext.Current.CancellationToken)));
+        }
+
+        // 12,000 events went out; the reading watcher saw every one, the daemon kept serving.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (watcher.Count("unregistered", "churn") < 6000 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+
+        Assert.Equal(6000, watcher.Count("registered", "churn"));
+        Assert.Equal(6000, watcher.Count("unregistered", "churn"));
+        Assert.True(daemon.IsRunning);
+        await Task.WhenAll(clients.Select(c => c.DisposeAsync().AsTask()));
+    }
+}

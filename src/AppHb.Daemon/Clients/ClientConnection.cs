@@ -20,7 +20,8 @@ internal sealed class ClientConnection : IDisposable
     private readonly EventBroadcaster _broadcaster;
     private readonly StatusReporter _status;
     private readonly ILogger _logger;
-    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    // Created on first send: most connections are heartbeat clients that never get a reply after registering.
+    private SemaphoreSlim? _sendLock;
     private readonly PeerCredentials _peer;
     private Role _role;
     private RegisteredClient? _client;
@@ -48,7 +49,10 @@ internal sealed class ClientConnection : IDisposable
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var reason = "connection closed";
-        var buffer = new byte[InitialBufferSize];
+        // A pending receive pins its buffer for as long as the client is idle, which for a heartbeat client is
+        // almost always. Thousands of pinned arrays scattered through the normal heap fragment it; the pinned
+        // object heap is made for exactly this.
+        var buffer = GC.AllocateUninitializedArray<byte>(InitialBufferSize, pinned: true);
         var filled = 0;
         try
         {
@@ -98,12 +102,14 @@ internal sealed class ClientConnection : IDisposable
                 if (filled == buffer.Length)
                 {
                     var needed = filled >= FrameFormat.HeaderSize && FrameReaderPeek(buffer, out var length) ? length : buffer.Length * 2;
-                    Array.Resize(ref buffer, Math.Min(Math.Max(needed, buffer.Length * 2), FrameFormat.MaxFrameSize));
+                    var larger = GC.AllocateUninitializedArray<byte>(Math.Min(Math.Max(needed, buffer.Length * 2), FrameFormat.MaxFrameSize), pinned: true);
+                    Buffer.BlockCopy(buffer, 0, larger, 0, filled);
+                    buffer = larger;
                 }
                 else if (filled == 0 && buffer.Length > InitialBufferSize)
                 {
                     // A large frame came and went: give the memory back.
-                    buffer = new byte[InitialBufferSize];
+                    buffer = GC.AllocateUninitializedArray<byte>(InitialBufferSize, pinned: true);
                 }
             }
         }
@@ -139,7 +145,7 @@ internal sealed class ClientConnection : IDisposable
     public void Dispose()
     {
         _socket.Dispose();
-        _sendLock.Dispose();
+        _sendLock?.Dispose();
     }
 
     private static bool FrameReaderPeek(byte[] buffer, out int frameLength)
@@ -301,7 +307,8 @@ internal sealed class ClientConnection : IDisposable
 
     private async ValueTask SendAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
     {
-        await _sendLock.WaitAsync(cancellationToken);
+        var sendLock = LazyInitializer.EnsureInitialized(ref _sendLock, static () => new SemaphoreSlim(1, 1));
+        await sendLock.WaitAsync(cancellationToken);
         try
         {
             while (!frame.IsEmpty)
@@ -312,7 +319,7 @@ internal sealed class ClientConnection : IDisposable
         }
         finally
         {
-            _sendLock.Release();
+            sendLock.Release();
         }
     }
 

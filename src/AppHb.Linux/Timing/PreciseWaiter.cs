@@ -48,23 +48,35 @@ public sealed class PreciseWaiter : IDisposable
         try
         {
             var fd = _eventFd.Fd;
-            var poll = new Interop.PollFd { Fd = fd, Events = Interop.POLLIN };
-            var ticks = Math.Max(0, timeout.Ticks);
-            var spec = new Interop.TimeSpec
+            var deadline = System.Diagnostics.Stopwatch.GetTimestamp() + (long)(Math.Max(0, timeout.Ticks) * (System.Diagnostics.Stopwatch.Frequency / (double)TimeSpan.TicksPerSecond));
+            while (true)
             {
-                Seconds = ticks / TimeSpan.TicksPerSecond,
-                Nanoseconds = ticks % TimeSpan.TicksPerSecond * 100,
-            };
-            var rc = Interop.PPoll(&poll, 1, timeout == Timeout.InfiniteTimeSpan ? null : &spec, null);
-            if (rc > 0)
-            {
-                ulong value;
-                _ = Interop.Read(fd, &value, sizeof(ulong));
-                return true;
-            }
+                var poll = new Interop.PollFd { Fd = fd, Events = Interop.POLLIN };
+                var remaining = timeout == Timeout.InfiniteTimeSpan
+                    ? Timeout.InfiniteTimeSpan
+                    : System.Diagnostics.Stopwatch.GetElapsedTime(System.Diagnostics.Stopwatch.GetTimestamp(), deadline);
+                var ticks = Math.Max(0, remaining.Ticks);
+                var spec = new Interop.TimeSpec
+                {
+                    Seconds = ticks / TimeSpan.TicksPerSecond,
+                    Nanoseconds = ticks % TimeSpan.TicksPerSecond * 100,
+                };
+                var rc = Interop.PPoll(&poll, 1, timeout == Timeout.InfiniteTimeSpan ? null : &spec, null);
+                if (rc > 0)
+                {
+                    ulong value;
+                    _ = Interop.Read(fd, &value, sizeof(ulong));
+                    return true;
+                }
 
-            // rc == 0: timeout. rc < 0 is EINTR from a signal: the caller recomputes and waits again.
-            return false;
+                // A signal (EINTR, e.g. the runtime's own) is not the end of the wait: keep waiting for the rest.
+                if (rc < 0 && Marshal.GetLastPInvokeError() == Interop.Errno.EINTR)
+                {
+                    continue;
+                }
+
+                return false;
+            }
         }
         finally
         {

@@ -9,7 +9,8 @@
  *             max   ARG ignored, as fast as the sockets accept, for SECONDS
  *             stall ARG=microseconds between clients' beats; one beat each, then silence for SECONDS (prints beat times)
  * Output: key=value lines. After the load a drain barrier (a request with a reply on every connection, answered
- * only after every beat queued before it) gives the time the daemon actually finished processing.
+ * only after every beat queued before it) gives the time the daemon actually finished processing; a second barrier,
+ * with nothing queued, measures the barrier's own cost, which is subtracted (processed_s).
  * Timestamps are CLOCK_MONOTONIC nanoseconds, comparable with .NET's Stopwatch on Linux.
  *
  * Each client connects and registers from a process of its own (Linux-HA's apphbd keys clients by pid, and both
@@ -177,10 +178,13 @@ static void spawn_clients(const char *path, int clients, unsigned interval, unsi
             if (pid < 0) die("fork");
             if (pid == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
-                close(pair[0]);
+                /* Keep only stdio and the channel: inheriting every earlier client's socket would make each fork
+                 * slower than the last and hold N^2/2 descriptors across the children. */
+                if (dup2(pair[1], 3) < 0) die("dup2");
+                close_range(4, ~0U, 0);
                 int fd = connect_to(path);
                 register_client(fd, started, interval, warn);
-                send_fd(pair[1], fd, started);
+                send_fd(3, fd, started);
                 for (;;) pause();
             }
             children[started++] = pid;
@@ -262,7 +266,17 @@ int main(int argc, char **argv) {
         if (!linuxha) apphb_expect(fds[i], 0x80); else lha_rc(fds[i]);
     }
     int64_t drained = now_ns();
-    printf("sent=%lld blocked=%lld load_s=%.3f processed_s=%.3f\n", sent, blocked, (load_end - start) / 1e9, (drained - start) / 1e9);
+    /* The barrier's own cost (N round trips) is not processing time: time a second one with nothing queued. */
+    for (int i = 0; i < clients; i++) {
+        if (!linuxha) { uint8_t f[12]; write_all(fds[i], f, apphb_frame(f, 0x02, 0x0001, 2, NULL, 0)); }
+        else { struct { char t[8]; unsigned long ms; } m; memset(&m, 0, sizeof m); strcpy(m.t, "setint"); m.ms = interval; lha_send(fds[i], &m, sizeof m); }
+    }
+    for (int i = 0; i < clients; i++) {
+        if (!linuxha) apphb_expect(fds[i], 0x80); else lha_rc(fds[i]);
+    }
+    int64_t barrier = now_ns() - drained;
+    printf("sent=%lld blocked=%lld load_s=%.3f processed_s=%.3f barrier_s=%.3f\n", sent, blocked, (load_end - start) / 1e9,
+        (drained - start - barrier) / 1e9, barrier / 1e9);
     fflush(stdout);
     for (int i = 0; i < clients; i++) {
         if (!linuxha) { uint8_t f[12]; write_all(fds[i], f, apphb_frame(f, 0x05, 0, 3, NULL, 0)); apphb_expect(fds[i], 0x80); }

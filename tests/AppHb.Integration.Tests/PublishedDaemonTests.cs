@@ -1,0 +1,73 @@
+using System.Diagnostics;
+using AppHb.Client;
+using AppHb.Testing;
+
+namespace AppHb.Integration.Tests;
+
+/// <summary>The daemon as it ships is trimmed; trimming can remove what only reflection reaches, which no test of
+/// the untrimmed build would notice. This publishes it and uses it for real.</summary>
+public class PublishedDaemonTests
+{
+    [Fact]
+    public async Task The_trimmed_self_contained_daemon_starts_serves_and_reports()
+    {
+        using var directory = new TempDirectory();
+        var output = directory.File("pub");
+        using (var publish = Process.Start(new ProcessStartInfo("dotnet",
+            ["publish", Path.Combine(RepositoryPaths.Root, "src", "AppHb.Daemon"), "-c", "Release", "-r", "linux-x64", "-o", output])
+            { RedirectStandardOutput = true, RedirectStandardError = true })!)
+        {
+            var log = await publish.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+            await publish.WaitForExitAsync(TestContext.Current.CancellationToken);
+            Assert.True(publish.ExitCode == 0, log);
+        }
+
+        var socket = directory.File("apphbd.sock");
+        var config = directory.File("apphbd.yaml");
+        await File.WriteAllTextAsync(config, $"socket:\n  path: {socket}\nwatchdog:\n  backend: none\n  timeout: 4s\n  period: 100ms\n", TestContext.Current.CancellationToken);
+        var check = Process.Start(new ProcessStartInfo(Path.Combine(output, "apphbd"), ["--config", config, "--check-config"]) { RedirectStandardOutput = true })!;
+        await check.WaitForExitAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(0, check.ExitCode);
+
+        using var daemon = Process.Start(new ProcessStartInfo(Path.Combine(output, "apphbd"), ["--config", config]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        daemon.OutputDataReceived += (_, e) => { if (e.Data is not null) { lines.Enqueue(e.Data); } };
+        daemon.BeginOutputReadLine();
+        try
+        {
+            var watch = Stopwatch.StartNew();
+            while (!File.Exists(socket) && watch.Elapsed < TimeSpan.FromSeconds(20))
+            {
+                await Task.Delay(50, TestContext.Current.CancellationToken);
+            }
+
+            await using var client = new HeartbeatClient(new HeartbeatClientOptions
+            {
+                SocketPath = socket,
+                Name = "shipped",
+                Interval = TimeSpan.FromMilliseconds(300),
+                WarnTime = TimeSpan.FromMilliseconds(100),
+            });
+            await client.RegisterAsync(TestContext.Current.CancellationToken);
+            await using var events = new AppHbControl(socket).WatchEventsAsync(includeHistory: true, TestContext.Current.CancellationToken).GetAsyncEnumerator(TestContext.Current.CancellationToken);
+            var kinds = new List<string>();
+            while (!kinds.Contains("hung") && await events.MoveNextAsync())
+            {
+                kinds.Add(events.Current.Kind);
+            }
+
+            Assert.Equal(["registered", "warn", "hung"], kinds);
+            var status = await new AppHbControl(socket).GetStatusAsync(TestContext.Current.CancellationToken);
+            Assert.Equal("hung", Assert.Single(status.Clients).State);
+            Assert.True(status.Watchdog.Tickles > 0);
+        }
+        finally
+        {
+            daemon.Kill();
+            await daemon.WaitForExitAsync(TestContext.Current.CancellationToken);
+        }
+
+        // A hung client is logged as an error (fail:); a critical line or an exception would be the daemon itself failing.
+        Assert.DoesNotContain(lines, l => l.Contains("crit:", StringComparison.Ordinal) || l.Contains("Exception", StringComparison.Ordinal));
+    }
+}
