@@ -63,6 +63,28 @@ public class EventStreamTests
         Assert.Empty(Read(s));
     }
 
+    [Fact]
+    public void A_blocked_consumer_thread_is_woken_by_the_publish_itself()
+    {
+        var stream = new EventStream();
+        using var subscription = stream.Subscribe();
+        Assert.False(subscription.WaitToRead(TimeSpan.FromMilliseconds(20), CancellationToken.None));
+        var woken = new ManualResetEventSlim();
+        var consumer = new Thread(() =>
+        {
+            if (subscription.WaitToRead(TimeSpan.FromSeconds(30), CancellationToken.None))
+            {
+                woken.Set();
+            }
+        });
+        consumer.Start();
+        Thread.Sleep(50);
+        stream.Publish(Event("x"));
+        Assert.True(woken.Wait(TimeSpan.FromSeconds(5)));
+        consumer.Join();
+        Assert.True(subscription.Reader.TryRead(out _));
+    }
+
     private static List<AppHbEvent> Read(EventSubscription s)
     {
         var list = new List<AppHbEvent>();

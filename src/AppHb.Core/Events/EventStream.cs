@@ -88,6 +88,9 @@ public sealed class EventSubscription : IDisposable
 {
     private readonly EventStream _stream;
     private readonly Channel<AppHbEvent> _channel;
+    // Set by the publisher's own thread on every offer, so a dedicated consumer thread can block on it without a
+    // thread-pool hop (a channel completes async waiters through the pool, which a busy box delays).
+    private readonly ManualResetEventSlim _available = new(false);
     private long _dropped;
 
     internal EventSubscription(EventStream stream, int? capacity)
@@ -107,11 +110,32 @@ public sealed class EventSubscription : IDisposable
     /// <summary>Events this subscriber lost because it read too slowly.</summary>
     public long Dropped => Interlocked.Read(ref _dropped);
 
-    internal void Offer(AppHbEvent appEvent) => _channel.Writer.TryWrite(appEvent);
+    internal void Offer(AppHbEvent appEvent)
+    {
+        _channel.Writer.TryWrite(appEvent);
+        _available.Set();
+    }
+
+    /// <summary>Blocks the calling thread until an event can be read or the timeout passes; for consumers that run
+    /// on a dedicated thread.</summary>
+    /// <returns>true when an event can be read.</returns>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    public bool WaitToRead(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (_channel.Reader.TryPeek(out _))
+        {
+            return true;
+        }
+
+        // Reset, then look again: an offer between the two sets the event after the reset, so the wait returns.
+        _available.Reset();
+        return _channel.Reader.TryPeek(out _) || (_available.Wait(timeout, cancellationToken) && _channel.Reader.TryPeek(out _));
+    }
 
     public void Dispose()
     {
         _stream.Remove(this);
         _channel.Writer.TryComplete();
+        _available.Set();
     }
 }

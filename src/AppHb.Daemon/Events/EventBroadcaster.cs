@@ -111,22 +111,11 @@ internal sealed class EventBroadcaster : IHostedService, IDisposable
                 backlog = _watchers.Exists(w => w.Pending.Count > 0);
             }
 
-            using var wait = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-            if (backlog)
-            {
-                wait.CancelAfter(BacklogRetry);
-            }
-
             try
             {
-                if (!reader.WaitToReadAsync(wait.Token).AsTask().GetAwaiter().GetResult())
-                {
-                    return;
-                }
-            }
-            catch (OperationCanceledException) when (!_stopping.IsCancellationRequested)
-            {
-                // Time to retry the backlogs.
+                // A plain blocking wait, woken by the publishing thread itself: no thread-pool hop between the
+                // deadline loop raising an event and this realtime thread writing it.
+                _subscription.WaitToRead(backlog ? BacklogRetry : Timeout.InfiniteTimeSpan, _stopping.Token);
             }
             catch (OperationCanceledException)
             {
