@@ -100,6 +100,7 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, bool
     builder.Services.AddSingleton<DeadlineLoop>();
     builder.Services.AddSingleton<ClientSocketServer>();
     builder.Services.AddSingleton<EventBroadcaster>();
+    builder.Services.AddSingleton<AppHb.Linux.Processes.ProcessExitWatcher>();
     // Start order matters: log events first, own the watchdog, run the deadline loop, then accept clients.
     // The host stops in reverse, so the watchdog is disarmed last, after everything else stopped cleanly.
     builder.Services.AddHostedService<EventLogWriter>();
@@ -142,6 +143,8 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, bool
         or UnauthorizedAccessException)
     {
         await Console.Error.WriteLineAsync($"apphbd: cannot start: {e.Message}");
+        // Services that did start (threads, the watchdog) stop in order; a half-started daemon must not just vanish.
+        await host.StopAsync();
         return 1;
     }
 

@@ -115,3 +115,36 @@ public class ClientLifecycleTests
         Assert.Empty((await new AppHbControl(daemon.SocketPath).GetStatusAsync(TestContext.Current.CancellationToken)).Clients);
     }
 }
+
+public class ProcessGoneTests
+{
+    [Fact]
+    public async Task A_registered_process_that_exits_while_another_holds_its_socket_is_died_at_once()
+    {
+        await using var daemon = await DaemonProcess.StartAsync();
+        await using var watcher = await EventWatcher.StartAsync(daemon.SocketPath);
+        // hbload registers each client from a child process, then the parent keeps the socket: exactly a client
+        // that forked, passed its connection on, and died.
+        var hbload = daemon.Directory.File("hbload");
+        var compile = Process.Start("cc", ["-O2", "-o", hbload, Path.Combine(RepositoryPaths.Root, "tests", "AppHb.Benchmarks", "native", "hbload.c")])!;
+        await compile.WaitForExitAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(0, compile.ExitCode);
+        using var holder = Process.Start(new ProcessStartInfo(hbload, ["apphb", daemon.SocketPath, "1", "60000", "0", "stall", "0", "30"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        })!;
+        var registered = await watcher.WaitForAsync("registered", "load", TimeSpan.FromSeconds(10));
+        var registrant = registered.Event.Client!.Pid;
+        Assert.NotEqual(holder.Id, registrant);
+
+        var killedAt = Stopwatch.GetTimestamp();
+        Process.GetProcessById(registrant).Kill();
+        var died = await watcher.WaitForAsync("died", "load", TimeSpan.FromSeconds(5));
+        Assert.Contains($"process {registrant} exited", died.Event.Message, StringComparison.Ordinal);
+        Assert.True(Stopwatch.GetElapsedTime(killedAt, died.ArrivedAt) < TimeSpan.FromSeconds(1));
+        Assert.False(holder.HasExited, "the connection must still be open: death was learned from the process, not the socket");
+        holder.Kill();
+        await holder.WaitForExitAsync(TestContext.Current.CancellationToken);
+    }
+}

@@ -113,3 +113,49 @@ public class DeviceTests
         Assert.False(UnixAccounts.TryGetGroupId("no-such-group-apphb", out _));
     }
 }
+
+public class ProcessExitWatcherTests
+{
+    [Fact]
+    public void A_watched_process_is_reported_the_moment_it_is_killed_and_only_once()
+    {
+        using var watcher = new AppHb.Linux.Processes.ProcessExitWatcher();
+        using var child = Process.Start(new ProcessStartInfo("sleep", "30"))!;
+        var exits = 0;
+        using var exited = new ManualResetEventSlim();
+        using var watch = watcher.Watch(child.Id, () =>
+        {
+            Interlocked.Increment(ref exits);
+            exited.Set();
+        });
+        Assert.False(exited.Wait(100));
+        var killed = Stopwatch.StartNew();
+        child.Kill();
+        Assert.True(exited.Wait(TimeSpan.FromSeconds(5)));
+        Assert.True(killed.Elapsed < TimeSpan.FromSeconds(2));
+        Thread.Sleep(100);
+        Assert.Equal(1, exits);
+        Assert.Equal(0, watcher.Count);
+        child.WaitForExit();
+    }
+
+    [Fact]
+    public void An_already_gone_pid_is_reported_at_once_and_a_disposed_watch_never()
+    {
+        using var watcher = new AppHb.Linux.Processes.ProcessExitWatcher();
+        using var gone = Process.Start(new ProcessStartInfo("true"))!;
+        gone.WaitForExit();
+        var reported = false;
+        watcher.Watch(gone.Id, () => reported = true).Dispose();
+        Assert.True(reported);
+
+        using var child = Process.Start(new ProcessStartInfo("sleep", "30"))!;
+        var called = false;
+        watcher.Watch(child.Id, () => called = true).Dispose();
+        child.Kill();
+        child.WaitForExit();
+        Thread.Sleep(200);
+        Assert.False(called);
+        Assert.Equal(0, watcher.Count);
+    }
+}

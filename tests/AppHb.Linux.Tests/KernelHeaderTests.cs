@@ -15,6 +15,7 @@ public sealed class KernelHeaderTests : IDisposable
         #include <stddef.h>
         #include <linux/watchdog.h>
         #include <linux/gpio.h>
+        #include <sys/epoll.h>
         #define P(name, value) printf("%s=%llu\n", name, (unsigned long long)(value))
         int main(void) {
             P("WDIOC_GETSUPPORT", WDIOC_GETSUPPORT);
@@ -57,6 +58,12 @@ public sealed class KernelHeaderTests : IDisposable
             P("offsetof(gpio_v2_line_request.num_lines)", offsetof(struct gpio_v2_line_request, num_lines));
             P("offsetof(gpio_v2_line_request.fd)", offsetof(struct gpio_v2_line_request, fd));
             P("sizeof(gpio_v2_line_values)", sizeof(struct gpio_v2_line_values));
+            P("sizeof(epoll_event)", sizeof(struct epoll_event));
+            P("offsetof(epoll_event.data)", offsetof(struct epoll_event, data));
+            P("EPOLLIN", EPOLLIN);
+            P("EPOLL_CTL_ADD", EPOLL_CTL_ADD);
+            P("EPOLL_CTL_DEL", EPOLL_CTL_DEL);
+            P("EPOLL_CLOEXEC", EPOLL_CLOEXEC);
             return 0;
         }
         """;
@@ -105,6 +112,12 @@ public sealed class KernelHeaderTests : IDisposable
         { "offsetof(gpio_v2_line_request.num_lines)", (ulong)Marshal.OffsetOf<GpioUapi.LineRequest>("NumLines") },
         { "offsetof(gpio_v2_line_request.fd)", (ulong)Marshal.OffsetOf<GpioUapi.LineRequest>("Fd") },
         { "sizeof(gpio_v2_line_values)", (ulong)Marshal.SizeOf<GpioUapi.LineValues>() },
+        { "sizeof(epoll_event)", (ulong)Interop.EpollEventSize },
+        { "offsetof(epoll_event.data)", (ulong)Interop.EpollEventDataOffset },
+        { "EPOLLIN", Interop.EPOLLIN },
+        { "EPOLL_CTL_ADD", (ulong)Interop.EPOLL_CTL_ADD },
+        { "EPOLL_CTL_DEL", (ulong)Interop.EPOLL_CTL_DEL },
+        { "EPOLL_CLOEXEC", (ulong)Interop.EPOLL_CLOEXEC },
     };
 
     [Theory]

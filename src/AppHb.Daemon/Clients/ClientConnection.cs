@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using AppHb.Daemon.Events;
 using AppHb.Core.Heartbeats;
 using AppHb.Daemon.Status;
+using AppHb.Linux.Processes;
 using AppHb.Protocol;
 using Microsoft.Extensions.Logging;
 
@@ -18,6 +19,8 @@ internal sealed class ClientConnection : IDisposable
     private readonly Socket _socket;
     private readonly HeartbeatRegistry _registry;
     private readonly EventBroadcaster _broadcaster;
+    private readonly ProcessExitWatcher _exits;
+    private IDisposable? _exitWatch;
     private readonly StatusReporter _status;
     private readonly ILogger _logger;
     // Created on first send: most connections are heartbeat clients that never get a reply after registering.
@@ -28,11 +31,13 @@ internal sealed class ClientConnection : IDisposable
     private bool _replayHistory;
     private bool _watching;
 
-    public ClientConnection(Socket socket, HeartbeatRegistry registry, EventBroadcaster broadcaster, StatusReporter status, ILogger logger)
+    public ClientConnection(Socket socket, HeartbeatRegistry registry, EventBroadcaster broadcaster, ProcessExitWatcher exits,
+        StatusReporter status, ILogger logger)
     {
         _socket = socket;
         _registry = registry;
         _broadcaster = broadcaster;
+        _exits = exits;
         _status = status;
         _logger = logger;
         _peer = ReadPeerCredentials(socket);
@@ -128,6 +133,7 @@ internal sealed class ClientConnection : IDisposable
         }
         finally
         {
+            _exitWatch?.Dispose();
             if (_client is not null)
             {
                 _registry.Disconnect(_client, reason);
@@ -165,6 +171,19 @@ internal sealed class ClientConnection : IDisposable
 
     /// <summary>Acts on one frame. Returns the reply to send, if any.</summary>
     private byte[]? Handle(FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        try
+        {
+            return HandleFrame(header, payload);
+        }
+        catch (RegistryException e) when (e.Refusal == RegistryRefusal.NotRegistered)
+        {
+            // The registry declared the client dead (its process exited) while this connection lived on.
+            throw new ProtocolException(ErrorCode.OutOfOrder, $"{header.Type} frame is out of order: {e.Message} (declared dead)");
+        }
+    }
+
+    private byte[]? HandleFrame(FrameHeader header, ReadOnlySpan<byte> payload)
     {
         if (!FrameReader.IsRequest(header.Type))
         {
@@ -205,6 +224,11 @@ internal sealed class ClientConnection : IDisposable
                 }
 
                 _role = Role.Client;
+                // The socket closing is not the only way to die: a child that inherited it can keep it open after
+                // the registered process is gone. The pidfd says so the moment it happens.
+                var registered = _client;
+                var pid = _peer.Pid;
+                _exitWatch = _exits.Watch(pid, () => _registry.Disconnect(registered, $"process {pid} exited"));
                 return FrameWriter.ToArray(new RegisteredReply(_client.Id, _peer.Pid, _peer.Uid, _peer.Gid), header.Sequence);
 
             case FrameType.SetInterval:
@@ -224,6 +248,7 @@ internal sealed class ClientConnection : IDisposable
             case FrameType.Unregister:
                 EnsurePayloadEmpty(header);
                 _registry.Unregister(RequireClient(header));
+                _exitWatch?.Dispose();
                 _client = null;
                 _role = Role.Unregistered;
                 return FrameWriter.EmptyToArray(FrameType.Ok, header.Sequence);

@@ -4,6 +4,7 @@ using AppHb.Core.Heartbeats;
 using AppHb.Daemon.Configuration;
 using AppHb.Daemon.Status;
 using AppHb.Linux.Accounts;
+using AppHb.Linux.Processes;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -16,6 +17,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
     private readonly SocketOptions _options;
     private readonly HeartbeatRegistry _registry;
     private readonly EventBroadcaster _broadcaster;
+    private readonly ProcessExitWatcher _exits;
     private readonly StatusReporter _status;
     private readonly ILogger<ClientSocketServer> _logger;
     private readonly CancellationTokenSource _stopping = new();
@@ -24,12 +26,13 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
     private Socket? _listener;
     private Task? _acceptLoop;
 
-    public ClientSocketServer(ApphbdOptions options, HeartbeatRegistry registry, EventBroadcaster broadcaster, StatusReporter status,
-        ILogger<ClientSocketServer> logger)
+    public ClientSocketServer(ApphbdOptions options, HeartbeatRegistry registry, EventBroadcaster broadcaster, ProcessExitWatcher exits,
+        StatusReporter status, ILogger<ClientSocketServer> logger)
     {
         _options = options.Socket;
         _registry = registry;
         _broadcaster = broadcaster;
+        _exits = exits;
         _status = status;
         _logger = logger;
     }
@@ -117,7 +120,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
                 continue;
             }
 
-            var connection = new ClientConnection(accepted, _registry, _broadcaster, _status, _logger);
+            var connection = new ClientConnection(accepted, _registry, _broadcaster, _exits, _status, _logger);
             var task = connection.RunAsync(cancellationToken);
             lock (_gate)
             {

@@ -23,6 +23,7 @@ internal sealed class EventBroadcaster : IHostedService, IDisposable
     private readonly Lock _gate = new();
     private readonly List<Watcher> _watchers = [];
     private readonly CancellationTokenSource _stopping = new();
+    private int _disposed;
     private Thread? _thread;
 
     public EventBroadcaster(EventStream events, ApphbdOptions options, ILogger<EventBroadcaster> logger)
@@ -87,13 +88,25 @@ internal sealed class EventBroadcaster : IHostedService, IDisposable
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
-        _stopping.Cancel();
+        if (!_stopping.IsCancellationRequested)
+        {
+            _stopping.Cancel();
+        }
+
         _thread?.Join();
         return Task.CompletedTask;
     }
 
     public void Dispose()
     {
+        // Idempotent: the container disposes this once as a singleton and once as the hosted service it also is.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        // Never pull the token or subscription from under a running thread.
+        StopAsync(CancellationToken.None).GetAwaiter().GetResult();
         _subscription.Dispose();
         _stopping.Dispose();
     }

@@ -19,6 +19,7 @@ internal sealed class DeadlineLoop : IHostedService, IDisposable
     private readonly TimeSpan _maxIdle;
     private readonly ILogger<DeadlineLoop> _logger;
     private readonly PreciseWaiter _waiter = new();
+    private int _disposed;
     private Thread? _thread;
     private volatile bool _stopping;
 
@@ -49,7 +50,20 @@ internal sealed class DeadlineLoop : IHostedService, IDisposable
         return Task.CompletedTask;
     }
 
-    public void Dispose() => _waiter.Dispose();
+    public void Dispose()
+    {
+        // Idempotent: the container disposes this once as a singleton and once as the hosted service it also is.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        // Stop the thread before its waiter goes: disposing under a running loop would crash the daemon.
+        _stopping = true;
+        _waiter.Wake();
+        _thread?.Join();
+        _waiter.Dispose();
+    }
 
     private void Run()
     {

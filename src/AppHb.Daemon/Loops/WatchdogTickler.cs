@@ -18,6 +18,7 @@ internal sealed class WatchdogTickler : IHostedService, IDisposable
     private readonly RealtimeOptions _realtime;
     private readonly ILogger<WatchdogTickler> _logger;
     private readonly PreciseWaiter _waiter = new();
+    private int _disposed;
     private Thread? _thread;
     private volatile bool _stopping;
     private volatile string? _stopFeedingReason;
@@ -97,6 +98,16 @@ internal sealed class WatchdogTickler : IHostedService, IDisposable
 
     public void Dispose()
     {
+        // Idempotent: the container disposes this once as a singleton and once as the hosted service it also is.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        // Stop the thread first; the device is closed without the magic character unless StopAsync disarmed it.
+        _stopping = true;
+        _waiter.Wake();
+        _thread?.Join();
         Device?.Dispose();
         _waiter.Dispose();
     }

@@ -1,0 +1,190 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+
+namespace AppHb.Linux.Processes;
+
+/// <summary>Learns the moment a process exits, by pidfd, for any number of processes, from one thread blocked in
+/// epoll_wait: no polling and no thread or timer per process. A pid that is already gone is reported at once.</summary>
+public sealed class ProcessExitWatcher : IDisposable
+{
+    private const ulong WakeToken = 0;
+    private readonly Interop.FileDescriptorHandle _epoll;
+    private readonly Interop.FileDescriptorHandle _wake;
+    private readonly Lock _gate = new();
+    private readonly Dictionary<ulong, ExitWatch> _watches = [];
+    private readonly Thread _thread;
+    private ulong _nextToken;
+    private volatile bool _disposed;
+
+    public ProcessExitWatcher()
+    {
+        var epoll = Interop.EpollCreate1(Interop.EPOLL_CLOEXEC);
+        if (epoll < 0)
+        {
+            throw new IOException($"epoll_create1 failed: {Interop.Describe(Marshal.GetLastPInvokeError())}");
+        }
+
+        _epoll = new Interop.FileDescriptorHandle(epoll);
+        var wake = Interop.EventFd(0, Interop.EFD_CLOEXEC | Interop.EFD_NONBLOCK);
+        if (wake < 0)
+        {
+            throw new IOException($"eventfd failed: {Interop.Describe(Marshal.GetLastPInvokeError())}");
+        }
+
+        _wake = new Interop.FileDescriptorHandle(wake);
+        Add(wake, WakeToken);
+        _thread = new Thread(Run) { Name = "apphb-pidfd", IsBackground = true };
+        _thread.Start();
+    }
+
+    private sealed class ExitWatch(ProcessExitWatcher owner, ulong token, Interop.FileDescriptorHandle pidfd, Action onExit) : IDisposable
+    {
+        public Interop.FileDescriptorHandle Pidfd { get; } = pidfd;
+        public Action OnExit { get; } = onExit;
+        public void Dispose() => owner.Remove(token);
+    }
+
+    private sealed class NoWatch : IDisposable
+    {
+        public static readonly NoWatch Instance = new();
+        public void Dispose() { }
+    }
+
+    /// <summary>Calls <paramref name="onExit"/> once, from the watcher's thread, when <paramref name="pid"/> exits;
+    /// at once, on the calling thread, if it has exited already. Dispose the result to stop watching.</summary>
+    public IDisposable Watch(int pid, Action onExit)
+    {
+        ArgumentNullException.ThrowIfNull(onExit);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var fd = Interop.PidfdOpen(pid, 0);
+        if (fd < 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == Interop.ESRCH)
+            {
+                onExit();
+                return NoWatch.Instance;
+            }
+
+            throw new IOException($"pidfd_open({pid}) failed: {Interop.Describe(errno)} (errno {errno}); Linux 5.3 or later is needed");
+        }
+
+        var pidfd = new Interop.FileDescriptorHandle(fd);
+        lock (_gate)
+        {
+            var token = ++_nextToken;
+            var watch = new ExitWatch(this, token, pidfd, onExit);
+            _watches.Add(token, watch);
+            Add(fd, token);
+            return watch;
+        }
+    }
+
+    /// <summary>Processes being watched.</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _watches.Count;
+            }
+        }
+    }
+
+    private unsafe void Add(int fd, ulong token)
+    {
+        var ev = stackalloc byte[16];
+        BinaryPrimitives.WriteUInt32LittleEndian(new Span<byte>(ev, 4), Interop.EPOLLIN);
+        BinaryPrimitives.WriteUInt64LittleEndian(new Span<byte>(ev + Interop.EpollEventDataOffset, 8), token);
+        if (Interop.EpollCtl(_epoll.Fd, Interop.EPOLL_CTL_ADD, fd, ev) != 0)
+        {
+            throw new IOException($"epoll_ctl ADD failed: {Interop.Describe(Marshal.GetLastPInvokeError())}");
+        }
+    }
+
+    private unsafe void Remove(ulong token)
+    {
+        lock (_gate)
+        {
+            if (_watches.Remove(token, out var watch))
+            {
+                _ = Interop.EpollCtl(_epoll.Fd, Interop.EPOLL_CTL_DEL, watch.Pidfd.Fd, null);
+                watch.Pidfd.Dispose();
+            }
+        }
+    }
+
+    private unsafe void Run()
+    {
+        const int batch = 64;
+        var events = stackalloc byte[batch * 16];
+        while (!_disposed)
+        {
+            var count = Interop.EpollWait(_epoll.Fd, events, batch, -1);
+            if (count < 0)
+            {
+                if (Marshal.GetLastPInvokeError() == Interop.Errno.EINTR)
+                {
+                    continue;
+                }
+
+                return;
+            }
+
+            for (var i = 0; i < count; i++)
+            {
+                var token = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(events + (i * Interop.EpollEventSize) + Interop.EpollEventDataOffset, 8));
+                if (token == WakeToken)
+                {
+                    continue;
+                }
+
+                ExitWatch? exited;
+                lock (_gate)
+                {
+                    _watches.TryGetValue(token, out exited);
+                }
+
+                if (exited is not null)
+                {
+                    exited.Dispose();
+                    try
+                    {
+                        exited.OnExit();
+                    }
+#pragma warning disable CA1031 // One faulty callback must not end the watching of every other process.
+                    catch (Exception)
+#pragma warning restore CA1031
+                    {
+                    }
+                }
+            }
+        }
+    }
+
+    public unsafe void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        ulong one = 1;
+        _ = Interop.Write(_wake.Fd, &one, sizeof(ulong));
+        _thread.Join();
+        lock (_gate)
+        {
+            foreach (var watch in _watches.Values)
+            {
+                watch.Pidfd.Dispose();
+            }
+
+            _watches.Clear();
+        }
+
+        _wake.Dispose();
+        _epoll.Dispose();
+    }
+}
