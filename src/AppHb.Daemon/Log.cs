@@ -76,6 +76,12 @@ internal static partial class Log
     [LoggerMessage(413, LogLevel.Error, "Accepting connections failed")]
     public static partial void AcceptFailed(ILogger logger, Exception exception);
 
+    [LoggerMessage(414, LogLevel.Warning, "{Refused} client(s) not watched for process exit ({Reason}); their death is seen when their socket closes")]
+    public static partial void ExitWatchUnavailable(ILogger logger, long refused, string reason);
+
+    [LoggerMessage(415, LogLevel.Warning, "{Shortfall}")]
+    public static partial void OpenFileLimitLow(ILogger logger, string shortfall);
+
     // 5xx: event loop
     [LoggerMessage(500, LogLevel.Critical, "The deadline loop failed; the watchdog will no longer be fed")]
     public static partial void DeadlineLoopFailed(ILogger logger, Exception exception);

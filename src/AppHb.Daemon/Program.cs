@@ -100,10 +100,13 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, bool
     builder.Services.AddSingleton<DeadlineLoop>();
     builder.Services.AddSingleton<ClientSocketServer>();
     builder.Services.AddSingleton<EventBroadcaster>();
-    builder.Services.AddSingleton<AppHb.Linux.Processes.ProcessExitWatcher>();
+    // Two descriptors per client (socket, pidfd). Sockets come first: pidfds get half of what the limit leaves.
+    var (openFiles, shortfall) = OpenFileLimit.Ensure((ulong)options.Clients.Max * 2 + 512);
+    builder.Services.AddSingleton(new AppHb.Linux.Processes.ProcessExitWatcher((int)Math.Min(int.MaxValue, (openFiles - Math.Min(openFiles, 512)) / 2)));
     // Start order matters: log events first, own the watchdog, run the deadline loop, then accept clients.
     // The host stops in reverse, so the watchdog is disarmed last, after everything else stopped cleanly.
-    builder.Services.AddHostedService<EventLogWriter>();
+    builder.Services.AddSingleton<EventLogWriter>();
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<EventLogWriter>());
     builder.Services.AddHostedService(sp => sp.GetRequiredService<EventBroadcaster>());
     builder.Services.AddHostedService(sp => sp.GetRequiredService<WatchdogTickler>());
     builder.Services.AddHostedService(sp => sp.GetRequiredService<DeadlineLoop>());
@@ -117,6 +120,12 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, bool
     var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("apphbd");
     Log.Starting(logger, StatusReporter.Version, Environment.ProcessId, source);
     var health = host.Services.GetRequiredService<DaemonHealth>();
+    if (shortfall is not null)
+    {
+        Log.OpenFileLimitLow(logger, shortfall);
+    }
+
+
     if (!options.Realtime.Enabled)
     {
         Log.RealtimeDisabled(logger);

@@ -228,7 +228,20 @@ internal sealed class ClientConnection : IDisposable
                 // the registered process is gone. The pidfd says so the moment it happens.
                 var registered = _client;
                 var pid = _peer.Pid;
-                _exitWatch = _exits.Watch(pid, () => _registry.Disconnect(registered, $"process {pid} exited"));
+                try
+                {
+                    _exitWatch = _exits.Watch(pid, () => _registry.Disconnect(registered, $"process {pid} exited"));
+                }
+                catch (IOException e)
+                {
+                    // Out of descriptors or over budget: the client is still watched through its socket. Said at
+                    // the 1st, 10th, 100th... refusal, so a burst of registrations does not flood the journal.
+                    var refused = _exits.Unwatched;
+                    if (refused > 0 && Math.Log10(refused) % 1 == 0)
+                    {
+                        Log.ExitWatchUnavailable(_logger, refused, e.Message);
+                    }
+                }
                 return FrameWriter.ToArray(new RegisteredReply(_client.Id, _peer.Pid, _peer.Uid, _peer.Gid), header.Sequence);
 
             case FrameType.SetInterval:

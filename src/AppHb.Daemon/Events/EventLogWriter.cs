@@ -5,11 +5,16 @@ using Microsoft.Extensions.Logging;
 namespace AppHb.Daemon.Events;
 
 /// <summary>The first consumer of the event stream: every event becomes one journal line at a level that matches
-/// its gravity.</summary>
-internal sealed class EventLogWriter : BackgroundService
+/// its gravity. It runs on a thread of its own: a burst of thousands of events (a mass registration) would otherwise
+/// hold a thread-pool worker for its whole length, and the pool's liveness probe, which the watchdog tickle depends
+/// on, would wait behind it.</summary>
+internal sealed class EventLogWriter : IHostedService, IDisposable
 {
     private readonly EventSubscription _subscription;
     private readonly ILogger<EventLogWriter> _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private Thread? _thread;
+    private int _disposed;
 
     public EventLogWriter(EventStream events, ILogger<EventLogWriter> logger)
     {
@@ -18,32 +23,59 @@ internal sealed class EventLogWriter : BackgroundService
         _logger = logger;
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _thread = new Thread(Run) { Name = "apphb-eventlog", IsBackground = true };
+        _thread.Start();
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (!_stopping.IsCancellationRequested)
+        {
+            _stopping.Cancel();
+        }
+
+        _thread?.Join();
+        // Flush what was published before the stop: the last events are often the interesting ones.
+        Drain();
+        return Task.CompletedTask;
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        StopAsync(CancellationToken.None).GetAwaiter().GetResult();
+        _subscription.Dispose();
+        _stopping.Dispose();
+    }
+
+    private void Run()
     {
         try
         {
-            await foreach (var appEvent in _subscription.Reader.ReadAllAsync(stoppingToken))
+            while (true)
             {
-                Write(appEvent);
+                _subscription.WaitToRead(Timeout.InfiniteTimeSpan, _stopping.Token);
+                Drain();
             }
         }
         catch (OperationCanceledException)
         {
         }
-        finally
-        {
-            // Flush what was published before the stop: the last events are often the interesting ones.
-            while (_subscription.Reader.TryRead(out var appEvent))
-            {
-                Write(appEvent);
-            }
-        }
     }
 
-    public override void Dispose()
+    private void Drain()
     {
-        _subscription.Dispose();
-        base.Dispose();
+        while (_subscription.Reader.TryRead(out var appEvent))
+        {
+            Write(appEvent);
+        }
     }
 
     private void Write(AppHbEvent appEvent)

@@ -19,6 +19,7 @@ internal sealed class WatchdogTickler : IHostedService, IDisposable
     private readonly ILogger<WatchdogTickler> _logger;
     private readonly PreciseWaiter _waiter = new();
     private int _disposed;
+    private int _stopped;
     private Thread? _thread;
     private volatile bool _stopping;
     private volatile string? _stopFeedingReason;
@@ -84,6 +85,12 @@ internal sealed class WatchdogTickler : IHostedService, IDisposable
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
+        // Idempotent: the host may stop a service more than once (shutdown, then disposal paths).
+        if (Interlocked.Exchange(ref _stopped, 1) != 0)
+        {
+            return Task.CompletedTask;
+        }
+
         _stopping = true;
         _waiter.Wake();
         _thread?.Join();

@@ -13,11 +13,15 @@ public sealed class ProcessExitWatcher : IDisposable
     private readonly Lock _gate = new();
     private readonly Dictionary<ulong, ExitWatch> _watches = [];
     private readonly Thread _thread;
+    private readonly int _capacity;
     private ulong _nextToken;
+    private long _unwatched;
     private volatile bool _disposed;
 
-    public ProcessExitWatcher()
+    /// <param name="capacity">Most pidfds to hold at once: each costs a descriptor that sockets may need more.</param>
+    public ProcessExitWatcher(int capacity = int.MaxValue)
     {
+        _capacity = capacity;
         var epoll = Interop.EpollCreate1(Interop.EPOLL_CLOEXEC);
         if (epoll < 0)
         {
@@ -56,6 +60,12 @@ public sealed class ProcessExitWatcher : IDisposable
     {
         ArgumentNullException.ThrowIfNull(onExit);
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Count >= _capacity)
+        {
+            Interlocked.Increment(ref _unwatched);
+            throw new IOException($"the exit watcher holds its maximum of {_capacity} pidfds (bounded by the open-file limit)");
+        }
+
         var fd = Interop.PidfdOpen(pid, 0);
         if (fd < 0)
         {
@@ -66,7 +76,8 @@ public sealed class ProcessExitWatcher : IDisposable
                 return NoWatch.Instance;
             }
 
-            throw new IOException($"pidfd_open({pid}) failed: {Interop.Describe(errno)} (errno {errno}); Linux 5.3 or later is needed");
+            Interlocked.Increment(ref _unwatched);
+            throw new IOException($"pidfd_open({pid}) failed: {Interop.Describe(errno)} (errno {errno})");
         }
 
         var pidfd = new Interop.FileDescriptorHandle(fd);
@@ -79,6 +90,9 @@ public sealed class ProcessExitWatcher : IDisposable
             return watch;
         }
     }
+
+    /// <summary>Watches refused so far (capacity or descriptors exhausted).</summary>
+    public long Unwatched => Interlocked.Read(ref _unwatched);
 
     /// <summary>Processes being watched.</summary>
     public int Count

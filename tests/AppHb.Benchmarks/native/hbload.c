@@ -32,6 +32,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <sys/time.h>
 
 static int linuxha;
 
@@ -161,7 +162,7 @@ static int receive_fd(int channel, int *index) {
     struct iovec iov = { index, sizeof *index };
     union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } control;
     struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf };
-    if (recvmsg(channel, &msg, 0) != (ssize_t)sizeof *index) die("recvmsg");
+    if (recvmsg(channel, &msg, 0) != (ssize_t)sizeof *index) die("recvmsg (a client failed to register within 60 s)");
     int fd; memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof fd);
     return fd;
 }
@@ -171,6 +172,9 @@ static int receive_fd(int channel, int *index) {
 static void spawn_clients(const char *path, int clients, unsigned interval, unsigned warn, int *fds, pid_t *children, int window) {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair) < 0) die("socketpair");
+    /* A client that dies before handing over its socket must end the run, not hang it. */
+    struct timeval patience = { 60, 0 };
+    setsockopt(pair[0], SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
     int started = 0, received = 0;
     while (received < clients) {
         while (started < clients && started - received < window) {
