@@ -8,6 +8,8 @@ public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog
 
 /// <summary>The daemon's own health.</summary>
 /// <param name="LoopLatenessP99Ms">How late the deadline loop woke, p99 over the recent window: it bounds event delay.</param>
+/// <param name="AllocatedBytes">Managed bytes allocated since start (GC.GetTotalAllocatedBytes): the hot path should not move it.</param>
+/// <param name="GcCollections">Garbage collections since start, all generations.</param>
 public sealed record DaemonStatus(
     string Version,
     int Pid,
@@ -17,7 +19,10 @@ public sealed record DaemonStatus(
     string Scheduling,
     int Clients,
     double LoopLatenessP99Ms,
-    double LoopLatenessMaxMs);
+    double LoopLatenessMaxMs,
+    long AllocatedBytes,
+    long GcHeapBytes,
+    int GcCollections);
 
 /// <summary>The level-0 watchdog as the tickle loop sees it.</summary>
 /// <param name="LastBootByWatchdog">The device's boot status says the last reset was the watchdog's.</param>

@@ -37,7 +37,8 @@ internal sealed class StatusReporter
         var tickle = _health.TickleLateness.Summarize();
         var device = _tickler.Device;
         var daemon = new DaemonStatus(Version, Environment.ProcessId, _startedAt, _time.GetElapsedTime(_startedTimestamp).TotalSeconds,
-            _health.MemoryLocked, $"deadlines {_health.LoopScheduling}, tickle {_health.TickleScheduling}", clients.Count, loop.P99Ms, loop.MaxMs);
+            _health.MemoryLocked, $"deadlines {_health.LoopScheduling}, tickle {_health.TickleScheduling}", clients.Count, loop.P99Ms, loop.MaxMs,
+            GC.GetTotalAllocatedBytes(), GC.GetGCMemoryInfo().HeapSizeBytes, GC.CollectionCount(0));
         var watchdog = new WatchdogStatus(
             device?.Backend ?? "unopened",
             device?.DevicePath,
