@@ -19,6 +19,9 @@ internal sealed class LoadGenerator
         IReadOnlyDictionary<int, long> BeatTimestamps)
     {
         public double ProcessedPerSecond => Sent / ProcessedSeconds;
+
+        /// <summary>How long after the load stopped the daemon finished the beats queued before it.</summary>
+        public double BacklogMs => Math.Max(0, (ProcessedSeconds - LoadSeconds) * 1000);
     }
 
     /// <summary>Starts a run; <paramref name="onBeatsDone"/> fires (stall mode) once every client has beaten.</summary>

@@ -71,3 +71,31 @@ public class PublishedDaemonTests
         Assert.DoesNotContain(lines, l => l.Contains("crit:", StringComparison.Ordinal) || l.Contains("Exception", StringComparison.Ordinal));
     }
 }
+
+public class ClientPackageTests
+{
+    [Fact]
+    public async Task Dotnet_pack_produces_the_client_package_with_its_docs_and_the_protocol_package()
+    {
+        using var directory = new TempDirectory();
+        using (var pack = Process.Start(new ProcessStartInfo("dotnet", ["pack", Path.Combine(RepositoryPaths.Root, "AppHb.sln"), "-c", "Release", "-o", directory.Path])
+            { RedirectStandardOutput = true, RedirectStandardError = true })!)
+        {
+            var log = await pack.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+            await pack.WaitForExitAsync(TestContext.Current.CancellationToken);
+            Assert.True(pack.ExitCode == 0, log);
+        }
+
+        var client = Directory.GetFiles(directory.Path, "AppHb.Client.*.nupkg").Single();
+        Assert.Single(Directory.GetFiles(directory.Path, "AppHb.Protocol.*.nupkg"));
+        using var zip = System.IO.Compression.ZipFile.OpenRead(client);
+        var entries = zip.Entries.Select(e => e.FullName).ToList();
+        Assert.Contains("lib/net10.0/AppHb.Client.dll", entries);
+        Assert.Contains("lib/net10.0/AppHb.Client.xml", entries);
+        using var nuspec = new StreamReader(zip.GetEntry("AppHb.Client.nuspec")!.Open());
+        var text = await nuspec.ReadToEndAsync(TestContext.Current.CancellationToken);
+        Assert.Contains("<dependency id=\"AppHb.Protocol\"", text, StringComparison.Ordinal);
+        // Only the libraries apps link are packages; the daemon, CLI and tests are not.
+        Assert.Equal(2, Directory.GetFiles(directory.Path, "*.nupkg").Length);
+    }
+}

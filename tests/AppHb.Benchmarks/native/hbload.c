@@ -252,7 +252,7 @@ int main(int argc, char **argv) {
             while (sent < due) {
                 ssize_t n = send(fds[next], beat, beat_len, MSG_DONTWAIT | MSG_NOSIGNAL);
                 if (n == (ssize_t)beat_len) sent++;
-                else { blocked++; if (max) break; sent++; }
+                else { blocked++; if (max) break; due--; }  /* not written: not a beat, and not owed again */
                 if (++next == clients) next = 0;
             }
             if (!max) { struct timespec ts = { 0, 200000 }; nanosleep(&ts, NULL); }
