@@ -4,7 +4,6 @@ using AppHb.Daemon.Configuration;
 using AppHb.Daemon.Loops;
 using AppHb.Daemon.Status;
 using AppHb.Protocol;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace AppHb.Daemon.Events;
@@ -14,7 +13,7 @@ namespace AppHb.Daemon.Events;
 /// thread, which a busy box can delay by a whole scheduler period. Each event is serialized once. Writes never block:
 /// a watcher whose socket is full gets a bounded backlog, flushed as its socket drains; beyond that bound it loses
 /// events (counted, logged), and the daemon loses no time.</summary>
-internal sealed class EventBroadcaster : IHostedService, IDisposable
+internal sealed class EventBroadcaster : DedicatedThreadService
 {
     private readonly EventStream _events;
     private readonly RealtimeOptions _realtime;
@@ -22,9 +21,6 @@ internal sealed class EventBroadcaster : IHostedService, IDisposable
     private readonly EventSubscription _subscription;
     private readonly Lock _gate = new();
     private readonly List<Watcher> _watchers = [];
-    private readonly CancellationTokenSource _stopping = new();
-    private int _disposed;
-    private Thread? _thread;
 
     public EventBroadcaster(EventStream events, ApphbdOptions options, ILogger<EventBroadcaster> logger)
     {
@@ -79,44 +75,16 @@ internal sealed class EventBroadcaster : IHostedService, IDisposable
 
     private long _lastBroadcast;
 
-    public Task StartAsync(CancellationToken cancellationToken)
-    {
-        _thread = new Thread(Run) { Name = "apphb-events", IsBackground = true };
-        _thread.Start();
-        return Task.CompletedTask;
-    }
+    protected override string ThreadName => "apphb-events";
 
-    public Task StopAsync(CancellationToken cancellationToken)
-    {
-        if (!_stopping.IsCancellationRequested)
-        {
-            _stopping.Cancel();
-        }
+    protected override void DisposeResources() => _subscription.Dispose();
 
-        _thread?.Join();
-        return Task.CompletedTask;
-    }
-
-    public void Dispose()
-    {
-        // Idempotent: the container disposes this once as a singleton and once as the hosted service it also is.
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-        {
-            return;
-        }
-
-        // Never pull the token or subscription from under a running thread.
-        StopAsync(CancellationToken.None).GetAwaiter().GetResult();
-        _subscription.Dispose();
-        _stopping.Dispose();
-    }
-
-    private void Run()
+    protected override void Run()
     {
         // One step below the deadline loop: events never delay deadline detection, but beat everything else.
         RealtimeThreads.Apply(_realtime with { Priority = Math.Max(1, _realtime.Priority - 1) }, _logger, "event broadcaster");
         var reader = _subscription.Reader;
-        while (!_stopping.IsCancellationRequested)
+        while (!IsStopping)
         {
             bool backlog;
             lock (_gate)
@@ -128,7 +96,7 @@ internal sealed class EventBroadcaster : IHostedService, IDisposable
             {
                 // A plain blocking wait, woken by the publishing thread itself: no thread-pool hop between the
                 // deadline loop raising an event and this realtime thread writing it.
-                _subscription.WaitToRead(backlog ? BacklogRetry : Timeout.InfiniteTimeSpan, _stopping.Token);
+                _subscription.WaitToRead(backlog ? BacklogRetry : Timeout.InfiniteTimeSpan, Stopping);
             }
             catch (OperationCanceledException)
             {

@@ -1,5 +1,4 @@
 using AppHb.Core.Events;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace AppHb.Daemon.Events;
@@ -8,13 +7,10 @@ namespace AppHb.Daemon.Events;
 /// its gravity. It runs on a thread of its own: a burst of thousands of events (a mass registration) would otherwise
 /// hold a thread-pool worker for its whole length, and the pool's liveness probe, which the watchdog tickle depends
 /// on, would wait behind it.</summary>
-internal sealed class EventLogWriter : IHostedService, IDisposable
+internal sealed class EventLogWriter : DedicatedThreadService
 {
     private readonly EventSubscription _subscription;
     private readonly ILogger<EventLogWriter> _logger;
-    private readonly CancellationTokenSource _stopping = new();
-    private Thread? _thread;
-    private int _disposed;
 
     public EventLogWriter(EventStream events, ILogger<EventLogWriter> logger)
     {
@@ -23,45 +19,20 @@ internal sealed class EventLogWriter : IHostedService, IDisposable
         _logger = logger;
     }
 
-    public Task StartAsync(CancellationToken cancellationToken)
-    {
-        _thread = new Thread(Run) { Name = "apphb-eventlog", IsBackground = true };
-        _thread.Start();
-        return Task.CompletedTask;
-    }
+    protected override string ThreadName => "apphb-eventlog";
 
-    public Task StopAsync(CancellationToken cancellationToken)
-    {
-        if (!_stopping.IsCancellationRequested)
-        {
-            _stopping.Cancel();
-        }
+    /// <summary>Flush what was published before the stop: the last events are often the interesting ones.</summary>
+    protected override void OnStopped() => Drain();
 
-        _thread?.Join();
-        // Flush what was published before the stop: the last events are often the interesting ones.
-        Drain();
-        return Task.CompletedTask;
-    }
+    protected override void DisposeResources() => _subscription.Dispose();
 
-    public void Dispose()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-        {
-            return;
-        }
-
-        StopAsync(CancellationToken.None).GetAwaiter().GetResult();
-        _subscription.Dispose();
-        _stopping.Dispose();
-    }
-
-    private void Run()
+    protected override void Run()
     {
         try
         {
             while (true)
             {
-                _subscription.WaitToRead(Timeout.InfiniteTimeSpan, _stopping.Token);
+                _subscription.WaitToRead(Timeout.InfiniteTimeSpan, Stopping);
                 Drain();
             }
         }

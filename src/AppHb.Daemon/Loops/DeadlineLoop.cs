@@ -2,7 +2,6 @@ using AppHb.Core.Heartbeats;
 using AppHb.Core.Scheduling;
 using AppHb.Daemon.Configuration;
 using AppHb.Linux.Timing;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace AppHb.Daemon.Loops;
@@ -10,7 +9,7 @@ namespace AppHb.Daemon.Loops;
 /// <summary>The daemon's event loop: one dedicated (realtime when permitted) thread that sleeps exactly until the
 /// registry's next deadline, raises what expired, and proves its own liveness to the watchdog tickle loop, both
 /// directly and by getting a work item through the thread pool (which serves every socket).</summary>
-internal sealed class DeadlineLoop : IHostedService, IDisposable
+internal sealed class DeadlineLoop : DedicatedThreadService
 {
     private readonly HeartbeatRegistry _registry;
     private readonly DaemonHealth _health;
@@ -19,9 +18,6 @@ internal sealed class DeadlineLoop : IHostedService, IDisposable
     private readonly TimeSpan _maxIdle;
     private readonly ILogger<DeadlineLoop> _logger;
     private readonly PreciseWaiter _waiter = new();
-    private int _disposed;
-    private Thread? _thread;
-    private volatile bool _stopping;
 
     public DeadlineLoop(HeartbeatRegistry registry, DaemonHealth health, TimeProvider time, ApphbdOptions options, ILogger<DeadlineLoop> logger)
     {
@@ -34,45 +30,22 @@ internal sealed class DeadlineLoop : IHostedService, IDisposable
         _logger = logger;
     }
 
-    public Task StartAsync(CancellationToken cancellationToken)
-    {
-        _registry.EarlierDeadlineScheduled = _waiter.Wake;
-        _thread = new Thread(Run) { Name = "apphb-deadlines", IsBackground = true };
-        _thread.Start();
-        return Task.CompletedTask;
-    }
+    protected override string ThreadName => "apphb-deadlines";
 
-    public Task StopAsync(CancellationToken cancellationToken)
-    {
-        _stopping = true;
-        _waiter.Wake();
-        _thread?.Join();
-        return Task.CompletedTask;
-    }
+    protected override void OnStarting() => _registry.EarlierDeadlineScheduled = _waiter.Wake;
 
-    public void Dispose()
-    {
-        // Idempotent: the container disposes this once as a singleton and once as the hosted service it also is.
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-        {
-            return;
-        }
+    protected override void Wake() => _waiter.Wake();
 
-        // Stop the thread before its waiter goes: disposing under a running loop would crash the daemon.
-        _stopping = true;
-        _waiter.Wake();
-        _thread?.Join();
-        _waiter.Dispose();
-    }
+    protected override void DisposeResources() => _waiter.Dispose();
 
-    private void Run()
+    protected override void Run()
     {
         _health.LoopScheduling = RealtimeThreads.Apply(_realtime, _logger, "deadline loop");
         var timestamps = new Timestamps(_time);
         var maxIdleTicks = timestamps.ToTicks(_maxIdle);
         try
         {
-            while (!_stopping)
+            while (!IsStopping)
             {
                 var next = _registry.ExpireDue();
                 _health.Loop.Stamp();

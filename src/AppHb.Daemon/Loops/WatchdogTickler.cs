@@ -2,7 +2,6 @@ using AppHb.Core.Scheduling;
 using AppHb.Daemon.Configuration;
 using AppHb.Linux.Timing;
 using AppHb.Linux.Watchdog;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace AppHb.Daemon.Loops;
@@ -10,7 +9,7 @@ namespace AppHb.Daemon.Loops;
 /// <summary>Feeds the level-0 watchdog from one dedicated thread, and only while the daemon proves healthy (its
 /// deadline loop and thread pool ran within the last period). It measures how late it wakes, like Kestrel's
 /// Heartbeat. An orderly stop disarms the device; a crash or a hang leaves it armed, and the node resets.</summary>
-internal sealed class WatchdogTickler : IHostedService, IDisposable
+internal sealed class WatchdogTickler : DedicatedThreadService
 {
     private readonly WatchdogOptions _options;
     private readonly DaemonHealth _health;
@@ -18,10 +17,6 @@ internal sealed class WatchdogTickler : IHostedService, IDisposable
     private readonly RealtimeOptions _realtime;
     private readonly ILogger<WatchdogTickler> _logger;
     private readonly PreciseWaiter _waiter = new();
-    private int _disposed;
-    private int _stopped;
-    private Thread? _thread;
-    private volatile bool _stopping;
     private volatile string? _stopFeedingReason;
     private long _tickles;
     private long _withheld;
@@ -46,8 +41,10 @@ internal sealed class WatchdogTickler : IHostedService, IDisposable
 
     public TimeSpan? LastTickleAge => Interlocked.Read(ref _lastTickle) is var last and >= 0 ? _time.GetElapsedTime(last) : null;
 
+    protected override string ThreadName => "apphb-tickle";
+
     /// <summary>Opens the device: a failure here stops the daemon from starting.</summary>
-    public Task StartAsync(CancellationToken cancellationToken)
+    protected override void OnStarting()
     {
         try
         {
@@ -74,52 +71,32 @@ internal sealed class WatchdogTickler : IHostedService, IDisposable
         {
             Log.WatchdogNote(_logger, $"the device's timeout {Device.Timeout.TotalSeconds} s is less than two tickle periods ({_options.Period.TotalSeconds} s each)");
         }
-
-        _thread = new Thread(Run) { Name = "apphb-tickle", IsBackground = true };
-        _thread.Start();
-        return Task.CompletedTask;
     }
 
     /// <summary>Last resort (reboot escalation): never feed again, so the hardware resets the node.</summary>
     public void StopFeeding(string reason) => _stopFeedingReason = reason;
 
-    public Task StopAsync(CancellationToken cancellationToken)
-    {
-        // Idempotent: the host may stop a service more than once (shutdown, then disposal paths).
-        if (Interlocked.Exchange(ref _stopped, 1) != 0)
-        {
-            return Task.CompletedTask;
-        }
+    protected override void Wake() => _waiter.Wake();
 
-        _stopping = true;
-        _waiter.Wake();
-        _thread?.Join();
+    /// <summary>Orderly stop: the magic close, unless feeding was stopped on purpose (reboot escalation).</summary>
+    protected override void OnStopped()
+    {
         if (Device is not null && _stopFeedingReason is null)
         {
             Device.Disarm();
             Log.WatchdogDisarmed(_logger);
         }
-
-        return Task.CompletedTask;
     }
 
-    public void Dispose()
+    /// <summary>Closing without the magic character leaves the hardware armed: a daemon torn down without an orderly
+    /// stop resets the node, as a crash must.</summary>
+    protected override void DisposeResources()
     {
-        // Idempotent: the container disposes this once as a singleton and once as the hosted service it also is.
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-        {
-            return;
-        }
-
-        // Stop the thread first; the device is closed without the magic character unless StopAsync disarmed it.
-        _stopping = true;
-        _waiter.Wake();
-        _thread?.Join();
         Device?.Dispose();
         _waiter.Dispose();
     }
 
-    private void Run()
+    protected override void Run()
     {
         _health.TickleScheduling = RealtimeThreads.Apply(_realtime, _logger, "watchdog tickle loop");
         var timestamps = new Timestamps(_time);
@@ -127,7 +104,7 @@ internal sealed class WatchdogTickler : IHostedService, IDisposable
         var device = Device!;
         var next = _time.GetTimestamp();
         var withholding = false;
-        while (!_stopping)
+        while (!IsStopping)
         {
             var age = _health.Age;
             if (age <= _options.Period && _stopFeedingReason is null)
