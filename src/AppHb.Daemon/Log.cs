@@ -16,6 +16,9 @@ internal static partial class Log
     [LoggerMessage(102, LogLevel.Information, "apphbd stopping (orderly)")]
     public static partial void Stopping(ILogger logger);
 
+    [LoggerMessage(103, LogLevel.Information, "Told systemd READY=1 (watchdog ping every {IntervalMs} ms when WatchdogSec= is set)")]
+    public static partial void SystemdReady(ILogger logger, double intervalMs);
+
     // 2xx: soft realtime
     [LoggerMessage(200, LogLevel.Information, "Realtime: {Outcome}")]
     public static partial void RealtimeApplied(ILogger logger, string outcome);

@@ -76,11 +76,20 @@ static ApphbdOptions DemoOptions()
 static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, bool demo)
 {
     var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { ApplicationName = "apphbd", DisableDefaults = true });
-    builder.Logging.AddSimpleConsole(console =>
+    var notifier = new AppHb.Daemon.Systemd.SystemdNotifier();
+    if (Environment.GetEnvironmentVariable("JOURNAL_STREAM") is { Length: > 0 })
     {
-        console.SingleLine = true;
-        console.TimestampFormat = "HH:mm:ss.fff ";
-    });
+        // Under systemd: journald reads the <N> priority prefix and adds its own timestamp.
+        builder.Logging.AddSystemdConsole();
+    }
+    else
+    {
+        builder.Logging.AddSimpleConsole(console =>
+        {
+            console.SingleLine = true;
+            console.TimestampFormat = "HH:mm:ss.fff ";
+        });
+    }
     // Socket continuations run inline on the epoll thread (see Main): a log flood must drop lines, never block it.
     builder.Logging.AddConsole(console =>
     {
@@ -111,6 +120,9 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, bool
     builder.Services.AddHostedService(sp => sp.GetRequiredService<WatchdogTickler>());
     builder.Services.AddHostedService(sp => sp.GetRequiredService<DeadlineLoop>());
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ClientSocketServer>());
+    builder.Services.AddSingleton(notifier);
+    builder.Services.AddSingleton<AppHb.Daemon.Systemd.SystemdWatchdogFeeder>();
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Systemd.SystemdWatchdogFeeder>());
     if (demo)
     {
         builder.Services.AddHostedService<DemoClients>();

@@ -11,8 +11,11 @@ public sealed class DaemonProcess : IAsyncDisposable
     private readonly SemaphoreSlim _lineArrived = new(0);
     private Process? _process;
 
-    private DaemonProcess(TempDirectory directory, string configPath, string socketPath)
+    private readonly IReadOnlyDictionary<string, string> _environment;
+
+    private DaemonProcess(TempDirectory directory, string configPath, string socketPath, IReadOnlyDictionary<string, string>? environment)
     {
+        _environment = environment ?? new Dictionary<string, string>();
         Directory = directory;
         ConfigPath = configPath;
         SocketPath = socketPath;
@@ -29,9 +32,10 @@ public sealed class DaemonProcess : IAsyncDisposable
     public IReadOnlyCollection<string> Lines => _lines;
 
     /// <summary>Starts apphbd with the none backend and <paramref name="extraYaml"/> appended to a minimal config.</summary>
-    public static async Task<DaemonProcess> StartAsync(string extraYaml = "", TimeSpan? period = null, bool realtime = true)
+    public static async Task<DaemonProcess> StartAsync(string extraYaml = "", TimeSpan? period = null, bool realtime = true,
+        IReadOnlyDictionary<string, string>? environment = null, TempDirectory? directory = null)
     {
-        var directory = new TempDirectory();
+        directory ??= new TempDirectory();
         var socket = directory.File("apphbd.sock");
         var config = directory.File("apphbd.yaml");
         var tickle = period ?? TimeSpan.FromMilliseconds(200);
@@ -47,7 +51,7 @@ public sealed class DaemonProcess : IAsyncDisposable
               lock-memory: false
             {extraYaml}
             """);
-        var daemon = new DaemonProcess(directory, config, socket);
+        var daemon = new DaemonProcess(directory, config, socket, environment);
         await daemon.StartProcessAsync();
         return daemon;
     }
@@ -61,6 +65,11 @@ public sealed class DaemonProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var (key, value) in _environment)
+        {
+            info.Environment[key] = value;
+        }
+
         info.ArgumentList.Add(RepositoryPaths.DaemonDll);
         info.ArgumentList.Add("--config");
         info.ArgumentList.Add(ConfigPath);

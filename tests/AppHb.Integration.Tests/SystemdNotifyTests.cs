@@ -1,0 +1,107 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+using AppHb.Testing;
+
+namespace AppHb.Integration.Tests;
+
+/// <summary>apphbd under a fake service manager: a datagram socket given as NOTIFY_SOCKET, as systemd does for
+/// Type=notify units.</summary>
+public sealed class SystemdNotifyTests : IDisposable
+{
+    private readonly TempDirectory _directory = new();
+    private readonly Socket _manager = new(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+    private readonly ConcurrentQueue<(long At, string Message)> _received = new();
+    private readonly Thread _reader;
+
+    public SystemdNotifyTests()
+    {
+        _manager.Bind(new UnixDomainSocketEndPoint(NotifyPath));
+        _reader = new Thread(() =>
+        {
+            var buffer = new byte[4096];
+            try
+            {
+                while (true)
+                {
+                    var n = _manager.Receive(buffer);
+                    _received.Enqueue((Stopwatch.GetTimestamp(), Encoding.UTF8.GetString(buffer, 0, n)));
+                }
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+            }
+        }) { IsBackground = true };
+        _reader.Start();
+    }
+
+    private string NotifyPath => _directory.File("notify.sock");
+
+    [Fact]
+    public async Task Ready_only_when_serving_then_watchdog_pings_at_half_the_interval_status_and_stopping()
+    {
+        var daemon = await DaemonProcess.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["NOTIFY_SOCKET"] = NotifyPath,
+            ["WATCHDOG_USEC"] = "300000",
+        });
+        await WaitFor(() => _received.Any(m => m.Message.Contains("READY=1", StringComparison.Ordinal)));
+        // READY=1 means the client socket is bound and accepting.
+        using (var probe = await daemon.ConnectAsync())
+        {
+            Assert.True(probe.Connected);
+        }
+
+        var ready = _received.First(m => m.Message.Contains("READY=1", StringComparison.Ordinal));
+        Assert.Contains("STATUS=0 client(s), 0 hung; watchdog none", ready.Message, StringComparison.Ordinal);
+        await Task.Delay(1200, TestContext.Current.CancellationToken);
+        var pings = _received.Where(m => m.Message.Contains("WATCHDOG=1", StringComparison.Ordinal)).Select(m => m.At).ToList();
+        Assert.True(pings.Count >= 5, $"{pings.Count} watchdog pings in 1.2 s");
+        var gaps = pings.Zip(pings.Skip(1), (a, b) => Stopwatch.GetElapsedTime(a, b).TotalMilliseconds).ToList();
+        Assert.All(gaps, gap => Assert.InRange(gap, 100, 200));
+
+        Assert.Equal(0, await daemon.StopAsync());
+        await WaitFor(() => _received.Any(m => m.Message.Contains("STOPPING=1", StringComparison.Ordinal)));
+        await daemon.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task A_watchdog_meant_for_another_pid_is_not_answered()
+    {
+        await using var daemon = await DaemonProcess.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["NOTIFY_SOCKET"] = NotifyPath,
+            ["WATCHDOG_USEC"] = "200000",
+            ["WATCHDOG_PID"] = "1",
+        });
+        await WaitFor(() => _received.Any(m => m.Message.Contains("READY=1", StringComparison.Ordinal)));
+        await Task.Delay(600, TestContext.Current.CancellationToken);
+        Assert.DoesNotContain(_received, m => m.Message.Contains("WATCHDOG=1", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Under_journald_log_lines_carry_syslog_priorities()
+    {
+        await using var daemon = await DaemonProcess.StartAsync(environment: new Dictionary<string, string> { ["JOURNAL_STREAM"] = "8:1234" });
+        Assert.Contains(daemon.Lines, l => l.StartsWith("<6>", StringComparison.Ordinal) && l.Contains("apphbd ready", StringComparison.Ordinal));
+        Assert.DoesNotContain(daemon.Lines, l => l.Contains("info:", StringComparison.Ordinal));
+    }
+
+    private static async Task WaitFor(Func<bool> condition)
+    {
+        var watch = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), "condition not met within 20 s");
+            await Task.Delay(10);
+        }
+    }
+
+    public void Dispose()
+    {
+        _manager.Dispose();
+        _reader.Join(TimeSpan.FromSeconds(2));
+        _directory.Dispose();
+    }
+}
