@@ -4,10 +4,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# What the tests need beyond the .NET SDK: a C compiler and the kernel uAPI headers (interop layout checks).
+# What the tests need beyond the .NET SDK: a C compiler and the kernel uAPI headers (interop layout checks),
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 [ -f /usr/include/linux/watchdog.h ] && [ -f /usr/include/linux/gpio.h ] || missing+=(linux-libc-dev)
+# systemd's own tools check the units under systemd/ (no systemd needs to run).
+command -v systemd-analyze >/dev/null 2>&1 && command -v systemd-sysusers >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing test prerequisites: ${missing[*]}"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || exit 1
