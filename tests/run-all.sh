@@ -10,6 +10,8 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc)
 [ -f /usr/include/linux/watchdog.h ] && [ -f /usr/include/linux/gpio.h ] || missing+=(linux-libc-dev)
 # systemd's own tools check the units under systemd/ (no systemd needs to run).
 command -v systemd-analyze >/dev/null 2>&1 && command -v systemd-sysusers >/dev/null 2>&1 || missing+=(systemd)
+# The .deb is built and checked with Debian's own tools.
+command -v lintian >/dev/null 2>&1 || missing+=(lintian)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing test prerequisites: ${missing[*]}"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || exit 1

@@ -29,12 +29,20 @@ var demoOption = new Option<bool>("--demo")
 {
     Description = "Run with the embedded defaults, the 'none' watchdog backend, a socket under /tmp, and two demo clients",
 };
+var printDefaultsOption = new Option<bool>("--print-default-config") { Description = "Print the default configuration, with comments, and exit" };
 var root = new RootCommand("apphbd: the AppHb node daemon. Watches heartbeat clients and feeds the hardware watchdog while healthy.")
 {
-    configOption, checkOption, demoOption,
+    configOption, checkOption, demoOption, printDefaultsOption,
 };
 root.SetAction(async (parse, cancellationToken) =>
 {
+    if (parse.GetValue(printDefaultsOption))
+    {
+        // The packaged /etc/apphb/apphbd.yaml is this text: one source for the defaults and their documentation.
+        Console.Write(DefaultConfiguration.Yaml + Environment.NewLine);
+        return 0;
+    }
+
     var demo = parse.GetValue(demoOption);
     var configPath = parse.GetValue(configOption)!;
     ApphbdOptions options;

@@ -21,6 +21,13 @@ public class ConfigurationTests
     }
 
     [Fact]
+    public void The_commented_default_file_shipped_in_etc_means_exactly_the_defaults()
+    {
+        // packaging/build-deb.sh installs `apphbd --print-default-config` as /etc/apphb/apphbd.yaml.
+        Assert.Equal(ConfigurationLoader.Defaults(), ConfigurationLoader.Load(DefaultConfiguration.Yaml, "/etc/apphb/apphbd.yaml"));
+    }
+
+    [Fact]
     public void User_values_override_defaults_key_by_key()
     {
         var options = ConfigurationLoader.Load("""

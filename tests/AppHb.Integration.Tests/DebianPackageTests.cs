@@ -1,0 +1,83 @@
+using System.Diagnostics;
+using AppHb.Testing;
+
+namespace AppHb.Integration.Tests;
+
+/// <summary>packaging/build-deb.sh as a release would run it. Installing, upgrading and purging under a real systemd
+/// is the appliance rig's job (issue 5); here: lintian, the contents, and the packaged binaries working together.</summary>
+public class DebianPackageTests
+{
+    [Fact]
+    public async Task The_package_builds_lintian_finds_no_error_and_its_binaries_work()
+    {
+        using var directory = new TempDirectory();
+        var (built, log) = await RunAsync(Path.Combine(RepositoryPaths.Root, "packaging", "build-deb.sh"), directory.Path);
+        Assert.True(built == 0, log);
+        var deb = log.Trim().Split('\n')[^1];
+        Assert.EndsWith("_amd64.deb", deb, StringComparison.Ordinal);
+
+        var (lint, findings) = await RunAsync("lintian", "--fail-on", "error", deb);
+        Assert.True(lint == 0, findings);
+        Assert.DoesNotContain("E: ", findings, StringComparison.Ordinal);
+
+        var (_, contents) = await RunAsync("dpkg-deb", "--contents", deb);
+        foreach (var path in new[]
+        {
+            "./usr/sbin/apphbd", "./usr/sbin/apphbctl", "./etc/apphb/apphbd.yaml", "./lib/systemd/system/apphbd.service",
+            "./usr/lib/sysusers.d/apphb.conf", "./usr/lib/tmpfiles.d/apphb.conf", "./usr/share/man/man8/apphbd.8.gz",
+            "./usr/share/man/man8/apphbctl.8.gz", "./usr/share/man/man5/apphbd.yaml.5.gz", "./usr/share/doc/apphb/copyright",
+        })
+        {
+            Assert.Contains(path, contents, StringComparison.Ordinal);
+        }
+
+        var (_, conffiles) = await RunAsync("dpkg-deb", "--info", deb, "conffiles");
+        Assert.Equal("/etc/apphb/apphbd.yaml", conffiles.Trim());
+
+        // The packaged binaries are trimmed single files: run them against each other.
+        var root = directory.File("root");
+        Assert.Equal(0, (await RunAsync("dpkg-deb", "--extract", deb, root)).Code);
+        var apphbd = Path.Combine(root, "usr", "sbin", "apphbd");
+        var shippedConfig = Path.Combine(root, "etc", "apphb", "apphbd.yaml");
+        var (check, checkLog) = await RunAsync(apphbd, "--check-config", "--config", shippedConfig);
+        Assert.True(check == 0, checkLog);
+
+        var socket = directory.File("apphbd.sock");
+        var config = directory.File("test.yaml");
+        await File.WriteAllTextAsync(config, $"socket:\n  path: {socket}\nwatchdog:\n  backend: none\n  timeout: 4s\n  period: 1s\n", TestContext.Current.CancellationToken);
+        using var daemon = Process.Start(new ProcessStartInfo(apphbd, ["--config", config]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        try
+        {
+            var watch = Stopwatch.StartNew();
+            while (!File.Exists(socket) && watch.Elapsed < TimeSpan.FromSeconds(20))
+            {
+                await Task.Delay(50, TestContext.Current.CancellationToken);
+            }
+
+            var (status, text) = await RunAsync(Path.Combine(root, "usr", "sbin", "apphbctl"), "--socket", socket, "status");
+            Assert.True(status == 0, text);
+            Assert.Contains("watchdog none", text, StringComparison.Ordinal);
+        }
+        finally
+        {
+            daemon.Kill();
+            await daemon.WaitForExitAsync(TestContext.Current.CancellationToken);
+        }
+    }
+
+    private static async Task<(int Code, string Output)> RunAsync(string file, params string[] args)
+    {
+        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args)
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        using var process = Process.Start(info)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        // stdout last: the build script prints the package path as its final line.
+        return (process.ExitCode, await error + await output);
+    }
+}
