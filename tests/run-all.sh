@@ -12,6 +12,8 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v systemd-analyze >/dev/null 2>&1 && command -v systemd-sysusers >/dev/null 2>&1 || missing+=(systemd)
 # The .deb is built and checked with Debian's own tools.
 command -v lintian >/dev/null 2>&1 || missing+=(lintian)
+# The gpio-wdt device-tree overlay under hw/ is compiled.
+command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing test prerequisites: ${missing[*]}"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || exit 1

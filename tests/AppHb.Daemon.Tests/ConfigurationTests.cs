@@ -27,6 +27,19 @@ public class ConfigurationTests
         Assert.Equal(ConfigurationLoader.Defaults(), ConfigurationLoader.Load(DefaultConfiguration.Yaml, "/etc/apphb/apphbd.yaml"));
     }
 
+    public static TheoryData<string> BoardProfiles => new(Directory.GetFiles(
+        Path.Combine(AppHb.Testing.RepositoryPaths.Root, "hw", "boards"), "*.yaml").Select(Path.GetFileName)!);
+
+    [Theory]
+    [MemberData(nameof(BoardProfiles))]
+    public void Every_board_profile_is_a_valid_configuration(string profile)
+    {
+        var path = Path.Combine(AppHb.Testing.RepositoryPaths.Root, "hw", "boards", profile);
+        var options = ConfigurationLoader.LoadFile(path);
+        Assert.NotEqual(WatchdogBackend.None, options.Watchdog.Device.Backend);
+        Assert.True(options.Watchdog.Period * 2 <= options.Watchdog.Device.Timeout);
+    }
+
     [Fact]
     public void User_values_override_defaults_key_by_key()
     {
