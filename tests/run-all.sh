@@ -14,6 +14,10 @@ command -v systemd-analyze >/dev/null 2>&1 && command -v systemd-sysusers >/dev/
 command -v lintian >/dev/null 2>&1 || missing+=(lintian)
 # The gpio-wdt device-tree overlay under hw/ is compiled.
 command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
+# The appliance rig: a Debian image (debootstrap, cached in hw/cache/) booted in QEMU with an i6300esb watchdog.
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing test prerequisites: ${missing[*]}"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || exit 1
@@ -45,5 +49,8 @@ if [ "$files" -lt "$projects" ]; then
     status=1
 fi
 [ "$failed" -gt 0 ] && status=1
+# The appliance rig's measured timings (kill-to-restart, hang-to-detection, last tickle to watchdog fire).
+timings=$(grep -oh 'rig timing [^<]*' "$results"/*.trx 2>/dev/null | sed 's/&gt;/>/g; s/&lt;/</g; s/&amp;/\&/g' | sort)
+[ -n "$timings" ] && printf '%s\n' "$timings"
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit $status

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds the appliance VM: a Debian 12 root (debootstrap, cached), the apphb .deb installed as on a real appliance,
+# the rig's scenario runner, and a raw ext4 disk image.
+#   hw/rig/build-image.sh CACHE-DIR DEB      prints the directory holding disk.img, vmlinuz and initrd.img
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=$(mkdir -p "$1" && cd "$1" && pwd)
+deb=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+base="$cache/rootfs-base.tar"
+if [ ! -f "$base" ]; then
+    # Cached between runs: the base system changes only when this list does.
+    root=$(mktemp -d)
+    debootstrap --variant=minbase --include=systemd,systemd-sysv,udev,kmod,linux-image-amd64,procps,init-system-helpers,libc6,libgcc-s1,libstdc++6 \
+        bookworm "$root" http://deb.debian.org/debian >&2
+    tar -C "$root" -cf "$base.tmp" . && mv "$base.tmp" "$base"
+    rm -rf "$root"
+fi
+
+work="$cache/image"
+rm -rf "$work" && mkdir -p "$work/root"
+tar -C "$work/root" -xf "$base"
+r="$work/root"
+echo apphb-rig > "$r/etc/hostname"
+echo "/dev/vda / ext4 rw,errors=remount-ro 0 1" > "$r/etc/fstab"
+cp "$deb" "$r/tmp/apphb.deb"
+chroot "$r" dpkg -i /tmp/apphb.deb >&2
+rm "$r/tmp/apphb.deb"
+# The board profile of the rig's watchdog, and the unit enabled as the preset says.
+cp "$here/../boards/qemu-i6300esb.yaml" "$r/etc/apphb/apphbd.yaml"
+mkdir -p "$r/etc/systemd/system/multi-user.target.wants"
+ln -sf /lib/systemd/system/apphbd.service "$r/etc/systemd/system/multi-user.target.wants/apphbd.service"
+install -m 0755 "$here/scenario.sh" "$r/usr/local/sbin/apphb-rig-scenario"
+cat > "$r/etc/systemd/system/apphb-rig.service" <<'UNIT'
+[Unit]
+Description=AppHb rig scenario runner
+After=apphbd.service multi-user.target
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/apphb-rig-scenario
+[Install]
+WantedBy=multi-user.target
+UNIT
+ln -sf /etc/systemd/system/apphb-rig.service "$r/etc/systemd/system/multi-user.target.wants/apphb-rig.service"
+kernel=$(ls "$r"/boot/vmlinuz-* | head -1)
+cp "$kernel" "$work/vmlinuz"
+cp "$(ls "$r"/boot/initrd.img-* | head -1)" "$work/initrd.img"
+mkfs.ext4 -q -F -L root -d "$r" "$work/disk.img" 2G
+rm -rf "$r"
+echo "$work"
