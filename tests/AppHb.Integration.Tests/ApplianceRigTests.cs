@@ -98,8 +98,9 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
         Assert.Contains("watchdog_timeouts=1", restarted.Text, StringComparison.Ordinal);
         boot.Line("SURVIVED");
         Assert.Empty(boot.Watchdog);
-        // WatchdogSec=10s, then SIGABRT (undeliverable to a stopped process), SIGKILL after TimeoutAbortSec=5s, restart.
-        Assert.InRange(ms, 5_000, 25_000);
+        // WatchdogSec=10s, then SIGABRT (undeliverable to a stopped process), SIGKILL after TimeoutAbortSec=5s, restart:
+        // ~15-22 s under TCG. The contract is "before the 30 s hardware timeout"; a reset would also fail SURVIVED.
+        Assert.InRange(ms, 5_000, 30_000);
         Report($"c: SIGSTOP -> systemd's WatchdogSec=10s caught the hang, killed it after TimeoutAbortSec=5s, and apphbd was active again after {ms:0} ms; no reset");
     }
 

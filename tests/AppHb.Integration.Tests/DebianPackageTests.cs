@@ -11,16 +11,16 @@ public class DebianPackageTests
     public async Task The_package_builds_lintian_finds_no_error_and_its_binaries_work()
     {
         using var directory = new TempDirectory();
-        var (built, log) = await RunAsync(Path.Combine(RepositoryPaths.Root, "packaging", "build-deb.sh"), directory.Path);
+        var (built, log) = await ProcessRunner.RunAsync(Path.Combine(RepositoryPaths.Root, "packaging", "build-deb.sh"), directory.Path);
         Assert.True(built == 0, log);
         var deb = log.Trim().Split('\n')[^1];
         Assert.EndsWith("_amd64.deb", deb, StringComparison.Ordinal);
 
-        var (lint, findings) = await RunAsync("lintian", "--fail-on", "error", deb);
+        var (lint, findings) = await ProcessRunner.RunAsync("lintian", "--fail-on", "error", deb);
         Assert.True(lint == 0, findings);
         Assert.DoesNotContain("E: ", findings, StringComparison.Ordinal);
 
-        var (_, contents) = await RunAsync("dpkg-deb", "--contents", deb);
+        var (_, contents) = await ProcessRunner.RunAsync("dpkg-deb", "--contents", deb);
         foreach (var path in new[]
         {
             "./usr/sbin/apphbd", "./usr/sbin/apphbctl", "./etc/apphb/apphbd.yaml", "./lib/systemd/system/apphbd.service",
@@ -31,15 +31,15 @@ public class DebianPackageTests
             Assert.Contains(path, contents, StringComparison.Ordinal);
         }
 
-        var (_, conffiles) = await RunAsync("dpkg-deb", "--info", deb, "conffiles");
+        var (_, conffiles) = await ProcessRunner.RunAsync("dpkg-deb", "--info", deb, "conffiles");
         Assert.Equal("/etc/apphb/apphbd.yaml", conffiles.Trim());
 
         // The packaged binaries are trimmed single files: run them against each other.
         var root = directory.File("root");
-        Assert.Equal(0, (await RunAsync("dpkg-deb", "--extract", deb, root)).Code);
+        Assert.Equal(0, (await ProcessRunner.RunAsync("dpkg-deb", "--extract", deb, root)).Code);
         var apphbd = Path.Combine(root, "usr", "sbin", "apphbd");
         var shippedConfig = Path.Combine(root, "etc", "apphb", "apphbd.yaml");
-        var (check, checkLog) = await RunAsync(apphbd, "--check-config", "--config", shippedConfig);
+        var (check, checkLog) = await ProcessRunner.RunAsync(apphbd, "--check-config", "--config", shippedConfig);
         Assert.True(check == 0, checkLog);
 
         var socket = directory.File("apphbd.sock");
@@ -54,7 +54,7 @@ public class DebianPackageTests
                 await Task.Delay(50, TestContext.Current.CancellationToken);
             }
 
-            var (status, text) = await RunAsync(Path.Combine(root, "usr", "sbin", "apphbctl"), "--socket", socket, "status");
+            var (status, text) = await ProcessRunner.RunAsync(Path.Combine(root, "usr", "sbin", "apphbctl"), "--socket", socket, "status");
             Assert.True(status == 0, text);
             Assert.Contains("watchdog none", text, StringComparison.Ordinal);
         }
@@ -63,21 +63,5 @@ public class DebianPackageTests
             daemon.Kill();
             await daemon.WaitForExitAsync(TestContext.Current.CancellationToken);
         }
-    }
-
-    private static async Task<(int Code, string Output)> RunAsync(string file, params string[] args)
-    {
-        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args)
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        using var process = Process.Start(info)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        // stdout last: the build script prints the package path as its final line.
-        return (process.ExitCode, await error + await output);
     }
 }

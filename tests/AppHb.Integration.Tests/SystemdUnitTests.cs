@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using AppHb.Testing;
 
 namespace AppHb.Integration.Tests;
@@ -22,13 +21,13 @@ public class SystemdUnitTests
         await File.WriteAllTextAsync(unit, text, TestContext.Current.CancellationToken);
 
         // Man pages come with the .deb; everything else must be clean: verify prints nothing at all.
-        var (code, output) = await RunAsync("systemd-analyze", "verify", "--man=no", unit);
+        var (code, output) = await ProcessRunner.RunAsync("systemd-analyze", "verify", "--man=no", unit);
         Assert.Equal(0, code);
         Assert.Equal(string.Empty, output.Trim());
 
         var broken = directory.File("broken.service");
         await File.WriteAllTextAsync(broken, text.Replace("Type=notify", "Type=notifyy", StringComparison.Ordinal), TestContext.Current.CancellationToken);
-        var (_, complaint) = await RunAsync("systemd-analyze", "verify", "--man=no", broken);
+        var (_, complaint) = await ProcessRunner.RunAsync("systemd-analyze", "verify", "--man=no", broken);
         Assert.Contains("Failed to parse service type", complaint, StringComparison.Ordinal);
     }
 
@@ -47,7 +46,7 @@ public class SystemdUnitTests
     [Fact]
     public async Task Sysusers_creates_the_socket_group_and_tmpfiles_the_runtime_directory()
     {
-        var (code, output) = await RunAsync("systemd-sysusers", "--dry-run", Unit("apphb.sysusers.conf"));
+        var (code, output) = await ProcessRunner.RunAsync("systemd-sysusers", "--dry-run", Unit("apphb.sysusers.conf"));
         Assert.Equal(0, code);
         Assert.Contains("Creating group 'apphb'", output, StringComparison.Ordinal);
 
@@ -55,26 +54,11 @@ public class SystemdUnitTests
         Directory.CreateDirectory(Path.Combine(root.Path, "etc"));
         await File.WriteAllTextAsync(Path.Combine(root.Path, "etc", "group"), "root:x:0:\napphb:x:995:\n", TestContext.Current.CancellationToken);
         await File.WriteAllTextAsync(Path.Combine(root.Path, "etc", "passwd"), "root:x:0:0:root:/root:/bin/sh\n", TestContext.Current.CancellationToken);
-        var (created, log) = await RunAsync("systemd-tmpfiles", "--create", $"--root={root.Path}", Unit("apphb.tmpfiles.conf"));
+        var (created, log) = await ProcessRunner.RunAsync("systemd-tmpfiles", "--create", $"--root={root.Path}", Unit("apphb.tmpfiles.conf"));
         Assert.True(created == 0, log);
         var directory = Path.Combine(root.Path, "run", "apphb");
         Assert.True(Directory.Exists(directory));
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute,
             File.GetUnixFileMode(directory));
-    }
-
-    private static async Task<(int Code, string Output)> RunAsync(string file, params string[] args)
-    {
-        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args)
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        using var process = Process.Start(info)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        return (process.ExitCode, await output + await error);
     }
 }
