@@ -61,14 +61,6 @@ public ref struct PayloadReader
         return value;
     }
 
-    /// <summary>The bytes not yet read.</summary>
-    public ReadOnlySpan<byte> ReadRemaining()
-    {
-        var rest = _payload[_position..];
-        _position = _payload.Length;
-        return rest;
-    }
-
     /// <summary>Fails when bytes remain: trailing garbage is a malformed frame, not something to ignore.</summary>
     public readonly void EnsureEnd()
     {

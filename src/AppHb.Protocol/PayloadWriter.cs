@@ -44,12 +44,6 @@ public ref struct PayloadWriter
         _position += length;
     }
 
-    public void WriteBytes(ReadOnlySpan<byte> bytes)
-    {
-        bytes.CopyTo(_destination[_position..]);
-        _position += bytes.Length;
-    }
-
     /// <summary>Encoded size of a string field: the u16 length plus the UTF-8 bytes.</summary>
     public static int SizeOf(string value) => 2 + Encoding.UTF8.GetByteCount(value);
 }
