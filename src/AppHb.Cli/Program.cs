@@ -13,13 +13,60 @@ var socketOption = new Option<string>("--socket", "-s")
 };
 var jsonOption = new Option<bool>("--json") { Description = "Print JSON instead of text" };
 
-var status = new Command("status", "Show the daemon, its watchdog and every client") { jsonOption };
+var statusNameArgument = new Argument<string?>("name") { Description = "A service: show only it", Arity = ArgumentArity.ZeroOrOne };
+var status = new Command("status", "Show the daemon, its watchdog, its services and every client; or one service") { jsonOption, statusNameArgument };
 status.SetAction(async (parse, ct) => await Run(async () =>
 {
     var document = await new AppHbControl(parse.GetValue(socketOption)).GetStatusAsync(ct);
+    if (parse.GetValue(statusNameArgument) is { } name)
+    {
+        var service = document.Services.FirstOrDefault(s => s.Name == name)
+            ?? throw new AppHbException(ErrorCode.UnknownService, $"no service named \"{name}\"; configured: {string.Join(", ", document.Services.Select(s => s.Name))}");
+        Console.Write(parse.GetValue(jsonOption)
+            ? JsonSerializer.Serialize(service, ProtocolJsonContext.Default.ServiceStatus) + Environment.NewLine
+            : StatusPrinter.RenderService(service));
+        return;
+    }
+
     Console.Write(parse.GetValue(jsonOption)
         ? JsonSerializer.Serialize(document, ProtocolJsonContext.Default.StatusDocument) + Environment.NewLine
         : StatusPrinter.Render(document));
+}));
+
+Command ServiceCommand(string verb, string description, ControlAction action)
+{
+    var serviceArgument = new Argument<string>("name") { Description = "The service, as named in apphbd.yaml" };
+    var command = new Command(verb, description) { serviceArgument };
+    command.SetAction(async (parse, ct) => await Run(async () =>
+    {
+        var result = await new AppHbControl(parse.GetValue(socketOption)).ControlAsync(action, parse.GetValue(serviceArgument)!, 0, ct);
+        Console.WriteLine(result.Message);
+    }));
+    return command;
+}
+
+var linesOption = new Option<int>("--lines", "-n") { Description = "How many lines", DefaultValueFactory = _ => 50 };
+var logsArgument = new Argument<string>("name") { Description = "The service" };
+var logs = new Command("logs", "Print a service's recent output (all of it is in the journal)") { logsArgument, linesOption };
+logs.SetAction(async (parse, ct) => await Run(async () =>
+{
+    var result = await new AppHbControl(parse.GetValue(socketOption)).ControlAsync(ControlAction.Logs, parse.GetValue(logsArgument)!, Math.Max(1, parse.GetValue(linesOption)), ct);
+    await Console.Error.WriteLineAsync(result.Message);
+    foreach (var line in result.Lines)
+    {
+        Console.WriteLine(line);
+    }
+}));
+
+var reload = new Command("reload", "Re-read apphbd.yaml and apply the services' changes (unchanged services keep running)");
+reload.SetAction(async (parse, ct) => await Run(async () =>
+{
+    var result = await new AppHbControl(parse.GetValue(socketOption)).ControlAsync(ControlAction.Reload, string.Empty, 0, ct);
+    Console.WriteLine("reloaded: " + result.Message);
+    foreach (var line in result.Lines)
+    {
+        Console.WriteLine("  " + line);
+    }
 }));
 
 var followOption = new Option<bool>("--follow", "-f") { Description = "Keep printing events as they happen" };
@@ -108,7 +155,14 @@ hb.SetAction(async (parse, ct) => await Run(async () =>
     await client.UnregisterAsync(CancellationToken.None);
 }));
 
-var root = new RootCommand("apphbctl: inspect and drive apphbd") { socketOption, status, events, hb };
+var root = new RootCommand("apphbctl: inspect and drive apphbd")
+{
+    socketOption, status, events, hb,
+    ServiceCommand("start", "Start a service (and forget its restart history)", ControlAction.Start),
+    ServiceCommand("stop", "Stop a service (and what requires it); it stays stopped until started", ControlAction.Stop),
+    ServiceCommand("restart", "Restart a service; what requires it restarts after it", ControlAction.Restart),
+    logs, reload,
+};
 return await root.Parse(args).InvokeAsync();
 
 static TimeSpan ParseDuration(string text, string option) => Durations.TryParse(text, out var value)

@@ -7,6 +7,7 @@ namespace AppHb.Cli;
 /// <summary>Renders the status document for a terminal.</summary>
 internal static class StatusPrinter
 {
+    private static readonly string[] ServiceHeadings = ["SERVICE", "STATE", "PID", "FOR", "RESTARTS", "LAST EXIT", "CHECKS"];
     private static readonly string[] Headings = ["CLIENT", "PID", "INTERVAL", "WARN", "LAST BEAT", "STATE", "BEATS"];
 
     public static string Render(StatusDocument status)
@@ -23,6 +24,7 @@ internal static class StatusPrinter
         text.AppendLine(CultureInfo.InvariantCulture, $"  tickle lateness p99 {w.TickleLatenessP99Ms:0.###} ms, max {w.TickleLatenessMaxMs:0.###} ms");
         var boot = w.LastBootByWatchdog ? "LAST RESET WAS CAUSED BY THE WATCHDOG" : "normal";
         text.AppendLine(CultureInfo.InvariantCulture, $"  boot status: {boot}{(w.BootStatus.Count > 0 ? $" ({string.Join(", ", w.BootStatus)})" : string.Empty)}");
+        RenderServices(status.Services, text);
         if (status.Clients.Count == 0)
         {
             text.AppendLine("no clients");
@@ -40,12 +42,62 @@ internal static class StatusPrinter
             c.State,
             c.Beats.ToString(CultureInfo.InvariantCulture),
         }));
+        Table(rows, text);
+        return text.ToString();
+    }
+
+    /// <summary>One service: what <c>apphbctl status NAME</c> prints.</summary>
+    public static string RenderService(ServiceStatus s)
+    {
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"{s.Name}: {s.State}{(s.Pid is { } pid ? $" (pid {pid}{(s.Adopted ? ", adopted from its pidfile" : string.Empty)})" : string.Empty)} for {Durations.Format(s.StateAgeSeconds * 1000)}{(s.Critical ? ", CRITICAL" : string.Empty)}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"  wanted {(s.Wanted ? "yes" : "no")}, restarts {s.Restarts}, last exit {s.LastExit ?? "-"}");
+        if (s.Requires.Count > 0)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"  requires {string.Join(", ", s.Requires)}{(s.WaitingFor is { } w ? $"; waiting for {w}" : string.Empty)}");
+        }
+
+        if (s.StatusText is { } status)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"  status: {status}");
+        }
+
+        foreach (var c in s.Checks)
+        {
+            var state = c.Passing switch { true => "passing", false => "FAILING", null => "not run yet" };
+            text.AppendLine(CultureInfo.InvariantCulture, $"  check {c.Name} ({c.Kind}, {c.Depth}): {state}, {c.ConsecutiveFailures} consecutive failure(s), {c.Runs} run(s), last {c.LastDurationMs:0.###} ms: {c.LastMessage}");
+        }
+
+        return text.ToString();
+    }
+
+    private static void RenderServices(IReadOnlyList<ServiceStatus> services, StringBuilder text)
+    {
+        if (services.Count == 0)
+        {
+            return;
+        }
+
+        var rows = new List<string[]> { ServiceHeadings };
+        rows.AddRange(services.Select(s => new[]
+        {
+            s.Name + (s.Critical ? " (critical)" : string.Empty),
+            s.State + (s.WaitingFor is { } w ? $" for {w}" : string.Empty),
+            s.Pid?.ToString(CultureInfo.InvariantCulture) ?? "-",
+            Durations.Format(s.StateAgeSeconds * 1000),
+            s.Restarts.ToString(CultureInfo.InvariantCulture),
+            s.LastExit ?? "-",
+            s.Checks.Count == 0 ? "-" : string.Join(" ", s.Checks.Select(c => $"{c.Name}:{(c.Passing switch { true => "ok", false => "FAIL", null => "?" })}")),
+        }));
+        Table(rows, text);
+    }
+
+    private static void Table(List<string[]> rows, StringBuilder text)
+    {
         var widths = Enumerable.Range(0, rows[0].Length).Select(i => rows.Max(r => r[i].Length)).ToArray();
         foreach (var row in rows)
         {
             text.AppendLine(string.Join("  ", row.Select((cell, i) => cell.PadRight(widths[i]))).TrimEnd());
         }
-
-        return text.ToString();
     }
 }

@@ -18,26 +18,47 @@ public sealed class AppHbControl
     {
         await using var connection = await FrameConnection.ConnectAsync(_socketPath, cancellationToken);
         await connection.SendAsync(FrameWriter.EmptyToArray(FrameType.StatusRequest, 1), cancellationToken);
+        var document = await ReceiveDocumentAsync(connection, FrameType.Status, cancellationToken);
+        return ProtocolJsonContext.ReadStatus(document);
+    }
+
+    /// <summary>Starts, stops or restarts a supervised service, reads its recent output (<paramref name="lines"/>
+    /// lines), or reloads the configuration (<see cref="ControlAction.Reload"/>, <paramref name="name"/> empty).
+    /// Returns once the change took effect (or its time bound passed). Needs root or apphbd's own user.</summary>
+    /// <exception cref="AppHbException">The daemon refused: unknown service, not permitted, or an invalid configuration
+    /// on reload (the message lists every error).</exception>
+    public async Task<ControlResultDocument> ControlAsync(ControlAction action, string name, int lines = 0, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentOutOfRangeException.ThrowIfNegative(lines);
+        await using var connection = await FrameConnection.ConnectAsync(_socketPath, cancellationToken);
+        await connection.SendAsync(FrameWriter.ToArray(new ControlRequest(action, name, (uint)lines), 1), cancellationToken);
+        var document = await ReceiveDocumentAsync(connection, FrameType.ControlResult, cancellationToken);
+        return ProtocolJsonContext.ReadControlResult(document);
+    }
+
+    private static async Task<byte[]> ReceiveDocumentAsync(FrameConnection connection, FrameType type, CancellationToken cancellationToken)
+    {
         using var document = new MemoryStream();
         while (true)
         {
             var frame = await connection.ReceiveAsync(cancellationToken)
-                ?? throw new DaemonUnavailableException("apphbd closed the connection before sending its status");
+                ?? throw new DaemonUnavailableException($"apphbd closed the connection before sending its {type} document");
             if (frame.Header.Type == FrameType.Error)
             {
                 var error = ErrorReply.Read(frame.Payload);
                 throw new AppHbException(error.Code, error.Message);
             }
 
-            if (frame.Header.Type != FrameType.Status)
+            if (frame.Header.Type != type)
             {
-                throw new AppHbException($"expected a Status frame, got {frame.Header.Type}");
+                throw new AppHbException($"expected a {type} frame, got {frame.Header.Type}");
             }
 
             document.Write(frame.Payload);
             if ((frame.Header.Flags & FrameFlags.More) == 0)
             {
-                return ProtocolJsonContext.ReadStatus(document.GetBuffer().AsSpan(0, (int)document.Length));
+                return document.ToArray();
             }
         }
     }

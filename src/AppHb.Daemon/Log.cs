@@ -88,4 +88,41 @@ internal static partial class Log
     // 5xx: event loop
     [LoggerMessage(500, LogLevel.Critical, "The deadline loop failed; the watchdog will no longer be fed")]
     public static partial void DeadlineLoopFailed(ILogger logger, Exception exception);
+
+    // 6xx: supervisor
+    [LoggerMessage(600, LogLevel.Information, "{Description}")]
+    public static partial void ServiceInfo(ILogger logger, string description);
+
+    [LoggerMessage(601, LogLevel.Error, "{Description}")]
+    public static partial void ServiceError(ILogger logger, string description);
+
+    [LoggerMessage(602, LogLevel.Critical, "NODE REBOOT: {Description}")]
+    public static partial void NodeRebootEvent(ILogger logger, string description);
+
+    [LoggerMessage(603, LogLevel.Information, "{Service}[{Pid}]: {Line}")]
+    public static partial void ServiceOutput(ILogger logger, string service, int pid, string line);
+
+    [LoggerMessage(604, LogLevel.Warning, "Not a child subreaper (prctl refused): services that double-fork will be reparented to PID 1")]
+    public static partial void SubreaperRefused(ILogger logger);
+
+    [LoggerMessage(605, LogLevel.Warning, "Service {Service}: bad notify message ignored: {Problem}")]
+    public static partial void NotifyIgnored(ILogger logger, string service, string problem);
+
+    [LoggerMessage(606, LogLevel.Warning, "Services not ready {Seconds} s after start: {Services}; READY=1 is sent anyway")]
+    public static partial void ServicesSlowToStart(ILogger logger, double seconds, string services);
+
+    [LoggerMessage(607, LogLevel.Critical, "Stopping services, then no longer feeding the watchdog: {Reason}")]
+    public static partial void RebootStarting(ILogger logger, string reason);
+
+    [LoggerMessage(608, LogLevel.Critical, "Watchdog feeding stopped; the hardware watchdog ({Backend}, timeout {TimeoutSeconds} s) resets the node")]
+    public static partial void RebootWatchdogStopped(ILogger logger, string backend, double timeoutSeconds);
+
+    [LoggerMessage(609, LogLevel.Information, "Reload: {Summary}")]
+    public static partial void Reloaded(ILogger logger, string summary);
+
+    [LoggerMessage(610, LogLevel.Warning, "Reload: {Problem}")]
+    public static partial void ReloadWarning(ILogger logger, string problem);
+
+    [LoggerMessage(611, LogLevel.Error, "Supervisor callback failed")]
+    public static partial void SupervisorFailed(ILogger logger, Exception exception);
 }

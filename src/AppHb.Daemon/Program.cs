@@ -7,6 +7,7 @@ using AppHb.Daemon.Configuration;
 using AppHb.Daemon.Demo;
 using AppHb.Daemon.Events;
 using AppHb.Daemon.Loops;
+using AppHb.Daemon.Services;
 using AppHb.Daemon.Status;
 using AppHb.Linux.Realtime;
 using AppHb.Linux.Watchdog;
@@ -67,7 +68,7 @@ root.SetAction(async (parse, cancellationToken) =>
         return 0;
     }
 
-    return await RunDaemonAsync(options, demo ? "(embedded demo defaults)" : configPath, demo);
+    return await RunDaemonAsync(options, demo ? "(embedded demo defaults)" : configPath, demo ? null : configPath, demo);
 });
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
 
@@ -81,7 +82,7 @@ static ApphbdOptions DemoOptions()
     };
 }
 
-static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, bool demo)
+static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, string? configPath, bool demo)
 {
     var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { ApplicationName = "apphbd", DisableDefaults = true });
     var notifier = new AppHb.Daemon.Systemd.SystemdNotifier();
@@ -106,7 +107,10 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, bool
     });
     builder.Logging.SetMinimumLevel(LogLevel.Information);
     builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
-    builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
+    // Services stop one after another, each within its stop timeout: the host waits for all of them.
+    var stopBudget = options.Services.Aggregate(TimeSpan.FromSeconds(10), (sum, s) => sum + s.StopTimeout + TimeSpan.FromSeconds(1));
+    builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = stopBudget);
+    builder.Services.AddSingleton(new ConfigurationSource(configPath));
     builder.Services.AddSingleton(options);
     builder.Services.AddSingleton(TimeProvider.System);
     builder.Services.AddSingleton(new EventStream(options.Events.History));
@@ -119,6 +123,9 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, bool
     builder.Services.AddSingleton<EventBroadcaster>();
     // Two descriptors per client (socket, pidfd). Sockets come first: pidfds get half of what the limit leaves.
     var (openFiles, shortfall) = OpenFileLimit.Ensure((ulong)options.Clients.Max * 2 + 512);
+    builder.Services.AddSingleton(sp => new AppHb.Linux.Processes.ChildProcessTable(sp.GetRequiredService<AppHb.Linux.Processes.ProcessExitWatcher>(), becomeSubreaper: true));
+    builder.Services.AddSingleton<ServiceSupervisor>();
+    builder.Services.AddSingleton<AppHb.Daemon.Clients.ControlHandler>();
     builder.Services.AddSingleton(new AppHb.Linux.Processes.ProcessExitWatcher((int)Math.Min(int.MaxValue, (openFiles - Math.Min(openFiles, 512)) / 2)));
     // Start order matters: log events first, own the watchdog, run the deadline loop, then accept clients.
     // The host stops in reverse, so the watchdog is disarmed last, after everything else stopped cleanly.
@@ -128,6 +135,8 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, bool
     builder.Services.AddHostedService(sp => sp.GetRequiredService<WatchdogTickler>());
     builder.Services.AddHostedService(sp => sp.GetRequiredService<DeadlineLoop>());
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ClientSocketServer>());
+    // After the socket (services may connect to it at once), before READY=1: systemd hears READY when they run.
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<ServiceSupervisor>());
     builder.Services.AddSingleton(notifier);
     builder.Services.AddSingleton<AppHb.Daemon.Systemd.SystemdWatchdogFeeder>();
     builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Systemd.SystemdWatchdogFeeder>());
@@ -179,6 +188,27 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, bool
 
     var tickler = host.Services.GetRequiredService<WatchdogTickler>();
     Log.Ready(logger, options.Socket.Path, tickler.Device?.Backend ?? "none");
+    // SIGHUP reloads the services, as systemctl reload (ExecReload=kill -HUP $MAINPID) and apphbctl reload do.
+    var supervisor = host.Services.GetRequiredService<ServiceSupervisor>();
+    var systemd = host.Services.GetRequiredService<AppHb.Daemon.Systemd.SystemdNotifier>();
+    using var hangup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, context =>
+    {
+        context.Cancel = true;
+        _ = Task.Run(async () =>
+        {
+            systemd.Notify(AppHb.Daemon.Systemd.ServiceState.Reloading(System.Diagnostics.Stopwatch.GetTimestamp() / (System.Diagnostics.Stopwatch.Frequency / 1_000_000)));
+            try
+            {
+                await supervisor.ReloadAsync();
+            }
+            catch (ConfigurationException e)
+            {
+                Log.ReloadWarning(logger, "refused, nothing changed: " + string.Join("; ", e.Errors));
+            }
+
+            systemd.Notify(AppHb.Daemon.Systemd.ServiceState.Ready);
+        });
+    });
     await host.WaitForShutdownAsync();
     Log.Stopping(logger);
     return 0;

@@ -4,7 +4,45 @@ using System.Text.Json.Serialization;
 namespace AppHb.Protocol;
 
 /// <summary>The document in a <see cref="FrameType.Status"/> frame.</summary>
-public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog, IReadOnlyList<ClientStatus> Clients);
+public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog, IReadOnlyList<ClientStatus> Clients, IReadOnlyList<ServiceStatus> Services);
+
+/// <summary>One supervised service.</summary>
+/// <param name="State">waiting, starting, running, stopping, backoff, stopped, exited or failed.</param>
+/// <param name="Wanted">The supervisor means it to run (false after apphbctl stop, a do-not-restart exit, or give-up).</param>
+/// <param name="StateAgeSeconds">How long it has been in this state.</param>
+/// <param name="WaitingFor">The requirement a waiting service waits for.</param>
+/// <param name="StatusText">The last STATUS= it sent on its NOTIFY_SOCKET.</param>
+public sealed record ServiceStatus(
+    string Name,
+    string State,
+    bool Wanted,
+    int? Pid,
+    bool Adopted,
+    bool Critical,
+    double StateAgeSeconds,
+    long Restarts,
+    string? LastExit,
+    string? WaitingFor,
+    string? StatusText,
+    IReadOnlyList<string> Requires,
+    IReadOnlyList<CheckStatus> Checks);
+
+/// <summary>One check of a service (API checks, and the heartbeat check as kind "heartbeat").</summary>
+/// <param name="Passing">null before the first run.</param>
+public sealed record CheckStatus(
+    string Name,
+    string Kind,
+    string Depth,
+    bool? Passing,
+    int ConsecutiveFailures,
+    long Runs,
+    long Failures,
+    double LastDurationMs,
+    string LastMessage);
+
+/// <summary>The reply to a <see cref="FrameType.Control"/> request.</summary>
+/// <param name="Lines">Output lines (for logs) or one line per change (for reload).</param>
+public sealed record ControlResultDocument(string Message, IReadOnlyList<string> Lines);
 
 /// <summary>The daemon's own health.</summary>
 /// <param name="LoopLatenessP99Ms">How late the deadline loop woke, p99 over the recent window: it bounds event delay.</param>
@@ -60,23 +98,30 @@ public sealed record ClientStatus(
 /// <summary>The document in an <see cref="FrameType.Event"/> frame.</summary>
 /// <param name="Kind">warn, hung, recovered, died, unregistered, registered, or a later subsystem's kind.</param>
 /// <param name="LateMs">For warn and hung: how long after its deadline the event was raised.</param>
+/// <param name="Service">For service events: the service's name.</param>
 public sealed record EventDocument(
     long Sequence,
     DateTimeOffset At,
     string Kind,
     ClientStatus? Client,
     double? LateMs,
-    string Message);
+    string Message,
+    string? Service = null);
 
 /// <summary>Serializer settings shared by the daemon and every reader: snake_case, no reflection.</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = false,
     DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
 [JsonSerializable(typeof(StatusDocument))]
 [JsonSerializable(typeof(EventDocument))]
+[JsonSerializable(typeof(ControlResultDocument))]
+[JsonSerializable(typeof(ServiceStatus))]
 public sealed partial class ProtocolJsonContext : JsonSerializerContext
 {
     /// <summary>Decodes a status payload.</summary>
     public static StatusDocument ReadStatus(ReadOnlySpan<byte> payload) => Parse(payload, Default.StatusDocument, "Status");
+
+    /// <summary>Decodes a control result payload.</summary>
+    public static ControlResultDocument ReadControlResult(ReadOnlySpan<byte> payload) => Parse(payload, Default.ControlResultDocument, "ControlResult");
 
     /// <summary>Decodes an event payload.</summary>
     public static EventDocument ReadEvent(ReadOnlySpan<byte> payload) => Parse(payload, Default.EventDocument, "Event");

@@ -39,6 +39,9 @@ public enum FrameType : byte
     StatusRequest = 0x10,
     /// <summary>Turn this connection into an event stream.</summary>
     Subscribe = 0x11,
+    /// <summary>Control a supervised service (start, stop, restart, logs) or reload the configuration. Only root or the
+    /// daemon's own user may send it.</summary>
+    Control = 0x20,
     /// <summary>Success without data.</summary>
     Ok = 0x80,
     /// <summary>Registration accepted.</summary>
@@ -49,6 +52,8 @@ public enum FrameType : byte
     Status = 0x90,
     /// <summary>One event (UTF-8 JSON).</summary>
     Event = 0x91,
+    /// <summary>The result of a <see cref="Control"/> request (UTF-8 JSON, may span frames like Status).</summary>
+    ControlResult = 0x92,
 }
 
 /// <summary>Flag bits of a frame header.</summary>
@@ -86,4 +91,10 @@ public enum ErrorCode : ushort
     Conflict = 8,
     /// <summary>The daemon is shutting down.</summary>
     ShuttingDown = 9,
+    /// <summary>The peer's credentials do not allow this request (control needs root or the daemon's user).</summary>
+    PermissionDenied = 10,
+    /// <summary>No service by that name.</summary>
+    UnknownService = 11,
+    /// <summary>The request was valid but could not be carried out (e.g. reload found configuration errors).</summary>
+    Failed = 12,
 }

@@ -71,8 +71,8 @@ public static class FrameReader
     public static bool IsKnown(FrameType type) => type switch
     {
         FrameType.Register or FrameType.Beat or FrameType.SetInterval or FrameType.SetWarn or FrameType.Unregister
-            or FrameType.StatusRequest or FrameType.Subscribe or FrameType.Ok or FrameType.Registered
-            or FrameType.Error or FrameType.Status or FrameType.Event => true,
+            or FrameType.StatusRequest or FrameType.Subscribe or FrameType.Control or FrameType.Ok or FrameType.Registered
+            or FrameType.Error or FrameType.Status or FrameType.Event or FrameType.ControlResult => true,
         _ => false,
     };
 

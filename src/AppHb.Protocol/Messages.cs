@@ -153,3 +153,48 @@ public sealed record ErrorReply(ErrorCode Code, string Message) : IMessage<Error
         return new ErrorReply(code, text);
     }
 }
+
+/// <summary>What a <see cref="ControlRequest"/> asks for.</summary>
+public enum ControlAction : byte
+{
+    Start = 1,
+    Stop = 2,
+    Restart = 3,
+    Logs = 4,
+    Reload = 5,
+}
+
+/// <summary>Control a supervised service, or reload (Name empty). Lines is how many output lines logs returns.</summary>
+public sealed record ControlRequest(ControlAction Action, string Name, uint Lines) : IMessage<ControlRequest>
+{
+    public static FrameType Type => FrameType.Control;
+
+    public int PayloadSize => 1 + PayloadWriter.SizeOf(Name) + 4;
+
+    public void WritePayload(ref PayloadWriter writer)
+    {
+        writer.WriteByte((byte)Action);
+        writer.WriteString(Name);
+        writer.WriteUInt32(Lines);
+    }
+
+    public static ControlRequest Read(ReadOnlySpan<byte> payload)
+    {
+        var reader = new PayloadReader(Type, payload);
+        var action = reader.ReadByte("action");
+        if (action is < (byte)ControlAction.Start or > (byte)ControlAction.Reload)
+        {
+            throw new ProtocolException(ErrorCode.InvalidArgument, $"Control frame: field 'action' {action} is not 1 (start) to 5 (reload)");
+        }
+
+        var name = reader.ReadString("name", FrameFormat.MaxNameBytes);
+        if (name.Length == 0 && action != (byte)ControlAction.Reload)
+        {
+            throw new ProtocolException(ErrorCode.InvalidArgument, $"Control frame: field 'name' must name a service for {(ControlAction)action}");
+        }
+
+        var lines = reader.ReadUInt32("lines");
+        reader.EnsureEnd();
+        return new ControlRequest((ControlAction)action, name, lines);
+    }
+}

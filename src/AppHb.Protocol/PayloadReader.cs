@@ -26,6 +26,8 @@ public ref struct PayloadReader
 
     public int ReadInt32(string field) => unchecked((int)ReadUInt32(field));
 
+    public byte ReadByte(string field) => Take(1, field)[0];
+
     public ushort ReadUInt16(string field) => BinaryPrimitives.ReadUInt16BigEndian(Take(2, field));
 
     public ulong ReadUInt64(string field) => BinaryPrimitives.ReadUInt64BigEndian(Take(8, field));

@@ -17,6 +17,12 @@ public ref struct PayloadWriter
 
     public readonly int Written => _position;
 
+    public void WriteByte(byte value)
+    {
+        _destination[_position] = value;
+        _position++;
+    }
+
     public void WriteUInt16(ushort value)
     {
         BinaryPrimitives.WriteUInt16BigEndian(_destination[_position..], value);

@@ -61,3 +61,42 @@ public sealed record ClientEvent(ClientEventKind ClientKind, ClientSnapshot Clie
         _ => $"client {Client.Label}: {Kind}",
     };
 }
+
+/// <summary>What happened to a supervised service.</summary>
+public enum ServiceEventKind
+{
+    Started,
+    Adopted,
+    Ready,
+    Exited,
+    StartFailed,
+    Restarting,
+    Stopped,
+    GaveUp,
+    CheckFailed,
+    CheckRecovered,
+    HeartbeatLost,
+    Alert,
+    Reboot,
+    Added,
+    Changed,
+    Removed,
+}
+
+/// <summary>A supervised service changed state, or one of its checks did.</summary>
+/// <param name="IsFailure">A failure an operator must hear about (logged as an error, sent as a notification).</param>
+public sealed record ServiceEvent(ServiceEventKind ServiceKind, string Service, int? Pid, string Detail, bool IsFailure = false) : AppHbEvent
+{
+    public override string Kind => ServiceKind switch
+    {
+        ServiceEventKind.StartFailed => "service-start-failed",
+        ServiceEventKind.GaveUp => "service-gave-up",
+        ServiceEventKind.CheckFailed => "check-failed",
+        ServiceEventKind.CheckRecovered => "check-recovered",
+        ServiceEventKind.HeartbeatLost => "heartbeat-lost",
+        ServiceEventKind.Reboot => "reboot",
+        _ => "service-" + ServiceKind.ToString().ToLowerInvariant(),
+    };
+
+    public override string Describe() => Pid is { } pid ? $"service {Service} (pid {pid}): {Detail}" : $"service {Service}: {Detail}";
+}

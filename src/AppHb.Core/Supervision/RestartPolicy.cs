@@ -35,6 +35,10 @@ public sealed record RestartPolicy(
     public static RestartPolicy Default { get; } = new(
         TimeSpan.Zero, TimeSpan.FromMilliseconds(100), 2.0, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(10),
         5, TimeSpan.FromSeconds(60), EscalationAction.GiveUp, new HashSet<int> { 100 });
+
+    /// <summary>All fields as one comparable string (the set is not compared by value by the record).</summary>
+    public string Canonical() =>
+        $"{Delay.Ticks}|{BackoffStep.Ticks}|{Multiplier}|{MaxDelay.Ticks}|{StableAfter.Ticks}|{MaxRestarts}|{Window.Ticks}|{Escalation}|{string.Join(',', DoNotRestartExitCodes.Order())}";
 }
 
 /// <summary>How a process ended: an exit code, or the signal that killed it.</summary>

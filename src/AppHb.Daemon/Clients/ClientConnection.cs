@@ -22,6 +22,7 @@ internal sealed class ClientConnection : IDisposable
     private readonly ProcessExitWatcher _exits;
     private IDisposable? _exitWatch;
     private readonly StatusReporter _status;
+    private readonly ControlHandler _control;
     private readonly ILogger _logger;
     // Created on first send: most connections are heartbeat clients that never get a reply after registering.
     private SemaphoreSlim? _sendLock;
@@ -32,8 +33,9 @@ internal sealed class ClientConnection : IDisposable
     private bool _watching;
 
     public ClientConnection(Socket socket, HeartbeatRegistry registry, EventBroadcaster broadcaster, ProcessExitWatcher exits,
-        StatusReporter status, ILogger logger)
+        StatusReporter status, ControlHandler control, ILogger logger)
     {
+        _control = control;
         _socket = socket;
         _registry = registry;
         _broadcaster = broadcaster;
@@ -76,8 +78,19 @@ internal sealed class ClientConnection : IDisposable
                     while (FrameReader.TryReadFrame(buffer.AsSpan(offset, filled - offset), out var header))
                     {
                         var payload = buffer.AsSpan(offset + FrameFormat.HeaderSize, header.PayloadLength);
-                        var reply = Handle(header, payload);
-                        offset += header.FrameLength;
+                        byte[]? reply;
+                        if (header.Type == FrameType.Control)
+                        {
+                            // Decoded before the await: the payload is a span over the receive buffer.
+                            var control = ReadControl(header, payload);
+                            offset += header.FrameLength;
+                            reply = await _control.HandleAsync(control, header.Sequence, _peer);
+                        }
+                        else
+                        {
+                            reply = Handle(header, payload);
+                            offset += header.FrameLength;
+                        }
                         if (reply is not null)
                         {
                             await SendAsync(reply, cancellationToken);
@@ -167,6 +180,16 @@ internal sealed class ClientConnection : IDisposable
             frameLength = 0;
             return false;
         }
+    }
+
+    private ControlRequest ReadControl(FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (_role is Role.Client or Role.Watcher)
+        {
+            throw OutOfOrder(header, "this connection is already " + Describe(_role));
+        }
+
+        return ControlRequest.Read(payload);
     }
 
     /// <summary>Acts on one frame. Returns the reply to send, if any.</summary>

@@ -19,6 +19,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
     private readonly EventBroadcaster _broadcaster;
     private readonly ProcessExitWatcher _exits;
     private readonly StatusReporter _status;
+    private readonly ControlHandler _control;
     private readonly ILogger<ClientSocketServer> _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _gate = new();
@@ -27,13 +28,14 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
     private Task? _acceptLoop;
 
     public ClientSocketServer(ApphbdOptions options, HeartbeatRegistry registry, EventBroadcaster broadcaster, ProcessExitWatcher exits,
-        StatusReporter status, ILogger<ClientSocketServer> logger)
+        StatusReporter status, ControlHandler control, ILogger<ClientSocketServer> logger)
     {
         _options = options.Socket;
         _registry = registry;
         _broadcaster = broadcaster;
         _exits = exits;
         _status = status;
+        _control = control;
         _logger = logger;
     }
 
@@ -120,7 +122,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
                 continue;
             }
 
-            var connection = new ClientConnection(accepted, _registry, _broadcaster, _exits, _status, _logger);
+            var connection = new ClientConnection(accepted, _registry, _broadcaster, _exits, _status, _control, _logger);
             var task = connection.RunAsync(cancellationToken);
             lock (_gate)
             {

@@ -9,7 +9,16 @@ public sealed record ApphbdOptions(
     ClientLimits Clients,
     WatchdogOptions Watchdog,
     RealtimeOptions Realtime,
-    EventOptions Events);
+    EventOptions Events,
+    IReadOnlyList<AppHb.Core.Supervision.ServiceDefinition> Services)
+{
+    /// <summary>By value, services included (a record compares lists by reference).</summary>
+    public bool Equals(ApphbdOptions? other) => other is not null && Socket == other.Socket && Clients == other.Clients
+        && Watchdog == other.Watchdog && Realtime == other.Realtime && Events == other.Events
+        && Services.Select(s => s.Canonical()).SequenceEqual(other.Services.Select(s => s.Canonical()), StringComparer.Ordinal);
+
+    public override int GetHashCode() => HashCode.Combine(Socket, Clients, Watchdog, Realtime, Events, Services.Count);
+}
 
 /// <param name="Mode">Permission bits of the socket file.</param>
 /// <param name="Group">Group owning the socket (name or gid), or null to leave it.</param>

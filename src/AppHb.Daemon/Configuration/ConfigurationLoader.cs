@@ -47,7 +47,7 @@ public static class ConfigurationLoader
         var user = Parse(yaml, source, errors);
         var defaults = Parse(DefaultConfiguration.Yaml, "(defaults)", errors);
         var root = new YamlSection(source, string.Empty, user, defaults, errors);
-        root.RejectUnknownKeys("socket", "clients", "watchdog", "realtime", "events");
+        root.RejectUnknownKeys("socket", "clients", "watchdog", "realtime", "events", "services");
 
         var socket = root.Child("socket");
         socket.RejectUnknownKeys("path", "mode", "group");
@@ -71,12 +71,14 @@ public static class ConfigurationLoader
         events.RejectUnknownKeys("history");
         var eventOptions = new EventOptions(events.Integer("history", 1, 100_000));
 
+        var services = ServicesConfiguration.Read(root.Child("services"), errors);
+
         if (errors.Count > 0)
         {
             throw new ConfigurationException(errors);
         }
 
-        return new ApphbdOptions(socketOptions, clientLimits, watchdog, realtimeOptions, eventOptions);
+        return new ApphbdOptions(socketOptions, clientLimits, watchdog, realtimeOptions, eventOptions, services);
     }
 
     private static WatchdogOptions ReadWatchdog(YamlSection section)
@@ -160,7 +162,7 @@ public static class ConfigurationLoader
                 return mapping;
             }
 
-            errors.Add($"{source}:{stream.Documents[0].RootNode.Start.Line}: the top level must be a mapping of sections (socket, clients, watchdog, realtime, events)");
+            errors.Add($"{source}:{stream.Documents[0].RootNode.Start.Line}: the top level must be a mapping of sections (socket, clients, watchdog, realtime, events, services)");
             return null;
         }
         catch (YamlException e)

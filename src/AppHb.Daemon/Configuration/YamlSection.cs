@@ -96,6 +96,107 @@ internal sealed class YamlSection
         return Fail<UnixFileMode>(node, key, $"\"{text}\" is not an octal permission mode like \"0660\" (quote it in YAML)");
     }, UnixFileMode.None);
 
+    /// <summary>The keys the user's mapping gives, in file order (for sections keyed by name, like services).</summary>
+    public IReadOnlyList<string> UserKeys() => _user is null ? [] : _user.Children.Keys.Select(k => (k as YamlScalarNode)?.Value ?? "?").ToList();
+
+    /// <summary>A list of strings: a YAML sequence of scalars, or one scalar split on spaces.</summary>
+    public IReadOnlyList<string>? OptionalStringList(string key)
+    {
+        var node = Find(_user, key) ?? Find(_defaults, key);
+        switch (node)
+        {
+            case null:
+                return null;
+            case YamlScalarNode scalar when IsNull(scalar):
+                return null;
+            case YamlScalarNode scalar:
+                return (scalar.Value ?? string.Empty).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            case YamlSequenceNode sequence:
+                var items = new List<string>();
+                foreach (var item in sequence.Children)
+                {
+                    if (item is YamlScalarNode { Value: { } text })
+                    {
+                        items.Add(text);
+                    }
+                    else
+                    {
+                        Error(item, key, $"list items must be strings, found {Describe(item)}");
+                    }
+                }
+
+                return items;
+            default:
+                Error(node, key, $"expected a list of strings, found {Describe(node)}");
+                return null;
+        }
+    }
+
+    /// <summary>A mapping of string to string (environment variables), in file order.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> StringMap(string key)
+    {
+        var node = Find(_user, key);
+        if (node is null || IsNull(node))
+        {
+            return [];
+        }
+
+        if (node is not YamlMappingNode mapping)
+        {
+            Error(node, key, $"expected a mapping of NAME: value, found {Describe(node)}");
+            return [];
+        }
+
+        var pairs = new List<KeyValuePair<string, string>>();
+        foreach (var (k, v) in mapping.Children)
+        {
+            if (k is YamlScalarNode { Value: { Length: > 0 } name } && v is YamlScalarNode value)
+            {
+                pairs.Add(new(name, value.Value ?? string.Empty));
+            }
+            else
+            {
+                Error(k, key, "entries must be NAME: value with a scalar value");
+            }
+        }
+
+        return pairs;
+    }
+
+    /// <summary>A sequence of mappings (like checks), each read as its own section named key[i].</summary>
+    public IReadOnlyList<YamlSection> MappingList(string key)
+    {
+        var node = Find(_user, key);
+        if (node is null || IsNull(node))
+        {
+            return [];
+        }
+
+        if (node is not YamlSequenceNode sequence)
+        {
+            Error(node, key, $"expected a list of mappings, found {Describe(node)}");
+            return [];
+        }
+
+        var sections = new List<YamlSection>();
+        for (var i = 0; i < sequence.Children.Count; i++)
+        {
+            if (sequence.Children[i] is YamlMappingNode item)
+            {
+                sections.Add(new YamlSection(_source, $"{Qualify(key)}[{i}]", item, null, _errors));
+            }
+            else
+            {
+                Error(sequence.Children[i], key, $"item {i} must be a mapping, found {Describe(sequence.Children[i])}");
+            }
+        }
+
+        return sections;
+    }
+
+    /// <summary>The dotted path of this section (services.web).</summary>
+    public string Path => _path;
+
     /// <summary>Reports keys in the user's mapping that this section does not define.</summary>
     public void RejectUnknownKeys(params string[] known)
     {

@@ -57,6 +57,15 @@ internal sealed class EventLogWriter : DedicatedThreadService
             case ClientEvent { ClientKind: ClientEventKind.Hung or ClientEventKind.Died }:
                 Log.ClientError(_logger, line);
                 break;
+            case ServiceEvent { ServiceKind: ServiceEventKind.Reboot }:
+                Log.NodeRebootEvent(_logger, line);
+                break;
+            case ServiceEvent { IsFailure: true }:
+                Log.ServiceError(_logger, line);
+                break;
+            case ServiceEvent:
+                Log.ServiceInfo(_logger, line);
+                break;
             case ClientEvent { ClientKind: ClientEventKind.Warn }:
                 Log.ClientWarning(_logger, line);
                 break;

@@ -13,12 +13,14 @@ internal sealed class StatusReporter
     private readonly HeartbeatRegistry _registry;
     private readonly WatchdogTickler _tickler;
     private readonly DaemonHealth _health;
+    private readonly Services.ServiceSupervisor _supervisor;
     private readonly TimeProvider _time;
     private readonly DateTimeOffset _startedAt;
     private readonly long _startedTimestamp;
 
-    public StatusReporter(HeartbeatRegistry registry, WatchdogTickler tickler, DaemonHealth health, TimeProvider time)
+    public StatusReporter(HeartbeatRegistry registry, WatchdogTickler tickler, DaemonHealth health, Services.ServiceSupervisor supervisor, TimeProvider time)
     {
+        _supervisor = supervisor;
         _registry = registry;
         _tickler = tickler;
         _health = health;
@@ -53,7 +55,7 @@ internal sealed class StatusReporter
             device is null ? [] : FlagNames(device.BootStatus),
             tickle.P99Ms,
             tickle.MaxMs);
-        return new StatusDocument(daemon, watchdog, clients);
+        return new StatusDocument(daemon, watchdog, clients, _supervisor.Snapshot());
     }
 
     public byte[] SerializeStatus() => JsonSerializer.SerializeToUtf8Bytes(Build(), ProtocolJsonContext.Default.StatusDocument);
@@ -63,7 +65,7 @@ internal sealed class StatusReporter
         ArgumentNullException.ThrowIfNull(appEvent);
         var client = appEvent is ClientEvent c ? ToStatus(c.Client) : null;
         var late = appEvent is ClientEvent { Late: { } l } ? l.TotalMilliseconds : (double?)null;
-        var document = new EventDocument(appEvent.Sequence, appEvent.At, appEvent.Kind, client, late, appEvent.Describe());
+        var document = new EventDocument(appEvent.Sequence, appEvent.At, appEvent.Kind, client, late, appEvent.Describe(), (appEvent as ServiceEvent)?.Service);
         return JsonSerializer.SerializeToUtf8Bytes(document, ProtocolJsonContext.Default.EventDocument);
     }
 

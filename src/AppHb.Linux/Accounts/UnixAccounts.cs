@@ -29,6 +29,48 @@ public static class UnixAccounts
         return false;
     }
 
+    /// <summary>The daemon's effective uid.</summary>
+    public static uint EffectiveUserId => Interop.GetEUid();
+
+    /// <summary>A user account as NSS resolves it (a name, or a numeric uid that has an entry).</summary>
+    public readonly record struct UserAccount(string Name, uint Uid, uint Gid, string Home);
+
+    /// <summary>Resolves a user name or numeric uid through NSS.</summary>
+    public static unsafe bool TryGetUser(string nameOrId, out UserAccount account)
+    {
+        ArgumentNullException.ThrowIfNull(nameOrId);
+        var buffer = new byte[16 * 1024];
+        Interop.Passwd passwd;
+        Interop.Passwd* result = null;
+        fixed (byte* bytes = buffer)
+        {
+            var rc = uint.TryParse(nameOrId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var uid)
+                ? Interop.GetPwUidR(uid, &passwd, bytes, (nuint)buffer.Length, &result)
+                : Interop.GetPwNamR(nameOrId, &passwd, bytes, (nuint)buffer.Length, &result);
+            if (rc == 0 && result != null)
+            {
+                account = new UserAccount(System.Runtime.InteropServices.Marshal.PtrToStringUTF8(passwd.Name) ?? nameOrId, passwd.Uid, passwd.Gid,
+                    System.Runtime.InteropServices.Marshal.PtrToStringUTF8(passwd.Directory) ?? "/");
+                return true;
+            }
+        }
+
+        account = default;
+        return false;
+    }
+
+    /// <summary>chown(path, uid, gid).</summary>
+    /// <exception cref="IOException">The kernel refused; the message names the path and errno.</exception>
+    public static void ChangeOwner(string path, uint uid, uint gid)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (Interop.Chown(path, uid, gid) != 0)
+        {
+            var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+            throw new IOException($"chown {path} to {uid}:{gid} failed: {Interop.Describe(errno)} (errno {errno})");
+        }
+    }
+
     /// <summary>chown(path, -1, gid).</summary>
     /// <exception cref="IOException">The kernel refused; the message names the path and errno.</exception>
     public static void ChangeGroup(string path, uint gid)

@@ -1,0 +1,56 @@
+using System.Buffers;
+using System.Text.Json;
+using AppHb.Core.Heartbeats;
+using AppHb.Daemon.Configuration;
+using AppHb.Daemon.Services;
+using AppHb.Linux.Accounts;
+using AppHb.Protocol;
+
+namespace AppHb.Daemon.Clients;
+
+/// <summary>Carries out apphbctl's start / stop / restart / logs / reload. Heartbeat clients and status readers may
+/// be any member of the socket's group; control is for root and the daemon's own user only.</summary>
+internal sealed class ControlHandler(ServiceSupervisor supervisor)
+{
+    public async Task<byte[]> HandleAsync(ControlRequest request, uint sequence, PeerCredentials peer)
+    {
+        if (peer.Uid != 0 && peer.Uid != UnixAccounts.EffectiveUserId)
+        {
+            return Error(ErrorCode.PermissionDenied, $"Control: uid {peer.Uid} may not control services; only root or apphbd's own user may", sequence);
+        }
+
+        ControlResultDocument result;
+        try
+        {
+            result = request.Action switch
+            {
+                ControlAction.Start => await supervisor.StartServiceAsync(request.Name),
+                ControlAction.Stop => await supervisor.StopServiceAsync(request.Name),
+                ControlAction.Restart => await supervisor.RestartServiceAsync(request.Name),
+                ControlAction.Logs => supervisor.Logs(request.Name, (int)Math.Clamp(request.Lines == 0 ? 50 : request.Lines, 1, 10_000)),
+                ControlAction.Reload => await supervisor.ReloadAsync(),
+                _ => throw new ProtocolException(ErrorCode.InvalidArgument, $"Control: unknown action {request.Action}"),
+            };
+        }
+        catch (KeyNotFoundException e)
+        {
+            return Error(ErrorCode.UnknownService, e.Message, sequence);
+        }
+        catch (ConfigurationException e)
+        {
+            return Error(ErrorCode.Failed, "reload refused, nothing changed:\n" + string.Join('\n', e.Errors), sequence);
+        }
+
+        var document = new ArrayBufferWriter<byte>();
+        FrameWriter.WriteDocument(document, FrameType.ControlResult, sequence, JsonSerializer.SerializeToUtf8Bytes(result, ProtocolJsonContext.Default.ControlResultDocument));
+        return document.WrittenSpan.ToArray();
+    }
+
+    private static byte[] Error(ErrorCode code, string message, uint sequence)
+    {
+        // An Error frame holds one frame's worth; a long list of configuration errors is cut, never the reply.
+        const int limit = 16_000;
+        var text = message.Length > limit ? message[..limit] + "\n..." : message;
+        return FrameWriter.ToArray(ErrorReply.Create(code, text), sequence);
+    }
+}
