@@ -18,6 +18,9 @@ command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
 command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
+# Supervisor tests: a real HTTP server and an unmodified sd_notify daemon (python3), setpriv for service users.
+[ -x /usr/bin/python3 ] || missing+=(python3)
+[ -x /usr/bin/setpriv ] || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing test prerequisites: ${missing[*]}"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || exit 1

@@ -54,7 +54,7 @@ internal sealed class EventWatcher : IAsyncDisposable
         {
             foreach (var e in _events)
             {
-                if (e.Event.Kind == kind && e.Event.Client?.Name == name)
+                if (e.Event.Kind == kind && (e.Event.Client?.Name == name || e.Event.Service == name))
                 {
                     return e;
                 }
@@ -63,10 +63,30 @@ internal sealed class EventWatcher : IAsyncDisposable
             await Task.Delay(5);
         }
 
-        throw new TimeoutException($"no {kind} event for {name} within {timeout}; saw: {string.Join(", ", _events.Select(e => $"{e.Event.Kind}:{e.Event.Client?.Name}"))}");
+        throw new TimeoutException($"no {kind} event for {name} within {timeout}; saw: {string.Join(", ", _events.Select(e => $"{e.Event.Kind}:{e.Event.Client?.Name ?? e.Event.Service}"))}");
     }
 
-    public int Count(string kind, string? name = null) => _events.Count(e => e.Event.Kind == kind && (name is null || e.Event.Client?.Name == name));
+    /// <summary>The first event matching <paramref name="match"/> after sequence <paramref name="after"/>.</summary>
+    public async Task<EventDocument> WaitForAsync(Func<EventDocument, bool> match, TimeSpan timeout, long after = 0)
+    {
+        var watch = Stopwatch.StartNew();
+        while (watch.Elapsed < timeout)
+        {
+            foreach (var e in _events)
+            {
+                if (e.Event.Sequence > after && match(e.Event))
+                {
+                    return e.Event;
+                }
+            }
+
+            await Task.Delay(5);
+        }
+
+        throw new TimeoutException($"no matching event within {timeout}; saw:\n{string.Join("\n", _events.Select(e => $"{e.Event.Sequence} {e.Event.Kind} {e.Event.Message}"))}");
+    }
+
+    public int Count(string kind, string? name = null) => _events.Count(e => e.Event.Kind == kind && (name is null || e.Event.Client?.Name == name || e.Event.Service == name));
 
     public async ValueTask DisposeAsync()
     {

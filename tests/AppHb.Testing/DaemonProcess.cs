@@ -73,13 +73,15 @@ public sealed class DaemonProcess : IAsyncDisposable
         info.ArgumentList.Add(RepositoryPaths.DaemonDll);
         info.ArgumentList.Add("--config");
         info.ArgumentList.Add(ConfigPath);
+        // A restart must wait for the new process's line, not find the old one's.
+        var skip = _lines.Count;
         var process = Process.Start(info) ?? throw new InvalidOperationException("cannot start apphbd");
         process.OutputDataReceived += (_, e) => Add(e.Data);
         process.ErrorDataReceived += (_, e) => Add(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         _process = process;
-        await WaitForLineAsync("apphbd ready", TimeSpan.FromSeconds(30));
+        await WaitForLineAsync("apphbd ready", TimeSpan.FromSeconds(30), skip);
     }
 
     /// <summary>Waits for a log line containing <paramref name="text"/> (after <paramref name="skip"/> lines).</summary>

@@ -22,4 +22,10 @@ public static class ProcessRunner
         await process.WaitForExitAsync();
         return (process.ExitCode, await error + await output);
     }
+
+    /// <summary>kill(2): sends <paramref name="signal"/> to <paramref name="pid"/>.</summary>
+    public static bool Signal(int pid, int signal) => Kill(pid, signal) == 0;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
 }

@@ -452,6 +452,8 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         service.ChecksCancellation = cancellation;
         foreach (var check in service.Checks)
         {
+            // A new process starts a new episode: the last one's failures were acted on already.
+            check.ConsecutiveFailures = 0;
             _ = RunCheckAsync(service, generation, check, cancellation.Token);
         }
 
@@ -646,7 +648,16 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
                     : $"restarting in {restart.After.TotalMilliseconds:0} ms (restart {service.Restarts}, backoff)");
                 if (restart.After > TimeSpan.Zero)
                 {
-                    service.Timer = _time.CreateTimer(_ => Locked(Reconcile), null, restart.After, Timeout.InfiniteTimeSpan);
+                    // The timer firing is the end of the backoff, even if it fires a hair before NotBefore by the clock.
+                    var generation = service.Generation;
+                    service.Timer = _time.CreateTimer(_ => Locked(() =>
+                    {
+                        if (service.State == ServiceState.Backoff && service.Generation == generation)
+                        {
+                            service.NotBefore = 0;
+                            Reconcile();
+                        }
+                    }), null, restart.After, Timeout.InfiniteTimeSpan);
                 }
 
                 break;

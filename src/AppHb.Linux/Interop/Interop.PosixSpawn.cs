@@ -51,6 +51,11 @@ internal static partial class Interop
     [LibraryImport(Libc, EntryPoint = "posix_spawn_file_actions_addchdir_np")]
     internal static unsafe partial int PosixSpawnFileActionsAddChdir(void* actions, byte* path);
 
+    // glibc 2.34+: closes every descriptor from fd up in the child, so nothing apphbd inherited without
+    // close-on-exec (from whoever started it) reaches a service.
+    [LibraryImport(Libc, EntryPoint = "posix_spawn_file_actions_addclosefrom_np")]
+    internal static unsafe partial int PosixSpawnFileActionsAddCloseFrom(void* actions, int fromFd);
+
     [LibraryImport(Libc, EntryPoint = "sigemptyset")]
     internal static unsafe partial int SigEmptySet(void* set);
 

@@ -256,6 +256,7 @@ public sealed class ChildProcessTable : IDisposable
                 Check(Interop.PosixSpawnFileActionsAddDup2(actions, 1, 2), "adddup2 stderr");
             }
 
+            Check(Interop.PosixSpawnFileActionsAddCloseFrom(actions, 3), "addclosefrom");
             if (strings.WorkingDirectory is not null)
             {
                 Check(Interop.PosixSpawnFileActionsAddChdir(actions, strings.WorkingDirectory), "addchdir");
