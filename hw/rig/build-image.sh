@@ -22,11 +22,25 @@ tar -C "$work/root" -xf "$base"
 r="$work/root"
 echo apphb-rig > "$r/etc/hostname"
 echo "/dev/vda / ext4 rw,errors=remount-ro 0 1" > "$r/etc/fstab"
+# A persistent journal: scenario d reads the previous boot's log after the watchdog reset (journald syncs critical
+# messages at once, so apphbd's NODE REBOOT line is on disk before the reset).
+mkdir -p "$r/var/log/journal"
 cp "$deb" "$r/tmp/apphb.deb"
 chroot "$r" dpkg -i /tmp/apphb.deb >&2
 rm "$r/tmp/apphb.deb"
-# The board profile of the rig's watchdog, and the unit enabled as the preset says.
+# Scenario g installs, upgrades and purges the package under the VM's systemd: the same .deb, and one repacked with
+# a higher version (same files), so dpkg runs the upgrade path of the maintainer scripts.
+mkdir -p "$r/var/cache/apphb-rig"
+cp "$deb" "$r/var/cache/apphb-rig/apphb.deb"
+unpacked=$(mktemp -d)
+dpkg-deb -R "$deb" "$unpacked"
+sed -i 's/^Version: \(.*\)$/Version: \1+rig1/' "$unpacked/DEBIAN/control"
+dpkg-deb --root-owner-group -b "$unpacked" "$r/var/cache/apphb-rig/apphb-upgrade.deb" >&2
+rm -rf "$unpacked"
+# The board profile of the rig's watchdog, two supervised services (scenarios d and f), and the unit enabled as the
+# preset says.
 cp "$here/../boards/qemu-i6300esb.yaml" "$r/etc/apphb/apphbd.yaml"
+cat "$here/rig-services.yaml" >> "$r/etc/apphb/apphbd.yaml"
 mkdir -p "$r/etc/systemd/system/multi-user.target.wants"
 ln -sf /lib/systemd/system/apphbd.service "$r/etc/systemd/system/multi-user.target.wants/apphbd.service"
 install -m 0755 "$here/scenario.sh" "$r/usr/local/sbin/apphb-rig-scenario"

@@ -46,18 +46,47 @@ c)
 d)
     if [ -f /var/lib/apphb-rig/d-phase1 ]; then
         say "STATUS $(status_json)"
+        say "PREVIOUS $(journalctl -b -1 -u apphbd.service -o cat --no-pager | grep -E 'NODE REBOOT|feeding stopped' | tr '\n' ' ')"
     else
         mkdir -p /var/lib/apphb-rig && touch /var/lib/apphb-rig/d-phase1 && sync
-        # apphbd gone for good without an orderly stop: nobody feeds the armed i6300esb.
-        mkdir -p /run/systemd/system/apphbd.service.d
-        printf '[Service]\nRestart=no\n' > /run/systemd/system/apphbd.service.d/rig.conf
-        systemctl daemon-reload
-        say "LAST-TICKLE $(status_json)"
-        kill -KILL "$(main_pid)"
-        say "KILLED"
+        # The critical service "vital" starts failing for good: apphbd gives up on it, stops the services in order
+        # and stops feeding the armed i6300esb. apphbd itself stays up and healthy (systemd sees nothing wrong).
+        touch /run/apphb-rig-break-vital
+        say "BROKE"
+        for _ in $(seq 1 600); do
+            journalctl -u apphbd.service -o cat --no-pager | grep -q 'Watchdog feeding stopped' && break
+            sleep 0.1
+        done
+        say "FEEDING-STOPPED $(status_json)"
         sleep 120
         say "FAIL no watchdog reset"
     fi
+    ;;
+f)
+    demo_pid() { apphbctl status demo | sed -n 's/^demo: running (pid \([0-9]*\).*/\1/p'; }
+    old=$(demo_pid); t0=$(now_ms)
+    kill -KILL "$old"
+    for _ in $(seq 1 400); do
+        new=$(demo_pid)
+        [ -n "$new" ] && [ "$new" != "$old" ] && break
+        sleep 0.02
+    done
+    say "RESPAWNED after_ms=$(( $(now_ms) - t0 )) old=$old new=$new restarts=$(apphbctl status --json | tr -d '\n' | sed 's/.*"name":"demo"[^}]*"restarts":\([0-9]*\).*/\1/') output_lines=$(journalctl -u apphbd.service -o cat --no-pager | grep -c 'demo\[.*demo service up')"
+    ;;
+g)
+    v() { dpkg-query -W -f='${Version} ${db:Status-Abbrev}' apphb 2>/dev/null; }
+    say "INSTALLED $(v) pid=$(main_pid)"
+    old=$(main_pid)
+    DEBIAN_FRONTEND=noninteractive dpkg --force-confold -i /var/cache/apphb-rig/apphb-upgrade.deb > /tmp/upgrade.log 2>&1
+    wait_new_pid "$old"
+    say "UPGRADED rc=$? $(v) pid=$(main_pid) active=$(systemctl is-active apphbd.service) config_kept=$(grep -c 'vital' /etc/apphb/apphbd.yaml)"
+    dpkg --purge apphb > /tmp/purge.log 2>&1
+    say "PURGED rc=$? status=[$(v)] unit=$(systemctl is-active apphbd.service) binary=$(test -e /usr/sbin/apphbd && echo present || echo gone) config=$(test -e /etc/apphb && echo present || echo gone) magic_close=$(journalctl -u apphbd.service -o cat --no-pager | grep -c 'magic close')"
+    sleep 40
+    say "SURVIVED"
+    dpkg -i /var/cache/apphb-rig/apphb.deb > /tmp/install.log 2>&1
+    wait_active
+    say "REINSTALLED rc=$? $(v) active=$(systemctl is-active apphbd.service) enabled=$(systemctl is-enabled apphbd.service)"
     ;;
 e)
     systemctl stop apphbd.service

@@ -126,7 +126,10 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     builder.Services.AddSingleton(sp => new AppHb.Linux.Processes.ChildProcessTable(sp.GetRequiredService<AppHb.Linux.Processes.ProcessExitWatcher>(), becomeSubreaper: true));
     builder.Services.AddSingleton<ServiceSupervisor>();
     builder.Services.AddSingleton<AppHb.Daemon.Clients.ControlHandler>();
-    builder.Services.AddSingleton(new AppHb.Linux.Processes.ProcessExitWatcher((int)Math.Min(int.MaxValue, (openFiles - Math.Min(openFiles, 512)) / 2)));
+    var exitWatcherCapacity = (int)Math.Min(int.MaxValue, (openFiles - Math.Min(openFiles, 512)) / 2);
+    // Its thread respawns services (the supervisor acts in its callbacks): realtime, just below the broadcaster.
+    builder.Services.AddSingleton(sp => new AppHb.Linux.Processes.ProcessExitWatcher(exitWatcherCapacity, () => RealtimeThreads.Apply(
+        options.Realtime with { Priority = Math.Max(1, options.Realtime.Priority - 2) }, sp.GetRequiredService<ILoggerFactory>().CreateLogger("apphbd"), "exit watcher and respawn")));
     // Start order matters: log events first, own the watchdog, run the deadline loop, then accept clients.
     // The host stops in reverse, so the watchdog is disarmed last, after everything else stopped cleanly.
     builder.Services.AddSingleton<EventLogWriter>();

@@ -35,6 +35,27 @@ internal static class Machine
         return double.NaN;
     }
 
+    /// <summary>Proportional set size: shared pages (libc, the loader) divided among the processes sharing them, so
+    /// that fifty small supervisor processes are not charged fifty copies of libc.</summary>
+    public static double ProportionalMegabytes(int pid)
+    {
+        var path = $"/proc/{pid}/smaps_rollup";
+        if (!File.Exists(path))
+        {
+            return double.NaN;
+        }
+
+        foreach (var line in File.ReadLines(path))
+        {
+            if (line.StartsWith("Pss:", StringComparison.Ordinal))
+            {
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0;
+            }
+        }
+
+        return double.NaN;
+    }
+
     public static string Run(string file, params string[] args)
     {
         var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };

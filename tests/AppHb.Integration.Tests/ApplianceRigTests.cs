@@ -105,20 +105,27 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
     }
 
     [Fact]
-    public async Task D_with_apphbd_gone_the_i6300esb_fires_and_the_next_boot_reports_it()
+    public async Task D_a_critical_service_that_gives_up_reboots_the_node_through_the_i6300esb()
     {
-        // The critical-service trigger of issue 5 (d) needs the supervisor (issue 3); this is its closest honest form:
-        // apphbd killed with restarts disabled, so nothing feeds the armed watchdog.
+        // The rig's "vital" service is critical: broken for good, it gives up after two restarts; apphbd stops the
+        // services, then stops feeding the armed watchdog while itself staying up, and the hardware resets the VM.
         var boot = await BootAsync("d", watchdogAction: "reset");
-        var killed = boot.Line("KILLED");
+        var broke = boot.Line("BROKE");
+        var stopped = boot.Line("FEEDING-STOPPED");
         var fired = Assert.Single(boot.Watchdog);
         Assert.Equal("reset", fired.Action);
-        var lastTickleAge = boot.Status("LAST-TICKLE").GetProperty("watchdog").GetProperty("last_tickle_age_ms").GetDouble();
-        var killToFire = Stopwatch.GetElapsedTime(killed.HostAt, fired.HostAt).TotalSeconds;
+        var atStop = boot.Status("FEEDING-STOPPED");
+        var vital = atStop.GetProperty("services").EnumerateArray().Single(s => s.GetProperty("name").GetString() == "vital");
+        Assert.Equal("failed", vital.GetProperty("state").GetString());
+        Assert.Equal("stopped", atStop.GetProperty("services").EnumerateArray().Single(s => s.GetProperty("name").GetString() == "demo").GetProperty("state").GetString());
+        var lastTickleAge = atStop.GetProperty("watchdog").GetProperty("last_tickle_age_ms").GetDouble();
+        var stopToFire = Stopwatch.GetElapsedTime(stopped.HostAt, fired.HostAt).TotalSeconds;
         var after = boot.Status();
         Assert.True(after.GetProperty("watchdog").GetProperty("last_boot_by_watchdog").GetBoolean(), boot.Line("STATUS").Text);
-        Assert.InRange(killToFire, 20, 40);
-        Report($"d: last tickle {lastTickleAge / 1000:0.0} s before the kill; the i6300esb fired {killToFire:0.0} s after it (timeout 30 s); after the reset apphbd reports boot status {after.GetProperty("watchdog").GetProperty("boot_status")}");
+        Assert.Contains("NODE REBOOT", boot.Line("PREVIOUS").Text, StringComparison.Ordinal);
+        // The last tickle was at most one period (5 s) before feeding stopped; the timeout is 30 s.
+        Assert.InRange(stopToFire + (lastTickleAge / 1000), 20, 40);
+        Report($"d: critical service broken at {broke.Uptime:0.0} s; apphbd gave up and stopped feeding at {stopped.Uptime:0.0} s (last tickle {lastTickleAge / 1000:0.0} s before); the i6300esb fired {stopToFire:0.0} s later (timeout 30 s); after the reset apphbd reports boot status {after.GetProperty("watchdog").GetProperty("boot_status")}");
     }
 
     [Fact]
@@ -129,6 +136,43 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
         boot.Line("SURVIVED");
         Assert.Empty(boot.Watchdog);
         Report("e: systemctl stop -> magic close logged; no reset in the 40 s after (timeout 30 s)");
+    }
+
+    [Fact]
+    public async Task F_a_supervised_service_crashing_inside_the_vm_is_respawned()
+    {
+        var boot = await BootAsync("f", watchdogAction: "pause");
+        var line = boot.Line("RESPAWNED").Text;
+        var ms = double.Parse(Regex.Match(line, @"after_ms=(\d+)").Groups[1].Value, CultureInfo.InvariantCulture);
+        Assert.Matches(@"restarts=1\b", line);
+        Assert.Matches(@"output_lines=2\b", line);
+        Assert.DoesNotMatch(@"old=(\d+) new=\1\b", line);
+        Assert.Empty(boot.Watchdog);
+        Report($"f: demo service SIGKILLed -> respawned, seen by apphbctl {ms:0} ms later (TCG, polling every 20 ms); both starts' output in the journal");
+    }
+
+    [Fact]
+    public async Task G_the_deb_upgrades_purges_and_installs_cleanly_under_systemd()
+    {
+        var boot = await BootAsync("g", watchdogAction: "pause");
+        Assert.Contains("ii", boot.Line("INSTALLED").Text, StringComparison.Ordinal);
+        var upgraded = boot.Line("UPGRADED").Text;
+        Assert.Contains("rc=0", upgraded, StringComparison.Ordinal);
+        Assert.Contains("+rig1 ii", upgraded, StringComparison.Ordinal);
+        Assert.Contains("active=active", upgraded, StringComparison.Ordinal);
+        Assert.Contains("config_kept=1", upgraded, StringComparison.Ordinal);
+        var purged = boot.Line("PURGED").Text;
+        Assert.Contains("rc=0", purged, StringComparison.Ordinal);
+        Assert.Contains("binary=gone", purged, StringComparison.Ordinal);
+        Assert.Contains("config=gone", purged, StringComparison.Ordinal);
+        Assert.DoesNotContain("unit=active", purged, StringComparison.Ordinal);
+        boot.Line("SURVIVED");
+        var reinstalled = boot.Line("REINSTALLED").Text;
+        Assert.Contains("ii", reinstalled, StringComparison.Ordinal);
+        Assert.Contains("active=active enabled=enabled", reinstalled, StringComparison.Ordinal);
+        // The purge stopped apphbd in order (magic close): the armed i6300esb never fired.
+        Assert.Empty(boot.Watchdog);
+        Report("g: dpkg -i of a higher version restarted apphbd with the configuration kept; dpkg --purge stopped it with a magic close and removed it; no reset in the 40 s after; a fresh install is enabled and active");
     }
 
     private async Task<Boot> BootAsync(string scenario, string watchdogAction)

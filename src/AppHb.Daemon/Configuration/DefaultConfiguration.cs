@@ -42,5 +42,30 @@ public static class DefaultConfiguration
         events:
           # Recent events kept for 'apphbctl events'.
           history: 256
+
+        # Services apphbd starts in dependency order, respawns, and checks (apphbd.yaml(5) has every key).
+        # 'apphbctl reload' (or SIGHUP) applies changes here without restarting the others.
+        # services:
+        #   db:
+        #     command: [/usr/sbin/mydb, --foreground]
+        #     user: mydb
+        #     readiness: notify            # READY=1 on $NOTIFY_SOCKET; or none, probe, or a delay like 2s
+        #     heartbeat:                   # WATCHDOG=1 on $NOTIFY_SOCKET at least every interval
+        #       source: notify
+        #       interval: 10s
+        #   web:
+        #     command: [/usr/bin/myweb, --port, "8080"]
+        #     requires: [db]               # starts once db is ready; restarts after db restarts
+        #     critical: true               # if it gives up, the node reboots through the watchdog
+        #     restart:
+        #       max-restarts: 5            # more than 5 restarts within 60s: give up (then reboot, as critical)
+        #       window: 60s
+        #     checks:
+        #       - type: http
+        #         url: http://127.0.0.1:8080/health
+        #         interval: 5s
+        #         timeout: 2s
+        #         failures: 3
+        #         action: restart
         """;
 }

@@ -245,7 +245,7 @@ internal static partial class ServicesConfiguration
 
         return new RestartPolicy(
             Span("delay", defaults.Delay, TimeSpan.Zero),
-            Span("backoff", defaults.BackoffStep, TimeSpan.FromMilliseconds(1)),
+            Span("backoff", defaults.BackoffStep, TimeSpan.Zero),
             defaults.Multiplier,
             Span("max-delay", defaults.MaxDelay, TimeSpan.FromMilliseconds(1)),
             Span("stable-after", defaults.StableAfter, TimeSpan.Zero),

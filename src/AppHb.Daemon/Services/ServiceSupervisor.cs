@@ -32,6 +32,8 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
     private readonly CheckProbe _probe;
     private readonly Dictionary<string, SupervisedService> _services = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
+    private readonly List<ServiceEvent> _unpublished = [];
+    private bool _deferring;
     private ServiceGraph _graph = ServiceGraph.Build(new Dictionary<string, IReadOnlyList<string>>());
     private ApphbdOptions _options;
     private TaskCompletionSource _settled = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -694,7 +696,7 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
 
         _rebooting = true;
         Log.RebootStarting(_logger, reason);
-        _events.Publish(new ServiceEvent(ServiceEventKind.Reboot, "(node)", null, $"rebooting through the watchdog: {reason}", IsFailure: true) { At = _time.GetUtcNow() });
+        Publish(new ServiceEvent(ServiceEventKind.Reboot, "(node)", null, $"rebooting through the watchdog: {reason}", IsFailure: true) { At = _time.GetUtcNow() });
         _ = Task.Run(async () =>
         {
             await StopAllAsync("the node is rebooting");
@@ -1053,13 +1055,30 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         ? service
         : throw new KeyNotFoundException($"no service named \"{name}\"; configured: {string.Join(", ", _services.Keys.Order(StringComparer.Ordinal))}");
 
+    /// <summary>Events are queued under the lock and published when it is released: publishing wakes the event
+    /// threads, which on a small machine would otherwise compete with the respawn they describe.</summary>
     private void Publish(ServiceEventKind kind, SupervisedService service, string detail, bool failure = false, int? pid = null) =>
-        _events.Publish(new ServiceEvent(kind, service.Definition.Name, pid ?? service.Pid, detail, failure) { At = _time.GetUtcNow() });
+        Publish(new ServiceEvent(kind, service.Definition.Name, pid ?? service.Pid, detail, failure) { At = _time.GetUtcNow() });
+
+    private void Publish(ServiceEvent appEvent)
+    {
+        if (_deferring)
+        {
+            _unpublished.Add(appEvent);
+        }
+        else
+        {
+            // Control requests and start-up act under the lock directly; nothing time-critical waits on them.
+            _events.Publish(appEvent);
+        }
+    }
 
     private void Locked(Action action)
     {
+        List<ServiceEvent>? publish = null;
         lock (_gate)
         {
+            _deferring = true;
             try
             {
                 action();
@@ -1070,8 +1089,24 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
             {
                 Log.SupervisorFailed(_logger, e);
             }
+
+            _deferring = false;
+            if (_unpublished.Count > 0)
+            {
+                publish = [.. _unpublished];
+                _unpublished.Clear();
+            }
+        }
+
+        if (publish is not null)
+        {
+            foreach (var e in publish)
+            {
+                _events.Publish(e);
+            }
         }
     }
+
 
     private static ServiceGraph BuildGraph(IReadOnlyList<ServiceDefinition> definitions) =>
         ServiceGraph.Build(definitions.ToDictionary(d => d.Name, d => d.Requires));

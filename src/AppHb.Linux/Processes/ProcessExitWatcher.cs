@@ -14,14 +14,18 @@ public sealed class ProcessExitWatcher : IDisposable
     private readonly Dictionary<ulong, ExitWatch> _watches = [];
     private readonly Thread _thread;
     private readonly int _capacity;
+    private readonly Action? _onThreadStarted;
     private ulong _nextToken;
     private long _unwatched;
     private volatile bool _disposed;
 
     /// <param name="capacity">Most pidfds to hold at once: each costs a descriptor that sockets may need more.</param>
-    public ProcessExitWatcher(int capacity = int.MaxValue)
+    /// <param name="onThreadStarted">Runs first on the watcher's thread (to give it a realtime policy: the supervisor
+    /// respawns services from its callbacks).</param>
+    public ProcessExitWatcher(int capacity = int.MaxValue, Action? onThreadStarted = null)
     {
         _capacity = capacity;
+        _onThreadStarted = onThreadStarted;
         var epoll = Interop.EpollCreate1(Interop.EPOLL_CLOEXEC);
         if (epoll < 0)
         {
@@ -133,6 +137,7 @@ public sealed class ProcessExitWatcher : IDisposable
     {
         const int batch = 64;
         var events = stackalloc byte[batch * 16];
+        _onThreadStarted?.Invoke();
         while (!_disposed)
         {
             var count = Interop.EpollWait(_epoll.Fd, events, batch, -1);
