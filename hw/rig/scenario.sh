@@ -63,15 +63,18 @@ d)
     fi
     ;;
 f)
-    demo_pid() { apphbctl status demo | sed -n 's/^demo: running (pid \([0-9]*\).*/\1/p'; }
+    # The service's process is apphbd's child (a sleep, exec'd by its shell): watch for the new one with pgrep, cheap
+    # enough to poll every 20 ms (apphbctl itself takes about a second to start under TCG).
+    demo_pid() { pgrep -P "$(main_pid)" -x sleep | head -1; }
     old=$(demo_pid); t0=$(now_ms)
     kill -KILL "$old"
-    for _ in $(seq 1 400); do
+    for _ in $(seq 1 500); do
         new=$(demo_pid)
         [ -n "$new" ] && [ "$new" != "$old" ] && break
         sleep 0.02
     done
-    say "RESPAWNED after_ms=$(( $(now_ms) - t0 )) old=$old new=$new restarts=$(apphbctl status --json | tr -d '\n' | sed 's/.*"name":"demo"[^}]*"restarts":\([0-9]*\).*/\1/') output_lines=$(journalctl -u apphbd.service -o cat --no-pager | grep -c 'demo\[.*demo service up')"
+    t1=$(now_ms)
+    say "RESPAWNED after_ms=$(( t1 - t0 )) old=$old new=$new restarts=$(apphbctl status --json | tr -d '\n' | sed 's/.*"name":"demo"[^}]*"restarts":\([0-9]*\).*/\1/') output_lines=$(journalctl -u apphbd.service -o cat --no-pager | grep -c 'demo\[.*demo service up')"
     ;;
 g)
     v() { dpkg-query -W -f='${Version} ${db:Status-Abbrev}' apphb 2>/dev/null; }
@@ -79,7 +82,7 @@ g)
     old=$(main_pid)
     DEBIAN_FRONTEND=noninteractive dpkg --force-confold -i /var/cache/apphb-rig/apphb-upgrade.deb > /tmp/upgrade.log 2>&1
     wait_new_pid "$old"
-    say "UPGRADED rc=$? $(v) pid=$(main_pid) active=$(systemctl is-active apphbd.service) config_kept=$(grep -c 'vital' /etc/apphb/apphbd.yaml)"
+    say "UPGRADED rc=$? $(v) pid=$(main_pid) active=$(systemctl is-active apphbd.service) config_kept=$(grep -c '^  vital:' /etc/apphb/apphbd.yaml)"
     dpkg --purge apphb > /tmp/purge.log 2>&1
     say "PURGED rc=$? status=[$(v)] unit=$(systemctl is-active apphbd.service) binary=$(test -e /usr/sbin/apphbd && echo present || echo gone) config=$(test -e /etc/apphb && echo present || echo gone) magic_close=$(journalctl -u apphbd.service -o cat --no-pager | grep -c 'magic close')"
     sleep 40

@@ -74,7 +74,12 @@ return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessT
 
 static ApphbdOptions DemoOptions()
 {
-    var defaults = ConfigurationLoader.Defaults();
+    // One supervised service too, to show in apphbctl status, restart with apphbctl, and watch respawn after a kill.
+    var defaults = ConfigurationLoader.Load("""
+        services:
+          demo-ticker:
+            command: [/bin/sh, -c, "while true; do echo tick; sleep 10; done"]
+        """, "(demo)");
     return defaults with
     {
         Socket = defaults.Socket with { Path = "/tmp/apphb-demo/apphbd.sock" },

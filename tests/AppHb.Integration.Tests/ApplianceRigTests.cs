@@ -148,7 +148,7 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
         Assert.Matches(@"output_lines=2\b", line);
         Assert.DoesNotMatch(@"old=(\d+) new=\1\b", line);
         Assert.Empty(boot.Watchdog);
-        Report($"f: demo service SIGKILLed -> respawned, seen by apphbctl {ms:0} ms later (TCG, polling every 20 ms); both starts' output in the journal");
+        Report($"f: demo service SIGKILLed -> its replacement seen {ms:0} ms later (TCG; pgrep polling every 20 ms); apphbctl counts 1 restart; both starts' output in the journal");
     }
 
     [Fact]

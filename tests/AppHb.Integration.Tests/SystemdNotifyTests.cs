@@ -67,6 +67,27 @@ public sealed class SystemdNotifyTests : IDisposable
     }
 
     [Fact]
+    public async Task SIGHUP_reloads_between_RELOADING_with_the_monotonic_time_and_READY()
+    {
+        await using var daemon = await DaemonProcess.StartAsync("services:\n  one:\n    command: [/bin/sleep, \"1000\"]\n", environment: new Dictionary<string, string>
+        {
+            ["NOTIFY_SOCKET"] = NotifyPath,
+        });
+        await WaitFor(() => _received.Any(m => m.Message.Contains("READY=1", StringComparison.Ordinal)));
+        var config = await File.ReadAllTextAsync(daemon.ConfigPath, TestContext.Current.CancellationToken);
+        await File.WriteAllTextAsync(daemon.ConfigPath, config + "  two:\n    command: [/bin/sleep, \"1001\"]\n", TestContext.Current.CancellationToken);
+        var before = _received.Count;
+        var sentAt = Stopwatch.GetTimestamp();
+        Assert.True(ProcessRunner.Signal(daemon.Pid, 1));
+        await WaitFor(() => _received.Skip(before).Any(m => m.Message.Contains("READY=1", StringComparison.Ordinal)));
+        var reloading = _received.Skip(before).First(m => m.Message.Contains("RELOADING=1", StringComparison.Ordinal));
+        var monotonic = long.Parse(reloading.Message.Split('\n').Single(l => l.StartsWith("MONOTONIC_USEC=", StringComparison.Ordinal))[15..], System.Globalization.CultureInfo.InvariantCulture);
+        // CLOCK_MONOTONIC in microseconds: the same clock as Stopwatch here, taken between the signal and its READY.
+        Assert.InRange(monotonic, sentAt / (Stopwatch.Frequency / 1_000_000), Stopwatch.GetTimestamp() / (Stopwatch.Frequency / 1_000_000));
+        await daemon.WaitForLineAsync("Reload: 1 change(s): two: added, starting", TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
     public async Task A_watchdog_meant_for_another_pid_is_not_answered()
     {
         await using var daemon = await DaemonProcess.StartAsync(environment: new Dictionary<string, string>
