@@ -21,6 +21,8 @@ command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 # Supervisor tests: a real HTTP server and an unmodified sd_notify daemon (python3), setpriv for service users.
 [ -x /usr/bin/python3 ] || missing+=(python3)
 [ -x /usr/bin/setpriv ] || missing+=(util-linux)
+# /metrics is checked with promtool and scraped by a real Prometheus server.
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing test prerequisites: ${missing[*]}"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || exit 1

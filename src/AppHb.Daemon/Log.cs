@@ -125,4 +125,8 @@ internal static partial class Log
 
     [LoggerMessage(611, LogLevel.Error, "Supervisor callback failed")]
     public static partial void SupervisorFailed(ILogger logger, Exception exception);
+
+    // 7xx: export
+    [LoggerMessage(700, LogLevel.Information, "Metrics: Prometheus scrapes {Url}")]
+    public static partial void MetricsListening(ILogger logger, string url);
 }

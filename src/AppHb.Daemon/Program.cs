@@ -120,7 +120,14 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     builder.Services.AddSingleton(TimeProvider.System);
     builder.Services.AddSingleton(new EventStream(options.Events.History));
     builder.Services.AddSingleton(sp => new HeartbeatRegistry(sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<EventStream>(), options.Clients.Max));
-    builder.Services.AddSingleton<DaemonHealth>();
+    builder.Services.AddSingleton<AppHb.Export.Metrics.CollectorRegistry>();
+    builder.Services.AddSingleton<AppHb.Daemon.Export.ObservedMetrics>();
+    builder.Services.AddSingleton<AppHb.Daemon.Export.StatusMetrics>();
+    builder.Services.AddSingleton<AppHb.Daemon.Export.MetricsServer>();
+    builder.Services.AddSingleton(sp => new DaemonHealth(sp.GetRequiredService<TimeProvider>())
+    {
+        TickleObserved = sp.GetRequiredService<AppHb.Daemon.Export.ObservedMetrics>().Tickle,
+    });
     builder.Services.AddSingleton<StatusReporter>();
     builder.Services.AddSingleton<WatchdogTickler>();
     builder.Services.AddSingleton<DeadlineLoop>();
@@ -145,6 +152,7 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ClientSocketServer>());
     // After the socket (services may connect to it at once), before READY=1: systemd hears READY when they run.
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ServiceSupervisor>());
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Export.MetricsServer>());
     builder.Services.AddSingleton(notifier);
     builder.Services.AddSingleton<AppHb.Daemon.Systemd.SystemdWatchdogFeeder>();
     builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Systemd.SystemdWatchdogFeeder>());
@@ -190,7 +198,16 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     {
         await Console.Error.WriteLineAsync($"apphbd: cannot start: {e.Message}");
         // Services that did start (threads, the watchdog) stop in order; a half-started daemon must not just vanish.
-        await host.StopAsync();
+        try
+        {
+            await host.StopAsync();
+        }
+        catch (ArgumentNullException)
+        {
+            // The host failed before it had a list of started services (found when a hosted service's constructor
+            // threw): there is nothing to stop in order, and the exit code already says why.
+        }
+
         return 1;
     }
 

@@ -196,3 +196,24 @@ public class ServicesConfigurationTests
         Assert.Equal(new NotifyMessage(ready, watchdog, trigger, false, status), message);
     }
 }
+
+public class MetricsConfigurationTests
+{
+    [Fact]
+    public void Metrics_listen_defaults_to_loopback_9747_and_can_be_turned_off()
+    {
+        Assert.Equal(System.Net.IPEndPoint.Parse("127.0.0.1:9747"), ConfigurationLoader.Defaults().Metrics.Listen);
+        Assert.Null(ConfigurationLoader.Load("metrics:\n  listen: \"off\"\n", "t").Metrics.Listen);
+        Assert.Equal(System.Net.IPEndPoint.Parse("[::1]:9100"), ConfigurationLoader.Load("metrics:\n  listen: \"[::1]:9100\"\n", "t").Metrics.Listen);
+    }
+
+    [Theory]
+    [InlineData("localhost:9747")]
+    [InlineData("127.0.0.1")]
+    [InlineData("[::1]")]
+    public void A_listen_value_without_an_address_and_port_is_refused(string value)
+    {
+        var e = Assert.Throws<ConfigurationException>(() => ConfigurationLoader.Load($"metrics:\n  listen: \"{value}\"\n", "apphbd.yaml"));
+        Assert.Contains($"apphbd.yaml:2:11: metrics.listen: \"{value}\" is not an address and port", Assert.Single(e.Errors), StringComparison.Ordinal);
+    }
+}

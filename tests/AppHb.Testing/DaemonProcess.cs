@@ -49,6 +49,7 @@ public sealed class DaemonProcess : IAsyncDisposable
             realtime:
               enabled: {(realtime ? "true" : "false")}
               lock-memory: false
+            {(extraYaml.Contains("metrics:", StringComparison.Ordinal) ? string.Empty : "metrics:\n  listen: 127.0.0.1:0")}
             {extraYaml}
             """);
         var daemon = new DaemonProcess(directory, config, socket, environment);

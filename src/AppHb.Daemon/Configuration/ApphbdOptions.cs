@@ -10,11 +10,12 @@ public sealed record ApphbdOptions(
     WatchdogOptions Watchdog,
     RealtimeOptions Realtime,
     EventOptions Events,
-    IReadOnlyList<AppHb.Core.Supervision.ServiceDefinition> Services)
+    IReadOnlyList<AppHb.Core.Supervision.ServiceDefinition> Services,
+    MetricsOptions Metrics)
 {
     /// <summary>By value, services included (a record compares lists by reference).</summary>
     public bool Equals(ApphbdOptions? other) => other is not null && Socket == other.Socket && Clients == other.Clients
-        && Watchdog == other.Watchdog && Realtime == other.Realtime && Events == other.Events
+        && Watchdog == other.Watchdog && Realtime == other.Realtime && Events == other.Events && Metrics == other.Metrics
         && Services.Select(s => s.Canonical()).SequenceEqual(other.Services.Select(s => s.Canonical()), StringComparer.Ordinal);
 
     public override int GetHashCode() => HashCode.Combine(Socket, Clients, Watchdog, Realtime, Events, Services.Count);
@@ -32,3 +33,6 @@ public sealed record WatchdogOptions(WatchdogSettings Device, TimeSpan Period);
 public sealed record RealtimeOptions(bool Enabled, bool LockMemory, RealtimePolicy Policy, int Priority);
 
 public sealed record EventOptions(int History);
+
+/// <param name="Listen">Where GET /metrics is served; null when disabled ("off").</param>
+public sealed record MetricsOptions(System.Net.IPEndPoint? Listen);

@@ -47,7 +47,7 @@ public static class ConfigurationLoader
         var user = Parse(yaml, source, errors);
         var defaults = Parse(DefaultConfiguration.Yaml, "(defaults)", errors);
         var root = new YamlSection(source, string.Empty, user, defaults, errors);
-        root.RejectUnknownKeys("socket", "clients", "watchdog", "realtime", "events", "services");
+        root.RejectUnknownKeys("socket", "clients", "watchdog", "realtime", "events", "services", "metrics");
 
         var socket = root.Child("socket");
         socket.RejectUnknownKeys("path", "mode", "group");
@@ -73,12 +73,21 @@ public static class ConfigurationLoader
 
         var services = ServicesConfiguration.Read(root.Child("services"), errors);
 
+        var metrics = root.Child("metrics");
+        metrics.RejectUnknownKeys("listen");
+        System.Net.IPEndPoint? listen = null;
+        var listenText = metrics.String("listen");
+        if (listenText != "off" && !(System.Net.IPEndPoint.TryParse(listenText, out listen) && listenText.Contains(':', StringComparison.Ordinal) && !listenText.EndsWith(']')))
+        {
+            metrics.Error("listen", $"\"{listenText}\" is not an address and port like 127.0.0.1:9747 or [::1]:9747, or off");
+        }
+
         if (errors.Count > 0)
         {
             throw new ConfigurationException(errors);
         }
 
-        return new ApphbdOptions(socketOptions, clientLimits, watchdog, realtimeOptions, eventOptions, services);
+        return new ApphbdOptions(socketOptions, clientLimits, watchdog, realtimeOptions, eventOptions, services, new MetricsOptions(listen));
     }
 
     private static WatchdogOptions ReadWatchdog(YamlSection section)
@@ -162,7 +171,7 @@ public static class ConfigurationLoader
                 return mapping;
             }
 
-            errors.Add($"{source}:{stream.Documents[0].RootNode.Start.Line}: the top level must be a mapping of sections (socket, clients, watchdog, realtime, events, services)");
+            errors.Add($"{source}:{stream.Documents[0].RootNode.Start.Line}: the top level must be a mapping of sections (socket, clients, watchdog, realtime, events, services, metrics)");
             return null;
         }
         catch (YamlException e)

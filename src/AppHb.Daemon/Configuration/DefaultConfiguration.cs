@@ -43,6 +43,11 @@ public static class DefaultConfiguration
           # Recent events kept for 'apphbctl events'.
           history: 256
 
+        metrics:
+          # Prometheus scrape endpoint, GET http://ADDRESS:PORT/metrics (Kestrel). Loopback only by default: expose
+          # it on another address deliberately (there is no authentication), or "off".
+          listen: 127.0.0.1:9747
+
         # Services apphbd starts in dependency order, respawns, and checks (apphbd.yaml(5) has every key).
         # 'apphbctl reload' (or SIGHUP) applies changes here without restarting the others.
         # services:

@@ -22,6 +22,9 @@ internal sealed class DaemonHealth
 
     public LatenessRecorder TickleLateness { get; } = new();
 
+    /// <summary>Each tickle's lateness, for the exporter's histogram (set once at start).</summary>
+    public Action<TimeSpan>? TickleObserved { get; set; }
+
     public string LoopScheduling { get; set; } = "SCHED_OTHER";
 
     public string TickleScheduling { get; set; } = "SCHED_OTHER";

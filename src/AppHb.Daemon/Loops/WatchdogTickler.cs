@@ -149,7 +149,9 @@ internal sealed class WatchdogTickler : DedicatedThreadService
                 continue;
             }
 
-            _health.TickleLateness.Record(_time.GetElapsedTime(next));
+            var lateness = _time.GetElapsedTime(next);
+            _health.TickleLateness.Record(lateness);
+            _health.TickleObserved?.Invoke(lateness);
         }
     }
 }

@@ -14,7 +14,7 @@ internal readonly record struct CheckResult(bool Passed, bool NotRunning, string
 
 /// <summary>Runs API checks (type 2): TCP connect, HTTP GET, an OCF-style command, an LSB script's status. Each run is
 /// bounded by the check's timeout; a command still running at its timeout is killed with its whole process group.</summary>
-internal sealed class CheckProbe(ChildProcessTable children, HttpClient http)
+internal sealed class CheckProbe(ChildProcessTable children, Lazy<HttpClient> http)
 {
     public async Task<CheckResult> RunAsync(string service, CheckDefinition check, CancellationToken cancellationToken)
     {
@@ -58,7 +58,7 @@ internal sealed class CheckProbe(ChildProcessTable children, HttpClient http)
     {
         try
         {
-            using var response = await http.GetAsync(check.Target, HttpCompletionOption.ResponseContentRead, cancellationToken);
+            using var response = await http.Value.GetAsync(check.Target, HttpCompletionOption.ResponseContentRead, cancellationToken);
             var status = (int)response.StatusCode;
             if (status != check.ExpectStatus)
             {

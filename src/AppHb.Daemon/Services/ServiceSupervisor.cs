@@ -28,7 +28,8 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
     private readonly ChildProcessTable _children;
     private readonly WatchdogTickler _tickler;
     private readonly ILogger _logger;
-    private readonly HttpClient _http;
+    private readonly Export.ObservedMetrics _metrics;
+    private readonly Lazy<HttpClient> _http;
     private readonly CheckProbe _probe;
     private readonly Dictionary<string, SupervisedService> _services = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
@@ -43,8 +44,9 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
     private bool _shuttingDown;
 
     public ServiceSupervisor(ApphbdOptions options, ConfigurationSource source, TimeProvider time, EventStream events,
-        HeartbeatRegistry registry, ChildProcessTable children, WatchdogTickler tickler, ILogger<ServiceSupervisor> logger)
+        HeartbeatRegistry registry, ChildProcessTable children, WatchdogTickler tickler, Export.ObservedMetrics metrics, ILogger<ServiceSupervisor> logger)
     {
+        _metrics = metrics;
         _initial = options;
         _options = options;
         _source = source;
@@ -54,11 +56,16 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         _children = children;
         _tickler = tickler;
         _logger = logger;
-        _http = new HttpClient(new SocketsHttpHandler { UseProxy = false, AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(1) })
+        // Only a node with HTTP checks pays for an HTTP stack (a few MB resident).
+        _http = new Lazy<HttpClient>(() =>
         {
-            Timeout = Timeout.InfiniteTimeSpan,
-        };
-        _http.DefaultRequestHeaders.UserAgent.ParseAdd("apphbd/" + Status.StatusReporter.Version.Split('+')[0]);
+            var client = new HttpClient(new SocketsHttpHandler { UseProxy = false, AllowAutoRedirect = false, PooledConnectionLifetime = TimeSpan.FromMinutes(1) })
+            {
+                Timeout = Timeout.InfiniteTimeSpan,
+            };
+            client.DefaultRequestHeaders.UserAgent.ParseAdd("apphbd/" + Status.StatusReporter.Version.Split('+')[0]);
+            return client;
+        });
         _probe = new CheckProbe(children, _http);
     }
 
@@ -927,6 +934,7 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
 
     private void OnCheckResult(SupervisedService service, CheckState check, CheckResult result)
     {
+        _metrics.Check(service.Definition.Name, check.Definition.Name, result.Duration, result.Passed);
         check.Runs++;
         check.LastPassed = result.Passed;
         check.LastMessage = result.Message;
@@ -1143,7 +1151,11 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         }
 
         _stopping.Dispose();
-        _http.Dispose();
+        if (_http.IsValueCreated)
+        {
+            _http.Value.Dispose();
+        }
+
         _heartbeatEvents?.Dispose();
     }
 }

@@ -1,0 +1,144 @@
+using AppHb.Core.Events;
+using AppHb.Daemon.Status;
+using AppHb.Export.Metrics;
+
+namespace AppHb.Daemon.Export;
+
+/// <summary>The families read from the status snapshot just before each scrape: the daemon, its watchdog, every
+/// client and service. Client event totals are counted from a bounded event subscription drained at scrape time, so
+/// neither a scrape nor a slow scraper can hold up the heartbeat path.</summary>
+internal sealed class StatusMetrics : IDisposable
+{
+    private static readonly string[] States = ["waiting", "starting", "running", "stopping", "backoff", "stopped", "exited", "failed"];
+    private readonly EventSubscription _events;
+
+    public StatusMetrics(CollectorRegistry registry, StatusReporter status, EventStream events)
+    {
+        _events = events.Subscribe(capacity: 100_000);
+        var build = registry.CreateGauge("apphb_build_info", "apphbd's version (the value is 1).", "version");
+        var uptime = registry.CreateGauge("apphb_daemon_uptime_seconds", "Seconds since apphbd started.");
+        var start = registry.CreateGauge("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds.");
+        var rss = registry.CreateGauge("process_resident_memory_bytes", "Resident memory size in bytes.");
+        var cpu = registry.CreateCounter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.");
+        var heap = registry.CreateGauge("apphb_gc_heap_bytes", "Managed heap size after the last collection.");
+        var collections = registry.CreateCounter("apphb_gc_collections_total", "Garbage collections since start, all generations.");
+        var allocated = registry.CreateCounter("apphb_allocated_bytes_total", "Managed bytes allocated since start.");
+        var locked = registry.CreateGauge("apphb_memory_locked", "1 when apphbd's memory is locked (mlockall).");
+        var loop = registry.CreateGauge("apphb_deadline_loop_lateness_p99_seconds", "How late the deadline loop woke, p99 over the recent window.");
+
+        var timeout = registry.CreateGauge("apphb_watchdog_timeout_seconds", "The hardware watchdog's timeout.", "backend");
+        var tickles = registry.CreateCounter("apphb_watchdog_tickles_total", "Times the watchdog was fed.");
+        var withheld = registry.CreateCounter("apphb_watchdog_withheld_total", "Tickles withheld because apphbd's loops had not proved alive.");
+        var period = registry.CreateGauge("apphb_watchdog_period_seconds", "How often apphbd feeds the watchdog.");
+        var lastTickle = registry.CreateGauge("apphb_watchdog_last_tickle_age_seconds", "Seconds since the watchdog was last fed.");
+        var bootByWatchdog = registry.CreateGauge("apphb_watchdog_last_boot_by_watchdog", "1 when the device says the last reset was the watchdog's.");
+
+        var clients = registry.CreateGauge("apphb_clients", "Registered heartbeat clients.");
+        var age = registry.CreateGauge("apphb_client_last_beat_age_seconds", "Seconds since a client's last heartbeat.", "name", "client_instance");
+        var interval = registry.CreateGauge("apphb_client_interval_seconds", "A client's heartbeat interval (hung after it).", "name", "client_instance");
+        var hung = registry.CreateGauge("apphb_client_is_hung", "1 while a client is hung.", "name", "client_instance");
+        var warnTotal = registry.CreateCounter("apphb_client_warn_total", "Warn events, per client name.", "name");
+        var hungTotal = registry.CreateCounter("apphb_client_hung_total", "Hung events, per client name.", "name");
+        var diedTotal = registry.CreateCounter("apphb_client_died_total", "Clients that died without unregistering, per name.", "name");
+        var dropped = registry.CreateCounter("apphb_metrics_events_dropped_total", "Events the exporter could not count (more than 100,000 between two scrapes).");
+
+        var up = registry.CreateGauge("apphb_service_up", "1 while a service is running (ready).", "service");
+        var state = registry.CreateGauge("apphb_service_state", "1 for the state a service is in.", "service", "state");
+        var restarts = registry.CreateCounter("apphb_service_restarts_total", "Restarts of a service since apphbd started.", "service");
+        var lastExit = registry.CreateGauge("apphb_service_last_exit_code", "Exit code of a service's last exit; minus the signal number when killed by one.", "service");
+        var critical = registry.CreateGauge("apphb_service_critical", "1 for a critical service (its failure reboots the node).", "service");
+
+        registry.AddBeforeCollectCallback(() =>
+        {
+            var document = status.Build();
+            var d = document.Daemon;
+            build.WithLabels(d.Version).Set(1);
+            uptime.Set(d.UptimeSeconds);
+            start.Set(d.StartedAt.ToUnixTimeMilliseconds() / 1000.0);
+            using (var self = System.Diagnostics.Process.GetCurrentProcess())
+            {
+                rss.Set(self.WorkingSet64);
+                cpu.WithLabels().IncTo(self.TotalProcessorTime.TotalSeconds);
+            }
+
+            heap.Set(d.GcHeapBytes);
+            collections.WithLabels().IncTo(d.GcCollections);
+            allocated.WithLabels().IncTo(d.AllocatedBytes);
+            locked.Set(d.MemoryLocked ? 1 : 0);
+            loop.Set(d.LoopLatenessP99Ms / 1000);
+
+            var w = document.Watchdog;
+            timeout.Clear();
+            timeout.WithLabels(w.Backend).Set(w.TimeoutSeconds);
+            period.Set(w.PeriodSeconds);
+            tickles.WithLabels().IncTo(w.Tickles);
+            withheld.WithLabels().IncTo(w.Withheld);
+            lastTickle.Set(w.LastTickleAgeMs is { } ms ? ms / 1000 : double.NaN);
+            bootByWatchdog.Set(w.LastBootByWatchdog ? 1 : 0);
+
+            clients.Set(document.Clients.Count);
+            age.Clear();
+            interval.Clear();
+            hung.Clear();
+            foreach (var c in document.Clients)
+            {
+                age.WithLabels(c.Name, c.Instance).Set(c.LastBeatAgeMs / 1000);
+                interval.WithLabels(c.Name, c.Instance).Set(c.IntervalMs / 1000.0);
+                hung.WithLabels(c.Name, c.Instance).Set(c.State == "hung" ? 1 : 0);
+            }
+
+            while (_events.Reader.TryRead(out var appEvent))
+            {
+                if (appEvent is ClientEvent e)
+                {
+                    switch (e.ClientKind)
+                    {
+                        case ClientEventKind.Warn:
+                            warnTotal.WithLabels(e.Client.Name).Inc();
+                            break;
+                        case ClientEventKind.Hung:
+                            hungTotal.WithLabels(e.Client.Name).Inc();
+                            break;
+                        case ClientEventKind.Died:
+                            diedTotal.WithLabels(e.Client.Name).Inc();
+                            break;
+                    }
+                }
+            }
+
+            dropped.WithLabels().IncTo(_events.Dropped);
+
+            foreach (var s in document.Services)
+            {
+                up.WithLabels(s.Name).Set(s.State == "running" ? 1 : 0);
+                foreach (var known in States)
+                {
+                    state.WithLabels(s.Name, known).Set(s.State == known ? 1 : 0);
+                }
+
+                restarts.WithLabels(s.Name).IncTo(s.Restarts);
+                lastExit.WithLabels(s.Name).Set(ExitCode(s.LastExit));
+                critical.WithLabels(s.Name).Set(s.Critical ? 1 : 0);
+            }
+        });
+    }
+
+    /// <summary>"exit code 3" is 3, "signal 9 (SIGKILL)" is -9; nothing yet is NaN.</summary>
+    internal static double ExitCode(string? lastExit)
+    {
+        if (lastExit is null)
+        {
+            return double.NaN;
+        }
+
+        var parts = lastExit.Split(' ');
+        if (lastExit.StartsWith("exit code ", StringComparison.Ordinal) && int.TryParse(parts[2], System.Globalization.CultureInfo.InvariantCulture, out var code))
+        {
+            return code;
+        }
+
+        return lastExit.StartsWith("signal ", StringComparison.Ordinal) && int.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out var signal) ? -signal : double.NaN;
+    }
+
+    public void Dispose() => _events.Dispose();
+}

@@ -1,0 +1,112 @@
+using System.Globalization;
+using System.Text;
+
+namespace AppHb.Export.Metrics;
+
+/// <summary>Writes the exposition formats: Prometheus text 0.0.4 and OpenMetrics 1.0.0.
+/// https://prometheus.io/docs/instrumenting/exposition_formats/ and https://openmetrics.io/.</summary>
+public static class TextSerializer
+{
+    public const string PrometheusContentType = "text/plain; version=0.0.4; charset=utf-8";
+    public const string OpenMetricsContentType = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+    /// <summary>OpenMetrics when the scraper's Accept header asks for it, else Prometheus text.</summary>
+    public static bool PrefersOpenMetrics(string? accept) =>
+        accept is not null && accept.Contains("application/openmetrics-text", StringComparison.OrdinalIgnoreCase);
+
+    public static string Serialize(IReadOnlyList<Collector> collectors, bool openMetrics)
+    {
+        ArgumentNullException.ThrowIfNull(collectors);
+        var text = new StringBuilder(4096);
+        foreach (var collector in collectors)
+        {
+            var family = openMetrics ? CollectorRegistry.FamilyName(collector) : collector.Name;
+            text.Append("# HELP ").Append(family).Append(' ').Append(EscapeHelp(collector.Help, openMetrics)).Append('\n');
+            text.Append("# TYPE ").Append(family).Append(' ').Append(TypeName(collector.Type)).Append('\n');
+            foreach (var (labels, child) in collector.Children())
+            {
+                switch (child)
+                {
+                    case Counter.Child counter:
+                        Sample(text, collector.Name, collector.LabelNames, labels, null, counter.Value);
+                        break;
+                    case Gauge.Child gauge:
+                        Sample(text, collector.Name, collector.LabelNames, labels, null, gauge.Value);
+                        break;
+                    case Histogram.Child histogram:
+                        var bounds = ((Histogram)collector).Buckets;
+                        var (cumulative, sum, count) = histogram.Snapshot();
+                        for (var i = 0; i < cumulative.Length; i++)
+                        {
+                            var le = i < bounds.Count ? Format(bounds[i]) : "+Inf";
+                            Sample(text, collector.Name + "_bucket", collector.LabelNames, labels, le, cumulative[i]);
+                        }
+
+                        Sample(text, collector.Name + "_sum", collector.LabelNames, labels, null, sum);
+                        Sample(text, collector.Name + "_count", collector.LabelNames, labels, null, count);
+                        break;
+                }
+            }
+        }
+
+        if (openMetrics)
+        {
+            text.Append("# EOF\n");
+        }
+
+        return text.ToString();
+    }
+
+    private static string TypeName(MetricType type) => type switch
+    {
+        MetricType.Counter => "counter",
+        MetricType.Gauge => "gauge",
+        _ => "histogram",
+    };
+
+    private static void Sample(StringBuilder text, string name, IReadOnlyList<string> labelNames, IReadOnlyList<string> labels, string? le, double value)
+    {
+        text.Append(name);
+        if (labels.Count > 0 || le is not null)
+        {
+            text.Append('{');
+            for (var i = 0; i < labels.Count; i++)
+            {
+                if (i > 0)
+                {
+                    text.Append(',');
+                }
+
+                text.Append(labelNames[i]).Append("=\"").Append(EscapeLabel(labels[i])).Append('"');
+            }
+
+            if (le is not null)
+            {
+                text.Append(labels.Count > 0 ? "," : string.Empty).Append("le=\"").Append(le).Append('"');
+            }
+
+            text.Append('}');
+        }
+
+        text.Append(' ').Append(Format(value)).Append('\n');
+    }
+
+    internal static string Format(double value) => value switch
+    {
+        double.PositiveInfinity => "+Inf",
+        double.NegativeInfinity => "-Inf",
+        _ when double.IsNaN(value) => "NaN",
+        _ => value.ToString("R", CultureInfo.InvariantCulture),
+    };
+
+    // 0.0.4: in HELP, backslash and line feed are escaped; in label values also the double quote. OpenMetrics escapes
+    // the double quote in HELP too.
+    private static string EscapeHelp(string help, bool openMetrics)
+    {
+        var escaped = help.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal);
+        return openMetrics ? escaped.Replace("\"", "\\\"", StringComparison.Ordinal) : escaped;
+    }
+
+    private static string EscapeLabel(string value) =>
+        value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal);
+}
