@@ -152,7 +152,10 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ClientSocketServer>());
     // After the socket (services may connect to it at once), before READY=1: systemd hears READY when they run.
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ServiceSupervisor>());
-    builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Export.MetricsServer>());
+    if (options.Metrics.Listen is not null)
+    {
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Export.MetricsServer>());
+    }
     builder.Services.AddSingleton(notifier);
     builder.Services.AddSingleton<AppHb.Daemon.Systemd.SystemdWatchdogFeeder>();
     builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Systemd.SystemdWatchdogFeeder>());

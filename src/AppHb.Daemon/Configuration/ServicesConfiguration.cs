@@ -7,7 +7,7 @@ using AppHb.Linux.Processes;
 namespace AppHb.Daemon.Configuration;
 
 /// <summary>Reads the <c>services:</c> section: one mapping per service, keyed by its name.</summary>
-internal static partial class ServicesConfiguration
+internal static class ServicesConfiguration
 {
     internal const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -52,15 +52,18 @@ internal static partial class ServicesConfiguration
         ["heavy"] = true,
     };
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9_.-]{0,62}$")]
-    private static partial Regex ServiceName();
+    /// <summary>[a-z0-9][a-z0-9_.-]{0,62}, by hand: the regex engine would cost the daemon its resident memory for
+    /// one check at load.</summary>
+    private static bool IsServiceName(string name) =>
+        name.Length is >= 1 and <= 63 && (char.IsAsciiLetterLower(name[0]) || char.IsAsciiDigit(name[0]))
+        && name.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '_' or '.' or '-');
 
     public static IReadOnlyList<ServiceDefinition> Read(YamlSection services, List<string> errors)
     {
         var definitions = new List<ServiceDefinition>();
         foreach (var name in services.UserKeys())
         {
-            if (!ServiceName().IsMatch(name))
+            if (!IsServiceName(name))
             {
                 services.Error(name, "a service name is 1 to 63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit");
                 continue;
