@@ -13,13 +13,13 @@ internal sealed class EventWatcher : IAsyncDisposable
     private readonly Task _loop;
     private readonly TaskCompletionSource _subscribed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private EventWatcher(string socketPath)
+    private EventWatcher(string socketPath, bool includeHistory)
     {
         _loop = Task.Run(async () =>
         {
             try
             {
-                var stream = new AppHbControl(socketPath).WatchEventsAsync(includeHistory: false, _stop.Token);
+                var stream = new AppHbControl(socketPath).WatchEventsAsync(includeHistory, _stop.Token);
                 await using var enumerator = stream.GetAsyncEnumerator(_stop.Token);
                 var moving = enumerator.MoveNextAsync();
                 _subscribed.TrySetResult();
@@ -35,9 +35,11 @@ internal sealed class EventWatcher : IAsyncDisposable
         });
     }
 
-    public static async Task<EventWatcher> StartAsync(string socketPath)
+    /// <param name="includeHistory">Also the daemon's recent events: for what may happen before the test subscribes
+    /// (a service that gives up during apphbd's own start).</param>
+    public static async Task<EventWatcher> StartAsync(string socketPath, bool includeHistory = false)
     {
-        var watcher = new EventWatcher(socketPath);
+        var watcher = new EventWatcher(socketPath, includeHistory);
         await watcher._subscribed.Task;
         // The Subscribe frame must reach the daemon before the test acts; a status round trip on another
         // connection does not order it, so wait until a harmless event shows the stream is live.

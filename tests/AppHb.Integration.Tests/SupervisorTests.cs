@@ -198,7 +198,8 @@ public sealed class SupervisorTests
                 command: [/bin/sleep, "1000"]
                 requires: [broken]
             """);
-        await using var events = await EventWatcher.StartAsync(daemon.SocketPath);
+        // It can give up before apphbd is even ready: read the history too.
+        await using var events = await EventWatcher.StartAsync(daemon.SocketPath, includeHistory: true);
         var failed = await UntilAsync(daemon, "broken", s => s.State == "failed");
         Assert.Equal(3, failed.Restarts);
         Assert.False(failed.Wanted);
