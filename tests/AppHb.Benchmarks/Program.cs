@@ -5,10 +5,11 @@ using AppHb.Benchmarks;
 // apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]
 // Runs as root on Linux. Publishes apphbd as it ships (self-contained, ReadyToRun, trimmed) and installs Debian's heartbeat
 // package for the peer if it is missing.
-if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn"))
+if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape"))
 {
     Console.Error.WriteLine("usage: apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]");
     Console.Error.WriteLine("       apphb-bench respawn [--kills 200]");
+    Console.Error.WriteLine("       apphb-bench scrape [--seconds 20]");
     return 2;
 }
 
@@ -49,10 +50,13 @@ Console.Error.WriteLine("publishing apphbd as it ships (self-contained, ReadyToR
 Machine.Run("dotnet", "publish", Path.Combine(root, "src", "AppHb.Daemon"), "-c", "Release", "-r", "linux-x64", "-o", published);
 
 var started = Stopwatch.StartNew();
-var report = args[0] == "respawn"
-    ? await new RespawnBenchmark(Path.Combine(published, "apphbd"), work, kills).RunAsync()
-    : await new HeartbeatBenchmark(Path.Combine(published, "apphbd"), work, clients, seconds).RunAsync();
-Console.WriteLine($"{(args[0] == "respawn" ? "Supervisors" : "Heartbeat daemons")}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
+var report = args[0] switch
+{
+    "respawn" => await new RespawnBenchmark(Path.Combine(published, "apphbd"), work, kills).RunAsync(),
+    "scrape" => await new ScrapeBenchmark(Path.Combine(published, "apphbd"), work, Math.Max(seconds, 20)).RunAsync(),
+    _ => await new HeartbeatBenchmark(Path.Combine(published, "apphbd"), work, clients, seconds).RunAsync(),
+};
+Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Metrics endpoint", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
 Console.WriteLine();
 Console.Write(report);
 Directory.Delete(work, recursive: true);

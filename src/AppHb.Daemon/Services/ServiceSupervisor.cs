@@ -707,6 +707,9 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         _ = Task.Run(async () =>
         {
             await StopAllAsync("the node is rebooting");
+            // Give journald a moment to store what was just logged, then flush it: the reset drops the page cache.
+            await Task.Delay(TimeSpan.FromMilliseconds(500), _time);
+            FileSystems.Sync();
             _tickler.StopFeeding(reason);
             Log.RebootWatchdogStopped(_logger, _tickler.Device?.Backend ?? "none", _options.Watchdog.Device.Timeout?.TotalSeconds ?? 0);
         });
