@@ -16,8 +16,18 @@ public static class TextSerializer
 
     public static string Serialize(IReadOnlyList<Collector> collectors, bool openMetrics)
     {
-        ArgumentNullException.ThrowIfNull(collectors);
         var text = new StringBuilder(4096);
+        Serialize(collectors, openMetrics, text);
+        return text.ToString();
+    }
+
+    /// <summary>Appends the exposition to <paramref name="text"/>: an endpoint reuses one builder across scrapes, so
+    /// a scrape of hundreds of KB does not allocate a large-object-heap string (and the full collections that
+    /// follow, which would pause apphbd's realtime threads too).</summary>
+    public static void Serialize(IReadOnlyList<Collector> collectors, bool openMetrics, StringBuilder text)
+    {
+        ArgumentNullException.ThrowIfNull(collectors);
+        ArgumentNullException.ThrowIfNull(text);
         foreach (var collector in collectors)
         {
             var family = openMetrics ? CollectorRegistry.FamilyName(collector) : collector.Name;
@@ -53,8 +63,6 @@ public static class TextSerializer
         {
             text.Append("# EOF\n");
         }
-
-        return text.ToString();
     }
 
     private static string TypeName(MetricType type) => type switch
@@ -88,7 +96,25 @@ public static class TextSerializer
             text.Append('}');
         }
 
-        text.Append(' ').Append(Format(value)).Append('\n');
+        text.Append(' ');
+        AppendValue(text, value);
+        text.Append('\n');
+    }
+
+    private static void AppendValue(StringBuilder text, double value)
+    {
+        if (double.IsFinite(value))
+        {
+            // Formatted in place: no string per sample.
+            Span<char> buffer = stackalloc char[32];
+            if (value.TryFormat(buffer, out var written, "R", CultureInfo.InvariantCulture))
+            {
+                text.Append(buffer[..written]);
+                return;
+            }
+        }
+
+        text.Append(Format(value));
     }
 
     internal static string Format(double value) => value switch
