@@ -127,7 +127,7 @@ internal sealed class RespawnBenchmark(string apphbd, string work, int kills)
             var name = $"svc{k % count:00}";
             var (pid, _) = _latest[name];
             var killedAt = Stopwatch.GetTimestamp();
-            _ = Kill(pid, 9);
+            _ = RunningProcesses.Kill(pid, 9);
             var deadline = Stopwatch.StartNew();
             while (_latest[name].Pid == pid && deadline.Elapsed < TimeSpan.FromSeconds(10))
             {
@@ -193,9 +193,6 @@ internal sealed class RespawnBenchmark(string apphbd, string work, int kills)
         sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
 
     private static string Slug(string name) => name.Replace(' ', '-');
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
-    private static extern int Kill(int pid, int signal);
 }
 
 internal interface ISupervisorUnderTest
@@ -236,7 +233,7 @@ internal sealed class RunningProcesses(List<Process> processes, Func<List<int>> 
     }
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
-    private static extern int Kill(int pid, int signal);
+    internal static extern int Kill(int pid, int signal);
 
     public static Process StartInSession(string file, string workingDirectory, params string[] args) => StartNamedInSession(file, workingDirectory, null, args);
 

@@ -113,7 +113,7 @@ public class CliTests
             lines.Add(line);
         }
 
-        _ = Kill(demo.Id, 2);
+        _ = ProcessRunner.Signal(demo.Id, 2);
         await demo.WaitForExitAsync(TestContext.Current.CancellationToken);
         var all = string.Join('\n', lines);
         Assert.Contains("client flaky (pid", all, StringComparison.Ordinal);
@@ -148,7 +148,4 @@ public class CliTests
         await process.WaitForExitAsync();
         return (process.ExitCode, await output, await error);
     }
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
-    private static extern int Kill(int pid, int signal);
 }

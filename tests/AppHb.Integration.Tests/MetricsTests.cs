@@ -103,7 +103,7 @@ public sealed class MetricsTests
         var restarts = await RestartOnceAsync(daemon);
         restarts = await RestartOnceAsync(daemon);
         using var directory = new TempDirectory();
-        var port = FreePort();
+        var port = LoopbackPorts.Free();
         await File.WriteAllTextAsync(directory.File("prometheus.yml"), $"""
             global:
               scrape_interval: 1s
@@ -203,10 +203,4 @@ public sealed class MetricsTests
         return (process.ExitCode, output);
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

@@ -341,7 +341,7 @@ public sealed class SupervisorTests
     [Fact]
     public async Task TCP_and_HTTP_checks_make_a_real_server_ready_and_restart_it_when_it_stops_answering()
     {
-        var port = FreePort();
+        var port = LoopbackPorts.Free();
         using var directory = new TempDirectory();
         await File.WriteAllTextAsync(directory.File("health"), "all good");
         await using var daemon = await StartAsync($"""
@@ -669,10 +669,4 @@ public sealed class SupervisorTests
         }
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

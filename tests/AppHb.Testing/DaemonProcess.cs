@@ -142,7 +142,7 @@ public sealed class DaemonProcess : IAsyncDisposable
             return _process?.ExitCode ?? 0;
         }
 
-        _ = Signal(process.Id, 15);
+        _ = ProcessRunner.Signal(process.Id, 15);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         await process.WaitForExitAsync(timeout.Token);
         return process.ExitCode;
@@ -182,7 +182,4 @@ public sealed class DaemonProcess : IAsyncDisposable
         _lines.Enqueue(line);
         _lineArrived.Release();
     }
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static extern int Signal(int pid, int signal);
 }

@@ -17,6 +17,24 @@ internal static class ServiceLaunch
     internal const string SetPriv = "/usr/bin/setpriv";
     internal const string Shell = "/bin/sh";
 
+    /// <summary>The uid and gid a service runs as (null: apphbd's own): the user's, its group overriding the gid.</summary>
+    public static (uint? Uid, uint? Gid) Owner(ServiceDefinition service)
+    {
+        uint? uid = null;
+        uint? gid = null;
+        if (service.User is not null && UnixAccounts.TryGetUser(service.User, out var user))
+        {
+            (uid, gid) = (user.Uid, user.Gid);
+        }
+
+        if (service.Group is not null && UnixAccounts.TryGetGroupId(service.Group, out var groupId))
+        {
+            gid = groupId;
+        }
+
+        return (uid, gid);
+    }
+
     public static SpawnRequest Build(ServiceDefinition service, string clientSocketPath, string? notifySocketPath)
     {
         var environment = new List<string>
@@ -45,6 +63,7 @@ internal static class ServiceLaunch
         {
             chain.Add(SetPriv);
             UnixAccounts.UserAccount? user = service.User is not null && UnixAccounts.TryGetUser(service.User, out var account) ? account : null;
+            var (_, gid) = Owner(service);
             if (user is { } u)
             {
                 chain.Add("--reuid=" + u.Uid.ToString(CultureInfo.InvariantCulture));
@@ -53,13 +72,7 @@ internal static class ServiceLaunch
                 environment.Add("HOME=" + u.Home);
             }
 
-            uint gid = user?.Gid ?? 0;
-            if (service.Group is not null && UnixAccounts.TryGetGroupId(service.Group, out var groupId))
-            {
-                gid = groupId;
-            }
-
-            chain.Add("--regid=" + gid.ToString(CultureInfo.InvariantCulture));
+            chain.Add("--regid=" + (gid ?? 0).ToString(CultureInfo.InvariantCulture));
             // Supplementary groups of the user when it has a name to look them up by, none otherwise: never root's.
             chain.Add(user is not null && service.Group is null ? "--init-groups" : "--clear-groups");
             chain.Add("--");

@@ -322,18 +322,7 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         }
 
         Directory.CreateDirectory(NotifyDirectory);
-        uint? uid = null;
-        uint? gid = null;
-        if (definition.User is not null && UnixAccounts.TryGetUser(definition.User, out var user))
-        {
-            (uid, gid) = (user.Uid, user.Gid);
-        }
-
-        if (definition.Group is not null && UnixAccounts.TryGetGroupId(definition.Group, out var groupId))
-        {
-            gid = groupId;
-        }
-
+        var (uid, gid) = ServiceLaunch.Owner(definition);
         var endpoint = new NotifyEndpoint(Path.Combine(NotifyDirectory, definition.Name), uid, gid);
         service.Notify = endpoint;
         _ = endpoint.ReceiveAsync(message => OnNotify(service, endpoint, message), problem => Log.NotifyIgnored(_logger, definition.Name, problem));
@@ -602,13 +591,20 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         Publish(ServiceEventKind.Stopped, service, $"stopped ({service.StopReason}): {exit}", pid: exit.Pid);
         var after = service.AfterStop;
         service.AfterStop = AfterStop.Nothing;
+        FinishStop(service, after, service.StopReason);
+        Reconcile();
+    }
+
+    /// <summary>What a stop leads to once the service has no process: it just exited, or it had none.</summary>
+    private void FinishStop(SupervisedService service, AfterStop after, string reason)
+    {
         switch (after)
         {
             case AfterStop.RestartCounted:
                 ApplyDecision(service, service.Tracker.Exited(ProcessExit.KilledBy(service.Definition.StopSignal), _time.GetTimestamp()));
                 break;
             case AfterStop.Escalate:
-                Escalate(service, service.Definition.Restart.Escalation, service.StopReason);
+                Escalate(service, service.Definition.Restart.Escalation, reason);
                 break;
             case AfterStop.Remove:
                 SetState(service, ServiceState.Stopped);
@@ -619,12 +615,16 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
                 Replace(service);
                 break;
             default:
-                SetState(service, service.Wanted ? ServiceState.Waiting : ServiceState.Stopped);
+                // A service that gave up or exited for good keeps saying so.
+                if (service.State is not (ServiceState.Failed or ServiceState.Exited))
+                {
+                    SetState(service, service.Wanted ? ServiceState.Waiting : ServiceState.Stopped);
+                }
+
                 break;
         }
 
         CompleteStopWaiters(service);
-        Reconcile();
     }
 
     private void Replace(SupervisedService service)
@@ -723,28 +723,8 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         {
             CancelTimer(service);
             service.StopReason = reason;
-            switch (after)
-            {
-                case AfterStop.Remove:
-                    service.Notify?.Dispose();
-                    _services.Remove(service.Definition.Name);
-                    break;
-                case AfterStop.Replace:
-                    Replace(service);
-                    break;
-                case AfterStop.Escalate:
-                    Escalate(service, service.Definition.Restart.Escalation, reason);
-                    break;
-                default:
-                    if (service.State is not (ServiceState.Failed or ServiceState.Exited))
-                    {
-                        SetState(service, service.Wanted ? ServiceState.Waiting : ServiceState.Stopped);
-                    }
-
-                    break;
-            }
-
-            CompleteStopWaiters(service);
+            // Nothing ran, so nothing failed: a counted restart has nothing to count.
+            FinishStop(service, after == AfterStop.RestartCounted ? AfterStop.Nothing : after, reason);
             return waiter.Task;
         }
 

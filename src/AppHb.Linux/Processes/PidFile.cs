@@ -77,19 +77,4 @@ public static class PidFile
         var bootedAt = DateTimeOffset.UtcNow - TimeSpan.FromSeconds(upSeconds);
         return bootedAt + TimeSpan.FromSeconds(ticks / ClockTicksPerSecond);
     }
-
-    /// <summary>The parent pid of a process, from /proc/PID/stat; null if it does not exist.</summary>
-    public static int? TryGetParent(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return int.Parse(fields[1], CultureInfo.InvariantCulture);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
-        {
-            return null;
-        }
-    }
 }
