@@ -55,11 +55,8 @@ internal sealed class StatusMetrics : IDisposable
             build.WithLabels(d.Version).Set(1);
             uptime.Set(d.UptimeSeconds);
             start.Set(d.StartedAt.ToUnixTimeMilliseconds() / 1000.0);
-            using (var self = System.Diagnostics.Process.GetCurrentProcess())
-            {
-                rss.Set(self.WorkingSet64);
-                cpu.WithLabels().IncTo(self.TotalProcessorTime.TotalSeconds);
-            }
+            rss.Set(AppHb.Linux.Processes.SelfResources.ResidentBytes());
+            cpu.WithLabels().IncTo(Environment.CpuUsage.TotalTime.TotalSeconds);
 
             heap.Set(d.GcHeapBytes);
             collections.WithLabels().IncTo(d.GcCollections);
