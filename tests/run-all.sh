@@ -23,6 +23,11 @@ command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 [ -x /usr/bin/setpriv ] || missing+=(util-linux)
 # /metrics is checked with promtool and scraped by a real Prometheus server.
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+# SNMP: a real snmpd as AgentX master, net-snmp's tools and snmptrapd, and libsmi's smilint/smidump for APPHB-MIB.
+command -v snmpd >/dev/null 2>&1 || missing+=(snmpd)
+command -v snmpbulkwalk >/dev/null 2>&1 || missing+=(snmp)
+command -v snmptrapd >/dev/null 2>&1 || missing+=(snmptrapd)
+command -v smilint >/dev/null 2>&1 && command -v smidump >/dev/null 2>&1 || missing+=(smitools)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing test prerequisites: ${missing[*]}"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || exit 1

@@ -129,4 +129,19 @@ internal static partial class Log
     // 7xx: export
     [LoggerMessage(700, LogLevel.Information, "Metrics: Prometheus scrapes {Url}")]
     public static partial void MetricsListening(ILogger logger, string url);
+
+    [LoggerMessage(710, LogLevel.Information, "SNMP: {Message}")]
+    public static partial void SnmpRegistered(ILogger logger, string message);
+
+    [LoggerMessage(711, LogLevel.Warning, "SNMP: {Message}; reconnecting")]
+    public static partial void SnmpLost(ILogger logger, string message);
+
+    [LoggerMessage(712, LogLevel.Information, "SNMP: no AgentX master yet ({Message}); apphbd keeps trying")]
+    public static partial void SnmpWaiting(ILogger logger, string message);
+
+    [LoggerMessage(713, LogLevel.Error, "SNMP: {Message}")]
+    public static partial void SnmpRefused(ILogger logger, string message);
+
+    [LoggerMessage(714, LogLevel.Warning, "SNMP: {Message}")]
+    public static partial void SnmpProblem(ILogger logger, string message);
 }

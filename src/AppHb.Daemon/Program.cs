@@ -124,6 +124,8 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     builder.Services.AddSingleton<AppHb.Daemon.Export.ObservedMetrics>();
     builder.Services.AddSingleton<AppHb.Daemon.Export.StatusMetrics>();
     builder.Services.AddSingleton<AppHb.Daemon.Export.MetricsServer>();
+    builder.Services.AddSingleton(sp => new AppHb.Daemon.Export.StatusMib(sp.GetRequiredService<StatusReporter>().Build, options, sp.GetRequiredService<TimeProvider>()));
+    builder.Services.AddSingleton<AppHb.Daemon.Export.SnmpAgent>();
     builder.Services.AddSingleton(sp => new DaemonHealth(sp.GetRequiredService<TimeProvider>())
     {
         TickleObserved = sp.GetRequiredService<AppHb.Daemon.Export.ObservedMetrics>().Tickle,
@@ -155,6 +157,11 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     if (options.Metrics.Listen is not null)
     {
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Export.MetricsServer>());
+    }
+
+    if (options.Snmp.AgentX is not null)
+    {
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Export.SnmpAgent>());
     }
     builder.Services.AddSingleton(notifier);
     builder.Services.AddSingleton<AppHb.Daemon.Systemd.SystemdWatchdogFeeder>();

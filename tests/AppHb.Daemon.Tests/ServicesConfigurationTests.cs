@@ -217,3 +217,26 @@ public class MetricsConfigurationTests
         Assert.Contains($"apphbd.yaml:2:11: metrics.listen: \"{value}\" is not an address and port", Assert.Single(e.Errors), StringComparison.Ordinal);
     }
 }
+
+public class SnmpConfigurationTests
+{
+    [Fact]
+    public void AgentX_defaults_to_net_snmp_s_socket_and_takes_its_address_forms()
+    {
+        Assert.Equal("/var/agentx/master", ConfigurationLoader.Defaults().Snmp.AgentX!.Text);
+        Assert.Null(ConfigurationLoader.Load("snmp:\n  agentx: \"off\"\n", "t").Snmp.AgentX);
+        Assert.IsType<System.Net.Sockets.UnixDomainSocketEndPoint>(ConfigurationLoader.Load("snmp:\n  agentx: unix:/run/agentx\n", "t").Snmp.AgentX!.Address);
+        Assert.Equal(System.Net.IPEndPoint.Parse("127.0.0.1:705"), ConfigurationLoader.Load("snmp:\n  agentx: tcp:localhost:705\n", "t").Snmp.AgentX!.Address);
+    }
+
+    [Theory]
+    [InlineData("tcp:snmp.example:705")]
+    [InlineData("tcp:127.0.0.1")]
+    [InlineData("agentx")]
+    [InlineData("udp:127.0.0.1:705")]
+    public void An_agentx_value_that_is_not_a_socket_is_refused_with_the_forms_that_are(string value)
+    {
+        var e = Assert.Throws<ConfigurationException>(() => ConfigurationLoader.Load($"snmp:\n  agentx: \"{value}\"\n", "apphbd.yaml"));
+        Assert.Contains($"apphbd.yaml:2:11: snmp.agentx: \"{value}\" is not an AgentX address: use a socket path", Assert.Single(e.Errors), StringComparison.Ordinal);
+    }
+}

@@ -50,6 +50,7 @@ public sealed class DaemonProcess : IAsyncDisposable
               enabled: {(realtime ? "true" : "false")}
               lock-memory: false
             {(extraYaml.Contains("metrics:", StringComparison.Ordinal) ? string.Empty : "metrics:\n  listen: 127.0.0.1:0")}
+            {(extraYaml.Contains("snmp:", StringComparison.Ordinal) ? string.Empty : "snmp:\n  agentx: off")}
             {extraYaml}
             """);
         var daemon = new DaemonProcess(directory, config, socket, environment);

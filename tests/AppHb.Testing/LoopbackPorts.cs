@@ -13,4 +13,12 @@ public static class LoopbackPorts
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
+
+    /// <summary>A UDP port, the same way (snmpd's agent address, snmptrapd's).</summary>
+    public static int FreeUdp()
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)socket.LocalEndPoint!).Port;
+    }
 }

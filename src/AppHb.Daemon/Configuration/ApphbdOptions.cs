@@ -11,11 +11,12 @@ public sealed record ApphbdOptions(
     RealtimeOptions Realtime,
     EventOptions Events,
     IReadOnlyList<AppHb.Core.Supervision.ServiceDefinition> Services,
-    MetricsOptions Metrics)
+    MetricsOptions Metrics,
+    SnmpOptions Snmp)
 {
     /// <summary>By value, services included (a record compares lists by reference).</summary>
     public bool Equals(ApphbdOptions? other) => other is not null && Socket == other.Socket && Clients == other.Clients
-        && Watchdog == other.Watchdog && Realtime == other.Realtime && Events == other.Events && Metrics == other.Metrics
+        && Watchdog == other.Watchdog && Realtime == other.Realtime && Events == other.Events && Metrics == other.Metrics && Snmp == other.Snmp
         && Services.Select(s => s.Canonical()).SequenceEqual(other.Services.Select(s => s.Canonical()), StringComparer.Ordinal);
 
     public override int GetHashCode() => HashCode.Combine(Socket, Clients, Watchdog, Realtime, Events, Services.Count);
@@ -36,3 +37,6 @@ public sealed record EventOptions(int History);
 
 /// <param name="Listen">Where GET /metrics is served; null when disabled ("off").</param>
 public sealed record MetricsOptions(System.Net.IPEndPoint? Listen);
+
+/// <param name="AgentX">snmpd's AgentX socket; null when SNMP is disabled ("off").</param>
+public sealed record SnmpOptions(AppHb.Export.Snmp.AgentX.AgentXEndpoint? AgentX);

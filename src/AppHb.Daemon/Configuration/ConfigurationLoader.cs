@@ -47,7 +47,7 @@ public static class ConfigurationLoader
         var user = Parse(yaml, source, errors);
         var defaults = Parse(DefaultConfiguration.Yaml, "(defaults)", errors);
         var root = new YamlSection(source, string.Empty, user, defaults, errors);
-        root.RejectUnknownKeys("socket", "clients", "watchdog", "realtime", "events", "services", "metrics");
+        root.RejectUnknownKeys("socket", "clients", "watchdog", "realtime", "events", "services", "metrics", "snmp");
 
         var socket = root.Child("socket");
         socket.RejectUnknownKeys("path", "mode", "group");
@@ -82,12 +82,21 @@ public static class ConfigurationLoader
             metrics.Error("listen", $"\"{listenText}\" is not an address and port like 127.0.0.1:9747 or [::1]:9747, or off");
         }
 
+        var snmp = root.Child("snmp");
+        snmp.RejectUnknownKeys("agentx");
+        AppHb.Export.Snmp.AgentX.AgentXEndpoint? agentx = null;
+        var agentxText = snmp.String("agentx");
+        if (agentxText != "off" && !AppHb.Export.Snmp.AgentX.AgentXEndpoint.TryParse(agentxText, out agentx, out var agentxError))
+        {
+            snmp.Error("agentx", agentxError!);
+        }
+
         if (errors.Count > 0)
         {
             throw new ConfigurationException(errors);
         }
 
-        return new ApphbdOptions(socketOptions, clientLimits, watchdog, realtimeOptions, eventOptions, services, new MetricsOptions(listen));
+        return new ApphbdOptions(socketOptions, clientLimits, watchdog, realtimeOptions, eventOptions, services, new MetricsOptions(listen), new SnmpOptions(agentx));
     }
 
     private static WatchdogOptions ReadWatchdog(YamlSection section)

@@ -1,0 +1,437 @@
+using System.Buffers;
+using System.Net.Sockets;
+using System.Threading.Channels;
+
+namespace AppHb.Export.Snmp.AgentX;
+
+/// <summary>How the subagent presents itself to the master agent.</summary>
+/// <param name="Subtree">The MIB subtree registered and served.</param>
+/// <param name="Timeout">Seconds the master waits for an answer (0: its default, 1 s in net-snmp).</param>
+/// <param name="Priority">Registration priority: lower wins when two subagents register the same subtree.</param>
+/// <param name="PingInterval">How often an idle session is pinged, so a master that hangs is noticed.</param>
+public sealed record AgentXSubagentOptions(
+    ObjectIdentifier Subtree,
+    string Description,
+    byte Timeout = 0,
+    byte Priority = 127,
+    TimeSpan? PingInterval = null,
+    TimeSpan? ResponseTimeout = null,
+    TimeSpan? ReconnectMin = null,
+    TimeSpan? ReconnectMax = null,
+    int NotificationQueue = 1000);
+
+/// <summary>What happened to the session, for the daemon's log.</summary>
+public enum AgentXSessionChange
+{
+    /// <summary>Open and Register succeeded: snmpd now routes the subtree here.</summary>
+    Registered,
+
+    /// <summary>The session ended (snmpd stopped or restarted, the socket closed, a ping went unanswered).</summary>
+    Lost,
+
+    /// <summary>A connection attempt failed; the subagent tries again with backoff.</summary>
+    ConnectFailed,
+
+    /// <summary>The master refused the Open or the Register.</summary>
+    Refused,
+
+    /// <summary>One PDU from the master did not parse; it was answered with parseError and the session goes on.</summary>
+    MalformedRequest,
+
+    /// <summary>The master answered a notification with an error.</summary>
+    NotificationRefused,
+}
+
+/// <summary>An AgentX subagent (RFC 2741) of the system's snmpd: opens a session, registers one subtree, answers Get,
+/// GetNext and GetBulk from the current <see cref="ObjectStore"/>, sends notifications, and reconnects with backoff
+/// whenever the master goes away. It knows nothing of SNMP versions, communities or users: snmpd keeps those.</summary>
+public sealed class AgentXSubagent : IDisposable
+{
+    private readonly AgentXEndpoint _endpoint;
+    private readonly AgentXSubagentOptions _options;
+    private readonly Func<ObjectStore> _store;
+    private readonly Action<AgentXSessionChange, string> _changed;
+    private readonly TimeProvider _time;
+    private readonly Channel<IReadOnlyList<Variable>> _notifications;
+    private readonly Lock _pendingLock = new();
+    private readonly Dictionary<uint, TaskCompletionSource<ResponsePdu>> _pending = [];
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private Socket? _socket;
+    private uint _sessionId;
+    private uint _packetId;
+    private long _requests;
+    private long _notificationsSent;
+    private long _notificationsDropped;
+    private long _registrations;
+
+    public AgentXSubagent(AgentXEndpoint endpoint, AgentXSubagentOptions options, Func<ObjectStore> store, Action<AgentXSessionChange, string> changed, TimeProvider time)
+    {
+        _endpoint = endpoint ?? throw new ArgumentNullException(nameof(endpoint));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        _store = store ?? throw new ArgumentNullException(nameof(store));
+        _changed = changed ?? throw new ArgumentNullException(nameof(changed));
+        _time = time ?? throw new ArgumentNullException(nameof(time));
+        // Oldest first out when snmpd is away for long: the newest notifications say most about the node's state now.
+        _notifications = Channel.CreateBounded<IReadOnlyList<Variable>>(
+            new BoundedChannelOptions(options.NotificationQueue) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true },
+            _ => Interlocked.Increment(ref _notificationsDropped));
+    }
+
+    public bool IsRegistered { get; private set; }
+
+    public long Requests => Interlocked.Read(ref _requests);
+
+    public long Registrations => Interlocked.Read(ref _registrations);
+
+    public long NotificationsSent => Interlocked.Read(ref _notificationsSent);
+
+    public long NotificationsDropped => Interlocked.Read(ref _notificationsDropped);
+
+    private TimeSpan PingInterval => _options.PingInterval ?? TimeSpan.FromSeconds(15);
+
+    private TimeSpan ResponseTimeout => _options.ResponseTimeout ?? TimeSpan.FromSeconds(5);
+
+    /// <summary>Queues a notification: snmpTrapOID.0 and the objects (sysUpTime.0 is added by snmpd). Kept while snmpd
+    /// is away and sent when the session is back; only a full queue drops, the oldest first.</summary>
+    public void Notify(ObjectIdentifier trapOid, IReadOnlyList<Variable> objects)
+    {
+        ArgumentNullException.ThrowIfNull(trapOid);
+        ArgumentNullException.ThrowIfNull(objects);
+        var variables = new List<Variable>(objects.Count + 1) { new(SnmpTrapOid, trapOid) };
+        variables.AddRange(objects);
+        _notifications.Writer.TryWrite(variables);
+    }
+
+    /// <summary>snmpTrapOID.0 (SNMPv2-MIB).</summary>
+    public static ObjectIdentifier SnmpTrapOid { get; } = ObjectIdentifier.Parse("1.3.6.1.6.3.1.1.4.1.0");
+
+    /// <summary>Connects, serves and reconnects until cancelled; closes the session with reason shutdown at the end.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var backoff = _options.ReconnectMin ?? TimeSpan.FromSeconds(1);
+        var maxBackoff = _options.ReconnectMax ?? TimeSpan.FromSeconds(10);
+        var lastFailure = string.Empty;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var socket = _endpoint.CreateSocket();
+            try
+            {
+                await socket.ConnectAsync(_endpoint.Address, cancellationToken).ConfigureAwait(false);
+                _socket = socket;
+                var reader = Observed(ServeAsync(socket, session.Token));
+                await OpenAndRegisterAsync(session.Token).ConfigureAwait(false);
+                backoff = _options.ReconnectMin ?? TimeSpan.FromSeconds(1);
+                lastFailure = string.Empty;
+                var sender = Observed(SendNotificationsAsync(session.Token));
+                var finished = await Task.WhenAny(reader, sender).ConfigureAwait(false);
+                await finished.ConfigureAwait(false);
+                throw new IOException("the master agent closed the session");
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                await CloseAsync(socket).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (e is SocketException or IOException or AgentXParseException or TimeoutException or AgentXRefusedException
+                or OperationCanceledException or ObjectDisposedException)
+            {
+                var failure = e is SocketException && _endpoint.Address is UnixDomainSocketEndPoint unix && !File.Exists(unix.ToString())
+                    ? $"no socket at {unix} (is snmpd running, with \"master agentx\"?)"
+                    : e.Message;
+                if (IsRegistered)
+                {
+                    _changed(AgentXSessionChange.Lost, $"session with {_endpoint} lost: {failure}");
+                }
+                else if (failure != lastFailure)
+                {
+                    // Once per distinct reason: a node without snmpd would otherwise log every few seconds forever.
+                    _changed(e is AgentXRefusedException ? AgentXSessionChange.Refused : AgentXSessionChange.ConnectFailed, $"{_endpoint}: {failure}");
+                }
+
+                lastFailure = failure;
+            }
+            finally
+            {
+                IsRegistered = false;
+                _socket = null;
+                await session.CancelAsync().ConfigureAwait(false);
+                socket.Dispose();
+                FailPending();
+            }
+
+            await Task.Delay(backoff, _time, cancellationToken).ConfigureAwait(false);
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, maxBackoff.Ticks));
+        }
+    }
+
+    public void Dispose() => _sendLock.Dispose();
+
+    /// <summary>The session's loops end with an exception when it is torn down; the first one is awaited, the other
+    /// is only observed.</summary>
+    private static Task Observed(Task task)
+    {
+        task.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        return task;
+    }
+
+    private async Task OpenAndRegisterAsync(CancellationToken cancellationToken)
+    {
+        _sessionId = 0;
+        var opened = await RequestAsync(new OpenPdu(_options.Timeout, ObjectIdentifier.Null, _options.Description), cancellationToken).ConfigureAwait(false);
+        if (opened.Error != AgentXError.NoError)
+        {
+            throw new AgentXRefusedException($"the master refused the Open: {opened.Error}");
+        }
+
+        _sessionId = opened.SessionId;
+        var registered = await RequestAsync(new RegisterPdu(_options.Timeout, _options.Priority, _options.Subtree), cancellationToken).ConfigureAwait(false);
+        if (registered.Error != AgentXError.NoError)
+        {
+            throw new AgentXRefusedException($"the master refused to register {_options.Subtree}: {registered.Error}");
+        }
+
+        IsRegistered = true;
+        Interlocked.Increment(ref _registrations);
+        _changed(AgentXSessionChange.Registered, $"registered {_options.Subtree} with the master agent at {_endpoint} (session {_sessionId})");
+    }
+
+    /// <summary>Reads every PDU of the session: answers requests, completes our pending requests with their responses.</summary>
+    private async Task ServeAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        // Yield first: the caller goes on to send the Open while this loop waits for bytes.
+        await Task.Yield();
+        var header = new byte[AgentXHeader.Size];
+        var payload = new byte[4096];
+        var answer = new ArrayBufferWriter<byte>(4096);
+        try
+        {
+            await ServePdusAsync(socket, header, payload, answer, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Our own requests (the Open, a notification) wait for answers this loop will no longer read.
+            FailPending();
+        }
+    }
+
+    private async Task ServePdusAsync(Socket socket, byte[] header, byte[] payload, ArrayBufferWriter<byte> answer, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            await ReceiveExactlyAsync(socket, header, cancellationToken).ConfigureAwait(false);
+            var parsed = AgentXReader.ReadHeader(header);
+            if (payload.Length < parsed.PayloadLength)
+            {
+                payload = new byte[Math.Max(parsed.PayloadLength, (uint)payload.Length * 2)];
+            }
+
+            await ReceiveExactlyAsync(socket, payload.AsMemory(0, (int)parsed.PayloadLength), cancellationToken).ConfigureAwait(false);
+
+            // Socket continuations may run on the epoll thread that also carries heartbeats: build answers elsewhere.
+            await Task.Yield();
+            AgentXPdu pdu;
+            try
+            {
+                pdu = AgentXReader.ReadPdu(parsed, payload.AsSpan(0, (int)parsed.PayloadLength));
+            }
+            catch (AgentXParseException e)
+            {
+                // The header framed it, so the session survives one bad PDU: answer parseError (RFC 2741 section 7.1.4.1).
+                _changed(AgentXSessionChange.MalformedRequest, $"{_endpoint}: {e.Message}");
+                if (parsed.Type != AgentXPduType.Response)
+                {
+                    await SendAsync(new ResponsePdu(0, AgentXError.ParseError, 0, [])
+                    {
+                        SessionId = parsed.SessionId, TransactionId = parsed.TransactionId, PacketId = parsed.PacketId,
+                    }, answer, parsed.NetworkByteOrder, cancellationToken).ConfigureAwait(false);
+                }
+
+                continue;
+            }
+
+            switch (pdu)
+            {
+                case ResponsePdu response:
+                    Complete(response);
+                    break;
+                case ClosePdu close:
+                    throw new IOException($"the master agent closed the session ({close.Reason})");
+                default:
+                    Interlocked.Increment(ref _requests);
+                    if (AgentXResponder.Answer(pdu, _store()) is { } reply)
+                    {
+                        await SendAsync(reply, answer, parsed.NetworkByteOrder, cancellationToken).ConfigureAwait(false);
+                    }
+
+                    break;
+            }
+        }
+    }
+
+    private async Task SendNotificationsAsync(CancellationToken cancellationToken)
+    {
+        var reader = _notifications.Reader;
+        while (true)
+        {
+            using var idle = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            idle.CancelAfter(PingInterval);
+            bool ready;
+            try
+            {
+                ready = await reader.WaitToReadAsync(idle.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                var pong = await RequestAsync(new VariablesPdu(AgentXPduType.Ping, []), cancellationToken).ConfigureAwait(false);
+                if (pong.Error != AgentXError.NoError)
+                {
+                    throw new IOException($"the master agent answered a ping with {pong.Error}");
+                }
+
+                continue;
+            }
+
+            if (!ready || !reader.TryPeek(out var variables))
+            {
+                continue;
+            }
+
+            // Removed from the queue only once snmpd has it: a session lost in between sends it again on the next one.
+            var response = await RequestAsync(new VariablesPdu(AgentXPduType.Notify, variables), cancellationToken).ConfigureAwait(false);
+            reader.TryRead(out _);
+            if (response.Error == AgentXError.NoError)
+            {
+                Interlocked.Increment(ref _notificationsSent);
+            }
+            else
+            {
+                _changed(AgentXSessionChange.NotificationRefused, $"{_endpoint}: the master refused a notification ({variables[0].Data}): {response.Error}");
+            }
+        }
+    }
+
+    private async Task<ResponsePdu> RequestAsync(AgentXPdu request, CancellationToken cancellationToken)
+    {
+        var packetId = Interlocked.Increment(ref _packetId);
+        var completion = new TaskCompletionSource<ResponsePdu>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_pendingLock)
+        {
+            _pending[packetId] = completion;
+        }
+
+        try
+        {
+            var pdu = request with { SessionId = _sessionId, TransactionId = packetId, PacketId = packetId };
+            await SendAsync(pdu, new ArrayBufferWriter<byte>(256), networkByteOrder: true, cancellationToken).ConfigureAwait(false);
+            return await completion.Task.WaitAsync(ResponseTimeout, _time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException($"no answer to our {request.Type}-PDU within {ResponseTimeout.TotalSeconds:0.#} s");
+        }
+        finally
+        {
+            lock (_pendingLock)
+            {
+                _pending.Remove(packetId);
+            }
+        }
+    }
+
+    private void Complete(ResponsePdu response)
+    {
+        TaskCompletionSource<ResponsePdu>? waiting;
+        lock (_pendingLock)
+        {
+            _pending.TryGetValue(response.PacketId, out waiting);
+        }
+
+        waiting?.TrySetResult(response);
+    }
+
+    private void FailPending()
+    {
+        lock (_pendingLock)
+        {
+            foreach (var waiting in _pending.Values)
+            {
+                waiting.TrySetException(new IOException("the session ended"));
+            }
+
+            _pending.Clear();
+        }
+    }
+
+    private async Task SendAsync(AgentXPdu pdu, ArrayBufferWriter<byte> buffer, bool networkByteOrder, CancellationToken cancellationToken)
+    {
+        var socket = _socket ?? throw new IOException("not connected");
+        await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            buffer.ResetWrittenCount();
+            AgentXWriter.Encode(pdu, buffer, networkByteOrder);
+            var bytes = buffer.WrittenMemory;
+            while (!bytes.IsEmpty)
+            {
+                var sent = await socket.SendAsync(bytes, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                bytes = bytes[sent..];
+            }
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    private async Task CloseAsync(Socket socket)
+    {
+        if (!IsRegistered)
+        {
+            return;
+        }
+
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+            await SendAsync(new ClosePdu(AgentXCloseReason.Shutdown) { SessionId = _sessionId }, new ArrayBufferWriter<byte>(32), true, timeout.Token).ConfigureAwait(false);
+            socket.Shutdown(SocketShutdown.Send);
+        }
+        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            // Closing anyway: snmpd drops the registration when the socket goes.
+        }
+    }
+
+    private static async Task ReceiveExactlyAsync(Socket socket, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        while (!buffer.IsEmpty)
+        {
+            var read = await socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            if (read == 0)
+            {
+                throw new IOException("the master agent closed the connection");
+            }
+
+            buffer = buffer[read..];
+        }
+    }
+}
+
+/// <summary>The master answered Open or Register with an error.</summary>
+public sealed class AgentXRefusedException : Exception
+{
+    public AgentXRefusedException()
+    {
+    }
+
+    public AgentXRefusedException(string message)
+        : base(message)
+    {
+    }
+
+    public AgentXRefusedException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}

@@ -1,0 +1,161 @@
+using System.Xml.Linq;
+using AppHb.Daemon.Configuration;
+using AppHb.Daemon.Export;
+using AppHb.Export.Snmp;
+using AppHb.Protocol;
+using AppHb.Testing;
+
+namespace AppHb.Daemon.Tests;
+
+/// <summary>APPHB-MIB.txt read by libsmi (smilint, smidump) against what apphbd serves: the text and the code must
+/// say the same thing, object by object.</summary>
+public sealed class ApphbMibTests
+{
+    private static readonly string MibFile = Path.Combine(RepositoryPaths.Root, "src", "AppHb.Export", "Snmp", "APPHB-MIB.txt");
+
+    private static async Task<(int Code, string Output)> SmiAsync(string tool, params string[] args)
+    {
+        var info = new System.Diagnostics.ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true };
+        info.Environment["SMIPATH"] = Path.Combine(RepositoryPaths.Root, "tests", "mibs");
+        foreach (var a in args)
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        using var process = System.Diagnostics.Process.Start(info)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (process.ExitCode, await error + await output);
+    }
+
+    /// <summary>Every object with its OID, kind (scalar, column, notification), access and SMI base type.</summary>
+    private static async Task<List<(string Name, ObjectIdentifier Oid, string Kind, string Access, string Type, XElement Element)>> ObjectsAsync()
+    {
+        var (code, xml) = await SmiAsync("smidump", "-f", "xml", MibFile);
+        Assert.True(code == 0, xml);
+        var document = XDocument.Parse(xml[xml.IndexOf("<?xml", StringComparison.Ordinal)..]);
+        XNamespace ns = document.Root!.Name.Namespace;
+        return document.Descendants()
+            .Where(e => e.Name.LocalName is "scalar" or "column" or "notification" && e.Attribute("oid") is not null)
+            .Select(e =>
+            {
+                var syntax = e.Element(ns + "syntax");
+                var type = syntax?.Element(ns + "type")?.Attribute("name")?.Value
+                    ?? syntax?.Element(ns + "typedef")?.Element(ns + "parent")?.Attribute("name")?.Value
+                    ?? syntax?.Element(ns + "typedef")?.Attribute("basetype")?.Value
+                    ?? string.Empty;
+                return (e.Attribute("name")!.Value, ObjectIdentifier.Parse(e.Attribute("oid")!.Value), e.Name.LocalName,
+                    e.Element(ns + "access")?.Value ?? string.Empty, type, e);
+            })
+            .ToList();
+    }
+
+    private static StatusDocument Sample() => new(
+        new DaemonStatus("1.2.3", 4242, DateTimeOffset.UnixEpoch, 12.5, true, "fifo", 2, 0.2, 1.5, 1000, 2000, 3),
+        new WatchdogStatus("linux", "/dev/watchdog0", "i6300ESB timer", 30, 10, 25, 120, 7, 1, true, ["CardReset"], 0.1, 0.3),
+        [
+            new ClientStatus(1, "orders", "", 100, 0, 0, 1000, 500, 12.3, "healthy", 10),
+            new ClientStatus(7, "billing", "eu", 101, 0, 0, 2000, 0, 2500, "hung", 3),
+        ],
+        [
+            new ServiceStatus("db", "running", true, 200, false, true, 3.2, 1, "signal 9 (SIGKILL)", null, null, [], []),
+            new ServiceStatus("web", "waiting", true, null, false, false, 1, 0, null, "db", null, ["db"],
+                [new CheckStatus("http", "http", "light", false, 2, 5, 2, 1.5, "refused")]),
+        ]);
+
+    private static StatusMib Mib(StatusDocument document) =>
+        new(() => document, ConfigurationLoader.Load("services:\n  db:\n    command: [/bin/true]\n  web:\n    command: [/bin/true]\n", "test"), TimeProvider.System);
+
+    [Fact]
+    public async Task Smilint_at_level_6_finds_nothing_to_say()
+    {
+        var (code, output) = await SmiAsync("smilint", "-l", "6", "-s", MibFile);
+        Assert.True(code == 0 && output.Trim().Length == 0, output);
+    }
+
+    [Fact]
+    public async Task Every_readable_object_is_served_with_its_MIB_type_and_nothing_else_is()
+    {
+        var objects = await ObjectsAsync();
+        var readable = objects.Where(o => o.Access == "readonly").ToList();
+        Assert.Equal(7 + 9 + 9 + 8, readable.Count); // daemon and watchdog scalars, service and client columns
+        var store = Mib(Sample()).Build(Sample());
+        foreach (var o in readable)
+        {
+            var instances = o.Kind == "scalar" ? [o.Oid.Append(0)] : new[] { o.Oid.Append(1), o.Oid.Append(o.Name.StartsWith("apphbClient", StringComparison.Ordinal) ? 7u : 2u) };
+            foreach (var instance in instances)
+            {
+                var value = store.Get(instance);
+                var expected = o.Type switch
+                {
+                    "DisplayString" or "OctetString" => SnmpType.OctetString,
+                    "TruthValue" or "Enumeration" => SnmpType.Integer32,
+                    "Unsigned32" or "Gauge32" => SnmpType.Gauge32,
+                    "Counter32" => SnmpType.Counter32,
+                    "Counter64" => SnmpType.Counter64,
+                    "TimeTicks" => SnmpType.TimeTicks,
+                    _ => throw new InvalidOperationException($"{o.Name}: type {o.Type} has no mapping in this test"),
+                };
+                Assert.True(value.TypeCode == expected, $"{o.Name} ({instance}): served {value.TypeCode}, the MIB says {o.Type}");
+            }
+        }
+
+        // Nothing served outside the MIB's readable objects.
+        foreach (var variable in store.Variables())
+        {
+            Assert.Contains(readable, o => variable.Id.StartsWith(o.Oid) && variable.Id.Length == o.Oid.Length + 1);
+        }
+    }
+
+    [Fact]
+    public async Task The_code_names_the_MIB_s_numbers_and_enumerations()
+    {
+        var objects = (await ObjectsAsync()).ToDictionary(o => o.Name);
+        Assert.Equal(objects["apphbServiceFailed"].Oid, ApphbMib.Notification.ServiceFailed);
+        Assert.Equal(objects["apphbServiceRestarted"].Oid, ApphbMib.Notification.ServiceRestarted);
+        Assert.Equal(objects["apphbServiceGaveUp"].Oid, ApphbMib.Notification.ServiceGaveUp);
+        Assert.Equal(objects["apphbClientHung"].Oid, ApphbMib.Notification.ClientHung);
+        Assert.Equal(objects["apphbWatchdogResetBoot"].Oid, ApphbMib.Notification.WatchdogResetBoot);
+        Assert.Equal(objects["apphbNotifyMessage"].Oid, ApphbMib.NotifyMessage);
+        Assert.Equal(objects["apphbServiceName"].Oid, ApphbMib.Service.Name);
+        Assert.Equal(objects["apphbClientBeats"].Oid, ApphbMib.Client.Beats);
+        Assert.Equal(objects["apphbWatchdogLastBootByWatchdog"].Oid, ApphbMib.Watchdog.LastBootByWatchdog);
+        Assert.True(ApphbMib.Root.StartsWith(ObjectIdentifier.Parse("1.3.6.1.4.1")) && objects["apphbDaemonVersion"].Oid.StartsWith(ApphbMib.Root));
+
+        string[] Named(string name) => objects[name].Element.Descendants().Where(e => e.Name.LocalName == "namednumber")
+            .OrderBy(e => int.Parse(e.Attribute("number")!.Value, System.Globalization.CultureInfo.InvariantCulture)).Select(e => e.Attribute("name")!.Value).ToArray();
+        Assert.Equal(Named("apphbServiceState"), ApphbMib.Service.States);
+        Assert.Equal(Named("apphbClientState"), ApphbMib.Client.States);
+    }
+
+    [Fact]
+    public void The_tables_read_the_status_document_row_by_row()
+    {
+        var store = Mib(Sample()).Build(Sample());
+        Assert.Equal("db", store.Get(ApphbMib.Service.Name.Append(1)).ToString());
+        Assert.Equal(new Integer32(3), store.Get(ApphbMib.Service.State.Append(1)));
+        Assert.Equal(new Integer32(1), store.Get(ApphbMib.Service.State.Append(2)));
+        Assert.Equal(new Gauge32(0), store.Get(ApphbMib.Service.Pid.Append(2)));
+        Assert.Equal(new Gauge32(1), store.Get(ApphbMib.Service.ChecksFailing.Append(2)));
+        Assert.Equal("signal 9 (SIGKILL)", store.Get(ApphbMib.Service.LastExit.Append(1)).ToString());
+        Assert.Equal(new Integer32(3), store.Get(ApphbMib.Client.State.Append(7)));
+        Assert.Equal("eu", store.Get(ApphbMib.Client.Instance.Append(7)).ToString());
+        Assert.Equal(new Gauge32(2500), store.Get(ApphbMib.Client.LastBeatAge.Append(7)));
+        Assert.Equal(new Integer32(1), store.Get(ApphbMib.Watchdog.LastBootByWatchdog.Append(0)));
+        Assert.Equal(new TimeTicks(1250), store.Get(ApphbMib.Daemon.Uptime.Append(0)));
+        Assert.Equal(new Gauge32(200), store.Get(ApphbMib.Daemon.LoopLateness.Append(0)));
+        Assert.Same(SnmpException.NoSuchInstance, store.Get(ApphbMib.Client.Name.Append(2)));
+        Assert.Same(SnmpException.NoSuchObject, store.Get(ApphbMib.Root.Append(9, 9)));
+    }
+
+    [Fact]
+    public void A_service_keeps_its_row_across_reloads_and_a_new_one_gets_the_next()
+    {
+        var mib = Mib(Sample());
+        Assert.Equal(2u, mib.ServiceIndex("web"));
+        Assert.Equal(3u, mib.ServiceIndex("cache"));
+        Assert.Equal(1u, mib.ServiceIndex("db"));
+        Assert.Equal(3u, mib.ServiceIndex("cache"));
+    }
+}

@@ -1,0 +1,176 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+
+namespace AppHb.Testing;
+
+/// <summary>A private net-snmp: snmpd as AgentX master on a socket in a temporary directory and on a loopback UDP port
+/// (v2c community and an SNMPv3 authPriv user), and snmptrapd receiving the traps snmpd sends, logged numerically.
+/// The tools (snmpwalk, snmpget, snmpbulkwalk) read APPHB-MIB from the repository.</summary>
+public sealed class NetSnmp : IAsyncDisposable
+{
+    public const string Community = "apphbtest";
+    public const string User = "apphbv3";
+    public const string AuthPassword = "apphb-auth-pass";
+    public const string PrivPassword = "apphb-priv-pass";
+
+    private readonly TempDirectory _directory = new();
+    private readonly ConcurrentQueue<string> _output = new();
+    private Process? _snmpd;
+    private Process? _snmptrapd;
+
+    private NetSnmp()
+    {
+        AgentXSocket = _directory.File("agentx.sock");
+        AgentPort = LoopbackPorts.FreeUdp();
+        TrapPort = LoopbackPorts.FreeUdp();
+    }
+
+    public string AgentXSocket { get; }
+
+    public int AgentPort { get; }
+
+    public int TrapPort { get; }
+
+    /// <summary>Where the tools find APPHB-MIB and the SMIv2 base modules it imports.</summary>
+    public static string MibDirectories { get; } =
+        $"{Path.Combine(RepositoryPaths.Root, "tests", "mibs")}:{Path.Combine(RepositoryPaths.Root, "src", "AppHb.Export", "Snmp")}";
+
+    public string Agent => $"udp:127.0.0.1:{AgentPort}";
+
+    public string SnmpdOutput => string.Join('\n', _output);
+
+    public static async Task<NetSnmp> StartAsync()
+    {
+        var snmp = new NetSnmp();
+        Directory.CreateDirectory(snmp._directory.File("persist"));
+        await File.WriteAllTextAsync(snmp._directory.File("snmpd.conf"), $"""
+            master agentx
+            agentXSocket unix:{snmp.AgentXSocket}
+            agentaddress udp:127.0.0.1:{snmp.AgentPort}
+            rocommunity {Community} 127.0.0.1
+            createUser {User} SHA "{AuthPassword}" AES "{PrivPassword}"
+            rouser {User} priv
+            trap2sink 127.0.0.1:{snmp.TrapPort} {Community}
+            """);
+        await File.WriteAllTextAsync(snmp._directory.File("snmptrapd.conf"), $"authCommunity log {Community}\n");
+        snmp._snmptrapd = Start("snmptrapd", snmp._output, "-f", "-Lf", snmp._directory.File("traps.log"), "-C", "-c", snmp._directory.File("snmptrapd.conf"),
+            "-M", MibDirectories, "-m", "", "-On", $"udp:127.0.0.1:{snmp.TrapPort}");
+        await snmp.StartSnmpdAsync();
+        return snmp;
+    }
+
+    /// <summary>Starts snmpd (again, after <see cref="StopSnmpdAsync"/>): same socket, port and users.</summary>
+    public async Task StartSnmpdAsync()
+    {
+        var skip = _output.Count;
+        _snmpd = Start("snmpd", _output, "-f", "-Lo", "-C", "-c", _directory.File("snmpd.conf"), "-M", MibDirectories, "-m", "");
+        var watch = Stopwatch.StartNew();
+        while (!(_output.Skip(skip).Any(l => l.Contains("NET-SNMP version", StringComparison.Ordinal)) && File.Exists(AgentXSocket)))
+        {
+            if (_snmpd.HasExited || watch.Elapsed > TimeSpan.FromSeconds(20))
+            {
+                throw new InvalidOperationException($"snmpd did not start:\n{SnmpdOutput}");
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
+    public async Task StopSnmpdAsync()
+    {
+        if (_snmpd is { HasExited: false } snmpd)
+        {
+            snmpd.Kill();
+            await snmpd.WaitForExitAsync();
+        }
+    }
+
+    /// <summary>The traps snmptrapd logged so far (one entry per trap, varbinds numeric).</summary>
+    public IReadOnlyList<string> Traps()
+    {
+        var path = _directory.File("traps.log");
+        if (!File.Exists(path))
+        {
+            return [];
+        }
+
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = new StreamReader(stream);
+        var text = reader.ReadToEnd();
+        return text.Split('\n').Where(l => l.Contains("1.3.6.1.6.3.1.1.4.1.0", StringComparison.Ordinal)).ToList();
+    }
+
+    /// <summary>Waits for a trap whose text contains every one of <paramref name="parts"/>.</summary>
+    public async Task<string> WaitForTrapAsync(TimeSpan timeout, params string[] parts)
+    {
+        var watch = Stopwatch.StartNew();
+        while (watch.Elapsed < timeout)
+        {
+            var trap = Traps().FirstOrDefault(t => parts.All(p => t.Contains(p, StringComparison.Ordinal)));
+            if (trap is not null)
+            {
+                return trap;
+            }
+
+            await Task.Delay(50);
+        }
+
+        throw new TimeoutException($"no trap with {string.Join(", ", parts)} within {timeout}; received:\n{string.Join('\n', Traps())}");
+    }
+
+    /// <summary>SNMPv2c with the community.</summary>
+    public static IReadOnlyList<string> V2c { get; } = ["-v2c", "-c", Community];
+
+    /// <summary>SNMPv3 as the user, authenticated (SHA) and encrypted (AES).</summary>
+    public static IReadOnlyList<string> V3AuthPriv { get; } = ["-v3", "-l", "authPriv", "-u", User, "-a", "SHA", "-A", AuthPassword, "-x", "AES", "-X", PrivPassword];
+
+    /// <summary>Runs a net-snmp tool (snmpwalk, snmpget, snmpbulkwalk) against this snmpd; returns its output, or
+    /// throws with it when the tool fails.</summary>
+    public async Task<string> ToolAsync(string tool, IEnumerable<string> options, params string[] oids)
+    {
+        string[] all = ["-M", MibDirectories, "-m", "APPHB-MIB", "-r", "1", "-t", "5", .. options, Agent, .. oids];
+        var (code, output) = await ProcessRunner.RunAsync(tool, all);
+        return code == 0 ? output : throw new InvalidOperationException($"{tool} {string.Join(' ', all)} exited {code}:\n{output}");
+    }
+
+    private static Process Start(string program, ConcurrentQueue<string> output, params string[] args)
+    {
+        var info = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args)
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        info.Environment["SNMP_PERSISTENT_DIR"] = Path.Combine(Path.GetDirectoryName(args[Array.IndexOf(args, "-c") + 1])!, "persist");
+        var process = Process.Start(info) ?? throw new InvalidOperationException($"cannot start {program}");
+        process.OutputDataReceived += (_, e) => Add(e.Data);
+        process.ErrorDataReceived += (_, e) => Add(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+
+        void Add(string? line)
+        {
+            if (line is not null)
+            {
+                output.Enqueue($"{program}: {line}");
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var process in new[] { _snmpd, _snmptrapd })
+        {
+            if (process is { HasExited: false })
+            {
+                process.Kill();
+                await process.WaitForExitAsync();
+            }
+
+            process?.Dispose();
+        }
+
+        _directory.Dispose();
+    }
+}
