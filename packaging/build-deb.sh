@@ -26,6 +26,9 @@ install -D -m 0644 "$root/systemd/apphbd.service" "$pkg/lib/systemd/system/apphb
 install -D -m 0644 "$root/systemd/90-apphb.preset" "$pkg/lib/systemd/system-preset/90-apphb.preset"
 install -D -m 0644 "$root/systemd/apphb.sysusers.conf" "$pkg/usr/lib/sysusers.d/apphb.conf"
 install -D -m 0644 "$root/systemd/apphb.tmpfiles.conf" "$pkg/usr/lib/tmpfiles.d/apphb.conf"
+# Level 4: the MIB where net-snmp's tools look by default, and snmpd's AgentX settings in its include directory.
+install -D -m 0644 "$root/src/AppHb.Export/Snmp/APPHB-MIB.txt" "$pkg/usr/share/snmp/mibs/APPHB-MIB.txt"
+install -D -m 0644 "$root/systemd/snmpd-apphb.conf" "$pkg/etc/snmp/snmpd.conf.d/apphb.conf"
 for page in apphbd.8 apphbctl.8 apphbd.yaml.5; do
     section=${page##*.}
     install -D -m 0644 "$root/packaging/man/$page" "$pkg/usr/share/man/man$section/$page"
@@ -42,7 +45,7 @@ echo "Installed-Size: $(du -sk --exclude=DEBIAN "$pkg" | cut -f1)" >> "$pkg/DEBI
 for script in postinst prerm postrm; do
     install -m 0755 "$root/packaging/debian/$script" "$pkg/DEBIAN/$script"
 done
-echo /etc/apphb/apphbd.yaml > "$pkg/DEBIAN/conffiles"
+printf '%s\n' /etc/apphb/apphbd.yaml /etc/snmp/snmpd.conf.d/apphb.conf > "$pkg/DEBIAN/conffiles"
 (cd "$pkg" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) > "$pkg/DEBIAN/md5sums"
 
 deb="$out/apphb_${version}_amd64.deb"

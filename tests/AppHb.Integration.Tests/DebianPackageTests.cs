@@ -26,13 +26,14 @@ public class DebianPackageTests
             "./usr/sbin/apphbd", "./usr/sbin/apphbctl", "./etc/apphb/apphbd.yaml", "./lib/systemd/system/apphbd.service",
             "./usr/lib/sysusers.d/apphb.conf", "./usr/lib/tmpfiles.d/apphb.conf", "./usr/share/man/man8/apphbd.8.gz",
             "./usr/share/man/man8/apphbctl.8.gz", "./usr/share/man/man5/apphbd.yaml.5.gz", "./usr/share/doc/apphb/copyright",
+            "./usr/share/snmp/mibs/APPHB-MIB.txt", "./etc/snmp/snmpd.conf.d/apphb.conf",
         })
         {
             Assert.Contains(path, contents, StringComparison.Ordinal);
         }
 
         var (_, conffiles) = await ProcessRunner.RunAsync("dpkg-deb", "--info", deb, "conffiles");
-        Assert.Equal("/etc/apphb/apphbd.yaml", conffiles.Trim());
+        Assert.Equal("/etc/apphb/apphbd.yaml\n/etc/snmp/snmpd.conf.d/apphb.conf", conffiles.Trim());
 
         // The packaged binaries are trimmed single files: run them against each other.
         var root = directory.File("root");
@@ -44,7 +45,10 @@ public class DebianPackageTests
 
         var socket = directory.File("apphbd.sock");
         var config = directory.File("test.yaml");
-        await File.WriteAllTextAsync(config, $"socket:\n  path: {socket}\nwatchdog:\n  backend: none\n  timeout: 4s\n  period: 1s\n", TestContext.Current.CancellationToken);
+        // The shipped (trimmed) daemon as snmpd's subagent, read with the shipped MIB.
+        await using var snmp = await NetSnmp.StartAsync();
+        await File.WriteAllTextAsync(config, $"socket:\n  path: {socket}\nwatchdog:\n  backend: none\n  timeout: 4s\n  period: 1s\n" +
+            $"metrics:\n  listen: 127.0.0.1:0\nsnmp:\n  agentx: {snmp.AgentXSocket}\n", TestContext.Current.CancellationToken);
         using var daemon = Process.Start(new ProcessStartInfo(apphbd, ["--config", config]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
         try
         {
@@ -57,6 +61,17 @@ public class DebianPackageTests
             var (status, text) = await ProcessRunner.RunAsync(Path.Combine(root, "usr", "sbin", "apphbctl"), "--socket", socket, "status");
             Assert.True(status == 0, text);
             Assert.Contains("watchdog none", text, StringComparison.Ordinal);
+
+            var shippedMibs = Path.Combine(root, "usr", "share", "snmp", "mibs");
+            var version = string.Empty;
+            while (watch.Elapsed < TimeSpan.FromSeconds(30) && !version.Contains("apphbDaemonPid", StringComparison.Ordinal))
+            {
+                (_, version) = await ProcessRunner.RunAsync("snmpget", ["-M", $"{Path.Combine(RepositoryPaths.Root, "tests", "mibs")}:{shippedMibs}", "-m", "APPHB-MIB",
+                    .. NetSnmp.V2c, snmp.Agent, "APPHB-MIB::apphbDaemonPid.0"]);
+                await Task.Delay(200, TestContext.Current.CancellationToken);
+            }
+
+            Assert.Contains($"APPHB-MIB::apphbDaemonPid.0 = Gauge32: {daemon.Id}", version, StringComparison.Ordinal);
         }
         finally
         {

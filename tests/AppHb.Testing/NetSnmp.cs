@@ -3,8 +3,9 @@ using System.Diagnostics;
 
 namespace AppHb.Testing;
 
-/// <summary>A private net-snmp: snmpd as AgentX master on a socket in a temporary directory and on a loopback UDP port
-/// (v2c community and an SNMPv3 authPriv user), and snmptrapd receiving the traps snmpd sends, logged numerically.
+/// <summary>A private net-snmp: snmpd as AgentX master with the packaged systemd/snmpd-apphb.conf, on a socket in a
+/// temporary directory and a loopback UDP port (v2c community and an SNMPv3 authPriv user), and snmptrapd receiving
+/// the traps snmpd sends, logged numerically.
 /// The tools (snmpwalk, snmpget, snmpbulkwalk) read APPHB-MIB from the repository.</summary>
 public sealed class NetSnmp : IAsyncDisposable
 {
@@ -43,13 +44,16 @@ public sealed class NetSnmp : IAsyncDisposable
     {
         var snmp = new NetSnmp();
         Directory.CreateDirectory(snmp._directory.File("persist"));
+        // The packaged snippet first, as Debian's snmpd.conf includes it; then this instance's socket and port. The
+        // community and the user see only Debian's default view ("systemonly") and what the snippet adds to it.
         await File.WriteAllTextAsync(snmp._directory.File("snmpd.conf"), $"""
-            master agentx
+            includeFile {Path.Combine(RepositoryPaths.Root, "systemd", "snmpd-apphb.conf")}
             agentXSocket unix:{snmp.AgentXSocket}
             agentaddress udp:127.0.0.1:{snmp.AgentPort}
-            rocommunity {Community} 127.0.0.1
+            view systemonly included .1.3.6.1.2.1.1
+            rocommunity {Community} 127.0.0.1 -V systemonly
             createUser {User} SHA "{AuthPassword}" AES "{PrivPassword}"
-            rouser {User} priv
+            rouser {User} priv -V systemonly
             trap2sink 127.0.0.1:{snmp.TrapPort} {Community}
             """);
         await File.WriteAllTextAsync(snmp._directory.File("snmptrapd.conf"), $"authCommunity log {Community}\n");
