@@ -53,10 +53,10 @@ var started = Stopwatch.StartNew();
 var report = args[0] switch
 {
     "respawn" => await new RespawnBenchmark(Path.Combine(published, "apphbd"), work, kills).RunAsync(),
-    "scrape" => await new ScrapeBenchmark(Path.Combine(published, "apphbd"), work, Math.Max(seconds, 20)).RunAsync(),
+    "scrape" => await new ScrapeBenchmark(Path.Combine(published, "apphbd"), work, Math.Max(seconds, 34)).RunAsync(),
     _ => await new HeartbeatBenchmark(Path.Combine(published, "apphbd"), work, clients, seconds).RunAsync(),
 };
-Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Metrics endpoint", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
+Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Monitoring endpoints (/metrics and SNMP)", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
 Console.WriteLine();
 Console.Write(report);
 Directory.Delete(work, recursive: true);

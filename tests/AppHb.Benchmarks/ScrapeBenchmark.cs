@@ -1,24 +1,31 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
+using AppHb.Testing;
 
 namespace AppHb.Benchmarks;
 
-/// <summary>/metrics under load: the shipped apphbd with 50 services (each with a TCP check) and 1,000 heartbeat
-/// clients beating at a sustained rate, scraped back to back; the scrape time is the client-side time of a full GET.
-/// Alongside, the tickle lateness apphbd records, to show scrapes do not disturb its realtime path.</summary>
+/// <summary>Level 4 under load: the shipped apphbd with 50 services (each with a TCP check) and 1,000 heartbeat clients
+/// beating 10,000 times a second in total.
+/// <para>/metrics is scraped back to back, alternating with the Prometheus node exporter (the exporter a user already
+/// runs on the node) as the peer; the time is the client-side time of a full GET.</para>
+/// <para>Then the APPHB-MIB subtree is walked with snmpbulkwalk through a real snmpd (apphbd as its AgentX subagent),
+/// alternating with snmpd's own hrSWRunTable (HOST-RESOURCES-MIB, served inside snmpd) as the peer; the time is the
+/// tool's whole run, as an operator or a poller sees it.</para>
+/// <para>Alongside, the tickle lateness and false hung apphbd records: neither kind of request may disturb its
+/// realtime path.</para></summary>
 internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds)
 {
     private const int Clients = 1000;
     private const int Services = 50;
+    private const string NodeExporter = "/usr/bin/prometheus-node-exporter";
 
     public async Task<string> RunAsync()
     {
         var directory = Directory.CreateTempSubdirectory("scrape-").FullName;
+        await using var snmp = await NetSnmp.StartAsync(fullView: true);
         var socket = Path.Combine(directory, "apphbd.sock");
-        var port = FreePort();
+        var port = LoopbackPorts.Free();
         var services = new StringBuilder("services:\n");
         for (var i = 0; i < Services; i++)
         {
@@ -47,27 +54,18 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
               period: 100ms
             metrics:
               listen: 127.0.0.1:{port}
+            snmp:
+              agentx: {snmp.AgentXSocket}
             {services}
             """);
-        var info = new ProcessStartInfo(apphbd, ["--config", config]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var daemon = Process.Start(info)!;
-        _ = daemon.StandardOutput.ReadToEndAsync();
-        _ = daemon.StandardError.ReadToEndAsync();
+        using var daemon = Start(apphbd, "--config", config);
+        var peerPort = LoopbackPorts.Free();
+        using var exporter = Start(NodeExporter, $"--web.listen-address=127.0.0.1:{peerPort}");
         using var http = new HttpClient();
-        var url = new Uri($"http://127.0.0.1:{port}/metrics");
-        var ready = Stopwatch.StartNew();
-        while (true)
-        {
-            try
-            {
-                await http.GetStringAsync(url);
-                break;
-            }
-            catch (HttpRequestException) when (ready.Elapsed < TimeSpan.FromSeconds(30))
-            {
-                await Task.Delay(100);
-            }
-        }
+        var ours = new Uri($"http://127.0.0.1:{port}/metrics");
+        var theirs = new Uri($"http://127.0.0.1:{peerPort}/metrics");
+        await WaitUntilServingAsync(http, ours);
+        await WaitUntilServingAsync(http, theirs);
 
         var load = new LoadGenerator(work);
         var registered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -76,46 +74,116 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
         await registered.Task.WaitAsync(TimeSpan.FromMinutes(2));
         await Task.Delay(1500);
 
-        var times = new List<double>();
-        var size = 0;
+        var phase = TimeSpan.FromSeconds((seconds - 4) / 2);
+        var scrapes = (Ours: new List<double>(), Theirs: new List<double>());
+        var sizes = (Ours: 0, Theirs: 0);
         var watch = Stopwatch.StartNew();
-        while (watch.Elapsed < TimeSpan.FromSeconds(seconds - 2))
+        while (watch.Elapsed < phase)
         {
-            var start = Stopwatch.GetTimestamp();
-            var text = await http.GetStringAsync(url);
-            times.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
-            size = text.Length;
+            var (time, size) = await ScrapeAsync(http, ours);
+            scrapes.Ours.Add(time);
+            sizes.Ours = size;
+            (time, size) = await ScrapeAsync(http, theirs);
+            scrapes.Theirs.Add(time);
+            sizes.Theirs = size;
             await Task.Delay(10);
+        }
+
+        var walks = (Ours: new List<double>(), Theirs: new List<double>());
+        var varbinds = (Ours: 0, Theirs: 0);
+        watch.Restart();
+        while (watch.Elapsed < phase)
+        {
+            var (time, count) = await WalkAsync(snmp, ".1.3.6.1.4.1.32473");
+            walks.Ours.Add(time);
+            varbinds.Ours = count;
+            (time, count) = await WalkAsync(snmp, ".1.3.6.1.2.1.25.4.2");
+            walks.Theirs.Add(time);
+            varbinds.Theirs = count;
         }
 
         // Read before the load generator ends and its clients disconnect.
         var after = await new AppHb.Client.AppHbControl(socket).GetStatusAsync();
         await running;
         daemon.Kill();
+        exporter.Kill();
         await daemon.WaitForExitAsync();
-        times.Sort();
-        double P(double p) => times[Math.Min(times.Count - 1, (int)Math.Ceiling(p * times.Count) - 1)];
+        await exporter.WaitForExitAsync();
+
         var report = new StringBuilder();
-        report.AppendLine(CultureInfo.InvariantCulture, $"/metrics with {after.Clients.Count} clients beating 10,000/s in total and {after.Services.Count} services (each with a TCP check), scraped back to back for {seconds - 2:0} s:");
+        report.AppendLine(CultureInfo.InvariantCulture, $"apphbd with {after.Clients.Count} clients beating 10,000/s in total and {after.Services.Count} services (each with a TCP check).");
+        report.AppendLine(CultureInfo.InvariantCulture, $"/metrics scraped back to back for {phase.TotalSeconds:0} s, alternating with prometheus-node-exporter (default collectors);");
+        report.AppendLine(CultureInfo.InvariantCulture, $"then `snmpbulkwalk -v2c` (max-repetitions 10, the tool's default) through snmpd 5.9 for {phase.TotalSeconds:0} s, APPHB-MIB (AgentX, apphbd)");
+        report.AppendLine("alternating with snmpd's own hrSWRunTable (HOST-RESOURCES-MIB, in snmpd). Times per varbind compare unequal sizes.");
         report.AppendLine();
-        report.AppendLine("| metric | apphbd | target |");
-        report.AppendLine("|---|---:|---|");
-        report.AppendLine(CultureInfo.InvariantCulture, $"| scrapes | {times.Count} |  |");
-        report.AppendLine(CultureInfo.InvariantCulture, $"| exposition size (KB) | {size / 1024.0:0} |  |");
-        report.AppendLine(CultureInfo.InvariantCulture, $"| scrape time p50 (ms) | {P(0.50):0.00} |  |");
-        report.AppendLine(CultureInfo.InvariantCulture, $"| scrape time p99 (ms) | {P(0.99):0.00} | < 5 |");
-        report.AppendLine(CultureInfo.InvariantCulture, $"| scrape time max (ms) | {times[^1]:0.00} |  |");
-        report.AppendLine(CultureInfo.InvariantCulture, $"| tickle lateness p99 / max during the run (ms), period 100 ms | {after.Watchdog.TickleLatenessP99Ms:0.000} / {after.Watchdog.TickleLatenessMaxMs:0.000} | ≤ 1 |");
-        report.AppendLine(CultureInfo.InvariantCulture, $"| deadline loop lateness p99 (ms) | {after.Daemon.LoopLatenessP99Ms:0.000} |  |");
-        report.AppendLine(CultureInfo.InvariantCulture, $"| clients hung during the run (false hung) | {after.Clients.Count(c => c.State == "hung")} | 0 |");
+        report.AppendLine("| metric | apphbd | peer | ratio | target |");
+        report.AppendLine("|---|---:|---:|---:|---|");
+        Row(report, "scrapes", scrapes.Ours.Count, scrapes.Theirs.Count, "0", null);
+        Row(report, "exposition size (KB)", sizes.Ours / 1024.0, sizes.Theirs / 1024.0, "0", null);
+        Row(report, "scrape time p50 (ms)", P(scrapes.Ours, 0.50), P(scrapes.Theirs, 0.50), "0.00", null);
+        Row(report, "scrape time p99 (ms)", P(scrapes.Ours, 0.99), P(scrapes.Theirs, 0.99), "0.00", "< 5");
+        Row(report, "scrape time max (ms)", scrapes.Ours.Max(), scrapes.Theirs.Max(), "0.00", null);
+        Row(report, "scrape time p50 per MB of exposition (ms)", P(scrapes.Ours, 0.50) / (sizes.Ours / 1048576.0), P(scrapes.Theirs, 0.50) / (sizes.Theirs / 1048576.0), "0.0", null);
+        Row(report, "full bulkwalks", walks.Ours.Count, walks.Theirs.Count, "0", null);
+        Row(report, "varbinds in the walk", varbinds.Ours, varbinds.Theirs, "0", null);
+        Row(report, "full bulkwalk p50 (ms)", P(walks.Ours, 0.50), P(walks.Theirs, 0.50), "0.0", null);
+        Row(report, "full bulkwalk max (ms)", walks.Ours.Max(), walks.Theirs.Max(), "0.0", "< 100");
+        Row(report, "bulkwalk p50 per 1,000 varbinds (ms)", P(walks.Ours, 0.50) / (varbinds.Ours / 1000.0), P(walks.Theirs, 0.50) / (varbinds.Theirs / 1000.0), "0.0", null);
+        report.AppendLine(CultureInfo.InvariantCulture, $"| tickle lateness p99 / max during the run (ms), period 100 ms | {after.Watchdog.TickleLatenessP99Ms:0.000} / {after.Watchdog.TickleLatenessMaxMs:0.000} |  |  | ≤ 1 |");
+        report.AppendLine(CultureInfo.InvariantCulture, $"| deadline loop lateness p99 (ms) | {after.Daemon.LoopLatenessP99Ms:0.000} |  |  |  |");
+        report.AppendLine(CultureInfo.InvariantCulture, $"| clients hung during the run (false hung) | {after.Clients.Count(c => c.State == "hung")} |  |  | 0 |");
         Directory.Delete(directory, recursive: true);
         return report.ToString();
     }
 
-    private static int FreePort()
+    private static void Row(StringBuilder report, string metric, double ours, double theirs, string format, string? target) =>
+        report.AppendLine(CultureInfo.InvariantCulture,
+            $"| {metric} | {ours.ToString(format, CultureInfo.InvariantCulture)} | {theirs.ToString(format, CultureInfo.InvariantCulture)} | {(theirs == 0 ? "n/a" : (ours / theirs).ToString("0.00", CultureInfo.InvariantCulture) + "×")} | {target} |");
+
+    private static double P(List<double> times, double p)
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        var sorted = times.Order().ToList();
+        return sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
+    }
+
+    private static async Task<(double Ms, int Size)> ScrapeAsync(HttpClient http, Uri url)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var text = await http.GetStringAsync(url);
+        return (Stopwatch.GetElapsedTime(start).TotalMilliseconds, text.Length);
+    }
+
+    private static async Task<(double Ms, int Varbinds)> WalkAsync(NetSnmp snmp, string subtree)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var (code, output) = await ProcessRunner.RunAsync("snmpbulkwalk", [.. NetSnmp.V2c, "-On", "-m", "", "-M", "/nonexistent", snmp.Agent, subtree]);
+        var ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        return code == 0 ? (ms, output.Split('\n').Count(l => l.StartsWith('.'))) : throw new InvalidOperationException($"snmpbulkwalk {subtree}: {output}");
+    }
+
+    private static Process Start(string program, params string[] args)
+    {
+        var info = new ProcessStartInfo(program, args) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var process = Process.Start(info)!;
+        _ = process.StandardOutput.ReadToEndAsync();
+        _ = process.StandardError.ReadToEndAsync();
+        return process;
+    }
+
+    private static async Task WaitUntilServingAsync(HttpClient http, Uri url)
+    {
+        var ready = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                await http.GetStringAsync(url);
+                return;
+            }
+            catch (HttpRequestException) when (ready.Elapsed < TimeSpan.FromSeconds(30))
+            {
+                await Task.Delay(100);
+            }
+        }
     }
 }

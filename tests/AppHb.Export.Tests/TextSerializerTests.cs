@@ -53,6 +53,28 @@ public class TextSerializerTests
     }
 
     [Fact]
+    public void A_family_mirroring_a_snapshot_drops_only_the_children_not_asked_for_since_the_last_sweep()
+    {
+        var registry = new CollectorRegistry();
+        var age = registry.CreateGauge("apphb_client_last_beat_age_seconds", "Age.", "name");
+        age.WithLabels("a").Set(1);
+        age.WithLabels("b").Set(2);
+        age.RemoveUntouched();
+        var kept = age.WithLabels("a");
+        kept.Set(3);
+        age.WithLabels("c").Set(4);
+        age.RemoveUntouched();
+        Assert.Equal(
+            "# HELP apphb_client_last_beat_age_seconds Age.\n# TYPE apphb_client_last_beat_age_seconds gauge\n" +
+            "apphb_client_last_beat_age_seconds{name=\"a\"} 3\napphb_client_last_beat_age_seconds{name=\"c\"} 4\n",
+            TextSerializer.Serialize(registry.Collect(), openMetrics: false));
+        Assert.Same(kept, age.WithLabels("a"));
+        age.RemoveUntouched();
+        age.RemoveUntouched();
+        Assert.Equal("# HELP apphb_client_last_beat_age_seconds Age.\n# TYPE apphb_client_last_beat_age_seconds gauge\n", TextSerializer.Serialize(registry.Collect(), openMetrics: false));
+    }
+
+    [Fact]
     public void Label_values_and_help_are_escaped()
     {
         var registry = new CollectorRegistry();

@@ -40,7 +40,8 @@ public sealed class NetSnmp : IAsyncDisposable
 
     public string SnmpdOutput => string.Join('\n', _output);
 
-    public static async Task<NetSnmp> StartAsync()
+    /// <param name="fullView">The community sees all of snmpd (benchmarks walk snmpd's own tables beside ours).</param>
+    public static async Task<NetSnmp> StartAsync(bool fullView = false)
     {
         var snmp = new NetSnmp();
         Directory.CreateDirectory(snmp._directory.File("persist"));
@@ -51,7 +52,7 @@ public sealed class NetSnmp : IAsyncDisposable
             agentXSocket unix:{snmp.AgentXSocket}
             agentaddress udp:127.0.0.1:{snmp.AgentPort}
             view systemonly included .1.3.6.1.2.1.1
-            rocommunity {Community} 127.0.0.1 -V systemonly
+            rocommunity {Community} 127.0.0.1{(fullView ? string.Empty : " -V systemonly")}
             createUser {User} SHA "{AuthPassword}" AES "{PrivPassword}"
             rouser {User} priv -V systemonly
             trap2sink 127.0.0.1:{snmp.TrapPort} {Community}

@@ -25,7 +25,7 @@ internal sealed class SnmpAgent(ApphbdOptions options, StatusMib mib, EventStrea
             return;
         }
 
-        using var subagent = new AgentXSubagent(endpoint, new AgentXSubagentOptions(ApphbMib.Root, $"apphbd {Status.StatusReporter.Version} (APPHB-MIB)"),
+        var subagent = new AgentXSubagent(endpoint, new AgentXSubagentOptions(ApphbMib.Root, $"apphbd {Status.StatusReporter.Version} (APPHB-MIB)"),
             mib.Current, OnSessionChanged, time);
         _subagent = subagent;
         using var subscription = events.Subscribe(capacity: 10_000);

@@ -74,15 +74,17 @@ internal sealed class StatusMetrics : IDisposable
             bootByWatchdog.Set(w.LastBootByWatchdog ? 1 : 0);
 
             clients.Set(document.Clients.Count);
-            age.Clear();
-            interval.Clear();
-            hung.Clear();
             foreach (var c in document.Clients)
             {
                 age.WithLabels(c.Name, c.Instance).Set(c.LastBeatAgeMs / 1000);
                 interval.WithLabels(c.Name, c.Instance).Set(c.IntervalMs / 1000.0);
                 hung.WithLabels(c.Name, c.Instance).Set(c.State == "hung" ? 1 : 0);
             }
+
+            // Clients that left since the last scrape; the others keep their children (and rendered labels).
+            age.RemoveUntouched();
+            interval.RemoveUntouched();
+            hung.RemoveUntouched();
 
             while (_events.Reader.TryRead(out var appEvent))
             {

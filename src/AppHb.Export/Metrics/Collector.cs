@@ -64,8 +64,8 @@ public abstract class Collector
 
     public abstract MetricType Type { get; }
 
-    /// <summary>The children as (label values, child) in a stable order, for the serializer.</summary>
-    internal abstract IEnumerable<(IReadOnlyList<string> Labels, object Child)> Children();
+    /// <summary>The children as (label values, their rendered text, child) in a stable order, for the serializer.</summary>
+    internal abstract IEnumerable<(IReadOnlyList<string> Labels, string Rendered, object Child)> Children();
 
     /// <summary>Removes every child (for families rebuilt from a snapshot on each scrape).</summary>
     public abstract void Clear();
@@ -75,7 +75,7 @@ public abstract class Collector
 public abstract class Collector<TChild> : Collector where TChild : class
 {
     private readonly Lock _gate = new();
-    private readonly SortedDictionary<string, (string[] Labels, TChild Child)> _children = new(StringComparer.Ordinal);
+    private readonly SortedDictionary<string, Labelled> _children = new(StringComparer.Ordinal);
     private TChild? _unlabelled;
 
     protected Collector(string name, string help, IReadOnlyList<string> labelNames)
@@ -105,11 +105,38 @@ public abstract class Collector<TChild> : Collector where TChild : class
         {
             if (!_children.TryGetValue(key, out var entry))
             {
-                entry = ((string[])labelValues.Clone(), CreateChild());
+                var labels = (string[])labelValues.Clone();
+                // Rendered once per child: a family of a thousand clients is scraped far more often than it changes.
+                entry = new Labelled(labels, TextSerializer.RenderLabels(LabelNames, labels), CreateChild());
                 _children.Add(key, entry);
             }
 
+            entry.Touched = true;
             return entry.Child;
+        }
+    }
+
+    /// <summary>Removes the children not asked for with <see cref="WithLabels"/> since the previous call: a family that
+    /// mirrors a snapshot (clients come and go) keeps its children, and their rendered labels, across scrapes.</summary>
+    public void RemoveUntouched()
+    {
+        lock (_gate)
+        {
+            List<string>? stale = null;
+            foreach (var (key, entry) in _children)
+            {
+                if (!entry.Touched)
+                {
+                    (stale ??= []).Add(key);
+                }
+
+                entry.Touched = false;
+            }
+
+            foreach (var key in stale ?? [])
+            {
+                _children.Remove(key);
+            }
         }
     }
 
@@ -126,16 +153,27 @@ public abstract class Collector<TChild> : Collector where TChild : class
 
     protected abstract TChild CreateChild();
 
-    internal override IEnumerable<(IReadOnlyList<string> Labels, object Child)> Children()
+    internal override IEnumerable<(IReadOnlyList<string> Labels, string Rendered, object Child)> Children()
     {
         if (UnlabelledOrNull is { } unlabelled)
         {
-            return [(Array.Empty<string>(), unlabelled)];
+            return [(Array.Empty<string>(), string.Empty, unlabelled)];
         }
 
         lock (_gate)
         {
-            return _children.Values.Select(e => ((IReadOnlyList<string>)e.Labels, (object)e.Child)).ToList();
+            return _children.Values.Select(e => ((IReadOnlyList<string>)e.Labels, e.Rendered, (object)e.Child)).ToList();
         }
+    }
+
+    private sealed class Labelled(string[] labels, string rendered, TChild child)
+    {
+        public string[] Labels { get; } = labels;
+
+        public string Rendered { get; } = rendered;
+
+        public TChild Child { get; } = child;
+
+        public bool Touched { get; set; }
     }
 }

@@ -33,15 +33,15 @@ public static class TextSerializer
             var family = openMetrics ? CollectorRegistry.FamilyName(collector) : collector.Name;
             text.Append("# HELP ").Append(family).Append(' ').Append(EscapeHelp(collector.Help, openMetrics)).Append('\n');
             text.Append("# TYPE ").Append(family).Append(' ').Append(TypeName(collector.Type)).Append('\n');
-            foreach (var (labels, child) in collector.Children())
+            foreach (var (_, rendered, child) in collector.Children())
             {
                 switch (child)
                 {
                     case Counter.Child counter:
-                        Sample(text, collector.Name, collector.LabelNames, labels, null, counter.Value);
+                        Sample(text, collector.Name, rendered, null, counter.Value);
                         break;
                     case Gauge.Child gauge:
-                        Sample(text, collector.Name, collector.LabelNames, labels, null, gauge.Value);
+                        Sample(text, collector.Name, rendered, null, gauge.Value);
                         break;
                     case Histogram.Child histogram:
                         var bounds = ((Histogram)collector).Buckets;
@@ -49,11 +49,11 @@ public static class TextSerializer
                         for (var i = 0; i < cumulative.Length; i++)
                         {
                             var le = i < bounds.Count ? Format(bounds[i]) : "+Inf";
-                            Sample(text, collector.Name + "_bucket", collector.LabelNames, labels, le, cumulative[i]);
+                            Sample(text, collector.Name + "_bucket", rendered, le, cumulative[i]);
                         }
 
-                        Sample(text, collector.Name + "_sum", collector.LabelNames, labels, null, sum);
-                        Sample(text, collector.Name + "_count", collector.LabelNames, labels, null, count);
+                        Sample(text, collector.Name + "_sum", rendered, null, sum);
+                        Sample(text, collector.Name + "_count", rendered, null, count);
                         break;
                 }
             }
@@ -72,25 +72,33 @@ public static class TextSerializer
         _ => "histogram",
     };
 
-    private static void Sample(StringBuilder text, string name, IReadOnlyList<string> labelNames, IReadOnlyList<string> labels, string? le, double value)
+    /// <summary>name="value",other="value" for a child's labels, escaped; without the braces, so a histogram can add
+    /// its le.</summary>
+    internal static string RenderLabels(IReadOnlyList<string> labelNames, IReadOnlyList<string> labels)
     {
-        text.Append(name);
-        if (labels.Count > 0 || le is not null)
+        var text = new StringBuilder();
+        for (var i = 0; i < labels.Count; i++)
         {
-            text.Append('{');
-            for (var i = 0; i < labels.Count; i++)
+            if (i > 0)
             {
-                if (i > 0)
-                {
-                    text.Append(',');
-                }
-
-                text.Append(labelNames[i]).Append("=\"").Append(EscapeLabel(labels[i])).Append('"');
+                text.Append(',');
             }
 
+            text.Append(labelNames[i]).Append("=\"").Append(EscapeLabel(labels[i])).Append('"');
+        }
+
+        return text.ToString();
+    }
+
+    private static void Sample(StringBuilder text, string name, string labels, string? le, double value)
+    {
+        text.Append(name);
+        if (labels.Length > 0 || le is not null)
+        {
+            text.Append('{').Append(labels);
             if (le is not null)
             {
-                text.Append(labels.Count > 0 ? "," : string.Empty).Append("le=\"").Append(le).Append('"');
+                text.Append(labels.Length > 0 ? "," : string.Empty).Append("le=\"").Append(le).Append('"');
             }
 
             text.Append('}');

@@ -45,7 +45,7 @@ public enum AgentXSessionChange
 /// <summary>An AgentX subagent (RFC 2741) of the system's snmpd: opens a session, registers one subtree, answers Get,
 /// GetNext and GetBulk from the current <see cref="ObjectStore"/>, sends notifications, and reconnects with backoff
 /// whenever the master goes away. It knows nothing of SNMP versions, communities or users: snmpd keeps those.</summary>
-public sealed class AgentXSubagent : IDisposable
+public sealed class AgentXSubagent
 {
     private readonly AgentXEndpoint _endpoint;
     private readonly AgentXSubagentOptions _options;
@@ -55,7 +55,7 @@ public sealed class AgentXSubagent : IDisposable
     private readonly Channel<IReadOnlyList<Variable>> _notifications;
     private readonly Lock _pendingLock = new();
     private readonly Dictionary<uint, TaskCompletionSource<ResponsePdu>> _pending = [];
-    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly Lock _sendLock = new();
     private Socket? _socket;
     private uint _sessionId;
     private uint _packetId;
@@ -119,7 +119,7 @@ public sealed class AgentXSubagent : IDisposable
             {
                 await socket.ConnectAsync(_endpoint.Address, cancellationToken).ConfigureAwait(false);
                 _socket = socket;
-                var reader = Observed(ServeAsync(socket, session.Token));
+                var reader = Observed(Serve(socket));
                 await OpenAndRegisterAsync(session.Token).ConfigureAwait(false);
                 backoff = _options.ReconnectMin ?? TimeSpan.FromSeconds(1);
                 lastFailure = string.Empty;
@@ -130,15 +130,18 @@ public sealed class AgentXSubagent : IDisposable
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
-                await CloseAsync(socket).ConfigureAwait(false);
+                Close(socket);
                 return;
             }
-            catch (Exception e) when (e is SocketException or IOException or AgentXParseException or TimeoutException or AgentXRefusedException
-                or OperationCanceledException or ObjectDisposedException)
+#pragma warning disable CA1031 // SNMP is a window on the node, never a way to stop it: any failure ends the session only.
+            catch (Exception e)
+#pragma warning restore CA1031
             {
                 var failure = e is SocketException && _endpoint.Address is UnixDomainSocketEndPoint unix && !File.Exists(unix.ToString())
                     ? $"no socket at {unix} (is snmpd running, with \"master agentx\"?)"
-                    : e.Message;
+                    : e is SocketException or IOException or AgentXParseException or TimeoutException or AgentXRefusedException or OperationCanceledException
+                        ? e.Message
+                        : $"{e.GetType().Name}: {e.Message}";
                 if (IsRegistered)
                 {
                     _changed(AgentXSessionChange.Lost, $"session with {_endpoint} lost: {failure}");
@@ -156,6 +159,16 @@ public sealed class AgentXSubagent : IDisposable
                 IsRegistered = false;
                 _socket = null;
                 await session.CancelAsync().ConfigureAwait(false);
+                try
+                {
+                    // Wakes the reader thread out of recv(2) before the descriptor goes.
+                    socket.Shutdown(SocketShutdown.Both);
+                }
+                catch (SocketException)
+                {
+                    // Not connected (the connect failed): nothing to wake.
+                }
+
                 socket.Dispose();
                 FailPending();
             }
@@ -164,8 +177,6 @@ public sealed class AgentXSubagent : IDisposable
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, maxBackoff.Ticks));
         }
     }
-
-    public void Dispose() => _sendLock.Dispose();
 
     /// <summary>The session's loops end with an exception when it is torn down; the first one is awaited, the other
     /// is only observed.</summary>
@@ -196,40 +207,57 @@ public sealed class AgentXSubagent : IDisposable
         _changed(AgentXSessionChange.Registered, $"registered {_options.Subtree} with the master agent at {_endpoint} (session {_sessionId})");
     }
 
-    /// <summary>Reads every PDU of the session: answers requests, completes our pending requests with their responses.</summary>
-    private async Task ServeAsync(Socket socket, CancellationToken cancellationToken)
+    /// <summary>Reads every PDU of the session on a thread of its own, blocking in recv(2): answers requests and
+    /// completes our pending requests with their responses. The task ends (with the reason) when the session does.
+    /// <para>A thread, not the socket's async completions: snmpd turns every GetBulk into one AgentX GetNext per
+    /// varbind and repetition (net-snmp's bulk_to_next), so a walk of a thousand clients is thousands of round
+    /// trips, and each hop from the epoll thread to a thread-pool worker was most of a round trip's time
+    /// (docs/benchmarks.md).</para></summary>
+    private Task Serve(Socket socket)
     {
-        // Yield first: the caller goes on to send the Open while this loop waits for bytes.
-        await Task.Yield();
+        var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                ServePdus(socket);
+            }
+#pragma warning disable CA1031 // A thread's last frame: whatever ends the session must not end apphbd with it.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                ended.TrySetException(e is ObjectDisposedException ? new IOException("the session was closed", e) : e);
+            }
+            finally
+            {
+                // Our own requests (the Open, a notification) wait for answers this loop will no longer read.
+                FailPending();
+                ended.TrySetException(new IOException("the master agent closed the session"));
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "agentx",
+        };
+        thread.Start();
+        return ended.Task;
+    }
+
+    private void ServePdus(Socket socket)
+    {
         var header = new byte[AgentXHeader.Size];
         var payload = new byte[4096];
         var answer = new ArrayBufferWriter<byte>(4096);
-        try
-        {
-            await ServePdusAsync(socket, header, payload, answer, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            // Our own requests (the Open, a notification) wait for answers this loop will no longer read.
-            FailPending();
-        }
-    }
-
-    private async Task ServePdusAsync(Socket socket, byte[] header, byte[] payload, ArrayBufferWriter<byte> answer, CancellationToken cancellationToken)
-    {
         while (true)
         {
-            await ReceiveExactlyAsync(socket, header, cancellationToken).ConfigureAwait(false);
+            ReceiveExactly(socket, header);
             var parsed = AgentXReader.ReadHeader(header);
             if (payload.Length < parsed.PayloadLength)
             {
                 payload = new byte[Math.Max(parsed.PayloadLength, (uint)payload.Length * 2)];
             }
 
-            await ReceiveExactlyAsync(socket, payload.AsMemory(0, (int)parsed.PayloadLength), cancellationToken).ConfigureAwait(false);
-
-            // Socket continuations may run on the epoll thread that also carries heartbeats: build answers elsewhere.
-            await Task.Yield();
+            ReceiveExactly(socket, payload.AsSpan(0, (int)parsed.PayloadLength));
             AgentXPdu pdu;
             try
             {
@@ -241,10 +269,10 @@ public sealed class AgentXSubagent : IDisposable
                 _changed(AgentXSessionChange.MalformedRequest, $"{_endpoint}: {e.Message}");
                 if (parsed.Type != AgentXPduType.Response)
                 {
-                    await SendAsync(new ResponsePdu(0, AgentXError.ParseError, 0, [])
+                    Send(socket, new ResponsePdu(0, AgentXError.ParseError, 0, [])
                     {
                         SessionId = parsed.SessionId, TransactionId = parsed.TransactionId, PacketId = parsed.PacketId,
-                    }, answer, parsed.NetworkByteOrder, cancellationToken).ConfigureAwait(false);
+                    }, answer, parsed.NetworkByteOrder);
                 }
 
                 continue;
@@ -261,7 +289,7 @@ public sealed class AgentXSubagent : IDisposable
                     Interlocked.Increment(ref _requests);
                     if (AgentXResponder.Answer(pdu, _store()) is { } reply)
                     {
-                        await SendAsync(reply, answer, parsed.NetworkByteOrder, cancellationToken).ConfigureAwait(false);
+                        Send(socket, reply, answer, parsed.NetworkByteOrder);
                     }
 
                     break;
@@ -323,7 +351,7 @@ public sealed class AgentXSubagent : IDisposable
         try
         {
             var pdu = request with { SessionId = _sessionId, TransactionId = packetId, PacketId = packetId };
-            await SendAsync(pdu, new ArrayBufferWriter<byte>(256), networkByteOrder: true, cancellationToken).ConfigureAwait(false);
+            Send(_socket ?? throw new IOException("not connected"), pdu, new ArrayBufferWriter<byte>(256), networkByteOrder: true);
             return await completion.Task.WaitAsync(ResponseTimeout, _time, cancellationToken).ConfigureAwait(false);
         }
         catch (TimeoutException)
@@ -363,28 +391,23 @@ public sealed class AgentXSubagent : IDisposable
         }
     }
 
-    private async Task SendAsync(AgentXPdu pdu, ArrayBufferWriter<byte> buffer, bool networkByteOrder, CancellationToken cancellationToken)
+    /// <summary>Writes one PDU whole; the lock keeps answers and our own requests from interleaving. A local socket
+    /// takes a PDU at once, so the blocking send never waits on the network.</summary>
+    private void Send(Socket socket, AgentXPdu pdu, ArrayBufferWriter<byte> buffer, bool networkByteOrder)
     {
-        var socket = _socket ?? throw new IOException("not connected");
-        await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        lock (_sendLock)
         {
             buffer.ResetWrittenCount();
             AgentXWriter.Encode(pdu, buffer, networkByteOrder);
-            var bytes = buffer.WrittenMemory;
+            var bytes = buffer.WrittenSpan;
             while (!bytes.IsEmpty)
             {
-                var sent = await socket.SendAsync(bytes, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                bytes = bytes[sent..];
+                bytes = bytes[socket.Send(bytes, SocketFlags.None)..];
             }
-        }
-        finally
-        {
-            _sendLock.Release();
         }
     }
 
-    private async Task CloseAsync(Socket socket)
+    private void Close(Socket socket)
     {
         if (!IsRegistered)
         {
@@ -393,21 +416,19 @@ public sealed class AgentXSubagent : IDisposable
 
         try
         {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));
-            await SendAsync(new ClosePdu(AgentXCloseReason.Shutdown) { SessionId = _sessionId }, new ArrayBufferWriter<byte>(32), true, timeout.Token).ConfigureAwait(false);
-            socket.Shutdown(SocketShutdown.Send);
+            Send(socket, new ClosePdu(AgentXCloseReason.Shutdown) { SessionId = _sessionId }, new ArrayBufferWriter<byte>(32), true);
         }
-        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception e) when (e is SocketException or IOException or ObjectDisposedException)
         {
             // Closing anyway: snmpd drops the registration when the socket goes.
         }
     }
 
-    private static async Task ReceiveExactlyAsync(Socket socket, Memory<byte> buffer, CancellationToken cancellationToken)
+    private static void ReceiveExactly(Socket socket, Span<byte> buffer)
     {
         while (!buffer.IsEmpty)
         {
-            var read = await socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            var read = socket.Receive(buffer, SocketFlags.None);
             if (read == 0)
             {
                 throw new IOException("the master agent closed the connection");
