@@ -28,7 +28,7 @@ public sealed class ObjectStoreTests
         Assert.Equal("v", store.Get(Scalar.Append(0)).ToString());
         Assert.Same(SnmpException.NoSuchInstance, store.Get(Scalar.Append(1)));
         Assert.Same(SnmpException.NoSuchInstance, store.Get(Empty.Append(1)));
-        Assert.Same(SnmpException.NoSuchObject, store.Get(Scalar));
+        Assert.Same(SnmpException.NoSuchInstance, store.Get(Scalar));
         Assert.Same(SnmpException.NoSuchObject, store.Get(Root.Append(9)));
     }
 
@@ -82,6 +82,75 @@ public sealed class ObjectStoreTests
 
             return count == cells.Distinct().Count();
         }).QuickCheckThrowOnFailure();
+
+    /// <summary>The same table twice: once as cells in the sorted array, once as a TableObject producing them.</summary>
+    private static (ObjectStore Cells, ObjectStore Table) Twins(IReadOnlyList<uint> columns, IReadOnlyList<uint> rows)
+    {
+        var entry = Root.Append(3, 1);
+        var cells = new ObjectStoreBuilder().AddScalar(Scalar, new Integer32(1)).AddScalar(Root.Append(5, 1), new Integer32(2));
+        foreach (var column in columns)
+        {
+            cells.DeclareColumn(entry.Append(column));
+            foreach (var row in rows)
+            {
+                cells.AddCell(entry.Append(column), row, new Gauge32(column * 1000 + row));
+            }
+        }
+
+        var table = TableObject.Create(entry, columns.Select(c => (c, (Func<uint, ISnmpData>)(row => new Gauge32(c * 1000 + row)))).ToList(),
+            rows.Select(r => (r, r)));
+        var tabled = new ObjectStoreBuilder().AddScalar(Scalar, new Integer32(1)).AddScalar(Root.Append(5, 1), new Integer32(2)).AddTable(table);
+        return (cells.Build(), tabled.Build());
+    }
+
+    [Fact]
+    public void A_table_object_answers_exactly_as_the_same_cells_stored_one_by_one() => Prop.ForAll(
+        Arb.From(from columns in Gen.SubListOf([2u, 3u, 5u, 9u])
+                 from rows in Gen.SubListOf([1u, 2u, 7u, 10u, 4000000000u])
+                 from probes in Gen.ListOf(
+                     from length in Gen.Choose(0, 4)
+                     from tail in Gen.ArrayOf(Gen.Elements(0u, 1u, 2u, 3u, 4u, 5u, 7u, 9u, 10u, 11u, 4000000000u), length)
+                     from prefix in Gen.Elements(Root, Root.Append(3), Root.Append(3, 1), Root.Append(3, 1, 3), Root.Append(1), ObjectIdentifier.Null)
+                     from include in ArbMap.Default.GeneratorFor<bool>()
+                     select (Oid: prefix.Append(tail), Include: include))
+                 select (columns, rows, probes)),
+        t =>
+        {
+            var (cells, table) = Twins(t.columns.ToList(), t.rows.ToList());
+            if (!cells.Variables().SequenceEqual(table.Variables()) || cells.Count != table.Count)
+            {
+                return false;
+            }
+
+            foreach (var (oid, include) in t.probes)
+            {
+                if (!Equals(cells.GetNext(oid, include, ObjectIdentifier.Null), table.GetNext(oid, include, ObjectIdentifier.Null))
+                    || !Equals(cells.Get(oid), table.Get(oid)))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }).QuickCheckThrowOnFailure();
+
+    [Fact]
+    public void A_table_object_walks_column_by_column_and_names_its_exceptions()
+    {
+        var (_, store) = Twins([2, 3], [1, 2, 10]);
+        var entry = Root.Append(3, 1);
+        Assert.Equal([2001u, 2002, 2010, 3001, 3002, 3010], store.Variables().Select(v => v.Data).OfType<Gauge32>().Select(g => g.Value));
+        Assert.Equal(entry.Append(3, 1), store.GetNext(entry.Append(2, 10), false, ObjectIdentifier.Null)!.Value.Id);
+        Assert.Equal(entry.Append(2, 10), store.GetNext(entry.Append(2, 10), true, ObjectIdentifier.Null)!.Value.Id);
+        Assert.Equal(entry.Append(2, 10), store.GetNext(entry.Append(2, 2, 0), true, ObjectIdentifier.Null)!.Value.Id);
+        Assert.Equal(Root.Append(5, 1, 0), store.GetNext(entry.Append(3, 10), false, ObjectIdentifier.Null)!.Value.Id);
+        Assert.Null(store.GetNext(entry.Append(2, 10), false, entry.Append(3)));
+        Assert.Same(SnmpException.NoSuchInstance, store.Get(entry.Append(2, 3)));
+        Assert.Same(SnmpException.NoSuchInstance, store.Get(entry.Append(2, 1, 0)));
+        Assert.Same(SnmpException.NoSuchObject, store.Get(entry.Append(4, 1)));
+        Assert.Contains("row 7 twice", Assert.Throws<InvalidOperationException>(() =>
+            TableObject.Create(entry, [(2u, (Func<int, ISnmpData>)(r => new Integer32(r)))], [(7u, 1), (7u, 2)])).Message, StringComparison.Ordinal);
+    }
 
     [Fact]
     public void The_same_cell_twice_is_a_bug_caught_when_the_store_is_built()

@@ -5,8 +5,10 @@ using AppHb.Protocol;
 namespace AppHb.Daemon.Export;
 
 /// <summary>APPHB-MIB's values, read from the status snapshot. One snapshot serves every request for a second: a walk
-/// of 1,000 clients is a thousand GetBulk requests, and they must read one consistent table, cheaply (net-snmp's own
-/// table handlers cache the same way).</summary>
+/// of 1,000 clients is eight thousand AgentX requests (snmpd sends one per varbind), and they must read one consistent
+/// table, cheaply (net-snmp's own table handlers cache the same way). The tables produce cells on demand from the
+/// snapshot's records, so a refresh allocates the snapshot and little else: apphbd's realtime threads are managed
+/// threads, and every collection pauses them.</summary>
 internal sealed class StatusMib
 {
     /// <summary>How long one snapshot answers requests.</summary>
@@ -92,52 +94,41 @@ internal sealed class StatusMib
         b.AddScalar(ApphbMib.Watchdog.LastTickleAge, new Gauge32(w.LastTickleAgeMs is { } age ? Clamp(age) : uint.MaxValue));
         b.AddScalar(ApphbMib.Watchdog.LastBootByWatchdog, ApphbMib.Truth(w.LastBootByWatchdog));
 
-        foreach (var column in new[]
-        {
-            ApphbMib.Service.Name, ApphbMib.Service.State, ApphbMib.Service.Wanted, ApphbMib.Service.Pid, ApphbMib.Service.Critical,
-            ApphbMib.Service.Restarts, ApphbMib.Service.LastExit, ApphbMib.Service.StateAge, ApphbMib.Service.ChecksFailing,
-            ApphbMib.Client.Name, ApphbMib.Client.Instance, ApphbMib.Client.Pid, ApphbMib.Client.State, ApphbMib.Client.Interval,
-            ApphbMib.Client.WarnTime, ApphbMib.Client.LastBeatAge, ApphbMib.Client.Beats,
-        })
-        {
-            b.DeclareColumn(column);
-        }
-
-        foreach (var s in document.Services)
-        {
-            var row = ServiceIndex(s.Name);
-            b.AddCell(ApphbMib.Service.Name, row, ApphbMib.Display(s.Name));
-            b.AddCell(ApphbMib.Service.State, row, ApphbMib.Enumeration(ApphbMib.Service.States, s.State));
-            b.AddCell(ApphbMib.Service.Wanted, row, ApphbMib.Truth(s.Wanted));
-            b.AddCell(ApphbMib.Service.Pid, row, new Gauge32((uint)(s.Pid ?? 0)));
-            b.AddCell(ApphbMib.Service.Critical, row, ApphbMib.Truth(s.Critical));
-            b.AddCell(ApphbMib.Service.Restarts, row, new Counter32(unchecked((uint)s.Restarts)));
-            b.AddCell(ApphbMib.Service.LastExit, row, ApphbMib.Display(s.LastExit));
-            b.AddCell(ApphbMib.Service.StateAge, row, new Gauge32(Clamp(s.StateAgeSeconds)));
-            b.AddCell(ApphbMib.Service.ChecksFailing, row, new Gauge32((uint)s.Checks.Count(c => c.Passing == false)));
-        }
-
-        foreach (var c in document.Clients)
-        {
-            // Registration numbers start at 1 and count up; one past 2^32 registrations is not a row SNMP can index.
-            if (c.Id is 0 or > uint.MaxValue)
-            {
-                continue;
-            }
-
-            var row = (uint)c.Id;
-            b.AddCell(ApphbMib.Client.Name, row, ApphbMib.Display(c.Name));
-            b.AddCell(ApphbMib.Client.Instance, row, ApphbMib.Display(c.Instance));
-            b.AddCell(ApphbMib.Client.Pid, row, new Gauge32((uint)c.Pid));
-            b.AddCell(ApphbMib.Client.State, row, ApphbMib.Enumeration(ApphbMib.Client.States, c.State));
-            b.AddCell(ApphbMib.Client.Interval, row, new Gauge32(c.IntervalMs));
-            b.AddCell(ApphbMib.Client.WarnTime, row, new Gauge32(c.WarnMs));
-            b.AddCell(ApphbMib.Client.LastBeatAge, row, new Gauge32(Clamp(c.LastBeatAgeMs)));
-            b.AddCell(ApphbMib.Client.Beats, row, new Counter64((ulong)c.Beats));
-        }
-
+        // The tables read the document's own records when a request reaches a cell: nothing per cell is built here.
+        b.AddTable(TableObject.Create(ApphbMib.Service.Entry, ServiceColumns,
+            document.Services.Select(s => (ServiceIndex(s.Name), s))));
+        // Registration numbers start at 1 and count up; one past 2^32 registrations is not a row SNMP can index.
+        b.AddTable(TableObject.Create(ApphbMib.Client.Entry, ClientColumns,
+            document.Clients.Where(c => c.Id is > 0 and <= uint.MaxValue).Select(c => ((uint)c.Id, c))));
         return b.Build();
     }
+
+    private static uint Column(ObjectIdentifier column) => column.SubIdentifiers[^1];
+
+    private static readonly (uint, Func<ServiceStatus, ISnmpData>)[] ServiceColumns =
+    [
+        (Column(ApphbMib.Service.Name), s => ApphbMib.Display(s.Name)),
+        (Column(ApphbMib.Service.State), s => ApphbMib.Enumeration(ApphbMib.Service.States, s.State)),
+        (Column(ApphbMib.Service.Wanted), s => ApphbMib.Truth(s.Wanted)),
+        (Column(ApphbMib.Service.Pid), s => new Gauge32((uint)(s.Pid ?? 0))),
+        (Column(ApphbMib.Service.Critical), s => ApphbMib.Truth(s.Critical)),
+        (Column(ApphbMib.Service.Restarts), s => new Counter32(unchecked((uint)s.Restarts))),
+        (Column(ApphbMib.Service.LastExit), s => ApphbMib.Display(s.LastExit)),
+        (Column(ApphbMib.Service.StateAge), s => new Gauge32(Clamp(s.StateAgeSeconds))),
+        (Column(ApphbMib.Service.ChecksFailing), s => new Gauge32((uint)s.Checks.Count(c => c.Passing == false))),
+    ];
+
+    private static readonly (uint, Func<ClientStatus, ISnmpData>)[] ClientColumns =
+    [
+        (Column(ApphbMib.Client.Name), c => ApphbMib.Display(c.Name)),
+        (Column(ApphbMib.Client.Instance), c => ApphbMib.Display(c.Instance)),
+        (Column(ApphbMib.Client.Pid), c => new Gauge32((uint)c.Pid)),
+        (Column(ApphbMib.Client.State), c => ApphbMib.Enumeration(ApphbMib.Client.States, c.State)),
+        (Column(ApphbMib.Client.Interval), c => new Gauge32(c.IntervalMs)),
+        (Column(ApphbMib.Client.WarnTime), c => new Gauge32(c.WarnMs)),
+        (Column(ApphbMib.Client.LastBeatAge), c => new Gauge32(Clamp(c.LastBeatAgeMs))),
+        (Column(ApphbMib.Client.Beats), c => new Counter64((ulong)c.Beats)),
+    ];
 
     private static uint Clamp(double value) => double.IsNaN(value) ? 0 : (uint)Math.Clamp(Math.Round(value), 0, uint.MaxValue);
 }

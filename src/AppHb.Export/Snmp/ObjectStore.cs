@@ -1,24 +1,27 @@
 namespace AppHb.Export.Snmp;
 
-/// <summary>An immutable snapshot of a MIB subtree kept sorted by OID (the shape of SharpSnmpLib's ObjectStore): Get is
-/// one binary search, GetNext another. Built per refresh by <see cref="ObjectStoreBuilder"/>, then read by any number
-/// of requests without locks.</summary>
+/// <summary>An immutable snapshot of a MIB subtree kept sorted by OID (the shape of SharpSnmpLib's ObjectStore): scalars
+/// and cells in one sorted array (Get is one binary search, GetNext another), and <see cref="TableObject"/>s that
+/// produce their cells on demand. Built per refresh by <see cref="ObjectStoreBuilder"/>, then read by any number of
+/// requests without locks.</summary>
 public sealed class ObjectStore
 {
     private readonly ObjectIdentifier[] _names;
     private readonly ISnmpData[] _values;
     private readonly ObjectIdentifier[] _objects;
+    private readonly TableObject[] _tables;
 
-    internal ObjectStore(ObjectIdentifier[] names, ISnmpData[] values, ObjectIdentifier[] objects)
+    internal ObjectStore(ObjectIdentifier[] names, ISnmpData[] values, ObjectIdentifier[] objects, TableObject[] tables)
     {
         _names = names;
         _values = values;
         _objects = objects;
+        _tables = tables;
     }
 
-    public static ObjectStore Empty { get; } = new([], [], []);
+    public static ObjectStore Empty { get; } = new([], [], [], []);
 
-    public int Count => _names.Length;
+    public int Count => _names.Length + _tables.Sum(t => t.CellCount);
 
     /// <summary>The value at exactly this name, or noSuchInstance (the object exists, this instance does not) or
     /// noSuchObject (RFC 3416 section 4.2.1).</summary>
@@ -31,9 +34,18 @@ public sealed class ObjectStore
             return _values[at];
         }
 
+        foreach (var table in _tables)
+        {
+            if (table.Covers(name))
+            {
+                return table.Get(name);
+            }
+        }
+
+        // RFC 3416 4.2.1: a name under (or equal to) an object's OID names that object; only the instance is missing.
         foreach (var candidate in _objects)
         {
-            if (name.StartsWith(candidate) && name.Length > candidate.Length)
+            if (name.StartsWith(candidate))
             {
                 return SnmpException.NoSuchInstance;
             }
@@ -51,20 +63,24 @@ public sealed class ObjectStore
         ArgumentNullException.ThrowIfNull(end);
         var at = Array.BinarySearch(_names, start);
         var index = at >= 0 ? (include ? at : at + 1) : ~at;
-        if (index >= _names.Length || (!end.IsNull && _names[index].CompareTo(end) >= 0))
+        Variable? next = index < _names.Length ? new Variable(_names[index], _values[index]) : null;
+        foreach (var table in _tables)
         {
-            return null;
+            if (table.GetNext(start, include) is { } cell && (next is null || cell.Id.CompareTo(next.Value.Id) < 0))
+            {
+                next = cell;
+            }
         }
 
-        return new Variable(_names[index], _values[index]);
+        return next is { } found && (end.IsNull || found.Id.CompareTo(end) < 0) ? found : null;
     }
 
     /// <summary>Every variable in order (a walk).</summary>
     public IEnumerable<Variable> Variables()
     {
-        for (var i = 0; i < _names.Length; i++)
+        for (var next = GetNext(ObjectIdentifier.Null, false, ObjectIdentifier.Null); next is { } v; next = GetNext(v.Id, false, ObjectIdentifier.Null))
         {
-            yield return new Variable(_names[i], _values[i]);
+            yield return v;
         }
     }
 }
@@ -74,6 +90,15 @@ public sealed class ObjectStoreBuilder
 {
     private readonly List<Variable> _variables = [];
     private readonly List<ObjectIdentifier> _objects = [];
+    private readonly List<TableObject> _tables = [];
+
+    /// <summary>A table whose cells are produced on demand.</summary>
+    public ObjectStoreBuilder AddTable(TableObject table)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        _tables.Add(table);
+        return this;
+    }
 
     /// <summary>A scalar object: its instance is the object's OID with .0 appended.</summary>
     public ObjectStoreBuilder AddScalar(ObjectIdentifier objectId, ISnmpData value)
@@ -111,9 +136,19 @@ public sealed class ObjectStoreBuilder
             }
         }
 
+        var tables = _tables.OrderBy(t => t.Entry).ToArray();
+        foreach (var table in tables)
+        {
+            if (variables.Any(v => table.Covers(v.Id)))
+            {
+                throw new InvalidOperationException($"the object store holds cells of the table {table.Entry} twice");
+            }
+        }
+
         return new ObjectStore(
             Array.ConvertAll(variables, v => v.Id),
             Array.ConvertAll(variables, v => v.Data),
-            _objects.ToArray());
+            _objects.ToArray(),
+            tables);
     }
 }
