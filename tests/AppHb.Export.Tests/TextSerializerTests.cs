@@ -74,6 +74,23 @@ public class TextSerializerTests
         Assert.Equal("# HELP apphb_client_last_beat_age_seconds Age.\n# TYPE apphb_client_last_beat_age_seconds gauge\n", TextSerializer.Serialize(registry.Collect(), openMetrics: false));
     }
 
+    [Theory]
+    [InlineData(30.0, "30")]
+    [InlineData(-5.0, "-5")]
+    [InlineData(123456789012.0, "123456789012")]
+    [InlineData(999999999999999.0, "999999999999999")]
+    [InlineData(-0.0, "-0")]
+    [InlineData(0.1, "0.1")]
+    [InlineData(1.5e-7, "1.5E-07")]
+    public void Whole_numbers_print_as_integers_and_the_rest_as_shortest_round_trip(double value, string expected)
+    {
+        var registry = new CollectorRegistry();
+        registry.CreateGauge("g", "h").Set(value);
+        Assert.EndsWith($"\ng {expected}\n", TextSerializer.Serialize(registry.Collect(), openMetrics: false), StringComparison.Ordinal);
+        // The integer path is a shortcut, never a different text.
+        Assert.Equal(value.ToString("R", System.Globalization.CultureInfo.InvariantCulture), expected);
+    }
+
     [Fact]
     public void Label_values_and_help_are_escaped()
     {

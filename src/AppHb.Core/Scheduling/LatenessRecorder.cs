@@ -26,32 +26,87 @@ public sealed class LatenessRecorder
         }
     }
 
-    /// <summary>Percentiles over the retained window; the maximum is since start.</summary>
+    /// <summary>Percentiles over the retained window; the maximum is since start. Each scrape and status request asks,
+    /// so the percentiles are selected (linear time) in a pooled copy, not sorted in a fresh one.</summary>
     public LatenessSummary Summarize()
     {
-        double[] copy;
-        long count;
-        double max;
-        lock (_gate)
+        var copy = System.Buffers.ArrayPool<double>.Shared.Rent(_samplesMs.Length);
+        try
         {
-            count = _count;
-            max = _maxMs;
-            copy = _samplesMs[..(int)Math.Min(count, _samplesMs.Length)];
-        }
+            long count;
+            double max;
+            int length;
+            lock (_gate)
+            {
+                count = _count;
+                max = _maxMs;
+                length = (int)Math.Min(count, _samplesMs.Length);
+                _samplesMs.AsSpan(0, length).CopyTo(copy);
+            }
 
-        if (copy.Length == 0)
+            if (length == 0)
+            {
+                return new LatenessSummary(0, 0, 0, 0);
+            }
+
+            var window = copy.AsSpan(0, length);
+            return new LatenessSummary(count, Select(window, Rank(length, 0.50)), Select(window, Rank(length, 0.99)), max);
+        }
+        finally
         {
-            return new LatenessSummary(0, 0, 0, 0);
+            System.Buffers.ArrayPool<double>.Shared.Return(copy);
         }
-
-        Array.Sort(copy);
-        return new LatenessSummary(count, Percentile(copy, 0.50), Percentile(copy, 0.99), max);
     }
 
-    private static double Percentile(double[] sorted, double q)
+    /// <summary>The nearest-rank position of quantile <paramref name="q"/> among <paramref name="length"/> samples.</summary>
+    private static int Rank(int length, double q) => Math.Clamp((int)Math.Ceiling(q * length) - 1, 0, length - 1);
+
+    /// <summary>The value that would be at position <paramref name="k"/> if <paramref name="values"/> were sorted
+    /// (Hoare's selection; reorders the span).</summary>
+    internal static double Select(Span<double> values, int k)
     {
-        var index = (int)Math.Ceiling(q * sorted.Length) - 1;
-        return sorted[Math.Clamp(index, 0, sorted.Length - 1)];
+        var low = 0;
+        var high = values.Length - 1;
+        while (low < high)
+        {
+            var pivot = values[low + ((high - low) / 2)];
+            var i = low;
+            var j = high;
+            while (i <= j)
+            {
+                while (values[i] < pivot)
+                {
+                    i++;
+                }
+
+                while (values[j] > pivot)
+                {
+                    j--;
+                }
+
+                if (i <= j)
+                {
+                    (values[i], values[j]) = (values[j], values[i]);
+                    i++;
+                    j--;
+                }
+            }
+
+            if (k <= j)
+            {
+                high = j;
+            }
+            else if (k >= i)
+            {
+                low = i;
+            }
+            else
+            {
+                return values[k];
+            }
+        }
+
+        return values[k];
     }
 }
 

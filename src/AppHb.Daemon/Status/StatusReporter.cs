@@ -71,7 +71,16 @@ internal sealed class StatusReporter
 
     private static ClientStatus ToStatus(ClientSnapshot c) => new(
         c.Id, c.Name, c.Instance, c.Pid, c.Uid, c.Gid, (uint)c.Interval.TotalMilliseconds, (uint)c.Warn.TotalMilliseconds,
-        Math.Round(c.LastBeatAge.TotalMilliseconds, 3), c.State.ToString().ToLowerInvariant(), c.Beats);
+        Math.Round(c.LastBeatAge.TotalMilliseconds, 3), StateName(c.State), c.Beats);
+
+    // Constants, not Enum.ToString().ToLowerInvariant(): two strings per client per scrape otherwise.
+    private static string StateName(ClientState state) => state switch
+    {
+        ClientState.Healthy => "healthy",
+        ClientState.Warn => "warn",
+        ClientState.Hung => "hung",
+        _ => state.ToString().ToLowerInvariant(),
+    };
 
     private static List<string> FlagNames(AppHb.Linux.Watchdog.WatchdogFlags flags) =>
         Enum.GetValues<AppHb.Linux.Watchdog.WatchdogFlags>().Where(f => f != 0 && flags.HasFlag(f)).Select(f => f.ToString()).ToList();
