@@ -116,8 +116,14 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
         // Read before the load generator ends and its clients disconnect.
         var after = await new AppHb.Client.AppHbControl(socket).GetStatusAsync();
         await running;
-        daemon.Kill();
+        // SIGTERM: apphbd stops its 50 services on the way out (SIGKILL would leave them running, orphaned).
+        ProcessRunner.Signal(daemon.Id, 15);
         exporter.Kill();
+        if (!daemon.WaitForExit(TimeSpan.FromSeconds(60)))
+        {
+            daemon.Kill();
+        }
+
         await daemon.WaitForExitAsync();
         await exporter.WaitForExitAsync();
 
