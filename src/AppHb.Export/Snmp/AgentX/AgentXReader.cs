@@ -149,22 +149,17 @@ public static class AgentXReader
 
         public byte Byte(string field) => Take(1, field)[0];
 
-        public ushort UInt16(string field)
-        {
-            var span = Take(2, field);
-            return bigEndian ? BinaryPrimitives.ReadUInt16BigEndian(span) : BinaryPrimitives.ReadUInt16LittleEndian(span);
-        }
+        public ushort UInt16(string field) => Integer<ushort>(field);
 
-        public uint UInt32(string field)
-        {
-            var span = Take(4, field);
-            return bigEndian ? BinaryPrimitives.ReadUInt32BigEndian(span) : BinaryPrimitives.ReadUInt32LittleEndian(span);
-        }
+        public uint UInt32(string field) => Integer<uint>(field);
 
-        public ulong UInt64(string field)
+        public ulong UInt64(string field) => Integer<ulong>(field);
+
+        /// <summary>An integer in the PDU's byte order (h.flags NETWORK_BYTE_ORDER).</summary>
+        private T Integer<T>(string field) where T : System.Numerics.IBinaryInteger<T>, System.Numerics.IMinMaxValue<T>
         {
-            var span = Take(8, field);
-            return bigEndian ? BinaryPrimitives.ReadUInt64BigEndian(span) : BinaryPrimitives.ReadUInt64LittleEndian(span);
+            var span = Take(T.MaxValue.GetByteCount(), field);
+            return bigEndian ? T.ReadBigEndian(span, isUnsigned: true) : T.ReadLittleEndian(span, isUnsigned: true);
         }
 
         public ReadOnlySpan<byte> OctetString(string field)

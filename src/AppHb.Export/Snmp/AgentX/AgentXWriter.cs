@@ -124,49 +124,19 @@ public static class AgentXWriter
             buffer.Advance(count);
         }
 
-        public void UInt16(ushort value)
+        public void UInt16(ushort value) => Integer(value);
+
+        public void UInt32(uint value) => Integer(value);
+
+        public void UInt64(ulong value) => Integer(value);
+
+        /// <summary>An integer in the PDU's byte order (h.flags NETWORK_BYTE_ORDER).</summary>
+        private void Integer<T>(T value) where T : System.Numerics.IBinaryInteger<T>
         {
-            var span = buffer.GetSpan(2);
-            if (bigEndian)
-            {
-                BinaryPrimitives.WriteUInt16BigEndian(span, value);
-            }
-            else
-            {
-                BinaryPrimitives.WriteUInt16LittleEndian(span, value);
-            }
-
-            buffer.Advance(2);
-        }
-
-        public void UInt32(uint value)
-        {
-            var span = buffer.GetSpan(4);
-            if (bigEndian)
-            {
-                BinaryPrimitives.WriteUInt32BigEndian(span, value);
-            }
-            else
-            {
-                BinaryPrimitives.WriteUInt32LittleEndian(span, value);
-            }
-
-            buffer.Advance(4);
-        }
-
-        public void UInt64(ulong value)
-        {
-            var span = buffer.GetSpan(8);
-            if (bigEndian)
-            {
-                BinaryPrimitives.WriteUInt64BigEndian(span, value);
-            }
-            else
-            {
-                BinaryPrimitives.WriteUInt64LittleEndian(span, value);
-            }
-
-            buffer.Advance(8);
+            var size = value.GetByteCount();
+            var span = buffer.GetSpan(size);
+            _ = bigEndian ? value.WriteBigEndian(span) : value.WriteLittleEndian(span);
+            buffer.Advance(size);
         }
 
         public void OctetString(ReadOnlySpan<byte> octets)
