@@ -87,16 +87,7 @@ public sealed class ApphbMibTests
             foreach (var instance in instances)
             {
                 var value = store.Get(instance);
-                var expected = o.Type switch
-                {
-                    "DisplayString" or "OctetString" => SnmpType.OctetString,
-                    "TruthValue" or "Enumeration" => SnmpType.Integer32,
-                    "Unsigned32" or "Gauge32" => SnmpType.Gauge32,
-                    "Counter32" => SnmpType.Counter32,
-                    "Counter64" => SnmpType.Counter64,
-                    "TimeTicks" => SnmpType.TimeTicks,
-                    _ => throw new InvalidOperationException($"{o.Name}: type {o.Type} has no mapping in this test"),
-                };
+                var expected = Expected(o.Name, o.Type);
                 Assert.True(value.TypeCode == expected, $"{o.Name} ({instance}): served {value.TypeCode}, the MIB says {o.Type}");
             }
         }
@@ -128,6 +119,53 @@ public sealed class ApphbMibTests
         Assert.Equal(Named("apphbServiceState"), ApphbMib.Service.States);
         Assert.Equal(Named("apphbClientState"), ApphbMib.Client.States);
     }
+
+    [Fact]
+    public async Task Every_notification_carries_the_objects_its_MIB_clause_lists_in_order_with_their_types()
+    {
+        var objects = await ObjectsAsync();
+        var byName = objects.ToDictionary(o => o.Name);
+        var client = new AppHb.Core.Heartbeats.ClientSnapshot(7, "billing", "eu", 101, 0, 0, TimeSpan.FromSeconds(2), TimeSpan.Zero,
+            TimeSpan.FromSeconds(3), AppHb.Core.Heartbeats.ClientState.Hung, 3);
+        var db = Sample().Services[0];
+        var sent = new List<MibNotification>
+        {
+            MibNotifications.ForEvent(new AppHb.Core.Events.ClientEvent(AppHb.Core.Events.ClientEventKind.Hung, client), _ => 1, _ => db)!.Value,
+            MibNotifications.ForEvent(new AppHb.Core.Events.ServiceEvent(AppHb.Core.Events.ServiceEventKind.Exited, "db", 200, "exited", IsFailure: true), _ => 1, _ => db)!.Value,
+            MibNotifications.ForEvent(new AppHb.Core.Events.ServiceEvent(AppHb.Core.Events.ServiceEventKind.Restarting, "db", null, "restarting"), _ => 1, _ => db)!.Value,
+            MibNotifications.ForEvent(new AppHb.Core.Events.ServiceEvent(AppHb.Core.Events.ServiceEventKind.GaveUp, "db", null, "gave up", IsFailure: true), _ => 1, _ => db)!.Value,
+            MibNotifications.WatchdogResetBoot("/dev/watchdog0"),
+        };
+        var notifications = objects.Where(o => o.Kind == "notification").ToList();
+        Assert.Equal(notifications.Select(n => n.Oid).Order(), sent.Select(n => n.Trap).Order());
+        foreach (var notification in notifications)
+        {
+            var declared = notification.Element.Descendants().Where(e => e.Name.LocalName == "object").Select(e => byName[e.Attribute("name")!.Value]).ToList();
+            var carried = sent.Single(n => n.Trap == notification.Oid).Objects;
+            Assert.True(declared.Count == carried.Count, $"{notification.Name}: the MIB lists {declared.Count} objects, apphbd sends {carried.Count}");
+            for (var i = 0; i < declared.Count; i++)
+            {
+                Assert.True(carried[i].Id.StartsWith(declared[i].Oid) && carried[i].Id.Length == declared[i].Oid.Length + 1,
+                    $"{notification.Name} object {i + 1}: sends {carried[i].Id}, the MIB lists {declared[i].Name} ({declared[i].Oid})");
+                Assert.Equal(Expected(declared[i].Name, declared[i].Type), carried[i].Data.TypeCode);
+            }
+        }
+
+        // Not every event is a notification: a deliberate stop, a registration, a recovery are not.
+        Assert.Null(MibNotifications.ForEvent(new AppHb.Core.Events.ServiceEvent(AppHb.Core.Events.ServiceEventKind.Exited, "db", 200, "stopped"), _ => 1, _ => db));
+        Assert.Null(MibNotifications.ForEvent(new AppHb.Core.Events.ClientEvent(AppHb.Core.Events.ClientEventKind.Registered, client), _ => 1, _ => db));
+    }
+
+    private static SnmpType Expected(string name, string type) => type switch
+    {
+        "DisplayString" or "OctetString" => SnmpType.OctetString,
+        "TruthValue" or "Enumeration" => SnmpType.Integer32,
+        "Unsigned32" or "Gauge32" => SnmpType.Gauge32,
+        "Counter32" => SnmpType.Counter32,
+        "Counter64" => SnmpType.Counter64,
+        "TimeTicks" => SnmpType.TimeTicks,
+        _ => throw new InvalidOperationException($"{name}: type {type} has no mapping in this test"),
+    };
 
     [Fact]
     public void The_tables_read_the_status_document_row_by_row()
