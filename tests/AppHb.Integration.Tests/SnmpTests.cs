@@ -21,7 +21,7 @@ public sealed class SnmpTests
     {
         var daemon = await DaemonProcess.StartAsync($"""
             snmp:
-              agentx: {snmp.AgentXSocket}
+              agentx: {snmp.AgentX}
             {services}
             """, realtime: false);
         await daemon.WaitForLineAsync("SNMP: registered", TimeSpan.FromSeconds(20));
@@ -89,6 +89,17 @@ public sealed class SnmpTests
         // A v2c walk of a read-only community may not set: snmpd refuses before it reaches us, and the value stays.
         await Assert.ThrowsAsync<InvalidOperationException>(() => snmp.ToolAsync("snmpset", NetSnmp.V2c, "APPHB-MIB::apphbServiceName.1", "s", "renamed"));
         Assert.Contains("worker", await snmp.ToolAsync("snmpget", NetSnmp.V2c, "APPHB-MIB::apphbServiceName.1"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AgentX_over_TCP_serves_the_same_MIB()
+    {
+        await using var snmp = await NetSnmp.StartAsync(tcp: true);
+        Assert.StartsWith("tcp:127.0.0.1:", snmp.AgentX, StringComparison.Ordinal);
+        await using var daemon = await StartDaemonAsync(snmp);
+        Assert.Contains($"master agent at {snmp.AgentX}", await daemon.WaitForLineAsync("SNMP: registered", TimeSpan.FromSeconds(5)), StringComparison.Ordinal);
+        var values = await snmp.ToolAsync("snmpget", [.. NetSnmp.V2c, "-Oqv"], "APPHB-MIB::apphbDaemonPid.0", "APPHB-MIB::apphbServiceName.1");
+        Assert.Equal([daemon.Pid.ToString(CultureInfo.InvariantCulture), "worker"], values.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Trim()));
     }
 
     [Fact]

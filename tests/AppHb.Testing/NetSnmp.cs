@@ -28,6 +28,9 @@ public sealed class NetSnmp : IAsyncDisposable
 
     public string AgentXSocket { get; }
 
+    /// <summary>What apphbd.yaml's snmp.agentx says to reach this snmpd: the socket path, or tcp:127.0.0.1:PORT.</summary>
+    public string AgentX { get; private set; } = string.Empty;
+
     public int AgentPort { get; }
 
     public int TrapPort { get; }
@@ -41,15 +44,17 @@ public sealed class NetSnmp : IAsyncDisposable
     public string SnmpdOutput => string.Join('\n', _output);
 
     /// <param name="fullView">The community sees all of snmpd (benchmarks walk snmpd's own tables beside ours).</param>
-    public static async Task<NetSnmp> StartAsync(bool fullView = false)
+    /// <param name="tcp">The master listens for AgentX on a loopback TCP port instead of the Unix socket.</param>
+    public static async Task<NetSnmp> StartAsync(bool fullView = false, bool tcp = false)
     {
         var snmp = new NetSnmp();
+        snmp.AgentX = tcp ? $"tcp:127.0.0.1:{LoopbackPorts.Free()}" : snmp.AgentXSocket;
         Directory.CreateDirectory(snmp._directory.File("persist"));
         // The packaged snippet first, as Debian's snmpd.conf includes it; then this instance's socket and port. The
         // community and the user see only Debian's default view ("systemonly") and what the snippet adds to it.
         await File.WriteAllTextAsync(snmp._directory.File("snmpd.conf"), $"""
             includeFile {Path.Combine(RepositoryPaths.Root, "systemd", "snmpd-apphb.conf")}
-            agentXSocket unix:{snmp.AgentXSocket}
+            agentXSocket {(tcp ? snmp.AgentX : "unix:" + snmp.AgentXSocket)}
             agentaddress udp:127.0.0.1:{snmp.AgentPort}
             view systemonly included .1.3.6.1.2.1.1
             rocommunity {Community} 127.0.0.1{(fullView ? string.Empty : " -V systemonly")}
@@ -70,7 +75,7 @@ public sealed class NetSnmp : IAsyncDisposable
         var skip = _output.Count;
         _snmpd = Start("snmpd", _output, "-f", "-Lo", "-C", "-c", _directory.File("snmpd.conf"), "-M", MibDirectories, "-m", "");
         var watch = Stopwatch.StartNew();
-        while (!(_output.Skip(skip).Any(l => l.Contains("NET-SNMP version", StringComparison.Ordinal)) && File.Exists(AgentXSocket)))
+        while (!(_output.Skip(skip).Any(l => l.Contains("NET-SNMP version", StringComparison.Ordinal)) && (AgentX != AgentXSocket || File.Exists(AgentXSocket))))
         {
             if (_snmpd.HasExited || watch.Elapsed > TimeSpan.FromSeconds(20))
             {
