@@ -146,7 +146,7 @@ public static class ApphbMib
         var bytes = System.Text.Encoding.UTF8.GetBytes(text);
         if (bytes.Length <= 255)
         {
-            return new OctetString(bytes);
+            return OctetString.Own(bytes);
         }
 
         var cut = 255;

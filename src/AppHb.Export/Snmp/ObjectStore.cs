@@ -64,11 +64,18 @@ public sealed class ObjectStore
         var at = Array.BinarySearch(_names, start);
         var index = at >= 0 ? (include ? at : at + 1) : ~at;
         Variable? next = index < _names.Length ? new Variable(_names[index], _values[index]) : null;
+        // Tables hold disjoint subtrees in OID order: the first with a candidate has the smallest one. Only the winner
+        // is built (a GetNext per varbind is the whole of a walk through snmpd).
         foreach (var table in _tables)
         {
-            if (table.GetNext(start, include) is { } cell && (next is null || cell.Id.CompareTo(next.Value.Id) < 0))
+            if (table.TryNext(start, include, out var column, out var row))
             {
-                next = cell;
+                if (next is null || table.CompareName(column, row, next.Value.Id) < 0)
+                {
+                    next = table.At(column, row);
+                }
+
+                break;
             }
         }
 

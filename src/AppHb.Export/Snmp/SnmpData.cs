@@ -44,6 +44,11 @@ public sealed class OctetString : ISnmpData
 
     public OctetString(string text) => _octets = Encoding.UTF8.GetBytes(text ?? throw new ArgumentNullException(nameof(text)));
 
+    private OctetString(byte[] octets) => _octets = octets;
+
+    /// <summary>Takes the array as it is, without a copy: it must not change afterwards.</summary>
+    internal static OctetString Own(byte[] octets) => new(octets);
+
     public static OctetString Empty { get; } = new(ReadOnlySpan<byte>.Empty);
 
     public SnmpType TypeCode => SnmpType.OctetString;

@@ -63,38 +63,40 @@ public sealed class TableObject
 
     /// <summary>The first cell after <paramref name="start"/> (or at it, when <paramref name="include"/>), in OID order:
     /// column by column, each row in index order.</summary>
-    internal Variable? GetNext(ObjectIdentifier start, bool include)
+    internal Variable? GetNext(ObjectIdentifier start, bool include) =>
+        TryNext(start, include, out var column, out var row) ? At(column, row) : null;
+
+    /// <summary>Where <see cref="GetNext"/> would land, as column and row positions: found without building the cell,
+    /// so an object store can weigh this table's candidate against its scalars' for free.</summary>
+    internal bool TryNext(ObjectIdentifier start, bool include, out int column, out int row)
     {
+        column = 0;
+        row = 0;
         if (_rows.Length == 0 || _columns.Length == 0)
         {
-            return null;
+            return false;
         }
 
         if (start.CompareTo(Entry) <= 0)
         {
-            return At(0, 0);
+            return true;
         }
 
         if (!start.StartsWith(Entry))
         {
-            return null;
+            return false;
         }
 
         var relative = start.SubIdentifiers[Entry.Length..];
-        var column = Array.BinarySearch(_columns, relative[0]);
+        column = Array.BinarySearch(_columns, relative[0]);
         if (column < 0)
         {
             // Between two columns (or past the last): the next column's first row.
             column = ~column;
-            return column < _columns.Length ? At(column, 0) : null;
+            return column < _columns.Length;
         }
 
-        int row;
-        if (relative.Length == 1)
-        {
-            row = 0;
-        }
-        else
+        if (relative.Length > 1)
         {
             // Entry.column.r itself qualifies only when included; anything longer (r.x) sorts after it.
             var exact = include && relative.Length == 2;
@@ -104,10 +106,22 @@ public sealed class TableObject
 
         if (row < _rows.Length)
         {
-            return At(column, row);
+            return true;
         }
 
-        return column + 1 < _columns.Length ? At(column + 1, 0) : null;
+        column++;
+        row = 0;
+        return column < _columns.Length;
+    }
+
+    /// <summary>Compares the cell's name with <paramref name="other"/>, without building the name.</summary>
+    internal int CompareName(int column, int row, ObjectIdentifier other)
+    {
+        Span<uint> name = stackalloc uint[Entry.Length + 2];
+        Entry.SubIdentifiers.CopyTo(name);
+        name[^2] = _columns[column];
+        name[^1] = _rows[row];
+        return ((ReadOnlySpan<uint>)name).SequenceCompareTo(other.SubIdentifiers);
     }
 
     /// <summary>Every cell in OID order.</summary>
@@ -122,5 +136,5 @@ public sealed class TableObject
         }
     }
 
-    private Variable At(int column, int row) => new(Entry.Append(_columns[column], _rows[row]), _cell(column, row));
+    internal Variable At(int column, int row) => new(Entry.Append(_columns[column], _rows[row]), _cell(column, row));
 }

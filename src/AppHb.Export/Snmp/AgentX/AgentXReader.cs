@@ -133,11 +133,13 @@ public static class AgentXReader
 
         public readonly int Remaining => _payload.Length - _offset;
 
-        public ReadOnlySpan<byte> Take(int count, string field)
+        /// <summary>The next <paramref name="count"/> bytes. The field's name is two parts joined only for an error:
+        /// every request passes through here a dozen times.</summary>
+        public ReadOnlySpan<byte> Take(int count, string field, string part = "")
         {
             if (count < 0 || _payload.Length - _offset < count)
             {
-                throw new AgentXParseException($"AgentX {type}-PDU: {field} at offset {_offset} needs {count} bytes, {_payload.Length - _offset} left");
+                throw new AgentXParseException($"AgentX {type}-PDU: {field}{part} at offset {_offset} needs {count} bytes, {_payload.Length - _offset} left");
             }
 
             var span = _payload.Slice(_offset, count);
@@ -147,24 +149,24 @@ public static class AgentXReader
 
         public void Skip(int count) => Take(count, "reserved");
 
-        public byte Byte(string field) => Take(1, field)[0];
+        public byte Byte(string field, string part = "") => Take(1, field, part)[0];
 
-        public ushort UInt16(string field) => Integer<ushort>(field);
+        public ushort UInt16(string field, string part = "") => Integer<ushort>(field, part);
 
-        public uint UInt32(string field) => Integer<uint>(field);
+        public uint UInt32(string field, string part = "") => Integer<uint>(field, part);
 
-        public ulong UInt64(string field) => Integer<ulong>(field);
+        public ulong UInt64(string field, string part = "") => Integer<ulong>(field, part);
 
         /// <summary>An integer in the PDU's byte order (h.flags NETWORK_BYTE_ORDER).</summary>
-        private T Integer<T>(string field) where T : System.Numerics.IBinaryInteger<T>, System.Numerics.IMinMaxValue<T>
+        private T Integer<T>(string field, string part) where T : System.Numerics.IBinaryInteger<T>, System.Numerics.IMinMaxValue<T>
         {
-            var span = Take(T.MaxValue.GetByteCount(), field);
+            var span = Take(T.MaxValue.GetByteCount(), field, part);
             return bigEndian ? T.ReadBigEndian(span, isUnsigned: true) : T.ReadLittleEndian(span, isUnsigned: true);
         }
 
         public ReadOnlySpan<byte> OctetString(string field)
         {
-            var length = UInt32(field + " length");
+            var length = UInt32(field, " length");
             if (length > int.MaxValue - 3)
             {
                 throw new AgentXParseException($"AgentX {type}-PDU: {field} length {length} is impossible");
@@ -177,9 +179,9 @@ public static class AgentXReader
 
         public ObjectIdentifier Oid(string field, out bool include)
         {
-            var count = Byte(field + " n_subid");
-            var prefix = Byte(field + " prefix");
-            include = Byte(field + " include") != 0;
+            var count = Byte(field, " n_subid");
+            var prefix = Byte(field, " prefix");
+            include = Byte(field, " include") != 0;
             Skip(1);
             if (count + (prefix != 0 ? 5 : 0) > ObjectIdentifier.MaxLength)
             {
@@ -200,7 +202,7 @@ public static class AgentXReader
 
             for (var i = 0; i < count; i++)
             {
-                subs[at + i] = UInt32(field + " sub-identifier");
+                subs[at + i] = UInt32(field, " sub-identifier");
             }
 
             return subs.Length == 0 ? ObjectIdentifier.Null : new ObjectIdentifier(subs);

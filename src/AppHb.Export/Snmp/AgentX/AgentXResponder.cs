@@ -12,40 +12,36 @@ public static class AgentXResponder
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(store);
-        ResponsePdu response;
-        switch (request)
+        var (error, index, variables) = request switch
         {
-            case GetPdu { Next: false } get:
-                response = Reply(get.Ranges.Select(range => new Variable(range.Start, store.Get(range.Start))).ToList());
-                break;
-            case GetPdu get:
-                response = Reply(get.Ranges.Select(range => Next(store, range)).ToList());
-                break;
-            case GetBulkPdu bulk:
-                response = Reply(Bulk(store, bulk));
-                break;
-            case VariablesPdu { Kind: AgentXPduType.TestSet }:
-                // RFC 2741 section 7.2.4.1: refuse at the test phase; the master then sends CleanupSet.
-                response = new ResponsePdu(0, AgentXError.NotWritable, 1, []);
-                break;
-            case VariablesPdu { Kind: AgentXPduType.CommitSet or AgentXPduType.UndoSet }:
-                response = new ResponsePdu(0, AgentXError.GenErr, 0, []);
-                break;
-            case VariablesPdu { Kind: AgentXPduType.CleanupSet }:
-            case ResponsePdu:
-                return null;
-            case VariablesPdu { Kind: AgentXPduType.Ping }:
-                response = Reply([]);
-                break;
-            default:
-                response = new ResponsePdu(0, AgentXError.ProcessingError, 0, []);
-                break;
-        }
+            GetPdu get => (AgentXError.NoError, (ushort)0, Get(store, get)),
+            GetBulkPdu bulk => (AgentXError.NoError, (ushort)0, Bulk(store, bulk)),
+            // RFC 2741 section 7.2.4.1: refuse at the test phase; the master then sends CleanupSet.
+            VariablesPdu { Kind: AgentXPduType.TestSet } => (AgentXError.NotWritable, (ushort)1, []),
+            VariablesPdu { Kind: AgentXPduType.CommitSet or AgentXPduType.UndoSet } => (AgentXError.GenErr, (ushort)0, []),
+            VariablesPdu { Kind: AgentXPduType.CleanupSet } or ResponsePdu => (AgentXError.NoError, ushort.MaxValue, null),
+            VariablesPdu { Kind: AgentXPduType.Ping } => (AgentXError.NoError, (ushort)0, []),
+            _ => (AgentXError.ProcessingError, (ushort)0, new List<Variable>()),
+        };
 
-        return response with { SessionId = request.SessionId, TransactionId = request.TransactionId, PacketId = request.PacketId };
+        return variables is null
+            ? null
+            : new ResponsePdu(0, error, index, variables) { SessionId = request.SessionId, TransactionId = request.TransactionId, PacketId = request.PacketId };
     }
 
-    private static ResponsePdu Reply(List<Variable> variables) => new(0, AgentXError.NoError, 0, variables);
+    /// <summary>Get and GetNext. Loops, not LINQ: this runs once per varbind of every walk (snmpd sends one GetNext per
+    /// varbind).</summary>
+    private static List<Variable> Get(ObjectStore store, GetPdu get)
+    {
+        var variables = new List<Variable>(get.Ranges.Count);
+        for (var i = 0; i < get.Ranges.Count; i++)
+        {
+            var range = get.Ranges[i];
+            variables.Add(get.Next ? Next(store, range) : new Variable(range.Start, store.Get(range.Start)));
+        }
+
+        return variables;
+    }
 
     private static Variable Next(ObjectStore store, SearchRange range) =>
         store.GetNext(range.Start, range.Include, range.End) ?? new Variable(range.Start, SnmpException.EndOfMibView);

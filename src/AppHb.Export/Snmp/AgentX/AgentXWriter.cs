@@ -133,9 +133,10 @@ public static class AgentXWriter
         /// <summary>An integer in the PDU's byte order (h.flags NETWORK_BYTE_ORDER).</summary>
         private void Integer<T>(T value) where T : System.Numerics.IBinaryInteger<T>
         {
+            // TryWrite*, not Write*: those are default interface methods, and calling one on an integer boxes it.
             var size = value.GetByteCount();
             var span = buffer.GetSpan(size);
-            _ = bigEndian ? value.WriteBigEndian(span) : value.WriteLittleEndian(span);
+            _ = bigEndian ? value.TryWriteBigEndian(span, out _) : value.TryWriteLittleEndian(span, out _);
             buffer.Advance(size);
         }
 
@@ -167,10 +168,12 @@ public static class AgentXWriter
             }
         }
 
+        // Indexed loops: foreach over an IReadOnlyList boxes its enumerator, once per PDU on the request path.
         public void Ranges(IReadOnlyList<SearchRange> ranges)
         {
-            foreach (var range in ranges)
+            for (var i = 0; i < ranges.Count; i++)
             {
+                var range = ranges[i];
                 Oid(range.Start, range.Include);
                 Oid(range.End, include: false);
             }
@@ -178,15 +181,16 @@ public static class AgentXWriter
 
         public void Variables(IReadOnlyList<Variable> variables)
         {
-            foreach (var variable in variables)
+            for (var i = 0; i < variables.Count; i++)
             {
+                var variable = variables[i];
                 UInt16((ushort)variable.Data.TypeCode);
                 Zeros(2);
                 Oid(variable.Id, include: false);
                 switch (variable.Data)
                 {
-                    case Integer32 i:
-                        UInt32(unchecked((uint)i.Value));
+                    case Integer32 integer:
+                        UInt32(unchecked((uint)integer.Value));
                         break;
                     case Counter32 c:
                         UInt32(c.Value);
