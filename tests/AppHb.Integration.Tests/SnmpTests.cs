@@ -86,6 +86,15 @@ public sealed class SnmpTests
             Assert.Equal(walk[key], bulk[key]);
         }
 
+        // The subagent reports on itself in /metrics: registered, and one request per varbind walked so far.
+        var metricsUrl = System.Text.RegularExpressions.Regex.Match(await daemon.WaitForLineAsync("Prometheus scrapes", TimeSpan.FromSeconds(5)), @"http://\S+/metrics").Value;
+        using var http = new HttpClient();
+        var metrics = await http.GetStringAsync(new Uri(metricsUrl));
+        Assert.Contains("\napphb_snmp_registered 1\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("\napphb_snmp_registrations_total 1\n", metrics, StringComparison.Ordinal);
+        var requests = long.Parse(Regex.Match(metrics, @"\napphb_snmp_requests_total (\d+)\n").Groups[1].Value, CultureInfo.InvariantCulture);
+        Assert.True(requests >= walk.Count + bulk.Count, $"{requests} AgentX requests for {walk.Count + bulk.Count} varbinds walked");
+
         // A v2c walk of a read-only community may not set: snmpd refuses before it reaches us, and the value stays.
         await Assert.ThrowsAsync<InvalidOperationException>(() => snmp.ToolAsync("snmpset", NetSnmp.V2c, "APPHB-MIB::apphbServiceName.1", "s", "renamed"));
         Assert.Contains("worker", await snmp.ToolAsync("snmpget", NetSnmp.V2c, "APPHB-MIB::apphbServiceName.1"), StringComparison.Ordinal);

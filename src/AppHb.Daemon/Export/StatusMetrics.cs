@@ -12,7 +12,7 @@ internal sealed class StatusMetrics : IDisposable
     private static readonly string[] States = ["waiting", "starting", "running", "stopping", "backoff", "stopped", "exited", "failed"];
     private readonly EventSubscription _events;
 
-    public StatusMetrics(CollectorRegistry registry, StatusReporter status, EventStream events)
+    public StatusMetrics(CollectorRegistry registry, StatusReporter status, EventStream events, SnmpAgent snmp, Configuration.ApphbdOptions options)
     {
         _events = events.Subscribe(capacity: 100_000);
         var build = registry.CreateGauge("apphb_build_info", "apphbd's version (the value is 1).", "version");
@@ -47,6 +47,12 @@ internal sealed class StatusMetrics : IDisposable
         var restarts = registry.CreateCounter("apphb_service_restarts_total", "Restarts of a service since apphbd started.", "service");
         var lastExit = registry.CreateGauge("apphb_service_last_exit_code", "Exit code of a service's last exit; minus the signal number when killed by one.", "service");
         var critical = registry.CreateGauge("apphb_service_critical", "1 for a critical service (its failure reboots the node).", "service");
+
+        // The SNMP families exist only where SNMP is on: a 0 on a node without it would read as snmpd being away.
+        if (options.Snmp.AgentX is not null)
+        {
+            AddSnmp(registry, snmp);
+        }
 
         registry.AddBeforeCollectCallback(() =>
         {
@@ -118,6 +124,27 @@ internal sealed class StatusMetrics : IDisposable
                 restarts.WithLabels(s.Name).IncTo(s.Restarts);
                 lastExit.WithLabels(s.Name).Set(ExitCode(s.LastExit));
                 critical.WithLabels(s.Name).Set(s.Critical ? 1 : 0);
+            }
+        });
+    }
+
+    private static void AddSnmp(CollectorRegistry registry, SnmpAgent snmp)
+    {
+        var snmpRegistered = registry.CreateGauge("apphb_snmp_registered", "1 while the AgentX subagent is registered with snmpd.");
+        var snmpRegistrations = registry.CreateCounter("apphb_snmp_registrations_total", "Sessions opened and registered with snmpd (one more after each snmpd restart).");
+        var snmpRequests = registry.CreateCounter("apphb_snmp_requests_total", "AgentX requests answered (snmpd sends one per varbind of a walk).");
+        var snmpSent = registry.CreateCounter("apphb_snmp_notifications_sent_total", "Notifications snmpd acknowledged.");
+        var snmpDropped = registry.CreateCounter("apphb_snmp_notifications_dropped_total", "Notifications dropped from a full queue while snmpd was away.");
+
+        registry.AddBeforeCollectCallback(() =>
+        {
+            if (snmp.Subagent is { } subagent)
+            {
+                snmpRegistered.Set(subagent.IsRegistered ? 1 : 0);
+                snmpRegistrations.WithLabels().IncTo(subagent.Registrations);
+                snmpRequests.WithLabels().IncTo(subagent.Requests);
+                snmpSent.WithLabels().IncTo(subagent.NotificationsSent);
+                snmpDropped.WithLabels().IncTo(subagent.NotificationsDropped);
             }
         });
     }

@@ -63,6 +63,7 @@ public sealed class AgentXSubagent
     private long _notificationsSent;
     private long _notificationsDropped;
     private long _registrations;
+    private bool _registered;
 
     public AgentXSubagent(AgentXEndpoint endpoint, AgentXSubagentOptions options, Func<ObjectStore> store, Action<AgentXSessionChange, string> changed, TimeProvider time)
     {
@@ -77,7 +78,11 @@ public sealed class AgentXSubagent
             _ => Interlocked.Increment(ref _notificationsDropped));
     }
 
-    public bool IsRegistered { get; private set; }
+    public bool IsRegistered
+    {
+        get => Volatile.Read(ref _registered);
+        private set => Volatile.Write(ref _registered, value);
+    }
 
     public long Requests => Interlocked.Read(ref _requests);
 
