@@ -42,7 +42,7 @@ public sealed class AgentXAllocationTests
             start = v.Id;
         }
 
-        Assert.Equal(1 + 16 + (50 * 9) + (1000 * 8), n);
+        Assert.Equal(1 + 18 + (50 * 9) + (1000 * 8), n);
         Assert.Equal(0, encode);
         Assert.True((parse + answer) / n < 1024, $"{n} requests: parse {parse / n} B, answer {answer / n} B each");
     }

@@ -79,7 +79,7 @@ public sealed class ApphbMibTests
     {
         var objects = await ObjectsAsync();
         var readable = objects.Where(o => o.Access == "readonly").ToList();
-        Assert.Equal(7 + 9 + 9 + 8, readable.Count); // daemon and watchdog scalars, service and client columns
+        Assert.Equal(9 + 9 + 9 + 8, readable.Count); // daemon and watchdog scalars, service and client columns
         var store = Mib(Sample()).Build(Sample());
         foreach (var o in readable)
         {
@@ -183,6 +183,8 @@ public sealed class ApphbMibTests
         Assert.Equal(new Integer32(1), store.Get(ApphbMib.Watchdog.LastBootByWatchdog.Append(0)));
         Assert.Equal(new TimeTicks(1250), store.Get(ApphbMib.Daemon.Uptime.Append(0)));
         Assert.Equal(new Gauge32(200), store.Get(ApphbMib.Daemon.LoopLateness.Append(0)));
+        Assert.Equal(new Gauge32(1), store.Get(ApphbMib.Daemon.ClientsHung.Append(0)));
+        Assert.Equal(new Gauge32(1), store.Get(ApphbMib.Daemon.ServicesDown.Append(0)));
         Assert.Same(SnmpException.NoSuchInstance, store.Get(ApphbMib.Client.Name.Append(2)));
         Assert.Same(SnmpException.NoSuchObject, store.Get(ApphbMib.Root.Append(9, 9)));
     }

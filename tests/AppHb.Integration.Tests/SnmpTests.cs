@@ -70,6 +70,8 @@ public sealed class SnmpTests
         Assert.Equal("5 seconds", walk[("apphbWatchdogTimeout", "0")]);
         Assert.Equal(daemon.Pid.ToString(CultureInfo.InvariantCulture), walk[("apphbDaemonPid", "0")]);
         Assert.Equal("1 clients", walk[("apphbDaemonClients", "0")]);
+        Assert.Equal("0 clients", walk[("apphbDaemonClientsHung", "0")]);
+        Assert.Equal("0 services", walk[("apphbDaemonServicesDown", "0")]);
         Assert.Equal(status.Daemon.Version, walk[("apphbDaemonVersion", "0")]);
 
         var get = await snmp.ToolAsync("snmpget", [.. NetSnmp.V2c, "-Oqv"], "APPHB-MIB::apphbDaemonPid.0", "APPHB-MIB::apphbServiceName.1");

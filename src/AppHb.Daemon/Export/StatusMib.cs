@@ -82,6 +82,8 @@ internal sealed class StatusMib
         b.AddScalar(ApphbMib.Daemon.Clients, new Gauge32((uint)document.Clients.Count));
         b.AddScalar(ApphbMib.Daemon.Services, new Gauge32((uint)document.Services.Count));
         b.AddScalar(ApphbMib.Daemon.LoopLateness, new Gauge32(Clamp(d.LoopLatenessP99Ms * 1000)));
+        b.AddScalar(ApphbMib.Daemon.ClientsHung, new Gauge32((uint)document.Clients.Count(c => c.State == "hung")));
+        b.AddScalar(ApphbMib.Daemon.ServicesDown, new Gauge32((uint)document.Services.Count(s => s.Wanted && s.State != "running")));
 
         var w = document.Watchdog;
         b.AddScalar(ApphbMib.Watchdog.Backend, ApphbMib.Display(w.Backend));

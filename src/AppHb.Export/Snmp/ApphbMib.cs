@@ -27,6 +27,10 @@ public static class ApphbMib
         public static ObjectIdentifier Services { get; } = Objects.Append(1, 6);
 
         public static ObjectIdentifier LoopLateness { get; } = Objects.Append(1, 7);
+
+        public static ObjectIdentifier ClientsHung { get; } = Objects.Append(1, 8);
+
+        public static ObjectIdentifier ServicesDown { get; } = Objects.Append(1, 9);
     }
 
     public static class Watchdog
