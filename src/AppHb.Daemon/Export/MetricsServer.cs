@@ -22,7 +22,7 @@ namespace AppHb.Daemon.Export;
 /// a second host, DI container and routing cost 14 MB of resident memory for one URL (measured).</para>
 /// <para>Scrapes are served one at a time (each refreshes the families from one status snapshot) on the thread pool,
 /// never on apphbd's realtime threads.</para></summary>
-internal sealed class MetricsServer(ApphbdOptions options, CollectorRegistry registry, StatusMetrics families, ILoggerFactory loggers)
+internal sealed class MetricsServer(ApphbdOptions options, CollectorRegistry registry, StatusMetrics families, ObservedMetrics observed, ILoggerFactory loggers)
     : IHostedService, IAsyncDisposable, IHttpApplication<IFeatureCollection>
 {
     private static readonly byte[] NotFound = Encoding.UTF8.GetBytes("apphbd serves GET /metrics only\n");
@@ -72,6 +72,7 @@ internal sealed class MetricsServer(ApphbdOptions options, CollectorRegistry reg
             return;
         }
 
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var openMetrics = TextSerializer.PrefersOpenMetrics(request.Headers.Accept.ToString());
         await _scrape.WaitAsync();
         try
@@ -83,6 +84,7 @@ internal sealed class MetricsServer(ApphbdOptions options, CollectorRegistry reg
             response.Headers.ContentType = openMetrics ? TextSerializer.OpenMetricsContentType : TextSerializer.PrometheusContentType;
             response.Headers.ContentLength = length;
             await body.Writer.WriteAsync(_bytes.AsMemory(0, length));
+            observed.Scrape(System.Diagnostics.Stopwatch.GetElapsedTime(started));
         }
         finally
         {
