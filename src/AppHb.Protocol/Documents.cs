@@ -12,6 +12,9 @@ public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog
 /// <param name="StateAgeSeconds">How long it has been in this state.</param>
 /// <param name="WaitingFor">The requirement a waiting service waits for.</param>
 /// <param name="StatusText">The last STATUS= it sent on its NOTIFY_SOCKET.</param>
+/// <param name="LastExit">How it last ended, for people ("exit code 3", "signal 9 (SIGKILL)", "start failed: …").</param>
+/// <param name="LastExitCode">The exit code of its last exit, when it exited (not killed, not unknown).</param>
+/// <param name="LastExitSignal">The signal that killed it last, when one did.</param>
 public sealed record ServiceStatus(
     string Name,
     string State,
@@ -25,7 +28,9 @@ public sealed record ServiceStatus(
     string? WaitingFor,
     string? StatusText,
     IReadOnlyList<string> Requires,
-    IReadOnlyList<CheckStatus> Checks);
+    IReadOnlyList<CheckStatus> Checks,
+    int? LastExitCode = null,
+    int? LastExitSignal = null);
 
 /// <summary>One check of a service (API checks, and the heartbeat check as kind "heartbeat").</summary>
 /// <param name="Passing">null before the first run.</param>

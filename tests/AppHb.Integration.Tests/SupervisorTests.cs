@@ -72,6 +72,7 @@ public sealed class SupervisorTests
         var second = await UntilAsync(daemon, "worker", s => s.State == "running" && s.Pid != first.Pid);
         Assert.Equal(1, second.Restarts);
         Assert.Equal("signal 9 (SIGKILL)", second.LastExit);
+        Assert.Equal((null, 9), (second.LastExitCode, second.LastExitSignal));
         var exited = await events.WaitForAsync(e => e.Kind == "service-exited" && e.Service == "worker", Long);
         Assert.Contains("SIGKILL", exited.Message, StringComparison.Ordinal);
         Assert.True(Alive(second.Pid!.Value));
@@ -144,6 +145,7 @@ public sealed class SupervisorTests
         Assert.Equal(0, (await ServiceAsync(daemon, "custom")).Restarts);
         Assert.False(oneshot.Wanted);
         Assert.Equal("exit code 42", custom.LastExit);
+        Assert.Equal((42, (int?)null), (custom.LastExitCode, custom.LastExitSignal));
     }
 
     [Fact]

@@ -122,7 +122,7 @@ internal sealed class StatusMetrics : IDisposable
                 }
 
                 restarts.WithLabels(s.Name).IncTo(s.Restarts);
-                lastExit.WithLabels(s.Name).Set(ExitCode(s.LastExit));
+                lastExit.WithLabels(s.Name).Set(s.LastExitCode ?? (s.LastExitSignal is { } signal ? -signal : double.NaN));
                 critical.WithLabels(s.Name).Set(s.Critical ? 1 : 0);
             }
         });
@@ -147,23 +147,6 @@ internal sealed class StatusMetrics : IDisposable
                 snmpDropped.WithLabels().IncTo(subagent.NotificationsDropped);
             }
         });
-    }
-
-    /// <summary>"exit code 3" is 3, "signal 9 (SIGKILL)" is -9; nothing yet is NaN.</summary>
-    internal static double ExitCode(string? lastExit)
-    {
-        if (lastExit is null)
-        {
-            return double.NaN;
-        }
-
-        var parts = lastExit.Split(' ');
-        if (lastExit.StartsWith("exit code ", StringComparison.Ordinal) && int.TryParse(parts[2], System.Globalization.CultureInfo.InvariantCulture, out var code))
-        {
-            return code;
-        }
-
-        return lastExit.StartsWith("signal ", StringComparison.Ordinal) && int.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out var signal) ? -signal : double.NaN;
     }
 
     public void Dispose() => _events.Dispose();

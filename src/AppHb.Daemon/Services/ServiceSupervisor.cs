@@ -296,7 +296,9 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
                 s.Definition.Requires,
                 s.Checks.Select(c => new CheckStatus(c.Definition.Name, c.Definition.Kind.ToString().ToLowerInvariant(),
                     c.Definition.Heavy ? "heavy" : "light", c.LastPassed, c.ConsecutiveFailures, c.Runs, c.Failures,
-                    Math.Round(c.LastDurationMs, 3), c.LastMessage)).ToList())).ToList();
+                    Math.Round(c.LastDurationMs, 3), c.LastMessage)).ToList(),
+                s.LastExitCode,
+                s.LastExitSignal)).ToList();
         }
     }
 
@@ -397,6 +399,7 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         {
             Publish(ServiceEventKind.StartFailed, service, $"cannot start: {e.Message}", failure: true);
             service.LastExit = "start failed: " + e.Message;
+            (service.LastExitCode, service.LastExitSignal) = (null, null);
             ApplyDecision(service, service.Tracker.Exited(ProcessExit.Code(127), _time.GetTimestamp()));
             return;
         }
@@ -540,6 +543,7 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         }
 
         service.LastExit = exit.ToString();
+        (service.LastExitCode, service.LastExitSignal) = (exit.ExitCode, exit.Signal);
         if (service.State == ServiceState.Stopping)
         {
             Stopped(service, exit);

@@ -71,6 +71,8 @@ internal sealed class SupervisedService
     public RestartTracker Tracker { get; set; }
     public long Restarts { get; set; }
     public string? LastExit { get; set; }
+    public int? LastExitCode { get; set; }
+    public int? LastExitSignal { get; set; }
     public long NotBefore { get; set; }
     public ITimer? Timer { get; set; }
     public AfterStop AfterStop { get; set; }
