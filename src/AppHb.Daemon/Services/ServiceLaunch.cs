@@ -18,21 +18,21 @@ internal static class ServiceLaunch
     internal const string Shell = "/bin/sh";
 
     /// <summary>The uid and gid a service runs as (null: apphbd's own): the user's, its group overriding the gid.</summary>
-    public static (uint? Uid, uint? Gid) Owner(ServiceDefinition service)
-    {
-        uint? uid = null;
-        uint? gid = null;
-        if (service.User is not null && UnixAccounts.TryGetUser(service.User, out var user))
-        {
-            (uid, gid) = (user.Uid, user.Gid);
-        }
+    public static (uint? Uid, uint? Gid) Owner(ServiceDefinition service) => Owner(service, User(service));
 
+    /// <summary>The service's user, looked up once per spawn (NSS may be a network lookup).</summary>
+    private static UnixAccounts.UserAccount? User(ServiceDefinition service) =>
+        service.User is not null && UnixAccounts.TryGetUser(service.User, out var account) ? account : null;
+
+    private static (uint? Uid, uint? Gid) Owner(ServiceDefinition service, UnixAccounts.UserAccount? user)
+    {
+        var gid = user?.Gid;
         if (service.Group is not null && UnixAccounts.TryGetGroupId(service.Group, out var groupId))
         {
             gid = groupId;
         }
 
-        return (uid, gid);
+        return (user?.Uid, gid);
     }
 
     public static SpawnRequest Build(ServiceDefinition service, string clientSocketPath, string? notifySocketPath)
@@ -62,8 +62,8 @@ internal static class ServiceLaunch
         if (service.User is not null || service.Group is not null)
         {
             chain.Add(SetPriv);
-            UnixAccounts.UserAccount? user = service.User is not null && UnixAccounts.TryGetUser(service.User, out var account) ? account : null;
-            var (_, gid) = Owner(service);
+            var user = User(service);
+            var (_, gid) = Owner(service, user);
             if (user is { } u)
             {
                 chain.Add("--reuid=" + u.Uid.ToString(CultureInfo.InvariantCulture));
