@@ -80,6 +80,11 @@ public sealed class SnmpTests
         Assert.Contains("apphbServiceName.99 = No Such Instance", missing, StringComparison.Ordinal);
         Assert.Contains("apphbDaemonPid.1 = No Such Instance", missing, StringComparison.Ordinal);
 
+        // SNMPv1 too (snmpd's business: it maps the versions; v1 has no Counter64, which snmpd leaves out of v1 walks).
+        var v1 = Parse(await snmp.ToolAsync("snmpwalk", ["-v1", "-c", NetSnmp.Community], "APPHB-MIB::apphbServiceTable"));
+        Assert.Equal(walk[("apphbServiceName", "1")], v1[("apphbServiceName", "1")]);
+        Assert.Equal(walk[("apphbServicePid", "1")], v1[("apphbServicePid", "1")]);
+
         // v3 with authentication and privacy: snmpd's security, our values; and GetBulk end to end.
         var bulk = Parse(await snmp.ToolAsync("snmpbulkwalk", [.. NetSnmp.V3AuthPriv, "-Cr7"], "APPHB-MIB::apphbMIB"));
         Assert.Equal(walk.Keys.Order().ToList(), bulk.Keys.Order().ToList());
