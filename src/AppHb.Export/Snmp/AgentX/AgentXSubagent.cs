@@ -143,7 +143,7 @@ public sealed class AgentXSubagent
 #pragma warning restore CA1031
             {
                 var failure = e is SocketException && _endpoint.Address is UnixDomainSocketEndPoint unix && !File.Exists(unix.ToString())
-                    ? $"no socket at {unix} (is snmpd running, with \"master agentx\"?)"
+                    ? $"no socket at {unix}; is snmpd running with \"master agentx\"?"
                     : e is SocketException or IOException or AgentXParseException or TimeoutException or AgentXRefusedException or OperationCanceledException
                         ? e.Message
                         : $"{e.GetType().Name}: {e.Message}";
@@ -154,7 +154,8 @@ public sealed class AgentXSubagent
                 else if (failure != lastFailure)
                 {
                     // Once per distinct reason: a node without snmpd would otherwise log every few seconds forever.
-                    _changed(e is AgentXRefusedException ? AgentXSessionChange.Refused : AgentXSessionChange.ConnectFailed, $"{_endpoint}: {failure}");
+                    _changed(e is AgentXRefusedException ? AgentXSessionChange.Refused : AgentXSessionChange.ConnectFailed,
+                        failure.Contains(_endpoint.Text, StringComparison.Ordinal) ? failure : $"{_endpoint}: {failure}");
                 }
 
                 lastFailure = failure;
