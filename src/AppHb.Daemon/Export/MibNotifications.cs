@@ -12,6 +12,9 @@ internal readonly record struct MibNotification(ObjectIdentifier Trap, IReadOnly
 /// MIB's OBJECTS clauses without snmpd.</summary>
 internal static class MibNotifications
 {
+    /// <summary>The notification for an event, or null for the many events that are none. Which one is decided before
+    /// anything is built: the agent sees every event of the node (a burst of client registrations included), and only
+    /// a notification needs the event's text and the service's state.</summary>
     /// <param name="serviceIndex">The service table's row of a service (StatusMib.ServiceIndex).</param>
     /// <param name="serviceNow">The service's status now (the event says what happened, the status what it left).</param>
     public static MibNotification? ForEvent(AppHbEvent appEvent, Func<string, uint> serviceIndex, Func<string, ServiceStatus?> serviceNow)
@@ -19,48 +22,54 @@ internal static class MibNotifications
         ArgumentNullException.ThrowIfNull(appEvent);
         ArgumentNullException.ThrowIfNull(serviceIndex);
         ArgumentNullException.ThrowIfNull(serviceNow);
-        var message = new Variable(ApphbMib.NotifyMessage.Append(0), ApphbMib.Display(appEvent.Describe()));
-        switch (appEvent)
+        return appEvent switch
         {
-            case ClientEvent { ClientKind: ClientEventKind.Hung } hung when hung.Client.Id is > 0 and <= uint.MaxValue:
-            {
-                var row = (uint)hung.Client.Id;
-                return new(ApphbMib.Notification.ClientHung,
-                [
-                    new(ApphbMib.Client.Name.Append(row), ApphbMib.Display(hung.Client.Name)),
-                    new(ApphbMib.Client.Instance.Append(row), ApphbMib.Display(hung.Client.Instance)),
-                    new(ApphbMib.Client.Pid.Append(row), new Gauge32((uint)hung.Client.Pid)),
-                    message,
-                ]);
-            }
-
-            case ServiceEvent service:
-            {
-                var row = serviceIndex(service.Service);
-                var now = serviceNow(service.Service);
-                var name = new Variable(ApphbMib.Service.Name.Append(row), ApphbMib.Display(service.Service));
-                return service.ServiceKind switch
-                {
-                    ServiceEventKind.GaveUp => new MibNotification(ApphbMib.Notification.ServiceGaveUp,
-                        [name, new(ApphbMib.Service.Critical.Append(row), ApphbMib.Truth(now?.Critical ?? false)), message]),
-                    ServiceEventKind.Restarting => new MibNotification(ApphbMib.Notification.ServiceRestarted,
-                        [name, new(ApphbMib.Service.Restarts.Append(row), new Counter32(unchecked((uint)(now?.Restarts ?? 0)))), message]),
-                    ServiceEventKind.Exited or ServiceEventKind.StartFailed or ServiceEventKind.CheckFailed or ServiceEventKind.HeartbeatLost
-                        or ServiceEventKind.Alert when service.IsFailure => new MibNotification(ApphbMib.Notification.ServiceFailed,
-                        [
-                            name,
-                            new(ApphbMib.Service.State.Append(row), ApphbMib.Enumeration(ApphbMib.Service.States, now?.State ?? "failed")),
-                            new(ApphbMib.Service.LastExit.Append(row), ApphbMib.Display(now?.LastExit)),
-                            message,
-                        ]),
-                    _ => null,
-                };
-            }
-
-            default:
-                return null;
-        }
+            ClientEvent { ClientKind: ClientEventKind.Hung } hung when hung.Client.Id is > 0 and <= uint.MaxValue => ClientHung(hung),
+            ServiceEvent service when Trap(service) is { } trap => ForService(service, trap, serviceIndex(service.Service), serviceNow(service.Service)),
+            _ => null,
+        };
     }
+
+    private static ObjectIdentifier? Trap(ServiceEvent service) => service.ServiceKind switch
+    {
+        ServiceEventKind.GaveUp => ApphbMib.Notification.ServiceGaveUp,
+        ServiceEventKind.Restarting => ApphbMib.Notification.ServiceRestarted,
+        ServiceEventKind.Exited or ServiceEventKind.StartFailed or ServiceEventKind.CheckFailed or ServiceEventKind.HeartbeatLost
+            or ServiceEventKind.Alert when service.IsFailure => ApphbMib.Notification.ServiceFailed,
+        _ => null,
+    };
+
+    private static MibNotification ClientHung(ClientEvent hung)
+    {
+        var row = (uint)hung.Client.Id;
+        return new(ApphbMib.Notification.ClientHung,
+        [
+            new(ApphbMib.Client.Name.Append(row), ApphbMib.Display(hung.Client.Name)),
+            new(ApphbMib.Client.Instance.Append(row), ApphbMib.Display(hung.Client.Instance)),
+            new(ApphbMib.Client.Pid.Append(row), new Gauge32((uint)hung.Client.Pid)),
+            Message(hung),
+        ]);
+    }
+
+    /// <summary>For an event <see cref="Trap"/> maps to <paramref name="trap"/>.</summary>
+    private static MibNotification ForService(ServiceEvent service, ObjectIdentifier trap, uint row, ServiceStatus? now)
+    {
+        var name = new Variable(ApphbMib.Service.Name.Append(row), ApphbMib.Display(service.Service));
+        return new(trap, service.ServiceKind switch
+        {
+            ServiceEventKind.GaveUp => [name, new(ApphbMib.Service.Critical.Append(row), ApphbMib.Truth(now?.Critical ?? false)), Message(service)],
+            ServiceEventKind.Restarting => [name, new(ApphbMib.Service.Restarts.Append(row), new Counter32(unchecked((uint)(now?.Restarts ?? 0)))), Message(service)],
+            _ =>
+            [
+                name,
+                new(ApphbMib.Service.State.Append(row), ApphbMib.Enumeration(ApphbMib.Service.States, now?.State ?? "failed")),
+                new(ApphbMib.Service.LastExit.Append(row), ApphbMib.Display(now?.LastExit)),
+                Message(service),
+            ],
+        });
+    }
+
+    private static Variable Message(AppHbEvent appEvent) => new(ApphbMib.NotifyMessage.Append(0), ApphbMib.Display(appEvent.Describe()));
 
     /// <summary>Sent once after start when the watchdog device says the last reset was its own.</summary>
     public static MibNotification WatchdogResetBoot(string device) => new(ApphbMib.Notification.WatchdogResetBoot,

@@ -19,8 +19,7 @@ internal sealed class StatusMib
     private readonly Lock _lock = new();
     private readonly Dictionary<string, uint> _serviceIndexes = new(StringComparer.Ordinal);
     private ObjectStore _store = ObjectStore.Empty;
-    private long _builtAt;
-    private bool _built;
+    private long? _builtAt;
 
     /// <param name="status">Reads the status snapshot (StatusReporter.Build).</param>
     public StatusMib(Func<StatusDocument> status, ApphbdOptions options, TimeProvider time)
@@ -54,7 +53,7 @@ internal sealed class StatusMib
     {
         lock (_lock)
         {
-            if (_built && _time.GetElapsedTime(_builtAt) < Freshness)
+            if (_builtAt is { } builtAt && _time.GetElapsedTime(builtAt) < Freshness)
             {
                 return _store;
             }
@@ -66,7 +65,6 @@ internal sealed class StatusMib
         {
             _store = store;
             _builtAt = _time.GetTimestamp();
-            _built = true;
             return store;
         }
     }
