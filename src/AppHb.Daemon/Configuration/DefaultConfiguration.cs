@@ -52,7 +52,8 @@ public static class DefaultConfiguration
           # apphbd serves APPHB-MIB (/usr/share/snmp/mibs/APPHB-MIB.txt) as an AgentX subagent of the system's snmpd,
           # and sends its notifications through it; snmpd keeps SNMP versions, communities, users and access control.
           # Where snmpd's master agent listens (its agentXSocket): a socket path, unix:PATH, tcp:127.0.0.1:705, or off.
-          # snmpd needs "master agentx" (/usr/share/apphb/snmpd-apphb.conf); apphbd reconnects whenever snmpd restarts.
+          # snmpd needs "master agentx" (the package installs /etc/snmp/snmpd.conf.d/apphb.conf); apphbd reconnects whenever
+          # snmpd restarts.
           agentx: /var/agentx/master
 
         # Services apphbd starts in dependency order, respawns, and checks (apphbd.yaml(5) has every key).
