@@ -61,13 +61,9 @@ public sealed class TableObject
         return row < 0 ? SnmpException.NoSuchInstance : _cell(column, row);
     }
 
-    /// <summary>The first cell after <paramref name="start"/> (or at it, when <paramref name="include"/>), in OID order:
-    /// column by column, each row in index order.</summary>
-    internal Variable? GetNext(ObjectIdentifier start, bool include) =>
-        TryNext(start, include, out var column, out var row) ? At(column, row) : null;
-
-    /// <summary>Where <see cref="GetNext"/> would land, as column and row positions: found without building the cell,
-    /// so an object store can weigh this table's candidate against its scalars' for free.</summary>
+    /// <summary>The first cell after <paramref name="start"/> (or at it, when <paramref name="include"/>) in OID order
+    /// (column by column, each row in index order), as column and row positions: found without building the cell, so
+    /// an object store can weigh this table's candidate against its scalars' for free.</summary>
     internal bool TryNext(ObjectIdentifier start, bool include, out int column, out int row)
     {
         column = 0;
@@ -122,18 +118,6 @@ public sealed class TableObject
         name[^2] = _columns[column];
         name[^1] = _rows[row];
         return ((ReadOnlySpan<uint>)name).SequenceCompareTo(other.SubIdentifiers);
-    }
-
-    /// <summary>Every cell in OID order.</summary>
-    internal IEnumerable<Variable> Cells()
-    {
-        for (var c = 0; c < _columns.Length; c++)
-        {
-            for (var r = 0; r < _rows.Length; r++)
-            {
-                yield return At(c, r);
-            }
-        }
     }
 
     internal Variable At(int column, int row) => new(Entry.Append(_columns[column], _rows[row]), _cell(column, row));
