@@ -13,21 +13,9 @@ public sealed class ApphbMibTests
 {
     private static readonly string MibFile = Path.Combine(RepositoryPaths.Root, "src", "AppHb.Export", "Snmp", "APPHB-MIB.txt");
 
-    private static async Task<(int Code, string Output)> SmiAsync(string tool, params string[] args)
-    {
-        var info = new System.Diagnostics.ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true };
-        info.Environment["SMIPATH"] = Path.Combine(RepositoryPaths.Root, "tests", "mibs");
-        foreach (var a in args)
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        using var process = System.Diagnostics.Process.Start(info)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        return (process.ExitCode, await error + await output);
-    }
+    /// <summary>A libsmi tool with SMIPATH at the SMIv2 base modules the MIB imports.</summary>
+    private static Task<(int Code, string Output)> SmiAsync(string tool, params string[] args) =>
+        ProcessRunner.RunAsync("env", [$"SMIPATH={Path.Combine(RepositoryPaths.Root, "tests", "mibs")}", tool, .. args]);
 
     /// <summary>Every object with its OID, kind (scalar, column, notification), access and SMI base type.</summary>
     private static async Task<List<(string Name, ObjectIdentifier Oid, string Kind, string Access, string Type, XElement Element)>> ObjectsAsync()
