@@ -193,7 +193,7 @@ internal sealed class HeartbeatBenchmark
             delays.Sort();
             var summary = delays.Count == 0
                 ? new Delays(0, double.NaN, double.NaN, double.NaN)
-                : new Delays(delays.Count, Percentile(delays, 0.5), Percentile(delays, 0.99), delays[^1]);
+                : new Delays(delays.Count, Percentiles.NearestRank(delays, 0.5), Percentiles.NearestRank(delays, 0.99), delays[^1]);
 
             if (daemon is OurDaemon ours)
             {
@@ -206,11 +206,9 @@ internal sealed class HeartbeatBenchmark
             var arrivals = tickles!.Messages.Select(m => m.At).ToList();
             var gaps = arrivals.Zip(arrivals.Skip(1), (a, b) => Math.Max(0, (b - a) * 1000.0 / Stopwatch.Frequency - TicklePeriod.TotalMilliseconds)).ToList();
             gaps.Sort();
-            return (summary, gaps.Count == 0 ? double.NaN : Percentile(gaps, 0.99), gaps.Count == 0 ? double.NaN : gaps[^1]);
+            return (summary, gaps.Count == 0 ? double.NaN : Percentiles.NearestRank(gaps, 0.99), gaps.Count == 0 ? double.NaN : gaps[^1]);
         }
     }
-
-    private static double Percentile(List<double> sorted, double q) => sorted[Math.Clamp((int)Math.Ceiling(q * sorted.Count) - 1, 0, sorted.Count - 1)];
 
     private static Row Compare(string metric, double? ours, double? theirs, string format, bool lowerIsBetter = false, string target = "")
     {

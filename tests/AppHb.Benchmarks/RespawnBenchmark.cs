@@ -70,7 +70,7 @@ internal sealed class RespawnBenchmark(string apphbd, string work, int kills)
 
                     var latencies = await KillLoopAsync(directory, Services, rapid);
                     latencies.Sort();
-                    var p50 = Percentile(latencies, 0.50);
+                    var p50 = Percentiles.NearestRank(latencies, 0.50);
                     if (supervisor is ApphbdSupervisor)
                     {
                         ours[mode] = p50;
@@ -78,7 +78,7 @@ internal sealed class RespawnBenchmark(string apphbd, string work, int kills)
 
                     var ratio = ours.TryGetValue(mode, out var ourP50) && ourP50 > 0 ? $"{p50 / ourP50:0.0}x" : "-";
                     table.AppendLine(CultureInfo.InvariantCulture,
-                        $"| {supervisor.Name} | {mode} | {latencies.Count} | {p50:0.000} | {Percentile(latencies, 0.95):0.000} | {Percentile(latencies, 0.99):0.000} | {(latencies.Count > 0 ? latencies[^1] : double.NaN):0.000} | {ratio} |");
+                        $"| {supervisor.Name} | {mode} | {latencies.Count} | {p50:0.000} | {Percentiles.NearestRank(latencies, 0.95):0.000} | {Percentiles.NearestRank(latencies, 0.99):0.000} | {(latencies.Count > 0 ? latencies[^1] : double.NaN):0.000} | {ratio} |");
                 }
             }
 
@@ -188,9 +188,6 @@ internal sealed class RespawnBenchmark(string apphbd, string work, int kills)
             _stamped.Release();
         }
     }
-
-    private static double Percentile(List<double> sorted, double p) =>
-        sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
 
     private static string Slug(string name) => name.Replace(' ', '-');
 }

@@ -161,11 +161,7 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
         report.AppendLine(CultureInfo.InvariantCulture,
             $"| {metric} | {ours.ToString(format, CultureInfo.InvariantCulture)} | {theirs.ToString(format, CultureInfo.InvariantCulture)} | {(theirs == 0 ? "n/a" : (ours / theirs).ToString("0.00", CultureInfo.InvariantCulture) + "×")} | {target} |");
 
-    private static double P(List<double> times, double p)
-    {
-        var sorted = times.Order().ToList();
-        return sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
-    }
+    private static double P(List<double> times, double p) => Percentiles.NearestRank(times.Order().ToList(), p);
 
     /// <summary>Reads the body into one reused buffer: a string of hundreds of KB per scrape would put the scraper's
     /// own large-object-heap collections into the tail being measured.</summary>
