@@ -9,6 +9,8 @@ namespace AppHb.Export.Snmp.AgentX;
 /// <param name="Timeout">Seconds the master waits for an answer (0: its default, 1 s in net-snmp).</param>
 /// <param name="Priority">Registration priority: lower wins when two subagents register the same subtree.</param>
 /// <param name="PingInterval">How often an idle session is pinged, so a master that hangs is noticed.</param>
+/// <param name="SpinAfterAnswer">How long the reader polls for the next request after answering one before it blocks
+/// (zero: never), see <see cref="AgentXInbox"/>.</param>
 public sealed record AgentXSubagentOptions(
     ObjectIdentifier Subtree,
     string Description,
@@ -18,7 +20,8 @@ public sealed record AgentXSubagentOptions(
     TimeSpan? ResponseTimeout = null,
     TimeSpan? ReconnectMin = null,
     TimeSpan? ReconnectMax = null,
-    int NotificationQueue = 1000);
+    int NotificationQueue = 1000,
+    TimeSpan? SpinAfterAnswer = null);
 
 /// <summary>What happened to the session, for the daemon's log.</summary>
 public enum AgentXSessionChange
@@ -92,6 +95,10 @@ public sealed class AgentXSubagent
 
     public long NotificationsDropped => Interlocked.Read(ref _notificationsDropped);
 
+    /// <summary>A little longer than snmpd takes from one answer to a walk's next request when the node is busy,
+    /// including the turn of a GetBulk (its response out, the manager's next request in, over loopback).</summary>
+    public static TimeSpan DefaultSpinAfterAnswer { get; } = TimeSpan.FromMicroseconds(200);
+
     private TimeSpan PingInterval => _options.PingInterval ?? TimeSpan.FromSeconds(15);
 
     private TimeSpan ResponseTimeout => _options.ResponseTimeout ?? TimeSpan.FromSeconds(5);
@@ -144,7 +151,7 @@ public sealed class AgentXSubagent
             var socket = _endpoint.CreateSocket();
             try
             {
-                await socket.ConnectAsync(_endpoint.Address, cancellationToken).ConfigureAwait(false);
+                await ConnectAsync(socket, cancellationToken).ConfigureAwait(false);
                 _socket = socket;
                 var reader = Observed(Serve(socket));
                 await OpenAndRegisterAsync(session.Token).ConfigureAwait(false);
@@ -200,6 +207,24 @@ public sealed class AgentXSubagent
 
             await Task.Delay(backoff, _time, cancellationToken).ConfigureAwait(false);
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, maxBackoff.Ticks));
+        }
+    }
+
+    /// <summary>Connects with a blocking connect(2) on a thread of its own rather than Socket.ConnectAsync: a socket
+    /// that ran one async operation stays registered with .NET's epoll thread, and then every PDU in either direction
+    /// wakes that thread as well as the reader (measured: snmpd's CPU per walked varbind went from 20 µs to 13 µs
+    /// without it, the walk from 310 ms to 230 ms). A master that never answers the connect is given up on after the
+    /// response timeout; the blocked thread ends when the socket is disposed or the kernel gives up.</summary>
+    private async Task ConnectAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        var connect = Observed(Task.Factory.StartNew(() => socket.Connect(_endpoint.Address), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default));
+        try
+        {
+            await connect.WaitAsync(ResponseTimeout, _time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException($"no connection to {_endpoint} within {ResponseTimeout.TotalSeconds:0.#} s");
         }
     }
 
@@ -275,23 +300,17 @@ public sealed class AgentXSubagent
 
     private void ServePdus(Socket socket)
     {
-        var header = new byte[AgentXHeader.Size];
-        var payload = new byte[4096];
+        var inbox = new AgentXInbox(_options.SpinAfterAnswer ?? DefaultSpinAfterAnswer);
         var answer = new ArrayBufferWriter<byte>(4096);
+        var answered = false;
         while (true)
         {
-            ReceiveExactly(socket, header);
-            var parsed = AgentXReader.ReadHeader(header);
-            if (payload.Length < parsed.PayloadLength)
-            {
-                payload = new byte[Math.Max(parsed.PayloadLength, (uint)payload.Length * 2)];
-            }
-
-            ReceiveExactly(socket, payload.AsSpan(0, (int)parsed.PayloadLength));
+            var parsed = inbox.ReceiveNext(socket, answered, out var payload);
+            answered = false;
             AgentXPdu pdu;
             try
             {
-                pdu = AgentXReader.ReadPdu(parsed, payload.AsSpan(0, (int)parsed.PayloadLength));
+                pdu = AgentXReader.ReadPdu(parsed, payload);
             }
             catch (AgentXParseException e)
             {
@@ -320,6 +339,7 @@ public sealed class AgentXSubagent
                     if (AgentXResponder.Answer(pdu, _store()) is { } reply)
                     {
                         Send(socket, reply, answer, parsed.NetworkByteOrder);
+                        answered = true;
                     }
 
                     break;
@@ -451,20 +471,6 @@ public sealed class AgentXSubagent
         catch (Exception e) when (e is SocketException or IOException or ObjectDisposedException)
         {
             // Closing anyway: snmpd drops the registration when the socket goes.
-        }
-    }
-
-    private static void ReceiveExactly(Socket socket, Span<byte> buffer)
-    {
-        while (!buffer.IsEmpty)
-        {
-            var read = socket.Receive(buffer, SocketFlags.None);
-            if (read == 0)
-            {
-                throw new IOException("the master agent closed the connection");
-            }
-
-            buffer = buffer[read..];
         }
     }
 }
