@@ -1,4 +1,6 @@
 using AppHb.Export.Metrics;
+using FsCheck;
+using FsCheck.Fluent;
 
 namespace AppHb.Export.Tests;
 
@@ -73,6 +75,34 @@ public class TextSerializerTests
         age.RemoveUntouched();
         Assert.Equal("# HELP apphb_client_last_beat_age_seconds Age.\n# TYPE apphb_client_last_beat_age_seconds gauge\n", TextSerializer.Serialize(registry.Collect(), openMetrics: false));
     }
+
+    [Fact]
+    public void Children_come_out_in_label_order_whatever_order_they_came_and_went_in() => Prop.ForAll(
+        Arb.From(Gen.ListOf(from a in Gen.Elements("", "a", "ab", "b", "é", "Z") from b in Gen.Elements("0", "1", "10", "9") from keep in Gen.Elements(true, false) select (a, b, keep))),
+        children =>
+        {
+            var registry = new CollectorRegistry();
+            var gauge = registry.CreateGauge("g", "G.", "name", "instance");
+            foreach (var (a, b, _) in children)
+            {
+                gauge.WithLabels(a, b);
+            }
+
+            gauge.Children(); // ordered once, so the sweep below must invalidate it
+            gauge.RemoveUntouched();
+            foreach (var (a, b, keep) in children)
+            {
+                if (keep)
+                {
+                    gauge.WithLabels(a, b);
+                }
+            }
+
+            gauge.RemoveUntouched();
+            var expected = children.Where(c => c.keep).Select(c => (c.a, c.b)).Distinct()
+                .OrderBy(c => c.a, StringComparer.Ordinal).ThenBy(c => c.b, StringComparer.Ordinal);
+            return gauge.Children().Select(c => (c.Labels[0], c.Labels[1])).SequenceEqual(expected);
+        }).QuickCheckThrowOnFailure();
 
     [Theory]
     [InlineData(30.0, "30")]

@@ -65,7 +65,7 @@ public abstract class Collector
     public abstract MetricType Type { get; }
 
     /// <summary>The children as (label values, their rendered text, child) in a stable order, for the serializer.</summary>
-    internal abstract IEnumerable<(IReadOnlyList<string> Labels, string Rendered, object Child)> Children();
+    internal abstract IReadOnlyList<(IReadOnlyList<string> Labels, string Rendered, object Child)> Children();
 
     /// <summary>Removes every child (for families rebuilt from a snapshot on each scrape).</summary>
     public abstract void Clear();
@@ -75,21 +75,27 @@ public abstract class Collector
 public abstract class Collector<TChild> : Collector where TChild : class
 {
     private readonly Lock _gate = new();
-    private readonly SortedDictionary<string, Labelled> _children = new(StringComparer.Ordinal);
+    private readonly Dictionary<string[], Labelled> _children;
+    private readonly Dictionary<string[], Labelled>.AlternateLookup<ReadOnlySpan<string>> _lookup;
+    // The children in label order, rebuilt only when one comes or goes: a family of a thousand clients is scraped
+    // many times between two changes, and each scrape would otherwise sort it again.
+    private (IReadOnlyList<string> Labels, string Rendered, object Child)[]? _ordered;
     private TChild? _unlabelled;
 
     protected Collector(string name, string help, IReadOnlyList<string> labelNames)
         : base(name, help, labelNames)
     {
+        _children = new Dictionary<string[], Labelled>(LabelValuesComparer.Instance);
+        _lookup = _children.GetAlternateLookup<ReadOnlySpan<string>>();
     }
 
     // Created on first use, not in this constructor: a derived class's fields (a histogram's bounds) are not set yet.
     private TChild? UnlabelledOrNull => LabelNames.Count == 0 ? LazyInitializer.EnsureInitialized(ref _unlabelled, CreateChild) : null;
 
-    /// <summary>The child for these label values (created on first use).</summary>
-    public TChild WithLabels(params string[] labelValues)
+    /// <summary>The child for these label values (created on first use). Looked up by the values themselves, without
+    /// an array or a joined key per call: a scrape asks for thousands of children.</summary>
+    public TChild WithLabels(params ReadOnlySpan<string> labelValues)
     {
-        ArgumentNullException.ThrowIfNull(labelValues);
         if (labelValues.Length != LabelNames.Count)
         {
             throw new ArgumentException($"{Name} has {LabelNames.Count} label(s) ({string.Join(", ", LabelNames)}), given {labelValues.Length} value(s)", nameof(labelValues));
@@ -100,15 +106,20 @@ public abstract class Collector<TChild> : Collector where TChild : class
             return unlabelled;
         }
 
-        var key = string.Join('\u001f', labelValues);
         lock (_gate)
         {
-            if (!_children.TryGetValue(key, out var entry))
+            if (!_lookup.TryGetValue(labelValues, out var entry))
             {
-                var labels = (string[])labelValues.Clone();
+                foreach (var value in labelValues)
+                {
+                    ArgumentNullException.ThrowIfNull(value, nameof(labelValues));
+                }
+
+                var labels = labelValues.ToArray();
                 // Rendered once per child: a family of a thousand clients is scraped far more often than it changes.
                 entry = new Labelled(labels, TextSerializer.RenderLabels(LabelNames, labels), CreateChild());
-                _children.Add(key, entry);
+                _children.Add(labels, entry);
+                _ordered = null;
             }
 
             entry.Touched = true;
@@ -122,7 +133,7 @@ public abstract class Collector<TChild> : Collector where TChild : class
     {
         lock (_gate)
         {
-            List<string>? stale = null;
+            List<string[]>? stale = null;
             foreach (var (key, entry) in _children)
             {
                 if (!entry.Touched)
@@ -133,9 +144,14 @@ public abstract class Collector<TChild> : Collector where TChild : class
                 entry.Touched = false;
             }
 
-            foreach (var key in stale ?? [])
+            if (stale is not null)
             {
-                _children.Remove(key);
+                foreach (var key in stale)
+                {
+                    _children.Remove(key);
+                }
+
+                _ordered = null;
             }
         }
     }
@@ -148,12 +164,13 @@ public abstract class Collector<TChild> : Collector where TChild : class
         lock (_gate)
         {
             _children.Clear();
+            _ordered = null;
         }
     }
 
     protected abstract TChild CreateChild();
 
-    internal override IEnumerable<(IReadOnlyList<string> Labels, string Rendered, object Child)> Children()
+    internal override IReadOnlyList<(IReadOnlyList<string> Labels, string Rendered, object Child)> Children()
     {
         if (UnlabelledOrNull is { } unlabelled)
         {
@@ -162,7 +179,15 @@ public abstract class Collector<TChild> : Collector where TChild : class
 
         lock (_gate)
         {
-            return _children.Values.Select(e => ((IReadOnlyList<string>)e.Labels, e.Rendered, (object)e.Child)).ToList();
+            if (_ordered is null)
+            {
+                var entries = _children.Values.ToArray();
+                Array.Sort(entries, static (a, b) => LabelValuesComparer.Compare(a.Labels, b.Labels));
+                _ordered = Array.ConvertAll(entries, e => ((IReadOnlyList<string>)e.Labels, e.Rendered, (object)e.Child));
+            }
+
+            // Replaced, never changed in place, so the serializer may read it outside the lock.
+            return _ordered;
         }
     }
 
@@ -175,5 +200,61 @@ public abstract class Collector<TChild> : Collector where TChild : class
         public TChild Child { get; } = child;
 
         public bool Touched { get; set; }
+    }
+}
+
+/// <summary>Label values compared element by element, ordinally; spans of them find arrays of them.</summary>
+internal sealed class LabelValuesComparer : IEqualityComparer<string[]>, IAlternateEqualityComparer<ReadOnlySpan<string>, string[]>
+{
+    public static LabelValuesComparer Instance { get; } = new();
+
+    public bool Equals(string[]? x, string[]? y) => ReferenceEquals(x, y) || (x is not null && y is not null && Equals(x.AsSpan(), y));
+
+    public int GetHashCode(string[] obj) => GetHashCode(obj.AsSpan());
+
+    public bool Equals(ReadOnlySpan<string> alternate, string[] other)
+    {
+        if (alternate.Length != other.Length)
+        {
+            return false;
+        }
+
+        for (var i = 0; i < alternate.Length; i++)
+        {
+            if (!string.Equals(alternate[i], other[i], StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    public int GetHashCode(ReadOnlySpan<string> alternate)
+    {
+        var hash = default(HashCode);
+        foreach (var value in alternate)
+        {
+            hash.Add(value, StringComparer.Ordinal);
+        }
+
+        return hash.ToHashCode();
+    }
+
+    public string[] Create(ReadOnlySpan<string> alternate) => alternate.ToArray();
+
+    /// <summary>The exposition's order: by the first label value, then the next (ordinal).</summary>
+    public static int Compare(string[] x, string[] y)
+    {
+        for (var i = 0; i < Math.Min(x.Length, y.Length); i++)
+        {
+            var order = string.CompareOrdinal(x[i], y[i]);
+            if (order != 0)
+            {
+                return order;
+            }
+        }
+
+        return x.Length.CompareTo(y.Length);
     }
 }

@@ -33,8 +33,10 @@ public static class TextSerializer
             var family = openMetrics ? CollectorRegistry.FamilyName(collector) : collector.Name;
             text.Append("# HELP ").Append(family).Append(' ').Append(EscapeHelp(collector.Help, openMetrics)).Append('\n');
             text.Append("# TYPE ").Append(family).Append(' ').Append(TypeName(collector.Type)).Append('\n');
-            foreach (var (_, rendered, child) in collector.Children())
+            var children = collector.Children();
+            for (var c = 0; c < children.Count; c++)
             {
+                var (_, rendered, child) = children[c];
                 switch (child)
                 {
                     case Counter.Child counter:
