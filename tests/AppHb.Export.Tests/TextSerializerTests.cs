@@ -131,6 +131,20 @@ public class TextSerializerTests
     }
 
     [Fact]
+    public void Non_ascii_label_values_and_help_are_utf_8_and_extreme_values_fit()
+    {
+        var registry = new CollectorRegistry();
+        var gauge = registry.CreateGauge("g", "Größe ☃", "name");
+        gauge.WithLabels("café 🙂").Set(-1.2345678901234567E-308);
+        gauge.WithLabels("x").Set(double.NegativeInfinity);
+        var output = new System.Buffers.ArrayBufferWriter<byte>(1);
+        TextSerializer.Serialize(registry.Collect(), openMetrics: false, output);
+        Assert.Equal(
+            "# HELP g Größe ☃\n# TYPE g gauge\ng{name=\"café 🙂\"} -1.2345678901234567E-308\ng{name=\"x\"} -Inf\n"u8.ToArray(),
+            output.WrittenSpan.ToArray());
+    }
+
+    [Fact]
     public void An_unlabelled_histogram_has_buckets_sum_and_count()
     {
         var registry = new CollectorRegistry();

@@ -178,18 +178,20 @@ public sealed class HeartbeatRegistry
     /// <summary>Every client, ordered by id.</summary>
     public IReadOnlyList<ClientSnapshot> Snapshot()
     {
+        List<ClientSnapshot> list;
         lock (_gate)
         {
             var now = _time.GetTimestamp();
-            var list = new List<ClientSnapshot>(_byName.Count);
+            list = new List<ClientSnapshot>(_byName.Count);
             foreach (var client in _byName.Values)
             {
                 list.Add(SnapshotOf(client, now));
             }
-
-            list.Sort((a, b) => a.Id.CompareTo(b.Id));
-            return list;
         }
+
+        // Sorted outside the lock: beats wait for the copy only, not for the order a status reader wants.
+        list.Sort(static (a, b) => a.Id.CompareTo(b.Id));
+        return list;
     }
 
     private void Evaluate(RegisteredClient client, long now)

@@ -32,11 +32,15 @@ public abstract class Collector
         }
 
         Name = name;
+        NameUtf8 = System.Text.Encoding.UTF8.GetBytes(name);
         Help = help;
         LabelNames = labelNames;
     }
 
     public string Name { get; }
+
+    /// <summary>The name as the exposition writes it (ASCII by the rule above).</summary>
+    internal byte[] NameUtf8 { get; }
 
     // [a-zA-Z_:][a-zA-Z0-9_:]* for metric names, without ':' for labels. By hand: a Regex here would load the regex
     // engine into the daemon for a few dozen checks at start.
@@ -65,7 +69,7 @@ public abstract class Collector
     public abstract MetricType Type { get; }
 
     /// <summary>The children as (label values, their rendered text, child) in a stable order, for the serializer.</summary>
-    internal abstract IReadOnlyList<(IReadOnlyList<string> Labels, string Rendered, object Child)> Children();
+    internal abstract IReadOnlyList<(IReadOnlyList<string> Labels, byte[] Rendered, object Child)> Children();
 
     /// <summary>Removes every child (for families rebuilt from a snapshot on each scrape).</summary>
     public abstract void Clear();
@@ -79,7 +83,7 @@ public abstract class Collector<TChild> : Collector where TChild : class
     private readonly Dictionary<string[], Labelled>.AlternateLookup<ReadOnlySpan<string>> _lookup;
     // The children in label order, rebuilt only when one comes or goes: a family of a thousand clients is scraped
     // many times between two changes, and each scrape would otherwise sort it again.
-    private (IReadOnlyList<string> Labels, string Rendered, object Child)[]? _ordered;
+    private (IReadOnlyList<string> Labels, byte[] Rendered, object Child)[]? _ordered;
     private TChild? _unlabelled;
 
     protected Collector(string name, string help, IReadOnlyList<string> labelNames)
@@ -170,11 +174,11 @@ public abstract class Collector<TChild> : Collector where TChild : class
 
     protected abstract TChild CreateChild();
 
-    internal override IReadOnlyList<(IReadOnlyList<string> Labels, string Rendered, object Child)> Children()
+    internal override IReadOnlyList<(IReadOnlyList<string> Labels, byte[] Rendered, object Child)> Children()
     {
         if (UnlabelledOrNull is { } unlabelled)
         {
-            return [(Array.Empty<string>(), string.Empty, unlabelled)];
+            return [(Array.Empty<string>(), Array.Empty<byte>(), unlabelled)];
         }
 
         lock (_gate)
@@ -191,11 +195,12 @@ public abstract class Collector<TChild> : Collector where TChild : class
         }
     }
 
-    private sealed class Labelled(string[] labels, string rendered, TChild child)
+    private sealed class Labelled(string[] labels, byte[] rendered, TChild child)
     {
         public string[] Labels { get; } = labels;
 
-        public string Rendered { get; } = rendered;
+        /// <summary>The label text as UTF-8, ready for the exposition.</summary>
+        public byte[] Rendered { get; } = rendered;
 
         public TChild Child { get; } = child;
 

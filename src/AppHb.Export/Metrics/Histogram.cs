@@ -14,11 +14,13 @@ public sealed class Histogram : Collector<Histogram.Child>
         }
 
         _buckets = [.. buckets.Where(b => !double.IsPositiveInfinity(b))];
+        BoundsUtf8 = _buckets.Select(b => System.Text.Encoding.UTF8.GetBytes(TextSerializer.Format(b))).ToArray();
     }
 
     public override MetricType Type => MetricType.Histogram;
 
-    internal IReadOnlyList<double> Buckets => _buckets;
+    /// <summary>The bounds as the exposition writes them in le="…", formatted once.</summary>
+    internal IReadOnlyList<byte[]> BoundsUtf8 { get; }
 
     public void Observe(double value) => Unlabelled.Observe(value);
 
