@@ -93,6 +93,32 @@ public sealed class MetricsTests
         Assert.Contains("# TYPE apphb_service_restarts counter\n", openText, StringComparison.Ordinal);
 
         Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync(new Uri(metrics, "/other"))).StatusCode);
+
+        // A client that leaves takes its series with it; one registering again under the same name gets fresh ones.
+        await client.DisposeAsync();
+        await WaitForScrapeAsync(http, metrics, t => t.Contains("apphb_clients 0\n", StringComparison.Ordinal));
+        Assert.DoesNotContain("name=\"orders\"", await http.GetStringAsync(metrics), StringComparison.Ordinal);
+        await using var again = new HeartbeatClient(new HeartbeatClientOptions { SocketPath = daemon.SocketPath, Name = "orders", Interval = TimeSpan.FromSeconds(20) });
+        await again.RegisterAsync();
+        await WaitForScrapeAsync(http, metrics, t => t.Contains("apphb_client_interval_seconds{name=\"orders\",client_instance=\"\"} 20\n", StringComparison.Ordinal)
+            && t.Contains("apphb_client_is_hung{name=\"orders\",client_instance=\"\"} 0\n", StringComparison.Ordinal));
+    }
+
+    private static async Task WaitForScrapeAsync(HttpClient http, Uri metrics, Func<string, bool> condition)
+    {
+        var text = string.Empty;
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            text = await http.GetStringAsync(metrics);
+            if (condition(text))
+            {
+                return;
+            }
+
+            await Task.Delay(100);
+        }
+
+        Assert.Fail($"the scrape never showed what was expected; last one:\n{text}");
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using AppHb.Core.Events;
+using AppHb.Core.Heartbeats;
 using AppHb.Daemon.Status;
 using AppHb.Export.Metrics;
 
@@ -11,6 +12,9 @@ internal sealed class StatusMetrics : IDisposable
 {
     private static readonly string[] States = ["waiting", "starting", "running", "stopping", "backoff", "stopped", "exited", "failed"];
     private readonly EventSubscription _events;
+    // Scrapes are serialized (MetricsServer), so these are touched by one scrape at a time.
+    private readonly Dictionary<ulong, ClientSeries> _clientSeries = [];
+    private int _generation;
 
     public StatusMetrics(CollectorRegistry registry, StatusReporter status, EventStream events, SnmpAgent snmp, Configuration.ApphbdOptions options)
     {
@@ -56,7 +60,7 @@ internal sealed class StatusMetrics : IDisposable
 
         registry.AddBeforeCollectCallback(() =>
         {
-            var document = status.Build();
+            var (document, snapshots) = status.BuildWithClientSnapshots();
             var d = document.Daemon;
             build.WithLabels(d.Version).Set(1);
             uptime.Set(d.UptimeSeconds);
@@ -79,18 +83,8 @@ internal sealed class StatusMetrics : IDisposable
             lastTickle.Set(w.LastTickleAgeMs is { } ms ? ms / 1000 : double.NaN);
             bootByWatchdog.Set(w.LastBootByWatchdog ? 1 : 0);
 
-            clients.Set(document.Clients.Count);
-            foreach (var c in document.Clients)
-            {
-                age.WithLabels(c.Name, c.Instance).Set(c.LastBeatAgeMs / 1000);
-                interval.WithLabels(c.Name, c.Instance).Set(c.IntervalMs / 1000.0);
-                hung.WithLabels(c.Name, c.Instance).Set(c.State == "hung" ? 1 : 0);
-            }
-
-            // Clients that left since the last scrape; the others keep their children (and rendered labels).
-            age.RemoveUntouched();
-            interval.RemoveUntouched();
-            hung.RemoveUntouched();
+            clients.Set(snapshots.Count);
+            UpdateClients(snapshots, age, interval, hung);
 
             while (_events.Reader.TryRead(out var appEvent))
             {
@@ -126,6 +120,67 @@ internal sealed class StatusMetrics : IDisposable
                 critical.WithLabels(s.Name).Set(s.Critical ? 1 : 0);
             }
         });
+    }
+
+    /// <summary>Each client's three series, found by its registration id: one lookup of a number per client and
+    /// scrape instead of three by label text. Clients gone since the last scrape lose their series before new ones get
+    /// theirs, so a client that re-registered under the same name and instance starts with fresh series.</summary>
+    private void UpdateClients(IReadOnlyList<ClientSnapshot> snapshots, Gauge age, Gauge interval, Gauge hung)
+    {
+        _generation++;
+        List<ClientSnapshot>? arrived = null;
+        foreach (var c in snapshots)
+        {
+            if (_clientSeries.TryGetValue(c.Id, out var series))
+            {
+                series.Generation = _generation;
+                series.Set(c);
+            }
+            else
+            {
+                (arrived ??= []).Add(c);
+            }
+        }
+
+        if (_clientSeries.Count + (arrived?.Count ?? 0) > snapshots.Count)
+        {
+            foreach (var (id, series) in _clientSeries)
+            {
+                if (series.Generation != _generation)
+                {
+                    age.Remove(series.Name, series.Instance);
+                    interval.Remove(series.Name, series.Instance);
+                    hung.Remove(series.Name, series.Instance);
+                    _clientSeries.Remove(id);
+                }
+            }
+        }
+
+        foreach (var c in arrived ?? [])
+        {
+            var series = new ClientSeries(c.Name, c.Instance, age.WithLabels(c.Name, c.Instance), interval.WithLabels(c.Name, c.Instance), hung.WithLabels(c.Name, c.Instance))
+            {
+                Generation = _generation,
+            };
+            series.Set(c);
+            _clientSeries.Add(c.Id, series);
+        }
+    }
+
+    private sealed class ClientSeries(string name, string instance, Gauge.Child age, Gauge.Child interval, Gauge.Child hung)
+    {
+        public string Name => name;
+
+        public string Instance => instance;
+
+        public int Generation { get; set; }
+
+        public void Set(ClientSnapshot client)
+        {
+            age.Set(StatusReporter.LastBeatAgeMs(client) / 1000);
+            interval.Set(client.Interval.TotalSeconds);
+            hung.Set(client.State == ClientState.Hung ? 1 : 0);
+        }
     }
 
     private static void AddSnmp(CollectorRegistry registry, SnmpAgent snmp)

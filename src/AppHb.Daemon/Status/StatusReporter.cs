@@ -34,12 +34,32 @@ internal sealed class StatusReporter
 
     public StatusDocument Build()
     {
-        var clients = _registry.Snapshot().Select(ToStatus).ToList();
+        var snapshots = _registry.Snapshot();
+        var clients = new List<ClientStatus>(snapshots.Count);
+        foreach (var snapshot in snapshots)
+        {
+            clients.Add(ToStatus(snapshot));
+        }
+
+        return Build(clients, clients.Count);
+    }
+
+    /// <summary>The document without its client list, and the clients as the registry's snapshots: for the metrics
+    /// exporter, which reads a few fields of every client at each scrape and need not copy each into a protocol
+    /// record first.</summary>
+    public (StatusDocument Document, IReadOnlyList<ClientSnapshot> Clients) BuildWithClientSnapshots()
+    {
+        var snapshots = _registry.Snapshot();
+        return (Build([], snapshots.Count), snapshots);
+    }
+
+    private StatusDocument Build(List<ClientStatus> clients, int clientCount)
+    {
         var loop = _health.LoopLateness.Summarize();
         var tickle = _health.TickleLateness.Summarize();
         var device = _tickler.Device;
         var daemon = new DaemonStatus(Version, Environment.ProcessId, _startedAt, _time.GetElapsedTime(_startedTimestamp).TotalSeconds,
-            _health.MemoryLocked, $"deadlines {_health.LoopScheduling}, tickle {_health.TickleScheduling}", clients.Count, loop.P99Ms, loop.MaxMs,
+            _health.MemoryLocked, $"deadlines {_health.LoopScheduling}, tickle {_health.TickleScheduling}", clientCount, loop.P99Ms, loop.MaxMs,
             GC.GetTotalAllocatedBytes(), GC.GetGCMemoryInfo().HeapSizeBytes, GC.CollectionCount(0));
         var watchdog = new WatchdogStatus(
             device?.Backend ?? "unopened",
@@ -71,7 +91,10 @@ internal sealed class StatusReporter
 
     private static ClientStatus ToStatus(ClientSnapshot c) => new(
         c.Id, c.Name, c.Instance, c.Pid, c.Uid, c.Gid, (uint)c.Interval.TotalMilliseconds, (uint)c.Warn.TotalMilliseconds,
-        Math.Round(c.LastBeatAge.TotalMilliseconds, 3), StateName(c.State), c.Beats);
+        LastBeatAgeMs(c), StateName(c.State), c.Beats);
+
+    /// <summary>The age every reader shows (status, metrics), to the microsecond.</summary>
+    public static double LastBeatAgeMs(ClientSnapshot client) => Math.Round(client.LastBeatAge.TotalMilliseconds, 3);
 
     // Constants, not Enum.ToString().ToLowerInvariant(): two strings per client per scrape otherwise.
     private static string StateName(ClientState state) => state switch

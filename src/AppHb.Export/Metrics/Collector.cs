@@ -131,6 +131,21 @@ public abstract class Collector<TChild> : Collector where TChild : class
         }
     }
 
+    /// <summary>Removes the child with these label values, if there is one.</summary>
+    public bool Remove(params ReadOnlySpan<string> labelValues)
+    {
+        lock (_gate)
+        {
+            if (!_lookup.Remove(labelValues, out _, out _))
+            {
+                return false;
+            }
+
+            _ordered = null;
+            return true;
+        }
+    }
+
     /// <summary>Removes the children not asked for with <see cref="WithLabels"/> since the previous call: a family that
     /// mirrors a snapshot (clients come and go) keeps its children, and their rendered labels, across scrapes.</summary>
     public void RemoveUntouched()
