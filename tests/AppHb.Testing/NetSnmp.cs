@@ -41,6 +41,9 @@ public sealed class NetSnmp : IAsyncDisposable
 
     public string Agent => $"udp:127.0.0.1:{AgentPort}";
 
+    /// <summary>The running snmpd's pid (for the benchmarks' CPU accounting).</summary>
+    public int SnmpdProcessId => _snmpd?.Id ?? throw new InvalidOperationException("snmpd is not running");
+
     public string SnmpdOutput => string.Join('\n', _output);
 
     /// <param name="fullView">The community sees all of snmpd (benchmarks walk snmpd's own tables beside ours).</param>
