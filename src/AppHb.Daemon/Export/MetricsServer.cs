@@ -82,8 +82,11 @@ internal sealed class MetricsServer(ApphbdOptions options, CollectorRegistry reg
             response.StatusCode = StatusCodes.Status200OK;
             response.Headers.ContentType = openMetrics ? TextSerializer.OpenMetricsContentType : TextSerializer.PrometheusContentType;
             response.Headers.ContentLength = _exposition.WrittenCount;
-            await body.Writer.WriteAsync(_exposition.WrittenMemory);
+            // Timed once the body is in Kestrel's pipe, not when the flush's completion gets a pool thread back: on a
+            // busy machine that continuation can wait milliseconds after the scraper already has every byte.
+            var write = body.Writer.WriteAsync(_exposition.WrittenMemory);
             observed.Scrape(System.Diagnostics.Stopwatch.GetElapsedTime(started));
+            await write;
         }
         finally
         {
