@@ -98,6 +98,7 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
         var walks = (Ours: new List<double>(), Theirs: new List<double>());
         var varbinds = (Ours: 0, Theirs: 0);
         var tables = new List<double>();
+        var tablesByNext = new List<double>();
         var rows = 0;
         watch.Restart();
         while (watch.Elapsed < phase)
@@ -108,6 +109,16 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
             var (tableCode, tableOutput) = await ProcessRunner.RunAsync("snmptable", ["-M", NetSnmp.MibDirectories, "-m", "APPHB-MIB", .. NetSnmp.V2c, "-Cr", "10", "-Cf", ",", snmp.Agent, "APPHB-MIB::apphbClientTable"]);
             tables.Add(Stopwatch.GetElapsedTime(table).TotalMilliseconds);
             rows = tableCode == 0 ? tableOutput.Split('\n').Count(l => l.Contains(',', StringComparison.Ordinal)) - 1 : throw new InvalidOperationException(tableOutput);
+
+            // The same table by GetNext (-CB): snmpd puts all of a request's varbinds for one subagent into one AgentX
+            // GetNext, which it never does for a GetBulk, so this is one round trip per row instead of per cell.
+            table = Stopwatch.GetTimestamp();
+            (tableCode, tableOutput) = await ProcessRunner.RunAsync("snmptable", ["-M", NetSnmp.MibDirectories, "-m", "APPHB-MIB", .. NetSnmp.V2c, "-CB", "-Cf", ",", snmp.Agent, "APPHB-MIB::apphbClientTable"]);
+            tablesByNext.Add(Stopwatch.GetElapsedTime(table).TotalMilliseconds);
+            if (tableCode != 0 || tableOutput.Split('\n').Count(l => l.Contains(',', StringComparison.Ordinal)) - 1 != rows)
+            {
+                throw new InvalidOperationException($"snmptable -CB: {tableOutput}");
+            }
 
             var cpu = Machine.CpuTime(snmp.SnmpdProcessId);
             var (time, count) = await WalkAsync(snmp, ".1.3.6.1.4.1.32473");
@@ -159,6 +170,7 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
         Row(report, "bulkwalk p50 per 1,000 varbinds (ms)", P(walks.Ours, 0.50) / (varbinds.Ours / 1000.0), P(walks.Theirs, 0.50) / (varbinds.Theirs / 1000.0), "0.0", null);
         report.AppendLine(CultureInfo.InvariantCulture, $"| apphbd's own work per AgentX GetNext: decode, answer, encode (µs, in-process replay of the walk) | {replay:0.00} |  |  |  |");
         report.AppendLine(CultureInfo.InvariantCulture, $"| apphbClientTable by snmptable, all columns per GetBulk ({rows} rows), p50 / max (ms) | {P(tables, 0.50):0.0} / {tables.Max():0.0} |  |  |  |");
+        report.AppendLine(CultureInfo.InvariantCulture, $"| the same by GetNext (snmptable -CB: one AgentX request per row), p50 / max (ms) | {P(tablesByNext, 0.50):0.0} / {tablesByNext.Max():0.0} |  |  |  |");
         report.AppendLine(CultureInfo.InvariantCulture, $"| tickle lateness p99 / max during the run (ms), period 100 ms | {after.Watchdog.TickleLatenessP99Ms:0.000} / {after.Watchdog.TickleLatenessMaxMs:0.000} |  |  | ≤ 1 |");
         report.AppendLine(CultureInfo.InvariantCulture, $"| deadline loop lateness p99 (ms) | {after.Daemon.LoopLatenessP99Ms:0.000} |  |  |  |");
         report.AppendLine(CultureInfo.InvariantCulture, $"| clients hung during the run (false hung) | {after.Clients.Count(c => c.State == "hung")} |  |  | 0 |");

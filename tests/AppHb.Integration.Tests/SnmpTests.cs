@@ -107,6 +107,46 @@ public sealed class SnmpTests
         Assert.Contains("worker", await snmp.ToolAsync("snmpget", NetSnmp.V2c, "APPHB-MIB::apphbServiceName.1"), StringComparison.Ordinal);
     }
 
+    /// <summary>The way docs/benchmarks.md tells pollers to read a large table through net-snmp: a GetNext of every
+    /// column, which snmpd hands to the subagent as one AgentX GetNext per row (it splits a GetBulk into one per cell).</summary>
+    [Fact]
+    public async Task A_table_read_by_GetNext_of_every_column_costs_one_AgentX_request_per_row()
+    {
+        await using var snmp = await NetSnmp.StartAsync();
+        await using var daemon = await StartDaemonAsync(snmp);
+        var clients = new List<HeartbeatClient>();
+        try
+        {
+            foreach (var name in new[] { "alpha", "beta", "gamma" })
+            {
+                var client = new HeartbeatClient(new HeartbeatClientOptions { SocketPath = daemon.SocketPath, Name = name, Interval = TimeSpan.FromSeconds(30) });
+                clients.Add(client);
+                await client.RegisterAsync();
+            }
+
+            await Task.Delay(1100); // the MIB's snapshot is at most a second old
+            var metricsUrl = new Uri(Regex.Match(await daemon.WaitForLineAsync("Prometheus scrapes", TimeSpan.FromSeconds(5)), @"http://\S+/metrics").Value);
+            using var http = new HttpClient();
+            async Task<long> RequestsAsync() =>
+                long.Parse(Regex.Match(await http.GetStringAsync(metricsUrl), @"\napphb_snmp_requests_total (\d+)\n").Groups[1].Value, CultureInfo.InvariantCulture);
+
+            var before = await RequestsAsync();
+            var table = await snmp.ToolAsync("snmptable", [.. NetSnmp.V2c, "-CB", "-Cf", ",", "-CH"], "APPHB-MIB::apphbClientTable");
+            var after = await RequestsAsync();
+            var rows = table.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(',')[0]).ToList();
+            Assert.Equal(["alpha", "beta", "gamma"], rows);
+            // Three rows and the GetNext that finds the table's end.
+            Assert.Equal(4, after - before);
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                await client.DisposeAsync();
+            }
+        }
+    }
+
     [Fact]
     public async Task AgentX_over_TCP_serves_the_same_MIB()
     {
