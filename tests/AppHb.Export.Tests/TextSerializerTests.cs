@@ -55,25 +55,21 @@ public class TextSerializerTests
     }
 
     [Fact]
-    public void A_family_mirroring_a_snapshot_drops_only_the_children_not_asked_for_since_the_last_sweep()
+    public void A_removed_child_leaves_the_exposition_and_comes_back_fresh()
     {
         var registry = new CollectorRegistry();
         var age = registry.CreateGauge("apphb_client_last_beat_age_seconds", "Age.", "name");
-        age.WithLabels("a").Set(1);
-        age.WithLabels("b").Set(2);
-        age.RemoveUntouched();
         var kept = age.WithLabels("a");
         kept.Set(3);
-        age.WithLabels("c").Set(4);
-        age.RemoveUntouched();
+        age.WithLabels("b").Set(2);
+        Assert.True(age.Remove("b"));
+        Assert.False(age.Remove("b"));
         Assert.Equal(
             "# HELP apphb_client_last_beat_age_seconds Age.\n# TYPE apphb_client_last_beat_age_seconds gauge\n" +
-            "apphb_client_last_beat_age_seconds{name=\"a\"} 3\napphb_client_last_beat_age_seconds{name=\"c\"} 4\n",
+            "apphb_client_last_beat_age_seconds{name=\"a\"} 3\n",
             TextSerializer.Serialize(registry.Collect(), openMetrics: false));
         Assert.Same(kept, age.WithLabels("a"));
-        age.RemoveUntouched();
-        age.RemoveUntouched();
-        Assert.Equal("# HELP apphb_client_last_beat_age_seconds Age.\n# TYPE apphb_client_last_beat_age_seconds gauge\n", TextSerializer.Serialize(registry.Collect(), openMetrics: false));
+        Assert.Equal(0, age.WithLabels("b").Value);
     }
 
     [Fact]
@@ -88,19 +84,17 @@ public class TextSerializerTests
                 gauge.WithLabels(a, b);
             }
 
-            gauge.Children(); // ordered once, so the sweep below must invalidate it
-            gauge.RemoveUntouched();
-            foreach (var (a, b, keep) in children)
+            gauge.Children(); // ordered once, so the removals below must invalidate it
+            var kept = children.Where(c => c.keep).Select(c => (c.a, c.b)).ToHashSet();
+            foreach (var (a, b, _) in children)
             {
-                if (keep)
+                if (!kept.Contains((a, b)))
                 {
-                    gauge.WithLabels(a, b);
+                    gauge.Remove(a, b);
                 }
             }
 
-            gauge.RemoveUntouched();
-            var expected = children.Where(c => c.keep).Select(c => (c.a, c.b)).Distinct()
-                .OrderBy(c => c.a, StringComparer.Ordinal).ThenBy(c => c.b, StringComparer.Ordinal);
+            var expected = kept.OrderBy(c => c.a, StringComparer.Ordinal).ThenBy(c => c.b, StringComparer.Ordinal);
             return gauge.Children().Select(c => (c.Labels[0], c.Labels[1])).SequenceEqual(expected);
         }).QuickCheckThrowOnFailure();
 

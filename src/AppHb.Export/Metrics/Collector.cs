@@ -126,12 +126,12 @@ public abstract class Collector<TChild> : Collector where TChild : class
                 _ordered = null;
             }
 
-            entry.Touched = true;
             return entry.Child;
         }
     }
 
-    /// <summary>Removes the child with these label values, if there is one.</summary>
+    /// <summary>Removes the child with these label values, if there is one: a family that mirrors a snapshot (clients
+    /// come and go) keeps the others, and their rendered labels, across scrapes.</summary>
     public bool Remove(params ReadOnlySpan<string> labelValues)
     {
         lock (_gate)
@@ -143,35 +143,6 @@ public abstract class Collector<TChild> : Collector where TChild : class
 
             _ordered = null;
             return true;
-        }
-    }
-
-    /// <summary>Removes the children not asked for with <see cref="WithLabels"/> since the previous call: a family that
-    /// mirrors a snapshot (clients come and go) keeps its children, and their rendered labels, across scrapes.</summary>
-    public void RemoveUntouched()
-    {
-        lock (_gate)
-        {
-            List<string[]>? stale = null;
-            foreach (var (key, entry) in _children)
-            {
-                if (!entry.Touched)
-                {
-                    (stale ??= []).Add(key);
-                }
-
-                entry.Touched = false;
-            }
-
-            if (stale is not null)
-            {
-                foreach (var key in stale)
-                {
-                    _children.Remove(key);
-                }
-
-                _ordered = null;
-            }
         }
     }
 
@@ -218,8 +189,6 @@ public abstract class Collector<TChild> : Collector where TChild : class
         public byte[] Rendered { get; } = rendered;
 
         public TChild Child { get; } = child;
-
-        public bool Touched { get; set; }
     }
 }
 
