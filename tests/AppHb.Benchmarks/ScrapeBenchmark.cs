@@ -25,6 +25,8 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
     {
         var directory = Directory.CreateTempSubdirectory("scrape-").FullName;
         await using var snmp = await NetSnmp.StartAsync(fullView: true);
+        // The like-for-like peer of apphbd's subagent: net-snmp's own, serving hrSWRunTable through a master of its own.
+        await using var peerSnmp = await NetSnmp.StartAsync(fullView: true, hostResourcesBySubagent: true);
         var socket = Path.Combine(directory, "apphbd.sock");
         var port = LoopbackPorts.Free();
         var services = new StringBuilder("services:\n");
@@ -95,6 +97,9 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
         var (within5Ms, ownP99) = OwnScrapeTimes(ownBefore, await OwnScrapeBucketsAsync(http, ours));
         var replay = await ReplayAsync(snmp);
         var snmpdCpu = (Ours: TimeSpan.Zero, Theirs: TimeSpan.Zero);
+        var subagentWalks = new List<double>();
+        var subagentVarbinds = 0;
+        var subagentMasterCpu = TimeSpan.Zero;
         var walks = (Ours: new List<double>(), Theirs: new List<double>());
         var varbinds = (Ours: 0, Theirs: 0);
         var tables = new List<double>();
@@ -130,6 +135,11 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
             walks.Theirs.Add(time);
             varbinds.Theirs = count;
             snmpdCpu.Theirs += Machine.CpuTime(snmp.SnmpdProcessId) - cpu;
+            cpu = Machine.CpuTime(peerSnmp.SnmpdProcessId);
+            (time, count) = await WalkAsync(peerSnmp, ".1.3.6.1.2.1.25.4.2");
+            subagentWalks.Add(time);
+            subagentVarbinds = count;
+            subagentMasterCpu += Machine.CpuTime(peerSnmp.SnmpdProcessId) - cpu;
         }
 
         // Read before the load generator ends and its clients disconnect.
@@ -150,7 +160,8 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
         report.AppendLine(CultureInfo.InvariantCulture, $"apphbd with {after.Clients.Count} clients beating 10,000/s in total and {after.Services.Count} services (each with a TCP check).");
         report.AppendLine(CultureInfo.InvariantCulture, $"/metrics scraped back to back for {phase.TotalSeconds:0} s, alternating with prometheus-node-exporter (default collectors);");
         report.AppendLine(CultureInfo.InvariantCulture, $"then `snmpbulkwalk -v2c` (max-repetitions 10, the tool's default) through snmpd 5.9 for {phase.TotalSeconds:0} s, APPHB-MIB (AgentX, apphbd)");
-        report.AppendLine("alternating with snmpd's own hrSWRunTable (HOST-RESOURCES-MIB, in snmpd). Times per varbind compare unequal sizes.");
+        report.AppendLine("alternating with snmpd's own hrSWRunTable (HOST-RESOURCES-MIB, in snmpd) and the same table served by net-snmp's own AgentX");
+        report.AppendLine("subagent (snmpd -X) through a second master. Times per varbind compare unequal sizes.");
         report.AppendLine();
         report.AppendLine("| metric | apphbd | peer | ratio | target |");
         report.AppendLine("|---|---:|---:|---:|---|");
@@ -168,6 +179,11 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
         // What no subagent can go below: snmpd is single-threaded and the walk's round trips strictly sequential.
         Row(report, "snmpd's own CPU per walk, mean (ms)", snmpdCpu.Ours.TotalMilliseconds / walks.Ours.Count, snmpdCpu.Theirs.TotalMilliseconds / walks.Theirs.Count, "0.0", null);
         Row(report, "bulkwalk p50 per 1,000 varbinds (ms)", P(walks.Ours, 0.50) / (varbinds.Ours / 1000.0), P(walks.Theirs, 0.50) / (varbinds.Theirs / 1000.0), "0.0", null);
+        report.AppendLine("| *through an AgentX subagent, beside net-snmp's own (snmpd -X serving hrSWRunTable to a master of its own):* | | | | |");
+        Row(report, "varbinds in the walk", varbinds.Ours, subagentVarbinds, "0", null);
+        Row(report, "full bulkwalk through AgentX p50 (ms)", P(walks.Ours, 0.50), P(subagentWalks, 0.50), "0.0", null);
+        Row(report, "bulkwalk through AgentX p50 per 1,000 varbinds (ms)", P(walks.Ours, 0.50) / (varbinds.Ours / 1000.0), P(subagentWalks, 0.50) / (subagentVarbinds / 1000.0), "0.0", null);
+        Row(report, "the master snmpd's CPU per walk, mean (ms)", snmpdCpu.Ours.TotalMilliseconds / walks.Ours.Count, subagentMasterCpu.TotalMilliseconds / subagentWalks.Count, "0.0", null);
         report.AppendLine(CultureInfo.InvariantCulture, $"| apphbd's own work per AgentX GetNext: decode, answer, encode (µs, in-process replay of the walk) | {replay:0.00} |  |  |  |");
         report.AppendLine(CultureInfo.InvariantCulture, $"| apphbClientTable by snmptable, all columns per GetBulk ({rows} rows), p50 / max (ms) | {P(tables, 0.50):0.0} / {tables.Max():0.0} |  |  |  |");
         report.AppendLine(CultureInfo.InvariantCulture, $"| the same by GetNext (snmptable -CB: one AgentX request per row), p50 / max (ms) | {P(tablesByNext, 0.50):0.0} / {tablesByNext.Max():0.0} |  |  |  |");

@@ -18,6 +18,8 @@ public sealed class NetSnmp : IAsyncDisposable
     private readonly ConcurrentQueue<string> _output = new();
     private Process? _snmpd;
     private Process? _snmptrapd;
+    private Process? _subagent;
+    private bool _hostResourcesBySubagent;
 
     private NetSnmp()
     {
@@ -48,9 +50,12 @@ public sealed class NetSnmp : IAsyncDisposable
 
     /// <param name="fullView">The community sees all of snmpd (benchmarks walk snmpd's own tables beside ours).</param>
     /// <param name="tcp">The master listens for AgentX on a loopback TCP port instead of the Unix socket.</param>
-    public static async Task<NetSnmp> StartAsync(bool fullView = false, bool tcp = false)
+    /// <param name="hostResourcesBySubagent">The benchmarks' like-for-like peer for apphbd's subagent: this snmpd leaves
+    /// hrSWRunTable out (-I -hrSWRunTable) and a second snmpd, net-snmp's own AgentX subagent (snmpd -X), serves it
+    /// through this one's AgentX socket.</param>
+    public static async Task<NetSnmp> StartAsync(bool fullView = false, bool tcp = false, bool hostResourcesBySubagent = false)
     {
-        var snmp = new NetSnmp();
+        var snmp = new NetSnmp { _hostResourcesBySubagent = hostResourcesBySubagent };
         snmp.AgentX = tcp ? $"tcp:127.0.0.1:{LoopbackPorts.Free()}" : snmp.AgentXSocket;
         Directory.CreateDirectory(snmp._directory.File("persist"));
         // The packaged snippet first, as Debian's snmpd.conf includes it; then this instance's socket and port. The
@@ -76,7 +81,7 @@ public sealed class NetSnmp : IAsyncDisposable
     public async Task StartSnmpdAsync()
     {
         var skip = _output.Count;
-        _snmpd = Start("snmpd", _output, "-f", "-Lo", "-C", "-c", _directory.File("snmpd.conf"), "-M", MibDirectories, "-m", "");
+        _snmpd = Start("snmpd", _output, ["-f", "-Lo", "-C", "-c", _directory.File("snmpd.conf"), "-M", MibDirectories, "-m", "", .. _hostResourcesBySubagent ? ["-I", "-hrSWRunTable"] : Array.Empty<string>()]);
         var watch = Stopwatch.StartNew();
         while (!(_output.Skip(skip).Any(l => l.Contains("NET-SNMP version", StringComparison.Ordinal)) && (AgentX != AgentXSocket || File.Exists(AgentXSocket))))
         {
@@ -87,7 +92,38 @@ public sealed class NetSnmp : IAsyncDisposable
 
             await Task.Delay(20);
         }
+
+        if (_hostResourcesBySubagent && _subagent is null)
+        {
+            await StartSubagentAsync();
+        }
     }
+
+    /// <summary>net-snmp's own AgentX subagent: a second snmpd with -X, its own (empty) configuration and persistent
+    /// directory, registering what the master left out (hrSWRunTable; its other registrations are refused as
+    /// duplicates, which is harmless).</summary>
+    private async Task StartSubagentAsync()
+    {
+        var directory = _directory.File("subagent");
+        Directory.CreateDirectory(Path.Combine(directory, "persist"));
+        var config = Path.Combine(directory, "snmpd.conf");
+        await File.WriteAllTextAsync(config, string.Empty);
+        var skip = _output.Count;
+        _subagent = Start("snmpd", _output, "-f", "-Lo", "-X", "-C", "-c", config, "-M", MibDirectories, "-m", "", "-x", $"unix:{AgentXSocket}");
+        var watch = Stopwatch.StartNew();
+        while (!_output.Skip(skip).Any(l => l.Contains("AgentX subagent connected", StringComparison.Ordinal)))
+        {
+            if (_subagent.HasExited || watch.Elapsed > TimeSpan.FromSeconds(20))
+            {
+                throw new InvalidOperationException($"net-snmp's subagent did not connect:\n{SnmpdOutput}");
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
+    /// <summary>net-snmp's own subagent's pid, when there is one (hostResourcesBySubagent).</summary>
+    public int SubagentProcessId => _subagent?.Id ?? throw new InvalidOperationException("no subagent was started");
 
     public async Task StopSnmpdAsync()
     {
@@ -173,7 +209,7 @@ public sealed class NetSnmp : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        foreach (var process in new[] { _snmpd, _snmptrapd })
+        foreach (var process in new[] { _subagent, _snmpd, _snmptrapd })
         {
             if (process is { HasExited: false })
             {
