@@ -110,36 +110,31 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
         {
             // The way to read a table through snmpd: every column in each GetBulk, so each of snmpd's AgentX requests
             // carries a row instead of a cell.
-            var table = Stopwatch.GetTimestamp();
-            var (tableCode, tableOutput) = await ProcessRunner.RunAsync("snmptable", ["-M", NetSnmp.MibDirectories, "-m", "APPHB-MIB", .. NetSnmp.V2c, "-Cr", "10", "-Cf", ",", snmp.Agent, "APPHB-MIB::apphbClientTable"]);
-            tables.Add(Stopwatch.GetElapsedTime(table).TotalMilliseconds);
-            rows = tableCode == 0 ? tableOutput.Split('\n').Count(l => l.Contains(',', StringComparison.Ordinal)) - 1 : throw new InvalidOperationException(tableOutput);
+            var (time, count) = await TableAsync(snmp, "-Cr", "10");
+            tables.Add(time);
+            rows = count;
 
             // The same table by GetNext (-CB): snmpd puts all of a request's varbinds for one subagent into one AgentX
             // GetNext, which it never does for a GetBulk, so this is one round trip per row instead of per cell.
-            table = Stopwatch.GetTimestamp();
-            (tableCode, tableOutput) = await ProcessRunner.RunAsync("snmptable", ["-M", NetSnmp.MibDirectories, "-m", "APPHB-MIB", .. NetSnmp.V2c, "-CB", "-Cf", ",", snmp.Agent, "APPHB-MIB::apphbClientTable"]);
-            tablesByNext.Add(Stopwatch.GetElapsedTime(table).TotalMilliseconds);
-            if (tableCode != 0 || tableOutput.Split('\n').Count(l => l.Contains(',', StringComparison.Ordinal)) - 1 != rows)
+            (time, count) = await TableAsync(snmp, "-CB");
+            tablesByNext.Add(time);
+            if (count != rows)
             {
-                throw new InvalidOperationException($"snmptable -CB: {tableOutput}");
+                throw new InvalidOperationException($"snmptable -CB read {count} rows, by GetBulk {rows}");
             }
 
-            var cpu = Machine.CpuTime(snmp.SnmpdProcessId);
-            var (time, count) = await WalkAsync(snmp, ".1.3.6.1.4.1.32473");
-            walks.Ours.Add(time);
-            varbinds.Ours = count;
-            snmpdCpu.Ours += Machine.CpuTime(snmp.SnmpdProcessId) - cpu;
-            cpu = Machine.CpuTime(snmp.SnmpdProcessId);
-            (time, count) = await WalkAsync(snmp, ".1.3.6.1.2.1.25.4.2");
-            walks.Theirs.Add(time);
-            varbinds.Theirs = count;
-            snmpdCpu.Theirs += Machine.CpuTime(snmp.SnmpdProcessId) - cpu;
-            cpu = Machine.CpuTime(peerSnmp.SnmpdProcessId);
-            (time, count) = await WalkAsync(peerSnmp, ".1.3.6.1.2.1.25.4.2");
-            subagentWalks.Add(time);
-            subagentVarbinds = count;
-            subagentMasterCpu += Machine.CpuTime(peerSnmp.SnmpdProcessId) - cpu;
+            var walk = await WalkAsync(snmp, ".1.3.6.1.4.1.32473");
+            walks.Ours.Add(walk.Ms);
+            varbinds.Ours = walk.Varbinds;
+            snmpdCpu.Ours += walk.MasterCpu;
+            walk = await WalkAsync(snmp, ".1.3.6.1.2.1.25.4.2");
+            walks.Theirs.Add(walk.Ms);
+            varbinds.Theirs = walk.Varbinds;
+            snmpdCpu.Theirs += walk.MasterCpu;
+            walk = await WalkAsync(peerSnmp, ".1.3.6.1.2.1.25.4.2");
+            subagentWalks.Add(walk.Ms);
+            subagentVarbinds = walk.Varbinds;
+            subagentMasterCpu += walk.MasterCpu;
         }
 
         // Read before the load generator ends and its clients disconnect.
@@ -279,12 +274,27 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
         return watch.Elapsed.TotalMicroseconds / requests;
     }
 
-    private static async Task<(double Ms, int Varbinds)> WalkAsync(NetSnmp snmp, string subtree)
+    /// <summary>One snmpbulkwalk, with the master snmpd's CPU time spent on it.</summary>
+    private static async Task<(double Ms, int Varbinds, TimeSpan MasterCpu)> WalkAsync(NetSnmp snmp, string subtree)
     {
+        var cpu = Machine.CpuTime(snmp.SnmpdProcessId);
         var start = Stopwatch.GetTimestamp();
         var (code, output) = await ProcessRunner.RunAsync("snmpbulkwalk", [.. NetSnmp.V2c, "-On", "-m", "", "-M", "/nonexistent", snmp.Agent, subtree]);
         var ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-        return code == 0 ? (ms, output.Split('\n').Count(l => l.StartsWith('.'))) : throw new InvalidOperationException($"snmpbulkwalk {subtree}: {output}");
+        return code == 0
+            ? (ms, output.Split('\n').Count(l => l.StartsWith('.')), Machine.CpuTime(snmp.SnmpdProcessId) - cpu)
+            : throw new InvalidOperationException($"snmpbulkwalk {subtree}: {output}");
+    }
+
+    /// <summary>apphbClientTable read by snmptable with these options: the time and the rows it printed.</summary>
+    private static async Task<(double Ms, int Rows)> TableAsync(NetSnmp snmp, params string[] options)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var (code, output) = await ProcessRunner.RunAsync("snmptable", ["-M", NetSnmp.MibDirectories, "-m", "APPHB-MIB", .. NetSnmp.V2c, .. options, "-Cf", ",", snmp.Agent, "APPHB-MIB::apphbClientTable"]);
+        var ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        return code == 0
+            ? (ms, output.Split('\n').Count(l => l.Contains(',', StringComparison.Ordinal)) - 1)
+            : throw new InvalidOperationException($"snmptable {string.Join(' ', options)}: {output}");
     }
 
     private static Process Start(string program, params string[] args)

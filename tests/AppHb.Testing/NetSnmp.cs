@@ -35,6 +35,9 @@ public sealed class NetSnmp : IAsyncDisposable
 
     public int AgentPort { get; }
 
+    /// <summary>The master's AgentX address in net-snmp's transport syntax (agentXSocket, snmpd -x).</summary>
+    private string MasterAddress => AgentX == AgentXSocket ? "unix:" + AgentXSocket : AgentX;
+
     public int TrapPort { get; }
 
     /// <summary>Where the tools find APPHB-MIB and the SMIv2 base modules it imports.</summary>
@@ -62,7 +65,7 @@ public sealed class NetSnmp : IAsyncDisposable
         // community and the user see only Debian's default view ("systemonly") and what the snippet adds to it.
         await File.WriteAllTextAsync(snmp._directory.File("snmpd.conf"), $"""
             includeFile {Path.Combine(RepositoryPaths.Root, "systemd", "snmpd-apphb.conf")}
-            agentXSocket {(tcp ? snmp.AgentX : "unix:" + snmp.AgentXSocket)}
+            agentXSocket {snmp.MasterAddress}
             agentaddress udp:127.0.0.1:{snmp.AgentPort}
             view systemonly included .1.3.6.1.2.1.1
             rocommunity {Community} 127.0.0.1{(fullView ? string.Empty : " -V systemonly")}
@@ -82,16 +85,8 @@ public sealed class NetSnmp : IAsyncDisposable
     {
         var skip = _output.Count;
         _snmpd = Start("snmpd", _output, ["-f", "-Lo", "-C", "-c", _directory.File("snmpd.conf"), "-M", MibDirectories, "-m", "", .. _hostResourcesBySubagent ? ["-I", "-hrSWRunTable"] : Array.Empty<string>()]);
-        var watch = Stopwatch.StartNew();
-        while (!(_output.Skip(skip).Any(l => l.Contains("NET-SNMP version", StringComparison.Ordinal)) && (AgentX != AgentXSocket || File.Exists(AgentXSocket))))
-        {
-            if (_snmpd.HasExited || watch.Elapsed > TimeSpan.FromSeconds(20))
-            {
-                throw new InvalidOperationException($"snmpd did not start:\n{SnmpdOutput}");
-            }
-
-            await Task.Delay(20);
-        }
+        await WaitUntilAsync(_snmpd, "snmpd did not start",
+            () => _output.Skip(skip).Any(l => l.Contains("NET-SNMP version", StringComparison.Ordinal)) && (AgentX != AgentXSocket || File.Exists(AgentXSocket)));
 
         if (_hostResourcesBySubagent && _subagent is null)
         {
@@ -109,21 +104,26 @@ public sealed class NetSnmp : IAsyncDisposable
         var config = Path.Combine(directory, "snmpd.conf");
         await File.WriteAllTextAsync(config, string.Empty);
         var skip = _output.Count;
-        _subagent = Start("snmpd", _output, "-f", "-Lo", "-X", "-C", "-c", config, "-M", MibDirectories, "-m", "", "-x", $"unix:{AgentXSocket}");
+        _subagent = Start("snmpd", _output, "-f", "-Lo", "-X", "-C", "-c", config, "-M", MibDirectories, "-m", "", "-x", MasterAddress);
+        await WaitUntilAsync(_subagent, "net-snmp's subagent did not connect",
+            () => _output.Skip(skip).Any(l => l.Contains("AgentX subagent connected", StringComparison.Ordinal)));
+    }
+
+    /// <summary>Polls until <paramref name="ready"/>; fails with everything the processes printed if the process exits
+    /// first or 20 s pass.</summary>
+    private async Task WaitUntilAsync(Process process, string failure, Func<bool> ready)
+    {
         var watch = Stopwatch.StartNew();
-        while (!_output.Skip(skip).Any(l => l.Contains("AgentX subagent connected", StringComparison.Ordinal)))
+        while (!ready())
         {
-            if (_subagent.HasExited || watch.Elapsed > TimeSpan.FromSeconds(20))
+            if (process.HasExited || watch.Elapsed > TimeSpan.FromSeconds(20))
             {
-                throw new InvalidOperationException($"net-snmp's subagent did not connect:\n{SnmpdOutput}");
+                throw new InvalidOperationException($"{failure}:\n{SnmpdOutput}");
             }
 
             await Task.Delay(20);
         }
     }
-
-    /// <summary>net-snmp's own subagent's pid, when there is one (hostResourcesBySubagent).</summary>
-    public int SubagentProcessId => _subagent?.Id ?? throw new InvalidOperationException("no subagent was started");
 
     public async Task StopSnmpdAsync()
     {
