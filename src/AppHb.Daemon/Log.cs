@@ -126,6 +126,9 @@ internal static partial class Log
     [LoggerMessage(611, LogLevel.Error, "Supervisor callback failed")]
     public static partial void SupervisorFailed(ILogger logger, Exception exception);
 
+    [LoggerMessage(612, LogLevel.Critical, "Service {Service} asks for a failover, but no peer node is configured: it stays failed ({Reason})")]
+    public static partial void FailoverUnavailable(ILogger logger, string service, string reason);
+
     // 7xx: export
     [LoggerMessage(700, LogLevel.Information, "Metrics: Prometheus scrapes {Url}")]
     public static partial void MetricsListening(ILogger logger, string url);

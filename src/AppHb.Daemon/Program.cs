@@ -132,7 +132,9 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     });
     builder.Services.AddSingleton<StatusReporter>();
     builder.Services.AddSingleton<WatchdogTickler>();
-    builder.Services.AddSingleton<DeadlineLoop>();
+    builder.Services.AddSingleton(sp => new DeadlineLoop(
+        [sp.GetRequiredService<HeartbeatRegistry>(), sp.GetRequiredService<ServiceSupervisor>()],
+        sp.GetRequiredService<DaemonHealth>(), sp.GetRequiredService<TimeProvider>(), options, sp.GetRequiredService<ILogger<DeadlineLoop>>()));
     builder.Services.AddSingleton<ClientSocketServer>();
     builder.Services.AddSingleton<EventBroadcaster>();
     // Two descriptors per client (socket, pidfd). Sockets come first: pidfds get half of what the limit leaves.
@@ -234,7 +236,7 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
             systemd.Notify(AppHb.Daemon.Systemd.ServiceState.Reloading(System.Diagnostics.Stopwatch.GetTimestamp() / (System.Diagnostics.Stopwatch.Frequency / 1_000_000)));
             try
             {
-                await supervisor.ReloadAsync();
+                await supervisor.ReloadAsync(CancellationToken.None);
             }
             catch (ConfigurationException e)
             {

@@ -70,15 +70,19 @@ public class EventStreamTests
         using var subscription = stream.Subscribe();
         Assert.False(subscription.WaitToRead(TimeSpan.FromMilliseconds(20), CancellationToken.None));
         var woken = new ManualResetEventSlim();
+        var tid = 0;
         var consumer = new Thread(() =>
         {
+            Volatile.Write(ref tid, AppHb.Testing.NativeThreads.CurrentId());
             if (subscription.WaitToRead(TimeSpan.FromSeconds(30), CancellationToken.None))
             {
                 woken.Set();
             }
         });
         consumer.Start();
-        Thread.Sleep(50);
+        SpinWait.SpinUntil(() => Volatile.Read(ref tid) != 0);
+        // Blocked in the kernel, not merely not yet running: the publish must wake it.
+        AppHb.Testing.NativeThreads.WaitUntilSleeping(Volatile.Read(ref tid));
         stream.Publish(Event("x"));
         Assert.True(woken.Wait(TimeSpan.FromSeconds(5)));
         consumer.Join();

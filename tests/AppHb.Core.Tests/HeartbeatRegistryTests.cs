@@ -171,6 +171,7 @@ public class HeartbeatRegistryTests
     {
         var h = new RegistryHarness();
         var clients = Enumerable.Range(0, 10_000).Select(i => h.Register("c" + i, 1000 + i % 100, 500)).ToList();
+        Assert.Equal(10_000, h.Registry.QueuedDeadlines);
         for (var round = 0; round < 10; round++)
         {
             h.RunMs(100);
@@ -178,9 +179,14 @@ public class HeartbeatRegistryTests
             {
                 h.Registry.Beat(c);
             }
+
+            // Beats never touch the queue, and a surfaced deadline replaces itself: one entry per client, always.
+            Assert.InRange(h.Registry.QueuedDeadlines, 1, 10_000);
         }
 
         h.RunMs(2000);
+        // A hung client has no deadline left: only a beat changes its state.
+        Assert.Equal(0, h.Registry.QueuedDeadlines);
         var events = h.Drain();
         Assert.Equal(10_000, events.Count(e => e.StartsWith("registered", StringComparison.Ordinal)));
         Assert.Equal(10_000, events.Count(e => e.StartsWith("warn", StringComparison.Ordinal)));

@@ -1,6 +1,7 @@
 using AppHb.Core.Events;
 using AppHb.Core.Heartbeats;
-using AppHb.Testing;
+using AppHb.Core.Scheduling;
+using Microsoft.Extensions.Time.Testing;
 
 namespace AppHb.Core.Tests;
 
@@ -15,7 +16,7 @@ internal sealed class RegistryHarness
         Registry.ExpireDue();
     }
 
-    public ManualTimeProvider Clock { get; } = new();
+    public FakeTimeProvider Clock { get; } = new(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
 
     public EventStream Events { get; } = new();
 
@@ -34,7 +35,8 @@ internal sealed class RegistryHarness
     /// <summary>Moves time forward by <paramref name="span"/>, stopping at every deadline on the way.</summary>
     public void Run(TimeSpan span)
     {
-        var end = Clock.GetTimestamp() + span.Ticks * 100;
+        var timestamps = new Timestamps(Clock);
+        var end = Clock.GetTimestamp() + timestamps.ToTicks(span);
         while (true)
         {
             var next = Registry.ExpireDue();
@@ -42,8 +44,8 @@ internal sealed class RegistryHarness
             var target = Math.Min(next, end);
             if (target > now)
             {
-                Clock.Advance(TimeSpan.FromTicks((target - now) / 100));
-                Elapsed += TimeSpan.FromTicks((target - now) / 100);
+                Clock.Advance(timestamps.ToTimeSpan(target - now));
+                Elapsed += timestamps.ToTimeSpan(target - now);
             }
 
             if (next > end)

@@ -129,6 +129,6 @@ public class RestartTrackerScenarioTests
         strict.Started(0);
         var escalate = Assert.IsType<RestartDecision.Escalate>(strict.Exited(ProcessExit.KilledBy(9), 5));
         Assert.Equal(EscalationAction.Reboot, escalate.Action);
-        Assert.Contains("signal 9 after 0 restarts within 60 s (limit 0)", escalate.Reason, StringComparison.Ordinal);
+        Assert.Contains("signal 9 (SIGKILL) after 0 restarts within 60 s (limit 0)", escalate.Reason, StringComparison.Ordinal);
     }
 }

@@ -14,15 +14,15 @@ public sealed class ApphbMibTests
     private static readonly string MibFile = Path.Combine(RepositoryPaths.Root, "src", "AppHb.Export", "Snmp", "APPHB-MIB.txt");
 
     /// <summary>A libsmi tool with SMIPATH at the SMIv2 base modules the MIB imports.</summary>
-    private static Task<(int Code, string Output)> SmiAsync(string tool, params string[] args) =>
+    private static Task<ProcessResult> SmiAsync(string tool, params string[] args) =>
         ProcessRunner.RunAsync("env", [$"SMIPATH={Path.Combine(RepositoryPaths.Root, "tests", "mibs")}", tool, .. args]);
 
     /// <summary>Every object with its OID, kind (scalar, column, notification), access and SMI base type.</summary>
     private static async Task<List<(string Name, ObjectIdentifier Oid, string Kind, string Access, string Type, XElement Element)>> ObjectsAsync()
     {
-        var (code, xml) = await SmiAsync("smidump", "-f", "xml", MibFile);
-        Assert.True(code == 0, xml);
-        var document = XDocument.Parse(xml[xml.IndexOf("<?xml", StringComparison.Ordinal)..]);
+        var dump = await SmiAsync("smidump", "-f", "xml", MibFile);
+        Assert.True(dump.Code == 0, dump.Output);
+        var document = XDocument.Parse(dump.StandardOutput);
         XNamespace ns = document.Root!.Name.Namespace;
         return document.Descendants()
             .Where(e => e.Name.LocalName is "scalar" or "column" or "notification" && e.Attribute("oid") is not null)
@@ -102,10 +102,15 @@ public sealed class ApphbMibTests
         Assert.Equal(objects["apphbWatchdogLastBootByWatchdog"].Oid, ApphbMib.Watchdog.LastBootByWatchdog);
         Assert.True(ApphbMib.Root.StartsWith(ObjectIdentifier.Parse("1.3.6.1.4.1")) && objects["apphbDaemonVersion"].Oid.StartsWith(ApphbMib.Root));
 
-        string[] Named(string name) => objects[name].Element.Descendants().Where(e => e.Name.LocalName == "namednumber")
-            .OrderBy(e => int.Parse(e.Attribute("number")!.Value, System.Globalization.CultureInfo.InvariantCulture)).Select(e => e.Attribute("name")!.Value).ToArray();
-        Assert.Equal(Named("apphbServiceState"), ApphbMib.Service.States);
-        Assert.Equal(Named("apphbClientState"), ApphbMib.Client.States);
+        // The state names have one source, Core's enums, which the status document, /metrics and the MIB code all
+        // read: the MIB's text must list the same names, numbered from 1 in the enums' order.
+        (string Name, int Number)[] Named(string name) => objects[name].Element.Descendants().Where(e => e.Name.LocalName == "namednumber")
+            .Select(e => (e.Attribute("name")!.Value, int.Parse(e.Attribute("number")!.Value, System.Globalization.CultureInfo.InvariantCulture)))
+            .OrderBy(e => e.Item2).ToArray();
+        Assert.Equal(Named("apphbServiceState"), AppHb.Core.Supervision.ServiceRunStates.All.Select((n, i) => (n, i + 1)));
+        Assert.Equal(Named("apphbClientState"), AppHb.Core.Heartbeats.ClientStates.All.Select((n, i) => (n, i + 1)));
+        Assert.Same(AppHb.Core.Supervision.ServiceRunStates.All, ApphbMib.Service.States);
+        Assert.Same(AppHb.Core.Heartbeats.ClientStates.All, ApphbMib.Client.States);
     }
 
     [Fact]

@@ -192,8 +192,8 @@ public class ServicesConfigurationTests
     [InlineData("MAINPID=4\nX=y\n", false, false, false, null)]
     public void Notify_datagrams_parse_as_sd_notify_defines(string text, bool ready, bool watchdog, bool trigger, string? status)
     {
-        var message = NotifyEndpoint.Parse(text);
-        Assert.Equal(new NotifyMessage(ready, watchdog, trigger, false, status), message);
+        var message = AppHb.Core.Supervision.NotifyMessage.Parse(text);
+        Assert.Equal(new AppHb.Core.Supervision.NotifyMessage(ready, watchdog, trigger, false, status), message);
     }
 }
 

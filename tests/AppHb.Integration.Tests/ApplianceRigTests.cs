@@ -83,9 +83,12 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
         var boot = await BootAsync("b", watchdogAction: "pause");
         var restarted = boot.Line("RESTARTED");
         var ms = double.Parse(Regex.Match(restarted.Text, @"after_ms=(\d+)").Groups[1].Value, CultureInfo.InvariantCulture);
+        // The contract is "no reset": SURVIVED and an empty watchdog log say it. How long the restart took is reported,
+        // not asserted: under TCG on a busy host a new apphbd takes far longer to become active than on an idle one,
+        // while it owns and feeds the device long before it is active.
         boot.Line("SURVIVED");
         Assert.Empty(boot.Watchdog);
-        Assert.InRange(ms, 0, 30_000);
+        Assert.True(ms >= 0);
         Report($"b: SIGKILL -> new apphbd active in {ms:0} ms (hardware timeout 30 s); no reset in the 40 s after");
     }
 
@@ -99,8 +102,10 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
         boot.Line("SURVIVED");
         Assert.Empty(boot.Watchdog);
         // WatchdogSec=10s, then SIGABRT (undeliverable to a stopped process), SIGKILL after TimeoutAbortSec=5s, restart:
-        // ~15-22 s under TCG. The contract is "before the 30 s hardware timeout"; a reset would also fail SURVIVED.
-        Assert.InRange(ms, 5_000, 30_000);
+        // ~15-22 s under TCG on an idle host, up to ~40 s on a busy one (the new apphbd feeds the device well before it
+        // is "active"). The contract is "no reset", which SURVIVED and the empty watchdog log check; systemd cannot
+        // have caught the hang before WatchdogSec.
+        Assert.True(ms >= 10_000, $"restarted after {ms} ms, before systemd's WatchdogSec=10s could have caught the hang");
         Report($"c: SIGSTOP -> systemd's WatchdogSec=10s caught the hang, killed it after TimeoutAbortSec=5s, and apphbd was active again after {ms:0} ms; no reset");
     }
 
@@ -123,8 +128,9 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
         var after = boot.Status();
         Assert.True(after.GetProperty("watchdog").GetProperty("last_boot_by_watchdog").GetBoolean(), boot.Line("STATUS").Text);
         Assert.Contains("NODE REBOOT", boot.Line("PREVIOUS").Text, StringComparison.Ordinal);
-        // The last tickle was at most one period (5 s) before feeding stopped; the timeout is 30 s.
-        Assert.InRange(stopToFire + (lastTickleAge / 1000), 20, 40);
+        // The last tickle was at most one period (5 s) before feeding stopped; the timeout is 30 s. The host's clock
+        // measures the guest's timer: a busy host stretches it (TCG), so only "not before the timeout" is a contract.
+        Assert.True(stopToFire + (lastTickleAge / 1000) >= 20, $"the watchdog fired {stopToFire:0.0} s after feeding stopped, before its 30 s timeout could run out");
         Report($"d: critical service broken at {broke.Uptime:0.0} s; apphbd gave up and stopped feeding at {stopped.Uptime:0.0} s (last tickle {lastTickleAge / 1000:0.0} s before); the i6300esb fired {stopToFire:0.0} s later (timeout 30 s); after the reset apphbd reports boot status {after.GetProperty("watchdog").GetProperty("boot_status")}");
     }
 

@@ -22,7 +22,13 @@ public class CliTests
         }
 
         await hb.StandardInput.FlushAsync(TestContext.Current.CancellationToken);
-        await Task.Delay(500, TestContext.Current.CancellationToken);
+        // The three beats travel through the hb process: wait until apphbd has them all.
+        var watch = Stopwatch.StartNew();
+        while ((await new AppHb.Client.AppHbControl(daemon.SocketPath).GetStatusAsync()).Clients.SingleOrDefault()?.Beats < 3)
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), "apphbd never counted the script's three beats");
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
 
         var (code, output, _) = await RunAsync(RepositoryPaths.CliDll, "--socket", daemon.SocketPath, "status", "--json");
         Assert.Equal(0, code);
@@ -100,26 +106,37 @@ public class CliTests
     public async Task The_demo_shows_warn_hung_and_recovered()
     {
         using var demo = Start(RepositoryPaths.DaemonDll, "--demo");
-        var lines = new List<string>();
-        var watch = Stopwatch.StartNew();
-        while (watch.Elapsed < TimeSpan.FromSeconds(30) && !lines.Any(l => l.Contains("flaky (pid", StringComparison.Ordinal) && l.Contains("recovered", StringComparison.Ordinal)))
+        // Both streams are drained to the end, so a full pipe can never hold up the daemon's log or its exit.
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var recovered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        async Task DrainAsync(StreamReader reader)
         {
-            var line = await demo.StandardOutput.ReadLineAsync(TestContext.Current.CancellationToken);
-            if (line is null)
+            while (await reader.ReadLineAsync(CancellationToken.None) is { } line)
             {
-                break;
+                lines.Enqueue(line);
+                if (line.Contains("flaky (pid", StringComparison.Ordinal) && line.Contains("recovered", StringComparison.Ordinal))
+                {
+                    recovered.TrySetResult();
+                }
             }
-
-            lines.Add(line);
         }
 
+        var drained = Task.WhenAll(DrainAsync(demo.StandardOutput), DrainAsync(demo.StandardError));
+        var saw = await Task.WhenAny(recovered.Task, Task.Delay(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken)) == recovered.Task;
         _ = ProcessRunner.Signal(demo.Id, 2);
-        await demo.WaitForExitAsync(TestContext.Current.CancellationToken);
+        var exited = demo.WaitForExitAsync(TestContext.Current.CancellationToken);
+        if (await Task.WhenAny(exited, Task.Delay(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken)) != exited)
+        {
+            demo.Kill(entireProcessTree: true);
+            Assert.Fail($"apphbd --demo did not exit within 60 s of SIGINT; it said:\n{string.Join('\n', lines)}");
+        }
+
+        await drained;
         var all = string.Join('\n', lines);
+        Assert.True(saw, $"no recovered event within 60 s; apphbd said:\n{all}");
         Assert.Contains("client flaky (pid", all, StringComparison.Ordinal);
         Assert.Contains("is late", all, StringComparison.Ordinal);
         Assert.Contains("is hung", all, StringComparison.Ordinal);
-        Assert.Contains("recovered", all, StringComparison.Ordinal);
         Assert.Equal(0, demo.ExitCode);
     }
 

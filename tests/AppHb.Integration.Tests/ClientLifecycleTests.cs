@@ -6,6 +6,24 @@ namespace AppHb.Integration.Tests;
 
 public class ClientLifecycleTests
 {
+    /// <summary>Reads the status until <paramref name="condition"/> holds; fails after 30 s naming <paramref name="what"/>.</summary>
+    private static async Task<AppHb.Protocol.StatusDocument> UntilAsync(DaemonProcess daemon, Func<AppHb.Protocol.StatusDocument, bool> condition, string what)
+    {
+        var control = new AppHbControl(daemon.SocketPath);
+        var watch = Stopwatch.StartNew();
+        while (true)
+        {
+            var status = await control.GetStatusAsync(TestContext.Current.CancellationToken);
+            if (condition(status))
+            {
+                return status;
+            }
+
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), $"not within 30 s: {what}");
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+    }
+
     [Fact]
     public async Task Closing_without_unregistering_is_died_and_unregistering_is_not()
     {
@@ -72,12 +90,9 @@ public class ClientLifecycleTests
         var second = await reregistered.Task.WaitAsync(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken);
         Assert.Equal(first.Pid, second.Pid);
 
-        await Task.Delay(500, TestContext.Current.CancellationToken);
-        var status = await new AppHbControl(daemon.SocketPath).GetStatusAsync(TestContext.Current.CancellationToken);
-        var entry = Assert.Single(status.Clients);
-        Assert.Equal("survivor", entry.Name);
-        Assert.Equal("healthy", entry.State);
-        Assert.True(entry.Beats > 0);
+        var entry = await UntilAsync(daemon, status => status.Clients.Count == 1 && status.Clients[0].Beats > 0, "the survivor beating again");
+        Assert.Equal("survivor", entry.Clients[0].Name);
+        Assert.Equal("healthy", entry.Clients[0].State);
     }
 
     [Fact]
@@ -99,10 +114,10 @@ public class ClientLifecycleTests
         for (var round = 0; round < 5; round++)
         {
             await Task.WhenAll(clients.Select(c => c.BeatAsync(TestContext.Current.CancellationToken).AsTask()));
-            await Task.Delay(200, TestContext.Current.CancellationToken);
         }
 
-        var status = await new AppHbControl(daemon.SocketPath).GetStatusAsync(TestContext.Current.CancellationToken);
+        // Beats are not acknowledged: the status connection may overtake the last ones.
+        var status = await UntilAsync(daemon, s => s.Clients.Count == count && s.Clients.All(c => c.Beats == 5), "every client's five beats");
         Assert.Equal(count, status.Clients.Count);
         Assert.All(status.Clients, c => Assert.Equal("healthy", c.State));
         Assert.All(status.Clients, c => Assert.Equal(5, c.Beats));
@@ -110,7 +125,8 @@ public class ClientLifecycleTests
         Assert.Equal(0, watcher.Count("hung") + watcher.Count("warn"));
 
         await Task.WhenAll(clients.Select(c => c.DisposeAsync().AsTask()));
-        await Task.Delay(500, TestContext.Current.CancellationToken);
+        await UntilAsync(daemon, s => s.Clients.Count == 0, "every client gone");
+        await watcher.WaitForAsync(e => e.Kind == "unregistered" && watcher.Count("unregistered", "load") == count, TimeSpan.FromSeconds(30));
         Assert.Equal(count, watcher.Count("unregistered", "load"));
         Assert.Empty((await new AppHbControl(daemon.SocketPath).GetStatusAsync(TestContext.Current.CancellationToken)).Clients);
     }

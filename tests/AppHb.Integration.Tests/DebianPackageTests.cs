@@ -50,6 +50,9 @@ public class DebianPackageTests
         await File.WriteAllTextAsync(config, $"socket:\n  path: {socket}\nwatchdog:\n  backend: none\n  timeout: 4s\n  period: 1s\n" +
             $"metrics:\n  listen: 127.0.0.1:0\nsnmp:\n  agentx: {snmp.AgentXSocket}\n", TestContext.Current.CancellationToken);
         using var daemon = Process.Start(new ProcessStartInfo(apphbd, ["--config", config]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        // Drained, so that a full pipe never holds the daemon up.
+        var output = daemon.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var errors = daemon.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
         try
         {
             var watch = Stopwatch.StartNew();
@@ -77,6 +80,7 @@ public class DebianPackageTests
         {
             daemon.Kill();
             await daemon.WaitForExitAsync(TestContext.Current.CancellationToken);
+            await Task.WhenAll(output, errors);
         }
     }
 }

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using AppHb.Client;
 using AppHb.Protocol;
+using AppHb.Testing;
 
 namespace AppHb.Integration.Tests;
 
@@ -13,37 +13,49 @@ internal sealed class EventWatcher : IAsyncDisposable
     private readonly Task _loop;
     private readonly TaskCompletionSource _subscribed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private EventWatcher(string socketPath, bool includeHistory)
+    private EventWatcher(RawConnection connection)
     {
         _loop = Task.Run(async () =>
         {
             try
             {
-                var stream = new AppHbControl(socketPath).WatchEventsAsync(includeHistory, _stop.Token);
-                await using var enumerator = stream.GetAsyncEnumerator(_stop.Token);
-                var moving = enumerator.MoveNextAsync();
-                _subscribed.TrySetResult();
-                while (await moving)
+                while (!_stop.IsCancellationRequested && await connection.ReceiveAsync(Timeout.InfiniteTimeSpan, _stop.Token) is { } frame)
                 {
-                    _events.Enqueue((enumerator.Current, Stopwatch.GetTimestamp()));
-                    moving = enumerator.MoveNextAsync();
+                    switch (frame.Header.Type)
+                    {
+                        case FrameType.Ok:
+                            _subscribed.TrySetResult();
+                            break;
+                        case FrameType.Event:
+                            _events.Enqueue((ProtocolJsonContext.ReadEvent(frame.Payload), Stopwatch.GetTimestamp()));
+                            break;
+                        default:
+                            _subscribed.TrySetException(new InvalidOperationException($"unexpected {frame.Header.Type} frame on the event stream"));
+                            return;
+                    }
                 }
+
+                _subscribed.TrySetException(new InvalidOperationException("apphbd closed the event stream"));
             }
             catch (OperationCanceledException)
             {
             }
+            finally
+            {
+                await connection.DisposeAsync();
+            }
         });
     }
 
+    /// <summary>Subscribes and returns once apphbd's Ok arrived: from then on, no event it publishes is missed.</summary>
     /// <param name="includeHistory">Also the daemon's recent events: for what may happen before the test subscribes
     /// (a service that gives up during apphbd's own start).</param>
     public static async Task<EventWatcher> StartAsync(string socketPath, bool includeHistory = false)
     {
-        var watcher = new EventWatcher(socketPath, includeHistory);
-        await watcher._subscribed.Task;
-        // The Subscribe frame must reach the daemon before the test acts; a status round trip on another
-        // connection does not order it, so wait until a harmless event shows the stream is live.
-        await Task.Delay(200);
+        var connection = await RawConnection.ConnectAsync(socketPath);
+        await connection.SendAsync(FrameWriter.EmptyToArray(FrameType.Subscribe, 1, includeHistory ? FrameFlags.ReplayHistory : FrameFlags.None));
+        var watcher = new EventWatcher(connection);
+        await watcher._subscribed.Task.WaitAsync(TimeSpan.FromSeconds(30));
         return watcher;
     }
 

@@ -37,8 +37,18 @@ public class HeartbeatTimingTests
         var recovered = await watcher.WaitForAsync("recovered", "timed", TimeSpan.FromSeconds(5));
         Assert.Equal("healthy", recovered.Event.Client!.State);
 
-        // Silence again: one more warn and hung, still exactly once each per episode.
-        await Task.Delay(1500, TestContext.Current.CancellationToken);
+        // Silence again: one more warn and hung, still exactly once each per episode. A second client that goes hung
+        // after a whole interval of its own proves that time passed after the second hung without a third.
+        var second = await watcher.WaitForAsync(e => e.Kind == "hung" && e.Client?.Name == "timed", TimeSpan.FromSeconds(10), recovered.Event.Sequence);
+        await using var clock = new HeartbeatClient(new HeartbeatClientOptions
+        {
+            SocketPath = daemon.SocketPath,
+            Name = "clock",
+            Interval = TimeSpan.FromMilliseconds(700),
+            WarnTime = TimeSpan.Zero,
+        });
+        await clock.RegisterAsync(TestContext.Current.CancellationToken);
+        await watcher.WaitForAsync(e => e.Kind == "hung" && e.Client?.Name == "clock", TimeSpan.FromSeconds(10), second.Sequence);
         Assert.Equal(2, watcher.Count("warn", "timed"));
         Assert.Equal(2, watcher.Count("hung", "timed"));
         Assert.Equal(1, watcher.Count("recovered", "timed"));
@@ -58,7 +68,15 @@ public class HeartbeatTimingTests
             AutoBeatPeriod = TimeSpan.FromMilliseconds(50),
         });
         await client.RegisterAsync(TestContext.Current.CancellationToken);
-        await Task.Delay(1500, TestContext.Current.CancellationToken);
+        // 30 beats at 50 ms span 1.5 s, almost four intervals.
+        var control = new AppHbControl(daemon.SocketPath);
+        var watch = Stopwatch.StartNew();
+        while ((await control.GetStatusAsync(TestContext.Current.CancellationToken)).Clients.Single().Beats < 30)
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), "the client never beat 30 times");
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
         Assert.Equal(0, watcher.Count("warn", "steady") + watcher.Count("hung", "steady"));
 
         // An interval shorter than the beat period makes it hang even though it keeps beating.

@@ -41,7 +41,7 @@ public sealed class MetricsTests
         var before = (await control.GetStatusAsync()).Services.Single().Pid!.Value;
         _ = ProcessRunner.Signal(before, 9);
         var watch = Stopwatch.StartNew();
-        while (watch.Elapsed < TimeSpan.FromSeconds(10))
+        while (watch.Elapsed < TimeSpan.FromSeconds(30))
         {
             var service = (await control.GetStatusAsync()).Services.Single();
             if (service.State == "running" && service.Pid != before)
@@ -63,9 +63,11 @@ public sealed class MetricsTests
         await using var client = new HeartbeatClient(new HeartbeatClientOptions { SocketPath = daemon.SocketPath, Name = "orders", Interval = TimeSpan.FromSeconds(10) });
         await client.RegisterAsync();
         var restarts = await RestartOnceAsync(daemon);
-        await Task.Delay(400);
 
         using var http = new HttpClient();
+        // The port check fails (nothing listens) and the tickle loop runs: wait until a scrape has seen both.
+        await WaitForScrapeAsync(http, metrics, t => Regex.IsMatch(t, @"apphb_service_check_failures_total\{service=""worker"",check=""port""\} [1-9]")
+            && Regex.IsMatch(t, @"apphb_watchdog_tickle_lateness_seconds_count [1-9]"));
         using var response = await http.GetAsync(metrics);
         Assert.Equal("text/plain; version=0.0.4; charset=utf-8", response.Content.Headers.ContentType!.ToString());
         var text = await response.Content.ReadAsStringAsync();
@@ -107,7 +109,8 @@ public sealed class MetricsTests
     private static async Task WaitForScrapeAsync(HttpClient http, Uri metrics, Func<string, bool> condition)
     {
         var text = string.Empty;
-        for (var attempt = 0; attempt < 50; attempt++)
+        var watch = Stopwatch.StartNew();
+        while (watch.Elapsed < TimeSpan.FromSeconds(30))
         {
             text = await http.GetStringAsync(metrics);
             if (condition(text))

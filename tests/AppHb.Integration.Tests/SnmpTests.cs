@@ -28,6 +28,19 @@ public sealed class SnmpTests
         return daemon;
     }
 
+    /// <summary>Reads <paramref name="oid"/> until it says <paramref name="expected"/>: the MIB answers from a snapshot
+    /// at most a second old, so what apphbd just learnt shows within about a second, later on a busy machine.</summary>
+    private static async Task WaitForValueAsync(NetSnmp snmp, string oid, string expected)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        string value;
+        while ((value = (await snmp.ToolAsync("snmpget", [.. NetSnmp.V2c, "-Oqv"], oid)).Trim()) != expected)
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), $"{oid} is still \"{value}\", expected \"{expected}\"");
+            await Task.Delay(100);
+        }
+    }
+
     /// <summary>"APPHB-MIB::apphbServiceName.1 = STRING: worker" lines as (object, index) -> value.</summary>
     private static Dictionary<(string Name, string Index), string> Parse(string walk)
     {
@@ -52,7 +65,7 @@ public sealed class SnmpTests
         var worker = status.Services.Single();
         var orders = status.Clients.Single();
         // The MIB answers from a snapshot at most a second old: the registration must be in it.
-        await Task.Delay(1100);
+        await WaitForValueAsync(snmp, "APPHB-MIB::apphbDaemonClients.0", "1 clients");
 
         var walk = Parse(await snmp.ToolAsync("snmpwalk", NetSnmp.V2c, "APPHB-MIB::apphbMIB"));
         Assert.Equal("worker", walk[("apphbServiceName", "1")]);
@@ -124,7 +137,7 @@ public sealed class SnmpTests
                 await client.RegisterAsync();
             }
 
-            await Task.Delay(1100); // the MIB's snapshot is at most a second old
+            await WaitForValueAsync(snmp, "APPHB-MIB::apphbDaemonClients.0", "3 clients");
             var metricsUrl = new Uri(Regex.Match(await daemon.WaitForLineAsync("Prometheus scrapes", TimeSpan.FromSeconds(5)), @"http://\S+/metrics").Value);
             using var http = new HttpClient();
             async Task<long> RequestsAsync() =>
@@ -193,7 +206,14 @@ public sealed class SnmpTests
         // Killed while snmpd is away: the notification waits in apphbd's queue.
         var control = new AppHbControl(daemon.SocketPath);
         Assert.True(ProcessRunner.Signal((await control.GetStatusAsync()).Services.Single().Pid!.Value, 9));
-        await Task.Delay(500);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while ((await control.GetStatusAsync()).Services.Single().Restarts == 0)
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), "the kill was never noticed");
+            await Task.Delay(50);
+        }
+
+        // apphbd has noticed (and queued the notification); snmpd is down, so nothing reached snmptrapd.
         Assert.DoesNotContain(snmp.Traps(), t => t.Contains(Enterprise, StringComparison.Ordinal));
 
         skip = daemon.Lines.Count;

@@ -46,6 +46,23 @@ public sealed class SupervisorTests
         throw new TimeoutException($"service {name} never reached the expected state; last: {status}");
     }
 
+    /// <summary>Polls <paramref name="condition"/> until it holds; fails after <see cref="Long"/> with <paramref name="what"/>.</summary>
+    private static Task EventuallyAsync(Func<bool> condition, string what) => EventuallyAsync(() => Task.FromResult(condition()), what);
+
+    private static async Task EventuallyAsync(Func<Task<bool>> condition, string what)
+    {
+        var watch = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            if (watch.Elapsed > Long)
+            {
+                throw new TimeoutException($"not within {Long.TotalSeconds} s: {what}");
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
     private static bool Alive(int pid) => Directory.Exists($"/proc/{pid}") && !File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ", StringComparison.Ordinal);
 
     private static void Kill(int pid, int signal) => _ = ProcessRunner.Signal(pid, signal);
@@ -80,6 +97,32 @@ public sealed class SupervisorTests
     }
 
     [Fact]
+    public async Task Services_respawned_by_the_realtime_threads_run_on_the_normal_policy()
+    {
+        // apphbd's exit watcher and deadline loop run SCHED_FIFO; a service they respawn must not inherit it.
+        await using var daemon = await DaemonProcess.StartAsync("""
+            services:
+              worker:
+                command: [/bin/sleep, "1000"]
+              delayed:
+                command: [/bin/sleep, "1001"]
+                restart:
+                  delay: 50ms
+            """, realtime: true);
+        await daemon.WaitForLineAsync("exit watcher and respawn runs SCHED_FIFO", Long);
+        foreach (var name in new[] { "worker", "delayed" })
+        {
+            var first = await UntilAsync(daemon, name, s => s.State == "running");
+            Kill(first.Pid!.Value, 9);
+            var second = await UntilAsync(daemon, name, s => s.State == "running" && s.Pid != first.Pid);
+            var stat = await File.ReadAllTextAsync($"/proc/{second.Pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            // Field 41 is the policy, 40 the realtime priority (proc(5)).
+            Assert.Equal(("0", "0"), (fields[41 - 3], fields[40 - 3]));
+        }
+    }
+
+    [Fact]
     public async Task A_chain_starts_in_order_and_restarts_after_its_root_dies()
     {
         // Declared out of order on purpose: the graph, not the file, decides.
@@ -94,16 +137,9 @@ public sealed class SupervisorTests
                 command: [/bin/sleep, "1002"]
                 requires: [a]
             """);
-        await using var events = await EventWatcher.StartAsync(daemon.SocketPath);
-        var history = new List<EventDocument>();
-        await foreach (var e in new AppHbControl(daemon.SocketPath).WatchEventsAsync(includeHistory: true, new CancellationTokenSource(500).Token).WithCancellation(CancellationToken.None).ConfigureAwait(false))
-        {
-            history.Add(e);
-            if (history.Count(h => h.Kind == "service-ready") == 3)
-            {
-                break;
-            }
-        }
+        await using var events = await EventWatcher.StartAsync(daemon.SocketPath, includeHistory: true);
+        await events.WaitForAsync(e => e is { Kind: "service-ready", Service: "c" }, Long);
+        var history = events.All.Select(e => e.Event).ToList();
 
         var startOrder = history.Where(e => e.Kind == "service-started").Select(e => e.Service).ToList();
         Assert.Equal(["a", "b", "c"], startOrder);
@@ -114,10 +150,10 @@ public sealed class SupervisorTests
 
         var a = await ServiceAsync(daemon, "a");
         var b = await ServiceAsync(daemon, "b");
-        var c = await ServiceAsync(daemon, "c");
-        var mark = events.All.Count == 0 ? 0 : events.All.Max(e => e.Event.Sequence);
+        var mark = history.Max(e => e.Sequence);
         Kill(a.Pid!.Value, 9);
-        await UntilAsync(daemon, "c", s => s.State == "running" && s.Pid != c.Pid);
+        // Events arrive in order: once c is ready again, everything before it is here.
+        await events.WaitForAsync(e => e is { Kind: "service-ready", Service: "c" }, Long, mark);
         Assert.NotEqual(b.Pid, (await ServiceAsync(daemon, "b")).Pid);
         var after = events.All.Select(e => e.Event).Where(e => e.Sequence > mark).ToList();
         var aRestarted = after.First(e => e is { Kind: "service-ready", Service: "a" }).Sequence;
@@ -140,9 +176,9 @@ public sealed class SupervisorTests
             """);
         var oneshot = await UntilAsync(daemon, "oneshot", s => s.State == "exited");
         var custom = await UntilAsync(daemon, "custom", s => s.State == "exited");
-        await Task.Delay(300);
-        Assert.Equal(0, (await ServiceAsync(daemon, "oneshot")).Restarts);
-        Assert.Equal(0, (await ServiceAsync(daemon, "custom")).Restarts);
+        // "exited" is final: a restart would have been decided at the exit and shown as backoff or starting.
+        Assert.Equal(0, oneshot.Restarts);
+        Assert.Equal(0, custom.Restarts);
         Assert.False(oneshot.Wanted);
         Assert.Equal("exit code 42", custom.LastExit);
         Assert.Equal((42, (int?)null), (custom.LastExitCode, custom.LastExitSignal));
@@ -284,8 +320,9 @@ public sealed class SupervisorTests
         Assert.Equal("600000", env[2]);
         await UntilAsync(daemon, "after", s => s.State == "running");
 
-        // Beats keep it healthy well past the interval...
-        await Task.Delay(1500);
+        // Beats keep it healthy well past the interval: 15 beats at 100 ms are more than two 600 ms intervals...
+        var control = new AppHbControl(daemon.SocketPath);
+        await EventuallyAsync(async () => (await control.GetStatusAsync()).Clients.Any(c => c is { Name: "notifyd", Instance: "sd_notify", Beats: >= 15 }), "15 WATCHDOG=1 beats");
         Assert.Equal(0, events.Count("heartbeat-lost", "notifyd"));
         // ...and their absence restarts it.
         await File.WriteAllTextAsync(stopBeating, string.Empty);
@@ -429,9 +466,9 @@ public sealed class SupervisorTests
         await File.WriteAllTextAsync(state + ".slow", string.Empty);
         var timedOut = await events.WaitForAsync(e => e.Kind == "service-alert" && e.Service == "app" && e.Message.Contains("timed out", StringComparison.Ordinal), Long);
         Assert.Contains("check slow", timedOut.Message, StringComparison.Ordinal);
-        await Task.Delay(200);
-        // The timed-out command and its process group are gone, not left running.
-        Assert.DoesNotContain(Directory.EnumerateDirectories("/proc"), d => int.TryParse(Path.GetFileName(d), out _) && ReadOrEmpty(d + "/cmdline") == "/bin/sleep\077\0");
+        // The timed-out command and its process group are gone, not left running (a sleep of 77 s would be).
+        await EventuallyAsync(() => !Directory.EnumerateDirectories("/proc").Any(d => int.TryParse(Path.GetFileName(d), out _) && ReadOrEmpty(d + "/cmdline") == "/bin/sleep\077\0"),
+            "the timed-out check's sleep killed");
     }
 
     [Fact]
@@ -523,7 +560,7 @@ public sealed class SupervisorTests
                 output: {output}
             """, directory);
         await UntilAsync(daemon, "who", s => s.State == "running");
-        await Task.Delay(300);
+        await EventuallyAsync(() => File.Exists(output) && File.ReadAllLines(output).Length >= 8, "the service's eight lines of output");
         var lines = await File.ReadAllLinesAsync(output);
         Assert.Equal("65534", lines[0]);
         Assert.Equal("65534", lines[1]);
@@ -562,17 +599,17 @@ public sealed class SupervisorTests
                 stop-timeout: 400ms
             """);
         var running = await UntilAsync(daemon, "stubborn", s => s.State == "running");
-        await Task.Delay(200);
-        var group = Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(n => int.TryParse(n, out _))
+        List<int> Group() => Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(n => int.TryParse(n, out _))
             .Select(int.Parse!).Where(pid => { try { return File.ReadAllText($"/proc/{pid}/stat").Split(") ")[1].Split(' ')[3] == running.Pid!.Value.ToString(CultureInfo.InvariantCulture); } catch (IOException) { return false; } })
             .ToList();
-        Assert.True(group.Count >= 2, "the shell and its sleep share the service's process group");
+        await EventuallyAsync(() => Group().Count >= 2, "the shell and its sleep share the service's process group");
+        var group = Group();
         var watch = Stopwatch.StartNew();
         var result = await new AppHbControl(daemon.SocketPath).ControlAsync(ControlAction.Stop, "stubborn");
         Assert.Equal("stubborn: stopped", result.Message);
-        Assert.InRange(watch.Elapsed.TotalMilliseconds, 350, 5000);
-        await Task.Delay(100);
-        Assert.All(group, pid => Assert.False(Alive(pid), $"pid {pid} of the group survived"));
+        // The stop waited out the timeout (the shell ignores TERM) before SIGKILL; the bound above is only a sanity check.
+        Assert.True(watch.Elapsed.TotalMilliseconds >= 350, $"stopped after {watch.Elapsed.TotalMilliseconds:0} ms, before its stop timeout");
+        await EventuallyAsync(() => group.All(pid => !Alive(pid)), "every process of the group killed");
     }
 
     [Fact]
@@ -583,14 +620,14 @@ public sealed class SupervisorTests
                 command: [/bin/sh, -c, "(setsid /bin/sleep 0.5 &); exec /bin/sleep 1000"]
             """);
         await UntilAsync(daemon, "forks", s => s.State == "running");
-        await Task.Delay(200);
-        var orphans = Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(n => int.TryParse(n, out _)).Select(int.Parse!)
+        List<int> SleepingChildren() => Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(n => int.TryParse(n, out _)).Select(int.Parse!)
             .Where(pid => { try { var f = File.ReadAllText($"/proc/{pid}/stat"); return f.Contains("(sleep)", StringComparison.Ordinal) && f.Split(") ")[1].Split(' ')[1] == daemon.Pid.ToString(CultureInfo.InvariantCulture); } catch (IOException) { return false; } })
             .ToList();
         // The service's own sleep (its direct child) plus the orphan, both children of apphbd now.
-        Assert.Equal(2, orphans.Count);
-        await Task.Delay(600);
-        Assert.Empty(ZombieChildren(daemon.Pid));
+        await EventuallyAsync(() => SleepingChildren().Count == 2, "the orphaned sleep reparented to apphbd beside the service's own");
+        // The orphan's 0.5 s end: it is reaped, not left a zombie.
+        await EventuallyAsync(() => SleepingChildren().Count == 1, "the orphan's exit");
+        await EventuallyAsync(() => ZombieChildren(daemon.Pid).Count == 0, "no zombie left");
     }
 
     [Fact]
@@ -610,10 +647,9 @@ public sealed class SupervisorTests
         var done = await UntilAsync(daemon, "crasher", s => s.Restarts >= 1020, TimeSpan.FromSeconds(120));
         Assert.True(done.Restarts >= 1020);
         await new AppHbControl(daemon.SocketPath).ControlAsync(ControlAction.Stop, "crasher");
-        await Task.Delay(300);
-        var descriptorsAfter = Directory.GetFiles($"/proc/{daemon.Pid}/fd").Length;
-        Assert.InRange(descriptorsAfter, 0, descriptorsBefore + 2);
-        Assert.Empty(ZombieChildren(daemon.Pid));
+        await EventuallyAsync(() => Directory.GetFiles($"/proc/{daemon.Pid}/fd").Length <= descriptorsBefore + 2,
+            $"apphbd's descriptors back to at most {descriptorsBefore + 2}");
+        await EventuallyAsync(() => ZombieChildren(daemon.Pid).Count == 0, "no zombie left");
     }
 
     [Fact]
@@ -634,9 +670,9 @@ public sealed class SupervisorTests
         var bystander = await ServiceAsync(daemon, "bystander");
         Assert.Equal("stopped", bystander.State);
         var status = await new AppHbControl(daemon.SocketPath).GetStatusAsync();
-        var tickles = status.Watchdog.Tickles;
-        await Task.Delay(600);
-        Assert.Equal(tickles, (await new AppHbControl(daemon.SocketPath).GetStatusAsync()).Watchdog.Tickles);
+        // Three more withheld ticks prove the tickle loop went on deciding: it fed none of them.
+        await EventuallyAsync(async () => (await new AppHbControl(daemon.SocketPath).GetStatusAsync()).Watchdog.Withheld >= status.Watchdog.Withheld + 3, "three withheld tickles");
+        Assert.Equal(status.Watchdog.Tickles, (await new AppHbControl(daemon.SocketPath).GetStatusAsync()).Watchdog.Tickles);
     }
 
     [Fact]

@@ -70,12 +70,22 @@ public class DeviceTests
     public async Task Precise_waiter_is_woken_at_once_from_another_thread()
     {
         using var waiter = new PreciseWaiter();
+        var tid = 0;
+        var waiting = new TaskCompletionSource<bool>();
+        var thread = new Thread(() =>
+        {
+            Volatile.Write(ref tid, NativeThreads.CurrentId());
+            waiting.SetResult(waiter.Wait(TimeSpan.FromSeconds(30)));
+        });
+        thread.Start();
+        SpinWait.SpinUntil(() => Volatile.Read(ref tid) != 0);
+        NativeThreads.WaitUntilSleeping(Volatile.Read(ref tid));
         var watch = Stopwatch.StartNew();
-        var waiting = Task.Run(() => waiter.Wait(TimeSpan.FromSeconds(30)));
-        await Task.Delay(50);
         waiter.Wake();
-        Assert.True(await waiting);
+        // Woken, not timed out (the wait was for 30 s).
+        Assert.True(await waiting.Task);
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10));
+        thread.Join();
     }
 
     [Fact]
@@ -131,12 +141,24 @@ public class ProcessExitWatcherTests
         Assert.False(exited.Wait(100));
         var killed = Stopwatch.StartNew();
         child.Kill();
-        Assert.True(exited.Wait(TimeSpan.FromSeconds(5)));
-        Assert.True(killed.Elapsed < TimeSpan.FromSeconds(2));
-        Thread.Sleep(100);
+        Assert.True(exited.Wait(TimeSpan.FromSeconds(30)));
+        // A second process's exit, reported by the same watcher after the first: no second report of the first came.
+        ReportedAfter(watcher);
         Assert.Equal(1, exits);
         Assert.Equal(0, watcher.Count);
         child.WaitForExit();
+    }
+
+    /// <summary>Watches and kills one more process and waits for its report: what the watcher would have reported
+    /// about the processes before it has been reported by then.</summary>
+    private static void ReportedAfter(AppHb.Linux.Processes.ProcessExitWatcher watcher)
+    {
+        using var marker = Process.Start(new ProcessStartInfo("sleep", "30"))!;
+        using var reported = new ManualResetEventSlim();
+        using var watch = watcher.Watch(marker.Id, reported.Set);
+        marker.Kill();
+        Assert.True(reported.Wait(TimeSpan.FromSeconds(30)), "the marker's exit was never reported");
+        marker.WaitForExit();
     }
 
     [Fact]
@@ -154,7 +176,7 @@ public class ProcessExitWatcherTests
         watcher.Watch(child.Id, () => called = true).Dispose();
         child.Kill();
         child.WaitForExit();
-        Thread.Sleep(200);
+        ReportedAfter(watcher);
         Assert.False(called);
         Assert.Equal(0, watcher.Count);
     }

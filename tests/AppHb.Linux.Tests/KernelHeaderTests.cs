@@ -11,8 +11,11 @@ namespace AppHb.Linux.Tests;
 public sealed class KernelHeaderTests : IDisposable
 {
     private const string Program = """
+        #define _GNU_SOURCE
         #include <stdio.h>
         #include <stddef.h>
+        #include <sys/socket.h>
+        #include <linux/sched.h>
         #include <linux/watchdog.h>
         #include <linux/gpio.h>
         #include <sys/epoll.h>
@@ -64,6 +67,15 @@ public sealed class KernelHeaderTests : IDisposable
             P("EPOLL_CTL_ADD", EPOLL_CTL_ADD);
             P("EPOLL_CTL_DEL", EPOLL_CTL_DEL);
             P("EPOLL_CLOEXEC", EPOLL_CLOEXEC);
+            P("SCHED_OTHER", SCHED_NORMAL);
+            P("SCHED_FIFO", SCHED_FIFO);
+            P("SCHED_RR", SCHED_RR);
+            P("SCHED_RESET_ON_FORK", SCHED_RESET_ON_FORK);
+            P("SOL_SOCKET", SOL_SOCKET);
+            P("SO_PEERCRED", SO_PEERCRED);
+            P("sizeof(ucred)", sizeof(struct ucred));
+            P("offsetof(ucred.uid)", offsetof(struct ucred, uid));
+            P("offsetof(ucred.gid)", offsetof(struct ucred, gid));
             return 0;
         }
         """;
@@ -118,6 +130,15 @@ public sealed class KernelHeaderTests : IDisposable
         { "EPOLL_CTL_ADD", (ulong)Interop.EPOLL_CTL_ADD },
         { "EPOLL_CTL_DEL", (ulong)Interop.EPOLL_CTL_DEL },
         { "EPOLL_CLOEXEC", (ulong)Interop.EPOLL_CLOEXEC },
+        { "SCHED_OTHER", (ulong)Interop.SCHED_OTHER },
+        { "SCHED_FIFO", (ulong)Interop.SCHED_FIFO },
+        { "SCHED_RR", (ulong)Interop.SCHED_RR },
+        { "SCHED_RESET_ON_FORK", (ulong)Interop.SCHED_RESET_ON_FORK },
+        { "SOL_SOCKET", (ulong)Interop.SOL_SOCKET },
+        { "SO_PEERCRED", (ulong)Interop.SO_PEERCRED },
+        { "sizeof(ucred)", (ulong)Marshal.SizeOf<Interop.UCred>() },
+        { "offsetof(ucred.uid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Uid") },
+        { "offsetof(ucred.gid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Gid") },
     };
 
     [Theory]

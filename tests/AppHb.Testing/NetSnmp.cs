@@ -173,13 +173,14 @@ public sealed class NetSnmp : IAsyncDisposable
     /// <summary>SNMPv3 as the user, authenticated (SHA) and encrypted (AES).</summary>
     public static IReadOnlyList<string> V3AuthPriv { get; } = ["-v3", "-l", "authPriv", "-u", User, "-a", "SHA", "-A", AuthPassword, "-x", "AES", "-X", PrivPassword];
 
-    /// <summary>Runs a net-snmp tool (snmpwalk, snmpget, snmpbulkwalk) against this snmpd; returns its output, or
-    /// throws with it when the tool fails.</summary>
+    /// <summary>Runs a net-snmp tool (snmpwalk, snmpget, snmpbulkwalk) against this snmpd; returns its standard output
+    /// (the values; what a tool says on its first run on a machine goes to standard error), or throws with all it
+    /// printed when the tool fails.</summary>
     public async Task<string> ToolAsync(string tool, IEnumerable<string> options, params string[] oids)
     {
         string[] all = ["-M", MibDirectories, "-m", "APPHB-MIB", "-r", "1", "-t", "5", .. options, Agent, .. oids];
-        var (code, output) = await ProcessRunner.RunAsync(tool, all);
-        return code == 0 ? output : throw new InvalidOperationException($"{tool} {string.Join(' ', all)} exited {code}:\n{output}");
+        var result = await ProcessRunner.RunAsync(tool, all);
+        return result.Code == 0 ? result.StandardOutput : throw new InvalidOperationException($"{tool} {string.Join(' ', all)} exited {result.Code}:\n{result.Output}");
     }
 
     private static Process Start(string program, ConcurrentQueue<string> output, params string[] args)

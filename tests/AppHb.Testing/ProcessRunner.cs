@@ -2,13 +2,22 @@ using System.Diagnostics;
 
 namespace AppHb.Testing;
 
+/// <summary>What a program printed and how it ended. <see cref="Output"/> is standard error followed by standard
+/// output, so that a script's last line of output (build-deb.sh prints the package path) stays last; compare values
+/// against <see cref="StandardOutput"/> only: a tool's first run on a machine may say so on standard error (net-snmp:
+/// "Created directory: /var/lib/snmp/cert_indexes").</summary>
+public sealed record ProcessResult(int Code, string StandardOutput, string StandardError)
+{
+    public string Output => StandardError + StandardOutput;
+
+    public void Deconstruct(out int code, out string output) => (code, output) = (Code, Output);
+}
+
 /// <summary>Runs a program to completion for tests that check tools' verdicts (systemd-analyze, lintian, dtc, the
 /// packaging scripts).</summary>
 public static class ProcessRunner
 {
-    /// <returns>The exit code, and standard error followed by standard output, so that a script's last line of
-    /// output (build-deb.sh prints the package path) stays last.</returns>
-    public static async Task<(int Code, string Output)> RunAsync(string file, params string[] args)
+    public static async Task<ProcessResult> RunAsync(string file, params string[] args)
     {
         var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args)
@@ -20,7 +29,7 @@ public static class ProcessRunner
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
         await process.WaitForExitAsync();
-        return (process.ExitCode, await error + await output);
+        return new ProcessResult(process.ExitCode, await output, await error);
     }
 
     /// <summary>kill(2): sends <paramref name="signal"/> to <paramref name="pid"/>.</summary>

@@ -31,9 +31,11 @@ public sealed class RawConnection : IAsyncDisposable
     }
 
     /// <summary>The next frame, or null at end of stream.</summary>
-    public async Task<(FrameHeader Header, byte[] Payload)?> ReceiveAsync(TimeSpan? timeout = null)
+    /// <param name="timeout">10 s by default; <see cref="Timeout.InfiniteTimeSpan"/> waits as long as it takes.</param>
+    public async Task<(FrameHeader Header, byte[] Payload)?> ReceiveAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
-        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(10));
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        cts.CancelAfter(timeout ?? TimeSpan.FromSeconds(10));
         while (true)
         {
             if (FrameReader.TryReadFrame(_buffer.AsSpan(0, _filled), out var header))

@@ -18,6 +18,17 @@ public enum ClientState
     Hung,
 }
 
+/// <summary>The lower-case names of <see cref="ClientState"/>: the status document's <c>state</c>, and APPHB-MIB's
+/// <c>apphbClientState</c> enumeration (value = position + 1). One source; a test reads the MIB against it.</summary>
+public static class ClientStates
+{
+    private static readonly string[] Names = Enum.GetValues<ClientState>().Select(s => s.ToString().ToLowerInvariant()).ToArray();
+
+    public static IReadOnlyList<string> All => Names;
+
+    public static string Name(ClientState state) => Names[(int)state];
+}
+
 /// <summary>A client as seen at one instant.</summary>
 public sealed record ClientSnapshot(
     ulong Id,

@@ -11,7 +11,7 @@ namespace AppHb.Core.Heartbeats;
 /// <see cref="ExpireDue"/> and sleeps until the returned timestamp: no timer or task per client.</para>
 /// <para>Each warn / hung / recovered is raised once per episode, from the deadline, not when the next beat
 /// arrives.</para></summary>
-public sealed class HeartbeatRegistry
+public sealed class HeartbeatRegistry : IDeadlineSource
 {
     private readonly Lock _gate = new();
     private readonly TimeProvider _time;
@@ -37,6 +37,18 @@ public sealed class HeartbeatRegistry
     /// <summary>Called (under the registry's lock, so it must be quick) when a deadline earlier than the one the
     /// driver sleeps towards was scheduled: the driver must wake and recompute.</summary>
     public Action? EarlierDeadlineScheduled { get; set; }
+
+    /// <summary>Entries in the deadline queue (for tests: at most one per client, none for a hung one).</summary>
+    internal int QueuedDeadlines
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _deadlines.Count;
+            }
+        }
+    }
 
     public int Count
     {

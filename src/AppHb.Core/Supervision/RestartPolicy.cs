@@ -41,14 +41,19 @@ public sealed record RestartPolicy(
         $"{Delay.Ticks}|{BackoffStep.Ticks}|{Multiplier}|{MaxDelay.Ticks}|{StableAfter.Ticks}|{MaxRestarts}|{Window.Ticks}|{Escalation}|{string.Join(',', DoNotRestartExitCodes.Order())}";
 }
 
-/// <summary>How a process ended: an exit code, or the signal that killed it.</summary>
+/// <summary>How a process ended: an exit code, or the signal that killed it; neither for an adopted process that is
+/// not our child (only a parent learns the status).</summary>
 public readonly record struct ProcessExit(int? ExitCode, int? Signal)
 {
     public static ProcessExit Code(int code) => new(code, null);
 
     public static ProcessExit KilledBy(int signal) => new(null, signal);
 
-    public override string ToString() => ExitCode is { } c ? $"exit code {c}" : $"signal {Signal}";
+    /// <summary>Neither code nor signal is known.</summary>
+    public static ProcessExit Unknown => default;
+
+    public override string ToString() => ExitCode is { } c ? $"exit code {c}"
+        : Signal is { } s ? $"signal {s} ({SignalNames.Name(s)})" : "exited (status unknown: not our child)";
 }
 
 /// <summary>The supervisor's next step for a service that exited.</summary>

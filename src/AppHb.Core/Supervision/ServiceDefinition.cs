@@ -101,10 +101,17 @@ public sealed record ServiceDefinition(
     HeartbeatCheck? Heartbeat,
     IReadOnlyList<CheckDefinition> Checks)
 {
+    /// <summary>The resource group of the node's own services: wanted wherever apphbd runs.</summary>
+    public const string NodeGroup = "node";
+
+    /// <summary>The resource group the service belongs to. A group's services run only while the group is active on
+    /// this node: <see cref="NodeGroup"/> always is; the pair (level 3) activates its group on the active node only.</summary>
+    public string ResourceGroup { get; init; } = NodeGroup;
+
     /// <summary>Everything that defines the service, as one string: reload restarts a service whose canonical form
     /// changed and leaves the others running.</summary>
     public string Canonical() => string.Join('\u001e',
         Name, string.Join('\u001f', Command), WorkingDirectory, string.Join('\u001f', Environment.Select(e => $"{e.Key}={e.Value}")),
         User, Group, Umask?.ToString(), OutputFile, StopSignal, StopTimeout.Ticks, string.Join('\u001f', Requires), Readiness,
-        Restart.Canonical(), Critical, PidFile, Heartbeat?.ToString(), string.Join('\u001f', Checks.Select(c => c.Canonical())));
+        Restart.Canonical(), Critical, PidFile, Heartbeat?.ToString(), string.Join('\u001f', Checks.Select(c => c.Canonical())), ResourceGroup);
 }

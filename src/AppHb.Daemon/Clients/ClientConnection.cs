@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using AppHb.Daemon.Events;
 using AppHb.Core.Heartbeats;
 using AppHb.Daemon.Status;
+using AppHb.Linux.Accounts;
 using AppHb.Linux.Processes;
 using AppHb.Protocol;
 using Microsoft.Extensions.Logging;
@@ -30,6 +31,7 @@ internal sealed class ClientConnection : IDisposable
     private Role _role;
     private RegisteredClient? _client;
     private bool _replayHistory;
+    private uint _subscribeSequence;
     private bool _watching;
 
     public ClientConnection(Socket socket, HeartbeatRegistry registry, EventBroadcaster broadcaster, ProcessExitWatcher exits,
@@ -84,7 +86,7 @@ internal sealed class ClientConnection : IDisposable
                             // Decoded before the await: the payload is a span over the receive buffer.
                             var control = ReadControl(header, payload);
                             offset += header.FrameLength;
-                            reply = await _control.HandleAsync(control, header.Sequence, _peer);
+                            reply = await HandleControlAsync(control, header.Sequence, cancellationToken);
                         }
                         else
                         {
@@ -98,8 +100,9 @@ internal sealed class ClientConnection : IDisposable
 
                         if (_role == Role.Watcher && _watching is false)
                         {
-                            // After the Ok went out: events follow it, never precede it.
-                            _broadcaster.Add(_socket, _peer.Pid, _replayHistory);
+                            // The broadcaster sends the Ok, then the events: none precedes it, none published after
+                            // it is missed.
+                            _broadcaster.Add(_socket, _peer.Pid, _replayHistory, FrameWriter.EmptyToArray(FrameType.Ok, _subscribeSequence));
                             _watching = true;
                         }
                     }
@@ -165,6 +168,24 @@ internal sealed class ClientConnection : IDisposable
     {
         _socket.Dispose();
         _sendLock?.Dispose();
+    }
+
+    /// <summary>Runs a control request while watching for apphbctl to leave: a zero-byte receive completes when the
+    /// socket is readable, and nothing to read then means the peer closed (or shut down its sending side).</summary>
+    private async Task<byte[]> HandleControlAsync(ControlRequest control, uint sequence, CancellationToken cancellationToken)
+    {
+        using var left = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var handling = _control.HandleAsync(control, sequence, _peer, left.Token);
+        var readable = _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, left.Token).AsTask();
+        if (await Task.WhenAny(handling, readable) == readable && !readable.IsFaulted && !readable.IsCanceled && _socket.Available == 0)
+        {
+            await left.CancelAsync();
+        }
+
+        var reply = await handling;
+        await left.CancelAsync();
+        await readable.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        return reply;
     }
 
     private static bool FrameReaderPeek(byte[] buffer, out int frameLength)
@@ -291,8 +312,9 @@ internal sealed class ClientConnection : IDisposable
                 }
 
                 _replayHistory = (header.Flags & FrameFlags.ReplayHistory) != 0;
+                _subscribeSequence = header.Sequence;
                 _role = Role.Watcher;
-                return FrameWriter.EmptyToArray(FrameType.Ok, header.Sequence);
+                return null;
 
             default:
                 throw new ProtocolException(ErrorCode.UnknownType, $"frame type 0x{(byte)header.Type:x2} is unknown");
@@ -407,13 +429,7 @@ internal sealed class ClientConnection : IDisposable
 
     private static PeerCredentials ReadPeerCredentials(Socket socket)
     {
-        // struct ucred { pid_t pid; uid_t uid; gid_t gid; } via SOL_SOCKET (1) / SO_PEERCRED (17): what the kernel
-        // recorded at connect(), so a client cannot claim another's identity.
-        Span<byte> ucred = stackalloc byte[12];
-        socket.GetRawSocketOption(1, 17, ucred);
-        return new PeerCredentials(
-            BitConverter.ToInt32(ucred),
-            BitConverter.ToUInt32(ucred[4..]),
-            BitConverter.ToUInt32(ucred[8..]));
+        var (pid, uid, gid) = UnixAccounts.PeerOf(socket);
+        return new PeerCredentials(pid, uid, gid);
     }
 }

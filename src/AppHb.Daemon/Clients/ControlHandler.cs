@@ -12,7 +12,9 @@ namespace AppHb.Daemon.Clients;
 /// be any member of the socket's group; control is for root and the daemon's own user only.</summary>
 internal sealed class ControlHandler(ServiceSupervisor supervisor)
 {
-    public async Task<byte[]> HandleAsync(ControlRequest request, uint sequence, PeerCredentials peer)
+    /// <param name="cancellationToken">Cancelled when apphbctl leaves or apphbd stops: what was asked is done, the
+    /// wait for its outcome ends.</param>
+    public async Task<byte[]> HandleAsync(ControlRequest request, uint sequence, PeerCredentials peer, CancellationToken cancellationToken)
     {
         if (peer.Uid != 0 && peer.Uid != UnixAccounts.EffectiveUserId)
         {
@@ -24,11 +26,11 @@ internal sealed class ControlHandler(ServiceSupervisor supervisor)
         {
             result = request.Action switch
             {
-                ControlAction.Start => await supervisor.StartServiceAsync(request.Name),
-                ControlAction.Stop => await supervisor.StopServiceAsync(request.Name),
-                ControlAction.Restart => await supervisor.RestartServiceAsync(request.Name),
+                ControlAction.Start => await supervisor.StartServiceAsync(request.Name, cancellationToken),
+                ControlAction.Stop => await supervisor.StopServiceAsync(request.Name, cancellationToken),
+                ControlAction.Restart => await supervisor.RestartServiceAsync(request.Name, cancellationToken),
                 ControlAction.Logs => supervisor.Logs(request.Name, (int)Math.Clamp(request.Lines == 0 ? 50 : request.Lines, 1, 10_000)),
-                ControlAction.Reload => await supervisor.ReloadAsync(),
+                ControlAction.Reload => await supervisor.ReloadAsync(cancellationToken),
                 _ => throw new ProtocolException(ErrorCode.InvalidArgument, $"Control: unknown action {request.Action}"),
             };
         }
@@ -39,6 +41,11 @@ internal sealed class ControlHandler(ServiceSupervisor supervisor)
         catch (ConfigurationException e)
         {
             return Error(ErrorCode.Failed, "reload refused, nothing changed:\n" + string.Join('\n', e.Errors), sequence);
+        }
+        catch (InvalidOperationException e)
+        {
+            // The machine refused (apphbd is stopping, the node is rebooting).
+            return Error(ErrorCode.Failed, e.Message, sequence);
         }
 
         var document = new ArrayBufferWriter<byte>();

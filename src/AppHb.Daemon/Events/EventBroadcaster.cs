@@ -43,9 +43,11 @@ internal sealed class EventBroadcaster : DedicatedThreadService
         public long Dropped { get; set; }
     }
 
-    /// <summary>Adds a watcher; with <paramref name="replayHistory"/> it first receives the retained recent events
-    /// (those already broadcast), so that history and live events join without a gap or a duplicate.</summary>
-    public void Add(Socket socket, int pid, bool replayHistory)
+    /// <summary>Adds a watcher. It first receives <paramref name="ok"/> (the Subscribe's reply), then with
+    /// <paramref name="replayHistory"/> the retained recent events (those already broadcast), then every event
+    /// published from now on: history and live events join without a gap or a duplicate, and a watcher that has read
+    /// the Ok knows it misses nothing published after it.</summary>
+    public void Add(Socket socket, int pid, bool replayHistory, byte[] ok)
     {
         // Synchronous sends on this socket must fail fast instead of waiting for a slow reader; the connection's
         // asynchronous receives are not affected by this flag.
@@ -53,6 +55,7 @@ internal sealed class EventBroadcaster : DedicatedThreadService
         var watcher = new Watcher(socket, pid);
         lock (_gate)
         {
+            Send(watcher, ok);
             if (replayHistory)
             {
                 foreach (var past in _events.History(upTo: _lastBroadcast))

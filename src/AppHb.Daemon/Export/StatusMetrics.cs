@@ -10,7 +10,7 @@ namespace AppHb.Daemon.Export;
 /// neither a scrape nor a slow scraper can hold up the heartbeat path.</summary>
 internal sealed class StatusMetrics : IDisposable
 {
-    private static readonly string[] States = ["waiting", "starting", "running", "stopping", "backoff", "stopped", "exited", "failed"];
+    private static IReadOnlyList<string> States => AppHb.Core.Supervision.ServiceRunStates.All;
     private readonly EventSubscription _events;
     // Scrapes are serialized (MetricsServer), so these are touched by one scrape at a time.
     private readonly Dictionary<ulong, ClientSeries> _clientSeries = [];

@@ -7,11 +7,12 @@ using Microsoft.Extensions.Logging;
 namespace AppHb.Daemon.Loops;
 
 /// <summary>The daemon's event loop: one dedicated (realtime when permitted) thread that sleeps exactly until the
-/// registry's next deadline, raises what expired, and proves its own liveness to the watchdog tickle loop, both
-/// directly and by getting a work item through the thread pool (which serves every socket).</summary>
+/// earliest deadline of its sources (the heartbeat registry, the supervisor; the peer's deadtime next), acts on what
+/// expired, and proves its own liveness to the watchdog tickle loop, both directly and by getting a work item through
+/// the thread pool (which serves every socket). No source keeps a timer of its own.</summary>
 internal sealed class DeadlineLoop : DedicatedThreadService
 {
-    private readonly HeartbeatRegistry _registry;
+    private readonly IReadOnlyList<IDeadlineSource> _sources;
     private readonly DaemonHealth _health;
     private readonly TimeProvider _time;
     private readonly RealtimeOptions _realtime;
@@ -19,9 +20,9 @@ internal sealed class DeadlineLoop : DedicatedThreadService
     private readonly ILogger<DeadlineLoop> _logger;
     private readonly PreciseWaiter _waiter = new();
 
-    public DeadlineLoop(HeartbeatRegistry registry, DaemonHealth health, TimeProvider time, ApphbdOptions options, ILogger<DeadlineLoop> logger)
+    public DeadlineLoop(IReadOnlyList<IDeadlineSource> sources, DaemonHealth health, TimeProvider time, ApphbdOptions options, ILogger<DeadlineLoop> logger)
     {
-        _registry = registry;
+        _sources = sources;
         _health = health;
         _time = time;
         _realtime = options.Realtime;
@@ -32,7 +33,13 @@ internal sealed class DeadlineLoop : DedicatedThreadService
 
     protected override string ThreadName => "apphb-deadlines";
 
-    protected override void OnStarting() => _registry.EarlierDeadlineScheduled = _waiter.Wake;
+    protected override void OnStarting()
+    {
+        foreach (var source in _sources)
+        {
+            source.EarlierDeadlineScheduled = _waiter.Wake;
+        }
+    }
 
     protected override void Wake() => _waiter.Wake();
 
@@ -47,7 +54,12 @@ internal sealed class DeadlineLoop : DedicatedThreadService
         {
             while (!IsStopping)
             {
-                var next = _registry.ExpireDue();
+                var next = long.MaxValue;
+                foreach (var source in _sources)
+                {
+                    next = Math.Min(next, source.ExpireDue());
+                }
+
                 _health.Loop.Stamp();
                 _health.ProbeThreadPool();
                 var now = _time.GetTimestamp();

@@ -16,39 +16,46 @@ internal sealed class WatchdogTickler : DedicatedThreadService
     private readonly TimeProvider _time;
     private readonly RealtimeOptions _realtime;
     private readonly ILogger<WatchdogTickler> _logger;
+    private readonly Func<WatchdogSettings, WatchdogDevice> _open;
     private readonly PreciseWaiter _waiter = new();
-    private volatile string? _stopFeedingReason;
-    private long _tickles;
-    private long _withheld;
-    private long _lastTickle = -1;
+    private WatchdogTickleGate? _gate;
+    private string? _stopFeedingReason;
 
     public WatchdogTickler(ApphbdOptions options, DaemonHealth health, TimeProvider time, ILogger<WatchdogTickler> logger)
+        : this(options, health, time, logger, WatchdogDevice.Create)
+    {
+    }
+
+    /// <param name="open">Opens the device (tests pass a recording one).</param>
+    internal WatchdogTickler(ApphbdOptions options, DaemonHealth health, TimeProvider time, ILogger<WatchdogTickler> logger, Func<WatchdogSettings, WatchdogDevice> open)
     {
         _options = options.Watchdog;
         _realtime = options.Realtime;
         _health = health;
         _time = time;
         _logger = logger;
+        _open = open;
     }
 
-    public WatchdogDevice? Device { get; private set; }
+    public WatchdogDevice? Device => _gate?.Device;
 
     public TimeSpan Period => _options.Period;
 
-    public long Tickles => Interlocked.Read(ref _tickles);
+    public long Tickles => _gate?.Tickles ?? 0;
 
-    public long Withheld => Interlocked.Read(ref _withheld);
+    public long Withheld => _gate?.Withheld ?? 0;
 
-    public TimeSpan? LastTickleAge => Interlocked.Read(ref _lastTickle) is var last and >= 0 ? _time.GetElapsedTime(last) : null;
+    public TimeSpan? LastTickleAge => _gate?.LastTickleAge;
 
     protected override string ThreadName => "apphb-tickle";
 
     /// <summary>Opens the device: a failure here stops the daemon from starting.</summary>
     protected override void OnStarting()
     {
+        WatchdogDevice device;
         try
         {
-            Device = WatchdogDevice.Create(_options.Device);
+            device = _open(_options.Device);
         }
         catch (WatchdogUnavailableException e)
         {
@@ -56,34 +63,44 @@ internal sealed class WatchdogTickler : DedicatedThreadService
             throw;
         }
 
-        Log.WatchdogOpened(_logger, Device.Backend, Device.DevicePath ?? "-", Device.Identity ?? "-", Device.Timeout.TotalSeconds, _options.Period.TotalMilliseconds);
-        foreach (var note in Device.Notes)
+        _gate = new WatchdogTickleGate(device, _health, _options.Period, _time, _logger);
+        if (_stopFeedingReason is { } reason)
+        {
+            _gate.StopFeeding(reason);
+        }
+
+        Log.WatchdogOpened(_logger, device.Backend, device.DevicePath ?? "-", device.Identity ?? "-", device.Timeout.TotalSeconds, _options.Period.TotalMilliseconds);
+        foreach (var note in device.Notes)
         {
             Log.WatchdogNote(_logger, note);
         }
 
-        if (Device.LastBootByWatchdog)
+        if (device.LastBootByWatchdog)
         {
-            Log.WatchdogCausedLastBoot(_logger, Device.BootStatus.ToString());
+            Log.WatchdogCausedLastBoot(_logger, device.BootStatus.ToString());
         }
 
-        if (Device.Timeout < _options.Period * 2)
+        if (device.Timeout < _options.Period * 2)
         {
-            Log.WatchdogNote(_logger, $"the device's timeout {Device.Timeout.TotalSeconds} s is less than two tickle periods ({_options.Period.TotalSeconds} s each)");
+            Log.WatchdogNote(_logger, $"the device's timeout {device.Timeout.TotalSeconds} s is less than two tickle periods ({_options.Period.TotalSeconds} s each)");
         }
     }
 
     /// <summary>Last resort (reboot escalation): never feed again, so the hardware resets the node.</summary>
-    public void StopFeeding(string reason) => _stopFeedingReason = reason;
+    public void StopFeeding(string reason)
+    {
+        _stopFeedingReason = reason;
+        _gate?.StopFeeding(reason);
+    }
 
     protected override void Wake() => _waiter.Wake();
 
     /// <summary>Orderly stop: the magic close, unless feeding was stopped on purpose (reboot escalation).</summary>
     protected override void OnStopped()
     {
-        if (Device is not null && _stopFeedingReason is null)
+        if (_gate is { FeedingStopped: false } gate)
         {
-            Device.Disarm();
+            gate.Device.Disarm();
             Log.WatchdogDisarmed(_logger);
         }
     }
@@ -92,49 +109,22 @@ internal sealed class WatchdogTickler : DedicatedThreadService
     /// stop resets the node, as a crash must.</summary>
     protected override void DisposeResources()
     {
-        Device?.Dispose();
+        _gate?.Device.Dispose();
         _waiter.Dispose();
     }
 
+    /// <summary>The timing: one <see cref="WatchdogTickleGate.OnTick"/> per period, on schedule, recording how late each
+    /// wake-up was.</summary>
     protected override void Run()
     {
         _health.TickleScheduling = RealtimeThreads.Apply(_realtime, _logger, "watchdog tickle loop");
         var timestamps = new Timestamps(_time);
         var period = timestamps.ToTicks(_options.Period);
-        var device = Device!;
+        var gate = _gate!;
         var next = _time.GetTimestamp();
-        var withholding = false;
         while (!IsStopping)
         {
-            var age = _health.Age;
-            if (age <= _options.Period && _stopFeedingReason is null)
-            {
-                try
-                {
-                    device.Keepalive();
-                    Interlocked.Increment(ref _tickles);
-                    Interlocked.Exchange(ref _lastTickle, _time.GetTimestamp());
-                    if (withholding)
-                    {
-                        Log.TickleResumed(_logger, Withheld);
-                        withholding = false;
-                    }
-                }
-                catch (IOException e)
-                {
-                    Log.TickleFailed(_logger, e);
-                }
-            }
-            else
-            {
-                Interlocked.Increment(ref _withheld);
-                if (!withholding)
-                {
-                    Log.TickleWithheld(_logger, age.TotalMilliseconds, _options.Period.TotalMilliseconds, device.Timeout.TotalSeconds);
-                    withholding = true;
-                }
-            }
-
+            gate.OnTick();
             next += period;
             var now = _time.GetTimestamp();
             if (next < now)

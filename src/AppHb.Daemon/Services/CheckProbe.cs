@@ -8,15 +8,11 @@ using AppHb.Linux.Processes;
 
 namespace AppHb.Daemon.Services;
 
-/// <summary>The outcome of one check run.</summary>
-/// <param name="NotRunning">The check says the service is cleanly not running (OCF 7, LSB 3), not broken.</param>
-internal readonly record struct CheckResult(bool Passed, bool NotRunning, string Message, TimeSpan Duration);
-
 /// <summary>Runs API checks (type 2): TCP connect, HTTP GET, an OCF-style command, an LSB script's status. Each run is
 /// bounded by the check's timeout; a command still running at its timeout is killed with its whole process group.</summary>
 internal sealed class CheckProbe(ChildProcessTable children, Lazy<HttpClient> http)
 {
-    public async Task<CheckResult> RunAsync(string service, CheckDefinition check, CancellationToken cancellationToken)
+    public async Task<CheckOutcome> RunAsync(string service, CheckDefinition check, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -31,11 +27,11 @@ internal sealed class CheckProbe(ChildProcessTable children, Lazy<HttpClient> ht
                 CheckKind.Lsb => await CommandAsync(service, check, [check.Target, "status"], LsbMeaning, timeout.Token),
                 _ => (false, false, "unknown check type"),
             };
-            return new CheckResult(passed, notRunning, message, Stopwatch.GetElapsedTime(started));
+            return new CheckOutcome(passed, notRunning, message, Stopwatch.GetElapsedTime(started));
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return new CheckResult(false, false, $"timed out after {check.Timeout.TotalMilliseconds:0} ms", Stopwatch.GetElapsedTime(started));
+            return new CheckOutcome(false, false, $"timed out after {check.Timeout.TotalMilliseconds:0} ms", Stopwatch.GetElapsedTime(started));
         }
     }
 
@@ -125,12 +121,12 @@ internal sealed class CheckProbe(ChildProcessTable children, Lazy<HttpClient> ht
             return (false, false, e.Message);
         }
 
-        var output = ReadFirstLineAsync(child.Output!);
+        var output = ReadFirstLineAsync(child.Output!, cancellationToken);
         try
         {
             var exit = await exited.Task.WaitAsync(cancellationToken);
             var firstLine = await output;
-            var (passed, notRunning, text) = exit.ExitCode is { } code ? meaning(code) : (false, false, $"killed by {exit}");
+            var (passed, notRunning, text) = exit.ExitCode is { } code ? meaning(code) : (false, false, $"killed by {new ProcessExit(exit.ExitCode, exit.Signal)}");
             return (passed, notRunning, firstLine.Length > 0 ? $"{text}: {firstLine}" : text);
         }
         catch (OperationCanceledException)
@@ -140,7 +136,9 @@ internal sealed class CheckProbe(ChildProcessTable children, Lazy<HttpClient> ht
         }
     }
 
-    private static async Task<string> ReadFirstLineAsync(Socket socket)
+    /// <summary>Drains the command's output; the first line says what it found. Cancelled with the check (its
+    /// timeout, or the service stopping), which kills the command's group so the socket closes anyway.</summary>
+    private static async Task<string> ReadFirstLineAsync(Socket socket, CancellationToken cancellationToken)
     {
         using (socket)
         {
@@ -152,7 +150,7 @@ internal sealed class CheckProbe(ChildProcessTable children, Lazy<HttpClient> ht
                 // Drained to the end: a check that prints a lot must not die of SIGPIPE and be judged failed.
                 while (true)
                 {
-                    var read = await socket.ReceiveAsync(total < buffer.Length ? buffer.AsMemory(total) : discard, SocketFlags.None);
+                    var read = await socket.ReceiveAsync(total < buffer.Length ? buffer.AsMemory(total) : discard, SocketFlags.None, cancellationToken);
                     if (read == 0)
                     {
                         break;
@@ -161,7 +159,7 @@ internal sealed class CheckProbe(ChildProcessTable children, Lazy<HttpClient> ht
                     total += total < buffer.Length ? read : 0;
                 }
             }
-            catch (SocketException)
+            catch (Exception e) when (e is SocketException or OperationCanceledException)
             {
             }
 

@@ -1,11 +1,9 @@
 using System.Net.Sockets;
 using System.Text;
+using AppHb.Core.Supervision;
 using AppHb.Linux.Accounts;
 
 namespace AppHb.Daemon.Services;
-
-/// <summary>One sd_notify message from a service.</summary>
-internal readonly record struct NotifyMessage(bool Ready, bool Watchdog, bool WatchdogTrigger, bool Stopping, string? Status);
 
 /// <summary>The NOTIFY_SOCKET handed to one service: a datagram socket of its own, so every message is attributed to
 /// the service by where it arrives (any process of the service may send, as with systemd's NotifyAccess=all), and
@@ -38,18 +36,20 @@ internal sealed class NotifyEndpoint : IDisposable
 
     public string Path { get; }
 
-    /// <summary>Receives until disposed; each datagram is parsed (sd_notify(3): newline-separated VAR=value).</summary>
-    public async Task ReceiveAsync(Action<NotifyMessage> onMessage, Action<string> onBadMessage)
+    /// <summary>Receives until disposed or cancelled; each datagram is parsed (sd_notify(3): newline-separated
+    /// VAR=value).</summary>
+    public async Task ReceiveAsync(Action<NotifyMessage> onMessage, Action<string> onBadMessage, CancellationToken cancellationToken)
     {
         var buffer = new byte[4096];
+        var utf8 = new UTF8Encoding(false, true);
         while (true)
         {
             int read;
             try
             {
-                read = await _socket.ReceiveAsync(buffer, SocketFlags.None);
+                read = await _socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
             }
-            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
             {
                 return;
             }
@@ -57,7 +57,7 @@ internal sealed class NotifyEndpoint : IDisposable
             string text;
             try
             {
-                text = new UTF8Encoding(false, true).GetString(buffer, 0, read);
+                text = utf8.GetString(buffer, 0, read);
             }
             catch (DecoderFallbackException)
             {
@@ -65,41 +65,8 @@ internal sealed class NotifyEndpoint : IDisposable
                 continue;
             }
 
-            onMessage(Parse(text));
+            onMessage(NotifyMessage.Parse(text));
         }
-    }
-
-    internal static NotifyMessage Parse(string text)
-    {
-        bool ready = false, watchdog = false, trigger = false, stopping = false;
-        string? status = null;
-        foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            switch (line)
-            {
-                case "READY=1":
-                    ready = true;
-                    break;
-                case "WATCHDOG=1":
-                    watchdog = true;
-                    break;
-                case "WATCHDOG=trigger":
-                    trigger = true;
-                    break;
-                case "STOPPING=1":
-                    stopping = true;
-                    break;
-                default:
-                    if (line.StartsWith("STATUS=", StringComparison.Ordinal))
-                    {
-                        status = line[7..];
-                    }
-
-                    break;
-            }
-        }
-
-        return new NotifyMessage(ready, watchdog, trigger, stopping, status);
     }
 
     public void Dispose()

@@ -30,8 +30,8 @@ internal sealed class ServiceOutput
         }
     }
 
-    /// <summary>Pumps until the child and everything that inherited its output closed it.</summary>
-    public async Task PumpAsync(Socket socket, int pid)
+    /// <summary>Pumps until the child and everything that inherited its output closed it, or apphbd stops.</summary>
+    public async Task PumpAsync(Socket socket, int pid, CancellationToken cancellationToken)
     {
         var buffer = new byte[8192];
         var pending = new StringBuilder();
@@ -44,9 +44,9 @@ internal sealed class ServiceOutput
                 int read;
                 try
                 {
-                    read = await socket.ReceiveAsync(buffer, SocketFlags.None);
+                    read = await socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
                 }
-                catch (SocketException)
+                catch (Exception e) when (e is SocketException or OperationCanceledException)
                 {
                     break;
                 }

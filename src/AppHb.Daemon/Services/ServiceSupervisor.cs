@@ -1,5 +1,6 @@
 using AppHb.Core.Events;
 using AppHb.Core.Heartbeats;
+using AppHb.Core.Scheduling;
 using AppHb.Core.Supervision;
 using AppHb.Daemon.Configuration;
 using AppHb.Daemon.Loops;
@@ -11,16 +12,18 @@ using Microsoft.Extensions.Logging;
 
 namespace AppHb.Daemon.Services;
 
-/// <summary>Level 2: starts the node's services in dependency order, respawns them the moment they die, restarts what
-/// requires them, runs their checks, and escalates as their policies say.
-/// <para>One lock guards all service state; every input (a pidfd exit on the exit watcher's thread, a check result, a
-/// notify datagram, a timer, a control request) takes it, decides, and acts at once. Acting is quick (a posix_spawn, a
-/// kill, a timer): there is no queue between an exit and the respawn.</para></summary>
-internal sealed class ServiceSupervisor : IHostedService, IDisposable
+/// <summary>Level 2's host: runs the <see cref="SupervisorMachine"/>'s commands (spawn, signal, probe, sockets, the
+/// registry) and feeds it what happens. It holds no policy.
+/// <para>One lock guards the machine; every input (a pidfd exit on the exit watcher's thread, a check result, a notify
+/// datagram, a deadline on the deadline loop's thread, a control request) takes it, lets the machine decide, and runs
+/// the commands at once, in order, on the same thread: there is no queue between a child's exit and its respawn.
+/// Events are published once the lock is released.</para></summary>
+internal sealed class ServiceSupervisor : IHostedService, IDeadlineSource, IDisposable
 {
     private static readonly TimeSpan SettleBound = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan StartBound = TimeSpan.FromSeconds(30);
     private readonly Lock _gate = new();
-    private readonly ApphbdOptions _initial;
+    private readonly SupervisorMachine _machine;
     private readonly ConfigurationSource _source;
     private readonly TimeProvider _time;
     private readonly EventStream _events;
@@ -31,23 +34,26 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
     private readonly Export.ObservedMetrics _metrics;
     private readonly Lazy<HttpClient> _http;
     private readonly CheckProbe _probe;
-    private readonly Dictionary<string, SupervisedService> _services = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ServiceOutput> _outputs = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, NotifyEndpoint> _notify = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, RegisteredClient> _heartbeats = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string Service, int Run), CancellationTokenSource> _checks = [];
+    private readonly List<AppHbEvent> _unpublished = [];
+    private readonly Queue<Action<SupervisorMachine>> _reentered = new();
     private readonly CancellationTokenSource _stopping = new();
-    private readonly List<ServiceEvent> _unpublished = [];
-    private bool _deferring;
-    private ServiceGraph _graph = ServiceGraph.Build(new Dictionary<string, IReadOnlyList<string>>());
+    private readonly TaskCompletionSource _settled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ApphbdOptions _options;
-    private TaskCompletionSource _settled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _armedAt = long.MaxValue;
+    private int _depth;
+    private int _disposed;
     private EventSubscription? _heartbeatEvents;
     private Task? _heartbeatWatch;
-    private bool _rebooting;
-    private bool _shuttingDown;
 
     public ServiceSupervisor(ApphbdOptions options, ConfigurationSource source, TimeProvider time, EventStream events,
         HeartbeatRegistry registry, ChildProcessTable children, WatchdogTickler tickler, Export.ObservedMetrics metrics, ILogger<ServiceSupervisor> logger)
     {
         _metrics = metrics;
-        _initial = options;
         _options = options;
         _source = source;
         _time = time;
@@ -56,6 +62,7 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         _children = children;
         _tickler = tickler;
         _logger = logger;
+        _machine = new SupervisorMachine(time, options.Services);
         // Only a node with HTTP checks pays for an HTTP stack (a few MB resident).
         _http = new Lazy<HttpClient>(() =>
         {
@@ -69,6 +76,9 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         _probe = new CheckProbe(children, _http);
     }
 
+    /// <inheritdoc/>
+    public Action? EarlierDeadlineScheduled { get; set; }
+
     private string NotifyDirectory => Path.Combine(Path.GetDirectoryName(_options.Socket.Path) ?? "/run/apphb", "notify");
 
     public bool IsRebooting
@@ -77,30 +87,21 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         {
             lock (_gate)
             {
-                return _rebooting;
+                return _machine.IsRebooting;
             }
         }
     }
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        if (!_children.IsSubreaper && _initial.Services.Count > 0)
+        if (!_children.IsSubreaper && _options.Services.Count > 0)
         {
             Log.SubreaperRefused(_logger);
         }
 
         _heartbeatEvents = _events.Subscribe();
         _heartbeatWatch = Task.Run(WatchHeartbeatsAsync, CancellationToken.None);
-        lock (_gate)
-        {
-            _graph = BuildGraph(_initial.Services);
-            foreach (var definition in _initial.Services)
-            {
-                Add(definition);
-            }
-
-            Reconcile();
-        }
+        Run(m => m.Boot());
 
         // READY=1 follows this: wait (bounded) until every service is running or has settled into a final state.
         var settled = _settled.Task;
@@ -109,7 +110,8 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
             string pending;
             lock (_gate)
             {
-                pending = string.Join(", ", _services.Values.Where(s => s.Wanted && s.State != ServiceState.Running).Select(s => $"{s.Definition.Name} ({Describe(s.State)})"));
+                pending = string.Join(", ", _machine.Services.Where(s => s.Wanted && s.State != ServiceRunState.Running)
+                    .Select(s => $"{s.Name} ({ServiceRunStates.Name(s.State)})"));
             }
 
             Log.ServicesSlowToStart(_logger, SettleBound.TotalSeconds, pending);
@@ -118,12 +120,9 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        lock (_gate)
-        {
-            _shuttingDown = true;
-        }
-
-        await StopAllAsync("apphbd is stopping");
+        Run(m => m.BeginShutdown("apphbd is stopping"));
+        // Each service gets its stop timeout (then SIGKILL) and a grace; the host's shutdown timeout bounds the whole.
+        await WaitForAsync(() => _machine.IsShutdownComplete, Timeout.InfiniteTimeSpan, cancellationToken);
         await _stopping.CancelAsync();
         _heartbeatEvents?.Dispose();
         if (_heartbeatWatch is not null)
@@ -134,89 +133,52 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
 
     // ---- control (apphbctl) ----
 
-    public async Task<ControlResultDocument> StartServiceAsync(string name)
+    public async Task<ControlResultDocument> StartServiceAsync(string name, CancellationToken cancellationToken)
     {
-        SupervisedService service;
-        lock (_gate)
-        {
-            service = Find(name);
-            service.Wanted = true;
-            if (service.State is ServiceState.Failed or ServiceState.Exited or ServiceState.Stopped or ServiceState.Backoff)
-            {
-                // An operator's start forgives the restart history: the policy starts counting afresh.
-                service.Tracker = new RestartTracker(service.Definition.Restart, _time.TimestampFrequency);
-                CancelTimer(service);
-                SetState(service, ServiceState.Waiting);
-            }
-
-            Reconcile();
-        }
-
-        await WaitForAsync(service, s => s.State is ServiceState.Running or ServiceState.Failed or ServiceState.Exited, TimeSpan.FromSeconds(30));
-        return Result(service);
+        Control(m => m.Start(name));
+        await WaitForAsync(() => StateOf(name) is null or ServiceRunState.Running or ServiceRunState.Failed or ServiceRunState.Exited, StartBound, cancellationToken);
+        return Result(name);
     }
 
-    public async Task<ControlResultDocument> StopServiceAsync(string name)
+    public async Task<ControlResultDocument> StopServiceAsync(string name, CancellationToken cancellationToken)
     {
-        List<Task> waits = [];
-        SupervisedService service;
-        lock (_gate)
-        {
-            service = Find(name);
-            service.Wanted = false;
-            waits.AddRange(StopDependents(service, $"{name} is being stopped"));
-            waits.Add(Stop(service, AfterStop.Nothing, "stopped by apphbctl"));
-        }
-
-        await Task.WhenAll(waits);
-        return Result(service);
+        TimeSpan bound = default;
+        Control(m => bound = StopBound(m, name));
+        Control(m => m.Stop(name));
+        await WaitForAsync(() => _machine.IsStopComplete(name), bound, cancellationToken);
+        return Result(name);
     }
 
-    public async Task<ControlResultDocument> RestartServiceAsync(string name)
+    public async Task<ControlResultDocument> RestartServiceAsync(string name, CancellationToken cancellationToken)
     {
-        SupervisedService service;
-        lock (_gate)
-        {
-            service = Find(name);
-            service.Wanted = true;
-            StopDependents(service, $"{name} is restarting");
-            if (service.HasProcess)
-            {
-                Stop(service, AfterStop.Restart, "restart requested by apphbctl");
-            }
-            else
-            {
-                service.Tracker = new RestartTracker(service.Definition.Restart, _time.TimestampFrequency);
-                CancelTimer(service);
-                SetState(service, ServiceState.Waiting);
-                Reconcile();
-            }
-        }
-
+        TimeSpan bound = default;
+        Control(m => bound = StopBound(m, name));
+        Control(m => m.Restart(name));
         // First the old process leaves, then the new one becomes ready (or fails).
-        await WaitForAsync(service, s => s.State is not ServiceState.Stopping, TimeSpan.FromSeconds(service.Definition.StopTimeout.TotalSeconds + 5));
-        await WaitForAsync(service, s => s.State is ServiceState.Running or ServiceState.Failed or ServiceState.Exited, TimeSpan.FromSeconds(30));
-        return Result(service);
+        await WaitForAsync(() => StateOf(name) is not ServiceRunState.Stopping, bound, cancellationToken);
+        await WaitForAsync(() => StateOf(name) is null or ServiceRunState.Running or ServiceRunState.Failed or ServiceRunState.Exited, StartBound, cancellationToken);
+        return Result(name);
     }
 
     public ControlResultDocument Logs(string name, int lines)
     {
         lock (_gate)
         {
-            var service = Find(name);
+            var service = _machine.Find(name);
             if (service.Definition.OutputFile is { } file)
             {
                 return new ControlResultDocument($"{name}: output goes to {file}", TailOfFile(file, lines));
             }
 
-            return new ControlResultDocument($"{name}: last {lines} lines of output (all of it is in the journal)", service.Output.Tail(lines));
+            return new ControlResultDocument($"{name}: last {lines} lines of output (all of it is in the journal)",
+                _outputs.TryGetValue(name, out var output) ? output.Tail(lines) : []);
         }
     }
 
     /// <summary>Re-reads the configuration file and applies the services' diff: unchanged services keep running,
     /// changed ones restart with the new definition, removed ones stop, added ones start.</summary>
     /// <exception cref="ConfigurationException">The file is invalid: nothing was changed.</exception>
-    public async Task<ControlResultDocument> ReloadAsync()
+    public async Task<ControlResultDocument> ReloadAsync(CancellationToken cancellationToken)
     {
         if (_source.Path is null)
         {
@@ -225,8 +187,9 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
 
         var next = ConfigurationLoader.LoadFile(_source.Path);
         var lines = new List<string>();
-        List<Task> waits = [];
-        lock (_gate)
+        var touched = new List<string>();
+        var bound = TimeSpan.FromSeconds(5);
+        Control(m =>
         {
             if (next with { Services = _options.Services } != _options)
             {
@@ -234,43 +197,28 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
                 Log.ReloadWarning(_logger, lines[^1]);
             }
 
-            var incoming = next.Services.ToDictionary(d => d.Name, StringComparer.Ordinal);
-            foreach (var service in _services.Values.ToList())
+            var plan = ReloadPlan.Compute(m.Services.Select(s => s.Definition), next.Services);
+            touched.AddRange(plan.Removed);
+            touched.AddRange(plan.Changed.Select(d => d.Name));
+            foreach (var name in touched)
             {
-                var name = service.Definition.Name;
-                if (!incoming.TryGetValue(name, out var definition))
-                {
-                    service.Wanted = false;
-                    Publish(ServiceEventKind.Removed, service, "removed from the configuration");
-                    waits.Add(Stop(service, AfterStop.Remove, "removed by reload"));
-                    lines.Add($"{name}: removed, stopping");
-                }
-                else if (definition.Canonical() != service.Definition.Canonical())
-                {
-                    service.Replacement = definition;
-                    Publish(ServiceEventKind.Changed, service, "definition changed; restarting with the new one");
-                    StopDependents(service, $"{name} changed");
-                    waits.Add(Stop(service, AfterStop.Replace, "changed by reload"));
-                    lines.Add($"{name}: changed, restarting");
-                }
+                bound += StopBound(m, name);
             }
 
-            foreach (var definition in next.Services.Where(d => !_services.ContainsKey(d.Name)))
+            try
             {
-                lines.Add($"{definition.Name}: added, starting");
+                lines.AddRange(m.Reload(next.Services));
             }
-
-            _graph = BuildGraph(next.Services);
-            foreach (var definition in next.Services.Where(d => !_services.ContainsKey(d.Name)))
+            catch (ServiceGraphException e)
             {
-                Publish(ServiceEventKind.Added, Add(definition), "added by reload");
+                throw new ConfigurationException([.. e.Problems]);
             }
 
             _options = next;
-            Reconcile();
-        }
+        });
 
-        await Task.WhenAll(waits);
+        // The removed and changed services' old processes are gone when this returns.
+        await WaitForAsync(() => touched.All(name => StateOf(name) is not ServiceRunState.Stopping), bound, cancellationToken);
         var summary = lines.Count == 0 ? "no service changed" : $"{lines.Count} change(s)";
         Log.Reloaded(_logger, summary + (lines.Count > 0 ? ": " + string.Join("; ", lines) : string.Empty));
         return new ControlResultDocument(summary, lines);
@@ -281,9 +229,9 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         var now = _time.GetTimestamp();
         lock (_gate)
         {
-            return _graph.StartOrder.Select(name => _services[name]).Select(s => new ServiceStatus(
-                s.Definition.Name,
-                Describe(s.State),
+            return _machine.Services.Select(s => new ServiceStatus(
+                s.Name,
+                ServiceRunStates.Name(s.State),
                 s.Wanted,
                 s.Pid,
                 s.Adopted,
@@ -302,548 +250,317 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         }
     }
 
-    // ---- the state machine (all under _gate) ----
-
-    private SupervisedService Add(ServiceDefinition definition)
+    /// <summary>Runs the machine's due deadlines (backoff ends, readiness delays, stop timeouts, check runs) on the
+    /// deadline loop's thread.</summary>
+    public long ExpireDue()
     {
-        var service = new SupervisedService(definition, _time.TimestampFrequency, new ServiceOutput(definition.Name, _logger))
-        {
-            StateSince = _time.GetTimestamp(),
-        };
-        _services[definition.Name] = service;
-        OpenNotify(service);
-        return service;
+        var next = long.MaxValue;
+        Run(m => m.ExpireDue(), expiring: true, after: m => next = m.NextDue);
+        return next;
     }
 
-    private void OpenNotify(SupervisedService service)
+    // ---- running inputs and commands ----
+
+    /// <summary>One input, its commands, and every result they produce, under the lock. An input that arrives on the
+    /// same thread while a command runs (a child that died before it was tracked calls back at once) waits for that
+    /// command to finish, so the machine always hears of a launch before its exit.</summary>
+    private void Run(Action<SupervisorMachine> input, bool rethrow = false, bool expiring = false, Action<SupervisorMachine>? after = null)
     {
-        var definition = service.Definition;
-        if (definition.Readiness.Kind != ReadinessKind.Notify && definition.Heartbeat?.Source != HeartbeatSource.Notify)
+        List<AppHbEvent>? publish = null;
+        Action? wake = null;
+        lock (_gate)
         {
-            return;
-        }
-
-        Directory.CreateDirectory(NotifyDirectory);
-        var (uid, gid) = ServiceLaunch.Owner(definition);
-        var endpoint = new NotifyEndpoint(Path.Combine(NotifyDirectory, definition.Name), uid, gid);
-        service.Notify = endpoint;
-        _ = endpoint.ReceiveAsync(message => OnNotify(service, endpoint, message), problem => Log.NotifyIgnored(_logger, definition.Name, problem));
-    }
-
-    /// <summary>Starts every wanted service whose requirements are all running, in dependency order.</summary>
-    private void Reconcile()
-    {
-        if (_rebooting || _shuttingDown)
-        {
-            CheckSettled();
-            return;
-        }
-
-        var now = _time.GetTimestamp();
-        foreach (var name in _graph.StartOrder)
-        {
-            var service = _services[name];
-            if (!service.Wanted || service.State is not (ServiceState.Waiting or ServiceState.Stopped or ServiceState.Backoff))
+            if (_depth > 0)
             {
-                continue;
+                _reentered.Enqueue(input);
+                return;
             }
 
-            if (service.State == ServiceState.Backoff && now < service.NotBefore)
+            _depth++;
+            try
             {
-                continue;
-            }
-
-            var missing = service.Definition.Requires.FirstOrDefault(r => _services[r].State != ServiceState.Running);
-            if (missing is not null)
-            {
-                service.WaitingFor = missing;
-                if (service.State != ServiceState.Waiting)
+                try
                 {
-                    SetState(service, ServiceState.Waiting);
+                    input(_machine);
+                }
+                finally
+                {
+                    Drain();
+                }
+            }
+#pragma warning disable CA1031 // One service's failure must not end the supervision of every other.
+            catch (Exception e) when (!rethrow)
+#pragma warning restore CA1031
+            {
+                Log.SupervisorFailed(_logger, e);
+            }
+            finally
+            {
+                _depth--;
+                var next = _machine.NextDue;
+                if (expiring)
+                {
+                    _armedAt = next;
+                }
+                else if (next < _armedAt)
+                {
+                    _armedAt = next;
+                    wake = EarlierDeadlineScheduled;
                 }
 
+                after?.Invoke(_machine);
+                var changed = _changed;
+                _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                changed.TrySetResult();
+                if (_machine.IsSettled)
+                {
+                    _settled.TrySetResult();
+                }
+
+                if (_unpublished.Count > 0)
+                {
+                    publish = [.. _unpublished];
+                    _unpublished.Clear();
+                }
+            }
+        }
+
+        wake?.Invoke();
+        if (publish is not null)
+        {
+            foreach (var e in publish)
+            {
+                _events.Publish(e);
+            }
+        }
+    }
+
+    /// <summary>An operator's input: refusals (unknown service, apphbd stopping) reach the caller.</summary>
+    private void Control(Action<SupervisorMachine> input) => Run(input, rethrow: true);
+
+    private void Drain()
+    {
+        while (true)
+        {
+            if (_reentered.TryDequeue(out var input))
+            {
+                input(_machine);
                 continue;
             }
 
-            Launch(service);
-        }
+            if (!_machine.TryTakeCommand(out var command))
+            {
+                return;
+            }
 
-        CheckSettled();
+            try
+            {
+                Execute(command);
+            }
+#pragma warning disable CA1031 // A command that failed is logged; the next ones still run.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                Log.SupervisorFailed(_logger, e);
+            }
+        }
     }
 
-    private void Launch(SupervisedService service)
+    private void Execute(SupervisorCommand command)
     {
-        var definition = service.Definition;
-        var generation = ++service.Generation;
-        service.WaitingFor = null;
-        service.StatusText = null;
-        var now = _time.GetTimestamp();
-        service.StartedAt = now;
-        service.Tracker.Started(now);
-
-        if (definition.PidFile is { } pidfile && PidFile.FindLiveOwner(pidfile, out _) is { } running && TryAdopt(service, running, generation))
+        switch (command)
         {
-            Publish(ServiceEventKind.Adopted, service, $"adopted the running process from {pidfile}");
-            SetState(service, ServiceState.Starting);
-            BeginRun(service, generation);
+            case SupervisorCommand.Launch launch:
+                Launch(launch);
+                break;
+            case SupervisorCommand.ReadPidFile read:
+                var reason = string.Empty;
+                int? adopted = PidFile.FindLiveOwner(read.PidFile, out reason) is { } pid && TryAdopt(read.Service, read.Run, pid) ? pid : null;
+                _machine.PidFileRead(read.Service, read.Run, adopted, reason);
+                break;
+            case SupervisorCommand.Signal signal:
+                ChildProcessTable.Signal(signal.Pid, signal.Number, signal.Group);
+                break;
+            case SupervisorCommand.RunCheck check:
+                StartCheck(check);
+                break;
+            case SupervisorCommand.CancelChecks cancel when _checks.Remove((cancel.Service, cancel.Run), out var checks):
+                checks.Cancel();
+                checks.Dispose();
+                break;
+            case SupervisorCommand.OpenNotify open:
+                OpenNotify(open);
+                break;
+            case SupervisorCommand.CloseNotify close when _notify.Remove(close.Service, out var endpoint):
+                endpoint.Dispose();
+                break;
+            case SupervisorCommand.WatchHeartbeats watch:
+                WatchHeartbeats(watch);
+                break;
+            case SupervisorCommand.UnwatchHeartbeats unwatch when _heartbeats.Remove(unwatch.Service, out var client):
+                try
+                {
+                    _registry.Unregister(client);
+                }
+                catch (RegistryException)
+                {
+                    // Its process was declared dead already.
+                }
+
+                break;
+            case SupervisorCommand.Beat beat when _heartbeats.TryGetValue(beat.Service, out var beating):
+                try
+                {
+                    _registry.Beat(beating);
+                }
+                catch (RegistryException)
+                {
+                }
+
+                break;
+            case SupervisorCommand.Publish publish:
+                _unpublished.Add(publish.Event);
+                break;
+            case SupervisorCommand.RebootStarting starting:
+                Log.RebootStarting(_logger, starting.Reason);
+                break;
+            case SupervisorCommand.RebootNode reboot:
+                _ = Task.Run(() => StopFeedingAsync(reboot.Reason));
+                break;
+            case SupervisorCommand.RequestFailover failover:
+                Log.FailoverUnavailable(_logger, failover.Service, failover.Reason);
+                break;
+            case SupervisorCommand.Forget forget:
+                _outputs.Remove(forget.Service);
+                break;
+        }
+    }
+
+    private void Launch(SupervisorCommand.Launch launch)
+    {
+        var (name, run, definition) = (launch.Service, launch.Run, launch.Definition);
+        if (definition.PidFile is { } pidfile && PidFile.FindLiveOwner(pidfile, out _) is { } running && TryAdopt(name, run, running))
+        {
+            _machine.Launched(name, run, running, LaunchOrigin.Adopted);
             return;
         }
 
         SpawnedChild child;
         try
         {
-            child = _children.Spawn(ServiceLaunch.Build(definition, _options.Socket.Path, service.Notify?.Path),
-                exit => OnExit(service, generation, exit));
+            child = _children.Spawn(ServiceLaunch.Build(definition, _options.Socket.Path, _notify.GetValueOrDefault(name)?.Path),
+                exit => OnExit(name, run, exit));
         }
-        catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException or ObjectDisposedException)
         {
-            Publish(ServiceEventKind.StartFailed, service, $"cannot start: {e.Message}", failure: true);
-            service.LastExit = "start failed: " + e.Message;
-            (service.LastExitCode, service.LastExitSignal) = (null, null);
-            ApplyDecision(service, service.Tracker.Exited(ProcessExit.Code(127), _time.GetTimestamp()));
+            _machine.LaunchFailed(name, run, e.Message);
             return;
         }
 
-        service.Pid = child.Pid;
-        service.Adopted = false;
-        service.Launching = definition.PidFile is not null;
         if (child.Output is not null)
         {
-            _ = service.Output.PumpAsync(child.Output, child.Pid);
+            if (!_outputs.TryGetValue(name, out var output))
+            {
+                _outputs[name] = output = new ServiceOutput(name, _logger);
+            }
+
+            _ = output.PumpAsync(child.Output, child.Pid, _stopping.Token);
         }
 
-        SetState(service, ServiceState.Starting);
-        Publish(ServiceEventKind.Started, service, service.Launching
-            ? $"started {definition.Command[0]}; waiting for it to write {definition.PidFile}"
-            : $"started {definition.Command[0]}");
-        if (!service.Launching)
-        {
-            BeginRun(service, generation);
-        }
+        _machine.Launched(name, run, child.Pid, LaunchOrigin.Spawned);
     }
 
-    private bool TryAdopt(SupervisedService service, int pid, int generation)
+    private bool TryAdopt(string service, int run, int pid)
     {
-        bool alive;
         try
         {
-            alive = _children.Adopt(pid, exit => OnExit(service, generation, exit));
+            return _children.Adopt(pid, exit => OnExit(service, run, exit));
         }
         catch (Exception e) when (e is IOException or InvalidOperationException)
         {
-            Publish(ServiceEventKind.Alert, service, $"cannot watch pid {pid}: {e.Message}", failure: true);
+            _machine.ReportProblem(service, $"cannot watch pid {pid}: {e.Message}");
             return false;
         }
-
-        if (alive)
-        {
-            service.Pid = pid;
-            service.Adopted = true;
-            service.Launching = false;
-        }
-
-        return alive;
     }
 
-    /// <summary>The service's own process runs: start its checks and its readiness.</summary>
-    private void BeginRun(SupervisedService service, int generation)
+    private void OnExit(string service, int run, ChildExit exit) =>
+        Run(m => m.Exited(service, run, exit.Pid, new ProcessExit(exit.ExitCode, exit.Signal)));
+
+    private void StartCheck(SupervisorCommand.RunCheck check)
     {
-        var definition = service.Definition;
-        var cancellation = new CancellationTokenSource();
-        service.ChecksCancellation = cancellation;
-        foreach (var check in service.Checks)
+        if (!_checks.TryGetValue((check.Service, check.Run), out var run))
         {
-            // A new process starts a new episode: the last one's failures were acted on already.
-            check.ConsecutiveFailures = 0;
-            _ = RunCheckAsync(service, generation, check, cancellation.Token);
+            _checks[(check.Service, check.Run)] = run = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
         }
 
-        switch (definition.Readiness.Kind)
-        {
-            case ReadinessKind.None:
-                MarkReady(service, "ready (readiness: none)");
-                break;
-            case ReadinessKind.Delay:
-                service.Timer = _time.CreateTimer(_ => Locked(() =>
-                {
-                    if (service.Generation == generation && service.State == ServiceState.Starting)
-                    {
-                        MarkReady(service, $"ready after its {definition.Readiness.Delay.TotalMilliseconds:0} ms readiness delay");
-                    }
-                }), null, definition.Readiness.Delay, Timeout.InfiniteTimeSpan);
-                break;
-        }
-    }
-
-    private void MarkReady(SupervisedService service, string how)
-    {
-        SetState(service, ServiceState.Running);
-        Publish(ServiceEventKind.Ready, service, how);
-        if (service.Definition.Heartbeat is { Source: HeartbeatSource.Notify } heartbeat && service.Pid is { } pid)
+        var token = run.Token;
+        // Off the lock and off the calling thread: a probe may take up to its timeout.
+        _ = Task.Run(async () =>
         {
             try
             {
-                service.WatchdogClient = _registry.Register(
-                    new ClientIdentity(service.Definition.Name, "sd_notify", new PeerCredentials(pid, 0, 0)),
-                    HeartbeatTiming.Create(heartbeat.Interval, TimeSpan.Zero));
-            }
-            catch (Exception e) when (e is RegistryException or ArgumentException)
-            {
-                Publish(ServiceEventKind.Alert, service, $"cannot watch its WATCHDOG=1 heartbeats: {e.Message}", failure: true);
-            }
-        }
-
-        Reconcile();
-    }
-
-    private void EndRun(SupervisedService service)
-    {
-        service.ChecksCancellation?.Cancel();
-        service.ChecksCancellation?.Dispose();
-        service.ChecksCancellation = null;
-        if (service.WatchdogClient is { } client)
-        {
-            _registry.Unregister(client);
-            service.WatchdogClient = null;
-        }
-
-        CancelTimer(service);
-    }
-
-    private static void CancelTimer(SupervisedService service)
-    {
-        service.Timer?.Dispose();
-        service.Timer = null;
-    }
-
-    private void OnExit(SupervisedService service, int generation, ChildExit exit) => Locked(() =>
-    {
-        if (service.Generation != generation || service.Pid != exit.Pid || !_services.TryGetValue(service.Definition.Name, out var current) || current != service)
-        {
-            return;
-        }
-
-        if (service.Launching && service.State == ServiceState.Starting)
-        {
-            service.Launching = false;
-            if (exit.ExitCode == 0)
-            {
-                AwaitPidFile(service, generation, attempt: 0);
-                return;
-            }
-        }
-
-        service.Pid = null;
-        service.Launching = false;
-        EndRun(service);
-        if (!service.Adopted)
-        {
-            // Whatever the main process left in its group (workers, a shell's children) goes with it.
-            ChildProcessTable.Signal(exit.Pid, SignalNames.SIGKILL, group: true);
-        }
-
-        service.LastExit = exit.ToString();
-        (service.LastExitCode, service.LastExitSignal) = (exit.ExitCode, exit.Signal);
-        if (service.State == ServiceState.Stopping)
-        {
-            Stopped(service, exit);
-            return;
-        }
-
-        Publish(ServiceEventKind.Exited, service, $"exited unexpectedly: {exit}", failure: true, pid: exit.Pid);
-        StopDependents(service, $"{service.Definition.Name} exited");
-        var processExit = exit.ExitCode is { } code ? ProcessExit.Code(code) : ProcessExit.KilledBy(exit.Signal ?? 0);
-        ApplyDecision(service, service.Tracker.Exited(processExit, _time.GetTimestamp()));
-        Reconcile();
-    });
-
-    /// <summary>A forking service's start command exited 0: its daemon should have written the pidfile. Read it a few
-    /// times over the stop timeout, since some daemons write it just after their parent exits.</summary>
-    private void AwaitPidFile(SupervisedService service, int generation, int attempt)
-    {
-        var definition = service.Definition;
-        var reason = string.Empty;
-        if (PidFile.FindLiveOwner(definition.PidFile!, out reason) is { } pid && TryAdopt(service, pid, generation))
-        {
-            Publish(ServiceEventKind.Adopted, service, $"its daemon wrote {definition.PidFile}");
-            BeginRun(service, generation);
-            return;
-        }
-
-        var step = TimeSpan.FromMilliseconds(50);
-        if (attempt * step < definition.StopTimeout)
-        {
-            service.Timer = _time.CreateTimer(_ => Locked(() =>
-            {
-                if (service.Generation == generation && service.State == ServiceState.Starting)
+                var result = await _probe.RunAsync(check.Service, check.Definition, token);
+                if (!token.IsCancellationRequested)
                 {
-                    CancelTimer(service);
-                    AwaitPidFile(service, generation, attempt + 1);
+                    _metrics.Check(check.Service, check.Definition.Name, result.Duration, result.Passed);
+                    Run(m => m.CheckCompleted(check.Service, check.Run, check.Check, result));
                 }
-            }), null, step, Timeout.InfiniteTimeSpan);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }, CancellationToken.None);
+    }
+
+    private void OpenNotify(SupervisorCommand.OpenNotify open)
+    {
+        var path = Path.Combine(NotifyDirectory, open.Service);
+        NotifyEndpoint endpoint;
+        try
+        {
+            Directory.CreateDirectory(NotifyDirectory);
+            var (uid, gid) = ServiceLaunch.Owner(open.Definition);
+            endpoint = new NotifyEndpoint(path, uid, gid);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException)
+        {
+            _machine.ReportProblem(open.Service, $"cannot open its NOTIFY_SOCKET {path}: {e.Message}");
             return;
         }
 
-        service.Pid = null;
-        Publish(ServiceEventKind.StartFailed, service, $"the start command exited 0 but no live process owns the pidfile: {reason}", failure: true);
-        ApplyDecision(service, service.Tracker.Exited(ProcessExit.Code(1), _time.GetTimestamp()));
-        Reconcile();
-    }
-
-    private void Stopped(SupervisedService service, ChildExit exit)
-    {
-        Publish(ServiceEventKind.Stopped, service, $"stopped ({service.StopReason}): {exit}", pid: exit.Pid);
-        var after = service.AfterStop;
-        service.AfterStop = AfterStop.Nothing;
-        FinishStop(service, after, service.StopReason);
-        Reconcile();
-    }
-
-    /// <summary>What a stop leads to once the service has no process: it just exited, or it had none.</summary>
-    private void FinishStop(SupervisedService service, AfterStop after, string reason)
-    {
-        switch (after)
+        if (_notify.Remove(open.Service, out var previous))
         {
-            case AfterStop.RestartCounted:
-                ApplyDecision(service, service.Tracker.Exited(ProcessExit.KilledBy(service.Definition.StopSignal), _time.GetTimestamp()));
-                break;
-            case AfterStop.Escalate:
-                Escalate(service, service.Definition.Restart.Escalation, reason);
-                break;
-            case AfterStop.Remove:
-                SetState(service, ServiceState.Stopped);
-                service.Notify?.Dispose();
-                _services.Remove(service.Definition.Name);
-                break;
-            case AfterStop.Replace:
-                Replace(service);
-                break;
-            default:
-                // A service that gave up or exited for good keeps saying so.
-                if (service.State is not (ServiceState.Failed or ServiceState.Exited))
+            previous.Dispose();
+        }
+
+        _notify[open.Service] = endpoint;
+        var service = open.Service;
+        _ = endpoint.ReceiveAsync(
+            message => Run(m =>
+            {
+                // A datagram that reached an endpoint a reload has since replaced speaks for nothing.
+                if (_notify.GetValueOrDefault(service) == endpoint)
                 {
-                    SetState(service, service.Wanted ? ServiceState.Waiting : ServiceState.Stopped);
+                    m.Notified(service, message);
                 }
-
-                break;
-        }
-
-        CompleteStopWaiters(service);
+            }),
+            problem => Log.NotifyIgnored(_logger, service, problem),
+            _stopping.Token);
     }
 
-    private void Replace(SupervisedService service)
+    private void WatchHeartbeats(SupervisorCommand.WatchHeartbeats watch)
     {
-        if (service.Replacement is { } definition)
+        try
         {
-            service.Notify?.Dispose();
-            service.Notify = null;
-            service.Definition = definition;
-            service.Replacement = null;
-            service.Tracker = new RestartTracker(definition.Restart, _time.TimestampFrequency);
-            service.Checks = definition.Checks.Select(c => new CheckState(c)).ToArray();
-            OpenNotify(service);
+            _heartbeats[watch.Service] = _registry.Register(
+                new ClientIdentity(watch.Service, SupervisorMachine.NotifyHeartbeatInstance, new PeerCredentials(watch.Pid, 0, 0)),
+                HeartbeatTiming.Create(watch.Interval, TimeSpan.Zero));
         }
-
-        service.Wanted = true;
-        SetState(service, ServiceState.Waiting);
-    }
-
-    private void ApplyDecision(SupervisedService service, RestartDecision decision)
-    {
-        switch (decision)
+        catch (Exception e) when (e is RegistryException or ArgumentException)
         {
-            case RestartDecision.Restart restart:
-                service.Restarts++;
-                service.NotBefore = _time.GetTimestamp() + (long)(restart.After.TotalSeconds * _time.TimestampFrequency);
-                SetState(service, ServiceState.Backoff);
-                Publish(ServiceEventKind.Restarting, service, restart.After == TimeSpan.Zero
-                    ? $"restarting now (restart {service.Restarts})"
-                    : $"restarting in {restart.After.TotalMilliseconds:0} ms (restart {service.Restarts}, backoff)");
-                if (restart.After > TimeSpan.Zero)
-                {
-                    // The timer firing is the end of the backoff, even if it fires a hair before NotBefore by the clock.
-                    var generation = service.Generation;
-                    service.Timer = _time.CreateTimer(_ => Locked(() =>
-                    {
-                        if (service.State == ServiceState.Backoff && service.Generation == generation)
-                        {
-                            service.NotBefore = 0;
-                            Reconcile();
-                        }
-                    }), null, restart.After, Timeout.InfiniteTimeSpan);
-                }
-
-                break;
-            case RestartDecision.StayStopped stay:
-                service.Wanted = false;
-                SetState(service, ServiceState.Exited);
-                Publish(ServiceEventKind.Stopped, service, $"not restarted: {stay.Reason}");
-                break;
-            case RestartDecision.Escalate escalate:
-                Escalate(service, escalate.Action, escalate.Reason);
-                break;
+            _machine.ReportProblem(watch.Service, $"cannot watch its WATCHDOG=1 heartbeats: {e.Message}");
         }
     }
-
-    private void Escalate(SupervisedService service, EscalationAction action, string reason)
-    {
-        service.Wanted = false;
-        SetState(service, ServiceState.Failed);
-        Publish(ServiceEventKind.GaveUp, service, $"gave up: {reason}", failure: true);
-        if (action == EscalationAction.Reboot || service.Definition.Critical)
-        {
-            BeginReboot($"service {service.Definition.Name}{(service.Definition.Critical ? " (critical)" : string.Empty)} failed: {reason}");
-        }
-    }
-
-    /// <summary>The last resort: stop the services in order, then stop feeding the watchdog so the hardware resets
-    /// the node. Loud first, so the reason is in the journal before the reset.</summary>
-    private void BeginReboot(string reason)
-    {
-        if (_rebooting)
-        {
-            return;
-        }
-
-        _rebooting = true;
-        Log.RebootStarting(_logger, reason);
-        Publish(new ServiceEvent(ServiceEventKind.Reboot, "(node)", null, $"rebooting through the watchdog: {reason}", IsFailure: true) { At = _time.GetUtcNow() });
-        _ = Task.Run(async () =>
-        {
-            await StopAllAsync("the node is rebooting");
-            // Give journald a moment to store what was just logged, then flush it: the reset drops the page cache.
-            await Task.Delay(TimeSpan.FromMilliseconds(500), _time);
-            FileSystems.Sync();
-            _tickler.StopFeeding(reason);
-            Log.RebootWatchdogStopped(_logger, _tickler.Device?.Backend ?? "none", _options.Watchdog.Device.Timeout?.TotalSeconds ?? 0);
-        });
-    }
-
-    private Task Stop(SupervisedService service, AfterStop after, string reason)
-    {
-        var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        service.StopWaiters.Add(waiter);
-        if (!service.HasProcess)
-        {
-            CancelTimer(service);
-            service.StopReason = reason;
-            // Nothing ran, so nothing failed: a counted restart has nothing to count.
-            FinishStop(service, after == AfterStop.RestartCounted ? AfterStop.Nothing : after, reason);
-            return waiter.Task;
-        }
-
-        // A later, stronger request replaces a pending one (a removal wins over a restart).
-        if (service.State != ServiceState.Stopping || after > service.AfterStop)
-        {
-            service.AfterStop = after;
-            service.StopReason = reason;
-        }
-
-        if (service.State == ServiceState.Stopping)
-        {
-            return waiter.Task;
-        }
-
-        EndRun(service);
-        SetState(service, ServiceState.Stopping);
-        var pid = service.Pid!.Value;
-        var generation = service.Generation;
-        var group = !service.Adopted;
-        ChildProcessTable.Signal(pid, service.Definition.StopSignal, group);
-        // A stopped (SIGSTOP) process cannot act on the stop signal until it is continued.
-        ChildProcessTable.Signal(pid, SignalNames.SIGCONT, group);
-        service.Timer = _time.CreateTimer(_ => Locked(() =>
-        {
-            if (service.Generation == generation && service.State == ServiceState.Stopping && service.Pid == pid)
-            {
-                Publish(ServiceEventKind.Alert, service, $"did not stop within {service.Definition.StopTimeout.TotalMilliseconds:0} ms of {SignalNames.Name(service.Definition.StopSignal)}: SIGKILL", failure: true);
-                ChildProcessTable.Signal(pid, SignalNames.SIGKILL, group);
-            }
-        }), null, service.Definition.StopTimeout, Timeout.InfiniteTimeSpan);
-        return waiter.Task;
-    }
-
-    private List<Task> StopDependents(SupervisedService service, string reason)
-    {
-        var waits = new List<Task>();
-        foreach (var name in _graph.DependentsOf(service.Definition.Name).Reverse())
-        {
-            var dependent = _services[name];
-            if (dependent.HasProcess)
-            {
-                waits.Add(Stop(dependent, AfterStop.Nothing, reason));
-            }
-            else if (dependent.State == ServiceState.Backoff)
-            {
-                CancelTimer(dependent);
-                SetState(dependent, ServiceState.Waiting);
-            }
-        }
-
-        return waits;
-    }
-
-    private async Task StopAllAsync(string reason)
-    {
-        List<string> order;
-        lock (_gate)
-        {
-            foreach (var service in _services.Values)
-            {
-                service.Wanted = false;
-            }
-
-            order = _graph.StopOrder.ToList();
-        }
-
-        foreach (var name in order)
-        {
-            Task wait;
-            TimeSpan bound;
-            lock (_gate)
-            {
-                if (!_services.TryGetValue(name, out var service))
-                {
-                    continue;
-                }
-
-                wait = Stop(service, AfterStop.Nothing, reason);
-                bound = service.Definition.StopTimeout + TimeSpan.FromSeconds(2);
-            }
-
-            await Task.WhenAny(wait, Task.Delay(bound, _time));
-        }
-    }
-
-    // ---- inputs ----
-
-    private void OnNotify(SupervisedService service, NotifyEndpoint endpoint, NotifyMessage message) => Locked(() =>
-    {
-        if (service.Notify != endpoint || !service.HasProcess || service.Launching)
-        {
-            return;
-        }
-
-        if (message.Status is not null)
-        {
-            service.StatusText = message.Status;
-        }
-
-        if (message.Ready && service.State == ServiceState.Starting && service.Definition.Readiness.Kind == ReadinessKind.Notify)
-        {
-            MarkReady(service, "sent READY=1");
-        }
-
-        if (message.Watchdog && service.WatchdogClient is { } client)
-        {
-            _registry.Beat(client);
-        }
-
-        if (message.WatchdogTrigger)
-        {
-            HeartbeatLost(service, "sent WATCHDOG=trigger");
-        }
-    });
 
     private async Task WatchHeartbeatsAsync()
     {
@@ -856,14 +573,7 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
                 {
                     if (appEvent is ClientEvent { ClientKind: ClientEventKind.Hung } hung)
                     {
-                        Locked(() =>
-                        {
-                            if (_services.TryGetValue(hung.Client.Name, out var service) && service.Definition.Heartbeat is { } heartbeat
-                                && (heartbeat.Source == HeartbeatSource.Notify) == (hung.Client.Instance == "sd_notify"))
-                            {
-                                HeartbeatLost(service, $"no heartbeat for {hung.Client.LastBeatAge.TotalMilliseconds:0} ms (interval {heartbeat.Interval.TotalMilliseconds:0} ms)");
-                            }
-                        });
+                        Run(m => m.ClientHung(hung.Client.Name, hung.Client.Instance, hung.Client.LastBeatAge));
                     }
                 }
             }
@@ -876,237 +586,76 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         }
     }
 
-    private void HeartbeatLost(SupervisedService service, string reason)
+    /// <summary>The services are stopped: give journald a moment to store what was just logged and flush it (the
+    /// reset drops the page cache), then stop feeding the watchdog.</summary>
+    private async Task StopFeedingAsync(string reason)
     {
-        if (service.State is not (ServiceState.Running or ServiceState.Starting) || service.Definition.Heartbeat is not { } heartbeat)
-        {
-            return;
-        }
-
-        Publish(ServiceEventKind.HeartbeatLost, service, reason, failure: true);
-        Act(service, heartbeat.Action, $"heartbeat lost: {reason}");
-    }
-
-    private async Task RunCheckAsync(SupervisedService service, int generation, CheckState check, CancellationToken cancellationToken)
-    {
-        var definition = check.Definition;
-        try
-        {
-            // A probe-ready service is probed at once; other checks wait one interval for the service to come up.
-            if (service.Definition.Readiness.Kind != ReadinessKind.Probe)
-            {
-                await Task.Delay(definition.Interval, _time, cancellationToken);
-            }
-
-            while (!cancellationToken.IsCancellationRequested)
-            {
-                var result = await _probe.RunAsync(service.Definition.Name, definition, cancellationToken);
-                var starting = false;
-                Locked(() =>
-                {
-                    if (service.Generation == generation && !cancellationToken.IsCancellationRequested)
-                    {
-                        OnCheckResult(service, check, result);
-                        starting = service.State == ServiceState.Starting;
-                    }
-                });
-                var pause = starting && definition.Interval > TimeSpan.FromMilliseconds(500) ? TimeSpan.FromMilliseconds(500) : definition.Interval;
-                await Task.Delay(pause, _time, cancellationToken);
-            }
-        }
-        catch (OperationCanceledException)
-        {
-        }
-    }
-
-    private void OnCheckResult(SupervisedService service, CheckState check, CheckResult result)
-    {
-        _metrics.Check(service.Definition.Name, check.Definition.Name, result.Duration, result.Passed);
-        check.Runs++;
-        check.LastPassed = result.Passed;
-        check.LastMessage = result.Message;
-        check.LastDurationMs = result.Duration.TotalMilliseconds;
-        if (result.Passed)
-        {
-            if (check.ConsecutiveFailures >= check.Definition.Failures)
-            {
-                Publish(ServiceEventKind.CheckRecovered, service, $"check {check.Definition.Name} passes again: {result.Message}");
-            }
-
-            check.ConsecutiveFailures = 0;
-            if (service.State == ServiceState.Starting && service.Definition.Readiness.Kind == ReadinessKind.Probe && !service.Launching)
-            {
-                MarkReady(service, $"check {check.Definition.Name} passed: {result.Message}");
-            }
-
-            return;
-        }
-
-        check.Failures++;
-        if (service.State != ServiceState.Running)
-        {
-            return;
-        }
-
-        check.ConsecutiveFailures++;
-        if (check.ConsecutiveFailures == check.Definition.Failures)
-        {
-            var reason = $"check {check.Definition.Name} failed {check.ConsecutiveFailures} time(s) in a row: {result.Message}";
-            Publish(ServiceEventKind.CheckFailed, service, reason, failure: true);
-            Act(service, check.Definition.Action, reason);
-        }
-    }
-
-    private void Act(SupervisedService service, CheckAction action, string reason)
-    {
-        switch (action)
-        {
-            case CheckAction.Restart:
-                Stop(service, AfterStop.RestartCounted, reason);
-                break;
-            case CheckAction.RestartWithDependents:
-                StopDependents(service, $"{service.Definition.Name} is restarting");
-                Stop(service, AfterStop.RestartCounted, reason);
-                break;
-            case CheckAction.Alert:
-                Publish(ServiceEventKind.Alert, service, reason, failure: true);
-                break;
-            case CheckAction.Escalate:
-                StopDependents(service, $"{service.Definition.Name} is escalating");
-                Stop(service, AfterStop.Escalate, reason);
-                break;
-        }
+        await Task.Delay(TimeSpan.FromMilliseconds(500), _time);
+        FileSystems.Sync();
+        _tickler.StopFeeding(reason);
+        Log.RebootWatchdogStopped(_logger, _tickler.Device?.Backend ?? "none", _options.Watchdog.Device.Timeout?.TotalSeconds ?? 0);
     }
 
     // ---- helpers ----
 
-    private void SetState(SupervisedService service, ServiceState state)
-    {
-        service.State = state;
-        service.StateSince = _time.GetTimestamp();
-        if (state != ServiceState.Waiting)
-        {
-            service.WaitingFor = null;
-        }
+    private ServiceRunState? StateOf(string name) => _machine.TryFind(name, out var s) ? s.State : null;
 
-        var changed = service.StateChanged;
-        service.StateChanged = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        changed.TrySetResult();
+    /// <summary>How long a stop of <paramref name="name"/> (after what requires it) may take at most: every stop
+    /// timeout in turn, then SIGKILL, and a margin. A bound only: the wait ends when the stop does.</summary>
+    private static TimeSpan StopBound(SupervisorMachine machine, string name)
+    {
+        _ = machine.Find(name);
+        return machine.Services.Aggregate(TimeSpan.FromSeconds(5), (sum, s) => sum + s.Definition.StopTimeout);
     }
 
-    private void CheckSettled()
+    /// <summary>Waits until <paramref name="condition"/> (read under the lock) holds, the bound passes, or the
+    /// caller leaves.</summary>
+    private async Task WaitForAsync(Func<bool> condition, TimeSpan bound, CancellationToken cancellationToken)
     {
-        if (_services.Values.All(s => !s.Wanted || s.State is ServiceState.Running or ServiceState.Failed or ServiceState.Exited or ServiceState.Stopped))
-        {
-            _settled.TrySetResult();
-        }
-    }
-
-    private static void CompleteStopWaiters(SupervisedService service)
-    {
-        foreach (var waiter in service.StopWaiters)
-        {
-            waiter.TrySetResult();
-        }
-
-        service.StopWaiters.Clear();
-    }
-
-    private async Task WaitForAsync(SupervisedService service, Func<SupervisedService, bool> condition, TimeSpan bound)
-    {
-        var deadline = _time.GetTimestamp() + (long)(bound.TotalSeconds * _time.TimestampFrequency);
-        while (true)
+        var deadline = bound == Timeout.InfiniteTimeSpan ? long.MaxValue : _time.GetTimestamp() + (long)(bound.TotalSeconds * _time.TimestampFrequency);
+        while (!cancellationToken.IsCancellationRequested)
         {
             Task changed;
             lock (_gate)
             {
-                if (condition(service))
+                if (condition())
                 {
                     return;
                 }
 
-                changed = service.StateChanged.Task;
+                changed = _changed.Task;
+            }
+
+            if (deadline == long.MaxValue)
+            {
+                await changed.WaitAsync(cancellationToken).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+                continue;
             }
 
             var left = TimeSpan.FromSeconds((deadline - _time.GetTimestamp()) / (double)_time.TimestampFrequency);
-            if (left <= TimeSpan.Zero || await Task.WhenAny(changed, Task.Delay(left, _time)) != changed)
+            if (left <= TimeSpan.Zero)
             {
                 return;
             }
+
+            await Task.WhenAny(changed, Task.Delay(left, _time, cancellationToken));
         }
     }
 
-    private ControlResultDocument Result(SupervisedService service)
+    private ControlResultDocument Result(string name)
     {
         lock (_gate)
         {
+            if (!_machine.TryFind(name, out var service))
+            {
+                return new ControlResultDocument($"{name}: removed", []);
+            }
+
             var pid = service.Pid is { } p ? $", pid {p}" : string.Empty;
             var waiting = service.WaitingFor is { } w ? $", waiting for {w}" : string.Empty;
-            return new ControlResultDocument($"{service.Definition.Name}: {Describe(service.State)}{pid}{waiting}", []);
+            return new ControlResultDocument($"{name}: {ServiceRunStates.Name(service.State)}{pid}{waiting}", []);
         }
     }
-
-    private SupervisedService Find(string name) => _services.TryGetValue(name, out var service)
-        ? service
-        : throw new KeyNotFoundException($"no service named \"{name}\"; configured: {string.Join(", ", _services.Keys.Order(StringComparer.Ordinal))}");
-
-    /// <summary>Events are queued under the lock and published when it is released: publishing wakes the event
-    /// threads, which on a small machine would otherwise compete with the respawn they describe.</summary>
-    private void Publish(ServiceEventKind kind, SupervisedService service, string detail, bool failure = false, int? pid = null) =>
-        Publish(new ServiceEvent(kind, service.Definition.Name, pid ?? service.Pid, detail, failure) { At = _time.GetUtcNow() });
-
-    private void Publish(ServiceEvent appEvent)
-    {
-        if (_deferring)
-        {
-            _unpublished.Add(appEvent);
-        }
-        else
-        {
-            // Control requests and start-up act under the lock directly; nothing time-critical waits on them.
-            _events.Publish(appEvent);
-        }
-    }
-
-    private void Locked(Action action)
-    {
-        List<ServiceEvent>? publish = null;
-        lock (_gate)
-        {
-            _deferring = true;
-            try
-            {
-                action();
-            }
-#pragma warning disable CA1031 // One service's failure must not end the supervision of every other.
-            catch (Exception e)
-#pragma warning restore CA1031
-            {
-                Log.SupervisorFailed(_logger, e);
-            }
-
-            _deferring = false;
-            if (_unpublished.Count > 0)
-            {
-                publish = [.. _unpublished];
-                _unpublished.Clear();
-            }
-        }
-
-        if (publish is not null)
-        {
-            foreach (var e in publish)
-            {
-                _events.Publish(e);
-            }
-        }
-    }
-
-
-    private static ServiceGraph BuildGraph(IReadOnlyList<ServiceDefinition> definitions) =>
-        ServiceGraph.Build(definitions.ToDictionary(d => d.Name, d => d.Requires));
-
-    internal static string Describe(ServiceState state) => state.ToString().ToLowerInvariant();
 
     private static List<string> TailOfFile(string file, int lines)
     {
@@ -1125,18 +674,32 @@ internal sealed class ServiceSupervisor : IHostedService, IDisposable
         }
     }
 
+    /// <summary>Idempotent: the container disposes a service registered both as itself and as a hosted service twice.</summary>
     public void Dispose()
     {
-        lock (_gate)
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
-            foreach (var service in _services.Values)
-            {
-                service.ChecksCancellation?.Cancel();
-                service.Timer?.Dispose();
-                service.Notify?.Dispose();
-            }
+            return;
         }
 
+        lock (_gate)
+        {
+            foreach (var checks in _checks.Values)
+            {
+                checks.Cancel();
+                checks.Dispose();
+            }
+
+            _checks.Clear();
+            foreach (var endpoint in _notify.Values)
+            {
+                endpoint.Dispose();
+            }
+
+            _notify.Clear();
+        }
+
+        _stopping.Cancel();
         _stopping.Dispose();
         if (_http.IsValueCreated)
         {

@@ -96,14 +96,8 @@ internal sealed class StatusReporter
     /// <summary>The age every reader shows (status, metrics), to the microsecond.</summary>
     public static double LastBeatAgeMs(ClientSnapshot client) => Math.Round(client.LastBeatAge.TotalMilliseconds, 3);
 
-    // Constants, not Enum.ToString().ToLowerInvariant(): two strings per client per scrape otherwise.
-    private static string StateName(ClientState state) => state switch
-    {
-        ClientState.Healthy => "healthy",
-        ClientState.Warn => "warn",
-        ClientState.Hung => "hung",
-        _ => state.ToString().ToLowerInvariant(),
-    };
+    // The cached names, not Enum.ToString().ToLowerInvariant(): two strings per client per scrape otherwise.
+    private static string StateName(ClientState state) => ClientStates.Name(state);
 
     private static List<string> FlagNames(AppHb.Linux.Watchdog.WatchdogFlags flags) =>
         Enum.GetValues<AppHb.Linux.Watchdog.WatchdogFlags>().Where(f => f != 0 && flags.HasFlag(f)).Select(f => f.ToString()).ToList();

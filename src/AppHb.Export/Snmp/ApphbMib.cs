@@ -78,7 +78,7 @@ public static class ApphbMib
         public static ObjectIdentifier ChecksFailing { get; } = Entry.Append(10);
 
         /// <summary>apphbServiceState's enumeration, in the status document's words.</summary>
-        public static IReadOnlyList<string> States { get; } = ["waiting", "starting", "running", "stopping", "backoff", "stopped", "exited", "failed"];
+        public static IReadOnlyList<string> States => AppHb.Core.Supervision.ServiceRunStates.All;
     }
 
     /// <summary>apphbClientEntry columns.</summary>
@@ -103,7 +103,7 @@ public static class ApphbMib
         public static ObjectIdentifier Beats { get; } = Entry.Append(9);
 
         /// <summary>apphbClientState's enumeration.</summary>
-        public static IReadOnlyList<string> States { get; } = ["healthy", "warn", "hung"];
+        public static IReadOnlyList<string> States => AppHb.Core.Heartbeats.ClientStates.All;
     }
 
     public static ObjectIdentifier NotifyMessage { get; } = Objects.Append(5, 1);

@@ -29,6 +29,15 @@ public static class UnixAccounts
         return false;
     }
 
+    /// <summary>Who is at the other end of a connected Unix socket: SO_PEERCRED, recorded by the kernel at connect(),
+    /// so a client cannot claim another's identity.</summary>
+    public static (int Pid, uint Uid, uint Gid) PeerOf(System.Net.Sockets.Socket socket)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        var credentials = Interop.GetPeerCredentials(socket);
+        return (credentials.Pid, credentials.Uid, credentials.Gid);
+    }
+
     /// <summary>The daemon's effective uid.</summary>
     public static uint EffectiveUserId => Interop.GetEUid();
 

@@ -8,6 +8,10 @@ internal static partial class Interop
     internal const int SCHED_FIFO = 1;
     internal const int SCHED_RR = 2;
 
+    /// <summary>Or'ed into the policy: children (posix_spawn included) start on SCHED_OTHER at nice 0 instead of
+    /// inheriting the realtime policy of the thread that spawned them (include/uapi/linux/sched.h).</summary>
+    internal const int SCHED_RESET_ON_FORK = 0x40000000;
+
     [StructLayout(LayoutKind.Sequential)]
     internal struct SchedParam
     {

@@ -53,7 +53,9 @@ public static class RealtimeScheduling
         }
 
         var parameter = new Interop.SchedParam { Priority = priority };
-        if (Interop.SchedSetScheduler(0, native, &parameter) == 0)
+        // The exit watcher and the deadline loop respawn services: without reset-on-fork every service they start
+        // would run SCHED_FIFO too, able to starve the whole node.
+        if (Interop.SchedSetScheduler(0, native | Interop.SCHED_RESET_ON_FORK, &parameter) == 0)
         {
             return new RealtimeOutcome(true, $"{Name(policy)} priority {priority}");
         }

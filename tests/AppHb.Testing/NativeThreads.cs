@@ -1,0 +1,37 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace AppHb.Testing;
+
+/// <summary>Proof that a thread is blocked, instead of a sleep that hopes it is: the kernel's own state of the thread
+/// (proc(5), /proc/self/task/TID/stat field 3).</summary>
+public static partial class NativeThreads
+{
+    /// <summary>The calling thread's kernel id (gettid(2)).</summary>
+    public static int CurrentId() => GetTid();
+
+    /// <summary>Waits until thread <paramref name="tid"/> of this process sleeps in the kernel (state S), which a thread
+    /// blocked on an eventfd, a futex or a socket does; fails after <paramref name="bound"/>.</summary>
+    public static void WaitUntilSleeping(int tid, TimeSpan? bound = null)
+    {
+        var watch = Stopwatch.StartNew();
+        while (true)
+        {
+            var stat = File.ReadAllText($"/proc/self/task/{tid}/stat");
+            if (stat[(stat.LastIndexOf(')') + 2)..].StartsWith('S'))
+            {
+                return;
+            }
+
+            if (watch.Elapsed > (bound ?? TimeSpan.FromSeconds(30)))
+            {
+                throw new TimeoutException($"thread {tid} never blocked: {stat}");
+            }
+
+            Thread.Yield();
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "gettid")]
+    private static partial int GetTid();
+}
