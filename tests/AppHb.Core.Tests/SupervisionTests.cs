@@ -110,6 +110,22 @@ public class RestartTrackerScenarioTests
     }
 
     [Fact]
+    public void Without_backoff_thousands_of_quick_restarts_stay_immediate()
+    {
+        // Found by the respawn benchmark (backoff: 0s, max-restarts: 1000000): after 1,025 restarts 2^n overflowed
+        // to infinity, 0 x infinity is NaN, and the tracker threw instead of deciding.
+        var policy = RestartPolicy.Default with { BackoffStep = TimeSpan.Zero, MaxRestarts = 1_000_000, Window = TimeSpan.FromSeconds(1) };
+        var tracker = new RestartTracker(policy, 1000);
+        long now = 0;
+        for (var i = 0; i < 5000; i++)
+        {
+            tracker.Started(now);
+            now += 1;
+            Assert.Equal(TimeSpan.Zero, Assert.IsType<RestartDecision.Restart>(tracker.Exited(ProcessExit.KilledBy(9), now)).After);
+        }
+    }
+
+    [Fact]
     public void Backoff_is_capped_and_escalation_names_what_happened()
     {
         var policy = RestartPolicy.Default with { MaxRestarts = 100, MaxDelay = TimeSpan.FromSeconds(1), Escalation = EscalationAction.Reboot };

@@ -136,6 +136,12 @@ public sealed class RestartTracker
         }
 
         var first = _policy.Delay > TimeSpan.Zero ? _policy.Delay : _policy.BackoffStep;
+        if (first <= TimeSpan.Zero)
+        {
+            // No backoff at all (backoff: 0s): 0 x 2^n would be NaN once 2^n overflows to infinity.
+            return TimeSpan.Zero;
+        }
+
         var exponent = _policy.Delay > TimeSpan.Zero ? _unstableRestarts : _unstableRestarts - 1;
         var seconds = first.TotalSeconds * Math.Pow(_policy.Multiplier, exponent);
         return seconds >= _policy.MaxDelay.TotalSeconds ? _policy.MaxDelay : TimeSpan.FromSeconds(seconds);
