@@ -54,6 +54,33 @@ public class EventStreamTests
     }
 
     [Fact]
+    public void A_filtered_subscriber_is_offered_and_woken_for_its_events_only()
+    {
+        var stream = new EventStream();
+        using var hung = stream.Subscribe(filter: e => e is ClientEvent { Client.Name: "wanted" });
+        stream.Publish(Event("other"));
+        stream.Publish(Event("other"));
+        // Not woken: the wait times out at once, nothing to read.
+        Assert.False(hung.WaitToRead(TimeSpan.Zero, CancellationToken.None));
+        stream.Publish(Event("wanted"));
+        Assert.True(hung.WaitToRead(TimeSpan.Zero, CancellationToken.None));
+        Assert.Equal(new long[] { 3 }, Read(hung).Select(e => e.Sequence));
+    }
+
+    [Fact]
+    public void Subscribing_says_what_was_published_before_so_history_and_live_events_meet_exactly()
+    {
+        var stream = new EventStream(historyCapacity: 10);
+        stream.Publish(Event("a"));
+        stream.Publish(Event("b"));
+        using var live = stream.Subscribe(out var before);
+        stream.Publish(Event("c"));
+        Assert.Equal(2, before);
+        Assert.Equal(new long[] { 1, 2 }, stream.History(before).Select(e => e.Sequence));
+        Assert.Equal(new long[] { 3 }, Read(live).Select(e => e.Sequence));
+    }
+
+    [Fact]
     public void Disposed_subscriptions_receive_nothing_more()
     {
         var stream = new EventStream();

@@ -162,6 +162,23 @@ public class ProcessExitWatcherTests
     }
 
     [Fact]
+    public void Posted_work_runs_on_the_watchers_own_thread_in_order()
+    {
+        using var watcher = new AppHb.Linux.Processes.ProcessExitWatcher();
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<(int, string?)>();
+        using var done = new ManualResetEventSlim();
+        for (var i = 0; i < 3; i++)
+        {
+            var n = i;
+            watcher.Post(() => seen.Enqueue((n, Thread.CurrentThread.Name)));
+        }
+
+        watcher.Post(done.Set);
+        Assert.True(done.Wait(TimeSpan.FromSeconds(30)));
+        Assert.Equal([(0, "apphb-pidfd"), (1, "apphb-pidfd"), (2, "apphb-pidfd")], seen);
+    }
+
+    [Fact]
     public void An_already_gone_pid_is_reported_at_once_and_a_disposed_watch_never()
     {
         using var watcher = new AppHb.Linux.Processes.ProcessExitWatcher();

@@ -39,11 +39,13 @@ public sealed class EventStream
     /// <summary>Subscribes to live events.</summary>
     /// <param name="capacity">null for unbounded (internal consumers only); otherwise the oldest events are dropped.</param>
     /// <param name="replayHistory">First deliver the retained recent events.</param>
-    public EventSubscription Subscribe(int? capacity = null, bool replayHistory = false)
+    /// <param name="filter">Only the events it accepts are delivered: a consumer that wants one kind is not woken
+    /// for every other (a publisher on the respawn path wakes no thread that has nothing to do).</param>
+    public EventSubscription Subscribe(int? capacity = null, bool replayHistory = false, Func<AppHbEvent, bool>? filter = null)
     {
         lock (_gate)
         {
-            var subscription = new EventSubscription(this, capacity);
+            var subscription = new EventSubscription(this, capacity, filter);
             if (replayHistory)
             {
                 var count = Math.Min(_sequence, _history.Length);
@@ -55,6 +57,17 @@ public sealed class EventStream
 
             _subscribers.Add(subscription);
             return subscription;
+        }
+    }
+
+    /// <summary>Subscribes, and says which was the last event published before: everything after it is delivered,
+    /// everything up to it is in <see cref="History"/> (what is still retained).</summary>
+    public EventSubscription Subscribe(out long publishedBefore, int? capacity = null, Func<AppHbEvent, bool>? filter = null)
+    {
+        lock (_gate)
+        {
+            publishedBefore = _sequence;
+            return Subscribe(capacity, replayHistory: false, filter);
         }
     }
 
@@ -93,9 +106,12 @@ public sealed class EventSubscription : IDisposable
     private readonly ManualResetEventSlim _available = new(false);
     private long _dropped;
 
-    internal EventSubscription(EventStream stream, int? capacity)
+    private readonly Func<AppHbEvent, bool>? _filter;
+
+    internal EventSubscription(EventStream stream, int? capacity, Func<AppHbEvent, bool>? filter)
     {
         _stream = stream;
+        _filter = filter;
         _channel = capacity is { } bound
             ? Channel.CreateBounded<AppHbEvent>(new BoundedChannelOptions(bound)
             {
@@ -112,6 +128,11 @@ public sealed class EventSubscription : IDisposable
 
     internal void Offer(AppHbEvent appEvent)
     {
+        if (_filter is not null && !_filter(appEvent))
+        {
+            return;
+        }
+
         _channel.Writer.TryWrite(appEvent);
         _available.Set();
     }

@@ -86,11 +86,19 @@ public sealed class SupervisedService
 
     public long Restarts { get; internal set; }
 
-    public string? LastExit { get; internal set; }
+    /// <summary>How it last ended, for people ("signal 9 (SIGKILL)"); formatted when read, not on the respawn path.</summary>
+    public string? LastExit => _lastExitText ?? _lastExit?.ToString();
 
-    public int? LastExitCode { get; internal set; }
+    public int? LastExitCode => _lastExit?.ExitCode;
 
-    public int? LastExitSignal { get; internal set; }
+    public int? LastExitSignal => _lastExit?.Signal;
+
+    private ProcessExit? _lastExit;
+    private string? _lastExitText;
+
+    internal void SetLastExit(ProcessExit exit) => (_lastExit, _lastExitText) = (exit, null);
+
+    internal void SetLastExit(string text) => (_lastExit, _lastExitText) = (null, text);
 
     /// <summary>The last STATUS= it sent.</summary>
     public string? StatusText { get; internal set; }

@@ -18,16 +18,18 @@ internal sealed class EventBroadcaster : DedicatedThreadService
     private readonly EventStream _events;
     private readonly RealtimeOptions _realtime;
     private readonly ILogger<EventBroadcaster> _logger;
-    private readonly EventSubscription _subscription;
     private readonly Lock _gate = new();
     private readonly List<Watcher> _watchers = [];
+    private readonly SemaphoreSlim _firstWatcher = new(0);
+    // Subscribed only while someone watches: with no watcher, publishing (on the respawn path, among others) wakes
+    // nothing here.
+    private EventSubscription? _subscription;
 
     public EventBroadcaster(EventStream events, ApphbdOptions options, ILogger<EventBroadcaster> logger)
     {
         _events = events;
         _realtime = options.Realtime;
         _logger = logger;
-        _subscription = events.Subscribe();
     }
 
     private const int BacklogFrames = 4096;
@@ -55,6 +57,14 @@ internal sealed class EventBroadcaster : DedicatedThreadService
         var watcher = new Watcher(socket, pid);
         lock (_gate)
         {
+            if (_subscription is null)
+            {
+                // Everything published so far counts as broadcast: it is history for the watchers to come.
+                _subscription = _events.Subscribe(out var publishedBefore);
+                _lastBroadcast = publishedBefore;
+                _firstWatcher.Release();
+            }
+
             Send(watcher, ok);
             if (replayHistory)
             {
@@ -73,6 +83,11 @@ internal sealed class EventBroadcaster : DedicatedThreadService
         lock (_gate)
         {
             _watchers.RemoveAll(w => ReferenceEquals(w.Socket, socket));
+            if (_watchers.Count == 0 && _subscription is { } subscription)
+            {
+                _subscription = null;
+                subscription.Dispose();
+            }
         }
     }
 
@@ -80,26 +95,44 @@ internal sealed class EventBroadcaster : DedicatedThreadService
 
     protected override string ThreadName => "apphb-events";
 
-    protected override void DisposeResources() => _subscription.Dispose();
+    protected override void Wake() => _firstWatcher.Release();
+
+    protected override void DisposeResources()
+    {
+        lock (_gate)
+        {
+            _subscription?.Dispose();
+            _subscription = null;
+        }
+
+        _firstWatcher.Dispose();
+    }
 
     protected override void Run()
     {
         // One step below the deadline loop: events never delay deadline detection, but beat everything else.
         RealtimeThreads.Apply(_realtime with { Priority = Math.Max(1, _realtime.Priority - 1) }, _logger, "event broadcaster");
-        var reader = _subscription.Reader;
         while (!IsStopping)
         {
             bool backlog;
+            EventSubscription? subscription;
             lock (_gate)
             {
                 backlog = _watchers.Exists(w => w.Pending.Count > 0);
+                subscription = _subscription;
             }
 
             try
             {
+                if (subscription is null)
+                {
+                    _firstWatcher.Wait(Stopping);
+                    continue;
+                }
+
                 // A plain blocking wait, woken by the publishing thread itself: no thread-pool hop between the
                 // deadline loop raising an event and this realtime thread writing it.
-                _subscription.WaitToRead(backlog ? BacklogRetry : Timeout.InfiniteTimeSpan, Stopping);
+                subscription.WaitToRead(backlog ? BacklogRetry : Timeout.InfiniteTimeSpan, Stopping);
             }
             catch (OperationCanceledException)
             {
@@ -108,6 +141,13 @@ internal sealed class EventBroadcaster : DedicatedThreadService
 
             lock (_gate)
             {
+                if (_subscription != subscription)
+                {
+                    // The last watcher left (and maybe a new one came) while this thread waited.
+                    continue;
+                }
+
+                var reader = subscription.Reader;
                 while (reader.TryRead(out var appEvent))
                 {
                     var frame = Frame(appEvent);

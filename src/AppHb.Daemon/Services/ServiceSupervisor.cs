@@ -37,6 +37,7 @@ internal sealed class ServiceSupervisor : IHostedService, IDeadlineSource, IDisp
     private readonly Dictionary<string, ServiceOutput> _outputs = new(StringComparer.Ordinal);
     private readonly Dictionary<string, NotifyEndpoint> _notify = new(StringComparer.Ordinal);
     private readonly Dictionary<string, RegisteredClient> _heartbeats = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (ServiceDefinition Definition, string? Notify, SpawnRequest Request)> _launches = new(StringComparer.Ordinal);
     private readonly Dictionary<(string Service, int Run), CancellationTokenSource> _checks = [];
     private readonly List<AppHbEvent> _unpublished = [];
     private readonly Queue<Action<SupervisorMachine>> _reentered = new();
@@ -99,7 +100,8 @@ internal sealed class ServiceSupervisor : IHostedService, IDeadlineSource, IDisp
             Log.SubreaperRefused(_logger);
         }
 
-        _heartbeatEvents = _events.Subscribe();
+        // Hung heartbeats only: the other events (those of every respawn among them) wake nothing here.
+        _heartbeatEvents = _events.Subscribe(filter: static e => e is ClientEvent { ClientKind: ClientEventKind.Hung });
         _heartbeatWatch = Task.Run(WatchHeartbeatsAsync, CancellationToken.None);
         Run(m => m.Boot());
 
@@ -432,6 +434,7 @@ internal sealed class ServiceSupervisor : IHostedService, IDeadlineSource, IDisp
                 break;
             case SupervisorCommand.Forget forget:
                 _outputs.Remove(forget.Service);
+                _launches.Remove(forget.Service);
                 break;
         }
     }
@@ -448,8 +451,7 @@ internal sealed class ServiceSupervisor : IHostedService, IDeadlineSource, IDisp
         SpawnedChild child;
         try
         {
-            child = _children.Spawn(ServiceLaunch.Build(definition, _options.Socket.Path, _notify.GetValueOrDefault(name)?.Path),
-                exit => OnExit(name, run, exit));
+            child = _children.Spawn(Request(name, definition), exit => OnExit(name, run, exit));
         }
         catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException or ObjectDisposedException)
         {
@@ -468,6 +470,21 @@ internal sealed class ServiceSupervisor : IHostedService, IDeadlineSource, IDisp
         }
 
         _machine.Launched(name, run, child.Pid, LaunchOrigin.Spawned);
+    }
+
+    /// <summary>The exec of a service, built once per definition (and notify socket): a respawn does no user lookup and
+    /// no environment building. A reload's new definition builds a new one.</summary>
+    private SpawnRequest Request(string name, ServiceDefinition definition)
+    {
+        var notify = _notify.GetValueOrDefault(name)?.Path;
+        if (_launches.TryGetValue(name, out var known) && ReferenceEquals(known.Definition, definition) && known.Notify == notify)
+        {
+            return known.Request;
+        }
+
+        var request = ServiceLaunch.Build(definition, _options.Socket.Path, notify);
+        _launches[name] = (definition, notify, request);
+        return request;
     }
 
     private bool TryAdopt(string service, int run, int pid)

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 
@@ -22,11 +23,14 @@ public sealed class SpawnedChild(int pid, Socket? output)
 /// tracked cannot be mistaken for an orphan.</para></summary>
 public sealed class ChildProcessTable : IDisposable
 {
+    // argv and envp encoded once per request (a service keeps its request across respawns), freed with it.
+    private readonly ConditionalWeakTable<SpawnRequest, NativeStrings> _encoded = new();
     private readonly ProcessExitWatcher _exits;
     private readonly Lock _gate = new();
     private readonly Dictionary<int, IDisposable> _tracked = [];
     private readonly PosixSignalRegistration? _sigchld;
     private long _orphansReaped;
+    private int _sweepPosted;
     private bool _disposed;
 
     /// <param name="becomeSubreaper">prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants become our children.</param>
@@ -39,10 +43,20 @@ public sealed class ChildProcessTable : IDisposable
             IsSubreaper = Interop.Prctl(Interop.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0;
         }
 
+        // SIGCHLD comes with every child's exit, tracked or not. The sweep for orphans runs on the exit watcher's
+        // thread, after whatever respawn it is doing, not on the runtime's signal thread, where it took this table's
+        // lock against the respawn (measured: about 50 us of every respawn's latency).
         _sigchld = PosixSignalRegistration.Create(PosixSignal.SIGCHLD, context =>
         {
             context.Cancel = true;
-            ReapOrphans();
+            if (Interlocked.Exchange(ref _sweepPosted, 1) == 0)
+            {
+                _exits.Post(() =>
+                {
+                    Volatile.Write(ref _sweepPosted, 0);
+                    ReapOrphans();
+                });
+            }
         });
     }
 
@@ -70,7 +84,7 @@ public sealed class ChildProcessTable : IDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(onExit);
-        Socket? parentEnd = null;
+        Interop.FileDescriptorHandle? parentEnd = null;
         SafeHandle? childEnd = null;
         SafeHandle? file = null;
         try
@@ -86,13 +100,17 @@ public sealed class ChildProcessTable : IDisposable
                     break;
             }
 
+            int pid;
             lock (_gate)
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
-                var pid = SpawnLocked(request, childEnd ?? file);
+                pid = SpawnLocked(request, _encoded.GetValue(request, static r => new NativeStrings(r)), childEnd ?? file);
                 Track(pid, onExit);
-                return new SpawnedChild(pid, parentEnd);
             }
+
+            // Only now the daemon's end becomes a Socket (about ten syscalls in the runtime): the respawn does not wait
+            // for them.
+            return new SpawnedChild(pid, parentEnd is null ? null : OutputSocket(parentEnd));
         }
         catch
         {
@@ -202,7 +220,16 @@ public sealed class ChildProcessTable : IDisposable
         ReapOrphans();
     }
 
-    private static (Socket Parent, SafeHandle Child) CreateOutputPair()
+    private static Socket OutputSocket(Interop.FileDescriptorHandle parentEnd)
+    {
+        var fd = parentEnd.DangerousGetHandle();
+        parentEnd.SetHandleAsInvalid();
+        var socket = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
+        socket.Shutdown(SocketShutdown.Send);
+        return socket;
+    }
+
+    private static (Interop.FileDescriptorHandle Parent, SafeHandle Child) CreateOutputPair()
     {
         // A stream socket, not a pipe, as systemd gives services for journald: the daemon's end is a real Socket, read
         // by epoll like every other, where an anonymous pipe would tie up a thread-pool thread per service.
@@ -219,17 +246,14 @@ public sealed class ChildProcessTable : IDisposable
             }
         }
 
-        var parent = new Socket(new SafeSocketHandle(fds[0], ownsHandle: true));
-        parent.Shutdown(SocketShutdown.Send);
-        return (parent, new Interop.FileDescriptorHandle(fds[1]));
+        return (new Interop.FileDescriptorHandle(fds[0]), new Interop.FileDescriptorHandle(fds[1]));
     }
 
-    private static unsafe int SpawnLocked(SpawnRequest request, SafeHandle? output)
+    private static unsafe int SpawnLocked(SpawnRequest request, NativeStrings strings, SafeHandle? output)
     {
         var attr = stackalloc byte[Interop.SpawnAttrSize];
         var actions = stackalloc byte[Interop.SpawnFileActionsSize];
         var sigset = stackalloc byte[Interop.SigSetSize];
-        var strings = new NativeStrings(request);
         var addedRef = false;
         try
         {
@@ -290,7 +314,7 @@ public sealed class ChildProcessTable : IDisposable
         {
             _ = Interop.PosixSpawnFileActionsDestroy(actions);
             _ = Interop.PosixSpawnAttrDestroy(attr);
-            strings.Dispose();
+            GC.KeepAlive(strings);
             if (addedRef)
             {
                 output!.DangerousRelease();
@@ -335,11 +359,11 @@ public sealed class ChildProcessTable : IDisposable
     }
 
     /// <summary>argv, envp and paths as NUL-terminated UTF-8 in one native block, freed after the spawn.</summary>
-    private unsafe sealed class NativeStrings : IDisposable
+    private unsafe sealed class NativeStrings : SafeHandle
     {
         private readonly byte* _block;
 
-        public NativeStrings(SpawnRequest request)
+        public NativeStrings(SpawnRequest request) : base(IntPtr.Zero, ownsHandle: true)
         {
             var all = new List<string> { request.Path, "/dev/null" };
             all.AddRange(request.Arguments);
@@ -362,6 +386,7 @@ public sealed class ChildProcessTable : IDisposable
             }
 
             _block = (byte*)NativeMemory.Alloc((nuint)(pointers * sizeof(byte*) + textBytes));
+            SetHandle((IntPtr)_block);
             var table = (byte**)_block;
             var cursor = _block + (pointers * sizeof(byte*));
             var end = _block + (pointers * sizeof(byte*)) + textBytes;
@@ -404,6 +429,12 @@ public sealed class ChildProcessTable : IDisposable
 
         public byte* WorkingDirectory { get; }
 
-        public void Dispose() => NativeMemory.Free(_block);
+        public override bool IsInvalid => handle == IntPtr.Zero;
+
+        protected override bool ReleaseHandle()
+        {
+            NativeMemory.Free((void*)handle);
+            return true;
+        }
     }
 }

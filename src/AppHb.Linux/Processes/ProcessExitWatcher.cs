@@ -15,6 +15,7 @@ public sealed class ProcessExitWatcher : IDisposable
     private readonly Thread _thread;
     private readonly int _capacity;
     private readonly Action? _onThreadStarted;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<Action> _posted = new();
     private ulong _nextToken;
     private long _unwatched;
     private volatile bool _disposed;
@@ -95,6 +96,16 @@ public sealed class ProcessExitWatcher : IDisposable
         }
     }
 
+    /// <summary>Runs <paramref name="action"/> on the watcher's own thread, between exits: work that must not contend
+    /// with a respawn (the sweep for orphans that a SIGCHLD asks for) is serialised with it instead.</summary>
+    public unsafe void Post(Action action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        _posted.Enqueue(action);
+        ulong one = 1;
+        _ = Interop.Write(_wake.Fd, &one, sizeof(ulong));
+    }
+
     /// <summary>Watches refused so far (capacity or descriptors exhausted).</summary>
     public long Unwatched => Interlocked.Read(ref _unwatched);
 
@@ -156,6 +167,21 @@ public sealed class ProcessExitWatcher : IDisposable
                 var token = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(events + (i * Interop.EpollEventSize) + Interop.EpollEventDataOffset, 8));
                 if (token == WakeToken)
                 {
+                    ulong counter;
+                    _ = Interop.Read(_wake.Fd, &counter, sizeof(ulong));
+                    while (_posted.TryDequeue(out var posted))
+                    {
+                        try
+                        {
+                            posted();
+                        }
+#pragma warning disable CA1031 // A faulty posted action must not end the watching either.
+                        catch (Exception)
+#pragma warning restore CA1031
+                        {
+                        }
+                    }
+
                     continue;
                 }
 
@@ -167,15 +193,20 @@ public sealed class ProcessExitWatcher : IDisposable
 
                 if (exited is not null)
                 {
-                    exited.Dispose();
                     try
                     {
+                        // The callback first (it respawns), the pidfd's epoll removal and close after: the descriptor
+                        // is level-triggered but not polled again before this loop's next wait.
                         exited.OnExit();
                     }
 #pragma warning disable CA1031 // One faulty callback must not end the watching of every other process.
                     catch (Exception)
 #pragma warning restore CA1031
                     {
+                    }
+                    finally
+                    {
+                        exited.Dispose();
                     }
                 }
             }
