@@ -5,17 +5,19 @@ using AppHb.Benchmarks;
 // apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]
 // Runs as root on Linux. Publishes apphbd as it ships (self-contained, ReadyToRun, trimmed) and installs Debian's heartbeat
 // package for the peer if it is missing.
-if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape"))
+if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or "packages"))
 {
     Console.Error.WriteLine("usage: apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]");
-    Console.Error.WriteLine("       apphb-bench respawn [--kills 200]");
+    Console.Error.WriteLine("       apphb-bench respawn [--kills 200] [--only floor,apphbd,runit,s6,daemontools,cl_respawn]");
     Console.Error.WriteLine("       apphb-bench scrape [--seconds 20]");
+    Console.Error.WriteLine("       apphb-bench packages");
     return 2;
 }
 
 var clients = new[] { 1000, 10_000 };
 var kills = 200;
 var seconds = 5.0;
+string[]? only = null;
 for (var i = 1; i < args.Length - 1; i++)
 {
     if (args[i] == "--clients")
@@ -25,6 +27,10 @@ for (var i = 1; i < args.Length - 1; i++)
     else if (args[i] == "--kills")
     {
         kills = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+    }
+    else if (args[i] == "--only")
+    {
+        only = args[i + 1].Split(',');
     }
     else if (args[i] == "--seconds")
     {
@@ -52,11 +58,12 @@ Machine.Run("dotnet", "publish", Path.Combine(root, "src", "AppHb.Daemon"), "-c"
 var started = Stopwatch.StartNew();
 var report = args[0] switch
 {
-    "respawn" => await new RespawnBenchmark(Path.Combine(published, "apphbd"), work, kills).RunAsync(),
+    "respawn" => await new RespawnBenchmark(Path.Combine(published, "apphbd"), work, kills, only).RunAsync(),
     "scrape" => await new ScrapeBenchmark(Path.Combine(published, "apphbd"), work, Math.Max(seconds, 34)).RunAsync(),
+    "packages" => await new PackagesBenchmark(Path.Combine(published, "apphbd"), work).RunAsync(),
     _ => await new HeartbeatBenchmark(Path.Combine(published, "apphbd"), work, clients, seconds).RunAsync(),
 };
-Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Monitoring endpoints (/metrics and SNMP)", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
+Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Monitoring endpoints (/metrics and SNMP)", "packages" => "The project card's packages against AppHb's own code", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
 Console.WriteLine();
 Console.Write(report);
 Directory.Delete(work, recursive: true);

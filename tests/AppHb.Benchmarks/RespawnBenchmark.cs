@@ -9,7 +9,7 @@ namespace AppHb.Benchmarks;
 /// <summary>Crash-to-respawn latency: SIGKILL of a supervised child to its replacement's first timestamp, for apphbd
 /// and the supervisors people pick instead, in one run, all supervising the same native child (native/stamp.c) exec'd
 /// directly from each service directory. Plus each supervisor's RSS and idle CPU with 50 services.</summary>
-internal sealed class RespawnBenchmark(string apphbd, string work, int kills)
+internal sealed class RespawnBenchmark(string apphbd, string work, int kills, IReadOnlyList<string>? only = null)
 {
     private const int Services = 10;
     private const int IdleServices = 50;
@@ -23,6 +23,8 @@ internal sealed class RespawnBenchmark(string apphbd, string work, int kills)
     {
         var stamp = Path.Combine(work, "stamp");
         Machine.Run("cc", "-O2", "-Wall", "-o", stamp, Path.Combine(AppContext.BaseDirectory, "native", "stamp.c"));
+        var floor = Path.Combine(work, "floor");
+        Machine.Run("cc", "-O2", "-Wall", "-o", floor, Path.Combine(AppContext.BaseDirectory, "native", "floor.c"));
         var socketPath = Path.Combine(work, "stamp.sock");
         using var socket = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         socket.Bind(new UnixDomainSocketEndPoint(socketPath));
@@ -32,26 +34,36 @@ internal sealed class RespawnBenchmark(string apphbd, string work, int kills)
 
         var supervisors = new List<ISupervisorUnderTest>
         {
+            // First: this machine's fork/exec/waitpid today, which every other figure is read against.
+            new FloorSupervisor(floor),
             new ApphbdSupervisor(apphbd),
+            // The same apphbd without realtime threads, for what the policy costs or buys (only with --only).
+            new ApphbdSupervisor(apphbd, realtime: false),
             new ScanDirSupervisor("runit runsv", "runsvdir", "runsv"),
             new ScanDirSupervisor("s6-supervise", "s6-svscan", "s6-supervise"),
             new ScanDirSupervisor("daemontools supervise", "svscan", "supervise"),
             new ClRespawnSupervisor(),
         };
 
+        // --only: a quick look at some of them (the latest run in the docs is always the full set).
+        supervisors = only is null
+            ? supervisors.Where(s => !s.Name.Contains("realtime off", StringComparison.Ordinal)).ToList()
+            : supervisors.Where(s => only.Any(o => s.Name.Contains(o, StringComparison.OrdinalIgnoreCase))).ToList();
+
         var table = new StringBuilder();
         table.AppendLine(CultureInfo.InvariantCulture, $"Crash-to-respawn latency (SIGKILL of the child -> the new child's first timestamp), {Services} services per supervisor:");
         table.AppendLine(CultureInfo.InvariantCulture, $"spaced: one kill every {Spacing.TotalMilliseconds:0} ms round-robin, so each child has run > 1 s (past every peer's restart throttle);");
         table.AppendLine(CultureInfo.InvariantCulture, $"rapid: the next kill as soon as the previous replacement reported (capped at {RapidBound.TotalSeconds:0} s per supervisor).");
         table.AppendLine();
-        table.AppendLine("| supervisor | mode | kills | p50 ms | p95 ms | p99 ms | max ms | p50 vs apphbd |");
-        table.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|");
+        table.AppendLine("| supervisor | mode | kills | p50 ms | p95 ms | p99 ms | max ms | p50 vs apphbd | p50 vs the floor |");
+        table.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|");
         var idle = new StringBuilder();
         idle.AppendLine(CultureInfo.InvariantCulture, $"Footprint with {IdleServices} idle services (all supervisor processes; CPU over 30 s idle, in 10 ms ticks: 0.000 means under 0.033 %):");
         idle.AppendLine();
         idle.AppendLine("| supervisor | processes | RSS MB (summed) | PSS MB | idle CPU % of a core | PSS vs apphbd |");
         idle.AppendLine("|---|---:|---:|---:|---:|---:|");
         var ours = new Dictionary<string, double>();
+        var floors = new Dictionary<string, double>();
         double? ourRss = null;
         foreach (var supervisor in supervisors)
         {
@@ -71,15 +83,26 @@ internal sealed class RespawnBenchmark(string apphbd, string work, int kills)
                     var latencies = await KillLoopAsync(directory, Services, rapid);
                     latencies.Sort();
                     var p50 = Percentiles.NearestRank(latencies, 0.50);
-                    if (supervisor is ApphbdSupervisor)
+                    if (supervisor.Name == "apphbd")
                     {
                         ours[mode] = p50;
                     }
+                    else if (supervisor is FloorSupervisor)
+                    {
+                        floors[mode] = p50;
+                    }
 
-                    var ratio = ours.TryGetValue(mode, out var ourP50) && ourP50 > 0 ? $"{p50 / ourP50:0.0}x" : "-";
+                    var ratio = ours.TryGetValue(mode, out var ourP50) && ourP50 > 0 ? $"{p50 / ourP50:0.00}x" : "-";
+                    var overFloor = floors.TryGetValue(mode, out var floorP50) && floorP50 > 0 ? $"{p50 / floorP50:0.00}x" : "-";
                     table.AppendLine(CultureInfo.InvariantCulture,
-                        $"| {supervisor.Name} | {mode} | {latencies.Count} | {p50:0.000} | {Percentiles.NearestRank(latencies, 0.95):0.000} | {Percentiles.NearestRank(latencies, 0.99):0.000} | {(latencies.Count > 0 ? latencies[^1] : double.NaN):0.000} | {ratio} |");
+                        $"| {supervisor.Name} | {mode} | {latencies.Count} | {p50:0.000} | {Percentiles.NearestRank(latencies, 0.95):0.000} | {Percentiles.NearestRank(latencies, 0.99):0.000} | {(latencies.Count > 0 ? latencies[^1] : double.NaN):0.000} | {ratio} | {overFloor} |");
                 }
+            }
+
+            if (supervisor is FloorSupervisor)
+            {
+                // A floor for latency only: its footprint says nothing about a supervisor one would deploy.
+                continue;
             }
 
             var idleDirectory = Prepare(Path.Combine(work, $"{Slug(supervisor.Name)}-idle"), stamp, IdleServices);
@@ -94,8 +117,12 @@ internal sealed class RespawnBenchmark(string apphbd, string work, int kills)
                 var watch = Stopwatch.StartNew();
                 await Task.Delay(30_000);
                 var cpu = (pids.Sum(p => Machine.CpuTime(p).TotalSeconds) - cpuBefore) / watch.Elapsed.TotalSeconds * 100;
-                ourRss ??= pss;
-                idle.AppendLine(CultureInfo.InvariantCulture, $"| {supervisor.Name} | {pids.Count} | {rss:0.0} | {pss:0.0} | {cpu:0.000} | {pss / ourRss.Value:0.00}x |");
+                if (supervisor.Name == "apphbd")
+                {
+                    ourRss = pss;
+                }
+
+                idle.AppendLine(CultureInfo.InvariantCulture, $"| {supervisor.Name} | {pids.Count} | {rss:0.0} | {pss:0.0} | {cpu:0.000} | {(ourRss is { } ours0 ? $"{pss / ours0:0.00}x" : "-")} |");
             }
         }
 
@@ -270,9 +297,9 @@ internal sealed class RunningProcesses(List<Process> processes, Func<List<int>> 
 }
 
 /// <summary>apphbd as shipped, every service with the immediate policy (no backoff, no give-up).</summary>
-internal sealed class ApphbdSupervisor(string binary) : ISupervisorUnderTest
+internal sealed class ApphbdSupervisor(string binary, bool realtime = true) : ISupervisorUnderTest
 {
-    public string Name => "apphbd";
+    public string Name => realtime ? "apphbd" : "apphbd (realtime off)";
 
     public async Task<IRunningSupervisor> StartAsync(string directory, string work)
     {
@@ -299,10 +326,25 @@ internal sealed class ApphbdSupervisor(string binary) : ISupervisorUnderTest
               path: {Path.Combine(directory, "apphbd.sock")}
             watchdog:
               backend: none
+            realtime:
+              enabled: {(realtime ? "true" : "false")}
             {services}
             """);
         var process = RunningProcesses.StartInSession(binary, directory, "--config", config);
         return new RunningProcesses([process], () => [process.Id]);
+    }
+}
+
+/// <summary>The floor: a C loop of fork, exec and a blocking waitpid (native/floor.c), respawning at once.</summary>
+internal sealed class FloorSupervisor(string binary) : ISupervisorUnderTest
+{
+    public string Name => "floor (C fork/exec/waitpid)";
+
+    public Task<IRunningSupervisor> StartAsync(string directory, string work)
+    {
+        var services = Directory.GetDirectories(directory).Order(StringComparer.Ordinal).ToArray();
+        var process = RunningProcesses.StartInSession(binary, directory, services);
+        return Task.FromResult<IRunningSupervisor>(new RunningProcesses([process], () => [process.Id]));
     }
 }
 
