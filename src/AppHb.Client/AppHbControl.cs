@@ -63,7 +63,13 @@ public sealed class AppHbControl
         }
     }
 
-    /// <summary>Streams events as they happen, optionally starting with the daemon's recent history.</summary>
+    /// <summary>The <see cref="EventDocument.Kind"/> of the document <see cref="WatchEventsAsync"/> yields where apphbd
+    /// dropped events for this watcher (it read too slowly): its <see cref="EventDocument.Sequence"/> is the first
+    /// event lost, its message says how many.</summary>
+    public const string EventsLostKind = "events-lost";
+
+    /// <summary>Streams events as they happen, optionally starting with the daemon's recent history. Where apphbd had to
+    /// drop events for this watcher, one document of kind <see cref="EventsLostKind"/> says so, in place.</summary>
     public async IAsyncEnumerable<EventDocument> WatchEventsAsync(bool includeHistory,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
@@ -78,6 +84,12 @@ public sealed class AppHbControl
                     yield return ProtocolJsonContext.ReadEvent(frame.Payload);
                     break;
                 case FrameType.Ok:
+                    break;
+                case FrameType.EventsLost:
+                    // Said in the stream, where it happened: the events between are gone, not late.
+                    var lost = EventsLostReply.Read(frame.Payload);
+                    yield return new EventDocument(lost.FirstSequence, DateTimeOffset.UtcNow, EventsLostKind, null, null,
+                        $"{lost.Count} event(s) lost from sequence {lost.FirstSequence}: this watcher read too slowly and apphbd dropped them");
                     break;
                 case FrameType.Error:
                     var error = ErrorReply.Read(frame.Payload);

@@ -76,8 +76,14 @@ internal static partial class Log
     [LoggerMessage(412, LogLevel.Warning, "Event watcher pid {Pid} reads too slowly: {Dropped} events dropped for it")]
     public static partial void WatcherDropped(ILogger logger, int pid, long dropped);
 
-    [LoggerMessage(413, LogLevel.Error, "Accepting connections failed")]
-    public static partial void AcceptFailed(ILogger logger, Exception exception);
+    [LoggerMessage(413, LogLevel.Warning, "apphbd is at its open-file limit with {Open} connections open: new connections are refused (root's and apphbd's own are still served) until some close; raise LimitNOFILE= if this is legitimate load")]
+    public static partial void FileLimitReached(ILogger logger, int open);
+
+    [LoggerMessage(417, LogLevel.Information, "apphbd is stopping: new registrations and subscriptions are refused (ShuttingDown)")]
+    public static partial void ShuttingDownRefusing(ILogger logger);
+
+    [LoggerMessage(416, LogLevel.Information, "Open files available again ({Open} connections open); {Refused} connection(s) refused so far")]
+    public static partial void FileLimitRecovered(ILogger logger, int open, long refused);
 
     [LoggerMessage(414, LogLevel.Warning, "{Refused} client(s) not watched for process exit ({Reason}); their death is seen when their socket closes")]
     public static partial void ExitWatchUnavailable(ILogger logger, long refused, string reason);

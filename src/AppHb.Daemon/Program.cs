@@ -132,8 +132,9 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     });
     builder.Services.AddSingleton<StatusReporter>();
     builder.Services.AddSingleton<WatchdogTickler>();
+    builder.Services.AddSingleton<ReadDeadlines>();
     builder.Services.AddSingleton(sp => new DeadlineLoop(
-        [sp.GetRequiredService<HeartbeatRegistry>(), sp.GetRequiredService<ServiceSupervisor>()],
+        [sp.GetRequiredService<HeartbeatRegistry>(), sp.GetRequiredService<ServiceSupervisor>(), sp.GetRequiredService<ReadDeadlines>()],
         sp.GetRequiredService<DaemonHealth>(), sp.GetRequiredService<TimeProvider>(), options, sp.GetRequiredService<ILogger<DeadlineLoop>>()));
     builder.Services.AddSingleton<ClientSocketServer>();
     builder.Services.AddSingleton<EventBroadcaster>();
@@ -223,6 +224,7 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
         return 1;
     }
 
+    host.Services.GetRequiredService<StatusReporter>().Warmup();
     var tickler = host.Services.GetRequiredService<WatchdogTickler>();
     Log.Ready(logger, options.Socket.Path, tickler.Device?.Backend ?? "none");
     // SIGHUP reloads the services, as systemctl reload (ExecReload=kill -HUP $MAINPID) and apphbctl reload do.

@@ -15,6 +15,11 @@ public static class FrameFormat
     /// <summary>Largest frame, prefix included. Bounded so one client cannot make the daemon buffer much.</summary>
     public const int MaxFrameSize = 64 * 1024;
 
+    /// <summary>Largest request frame the daemon reads, prefix included. The largest request of this version (a
+    /// Register with two 128-byte strings) needs 286 bytes; the bound keeps what one connection can make the daemon
+    /// buffer to 1 KiB. Replies may use up to <see cref="MaxFrameSize"/>.</summary>
+    public const int MaxRequestFrameSize = 1024;
+
     /// <summary>Largest payload that fits in <see cref="MaxFrameSize"/>.</summary>
     public const int MaxPayloadSize = MaxFrameSize - HeaderSize;
 
@@ -54,6 +59,8 @@ public enum FrameType : byte
     Event = 0x91,
     /// <summary>The result of a <see cref="Control"/> request (UTF-8 JSON, may span frames like Status).</summary>
     ControlResult = 0x92,
+    /// <summary>On an event stream: events this watcher did not receive because it read too slowly (they are gone).</summary>
+    EventsLost = 0x93,
 }
 
 /// <summary>Flag bits of a frame header.</summary>
@@ -97,4 +104,6 @@ public enum ErrorCode : ushort
     UnknownService = 11,
     /// <summary>The request was valid but could not be carried out (e.g. reload found configuration errors).</summary>
     Failed = 12,
+    /// <summary>A frame was not completed within the daemon's read timeout (bytes of it arrived, the rest did not).</summary>
+    TimedOut = 13,
 }

@@ -7,9 +7,11 @@ namespace AppHb.Protocol;
 public static class FrameReader
 {
     /// <summary>Tries to read one frame header from the start of <paramref name="buffer"/>.</summary>
+    /// <param name="maxFrameSize">The largest frame accepted, prefix included: <see cref="FrameFormat.MaxFrameSize"/>
+    /// for replies, <see cref="FrameFormat.MaxRequestFrameSize"/> where requests are read.</param>
     /// <returns>true when a whole frame (header and payload) is in the buffer; false when more bytes are needed.</returns>
     /// <exception cref="ProtocolException">The header is invalid; the connection should be answered and closed.</exception>
-    public static bool TryReadFrame(ReadOnlySpan<byte> buffer, out FrameHeader header)
+    public static bool TryReadFrame(ReadOnlySpan<byte> buffer, out FrameHeader header, int maxFrameSize = FrameFormat.MaxFrameSize)
     {
         header = default;
         if (buffer.Length < FrameFormat.LengthPrefixSize)
@@ -19,10 +21,10 @@ public static class FrameReader
 
         var length = BinaryPrimitives.ReadUInt32BigEndian(buffer);
         const int headerAfterPrefix = FrameFormat.HeaderSize - FrameFormat.LengthPrefixSize;
-        if (length > FrameFormat.MaxFrameSize - FrameFormat.LengthPrefixSize)
+        if (length > maxFrameSize - FrameFormat.LengthPrefixSize)
         {
             throw new ProtocolException(ErrorCode.Oversized,
-                $"frame length {length} exceeds the maximum of {FrameFormat.MaxFrameSize - FrameFormat.LengthPrefixSize} bytes after the length prefix");
+                $"frame length {length} exceeds the maximum of {maxFrameSize - FrameFormat.LengthPrefixSize} bytes after the length prefix");
         }
 
         if (length < headerAfterPrefix)
@@ -72,7 +74,7 @@ public static class FrameReader
     {
         FrameType.Register or FrameType.Beat or FrameType.SetInterval or FrameType.SetWarn or FrameType.Unregister
             or FrameType.StatusRequest or FrameType.Subscribe or FrameType.Control or FrameType.Ok or FrameType.Registered
-            or FrameType.Error or FrameType.Status or FrameType.Event or FrameType.ControlResult => true,
+            or FrameType.Error or FrameType.Status or FrameType.Event or FrameType.ControlResult or FrameType.EventsLost => true,
         _ => false,
     };
 

@@ -198,3 +198,33 @@ public sealed record ControlRequest(ControlAction Action, string Name, uint Line
         return new ControlRequest((ControlAction)action, name, lines);
     }
 }
+
+/// <summary>On an event stream: <paramref name="Count"/> events, the first of them numbered
+/// <paramref name="FirstSequence"/>, were dropped for this watcher because it did not read fast enough. It comes before
+/// the next event the watcher does receive; the events it names are not sent again.</summary>
+public sealed record EventsLostReply(long FirstSequence, long Count) : IMessage<EventsLostReply>
+{
+    public static FrameType Type => FrameType.EventsLost;
+
+    public int PayloadSize => 16;
+
+    public void WritePayload(ref PayloadWriter writer)
+    {
+        writer.WriteUInt64((ulong)FirstSequence);
+        writer.WriteUInt64((ulong)Count);
+    }
+
+    public static EventsLostReply Read(ReadOnlySpan<byte> payload)
+    {
+        var reader = new PayloadReader(Type, payload);
+        var first = reader.ReadUInt64("first_sequence");
+        var count = reader.ReadUInt64("count");
+        reader.EnsureEnd();
+        if (first > long.MaxValue || count > long.MaxValue)
+        {
+            throw new ProtocolException(ErrorCode.Malformed, "EventsLost frame: first_sequence and count must be below 2^63");
+        }
+
+        return new EventsLostReply((long)first, (long)count);
+    }
+}

@@ -25,6 +25,42 @@ public class HeartbeatRegistryTests
     }
 
     [Fact]
+    public void A_beat_waiting_unread_holds_back_warn_and_hung_until_it_is_read()
+    {
+        var h = new RegistryHarness();
+        var waiting = true;
+        h.Registry.PendingBeat = _ => waiting;
+        var db = h.Register("db", 1000, 400);
+        h.Drain();
+        // Deadline passes while the beat sits in the socket: nothing is raised, the registry looks again soon.
+        h.RunMs(450);
+        Assert.Empty(h.Drain());
+        Assert.True(h.Registry.DeferredRaises > 0);
+        // The daemon reads it: the beat lands, and the client is healthy without ever having been warn.
+        h.Registry.Beat(db);
+        waiting = false;
+        h.RunMs(300);
+        Assert.Empty(h.Drain());
+        h.RunMs(200);
+        Assert.Equal(["warn:db"], h.Drain());
+    }
+
+    [Fact]
+    public void A_beat_that_never_gets_read_defers_the_raise_by_one_interval_at_most()
+    {
+        // A connection whose queued bytes never become a processed beat (stuck reader, a half-sent frame) cannot
+        // keep its client alive forever.
+        var h = new RegistryHarness();
+        h.Registry.PendingBeat = _ => true;
+        h.Register("db", 1000, 0);
+        h.Drain();
+        h.RunMs(1999);
+        Assert.Empty(h.Drain());
+        h.RunMs(10);
+        Assert.Equal(["hung:db"], h.Drain());
+    }
+
+    [Fact]
     public void Events_are_raised_exactly_at_their_deadlines_with_zero_lateness_on_an_exact_clock()
     {
         var h = new RegistryHarness();

@@ -74,6 +74,9 @@ public sealed class KernelHeaderTests : IDisposable
             P("SOL_SOCKET", SOL_SOCKET);
             P("SO_PEERCRED", SO_PEERCRED);
             P("sizeof(ucred)", sizeof(struct ucred));
+            P("MSG_PEEK", MSG_PEEK);
+            P("MSG_DONTWAIT", MSG_DONTWAIT);
+            P("MSG_NOSIGNAL", MSG_NOSIGNAL);
             P("offsetof(ucred.uid)", offsetof(struct ucred, uid));
             P("offsetof(ucred.gid)", offsetof(struct ucred, gid));
             return 0;
@@ -137,6 +140,9 @@ public sealed class KernelHeaderTests : IDisposable
         { "SOL_SOCKET", (ulong)Interop.SOL_SOCKET },
         { "SO_PEERCRED", (ulong)Interop.SO_PEERCRED },
         { "sizeof(ucred)", (ulong)Marshal.SizeOf<Interop.UCred>() },
+        { "MSG_PEEK", (ulong)Interop.MSG_PEEK },
+        { "MSG_DONTWAIT", (ulong)Interop.MSG_DONTWAIT },
+        { "MSG_NOSIGNAL", (ulong)Interop.MSG_NOSIGNAL },
         { "offsetof(ucred.uid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Uid") },
         { "offsetof(ucred.gid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Gid") },
     };

@@ -13,6 +13,9 @@ public sealed class DaemonProcess : IAsyncDisposable
 
     private readonly IReadOnlyDictionary<string, string> _environment;
 
+    /// <summary>RLIMIT_NOFILE to start the daemon under (soft and hard), or null for the test's own.</summary>
+    private int? _openFileLimit;
+
     private DaemonProcess(TempDirectory directory, string configPath, string socketPath, IReadOnlyDictionary<string, string>? environment)
     {
         _environment = environment ?? new Dictionary<string, string>();
@@ -32,8 +35,9 @@ public sealed class DaemonProcess : IAsyncDisposable
     public IReadOnlyCollection<string> Lines => _lines;
 
     /// <summary>Starts apphbd with the none backend and <paramref name="extraYaml"/> appended to a minimal config.</summary>
+    /// <param name="openFileLimit">Starts the daemon under this RLIMIT_NOFILE (util-linux prlimit), to reach it on purpose.</param>
     public static async Task<DaemonProcess> StartAsync(string extraYaml = "", TimeSpan? period = null, bool realtime = true,
-        IReadOnlyDictionary<string, string>? environment = null, TempDirectory? directory = null)
+        IReadOnlyDictionary<string, string>? environment = null, TempDirectory? directory = null, int? openFileLimit = null)
     {
         directory ??= new TempDirectory();
         var socket = directory.File("apphbd.sock");
@@ -53,7 +57,7 @@ public sealed class DaemonProcess : IAsyncDisposable
             {(extraYaml.Contains("snmp:", StringComparison.Ordinal) ? string.Empty : "snmp:\n  agentx: off")}
             {extraYaml}
             """);
-        var daemon = new DaemonProcess(directory, config, socket, environment);
+        var daemon = new DaemonProcess(directory, config, socket, environment) { _openFileLimit = openFileLimit };
         await daemon.StartProcessAsync();
         return daemon;
     }
@@ -61,7 +65,7 @@ public sealed class DaemonProcess : IAsyncDisposable
     /// <summary>Starts (again) on the same socket and config: a daemon restart.</summary>
     public async Task StartProcessAsync()
     {
-        var info = new ProcessStartInfo("dotnet")
+        var info = new ProcessStartInfo(_openFileLimit is null ? "dotnet" : "/usr/bin/prlimit")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -70,6 +74,14 @@ public sealed class DaemonProcess : IAsyncDisposable
         foreach (var (key, value) in _environment)
         {
             info.Environment[key] = value;
+        }
+
+        if (_openFileLimit is { } limit)
+        {
+            // prlimit execs the command: the process is the daemon itself.
+            info.ArgumentList.Add($"--nofile={limit}:{limit}");
+            info.ArgumentList.Add("--");
+            info.ArgumentList.Add("dotnet");
         }
 
         info.ArgumentList.Add(RepositoryPaths.DaemonDll);

@@ -61,8 +61,22 @@ public sealed class HeartbeatRegistry : IDeadlineSource
         }
     }
 
+    /// <summary>Set by the daemon: whether a beat from the client is already waiting to be read (queued on its socket,
+    /// or read but not yet processed). Asked, under the registry's lock, only when a deadline has passed: a client that
+    /// beat in time is never declared warn or hung because the daemon was slow to read it. The raise is deferred by
+    /// <see cref="PendingBeatRecheck"/>, at most one interval past the deadline.</summary>
+    public Func<RegisteredClient, bool>? PendingBeat { get; set; }
+
+    /// <summary>How soon a deferred raise is looked at again.</summary>
+    public TimeSpan PendingBeatRecheck { get; set; } = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>Raises deferred so far because a beat was waiting to be read.</summary>
+    public long DeferredRaises => Interlocked.Read(ref _deferredRaises);
+
+    private long _deferredRaises;
+
     /// <exception cref="RegistryException">Name and instance taken, or the client limit reached.</exception>
-    public RegisteredClient Register(ClientIdentity identity, HeartbeatTiming timing)
+    public RegisteredClient Register(ClientIdentity identity, HeartbeatTiming timing, object? owner = null)
     {
         ArgumentNullException.ThrowIfNull(identity);
         lock (_gate)
@@ -81,7 +95,7 @@ public sealed class HeartbeatRegistry : IDeadlineSource
             }
 
             var now = _time.GetTimestamp();
-            var client = new RegisteredClient(++_nextId, identity, timing, _timestamps.ToTicks(timing.Interval), _timestamps.ToTicks(timing.Warn), now);
+            var client = new RegisteredClient(++_nextId, identity, timing, _timestamps.ToTicks(timing.Interval), _timestamps.ToTicks(timing.Warn), now, owner);
             _byName.Add(key, client);
             ScheduleNext(client);
             Publish(ClientEventKind.Registered, client, now);
@@ -209,6 +223,15 @@ public sealed class HeartbeatRegistry : IDeadlineSource
     private void Evaluate(RegisteredClient client, long now)
     {
         var silent = now - client.LastBeat;
+        var due = (client.State == ClientState.Healthy && client.WarnTicks > 0 && silent >= client.WarnTicks)
+            || (client.State != ClientState.Hung && silent >= client.IntervalTicks);
+        if (due && PendingBeat is { } pending && silent < 2 * client.IntervalTicks && pending(client))
+        {
+            Interlocked.Increment(ref _deferredRaises);
+            _deadlines.Schedule(client, client.Version, now + _timestamps.ToTicks(PendingBeatRecheck));
+            return;
+        }
+
         if (client.State == ClientState.Healthy && client.WarnTicks > 0 && silent >= client.WarnTicks)
         {
             client.State = ClientState.Warn;

@@ -4,9 +4,10 @@ namespace AppHb.Core.Heartbeats;
 /// needs no lookup. Mutable state is guarded by the registry's lock.</summary>
 public sealed class RegisteredClient
 {
-    internal RegisteredClient(ulong id, ClientIdentity identity, HeartbeatTiming timing, long intervalTicks, long warnTicks, long now)
+    internal RegisteredClient(ulong id, ClientIdentity identity, HeartbeatTiming timing, long intervalTicks, long warnTicks, long now, object? owner)
     {
         Id = id;
+        Owner = owner;
         Identity = identity;
         Timing = timing;
         IntervalTicks = intervalTicks;
@@ -17,6 +18,9 @@ public sealed class RegisteredClient
     public ulong Id { get; }
 
     public ClientIdentity Identity { get; }
+
+    /// <summary>What carries the client's beats (the daemon's connection object), for <see cref="HeartbeatRegistry.PendingBeat"/>.</summary>
+    public object? Owner { get; }
 
     internal HeartbeatTiming Timing { get; set; }
 

@@ -1,50 +1,68 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Net.Sockets;
-using AppHb.Daemon.Events;
 using AppHb.Core.Heartbeats;
+using AppHb.Daemon.Configuration;
+using AppHb.Daemon.Events;
 using AppHb.Daemon.Status;
-using AppHb.Linux.Accounts;
 using AppHb.Linux.Processes;
+using AppHb.Linux.Sockets;
 using AppHb.Protocol;
 using Microsoft.Extensions.Logging;
 
 namespace AppHb.Daemon.Clients;
 
+/// <summary>What every connection shares: the daemon's parts it talks to, and its limits.</summary>
+internal sealed record ConnectionServices(
+    HeartbeatRegistry Registry,
+    EventBroadcaster Broadcaster,
+    ProcessExitWatcher Exits,
+    StatusReporter Status,
+    ControlHandler Control,
+    ReadDeadlines ReadDeadlines,
+    ClientLimits Limits,
+    Func<bool> IsShuttingDown,
+    LogBudget ViolationLog,
+    ILogger Logger);
+
 /// <summary>Serves one connection. Its first frame decides what it is: a heartbeat client (Register), a one-shot
 /// status reader (StatusRequest) or an event watcher (Subscribe). Any protocol violation gets one Error frame naming
-/// the problem and closes this connection only; nothing it sends can reach another client's state.</summary>
+/// the problem and closes this connection only; nothing it sends can reach another client's state.
+/// <para>What one connection can cost is bounded: its buffer (a request is at most 1 KiB), its time (at most
+/// <see cref="FramesPerTurn"/> frames before it yields the socket thread to the others), a partial frame (closed after
+/// the read timeout) and a reply its peer does not read (closed after the send timeout).</para></summary>
 internal sealed class ClientConnection : IDisposable
 {
     private const int InitialBufferSize = 256;
+    private const int FramesPerTurn = 64;
 
     private readonly Socket _socket;
-    private readonly HeartbeatRegistry _registry;
-    private readonly EventBroadcaster _broadcaster;
-    private readonly ProcessExitWatcher _exits;
+    private readonly ConnectionServices _services;
+    private readonly PeerCredentials _peer;
+    private readonly bool _restricted;
     private IDisposable? _exitWatch;
-    private readonly StatusReporter _status;
-    private readonly ControlHandler _control;
-    private readonly ILogger _logger;
     // Created on first send: most connections are heartbeat clients that never get a reply after registering.
     private SemaphoreSlim? _sendLock;
-    private readonly PeerCredentials _peer;
     private Role _role;
     private RegisteredClient? _client;
     private bool _replayHistory;
     private uint _subscribeSequence;
     private bool _watching;
+    // Read timeout of a partial frame: armed (with a new version) when a turn ends inside a frame, disarmed (version
+    // bumped) when the buffer empties. The deadline loop calls ReadTimedOut with the version it armed.
+    private int _readVersion;
+    private bool _partialArmed;
+    private CancellationTokenSource? _readCancel;
+    private volatile bool _timedOut;
 
-    public ClientConnection(Socket socket, HeartbeatRegistry registry, EventBroadcaster broadcaster, ProcessExitWatcher exits,
-        StatusReporter status, ControlHandler control, ILogger logger)
+    /// <param name="restricted">Beyond its uid's connection limit (allowed for root and apphbd's own user only): it may
+    /// ask for status and control services, not register or subscribe.</param>
+    public ClientConnection(Socket socket, PeerCredentials peer, bool restricted, ConnectionServices services)
     {
-        _control = control;
         _socket = socket;
-        _registry = registry;
-        _broadcaster = broadcaster;
-        _exits = exits;
-        _status = status;
-        _logger = logger;
-        _peer = ReadPeerCredentials(socket);
+        _peer = peer;
+        _restricted = restricted;
+        _services = services;
     }
 
     private enum Role
@@ -55,6 +73,8 @@ internal sealed class ClientConnection : IDisposable
         Watcher,
     }
 
+    public PeerCredentials Peer => _peer;
+
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var reason = "connection closed";
@@ -63,11 +83,21 @@ internal sealed class ClientConnection : IDisposable
         // object heap is made for exactly this.
         var buffer = GC.AllocateUninitializedArray<byte>(InitialBufferSize, pinned: true);
         var filled = 0;
+        var framesThisTurn = 0;
         try
         {
             while (true)
             {
-                var read = await _socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, cancellationToken);
+                if (framesThisTurn >= FramesPerTurn)
+                {
+                    // Frames keep coming as fast as they are handled: let the socket thread serve the others (their
+                    // beats first of all) before reading more. What stays unread is in the socket, where the
+                    // pending-beat check sees it.
+                    framesThisTurn = 0;
+                    await Task.Yield();
+                }
+
+                var read = await _socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, _readCancel?.Token ?? cancellationToken);
                 if (read == 0)
                 {
                     break;
@@ -75,24 +105,18 @@ internal sealed class ClientConnection : IDisposable
 
                 filled += read;
                 var offset = 0;
+                uint? failing = null;
                 try
                 {
-                    while (FrameReader.TryReadFrame(buffer.AsSpan(offset, filled - offset), out var header))
+                    while (FrameReader.TryReadFrame(buffer.AsSpan(offset, filled - offset), out var header, FrameFormat.MaxRequestFrameSize))
                     {
-                        var payload = buffer.AsSpan(offset + FrameFormat.HeaderSize, header.PayloadLength);
-                        byte[]? reply;
-                        if (header.Type == FrameType.Control)
-                        {
-                            // Decoded before the await: the payload is a span over the receive buffer.
-                            var control = ReadControl(header, payload);
-                            offset += header.FrameLength;
-                            reply = await HandleControlAsync(control, header.Sequence, cancellationToken);
-                        }
-                        else
-                        {
-                            reply = Handle(header, payload);
-                            offset += header.FrameLength;
-                        }
+                        failing = header.Sequence;
+                        framesThisTurn++;
+                        var payloadStart = offset + FrameFormat.HeaderSize;
+                        offset += header.FrameLength;
+                        var reply = header.Type == FrameType.Control
+                            ? await ControlAsync(header, buffer.AsMemory(payloadStart, header.PayloadLength), cancellationToken)
+                            : Handle(header, buffer.AsSpan(payloadStart, header.PayloadLength));
                         if (reply is not null)
                         {
                             await SendAsync(reply, cancellationToken);
@@ -102,16 +126,23 @@ internal sealed class ClientConnection : IDisposable
                         {
                             // The broadcaster sends the Ok, then the events: none precedes it, none published after
                             // it is missed.
-                            _broadcaster.Add(_socket, _peer.Pid, _replayHistory, FrameWriter.EmptyToArray(FrameType.Ok, _subscribeSequence));
+                            _services.Broadcaster.Add(_socket, _peer.Pid, _replayHistory, FrameWriter.EmptyToArray(FrameType.Ok, _subscribeSequence));
                             _watching = true;
                         }
+
+                        failing = null;
                     }
                 }
                 catch (ProtocolException e)
                 {
-                    // Answer the frame that broke the rule (offset still points at it), not the last good one.
-                    var sequence = FrameReader.PeekSequence(buffer.AsSpan(offset, filled - offset)) ?? 0;
-                    Log.ProtocolViolation(_logger, _peer.Pid, _peer.Uid, sequence, e.Code.ToString(), e.Message);
+                    // Answer the frame that broke the rule, not the last good one; a bad header is at the offset.
+                    var sequence = failing ?? FrameReader.PeekSequence(buffer.AsSpan(offset, filled - offset)) ?? 0;
+                    if (_services.ViolationLog.TryTake(out var suppressed))
+                    {
+                        Log.ProtocolViolation(_services.Logger, _peer.Pid, _peer.Uid, sequence, e.Code.ToString(),
+                            suppressed > 0 ? $"{e.Message} ({suppressed} more violations not logged)" : e.Message);
+                    }
+
                     reason = $"protocol error: {e.Message}";
                     await TrySendAsync(FrameWriter.ToArray(ErrorReply.Create(e.Code, e.Message), sequence), cancellationToken);
                     return;
@@ -122,8 +153,8 @@ internal sealed class ClientConnection : IDisposable
                 filled -= offset;
                 if (filled == buffer.Length)
                 {
-                    var needed = filled >= FrameFormat.HeaderSize && FrameReaderPeek(buffer, out var length) ? length : buffer.Length * 2;
-                    var larger = GC.AllocateUninitializedArray<byte>(Math.Min(Math.Max(needed, buffer.Length * 2), FrameFormat.MaxFrameSize), pinned: true);
+                    var needed = filled >= FrameFormat.HeaderSize && FramePeek(buffer, out var length) ? length : buffer.Length * 2;
+                    var larger = GC.AllocateUninitializedArray<byte>(Math.Min(Math.Max(needed, buffer.Length * 2), FrameFormat.MaxRequestFrameSize), pinned: true);
                     Buffer.BlockCopy(buffer, 0, larger, 0, filled);
                     buffer = larger;
                 }
@@ -132,11 +163,23 @@ internal sealed class ClientConnection : IDisposable
                     // A large frame came and went: give the memory back.
                     buffer = GC.AllocateUninitializedArray<byte>(InitialBufferSize, pinned: true);
                 }
+
+                TrackPartialFrame(filled > 0, cancellationToken);
             }
+        }
+        catch (OperationCanceledException) when (_timedOut)
+        {
+            reason = $"read timeout: part of a frame waited {_services.Limits.ReadTimeout.TotalSeconds:0.#} s for the rest";
+            await TrySendAsync(FrameWriter.ToArray(ErrorReply.Create(ErrorCode.TimedOut,
+                $"a frame was not completed within the read timeout of {_services.Limits.ReadTimeout.TotalMilliseconds:0} ms"), 0), CancellationToken.None);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             reason = "apphbd is stopping";
+        }
+        catch (TimeoutException)
+        {
+            reason = $"send timeout: a reply waited {_services.Limits.SendTimeout.TotalSeconds:0.#} s for the peer to read";
         }
         catch (Exception e) when (e is SocketException or IOException or ObjectDisposedException)
         {
@@ -144,55 +187,113 @@ internal sealed class ClientConnection : IDisposable
         }
         catch (Exception e)
         {
-            Log.ConnectionFailed(_logger, _peer.Pid, e);
+            Log.ConnectionFailed(_services.Logger, _peer.Pid, e);
             reason = $"internal error: {e.Message}";
         }
         finally
         {
+            _partialArmed = false;
+            Interlocked.Increment(ref _readVersion);
             _exitWatch?.Dispose();
             if (_client is not null)
             {
-                _registry.Disconnect(_client, reason);
+                _services.Registry.Disconnect(_client, reason);
             }
 
             if (_watching)
             {
-                _broadcaster.Remove(_socket);
+                _services.Broadcaster.Remove(_socket);
             }
 
             Dispose();
         }
     }
 
+    /// <summary>Tells a connection that apphbd is stopping, then closes it (the server does this to every one left).</summary>
+    public void Close(byte[]? lastFrame)
+    {
+        if (lastFrame is not null && !_watching)
+        {
+            // Best effort and never blocking: a frame that does not fit the socket's buffer now is not sent. (A
+            // watcher's last frame goes through the broadcaster, which owns its socket's writes.)
+            _ = SocketPeek.SendNow(_socket, lastFrame);
+        }
+
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>Asked by the deadline loop when a read deadline surfaces; true when it closes this connection.</summary>
+    public bool ReadTimedOut(int version)
+    {
+        if (version != Volatile.Read(ref _readVersion) || !_partialArmed || _readCancel is not { } cancel)
+        {
+            return false;
+        }
+
+        _timedOut = true;
+        // Not on the deadline loop's thread: cancelling a receive may run the connection's continuation inline.
+        ThreadPool.UnsafeQueueUserWorkItem(static c => c.Cancel(), cancel, preferLocal: false);
+        return true;
+    }
+
+    /// <summary>Whether a beat from this connection's client is waiting in its socket, unread (looked at without
+    /// taking it). Asked by the registry, under its lock, before it declares the client warn or hung.</summary>
+    public bool HasQueuedBeat()
+    {
+        Span<byte> queued = stackalloc byte[512];
+        var count = SocketPeek.Queued(_socket, queued);
+        for (var at = 0; at + FrameFormat.HeaderSize <= count;)
+        {
+            if ((FrameType)queued[at + 5] == FrameType.Beat)
+            {
+                return true;
+            }
+
+            var length = BinaryPrimitives.ReadUInt32BigEndian(queued[at..]);
+            if (length > FrameFormat.MaxRequestFrameSize)
+            {
+                return false;
+            }
+
+            at += FrameFormat.LengthPrefixSize + (int)length;
+        }
+
+        return false;
+    }
+
     public void Dispose()
     {
         _socket.Dispose();
         _sendLock?.Dispose();
+        _readCancel?.Dispose();
     }
 
-    /// <summary>Runs a control request while watching for apphbctl to leave: a zero-byte receive completes when the
-    /// socket is readable, and nothing to read then means the peer closed (or shut down its sending side).</summary>
-    private async Task<byte[]> HandleControlAsync(ControlRequest control, uint sequence, CancellationToken cancellationToken)
+    private void TrackPartialFrame(bool partial, CancellationToken cancellationToken)
     {
-        using var left = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var handling = _control.HandleAsync(control, sequence, _peer, left.Token);
-        var readable = _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, left.Token).AsTask();
-        if (await Task.WhenAny(handling, readable) == readable && !readable.IsFaulted && !readable.IsCanceled && _socket.Available == 0)
+        if (partial && !_partialArmed)
         {
-            await left.CancelAsync();
+            _readCancel ??= CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            _partialArmed = true;
+            _services.ReadDeadlines.Arm(this, Interlocked.Increment(ref _readVersion), _services.Limits.ReadTimeout);
         }
-
-        var reply = await handling;
-        await left.CancelAsync();
-        await readable.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
-        return reply;
+        else if (!partial && _partialArmed)
+        {
+            _partialArmed = false;
+            Interlocked.Increment(ref _readVersion);
+        }
     }
 
-    private static bool FrameReaderPeek(byte[] buffer, out int frameLength)
+    private static bool FramePeek(byte[] buffer, out int frameLength)
     {
         try
         {
-            FrameReader.TryReadFrame(buffer, out var header);
+            FrameReader.TryReadFrame(buffer, out var header, FrameFormat.MaxRequestFrameSize);
             frameLength = header.FrameLength;
             return true;
         }
@@ -203,14 +304,43 @@ internal sealed class ClientConnection : IDisposable
         }
     }
 
-    private ControlRequest ReadControl(FrameHeader header, ReadOnlySpan<byte> payload)
+    private async ValueTask<byte[]?> ControlAsync(FrameHeader header, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
         if (_role is Role.Client or Role.Watcher)
         {
             throw OutOfOrder(header, "this connection is already " + Describe(_role));
         }
 
-        return ControlRequest.Read(payload);
+        ControlRequest control;
+        try
+        {
+            control = ControlRequest.Read(payload.Span);
+        }
+        catch (ProtocolException e) when (e.Code == ErrorCode.InvalidArgument)
+        {
+            // A well-formed frame with a value out of range: said, and the connection stays open.
+            return Error(header, e.Code, e.Message);
+        }
+
+        return await HandleControlAsync(control, header.Sequence, cancellationToken);
+    }
+
+    /// <summary>Runs a control request while watching for apphbctl to leave: a zero-byte receive completes when the
+    /// socket is readable, and nothing to read then means the peer closed (or shut down its sending side).</summary>
+    private async Task<byte[]> HandleControlAsync(ControlRequest control, uint sequence, CancellationToken cancellationToken)
+    {
+        using var left = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var handling = _services.Control.HandleAsync(control, sequence, _peer, left.Token);
+        var readable = _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, left.Token).AsTask();
+        if (await Task.WhenAny(handling, readable) == readable && !readable.IsFaulted && !readable.IsCanceled && _socket.Available == 0)
+        {
+            await left.CancelAsync();
+        }
+
+        var reply = await handling;
+        await left.CancelAsync();
+        await readable.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        return reply;
     }
 
     /// <summary>Acts on one frame. Returns the reply to send, if any.</summary>
@@ -225,6 +355,11 @@ internal sealed class ClientConnection : IDisposable
             // The registry declared the client dead (its process exited) while this connection lived on.
             throw new ProtocolException(ErrorCode.OutOfOrder, $"{header.Type} frame is out of order: {e.Message} (declared dead)");
         }
+        catch (ProtocolException e) when (e.Code == ErrorCode.InvalidArgument)
+        {
+            // A well-formed frame with a value out of range (an empty name): said, and the connection stays open.
+            return Error(header, e.Code, e.Message);
+        }
     }
 
     private byte[]? HandleFrame(FrameHeader header, ReadOnlySpan<byte> payload)
@@ -238,7 +373,7 @@ internal sealed class ClientConnection : IDisposable
         {
             case FrameType.Beat:
                 EnsurePayloadEmpty(header);
-                _registry.Beat(RequireClient(header));
+                _services.Registry.Beat(RequireClient(header));
                 return (header.Flags & FrameFlags.AckRequested) != 0 ? FrameWriter.EmptyToArray(FrameType.Ok, header.Sequence) : null;
 
             case FrameType.Register:
@@ -247,6 +382,7 @@ internal sealed class ClientConnection : IDisposable
                     throw OutOfOrder(header, "this connection is already " + Describe(_role) + "; one connection registers one client");
                 }
 
+                RefuseWhenShuttingDownOrRestricted(header);
                 var request = RegisterRequest.Read(payload);
                 HeartbeatTiming timing;
                 try
@@ -260,7 +396,7 @@ internal sealed class ClientConnection : IDisposable
 
                 try
                 {
-                    _client = _registry.Register(new ClientIdentity(request.Name, request.Instance, _peer), timing);
+                    _client = _services.Registry.Register(new ClientIdentity(request.Name, request.Instance, _peer), timing, owner: this);
                 }
                 catch (RegistryException e)
                 {
@@ -287,7 +423,7 @@ internal sealed class ClientConnection : IDisposable
 
             case FrameType.Unregister:
                 EnsurePayloadEmpty(header);
-                _registry.Unregister(RequireClient(header));
+                _services.Registry.Unregister(RequireClient(header));
                 _exitWatch?.Dispose();
                 _client = null;
                 _role = Role.Unregistered;
@@ -300,8 +436,19 @@ internal sealed class ClientConnection : IDisposable
                     throw OutOfOrder(header, "this connection is an event stream");
                 }
 
+                byte[] status;
+                try
+                {
+                    status = _services.Status.SerializeStatus();
+                }
+                catch (IOException e)
+                {
+                    // At the open-file limit, reading /proc can fail: said, not a dropped connection.
+                    return Error(header, ErrorCode.Failed, $"StatusRequest: the status could not be read now: {e.Message}");
+                }
+
                 var document = new ArrayBufferWriter<byte>();
-                FrameWriter.WriteDocument(document, FrameType.Status, header.Sequence, _status.SerializeStatus());
+                FrameWriter.WriteDocument(document, FrameType.Status, header.Sequence, status);
                 return document.WrittenSpan.ToArray();
 
             case FrameType.Subscribe:
@@ -311,6 +458,7 @@ internal sealed class ClientConnection : IDisposable
                     throw OutOfOrder(header, "this connection is already " + Describe(_role));
                 }
 
+                RefuseWhenShuttingDownOrRestricted(header);
                 _replayHistory = (header.Flags & FrameFlags.ReplayHistory) != 0;
                 _subscribeSequence = header.Sequence;
                 _role = Role.Watcher;
@@ -318,6 +466,22 @@ internal sealed class ClientConnection : IDisposable
 
             default:
                 throw new ProtocolException(ErrorCode.UnknownType, $"frame type 0x{(byte)header.Type:x2} is unknown");
+        }
+    }
+
+    /// <summary>New registrations and subscriptions end when apphbd begins to stop (the connection is closed with
+    /// ShuttingDown), and a connection beyond its uid's limit may not make them at all.</summary>
+    private void RefuseWhenShuttingDownOrRestricted(FrameHeader header)
+    {
+        if (_services.IsShuttingDown())
+        {
+            throw new ProtocolException(ErrorCode.ShuttingDown, $"{header.Type}: apphbd is shutting down");
+        }
+
+        if (_restricted)
+        {
+            throw new ProtocolException(ErrorCode.LimitReached,
+                $"{header.Type}: uid {_peer.Uid} has its maximum of {_services.Limits.MaxConnectionsPerUid} connections open (clients.max-connections-per-uid); this one may only ask for status and control services");
         }
     }
 
@@ -329,18 +493,19 @@ internal sealed class ClientConnection : IDisposable
     private void WatchForExit(RegisteredClient client)
     {
         var pid = _peer.Pid;
+        var registry = _services.Registry;
         try
         {
-            _exitWatch = _exits.Watch(pid, () => _registry.Disconnect(client, $"process {pid} exited"));
+            _exitWatch = _services.Exits.Watch(pid, () => registry.Disconnect(client, $"process {pid} exited"));
         }
         catch (IOException e)
         {
             // Out of descriptors or over budget: the client is still watched through its socket. Said at the 1st,
             // 10th, 100th... refusal, so a burst of registrations does not flood the journal.
-            var refused = _exits.Unwatched;
+            var refused = _services.Exits.Unwatched;
             if (refused > 0 && Math.Log10(refused) % 1 == 0)
             {
-                Log.ExitWatchUnavailable(_logger, refused, e.Message);
+                Log.ExitWatchUnavailable(_services.Logger, refused, e.Message);
             }
         }
     }
@@ -349,7 +514,7 @@ internal sealed class ClientConnection : IDisposable
     {
         try
         {
-            _registry.ChangeTiming(client, HeartbeatTiming.Create(interval, warn));
+            _services.Registry.ChangeTiming(client, HeartbeatTiming.Create(interval, warn));
             return FrameWriter.EmptyToArray(FrameType.Ok, header.Sequence);
         }
         catch (ArgumentException e)
@@ -358,9 +523,9 @@ internal sealed class ClientConnection : IDisposable
         }
     }
 
-    private TimeSpan CurrentWarn(RegisteredClient client) => _registry.TimingOf(client).Warn;
+    private TimeSpan CurrentWarn(RegisteredClient client) => _services.Registry.TimingOf(client).Warn;
 
-    private TimeSpan CurrentInterval(RegisteredClient client) => _registry.TimingOf(client).Interval;
+    private TimeSpan CurrentInterval(RegisteredClient client) => _services.Registry.TimingOf(client).Interval;
 
     private RegisteredClient RequireClient(FrameHeader header) => _role == Role.Client && _client is not null
         ? _client
@@ -395,6 +560,8 @@ internal sealed class ClientConnection : IDisposable
         return cut < 0 ? message : message[..cut];
     }
 
+    /// <summary>Sends a reply. A peer that does not read it within the send timeout loses the connection
+    /// (<see cref="TimeoutException"/>); a reply that fits the socket's buffer costs no timer.</summary>
     private async ValueTask SendAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
     {
         var sendLock = LazyInitializer.EnsureInitialized(ref _sendLock, static () => new SemaphoreSlim(1, 1));
@@ -403,7 +570,8 @@ internal sealed class ClientConnection : IDisposable
         {
             while (!frame.IsEmpty)
             {
-                var sent = await _socket.SendAsync(frame, SocketFlags.None, cancellationToken);
+                var sending = _socket.SendAsync(frame, SocketFlags.None, cancellationToken);
+                var sent = sending.IsCompleted ? sending.Result : await sending.AsTask().WaitAsync(_services.Limits.SendTimeout, cancellationToken);
                 frame = frame[sent..];
             }
         }
@@ -422,14 +590,8 @@ internal sealed class ClientConnection : IDisposable
             timeout.CancelAfter(TimeSpan.FromSeconds(1));
             await SendAsync(frame, timeout.Token);
         }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException or SocketException or IOException or ObjectDisposedException)
         {
         }
-    }
-
-    private static PeerCredentials ReadPeerCredentials(Socket socket)
-    {
-        var (pid, uid, gid) = UnixAccounts.PeerOf(socket);
-        return new PeerCredentials(pid, uid, gid);
     }
 }

@@ -1,45 +1,70 @@
 using System.Net.Sockets;
-using AppHb.Daemon.Events;
 using AppHb.Core.Heartbeats;
 using AppHb.Daemon.Configuration;
+using AppHb.Daemon.Events;
 using AppHb.Daemon.Status;
 using AppHb.Linux.Accounts;
 using AppHb.Linux.Processes;
+using AppHb.Linux.Sockets;
+using AppHb.Protocol;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 
 namespace AppHb.Daemon.Clients;
 
 /// <summary>Listens on the Unix stream socket and serves each connection with a <see cref="ClientConnection"/>.
-/// The socket is bound in <see cref="StartAsync"/> so that a daemon that cannot listen does not start at all.</summary>
+/// The socket is bound in <see cref="StartAsync"/> so that a daemon that cannot listen does not start at all.
+/// <para>What clients do never takes the daemon down: a uid holds at most <c>clients.max-connections-per-uid</c>
+/// connections (root's and apphbd's own beyond it may ask for status and control only); at the open-file limit new
+/// connections are refused at once with an Error frame, through a few descriptors held in reserve for exactly that,
+/// while root and apphbd's own user are still served; the condition is logged once per episode. When apphbd begins to
+/// stop, new connections are refused with ShuttingDown, and at the end every open one is told so and closed.</para></summary>
 internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
 {
+    private const int ReserveDescriptors = 8;
     private readonly SocketOptions _options;
-    private readonly HeartbeatRegistry _registry;
+    private readonly ClientLimits _limits;
+    private readonly ConnectionServices _services;
     private readonly EventBroadcaster _broadcaster;
-    private readonly ProcessExitWatcher _exits;
-    private readonly StatusReporter _status;
-    private readonly ControlHandler _control;
     private readonly ILogger<ClientSocketServer> _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _gate = new();
-    private readonly HashSet<Task> _connections = [];
+    private readonly Dictionary<ClientConnection, Task> _connections = [];
+    private readonly Dictionary<uint, int> _perUid = [];
+    private readonly Stack<SafeFileHandle> _reserve = new();
+    private readonly CancellationTokenRegistration _stoppingRegistration;
     private Socket? _listener;
     private Task? _acceptLoop;
+    private volatile bool _shuttingDown;
+    private volatile bool _listenerClosed;
+    private bool _atFileLimit;
+    private long _refused;
 
     public ClientSocketServer(ApphbdOptions options, HeartbeatRegistry registry, EventBroadcaster broadcaster, ProcessExitWatcher exits,
-        StatusReporter status, ControlHandler control, ILogger<ClientSocketServer> logger)
+        StatusReporter status, ControlHandler control, ReadDeadlines readDeadlines, IHostApplicationLifetime lifetime, TimeProvider time,
+        ILogger<ClientSocketServer> logger)
     {
         _options = options.Socket;
-        _registry = registry;
+        _limits = options.Clients;
         _broadcaster = broadcaster;
-        _exits = exits;
-        _status = status;
-        _control = control;
         _logger = logger;
+        _services = new ConnectionServices(registry, broadcaster, exits, status, control, readDeadlines, options.Clients,
+            () => _shuttingDown, new LogBudget(time, perWindow: 10, window: TimeSpan.FromSeconds(10)), logger);
+        // From the moment apphbd begins to stop, nothing new registers or subscribes.
+        _stoppingRegistration = lifetime.ApplicationStopping.Register(() =>
+        {
+            _shuttingDown = true;
+            Log.ShuttingDownRefusing(_logger);
+        });
+        // A client's beat that is waiting unread in its socket is not late: the registry looks before raising.
+        registry.PendingBeat = static client => client.Owner is ClientConnection connection && connection.HasQueuedBeat();
     }
 
     public string SocketPath => _options.Path;
+
+    /// <summary>Connections refused so far (the uid's limit, the open-file limit, shutting down).</summary>
+    public long Refused => Interlocked.Read(ref _refused);
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -70,6 +95,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
             throw;
         }
 
+        RefillReserve();
         _listener = listener;
         _acceptLoop = AcceptAsync(listener, _stopping.Token);
         return Task.CompletedTask;
@@ -77,20 +103,32 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        await _stopping.CancelAsync();
+        _shuttingDown = true;
+        // No new connection from here; the open ones are told why they close before anything cancels them.
+        _listenerClosed = true;
         _listener?.Dispose();
         if (_acceptLoop is not null)
         {
             await _acceptLoop;
         }
 
-        Task[] open;
+        // Every connection still open is told why it is being closed; watchers hear it through the broadcaster,
+        // which owns the writes on their sockets.
+        var shuttingDown = FrameWriter.ToArray(ErrorReply.Create(ErrorCode.ShuttingDown, "apphbd is shutting down"), 0);
+        _broadcaster.SendToAll(shuttingDown);
+        KeyValuePair<ClientConnection, Task>[] open;
         lock (_gate)
         {
             open = [.. _connections];
         }
 
-        await Task.WhenAll(open).WaitAsync(cancellationToken).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        foreach (var (connection, _) in open)
+        {
+            connection.Close(shuttingDown);
+        }
+
+        await Task.WhenAll(open.Select(c => c.Value)).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        await _stopping.CancelAsync();
         TryDelete(_options.Path);
     }
 
@@ -98,7 +136,14 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
     {
         _listener?.Dispose();
         _stopping.Dispose();
-        await ValueTask.CompletedTask;
+        await _stoppingRegistration.DisposeAsync();
+        lock (_gate)
+        {
+            while (_reserve.TryPop(out var reserved))
+            {
+                reserved.Dispose();
+            }
+        }
     }
 
     private async Task AcceptAsync(Socket listener, CancellationToken cancellationToken)
@@ -106,36 +151,212 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
         while (!cancellationToken.IsCancellationRequested)
         {
             Socket accepted;
+            var fromReserve = false;
             try
             {
                 accepted = await listener.AcceptAsync(cancellationToken);
             }
-            catch (Exception) when (cancellationToken.IsCancellationRequested)
+            catch (Exception) when (cancellationToken.IsCancellationRequested || _listenerClosed)
             {
                 return;
             }
             catch (SocketException e) when (e.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable)
             {
-                // Out of descriptors: serving existing clients matters more; back off instead of spinning.
-                Log.AcceptFailed(_logger, e);
-                await Task.Delay(TimeSpan.FromMilliseconds(100), CancellationToken.None);
-                continue;
+                // Out of descriptors: give one of the reserve back, take the waiting connection with it, and answer it.
+                if (!ReleaseOneReserve())
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(20), CancellationToken.None);
+                    continue;
+                }
+
+                NoteFileLimit(reached: true);
+                try
+                {
+                    accepted = await listener.AcceptAsync(cancellationToken);
+                    fromReserve = true;
+                }
+                catch (Exception) when (cancellationToken.IsCancellationRequested || _listenerClosed)
+                {
+                    return;
+                }
+                catch (SocketException)
+                {
+                    RefillReserve();
+                    await Task.Delay(TimeSpan.FromMilliseconds(20), CancellationToken.None);
+                    continue;
+                }
             }
 
-            var connection = new ClientConnection(accepted, _registry, _broadcaster, _exits, _status, _control, _logger);
-            var task = connection.RunAsync(cancellationToken);
+            Serve(accepted, fromReserve);
+        }
+    }
+
+    /// <summary>Decides, from the peer's credentials, whether a new connection is served, served for status and
+    /// control only, or refused with an Error frame, and starts serving it.</summary>
+    private void Serve(Socket accepted, bool fromReserve)
+    {
+        PeerCredentials peer;
+        try
+        {
+            var (pid, uid, gid) = UnixAccounts.PeerOf(accepted);
+            peer = new PeerCredentials(pid, uid, gid);
+        }
+        catch (SocketException)
+        {
+            accepted.Dispose();
+            return;
+        }
+
+        var privileged = peer.Uid == 0 || peer.Uid == UnixAccounts.EffectiveUserId;
+        string? refusal = null;
+        var code = ErrorCode.LimitReached;
+        var restricted = false;
+        if (_shuttingDown)
+        {
+            (code, refusal) = (ErrorCode.ShuttingDown, "apphbd is shutting down");
+        }
+        else if (fromReserve && !privileged)
+        {
+            refusal = "apphbd is at its open-file limit; try again when connections have closed";
+        }
+
+        if (refusal is null)
+        {
             lock (_gate)
             {
-                _connections.Add(task);
+                var open = _perUid.GetValueOrDefault(peer.Uid);
+                if (open >= _limits.MaxConnectionsPerUid)
+                {
+                    if (privileged)
+                    {
+                        restricted = true;
+                    }
+                    else
+                    {
+                        refusal = $"uid {peer.Uid} has its maximum of {_limits.MaxConnectionsPerUid} connections open (clients.max-connections-per-uid)";
+                    }
+                }
+
+                if (refusal is null)
+                {
+                    _perUid[peer.Uid] = open + 1;
+                }
+            }
+        }
+
+        if (refusal is not null)
+        {
+            Interlocked.Increment(ref _refused);
+            _ = SocketPeek.SendNow(accepted, FrameWriter.ToArray(ErrorReply.Create(code, refusal), 0));
+            accepted.Dispose();
+            if (fromReserve)
+            {
+                RefillReserve();
             }
 
-            _ = task.ContinueWith(t =>
+            return;
+        }
+
+        if (!fromReserve)
+        {
+            NoteFileLimit(reached: false);
+        }
+        else
+        {
+            // Root or apphbd's own user, served at the limit: what it asks for (a status reads /proc) needs a
+            // descriptor of its own too.
+            ReleaseOneReserve();
+        }
+
+        var connection = new ClientConnection(accepted, peer, restricted, _services);
+        var task = connection.RunAsync(_stopping.Token);
+        lock (_gate)
+        {
+            _connections[connection] = task;
+        }
+
+        _ = task.ContinueWith((_, state) => Closed((ClientConnection)state!), connection, CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    private void Closed(ClientConnection connection)
+    {
+        lock (_gate)
+        {
+            _connections.Remove(connection);
+            var uid = connection.Peer.Uid;
+            if (_perUid.TryGetValue(uid, out var open))
             {
-                lock (_gate)
+                if (open <= 1)
                 {
-                    _connections.Remove(t);
+                    _perUid.Remove(uid);
                 }
-            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                else
+                {
+                    _perUid[uid] = open - 1;
+                }
+            }
+        }
+
+        // A descriptor came back: the reserve takes it first.
+        RefillReserve();
+    }
+
+    /// <summary>Logs the open-file limit once per episode: when it is first hit, and when connections are accepted
+    /// without the reserve again.</summary>
+    private void NoteFileLimit(bool reached)
+    {
+        int open;
+        lock (_gate)
+        {
+            if (_atFileLimit == reached)
+            {
+                return;
+            }
+
+            _atFileLimit = reached;
+            open = _connections.Count;
+        }
+
+        if (reached)
+        {
+            Log.FileLimitReached(_logger, open);
+        }
+        else
+        {
+            Log.FileLimitRecovered(_logger, open, Refused);
+        }
+    }
+
+    private bool ReleaseOneReserve()
+    {
+        lock (_gate)
+        {
+            if (!_reserve.TryPop(out var reserved))
+            {
+                return false;
+            }
+
+            reserved.Dispose();
+            return true;
+        }
+    }
+
+    private void RefillReserve()
+    {
+        lock (_gate)
+        {
+            while (_reserve.Count < ReserveDescriptors)
+            {
+                try
+                {
+                    _reserve.Push(File.OpenHandle("/dev/null"));
+                }
+                catch (IOException)
+                {
+                    return;
+                }
+            }
         }
     }
 

@@ -26,7 +26,12 @@ public sealed record ApphbdOptions(
 /// <param name="Group">Group owning the socket (name or gid), or null to leave it.</param>
 public sealed record SocketOptions(string Path, UnixFileMode Mode, string? Group);
 
-public sealed record ClientLimits(int Max);
+/// <param name="Max">Most heartbeat clients at once.</param>
+/// <param name="MaxConnectionsPerUid">Most open connections of one uid. Root's and apphbd's own beyond it may still ask
+/// for status and control services, never register or subscribe.</param>
+/// <param name="ReadTimeout">How long a connection may hold part of a frame.</param>
+/// <param name="SendTimeout">How long a reply may wait for the peer to read.</param>
+public sealed record ClientLimits(int Max, int MaxConnectionsPerUid, TimeSpan ReadTimeout, TimeSpan SendTimeout);
 
 /// <param name="Period">How often the tickle loop feeds the watchdog.</param>
 public sealed record WatchdogOptions(WatchdogSettings Device, TimeSpan Period);

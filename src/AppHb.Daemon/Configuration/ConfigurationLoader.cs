@@ -57,8 +57,12 @@ public static class ConfigurationLoader
             socket.OptionalString("group"));
 
         var clients = root.Child("clients");
-        clients.RejectUnknownKeys("max");
-        var clientLimits = new ClientLimits(clients.Integer("max", 1, 1_000_000));
+        clients.RejectUnknownKeys("max", "max-connections-per-uid", "read-timeout", "send-timeout");
+        var clientLimits = new ClientLimits(
+            clients.Integer("max", 1, 1_000_000),
+            clients.Integer("max-connections-per-uid", 1, 1_000_000),
+            clients.Duration("read-timeout", TimeSpan.FromMilliseconds(100), TimeSpan.FromHours(1)),
+            clients.Duration("send-timeout", TimeSpan.FromMilliseconds(100), TimeSpan.FromHours(1)));
 
         var watchdog = ReadWatchdog(root.Child("watchdog"));
 

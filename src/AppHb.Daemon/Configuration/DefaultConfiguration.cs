@@ -16,6 +16,13 @@ public static class DefaultConfiguration
         clients:
           # Most heartbeat clients at once; registrations beyond are refused.
           max: 100000
+          # Most open connections of one uid; more are refused. Root and apphbd's own user beyond it may still ask for
+          # status and control services (apphbctl), never register or subscribe.
+          max-connections-per-uid: 4096
+          # A connection that holds part of a frame this long is closed (Error TimedOut). Idle ones are never.
+          read-timeout: 10s
+          # A connection that does not read its reply this long is closed.
+          send-timeout: 10s
 
         watchdog:
           # none (no hardware, same loop), linux (/dev/watchdogN) or gpio (external chip on a GPIO line).

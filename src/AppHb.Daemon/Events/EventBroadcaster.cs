@@ -43,6 +43,9 @@ internal sealed class EventBroadcaster : DedicatedThreadService
         public Queue<byte[]> Pending { get; } = new();
         public int HeadOffset { get; set; }
         public long Dropped { get; set; }
+        /// <summary>Events dropped since the watcher was last told (an EventsLost frame goes before its next event).</summary>
+        public long Unreported { get; set; }
+        public long FirstUnreported { get; set; }
     }
 
     /// <summary>Adds a watcher. It first receives <paramref name="ok"/> (the Subscribe's reply), then with
@@ -65,16 +68,31 @@ internal sealed class EventBroadcaster : DedicatedThreadService
                 _firstWatcher.Release();
             }
 
-            Send(watcher, ok);
+            watcher.Pending.Enqueue(ok);
+            Flush(watcher);
             if (replayHistory)
             {
                 foreach (var past in _events.History(upTo: _lastBroadcast))
                 {
-                    Send(watcher, Frame(past));
+                    Send(watcher, past.Sequence, Frame(past));
                 }
             }
 
             _watchers.Add(watcher);
+        }
+    }
+
+    /// <summary>Queues one last frame for every watcher (apphbd's ShuttingDown), behind what they have pending, and
+    /// writes what their sockets take now.</summary>
+    public void SendToAll(byte[] frame)
+    {
+        lock (_gate)
+        {
+            foreach (var watcher in _watchers)
+            {
+                watcher.Pending.Enqueue(frame);
+                Flush(watcher);
+            }
         }
     }
 
@@ -154,7 +172,7 @@ internal sealed class EventBroadcaster : DedicatedThreadService
                     _lastBroadcast = appEvent.Sequence;
                     foreach (var watcher in _watchers)
                     {
-                        Enqueue(watcher, frame);
+                        Enqueue(watcher, appEvent.Sequence, frame);
                     }
                 }
 
@@ -168,18 +186,27 @@ internal sealed class EventBroadcaster : DedicatedThreadService
 
     private static byte[] Frame(AppHbEvent appEvent) => FrameWriter.ToArrayRaw(FrameType.Event, 0, StatusReporter.SerializeEvent(appEvent));
 
-    private void Send(Watcher watcher, byte[] frame)
+    private void Send(Watcher watcher, long sequence, byte[] frame)
     {
-        Enqueue(watcher, frame);
+        Enqueue(watcher, sequence, frame);
         Flush(watcher);
     }
 
-    private void Enqueue(Watcher watcher, byte[] frame)
+    /// <summary>Queues an event for a watcher, or drops it when the watcher's backlog is full. Nothing is lost
+    /// silently: the next event the watcher does get is preceded by an EventsLost frame naming what it missed.</summary>
+    private void Enqueue(Watcher watcher, long sequence, byte[] frame)
     {
-        if (watcher.Pending.Count >= BacklogFrames)
+        // Room for the event, and for the EventsLost frame that may have to go first.
+        if (watcher.Pending.Count >= BacklogFrames - 1)
         {
-            Drop(watcher);
+            Drop(watcher, sequence);
             return;
+        }
+
+        if (watcher.Unreported > 0)
+        {
+            watcher.Pending.Enqueue(FrameWriter.ToArray(new EventsLostReply(watcher.FirstUnreported, watcher.Unreported), 0));
+            watcher.Unreported = 0;
         }
 
         watcher.Pending.Enqueue(frame);
@@ -214,8 +241,13 @@ internal sealed class EventBroadcaster : DedicatedThreadService
         }
     }
 
-    private void Drop(Watcher watcher)
+    private void Drop(Watcher watcher, long sequence)
     {
+        if (watcher.Unreported++ == 0)
+        {
+            watcher.FirstUnreported = sequence;
+        }
+
         watcher.Dropped++;
         if (watcher.Dropped == 1 || watcher.Dropped % 1000 == 0)
         {

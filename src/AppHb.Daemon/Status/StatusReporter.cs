@@ -78,6 +78,18 @@ internal sealed class StatusReporter
         return new StatusDocument(daemon, watchdog, clients, _supervisor.Snapshot());
     }
 
+    /// <summary>Runs every serialisation once, at start: whatever the runtime loads or initialises for them (an
+    /// assembly, a type initializer) is done while descriptors are plentiful. Found at the open-file limit: the first
+    /// status request there could not open System.Text.Encodings.Web, and the JSON context's failed initializer then
+    /// failed every status for good.</summary>
+    public void Warmup()
+    {
+        _ = SerializeStatus();
+        _ = SerializeEvent(new ServiceEvent(ServiceEventKind.Started, "warmup", null, "warm-up") { At = DateTimeOffset.UnixEpoch });
+        _ = JsonSerializer.SerializeToUtf8Bytes(new ControlResultDocument("warm-up", []), ProtocolJsonContext.Default.ControlResultDocument);
+        _ = FrameWriter.ToArray(ErrorReply.Create(ErrorCode.Failed, "warm-up"), 0);
+    }
+
     public byte[] SerializeStatus() => JsonSerializer.SerializeToUtf8Bytes(Build(), ProtocolJsonContext.Default.StatusDocument);
 
     public static byte[] SerializeEvent(AppHbEvent appEvent)
