@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the apphb .deb from self-contained, ReadyToRun, trimmed single-file publishes of apphbd and apphbctl.
+# Builds the apphb .deb from NativeAOT publishes of apphbd and apphbctl (one native executable each).
 #   packaging/build-deb.sh [OUTPUT-DIRECTORY]     (default: artifacts/)
 # Prints the path of the package on its last line.
 set -euo pipefail
@@ -11,8 +11,7 @@ trap 'rm -rf "$stage"' EXIT
 pkg=$stage/pkg
 
 publish() { # project, output
-    dotnet publish "$root/src/$1" -c Release -r linux-x64 --self-contained -p:PublishSingleFile=true \
-        -p:PublishTrimmed=true -p:PublishReadyToRun=true -o "$2" >&2
+    dotnet publish "$root/src/$1" -c Release -r linux-x64 -o "$2" >&2
 }
 publish AppHb.Daemon "$stage/apphbd"
 publish AppHb.Cli "$stage/apphbctl"

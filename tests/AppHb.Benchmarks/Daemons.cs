@@ -19,7 +19,7 @@ internal interface IHeartbeatDaemon : IAsyncDisposable
     Func<string, int?> HungClientIndex { get; }
 }
 
-/// <summary>Our apphbd, published as it ships: self-contained, ReadyToRun.</summary>
+/// <summary>Our apphbd, published as it ships: NativeAOT.</summary>
 internal sealed class OurDaemon : IHeartbeatDaemon
 {
     private readonly Process _process;

@@ -3,21 +3,27 @@ using System.Globalization;
 using AppHb.Benchmarks;
 
 // apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]
-// Runs as root on Linux. Publishes apphbd as it ships (self-contained, ReadyToRun, trimmed) and installs Debian's heartbeat
+// Runs as root on Linux. Publishes apphbd as it ships (NativeAOT) and installs Debian's heartbeat
 // package for the peer if it is missing.
-if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or "packages"))
+if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or "packages" or "hostile"))
 {
     Console.Error.WriteLine("usage: apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]");
     Console.Error.WriteLine("       apphb-bench respawn [--kills 200] [--only floor,apphbd,runit,s6,daemontools,cl_respawn]");
     Console.Error.WriteLine("       apphb-bench scrape [--seconds 20]");
     Console.Error.WriteLine("       apphb-bench packages");
+    Console.Error.WriteLine("       apphb-bench hostile [--floods 20] [--hold 30] [--seconds 180] [--rate 2000 fuzzed frames/s, 0: unpaced]");
+    Console.Error.WriteLine("  every command: [--daemon PUBLISHED/apphbd] to use an apphbd already published instead of publishing one");
     return 2;
 }
 
 var clients = new[] { 1000, 10_000 };
 var kills = 200;
-var seconds = 5.0;
+double? seconds = null;
+var floods = 20;
+var hold = 30.0;
+var rate = 2000;
 string[]? only = null;
+string? prebuilt = null;
 for (var i = 1; i < args.Length - 1; i++)
 {
     if (args[i] == "--clients")
@@ -31,6 +37,23 @@ for (var i = 1; i < args.Length - 1; i++)
     else if (args[i] == "--only")
     {
         only = args[i + 1].Split(',');
+    }
+    else if (args[i] == "--daemon")
+    {
+        // An apphbd already published (dotnet publish src/AppHb.Daemon -r linux-x64 -o DIR): saves the publish.
+        prebuilt = Path.GetFullPath(args[i + 1]);
+    }
+    else if (args[i] == "--floods")
+    {
+        floods = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+    }
+    else if (args[i] == "--rate")
+    {
+        rate = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+    }
+    else if (args[i] == "--hold")
+    {
+        hold = double.Parse(args[i + 1], CultureInfo.InvariantCulture);
     }
     else if (args[i] == "--seconds")
     {
@@ -52,18 +75,26 @@ if (!File.Exists(LinuxHaDaemon.Binary) || (args[0] == "respawn" && !(File.Exists
 
 var work = Directory.CreateTempSubdirectory("apphb-bench-").FullName;
 var published = Path.Combine(work, "apphbd");
-Console.Error.WriteLine("publishing apphbd as it ships (self-contained, ReadyToRun, trimmed)...");
-Machine.Run("dotnet", "publish", Path.Combine(root, "src", "AppHb.Daemon"), "-c", "Release", "-r", "linux-x64", "-o", published);
+if (prebuilt is null)
+{
+    Console.Error.WriteLine("publishing apphbd as it ships (NativeAOT)...");
+    Machine.Run("dotnet", "publish", Path.Combine(root, "src", "AppHb.Daemon"), "-c", "Release", "-r", "linux-x64", "-o", published);
+}
+else
+{
+    published = Path.GetDirectoryName(prebuilt)!;
+}
 
 var started = Stopwatch.StartNew();
 var report = args[0] switch
 {
     "respawn" => await new RespawnBenchmark(Path.Combine(published, "apphbd"), work, kills, only).RunAsync(),
-    "scrape" => await new ScrapeBenchmark(Path.Combine(published, "apphbd"), work, Math.Max(seconds, 34)).RunAsync(),
+    "scrape" => await new ScrapeBenchmark(Path.Combine(published, "apphbd"), work, Math.Max(seconds ?? 20, 34)).RunAsync(),
+    "hostile" => await new HostileBenchmark(Path.Combine(published, "apphbd"), floods, TimeSpan.FromSeconds(hold), TimeSpan.FromSeconds(seconds ?? 180), rate).RunAsync(),
     "packages" => await new PackagesBenchmark(Path.Combine(published, "apphbd"), work).RunAsync(),
-    _ => await new HeartbeatBenchmark(Path.Combine(published, "apphbd"), work, clients, seconds).RunAsync(),
+    _ => await new HeartbeatBenchmark(Path.Combine(published, "apphbd"), work, clients, seconds ?? 5).RunAsync(),
 };
-Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Monitoring endpoints (/metrics and SNMP)", "packages" => "The project card's packages against AppHb's own code", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
+Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Monitoring endpoints (/metrics and SNMP)", "packages" => "The project card's packages against AppHb's own code", "hostile" => "apphbd under hostile and careless clients", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
 Console.WriteLine();
 Console.Write(report);
 Directory.Delete(work, recursive: true);

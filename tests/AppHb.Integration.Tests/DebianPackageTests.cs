@@ -35,7 +35,7 @@ public class DebianPackageTests
         var (_, conffiles) = await ProcessRunner.RunAsync("dpkg-deb", "--info", deb, "conffiles");
         Assert.Equal("/etc/apphb/apphbd.yaml\n/etc/snmp/snmpd.conf.d/apphb.conf", conffiles.Trim());
 
-        // The packaged binaries are trimmed single files: run them against each other.
+        // The packaged binaries are native executables: run them against each other.
         var root = directory.File("root");
         Assert.Equal(0, (await ProcessRunner.RunAsync("dpkg-deb", "--extract", deb, root)).Code);
         var apphbd = Path.Combine(root, "usr", "sbin", "apphbd");
@@ -45,7 +45,7 @@ public class DebianPackageTests
 
         var socket = directory.File("apphbd.sock");
         var config = directory.File("test.yaml");
-        // The shipped (trimmed) daemon as snmpd's subagent, read with the shipped MIB.
+        // The shipped (native) daemon as snmpd's subagent, read with the shipped MIB.
         await using var snmp = await NetSnmp.StartAsync();
         await File.WriteAllTextAsync(config, $"socket:\n  path: {socket}\nwatchdog:\n  backend: none\n  timeout: 4s\n  period: 1s\n" +
             $"metrics:\n  listen: 127.0.0.1:0\nsnmp:\n  agentx: {snmp.AgentXSocket}\n", TestContext.Current.CancellationToken);

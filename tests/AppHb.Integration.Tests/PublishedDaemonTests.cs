@@ -4,12 +4,13 @@ using AppHb.Testing;
 
 namespace AppHb.Integration.Tests;
 
-/// <summary>The daemon as it ships is trimmed; trimming can remove what only reflection reaches, which no test of
-/// the untrimmed build would notice. This publishes it and uses it for real.</summary>
+/// <summary>The daemon as it ships is compiled ahead of time (NativeAOT); what only reflection or the JIT would reach
+/// is not there, which no test of the JIT build would notice. This publishes it and uses it for real (tests/run-all.sh
+/// also runs the integration tests against it).</summary>
 public class PublishedDaemonTests
 {
     [Fact]
-    public async Task The_trimmed_self_contained_daemon_starts_serves_and_reports()
+    public async Task The_native_daemon_starts_serves_and_reports()
     {
         using var directory = new TempDirectory();
         var output = directory.File("pub");
@@ -20,8 +21,19 @@ public class PublishedDaemonTests
             var log = await publish.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
             await publish.WaitForExitAsync(TestContext.Current.CancellationToken);
             Assert.True(publish.ExitCode == 0, log);
+            // No trimming or AOT warning: what they name would fail at run time.
+            Assert.DoesNotContain(": warning IL", log, StringComparison.Ordinal);
         }
 
+        // One native executable, no managed assembly beside it.
+        Assert.Empty(Directory.GetFiles(output, "*.dll"));
+        var magic = new byte[4];
+        await using (var binary = File.OpenRead(Path.Combine(output, "apphbd")))
+        {
+            await binary.ReadExactlyAsync(magic, TestContext.Current.CancellationToken);
+        }
+
+        Assert.Equal("\u007fELF"u8.ToArray(), magic);
         var socket = directory.File("apphbd.sock");
         var config = directory.File("apphbd.yaml");
         await File.WriteAllTextAsync(config, $"socket:\n  path: {socket}\nwatchdog:\n  backend: none\n  timeout: 4s\n  period: 100ms\n", TestContext.Current.CancellationToken);

@@ -19,6 +19,7 @@ public sealed class KernelHeaderTests : IDisposable
         #include <linux/watchdog.h>
         #include <linux/gpio.h>
         #include <sys/epoll.h>
+        #include <errno.h>
         #define P(name, value) printf("%s=%llu\n", name, (unsigned long long)(value))
         int main(void) {
             P("WDIOC_GETSUPPORT", WDIOC_GETSUPPORT);
@@ -77,6 +78,12 @@ public sealed class KernelHeaderTests : IDisposable
             P("MSG_PEEK", MSG_PEEK);
             P("MSG_DONTWAIT", MSG_DONTWAIT);
             P("MSG_NOSIGNAL", MSG_NOSIGNAL);
+            P("EPOLLRDHUP", EPOLLRDHUP);
+            P("SOCK_NONBLOCK", SOCK_NONBLOCK);
+            P("SOCK_CLOEXEC", SOCK_CLOEXEC);
+            P("ENFILE", ENFILE);
+            P("EMFILE", EMFILE);
+            P("ENOBUFS", ENOBUFS);
             P("offsetof(ucred.uid)", offsetof(struct ucred, uid));
             P("offsetof(ucred.gid)", offsetof(struct ucred, gid));
             return 0;
@@ -143,6 +150,12 @@ public sealed class KernelHeaderTests : IDisposable
         { "MSG_PEEK", (ulong)Interop.MSG_PEEK },
         { "MSG_DONTWAIT", (ulong)Interop.MSG_DONTWAIT },
         { "MSG_NOSIGNAL", (ulong)Interop.MSG_NOSIGNAL },
+        { "EPOLLRDHUP", Interop.EPOLLRDHUP },
+        { "SOCK_NONBLOCK", (ulong)Interop.SOCK_NONBLOCK },
+        { "SOCK_CLOEXEC", (ulong)Interop.SOCK_CLOEXEC },
+        { "ENFILE", (ulong)Interop.Errno.ENFILE },
+        { "EMFILE", (ulong)Interop.Errno.EMFILE },
+        { "ENOBUFS", (ulong)Interop.Errno.ENOBUFS },
         { "offsetof(ucred.uid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Uid") },
         { "offsetof(ucred.gid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Gid") },
     };

@@ -65,7 +65,10 @@ public sealed class DaemonProcess : IAsyncDisposable
     /// <summary>Starts (again) on the same socket and config: a daemon restart.</summary>
     public async Task StartProcessAsync()
     {
-        var info = new ProcessStartInfo(_openFileLimit is null ? "dotnet" : "/usr/bin/prlimit")
+        // APPHB_TEST_DAEMON names a published (native) apphbd to run instead of the JIT build: tests/run-all.sh runs the
+        // integration tests once more that way, so the shipped binary does everything the tests ask.
+        var native = Environment.GetEnvironmentVariable("APPHB_TEST_DAEMON") is { Length: > 0 } path ? path : null;
+        var info = new ProcessStartInfo(_openFileLimit is not null ? "/usr/bin/prlimit" : native ?? "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -81,10 +84,14 @@ public sealed class DaemonProcess : IAsyncDisposable
             // prlimit execs the command: the process is the daemon itself.
             info.ArgumentList.Add($"--nofile={limit}:{limit}");
             info.ArgumentList.Add("--");
-            info.ArgumentList.Add("dotnet");
+            info.ArgumentList.Add(native ?? "dotnet");
         }
 
-        info.ArgumentList.Add(RepositoryPaths.DaemonDll);
+        if (native is null)
+        {
+            info.ArgumentList.Add(RepositoryPaths.DaemonDll);
+        }
+
         info.ArgumentList.Add("--config");
         info.ArgumentList.Add(ConfigPath);
         // A restart must wait for the new process's line, not find the old one's.

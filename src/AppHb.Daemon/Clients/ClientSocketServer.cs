@@ -20,7 +20,7 @@ namespace AppHb.Daemon.Clients;
 /// connections are refused at once with an Error frame, through a few descriptors held in reserve for exactly that,
 /// while root and apphbd's own user are still served; the condition is logged once per episode. When apphbd begins to
 /// stop, new connections are refused with ShuttingDown, and at the end every open one is told so and closed.</para></summary>
-internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
+internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, IConnectionLobbyHost
 {
     private const int ReserveDescriptors = 8;
     private readonly SocketOptions _options;
@@ -32,12 +32,13 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
     private readonly Lock _gate = new();
     private readonly Dictionary<ClientConnection, Task> _connections = [];
     private readonly Dictionary<uint, int> _perUid = [];
+    /// <summary>Held connections of root or apphbd's own user beyond the per-uid limit: status and control only.</summary>
+    private readonly HashSet<int> _restricted = [];
     private readonly Stack<SafeFileHandle> _reserve = new();
     private readonly CancellationTokenRegistration _stoppingRegistration;
     private Socket? _listener;
-    private Task? _acceptLoop;
+    private ConnectionLobby? _lobby;
     private volatile bool _shuttingDown;
-    private volatile bool _listenerClosed;
     private bool _atFileLimit;
     private long _refused;
 
@@ -97,24 +98,23 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
 
         RefillReserve();
         _listener = listener;
-        _acceptLoop = AcceptAsync(listener, _stopping.Token);
+        _lobby = new ConnectionLobby(listener, this);
         return Task.CompletedTask;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         _shuttingDown = true;
-        // No new connection from here; the open ones are told why they close before anything cancels them.
-        _listenerClosed = true;
-        _listener?.Dispose();
-        if (_acceptLoop is not null)
+        // No new connection from here; every open one is told why it is being closed before anything cancels it:
+        // those that never spoke by the lobby, watchers by the broadcaster (which owns the writes on their sockets).
+        var shuttingDown = FrameWriter.ToArray(ErrorReply.Create(ErrorCode.ShuttingDown, "apphbd is shutting down"), 0);
+        if (_lobby is not null)
         {
-            await _acceptLoop;
+            await _lobby.CloseAllAsync(shuttingDown).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+            _lobby.Dispose();
         }
 
-        // Every connection still open is told why it is being closed; watchers hear it through the broadcaster,
-        // which owns the writes on their sockets.
-        var shuttingDown = FrameWriter.ToArray(ErrorReply.Create(ErrorCode.ShuttingDown, "apphbd is shutting down"), 0);
+        _listener?.Dispose();
         _broadcaster.SendToAll(shuttingDown);
         KeyValuePair<ClientConnection, Task>[] open;
         lock (_gate)
@@ -134,6 +134,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _lobby?.Dispose();
         _listener?.Dispose();
         _stopping.Dispose();
         await _stoppingRegistration.DisposeAsync();
@@ -146,71 +147,13 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
         }
     }
 
-    private async Task AcceptAsync(Socket listener, CancellationToken cancellationToken)
+    /// <summary>Decides, from the peer's credentials, whether a new connection is held for serving, held for status
+    /// and control only, or refused with an Error frame (the lobby sends it and closes).</summary>
+    byte[]? IConnectionLobbyHost.Accepted(LobbyConnection connection, bool fromReserve)
     {
-        while (!cancellationToken.IsCancellationRequested)
-        {
-            Socket accepted;
-            var fromReserve = false;
-            try
-            {
-                accepted = await listener.AcceptAsync(cancellationToken);
-            }
-            catch (Exception) when (cancellationToken.IsCancellationRequested || _listenerClosed)
-            {
-                return;
-            }
-            catch (SocketException e) when (e.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable)
-            {
-                // Out of descriptors: give one of the reserve back, take the waiting connection with it, and answer it.
-                if (!ReleaseOneReserve())
-                {
-                    await Task.Delay(TimeSpan.FromMilliseconds(20), CancellationToken.None);
-                    continue;
-                }
-
-                NoteFileLimit(reached: true);
-                try
-                {
-                    accepted = await listener.AcceptAsync(cancellationToken);
-                    fromReserve = true;
-                }
-                catch (Exception) when (cancellationToken.IsCancellationRequested || _listenerClosed)
-                {
-                    return;
-                }
-                catch (SocketException)
-                {
-                    RefillReserve();
-                    await Task.Delay(TimeSpan.FromMilliseconds(20), CancellationToken.None);
-                    continue;
-                }
-            }
-
-            Serve(accepted, fromReserve);
-        }
-    }
-
-    /// <summary>Decides, from the peer's credentials, whether a new connection is served, served for status and
-    /// control only, or refused with an Error frame, and starts serving it.</summary>
-    private void Serve(Socket accepted, bool fromReserve)
-    {
-        PeerCredentials peer;
-        try
-        {
-            var (pid, uid, gid) = UnixAccounts.PeerOf(accepted);
-            peer = new PeerCredentials(pid, uid, gid);
-        }
-        catch (SocketException)
-        {
-            accepted.Dispose();
-            return;
-        }
-
-        var privileged = peer.Uid == 0 || peer.Uid == UnixAccounts.EffectiveUserId;
+        var privileged = connection.Uid == 0 || connection.Uid == UnixAccounts.EffectiveUserId;
         string? refusal = null;
         var code = ErrorCode.LimitReached;
-        var restricted = false;
         if (_shuttingDown)
         {
             (code, refusal) = (ErrorCode.ShuttingDown, "apphbd is shutting down");
@@ -224,22 +167,22 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
         {
             lock (_gate)
             {
-                var open = _perUid.GetValueOrDefault(peer.Uid);
+                var open = _perUid.GetValueOrDefault(connection.Uid);
                 if (open >= _limits.MaxConnectionsPerUid)
                 {
                     if (privileged)
                     {
-                        restricted = true;
+                        _restricted.Add(connection.Fd);
                     }
                     else
                     {
-                        refusal = $"uid {peer.Uid} has its maximum of {_limits.MaxConnectionsPerUid} connections open (clients.max-connections-per-uid)";
+                        refusal = $"uid {connection.Uid} has its maximum of {_limits.MaxConnectionsPerUid} connections open (clients.max-connections-per-uid)";
                     }
                 }
 
                 if (refusal is null)
                 {
-                    _perUid[peer.Uid] = open + 1;
+                    _perUid[connection.Uid] = open + 1;
                 }
             }
         }
@@ -247,14 +190,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
         if (refusal is not null)
         {
             Interlocked.Increment(ref _refused);
-            _ = SocketPeek.SendNow(accepted, FrameWriter.ToArray(ErrorReply.Create(code, refusal), 0));
-            accepted.Dispose();
-            if (fromReserve)
-            {
-                RefillReserve();
-            }
-
-            return;
+            return FrameWriter.ToArray(ErrorReply.Create(code, refusal), 0);
         }
 
         if (!fromReserve)
@@ -268,7 +204,19 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
             ReleaseOneReserve();
         }
 
-        var connection = new ClientConnection(accepted, peer, restricted, _services);
+        return null;
+    }
+
+    /// <summary>A connection spoke: from here it has a <see cref="ClientConnection"/> (and its memory).</summary>
+    void IConnectionLobbyHost.Readable(Socket socket, LobbyConnection held)
+    {
+        bool restricted;
+        lock (_gate)
+        {
+            restricted = _restricted.Remove(held.Fd);
+        }
+
+        var connection = new ClientConnection(socket, new PeerCredentials(held.Pid, held.Uid, held.Gid), restricted, _services);
         var task = connection.RunAsync(_stopping.Token);
         lock (_gate)
         {
@@ -279,27 +227,55 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
             TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
+    void IConnectionLobbyHost.Left(LobbyConnection connection)
+    {
+        lock (_gate)
+        {
+            _restricted.Remove(connection.Fd);
+            CountDeparture(connection.Uid);
+        }
+    }
+
+    void IConnectionLobbyHost.DescriptorFreed() => RefillReserve();
+
+    /// <summary>Out of descriptors: give one of the reserve back, so that the waiting connection can be taken and
+    /// answered.</summary>
+    bool IConnectionLobbyHost.OutOfDescriptors()
+    {
+        if (!ReleaseOneReserve())
+        {
+            return false;
+        }
+
+        NoteFileLimit(reached: true);
+        return true;
+    }
+
     private void Closed(ClientConnection connection)
     {
         lock (_gate)
         {
             _connections.Remove(connection);
-            var uid = connection.Peer.Uid;
-            if (_perUid.TryGetValue(uid, out var open))
-            {
-                if (open <= 1)
-                {
-                    _perUid.Remove(uid);
-                }
-                else
-                {
-                    _perUid[uid] = open - 1;
-                }
-            }
+            CountDeparture(connection.Peer.Uid);
         }
 
         // A descriptor came back: the reserve takes it first.
         RefillReserve();
+    }
+
+    private void CountDeparture(uint uid)
+    {
+        if (_perUid.TryGetValue(uid, out var open))
+        {
+            if (open <= 1)
+            {
+                _perUid.Remove(uid);
+            }
+            else
+            {
+                _perUid[uid] = open - 1;
+            }
+        }
     }
 
     /// <summary>Logs the open-file limit once per episode: when it is first hit, and when connections are accepted
@@ -315,7 +291,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable
             }
 
             _atFileLimit = reached;
-            open = _connections.Count;
+            open = _connections.Count + (_lobby?.Count ?? 0);
         }
 
         if (reached)

@@ -8,6 +8,7 @@ internal static partial class Interop
     internal const int EPOLL_CTL_ADD = 1;
     internal const int EPOLL_CTL_DEL = 2;
     internal const uint EPOLLIN = 0x1;
+    internal const uint EPOLLRDHUP = 0x2000;
 
     /// <summary>struct epoll_event is declared packed on x86-64 (12 bytes, data at 4) and naturally aligned elsewhere
     /// (16 bytes, data at 8): include/uapi/linux/eventpoll.h, EPOLL_PACKED. Callers use these offsets on raw bytes.</summary>
