@@ -161,12 +161,21 @@ public sealed class HostileClientTests
     [Fact]
     public async Task Connections_beyond_a_uids_limit_are_refused_and_root_may_still_ask_for_status()
     {
-        await using var daemon = await DaemonProcess.StartAsync("clients:\n  max-connections-per-uid: 5\n");
+        await using var daemon = await DaemonProcess.StartAsync("clients:\n  max-connections-per-uid: 5\nmetrics:\n  listen: 127.0.0.1:0\n");
+        var metrics = new Uri(System.Text.RegularExpressions.Regex.Match(await daemon.WaitForLineAsync("Prometheus scrapes", Bound), @"http://\S+/metrics").Value);
         OpenToEveryone(daemon);
         using var nobody = ConnectionHolder.Start(daemon.SocketPath, 8, uid: 65534);
         var verdicts = await nobody.VerdictsAsync();
         Assert.Equal(5, verdicts.Count(v => v == "open"));
         Assert.Equal(3, verdicts.Count(v => v.StartsWith("refused 7 ", StringComparison.Ordinal) && v.Contains("maximum of 5 connections", StringComparison.Ordinal)));
+
+        // The five held (silent: never a byte sent) count as open connections, the three as refused.
+        using (var http = new HttpClient())
+        {
+            var text = await http.GetStringAsync(metrics, TestContext.Current.CancellationToken);
+            Assert.Contains("\napphb_client_connections 5\n", text, StringComparison.Ordinal);
+            Assert.Contains("\napphb_client_connections_refused_total 3\n", text, StringComparison.Ordinal);
+        }
 
         // Root, beyond the limit too, still gets status; registering is refused on that connection.
         var rootConnections = new List<RawConnection>();

@@ -67,6 +67,18 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
     /// <summary>Connections refused so far (the uid's limit, the open-file limit, shutting down).</summary>
     public long Refused => Interlocked.Read(ref _refused);
 
+    /// <summary>Open connections: those served and those held silent in the lobby.</summary>
+    public int OpenConnections
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _connections.Count + (_lobby?.Count ?? 0);
+            }
+        }
+    }
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
         var directory = Path.GetDirectoryName(_options.Path)!;

@@ -16,7 +16,8 @@ internal sealed class StatusMetrics : IDisposable
     private readonly Dictionary<ulong, ClientSeries> _clientSeries = [];
     private int _generation;
 
-    public StatusMetrics(CollectorRegistry registry, StatusReporter status, EventStream events, SnmpAgent snmp, Configuration.ApphbdOptions options)
+    public StatusMetrics(CollectorRegistry registry, StatusReporter status, EventStream events, SnmpAgent snmp, Configuration.ApphbdOptions options,
+        Clients.ClientSocketServer server, AppHb.Core.Heartbeats.HeartbeatRegistry heartbeats)
     {
         _events = events.Subscribe(capacity: 100_000);
         var build = registry.CreateGauge("apphb_build_info", "apphbd's version (the value is 1).", "version");
@@ -44,6 +45,9 @@ internal sealed class StatusMetrics : IDisposable
         var warnTotal = registry.CreateCounter("apphb_client_warn_total", "Warn events, per client name.", "name");
         var hungTotal = registry.CreateCounter("apphb_client_hung_total", "Hung events, per client name.", "name");
         var diedTotal = registry.CreateCounter("apphb_client_died_total", "Clients that died without unregistering, per name.", "name");
+        var connections = registry.CreateGauge("apphb_client_connections", "Open connections on the client socket, those that have not sent anything yet included.");
+        var refused = registry.CreateCounter("apphb_client_connections_refused_total", "Connections refused with an Error frame: a uid's limit, the open-file limit, shutting down.");
+        var deferred = registry.CreateCounter("apphb_client_raises_deferred_total", "Warn or hung raises put off because the client's beat was waiting unread in its socket.");
         var dropped = registry.CreateCounter("apphb_metrics_events_dropped_total", "Events the exporter could not count (more than 100,000 between two scrapes).");
 
         var up = registry.CreateGauge("apphb_service_up", "1 while a service is running (ready).", "service");
@@ -68,6 +72,9 @@ internal sealed class StatusMetrics : IDisposable
             rss.Set(AppHb.Linux.Processes.SelfResources.ResidentBytes());
             cpu.WithLabels().IncTo(Environment.CpuUsage.TotalTime.TotalSeconds);
 
+            connections.Set(server.OpenConnections);
+            refused.WithLabels().IncTo(server.Refused);
+            deferred.WithLabels().IncTo(heartbeats.DeferredRaises);
             heap.Set(d.GcHeapBytes);
             collections.WithLabels().IncTo(d.GcCollections);
             allocated.WithLabels().IncTo(d.AllocatedBytes);
