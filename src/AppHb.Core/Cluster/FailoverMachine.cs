@@ -1,0 +1,644 @@
+namespace AppHb.Core.Cluster;
+
+/// <summary>The pair's decisions for one node (level 3), inputs in, commands out, under a <see cref="TimeProvider"/>
+/// that tests control (../shared/DESIGN.md, "Level 3 in one table"). The host feeds it the peer's heartbeats per link,
+/// the ping targets' reachability, the answers to its commands and the operator's requests, and calls
+/// <see cref="ExpireDue"/> at <see cref="NextDue"/>; it runs the commands in order.
+/// <para>The rule above all others: this node becomes active only after a confirmed fence of the peer or the peer's
+/// confirmed release over a link (or the peer saying, in an authenticated heartbeat, that it is not active and that
+/// this node is the one to be).</para></summary>
+public sealed class FailoverMachine
+{
+    private readonly TimeProvider _time;
+    private readonly ClusterTimings _timings;
+    private readonly Queue<ClusterCommand> _commands = new();
+    private readonly Dictionary<string, PeerLink> _links;
+    private readonly Dictionary<string, LinkState> _reportedLinkState = [];
+    private readonly long _bootedAt;
+    private PeerReport? _peer;
+    private bool _reachesPingTargets = true;
+    private long _pingLostAt = long.MaxValue;
+    private bool _fencing;
+    private long _fenceDueAt = long.MaxValue;
+    private TimeSpan _fenceBackoff;
+    private bool _peerFenced;
+    private bool _splitBrain;
+    private bool _maintenance;
+    private bool _switchingOver;
+    private long _stepDownDeadline = long.MaxValue;
+    private long _failbackDueAt = long.MaxValue;
+    /// <summary>When this node released the group to the peer: for deadtime after it, the peer is taking over and
+    /// the "neither node is active" rule waits.</summary>
+    private long _releasedToPeerAt = long.MaxValue;
+    private string? _lastVerdict;
+
+    /// <param name="nodeId">This node's id (stamped on the generations it starts).</param>
+    /// <param name="preferred">Whether this node is the pair's preferred node: the one to become active when both
+    /// start together with the same data, and the one a failback returns to.</param>
+    public FailoverMachine(TimeProvider time, ClusterTimings timings, ushort nodeId, bool preferred,
+        IEnumerable<(string Name, LinkKind Kind)> links, GenerationHistory generations)
+    {
+        ArgumentNullException.ThrowIfNull(links);
+        _time = time ?? throw new ArgumentNullException(nameof(time));
+        _timings = timings ?? throw new ArgumentNullException(nameof(timings));
+        if (timings.Validate() is { } invalid)
+        {
+            throw new ArgumentException(invalid, nameof(timings));
+        }
+
+        NodeId = nodeId;
+        Preferred = preferred;
+        Generations = generations ?? throw new ArgumentNullException(nameof(generations));
+        _links = links.ToDictionary(l => l.Name, l => new PeerLink(l.Name, l.Kind), StringComparer.Ordinal);
+        if (!_links.Values.Any(l => l.Kind == LinkKind.Dedicated) || !_links.Values.Any(l => l.Kind == LinkKind.Lan))
+        {
+            throw new ArgumentException("a pair needs at least one dedicated link and one LAN link", nameof(links));
+        }
+
+        _bootedAt = time.GetTimestamp();
+        _fenceBackoff = timings.FenceRetry;
+    }
+
+    public ushort NodeId { get; }
+
+    public bool Preferred { get; }
+
+    public ClusterRole Role { get; private set; } = ClusterRole.Starting;
+
+    public GenerationHistory Generations { get; }
+
+    /// <summary>Both generations diverged: nothing moves until <see cref="Resolve"/>.</summary>
+    public bool IsSplitBrain => _splitBrain;
+
+    /// <summary>The peer went on from this node's data: this node may not become active before it has caught up.</summary>
+    public bool IsStale => _peer is not null && Generations.CompareWith(_peer.Generations) == GenerationRelation.PeerNewer;
+
+    public bool IsPeerFenced => _peerFenced;
+
+    public IReadOnlyCollection<PeerLink> Links => _links.Values;
+
+    public PeerReport? Peer => _peer;
+
+    /// <summary>When <see cref="ExpireDue"/> next has something to do (monotonic ticks), or long.MaxValue.</summary>
+    public long NextDue
+    {
+        get
+        {
+            var now = _time.GetTimestamp();
+            var due = Math.Min(Math.Min(_fenceDueAt, _stepDownDeadline), _failbackDueAt);
+            if (Role == ClusterRole.Starting && _peer is null)
+            {
+                due = Math.Min(due, _bootedAt + PeerLink.Ticks(_timings.InitDead, _time));
+            }
+
+            if (!_reachesPingTargets && _pingLostAt != long.MaxValue)
+            {
+                var isolated = _pingLostAt + PeerLink.Ticks(_timings.DeadTime, _time);
+                if (isolated > now)
+                {
+                    due = Math.Min(due, isolated);
+                }
+            }
+
+            if (_releasedToPeerAt != long.MaxValue)
+            {
+                var handedOver = _releasedToPeerAt + PeerLink.Ticks(_timings.DeadTime, _time);
+                if (handedOver > now)
+                {
+                    due = Math.Min(due, handedOver);
+                }
+            }
+
+            foreach (var link in _links.Values)
+            {
+                due = Math.Min(due, link.NextChange(now, _timings, _time));
+            }
+
+            return due;
+        }
+    }
+
+    public bool TryTakeCommand(out ClusterCommand command) => _commands.TryDequeue(out command!);
+
+    /// <summary>A heartbeat from the peer, authenticated, on <paramref name="link"/>.</summary>
+    public void Heard(string link, PeerReport report)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        if (!_links.TryGetValue(link, out var peerLink))
+        {
+            throw new ArgumentException($"no link named {link}", nameof(link));
+        }
+
+        peerLink.Heard(_time.GetTimestamp(), _timings, _time);
+        var first = _peer is null;
+        _peer = report;
+        var relation = Generations.CompareWith(report.Generations);
+        if (relation == GenerationRelation.Diverged && !_splitBrain)
+        {
+            _splitBrain = true;
+            Publish("split-brain", $"split brain: this node's data generation {Generations.Current} and the peer's {(report.Generations.Count > 0 ? report.Generations[0] : DataGeneration.None)} diverged (both were active apart); nothing moves until `apphbctl cluster resolve --survivor NODE`");
+        }
+        else if (first && relation == GenerationRelation.PeerNewer)
+        {
+            Publish("stale", $"the peer's data is newer ({report.Generations[0]} against {Generations.Current}): this node stays standby until it has caught up");
+        }
+
+        Evaluate();
+    }
+
+    /// <summary>Whether this node reaches at least one of its ping targets on the LAN.</summary>
+    public void PingTargets(bool reachable)
+    {
+        if (reachable != _reachesPingTargets)
+        {
+            _reachesPingTargets = reachable;
+            _pingLostAt = reachable ? long.MaxValue : _time.GetTimestamp();
+            Publish(reachable ? "ping-targets-reached" : "ping-targets-lost", reachable ? "the LAN's ping targets answer again" : "no ping target on the LAN answers");
+        }
+
+        Evaluate();
+    }
+
+    /// <summary>The fence that <see cref="ClusterCommand.Fence"/> asked for ended.</summary>
+    public void FenceCompleted(bool confirmed, string detail)
+    {
+        if (!_fencing)
+        {
+            return;
+        }
+
+        _fencing = false;
+        if (confirmed)
+        {
+            _peerFenced = true;
+            _fenceBackoff = _timings.FenceRetry;
+            Publish("fenced", $"the peer is fenced: {detail}");
+            if (Role == ClusterRole.TakingOver)
+            {
+                TakeOver("the peer is fenced");
+            }
+        }
+        else
+        {
+            Publish("fence-failed", $"fencing the peer failed ({detail}); retrying in {_fenceBackoff.TotalSeconds:0.#} s; never taking over unfenced");
+            _fenceDueAt = _time.GetTimestamp() + PeerLink.Ticks(_fenceBackoff, _time);
+            _fenceBackoff = TimeSpan.FromTicks(Math.Min(_fenceBackoff.Ticks * 2, _timings.FenceRetry.Ticks * 10));
+            if (Role == ClusterRole.TakingOver)
+            {
+                Role = ClusterRole.Standby;
+            }
+        }
+
+        Evaluate();
+    }
+
+    /// <summary>The group stopped (after <see cref="ClusterCommand.StopGroup"/>).</summary>
+    public void GroupStopped()
+    {
+        if (Role != ClusterRole.Releasing)
+        {
+            return;
+        }
+
+        _stepDownDeadline = long.MaxValue;
+        Command(new ClusterCommand.ReleaseServiceIp());
+        Role = ClusterRole.Standby;
+        if (_switchingOver)
+        {
+            _switchingOver = false;
+            _releasedToPeerAt = _time.GetTimestamp();
+            Command(new ClusterCommand.SendReleased());
+            Publish("released", "the group is stopped and the service IP released; the peer takes over");
+        }
+        else
+        {
+            Publish("stepped-down", "the group is stopped and the service IP released");
+        }
+
+        Evaluate();
+    }
+
+    /// <summary>The peer confirmed over a link that it has released the group and the IP to this node.</summary>
+    public void PeerReleased()
+    {
+        if (Role is ClusterRole.Standby or ClusterRole.Starting && !_splitBrain && !IsStale && !_maintenance)
+        {
+            TakeOver("the peer released the group to this node");
+        }
+    }
+
+    /// <summary>The peer asks this (active) node to release the group to it; null when it will, else why not.</summary>
+    public string? ReleaseRequested(string reason)
+    {
+        if (Role != ClusterRole.Active)
+        {
+            return $"this node is {Role.ToString().ToLowerInvariant()}, not active";
+        }
+
+        if (Refusal() is { } refusal)
+        {
+            return refusal;
+        }
+
+        Release(switchover: true, $"the peer asked for the group ({reason})");
+        return null;
+    }
+
+    /// <summary>`apphbctl switchover`: hand the group to the peer. Null when under way, else why not.</summary>
+    public string? Switchover()
+    {
+        if (Role == ClusterRole.Active)
+        {
+            if (Refusal() is { } refusal)
+            {
+                return refusal;
+            }
+
+            Release(switchover: true, "switchover asked by the operator");
+            return null;
+        }
+
+        if (Role == ClusterRole.Standby && _peer?.Role == ClusterRole.Active)
+        {
+            if (IsStale)
+            {
+                return "this node's data is older than the peer's: it must catch up first";
+            }
+
+            if (Refusal() is { } refusal)
+            {
+                return refusal;
+            }
+
+            Command(new ClusterCommand.AskRelease("switchover asked by the operator"));
+            return null;
+        }
+
+        return $"nothing to switch over: this node is {Role.ToString().ToLowerInvariant()} and the peer {(_peer is null ? "unheard" : _peer.Role.ToString().ToLowerInvariant())}";
+    }
+
+    /// <summary>`apphbctl failback`: return the group to the preferred node, which must have caught up.</summary>
+    public string? Failback()
+    {
+        if (Preferred && Role == ClusterRole.Active)
+        {
+            return "the group already runs on the preferred node";
+        }
+
+        if (!Preferred && Role != ClusterRole.Active)
+        {
+            return "the group is not on this node: run failback on the node that holds it, or on the preferred node";
+        }
+
+        return Switchover();
+    }
+
+    /// <summary>`apphbctl standby` (true) / `unstandby` (false): this node may not become active; an active node hands
+    /// the group to the peer first (refused when the peer cannot take it).</summary>
+    public string? Standby(bool on)
+    {
+        if (!on)
+        {
+            _maintenance = false;
+            Evaluate();
+            return null;
+        }
+
+        if (Role == ClusterRole.Active && Switchover() is { } refusal)
+        {
+            return refusal;
+        }
+
+        _maintenance = true;
+        return null;
+    }
+
+    /// <summary>Replication brought this node's data up to the peer's: it takes the peer's generations.</summary>
+    public void CaughtUp()
+    {
+        if (_peer is null || !IsStale)
+        {
+            return;
+        }
+
+        Generations.Adopt(_peer.Generations);
+        Command(new ClusterCommand.PersistGenerations([.. Generations.NewestFirst]));
+        Publish("caught-up", $"this node's data has caught up with the peer's ({Generations.Current})");
+        Evaluate();
+    }
+
+    /// <summary>`apphbctl cluster resolve --survivor`: after a split brain, which node's data lives on.</summary>
+    public void Resolve(bool thisNodeSurvives)
+    {
+        if (!_splitBrain || _peer is null)
+        {
+            return;
+        }
+
+        _splitBrain = false;
+        if (thisNodeSurvives)
+        {
+            Publish("split-brain-resolved", "split brain resolved: this node's data survives; the peer resyncs from it");
+        }
+        else
+        {
+            // The losing side's diverged data is kept aside by replication, never deleted; from here it is behind.
+            Generations.Adopt(_peer.Generations);
+            Command(new ClusterCommand.PersistGenerations([.. Generations.NewestFirst]));
+            Publish("split-brain-resolved", "split brain resolved: the peer's data survives; this node steps back to standby");
+            if (Role == ClusterRole.Active)
+            {
+                Release(switchover: false, "the split brain was resolved for the peer");
+            }
+        }
+
+        Evaluate();
+    }
+
+    /// <summary>Acts on what time alone changed; returns <see cref="NextDue"/>.</summary>
+    public long ExpireDue()
+    {
+        var now = _time.GetTimestamp();
+        if (_stepDownDeadline <= now)
+        {
+            _stepDownDeadline = long.MaxValue;
+            Command(new ClusterCommand.StopFeedingWatchdog("the group did not stop within deadtime while this node was isolated"));
+        }
+
+        Evaluate(fenceDue: true);
+        if (_fenceDueAt <= now)
+        {
+            // Due, but nothing wants the fence any more (the peer was heard again).
+            _fenceDueAt = long.MaxValue;
+        }
+
+        return NextDue;
+    }
+
+    private string? Refusal()
+    {
+        if (_splitBrain)
+        {
+            return "split brain: resolve it first (apphbctl cluster resolve)";
+        }
+
+        var now = _time.GetTimestamp();
+        if (!_links.Values.Any(l => l.Kind == LinkKind.Dedicated && l.IsUp(now, _timings, _time)))
+        {
+            return "the dedicated link is down: the hand-over needs it";
+        }
+
+        if (_peer is null || Generations.CompareWith(_peer.Generations) is not (GenerationRelation.Same or GenerationRelation.PeerNewer) && Role == ClusterRole.Active)
+        {
+            return "the peer's data has not caught up with this node's";
+        }
+
+        return null;
+    }
+
+    private void Evaluate(bool fenceDue = false)
+    {
+        var now = _time.GetTimestamp();
+        ReportLinks(now);
+        var dedicatedUp = _links.Values.Any(l => l.Kind == LinkKind.Dedicated && l.IsUp(now, _timings, _time));
+        var lanUp = _links.Values.Any(l => l.Kind == LinkKind.Lan && l.IsUp(now, _timings, _time));
+        // Presumed dead only when silent for deadtime on every link: a link still proving itself after a failure is
+        // not trusted for a hand-over, but the peer it carries is alive.
+        var peerSilent = _links.Values.All(l => l.StateAt(now, _timings, _time) is LinkState.Dead or LinkState.Unknown);
+        var isolated = !_reachesPingTargets && _pingLostAt != long.MaxValue && _time.GetElapsedTime(_pingLostAt, now) >= _timings.DeadTime;
+
+        // Until every link has been heard once or deadtime has passed since boot, a link that is merely not heard
+        // yet says nothing.
+        var judging = _links.Values.All(l => l.LastHeard is not null) || _time.GetElapsedTime(_bootedAt, now) >= _timings.DeadTime;
+        var verdict = !judging ? "starting" : (dedicatedUp, lanUp, peerSilent) switch
+        {
+            (true, true, _) => "healthy",
+            (false, true, _) => "dedicated-link-broken",
+            (true, false, _) => "lan-fault",
+            (false, false, true) => "peer-silent",
+            _ => "links-returning",
+        };
+        if (verdict != _lastVerdict && _peer is not null)
+        {
+            _lastVerdict = verdict;
+            switch (verdict)
+            {
+                case "dedicated-link-broken":
+                    Publish(verdict, "the dedicated link is down while the LAN carries the peer's heartbeats: the link is broken, not the peer; replication is degraded; no takeover");
+                    break;
+                case "lan-fault":
+                    Publish(verdict, "the LAN is down while the dedicated link carries the peer's heartbeats");
+                    break;
+                case "peer-silent":
+                    Publish(verdict, $"the peer is silent on every link for {_timings.DeadTime.TotalMilliseconds:0} ms: presumed dead");
+                    break;
+                case "healthy":
+                    Publish("links-healthy", "the peer is heard on both links");
+                    break;
+            }
+        }
+
+        switch (Role)
+        {
+            case ClusterRole.Starting:
+                Start(now, peerSilent);
+                break;
+            case ClusterRole.Standby:
+                if (peerSilent && _peer is not null && !_splitBrain && !IsStale && !_maintenance)
+                {
+                    // The non-active side waits before fencing: when both links were cut at once, the active wins.
+                    BeginFence(now, fenceDue, "the peer is silent on every link", delay: _timings.FenceDelay, takeOver: true);
+                }
+                else if (!peerSilent)
+                {
+                    CancelPendingFence();
+                    if (_peer is { Role: ClusterRole.Active })
+                    {
+                        _releasedToPeerAt = long.MaxValue;
+                    }
+
+                    var handingOver = _releasedToPeerAt != long.MaxValue && _time.GetElapsedTime(_releasedToPeerAt, now) < _timings.DeadTime;
+                    if (_peer is { Role: ClusterRole.Standby } && dedicatedUp && IsChosen() && !handingOver && !_splitBrain && !IsStale && !_maintenance)
+                    {
+                        // Neither is active and the peer, heard over the dedicated link, says it is not: the chosen one takes it.
+                        TakeOver("neither node is active and this one is chosen (preferred, or the newer data)");
+                    }
+
+                    ConsiderFailback(now, dedicatedUp && lanUp);
+                }
+
+                break;
+            case ClusterRole.Active:
+                if (peerSilent && isolated)
+                {
+                    Release(switchover: false, "isolated: the peer is silent on every link and no ping target answers");
+                    _stepDownDeadline = now + PeerLink.Ticks(_timings.DeadTime, _time);
+                }
+                else if (peerSilent && !_peerFenced && !_splitBrain)
+                {
+                    // The active node fences at once: it is the one that must win a fence race.
+                    BeginFence(now, fenceDue, "the peer is silent on every link", delay: TimeSpan.Zero, takeOver: false);
+                }
+                else if (verdict == "lan-fault" && !_reachesPingTargets && _peer?.ReachesPingTargets == true && !_splitBrain
+                         && Generations.CompareWith(_peer.Generations) == GenerationRelation.Same)
+                {
+                    Release(switchover: true, "this node lost the LAN and the peer still reaches its ping targets");
+                }
+
+                break;
+        }
+
+        if (!peerSilent && _peerFenced)
+        {
+            // Heard again: it was powered back on. A later silence needs a new fence.
+            _peerFenced = false;
+        }
+    }
+
+    private void Start(long now, bool peerSilent)
+    {
+        if (_peer is not null && !peerSilent)
+        {
+            Role = ClusterRole.Standby;
+            Publish("standby", $"the peer is heard ({_peer.Role.ToString().ToLowerInvariant()}): this node starts as standby");
+            return;
+        }
+
+        if (_time.GetElapsedTime(_bootedAt, now) >= _timings.InitDead && _peer is null)
+        {
+            Role = ClusterRole.Standby;
+            Publish("initdead", $"the peer was not heard within initdead ({_timings.InitDead.TotalSeconds:0.#} s): fencing it before becoming active");
+            BeginFence(now, fenceDue: true, "initdead passed without a word from the peer", delay: TimeSpan.Zero, takeOver: true);
+        }
+    }
+
+    /// <summary>Which of two nodes that are both standby becomes active: the newer data, then the preferred node,
+    /// then the lower id.</summary>
+    private bool IsChosen()
+    {
+        if (_peer is null)
+        {
+            return false;
+        }
+
+        return Generations.CompareWith(_peer.Generations) switch
+        {
+            GenerationRelation.PeerOlder => true,
+            GenerationRelation.Same => Preferred,
+            _ => false,
+        };
+    }
+
+    private void ConsiderFailback(long now, bool healthy)
+    {
+        if (_timings.FailbackDelay is not { } delay || !Preferred || _peer?.Role != ClusterRole.Active || !healthy || IsStale || _splitBrain || _maintenance)
+        {
+            _failbackDueAt = long.MaxValue;
+            return;
+        }
+
+        if (_failbackDueAt == long.MaxValue)
+        {
+            _failbackDueAt = now + PeerLink.Ticks(delay, _time);
+        }
+        else if (now >= _failbackDueAt)
+        {
+            _failbackDueAt = long.MaxValue;
+            Command(new ClusterCommand.AskRelease($"automatic failback after {delay.TotalSeconds:0.#} s healthy and caught up"));
+        }
+    }
+
+    private void BeginFence(long now, bool fenceDue, string reason, TimeSpan delay, bool takeOver)
+    {
+        if (_fencing || _peerFenced && !takeOver)
+        {
+            return;
+        }
+
+        if (_peerFenced && takeOver)
+        {
+            TakeOver("the peer was fenced");
+            return;
+        }
+
+        if (_fenceDueAt == long.MaxValue)
+        {
+            _fenceDueAt = now + PeerLink.Ticks(delay, _time);
+        }
+
+        if (now < _fenceDueAt)
+        {
+            return;
+        }
+
+        _ = fenceDue;
+        _fenceDueAt = long.MaxValue;
+        _fencing = true;
+        if (takeOver)
+        {
+            Role = ClusterRole.TakingOver;
+        }
+
+        Publish("fencing", $"fencing the peer: {reason}");
+        Command(new ClusterCommand.Fence(reason));
+    }
+
+    private void CancelPendingFence()
+    {
+        if (!_fencing)
+        {
+            _fenceDueAt = long.MaxValue;
+        }
+    }
+
+    private void TakeOver(string reason)
+    {
+        var next = Generations.Advance(NodeId, (_peer is { Generations.Count: > 0 } peer ? peer.Generations[0] : DataGeneration.None));
+        Command(new ClusterCommand.PersistGenerations([.. Generations.NewestFirst]));
+        Command(new ClusterCommand.AcquireServiceIp());
+        Command(new ClusterCommand.StartGroup());
+        Role = ClusterRole.Active;
+        Publish("takeover", $"this node is active ({reason}); data generation {next}");
+    }
+
+    private void Release(bool switchover, string reason)
+    {
+        _switchingOver = switchover;
+        Role = ClusterRole.Releasing;
+        Publish(switchover ? "switchover" : "step-down", $"releasing the group: {reason}");
+        Command(new ClusterCommand.StopGroup());
+    }
+
+    private void ReportLinks(long now)
+    {
+        foreach (var link in _links.Values)
+        {
+            var state = link.StateAt(now, _timings, _time);
+            var before = _reportedLinkState.GetValueOrDefault(link.Name, LinkState.Unknown);
+            if (state == before)
+            {
+                continue;
+            }
+
+            _reportedLinkState[link.Name] = state;
+            var kind = state switch
+            {
+                LinkState.Up when before is LinkState.Late => null,
+                LinkState.Up => "link-up",
+                LinkState.Late => "link-late",
+                LinkState.Dead => "link-dead",
+                LinkState.Returning => "link-returning",
+                _ => null,
+            };
+            if (kind is not null)
+            {
+                Publish(kind, $"link {link.Name} ({link.Kind.ToString().ToLowerInvariant()}): {state.ToString().ToLowerInvariant()}", link.Name);
+            }
+        }
+    }
+
+    private void Publish(string kind, string message, string? subject = null) =>
+        Command(new ClusterCommand.Publish(new ClusterEvent(kind, message, subject)));
+
+    private void Command(ClusterCommand command) => _commands.Enqueue(command);
+}
