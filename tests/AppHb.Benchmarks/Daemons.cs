@@ -52,6 +52,9 @@ internal sealed class OurDaemon : IHeartbeatDaemon
             realtime:
               enabled: true
               lock-memory: true
+            clients:
+              # Every simulated client is root's: past the default 4,096 per uid they could only ask for status.
+              max-connections-per-uid: 100000
             """);
         var info = new ProcessStartInfo(binary, ["--config", config]) { RedirectStandardOutput = true, RedirectStandardError = true };
         var process = Process.Start(info)!;
