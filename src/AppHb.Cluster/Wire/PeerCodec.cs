@@ -1,0 +1,310 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using AppHb.Core.Cluster;
+
+namespace AppHb.Cluster.Wire;
+
+/// <summary>Why a datagram was refused. Each is counted in /metrics by its name; none changes anything.</summary>
+public enum PeerRejection
+{
+    None,
+    /// <summary>Shorter than a header and a MAC, or longer than <see cref="PeerCodec.MaxDatagramSize"/>.</summary>
+    Truncated,
+    /// <summary>Not "AHBP", or a version this node does not speak.</summary>
+    NotOurs,
+    /// <summary>Another pair's cluster id.</summary>
+    ForeignCluster,
+    /// <summary>From a node that is not the peer, or meant for a node that is not this one.</summary>
+    WrongNode,
+    /// <summary>The HMAC does not match: forged, corrupted, or another key.</summary>
+    Forged,
+    /// <summary>Authenticated, but a boot epoch and sequence already seen or too old.</summary>
+    Replayed,
+    /// <summary>Authenticated, but its body does not parse.</summary>
+    Malformed,
+}
+
+/// <summary>Encodes and decodes the pair's datagrams (docs/peer-protocol.md): big-endian, a 34-byte header, a body,
+/// and an HMAC-SHA256 over everything before it with the pair's shared key.</summary>
+public static class PeerCodec
+{
+    public const byte Version = 1;
+    public const int HeaderSize = 34;
+    public const int MacSize = 32;
+    /// <summary>Fits an IPv6 minimum MTU's payload: a datagram is never fragmented.</summary>
+    public const int MaxDatagramSize = 1232;
+    public const int MaxReasonBytes = 512;
+    private static ReadOnlySpan<byte> Magic => "AHBP"u8;
+
+    public static byte[] Encode(PeerDatagram datagram, ReadOnlySpan<byte> key)
+    {
+        ArgumentNullException.ThrowIfNull(datagram);
+        var body = new List<byte>(64);
+        switch (datagram)
+        {
+            case PeerHeartbeat beat:
+                body.Add((byte)beat.Role);
+                body.Add(beat.Link);
+                body.Add((byte)((beat.ReachesPingTargets ? 1 : 0) | (beat.GroupRunning ? 2 : 0)));
+                body.Add(checked((byte)beat.Heard.Count));
+                foreach (var heard in beat.Heard)
+                {
+                    body.Add(heard.Link);
+                    body.Add((byte)heard.State);
+                    AddUInt16(body, heard.AgeMs);
+                }
+
+                if (beat.Generations.Count is 0 or > GenerationHistory.Capacity)
+                {
+                    throw new ArgumentException($"a heartbeat carries 1 to {GenerationHistory.Capacity} generations", nameof(datagram));
+                }
+
+                body.Add((byte)beat.Generations.Count);
+                foreach (var generation in beat.Generations)
+                {
+                    AddUInt64(body, generation.Number);
+                    AddUInt16(body, generation.Node);
+                }
+
+                AddUInt64(body, beat.ReplicationPosition);
+                break;
+            case PeerRequest request:
+                AddUInt64(body, request.Id);
+                body.Add((byte)request.Kind);
+                AddString(body, request.Reason);
+                break;
+            case PeerReply reply:
+                AddUInt64(body, reply.Id);
+                body.Add(reply.Done ? (byte)0 : (byte)1);
+                AddString(body, reply.Message);
+                break;
+            default:
+                throw new ArgumentException($"unknown datagram {datagram.GetType().Name}", nameof(datagram));
+        }
+
+        var bytes = new byte[HeaderSize + body.Count + MacSize];
+        if (bytes.Length > MaxDatagramSize)
+        {
+            throw new ArgumentException($"the datagram would be {bytes.Length} bytes, over {MaxDatagramSize}", nameof(datagram));
+        }
+
+        var h = datagram.Header;
+        Magic.CopyTo(bytes);
+        bytes[4] = Version;
+        bytes[5] = (byte)datagram.Type;
+        BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(6), 0);
+        BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(8), h.ClusterId);
+        BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(12), h.Sender);
+        BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(14), h.Receiver);
+        BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(16), h.BootEpoch);
+        BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(24), h.Sequence);
+        BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(32), (ushort)body.Count);
+        body.CopyTo(bytes, HeaderSize);
+        HMACSHA256.HashData(key, bytes.AsSpan(0, HeaderSize + body.Count), bytes.AsSpan(HeaderSize + body.Count));
+        return bytes;
+    }
+
+    /// <summary>Checks a received datagram, in this order: size, magic and version, cluster, nodes, MAC, body. The
+    /// replay window is the caller's (it holds state): apply it to <see cref="PeerDatagram.Header"/> after this.</summary>
+    public static PeerRejection TryDecode(ReadOnlySpan<byte> bytes, ReadOnlySpan<byte> key, uint clusterId, ushort expectedSender,
+        ushort me, out PeerDatagram? datagram)
+    {
+        datagram = null;
+        if (bytes.Length < HeaderSize + MacSize || bytes.Length > MaxDatagramSize)
+        {
+            return PeerRejection.Truncated;
+        }
+
+        if (!bytes[..4].SequenceEqual(Magic) || bytes[4] != Version)
+        {
+            return PeerRejection.NotOurs;
+        }
+
+        var bodyLength = BinaryPrimitives.ReadUInt16BigEndian(bytes[32..]);
+        if (HeaderSize + bodyLength + MacSize != bytes.Length)
+        {
+            return PeerRejection.Truncated;
+        }
+
+        var header = new PeerHeader(BinaryPrimitives.ReadUInt32BigEndian(bytes[8..]), BinaryPrimitives.ReadUInt16BigEndian(bytes[12..]),
+            BinaryPrimitives.ReadUInt16BigEndian(bytes[14..]), BinaryPrimitives.ReadUInt64BigEndian(bytes[16..]), BinaryPrimitives.ReadUInt64BigEndian(bytes[24..]));
+        if (header.ClusterId != clusterId)
+        {
+            return PeerRejection.ForeignCluster;
+        }
+
+        if (header.Sender != expectedSender || header.Receiver != me)
+        {
+            return PeerRejection.WrongNode;
+        }
+
+        Span<byte> mac = stackalloc byte[MacSize];
+        HMACSHA256.HashData(key, bytes[..(HeaderSize + bodyLength)], mac);
+        if (!CryptographicOperations.FixedTimeEquals(mac, bytes[(HeaderSize + bodyLength)..]))
+        {
+            return PeerRejection.Forged;
+        }
+
+        var flags = BinaryPrimitives.ReadUInt16BigEndian(bytes[6..]);
+        var body = bytes.Slice(HeaderSize, bodyLength);
+        datagram = flags != 0 ? null : (PeerDatagramType)bytes[5] switch
+        {
+            PeerDatagramType.Heartbeat => ReadHeartbeat(header, body),
+            PeerDatagramType.Request => ReadRequest(header, body),
+            PeerDatagramType.Reply => ReadReply(header, body),
+            _ => null,
+        };
+        return datagram is null ? PeerRejection.Malformed : PeerRejection.None;
+    }
+
+    private static PeerHeartbeat? ReadHeartbeat(PeerHeader header, ReadOnlySpan<byte> body)
+    {
+        var reader = new Reader(body);
+        if (!reader.Byte(out var role) || role > (byte)ClusterRole.Releasing || !reader.Byte(out var link) || !reader.Byte(out var flags) || flags > 3
+            || !reader.Byte(out var heardCount))
+        {
+            return null;
+        }
+
+        var heard = new HeardLink[heardCount];
+        for (var i = 0; i < heardCount; i++)
+        {
+            if (!reader.Byte(out var l) || !reader.Byte(out var state) || state > (byte)LinkState.Returning || !reader.UInt16(out var age))
+            {
+                return null;
+            }
+
+            heard[i] = new HeardLink(l, (LinkState)state, age);
+        }
+
+        if (!reader.Byte(out var count) || count is 0 or > GenerationHistory.Capacity)
+        {
+            return null;
+        }
+
+        var generations = new DataGeneration[count];
+        for (var i = 0; i < count; i++)
+        {
+            if (!reader.UInt64(out var number) || !reader.UInt16(out var node))
+            {
+                return null;
+            }
+
+            generations[i] = new DataGeneration(number, node);
+        }
+
+        return reader.UInt64(out var position) && reader.AtEnd
+            ? new PeerHeartbeat(header, (ClusterRole)role, link, (flags & 1) != 0, (flags & 2) != 0, heard, generations, position)
+            : null;
+    }
+
+    private static PeerRequest? ReadRequest(PeerHeader header, ReadOnlySpan<byte> body)
+    {
+        var reader = new Reader(body);
+        return reader.UInt64(out var id) && reader.Byte(out var kind) && kind is >= 1 and <= 3 && reader.String(out var reason) && reader.AtEnd
+            ? new PeerRequest(header, id, (PeerRequestKind)kind, reason)
+            : null;
+    }
+
+    private static PeerReply? ReadReply(PeerHeader header, ReadOnlySpan<byte> body)
+    {
+        var reader = new Reader(body);
+        return reader.UInt64(out var id) && reader.Byte(out var result) && result <= 1 && reader.String(out var message) && reader.AtEnd
+            ? new PeerReply(header, id, result == 0, message)
+            : null;
+    }
+
+    private static void AddUInt16(List<byte> body, ushort value)
+    {
+        Span<byte> bytes = stackalloc byte[2];
+        BinaryPrimitives.WriteUInt16BigEndian(bytes, value);
+        body.AddRange(bytes);
+    }
+
+    private static void AddUInt64(List<byte> body, ulong value)
+    {
+        Span<byte> bytes = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64BigEndian(bytes, value);
+        body.AddRange(bytes);
+    }
+
+    private static void AddString(List<byte> body, string text)
+    {
+        var bytes = Encoding.UTF8.GetBytes(text);
+        if (bytes.Length > MaxReasonBytes)
+        {
+            throw new ArgumentException($"a reason or message is at most {MaxReasonBytes} bytes", nameof(text));
+        }
+
+        AddUInt16(body, (ushort)bytes.Length);
+        body.AddRange(bytes);
+    }
+
+    private ref struct Reader(ReadOnlySpan<byte> bytes)
+    {
+        private ReadOnlySpan<byte> _rest = bytes;
+
+        public readonly bool AtEnd => _rest.IsEmpty;
+
+        public bool Byte(out byte value)
+        {
+            value = 0;
+            if (_rest.IsEmpty)
+            {
+                return false;
+            }
+
+            value = _rest[0];
+            _rest = _rest[1..];
+            return true;
+        }
+
+        public bool UInt16(out ushort value)
+        {
+            value = 0;
+            if (_rest.Length < 2)
+            {
+                return false;
+            }
+
+            value = BinaryPrimitives.ReadUInt16BigEndian(_rest);
+            _rest = _rest[2..];
+            return true;
+        }
+
+        public bool UInt64(out ulong value)
+        {
+            value = 0;
+            if (_rest.Length < 8)
+            {
+                return false;
+            }
+
+            value = BinaryPrimitives.ReadUInt64BigEndian(_rest);
+            _rest = _rest[8..];
+            return true;
+        }
+
+        public bool String(out string value)
+        {
+            value = string.Empty;
+            if (!UInt16(out var length) || length > MaxReasonBytes || _rest.Length < length)
+            {
+                return false;
+            }
+
+            try
+            {
+                value = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(_rest[..length]);
+            }
+            catch (DecoderFallbackException)
+            {
+                return false;
+            }
+
+            _rest = _rest[length..];
+            return true;
+        }
+    }
+}

@@ -1,0 +1,62 @@
+using AppHb.Core.Cluster;
+
+namespace AppHb.Cluster.Wire;
+
+/// <summary>The kinds of datagram two apphbd of a pair exchange (docs/peer-protocol.md).</summary>
+public enum PeerDatagramType : byte
+{
+    Heartbeat = 1,
+    Request = 2,
+    Reply = 3,
+}
+
+/// <summary>What a request asks of the peer.</summary>
+public enum PeerRequestKind : byte
+{
+    /// <summary>Release the group to the sender (failback, a pull switchover).</summary>
+    Release = 1,
+    /// <summary>The sender has released the group: take over.</summary>
+    Released = 2,
+    /// <summary>Fence yourself over this link: stop the group, remove the service IP, set the LAN interface down, and
+    /// confirm (the documents' "bring the peer's LAN interface down before taking its IP").</summary>
+    FenceOverLink = 3,
+}
+
+/// <summary>How a link looks from the sender's side, as it reports it to the peer.</summary>
+public readonly record struct HeardLink(byte Link, LinkState State, ushort AgeMs);
+
+/// <summary>The fields every datagram carries before its body.</summary>
+/// <param name="ClusterId">The pair's id: a datagram of another pair is refused before anything else.</param>
+/// <param name="Sender">The sending node's id.</param>
+/// <param name="Receiver">The node it is meant for.</param>
+/// <param name="BootEpoch">The sender's boot counter, persisted and raised at every start: with the sequence, never
+/// reused across restarts.</param>
+/// <param name="Sequence">Per boot epoch, from 1, raised for every datagram on every link.</param>
+public readonly record struct PeerHeader(uint ClusterId, ushort Sender, ushort Receiver, ulong BootEpoch, ulong Sequence);
+
+/// <summary>A decoded datagram: its header and one of the three bodies.</summary>
+public abstract record PeerDatagram(PeerHeader Header)
+{
+    public abstract PeerDatagramType Type { get; }
+}
+
+/// <summary>Sent every keepalive on every link.</summary>
+/// <param name="Link">The index (in the configuration's order) of the link it was sent on.</param>
+/// <param name="ReplicationPosition">How far the sender's replication stands (the replication issue fills it); 0: none.</param>
+public sealed record PeerHeartbeat(PeerHeader Header, ClusterRole Role, byte Link, bool ReachesPingTargets, bool GroupRunning,
+    IReadOnlyList<HeardLink> Heard, IReadOnlyList<DataGeneration> Generations, ulong ReplicationPosition) : PeerDatagram(Header)
+{
+    public override PeerDatagramType Type => PeerDatagramType.Heartbeat;
+}
+
+/// <summary>A request that needs an answer; retried with the same id until answered or timed out.</summary>
+public sealed record PeerRequest(PeerHeader Header, ulong Id, PeerRequestKind Kind, string Reason) : PeerDatagram(Header)
+{
+    public override PeerDatagramType Type => PeerDatagramType.Request;
+}
+
+/// <summary>The answer to the request with the same id.</summary>
+public sealed record PeerReply(PeerHeader Header, ulong Id, bool Done, string Message) : PeerDatagram(Header)
+{
+    public override PeerDatagramType Type => PeerDatagramType.Reply;
+}
