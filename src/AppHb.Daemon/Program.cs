@@ -68,6 +68,14 @@ root.SetAction(async (parse, cancellationToken) =>
         return 0;
     }
 
+    if (options.Cluster is { } cluster)
+    {
+        // Checked in full above, so a pair can be prepared now; running one as a single node would be a lie.
+        await Console.Error.WriteLineAsync($"apphbd: {configPath}: cluster: this version checks the pair's configuration (node {cluster.Node}, peer {cluster.Peer}) " +
+            "but does not run the pair yet; remove the cluster section to run this node alone");
+        return 2;
+    }
+
     return await RunDaemonAsync(options, demo ? "(embedded demo defaults)" : configPath, demo ? null : configPath, demo);
 });
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });

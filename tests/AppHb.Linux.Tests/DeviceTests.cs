@@ -71,7 +71,9 @@ public class DeviceTests
     {
         using var waiter = new PreciseWaiter();
         var tid = 0;
-        var waiting = new TaskCompletionSource<bool>();
+        // Asynchronous continuations: otherwise SetResult runs the rest of this test on the waiter's own thread, and
+        // its Join below waits for itself forever (seen: the test host hung after every other test had passed).
+        var waiting = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         var thread = new Thread(() =>
         {
             Volatile.Write(ref tid, NativeThreads.CurrentId());

@@ -20,6 +20,8 @@ public sealed class KernelHeaderTests : IDisposable
         #include <linux/gpio.h>
         #include <sys/epoll.h>
         #include <errno.h>
+        #include <fcntl.h>
+        #include <sys/stat.h>
         #define P(name, value) printf("%s=%llu\n", name, (unsigned long long)(value))
         int main(void) {
             P("WDIOC_GETSUPPORT", WDIOC_GETSUPPORT);
@@ -84,6 +86,13 @@ public sealed class KernelHeaderTests : IDisposable
             P("ENFILE", ENFILE);
             P("EMFILE", EMFILE);
             P("ENOBUFS", ENOBUFS);
+            P("AT_FDCWD", (unsigned int)AT_FDCWD);
+            P("STATX_MODE", STATX_MODE);
+            P("STATX_UID", STATX_UID);
+            P("sizeof(statx)", sizeof(struct statx));
+            P("offsetof(statx, stx_uid)", offsetof(struct statx, stx_uid));
+            P("offsetof(statx, stx_gid)", offsetof(struct statx, stx_gid));
+            P("offsetof(statx, stx_mode)", offsetof(struct statx, stx_mode));
             P("offsetof(ucred.uid)", offsetof(struct ucred, uid));
             P("offsetof(ucred.gid)", offsetof(struct ucred, gid));
             return 0;
@@ -156,6 +165,13 @@ public sealed class KernelHeaderTests : IDisposable
         { "ENFILE", (ulong)Interop.Errno.ENFILE },
         { "EMFILE", (ulong)Interop.Errno.EMFILE },
         { "ENOBUFS", (ulong)Interop.Errno.ENOBUFS },
+        { "AT_FDCWD", unchecked((uint)Interop.AT_FDCWD) },
+        { "STATX_MODE", Interop.STATX_MODE },
+        { "STATX_UID", Interop.STATX_UID },
+        { "sizeof(statx)", (ulong)Interop.StatxSize },
+        { "offsetof(statx, stx_uid)", (ulong)Interop.StatxUidOffset },
+        { "offsetof(statx, stx_gid)", (ulong)Interop.StatxGidOffset },
+        { "offsetof(statx, stx_mode)", (ulong)Interop.StatxModeOffset },
         { "offsetof(ucred.uid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Uid") },
         { "offsetof(ucred.gid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Gid") },
     };

@@ -12,11 +12,13 @@ public sealed record ApphbdOptions(
     EventOptions Events,
     IReadOnlyList<AppHb.Core.Supervision.ServiceDefinition> Services,
     MetricsOptions Metrics,
-    SnmpOptions Snmp)
+    SnmpOptions Snmp,
+    ClusterOptions? Cluster = null)
 {
     /// <summary>By value, services included (a record compares lists by reference).</summary>
     public bool Equals(ApphbdOptions? other) => other is not null && Socket == other.Socket && Clients == other.Clients
         && Watchdog == other.Watchdog && Realtime == other.Realtime && Events == other.Events && Metrics == other.Metrics && Snmp == other.Snmp
+        && Cluster?.Canonical() == other.Cluster?.Canonical()
         && Services.Select(s => s.Canonical()).SequenceEqual(other.Services.Select(s => s.Canonical()), StringComparer.Ordinal);
 
     public override int GetHashCode() => HashCode.Combine(Socket, Clients, Watchdog, Realtime, Events, Services.Count);

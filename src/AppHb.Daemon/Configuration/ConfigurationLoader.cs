@@ -47,7 +47,7 @@ public static class ConfigurationLoader
         var user = Parse(yaml, source, errors);
         var defaults = Parse(DefaultConfiguration.Yaml, "(defaults)", errors);
         var root = new YamlSection(source, string.Empty, user, defaults, errors);
-        root.RejectUnknownKeys("socket", "clients", "watchdog", "realtime", "events", "services", "metrics", "snmp");
+        root.RejectUnknownKeys("socket", "clients", "watchdog", "realtime", "events", "services", "metrics", "snmp", "cluster");
 
         var socket = root.Child("socket");
         socket.RejectUnknownKeys("path", "mode", "group");
@@ -76,6 +76,7 @@ public static class ConfigurationLoader
         var eventOptions = new EventOptions(events.Integer("history", 1, 100_000));
 
         var services = ServicesConfiguration.Read(root.Child("services"), errors);
+        var cluster = ClusterConfiguration.Read(root, services);
 
         var metrics = root.Child("metrics");
         metrics.RejectUnknownKeys("listen");
@@ -100,7 +101,7 @@ public static class ConfigurationLoader
             throw new ConfigurationException(errors);
         }
 
-        return new ApphbdOptions(socketOptions, clientLimits, watchdog, realtimeOptions, eventOptions, services, new MetricsOptions(listen), new SnmpOptions(agentx));
+        return new ApphbdOptions(socketOptions, clientLimits, watchdog, realtimeOptions, eventOptions, services, new MetricsOptions(listen), new SnmpOptions(agentx), cluster);
     }
 
     private static WatchdogOptions ReadWatchdog(YamlSection section)

@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace AppHb.Linux.Accounts;
 
 /// <summary>Group lookup and ownership changes for the daemon's socket.</summary>
@@ -36,6 +38,23 @@ public static class UnixAccounts
         ArgumentNullException.ThrowIfNull(socket);
         var credentials = Interop.GetPeerCredentials(socket);
         return (credentials.Pid, credentials.Uid, credentials.Gid);
+    }
+
+    /// <summary>A file's owner and permission bits (statx, following symlinks).</summary>
+    public static unsafe (uint Uid, uint Gid, UnixFileMode Mode) OwnerOf(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var buffer = stackalloc byte[Interop.StatxSize];
+        if (Interop.Statx(Interop.AT_FDCWD, path, 0, Interop.STATX_MODE | Interop.STATX_UID, buffer) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw new IOException($"{path}: {Interop.Describe(errno)}");
+        }
+
+        var span = new ReadOnlySpan<byte>(buffer, Interop.StatxSize);
+        return (System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(span[Interop.StatxUidOffset..]),
+            System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(span[Interop.StatxGidOffset..]),
+            (UnixFileMode)(System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(span[Interop.StatxModeOffset..]) & 0xFFF));
     }
 
     /// <summary>The daemon's effective uid.</summary>

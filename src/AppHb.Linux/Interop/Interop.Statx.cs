@@ -1,0 +1,19 @@
+using System.Runtime.InteropServices;
+
+namespace AppHb.Linux;
+
+internal static partial class Interop
+{
+    /// <summary>include/uapi/linux/fcntl.h and stat.h: statx's arguments. struct statx has one layout on every
+    /// architecture (fixed-size fields), unlike struct stat; its offsets are checked against the header.</summary>
+    internal const int AT_FDCWD = -100;
+    internal const uint STATX_MODE = 0x2;
+    internal const uint STATX_UID = 0x8;
+    internal const int StatxSize = 256;
+    internal const int StatxUidOffset = 20;
+    internal const int StatxGidOffset = 24;
+    internal const int StatxModeOffset = 28;
+
+    [LibraryImport(Libc, EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    internal static unsafe partial int Statx(int dirfd, string path, int flags, uint mask, byte* buffer);
+}
