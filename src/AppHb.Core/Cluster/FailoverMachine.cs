@@ -31,6 +31,7 @@ public sealed class FailoverMachine
     /// the "neither node is active" rule waits.</summary>
     private long _releasedToPeerAt = long.MaxValue;
     private string? _lastVerdict;
+    private long _evaluatedAt = long.MinValue;
 
     /// <param name="nodeId">This node's id (stamped on the generations it starts).</param>
     /// <param name="preferred">Whether this node is the pair's preferred node: the one to become active when both
@@ -84,7 +85,8 @@ public sealed class FailoverMachine
     {
         get
         {
-            var now = _time.GetTimestamp();
+            // Deadlines after the last evaluation, passed or not: a host that wakes late must still be told to act.
+            var now = _evaluatedAt;
             var due = Math.Min(Math.Min(_fenceDueAt, _stepDownDeadline), _failbackDueAt);
             if (Role == ClusterRole.Starting && _peer is null)
             {
@@ -399,6 +401,7 @@ public sealed class FailoverMachine
     private void Evaluate(bool fenceDue = false)
     {
         var now = _time.GetTimestamp();
+        _evaluatedAt = now;
         ReportLinks(now);
         var dedicatedUp = _links.Values.Any(l => l.Kind == LinkKind.Dedicated && l.IsUp(now, _timings, _time));
         var lanUp = _links.Values.Any(l => l.Kind == LinkKind.Lan && l.IsUp(now, _timings, _time));

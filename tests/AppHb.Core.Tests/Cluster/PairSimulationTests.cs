@@ -1,0 +1,250 @@
+using AppHb.Core.Cluster;
+using Microsoft.Extensions.Time.Testing;
+
+namespace AppHb.Core.Tests.Cluster;
+
+/// <summary>Two <see cref="FailoverMachine"/>s wired together under one fake clock: heartbeats over two links that
+/// the test cuts and heals, a fence that powers the other node off, hand-overs over the dedicated link. A checker
+/// looks after every step: never two live nodes holding the service IP. The Core version of the partition checker
+/// the namespace rig will run against real daemons.</summary>
+public class PairSimulationTests
+{
+    private static readonly TimeSpan Step = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan FenceLatency = TimeSpan.FromMilliseconds(400);
+
+    [Fact]
+    public void Both_links_cut_at_once_the_active_node_wins_the_fence_race_and_only_it_holds_the_ip()
+    {
+        var pair = new Pair();
+        pair.Run(TimeSpan.FromSeconds(3));
+        Assert.Equal((ClusterRole.Active, ClusterRole.Standby), (pair.A.Machine.Role, pair.B.Machine.Role));
+        pair.Dedicated = pair.Lan = false;
+        pair.Run(TimeSpan.FromSeconds(10));
+        Assert.True(pair.A.On && !pair.B.On, pair.ToString());
+        Assert.True(pair.A.HoldsIp);
+        Assert.Equal(0, pair.Violations);
+    }
+
+    [Fact]
+    public void The_active_powered_off_the_standby_fences_it_and_takes_over()
+    {
+        var pair = new Pair();
+        pair.Run(TimeSpan.FromSeconds(3));
+        pair.A.On = false;
+        pair.Run(TimeSpan.FromSeconds(10));
+        Assert.True(pair.B.Machine.Role == ClusterRole.Active && pair.B.HoldsIp, pair.ToString());
+        Assert.Equal(0, pair.Violations);
+    }
+
+    [Fact]
+    public void The_dedicated_link_cut_alone_moves_nothing()
+    {
+        var pair = new Pair();
+        pair.Run(TimeSpan.FromSeconds(3));
+        pair.Dedicated = false;
+        pair.Run(TimeSpan.FromSeconds(10));
+        Assert.Equal((ClusterRole.Active, ClusterRole.Standby), (pair.A.Machine.Role, pair.B.Machine.Role));
+        Assert.True(pair.A.On && pair.B.On);
+        Assert.Equal(0, pair.Violations);
+    }
+
+    [Fact]
+    public void A_thousand_random_fault_sequences_never_leave_two_nodes_holding_the_ip()
+    {
+        var random = new Random(20261130);
+        var trials = 0;
+        var failovers = 0;
+        for (var trial = 0; trial < 1000; trial++)
+        {
+            var pair = new Pair();
+            pair.Run(TimeSpan.FromSeconds(3));
+            for (var fault = 0; fault < 6; fault++)
+            {
+                switch (random.Next(4))
+                {
+                    case 0:
+                        pair.Dedicated = !pair.Dedicated;
+                        break;
+                    case 1:
+                        pair.Lan = !pair.Lan;
+                        break;
+                    case 2:
+                        (random.Next(2) == 0 ? pair.A : pair.B).On = false;
+                        break;
+                    default:
+                        pair.Dedicated = pair.Lan = random.Next(2) == 0;
+                        break;
+                }
+
+                pair.Run(TimeSpan.FromMilliseconds(random.Next(50, 4000)));
+            }
+
+            pair.Run(TimeSpan.FromSeconds(10));
+            Assert.True(pair.Violations == 0, $"trial {trial}: {pair.Violations} step(s) with both nodes holding the IP\n{pair}");
+            // Once the faults stop, the group runs somewhere a live node is (unless both were powered off).
+            Assert.True(!(pair.A.On || pair.B.On) || pair.A.HoldsIp || pair.B.HoldsIp,
+                $"trial {trial}: no live node holds the IP\n{pair}");
+            failovers += pair.B.HoldsIp ? 1 : 0;
+            trials++;
+        }
+
+        Assert.Equal(1000, trials);
+        // The faults moved the group in many trials: the checker looked at real takeovers, not a quiet pair.
+        Assert.True(failovers > 100, $"only {failovers} trials ended with the group moved");
+    }
+
+    private sealed class Node(string name, FailoverMachine machine)
+    {
+        public string Name { get; } = name;
+        public FailoverMachine Machine { get; } = machine;
+        public bool On { get; set; } = true;
+        public bool HoldsIp { get; set; }
+        public TimeSpan? FenceDoneAt { get; set; }
+        public TimeSpan? GroupStopsAt { get; set; }
+    }
+
+    private sealed class Pair
+    {
+        private readonly FakeTimeProvider _clock = new(new DateTimeOffset(2026, 11, 30, 0, 0, 0, TimeSpan.Zero));
+        private readonly ClusterTimings _timings = ClusterTimings.Default with { InitDead = TimeSpan.FromSeconds(10) };
+        private TimeSpan _now;
+        private TimeSpan _nextBeat;
+
+        public Pair()
+        {
+            var links = new[] { ("dedicated", LinkKind.Dedicated), ("lan", LinkKind.Lan) };
+            A = new Node("a", new FailoverMachine(_clock, _timings, 1, preferred: true, links, new GenerationHistory([])));
+            B = new Node("b", new FailoverMachine(_clock, _timings, 2, preferred: false, links, new GenerationHistory([])));
+        }
+
+        public Node A { get; }
+        public Node B { get; }
+        public bool Dedicated { get; set; } = true;
+        public bool Lan { get; set; } = true;
+        public int Violations { get; private set; }
+
+        /// <summary>Every command, stamped, for a failure's message.</summary>
+        public List<string> Log { get; } = [];
+
+        public override string ToString() => string.Join('\n', Log.TakeLast(40));
+
+        private Node Other(Node node) => node == A ? B : A;
+
+        public void Run(TimeSpan span)
+        {
+            var end = _now + span;
+            while (_now < end)
+            {
+                _clock.Advance(Step);
+                _now += Step;
+                foreach (var node in new[] { A, B })
+                {
+                    if (!node.On)
+                    {
+                        node.HoldsIp = false;
+                        continue;
+                    }
+
+                    if (node.FenceDoneAt is { } done && _now >= done)
+                    {
+                        node.FenceDoneAt = null;
+                        // The fence device (a power switch or BMC on a network of its own) always answers a live
+                        // fencer: the first fence to complete powers the other node off.
+                        Other(node).On = false;
+                        node.Machine.FenceCompleted(true, "simulated: powered off");
+                    }
+
+                    if (node.GroupStopsAt is { } stops && _now >= stops)
+                    {
+                        node.GroupStopsAt = null;
+                        node.Machine.GroupStopped();
+                    }
+
+                    if (node.Machine.NextDue <= _clock.GetTimestamp())
+                    {
+                        node.Machine.ExpireDue();
+                    }
+
+                    Drain(node);
+                }
+
+                if (_now >= _nextBeat)
+                {
+                    _nextBeat = _now + _timings.Keepalive;
+                    foreach (var node in new[] { A, B })
+                    {
+                        var other = Other(node);
+                        if (!node.On || !other.On)
+                        {
+                            continue;
+                        }
+
+                        var report = new PeerReport(node.Machine.Role, [.. node.Machine.Generations.NewestFirst], true);
+                        if (Dedicated)
+                        {
+                            other.Machine.Heard("dedicated", report);
+                        }
+
+                        if (Lan)
+                        {
+                            other.Machine.Heard("lan", report);
+                        }
+
+                        // Replication over the dedicated link, modelled as synchronous: a standby that is behind has
+                        // caught up by the next heartbeat.
+                        if (Dedicated && other.Machine.IsStale)
+                        {
+                            other.Machine.CaughtUp();
+                        }
+
+                        Drain(other);
+                    }
+                }
+
+                if (A.On && B.On && A.HoldsIp && B.HoldsIp)
+                {
+                    Violations++;
+                }
+            }
+        }
+
+        private void Drain(Node node)
+        {
+            while (node.Machine.TryTakeCommand(out var command))
+            {
+                Log.Add($"{_now.TotalMilliseconds:0} {node.Name}{(node.On ? string.Empty : " (off)")} {command}");
+                if (!node.On)
+                {
+                    continue;
+                }
+
+                switch (command)
+                {
+                    case ClusterCommand.Fence:
+                        node.FenceDoneAt = _now + FenceLatency;
+                        break;
+                    case ClusterCommand.AcquireServiceIp:
+                        node.HoldsIp = true;
+                        break;
+                    case ClusterCommand.ReleaseServiceIp:
+                        node.HoldsIp = false;
+                        break;
+                    case ClusterCommand.StopGroup:
+                        node.GroupStopsAt = _now + TimeSpan.FromMilliseconds(100);
+                        break;
+                    case ClusterCommand.SendReleased when Dedicated && Other(node).On:
+                        Other(node).Machine.PeerReleased();
+                        Drain(Other(node));
+                        break;
+                    case ClusterCommand.AskRelease when Dedicated && Other(node).On:
+                        Other(node).Machine.ReleaseRequested("simulated");
+                        Drain(Other(node));
+                        break;
+                    case ClusterCommand.StopFeedingWatchdog:
+                        node.On = false;
+                        break;
+                }
+            }
+        }
+    }
+}
