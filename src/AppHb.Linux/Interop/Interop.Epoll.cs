@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 
 namespace AppHb.Linux;
@@ -24,4 +25,21 @@ internal static partial class Interop
 
     [LibraryImport(Libc, EntryPoint = "epoll_wait", SetLastError = true)]
     internal static unsafe partial int EpollWait(int epfd, byte* events, int maxEvents, int timeoutMs);
+
+    /// <summary>epoll_ctl ADD of <paramref name="fd"/> for <paramref name="events"/>, with <paramref name="token"/> as
+    /// its data; throws with the errno's text on failure.</summary>
+    internal static unsafe void EpollAdd(int epfd, int fd, uint events, ulong token)
+    {
+        var ev = stackalloc byte[16];
+        BinaryPrimitives.WriteUInt32LittleEndian(new Span<byte>(ev, 4), events);
+        BinaryPrimitives.WriteUInt64LittleEndian(new Span<byte>(ev + EpollEventDataOffset, 8), token);
+        if (EpollCtl(epfd, EPOLL_CTL_ADD, fd, ev) != 0)
+        {
+            throw new IOException($"epoll_ctl ADD failed: {Describe(Marshal.GetLastPInvokeError())}");
+        }
+    }
+
+    /// <summary>The data of the <paramref name="index"/>th event epoll_wait filled in.</summary>
+    internal static unsafe ulong EpollToken(byte* events, int index) =>
+        BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(events + (index * EpollEventSize) + EpollEventDataOffset, 8));
 }

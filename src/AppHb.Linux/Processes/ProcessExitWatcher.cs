@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 
 namespace AppHb.Linux.Processes;
@@ -121,16 +120,7 @@ public sealed class ProcessExitWatcher : IDisposable
         }
     }
 
-    private unsafe void Add(int fd, ulong token)
-    {
-        var ev = stackalloc byte[16];
-        BinaryPrimitives.WriteUInt32LittleEndian(new Span<byte>(ev, 4), Interop.EPOLLIN);
-        BinaryPrimitives.WriteUInt64LittleEndian(new Span<byte>(ev + Interop.EpollEventDataOffset, 8), token);
-        if (Interop.EpollCtl(_epoll.Fd, Interop.EPOLL_CTL_ADD, fd, ev) != 0)
-        {
-            throw new IOException($"epoll_ctl ADD failed: {Interop.Describe(Marshal.GetLastPInvokeError())}");
-        }
-    }
+    private void Add(int fd, ulong token) => Interop.EpollAdd(_epoll.Fd, fd, Interop.EPOLLIN, token);
 
     private unsafe void Remove(ulong token)
     {
@@ -164,7 +154,7 @@ public sealed class ProcessExitWatcher : IDisposable
 
             for (var i = 0; i < count; i++)
             {
-                var token = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(events + (i * Interop.EpollEventSize) + Interop.EpollEventDataOffset, 8));
+                var token = Interop.EpollToken(events, i);
                 if (token == WakeToken)
                 {
                     ulong counter;

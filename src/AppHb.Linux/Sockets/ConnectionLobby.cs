@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
@@ -155,16 +154,7 @@ public sealed class ConnectionLobby : IDisposable
         _ = Interop.Write(_wake.Fd, &one, sizeof(ulong));
     }
 
-    private unsafe void Add(int fd, ulong token, uint events)
-    {
-        var ev = stackalloc byte[16];
-        BinaryPrimitives.WriteUInt32LittleEndian(new Span<byte>(ev, 4), events);
-        BinaryPrimitives.WriteUInt64LittleEndian(new Span<byte>(ev + Interop.EpollEventDataOffset, 8), token);
-        if (Interop.EpollCtl(_epoll.Fd, Interop.EPOLL_CTL_ADD, fd, ev) != 0)
-        {
-            throw new IOException($"epoll_ctl ADD failed: {Interop.Describe(Marshal.GetLastPInvokeError())}");
-        }
-    }
+    private void Add(int fd, ulong token, uint events) => Interop.EpollAdd(_epoll.Fd, fd, events, token);
 
     private unsafe void Run()
     {
@@ -185,7 +175,7 @@ public sealed class ConnectionLobby : IDisposable
 
             for (var i = 0; i < count && !_stopped; i++)
             {
-                var token = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(events + (i * Interop.EpollEventSize) + Interop.EpollEventDataOffset, 8));
+                var token = Interop.EpollToken(events, i);
                 try
                 {
                     switch (token)
