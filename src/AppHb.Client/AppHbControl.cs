@@ -17,7 +17,7 @@ public sealed class AppHbControl
     public async Task<StatusDocument> GetStatusAsync(CancellationToken cancellationToken = default)
     {
         await using var connection = await FrameConnection.ConnectAsync(_socketPath, cancellationToken);
-        await connection.SendAsync(FrameWriter.EmptyToArray(FrameType.StatusRequest, 1), cancellationToken);
+        await connection.SendRequestAsync(FrameWriter.EmptyToArray(FrameType.StatusRequest, 1), _socketPath, cancellationToken);
         var document = await ReceiveDocumentAsync(connection, FrameType.Status, cancellationToken);
         return ProtocolJsonContext.ReadStatus(document);
     }
@@ -32,7 +32,7 @@ public sealed class AppHbControl
         ArgumentNullException.ThrowIfNull(name);
         ArgumentOutOfRangeException.ThrowIfNegative(lines);
         await using var connection = await FrameConnection.ConnectAsync(_socketPath, cancellationToken);
-        await connection.SendAsync(FrameWriter.ToArray(new ControlRequest(action, name, (uint)lines), 1), cancellationToken);
+        await connection.SendRequestAsync(FrameWriter.ToArray(new ControlRequest(action, name, (uint)lines), 1), _socketPath, cancellationToken);
         var document = await ReceiveDocumentAsync(connection, FrameType.ControlResult, cancellationToken);
         return ProtocolJsonContext.ReadControlResult(document);
     }
@@ -75,7 +75,7 @@ public sealed class AppHbControl
     {
         await using var connection = await FrameConnection.ConnectAsync(_socketPath, cancellationToken);
         var flags = includeHistory ? FrameFlags.ReplayHistory : FrameFlags.None;
-        await connection.SendAsync(FrameWriter.EmptyToArray(FrameType.Subscribe, 1, flags), cancellationToken);
+        await connection.SendRequestAsync(FrameWriter.EmptyToArray(FrameType.Subscribe, 1, flags), _socketPath, cancellationToken);
         while (await connection.ReceiveAsync(cancellationToken) is { } frame)
         {
             switch (frame.Header.Type)

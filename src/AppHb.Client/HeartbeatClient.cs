@@ -209,6 +209,12 @@ public sealed class HeartbeatClient : IAsyncDisposable
     {
         var reply = new TaskCompletionSource<ReceivedFrame>(TaskCreationOptions.RunContinuationsAsynchronously);
         _pending[sequence] = (connection, reply);
+        // The reader may have seen the connection end before this waiter was there to be told (a refusal is written
+        // as the connection is accepted): it says why on the connection, after which it looks at the waiters.
+        if (connection.Ended is { } ended)
+        {
+            reply.TrySetException(ended);
+        }
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -229,6 +235,13 @@ public sealed class HeartbeatClient : IAsyncDisposable
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
         {
+            // A connection refused as it was accepted (apphbd stopping, a limit reached) has the daemon's Error frame
+            // waiting for the reader, written before the close that broke this send: its reason beats "broken pipe".
+            if (await RefusalAsync(reply.Task) is { } refusal)
+            {
+                throw refusal;
+            }
+
             throw new DaemonUnavailableException($"lost the connection to apphbd: {e.Message}", e, _options.SocketPath);
         }
         finally
@@ -237,9 +250,29 @@ public sealed class HeartbeatClient : IAsyncDisposable
         }
     }
 
+    /// <summary>The daemon's refusal the reader hands a waiter when the connection ends, if it comes within a short
+    /// wait (the frame is already in the socket; the wait only lets the reader reach it).</summary>
+    private static async Task<AppHbException?> RefusalAsync(Task<ReceivedFrame> reply)
+    {
+        try
+        {
+            await reply.WaitAsync(TimeSpan.FromSeconds(2));
+        }
+        catch (AppHbException e) when (e.Code is not null)
+        {
+            return e;
+        }
+        catch (Exception e) when (e is AppHbException or TimeoutException)
+        {
+        }
+
+        return null;
+    }
+
     private async Task ReadRepliesAsync(FrameConnection connection)
     {
         Exception? failure = null;
+        ErrorReply? refusal = null;
         try
         {
             while (await connection.ReceiveAsync(_lifetime.Token) is { } frame)
@@ -251,9 +284,10 @@ public sealed class HeartbeatClient : IAsyncDisposable
                 }
                 else if (frame.Header.Type == FrameType.Error)
                 {
-                    // An error for a fire-and-forget beat: the daemon closes the connection after it.
-                    var error = ErrorReply.Read(frame.Payload);
-                    failure = new AppHbException(error.Code, error.Message);
+                    // An error for a fire-and-forget beat, or a refusal as the connection was accepted (sequence 0):
+                    // the daemon closes the connection after it.
+                    refusal = ErrorReply.Read(frame.Payload);
+                    failure = new AppHbException(refusal.Code, refusal.Message);
                 }
             }
         }
@@ -263,11 +297,16 @@ public sealed class HeartbeatClient : IAsyncDisposable
             failure ??= e;
         }
 
+        // When the daemon said why it closed, that is the answer; otherwise the connection was lost. Said on the
+        // connection first, for a waiter that comes after the loop below.
+        connection.Ended = refusal is not null
+            ? new AppHbException(refusal.Code, refusal.Message)
+            : new DaemonUnavailableException("apphbd closed the connection", failure ?? new EndOfStreamException(), _options.SocketPath);
         foreach (var (sequence, waiter) in _pending)
         {
             if (ReferenceEquals(waiter.Connection, connection) && _pending.TryRemove(sequence, out _))
             {
-                waiter.Reply.TrySetException(new DaemonUnavailableException("apphbd closed the connection", failure ?? new EndOfStreamException(), _options.SocketPath));
+                waiter.Reply.TrySetException(connection.Ended);
             }
         }
 

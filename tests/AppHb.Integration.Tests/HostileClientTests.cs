@@ -284,6 +284,17 @@ public sealed class HostileClientTests
             Assert.Contains("shutting down", ErrorReply.Read((await ExpectErrorAsync(late, ErrorCode.ShuttingDown)).Payload).Message, StringComparison.Ordinal);
         }
 
+        // The client library says the daemon's reason too, not the broken pipe its request may have met; five tries,
+        // so that both orders (the refusal read before or after the Register was written) are likely to occur.
+        for (var i = 0; i < 5; i++)
+        {
+            await using var refused = new HeartbeatClient(new HeartbeatClientOptions { SocketPath = daemon.SocketPath, Name = $"refused-{i}", Reconnect = false });
+            var e = await Assert.ThrowsAnyAsync<AppHbException>(() => refused.RegisterAsync(TestContext.Current.CancellationToken));
+            Assert.True(e.Code == ErrorCode.ShuttingDown, e.ToString());
+            var status = await Assert.ThrowsAnyAsync<AppHbException>(() => new AppHbControl(daemon.SocketPath).GetStatusAsync(TestContext.Current.CancellationToken));
+            Assert.True(status.Code == ErrorCode.ShuttingDown, status.ToString());
+        }
+
         // At the end, the open connections are told, then closed.
         var told = await ExpectErrorAsync(client, ErrorCode.ShuttingDown);
         Assert.Equal(0u, told.Header.Sequence);

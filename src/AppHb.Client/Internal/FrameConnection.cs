@@ -14,8 +14,18 @@ internal sealed class FrameConnection : IAsyncDisposable
     private byte[] _buffer = new byte[512];
     private int _start;
     private int _end;
+    private volatile Exception? _ended;
+    private DaemonUnavailableException? _sendFailure;
 
     private FrameConnection(Socket socket) => _socket = socket;
+
+    /// <summary>Why the connection ended, once its reader has seen it end; what every request still waiting on it
+    /// fails with.</summary>
+    public Exception? Ended
+    {
+        get => _ended;
+        set => _ended = value;
+    }
 
     public static async Task<FrameConnection> ConnectAsync(string socketPath, CancellationToken cancellationToken)
     {
@@ -57,6 +67,22 @@ internal sealed class FrameConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends a one-shot request and reads on even if the send fails: a connection refused as it was accepted
+    /// (apphbd stopping, a limit reached) has the daemon's Error frame waiting, written before the close that broke the
+    /// send. <see cref="ReceiveAsync"/> returns that frame, and reports the send's failure where the connection ends
+    /// without one.</summary>
+    public async ValueTask SendRequestAsync(ReadOnlyMemory<byte> frame, string socketPath, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await SendAsync(frame, cancellationToken);
+        }
+        catch (Exception e) when (e is SocketException or IOException)
+        {
+            _sendFailure = new DaemonUnavailableException($"lost the connection to apphbd: {e.Message}", e, socketPath);
+        }
+    }
+
     /// <summary>The next frame, or null when the daemon closed the connection.</summary>
     /// <exception cref="ProtocolException">The daemon sent something that is not a frame.</exception>
     public async ValueTask<ReceivedFrame?> ReceiveAsync(CancellationToken cancellationToken)
@@ -84,10 +110,19 @@ internal sealed class FrameConnection : IAsyncDisposable
                 _buffer = bigger;
             }
 
-            var read = await _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, cancellationToken);
+            int read;
+            try
+            {
+                read = await _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, cancellationToken);
+            }
+            catch (SocketException) when (_sendFailure is not null)
+            {
+                throw _sendFailure;
+            }
+
             if (read == 0)
             {
-                return null;
+                return _sendFailure is null ? null : throw _sendFailure;
             }
 
             _end += read;
