@@ -23,7 +23,8 @@ internal sealed record ConnectionServices(
     ClientLimits Limits,
     Func<bool> IsShuttingDown,
     LogBudget ViolationLog,
-    ILogger Logger);
+    ILogger Logger,
+    Action<ClientConnection> Closed);
 
 /// <summary>Serves one connection. Its first frame decides what it is: a heartbeat client (Register), a one-shot
 /// status reader (StatusRequest) or an event watcher (Subscribe). Any protocol violation gets one Error frame naming
@@ -41,8 +42,6 @@ internal sealed class ClientConnection : IDisposable
     private readonly PeerCredentials _peer;
     private readonly bool _restricted;
     private IDisposable? _exitWatch;
-    // Created on first send: most connections are heartbeat clients that never get a reply after registering.
-    private SemaphoreSlim? _sendLock;
     private Role _role;
     private RegisteredClient? _client;
     private bool _replayHistory;
@@ -75,7 +74,14 @@ internal sealed class ClientConnection : IDisposable
 
     public PeerCredentials Peer => _peer;
 
-    public async Task RunAsync(CancellationToken cancellationToken)
+    /// <summary>The connection's service, from <see cref="Start"/> until it is closed.</summary>
+    public Task Running { get; private set; } = Task.CompletedTask;
+
+    /// <summary>Serves the connection until it closes; then tells <see cref="ConnectionServices.Closed"/> (no
+    /// continuation per connection: the service's own end says so).</summary>
+    public void Start(CancellationToken cancellationToken) => Running = RunAsync(cancellationToken);
+
+    private async Task RunAsync(CancellationToken cancellationToken)
     {
         var reason = "connection closed";
         // A pending receive pins its buffer for as long as the client is idle, which for a heartbeat client is
@@ -97,7 +103,9 @@ internal sealed class ClientConnection : IDisposable
                     await Task.Yield();
                 }
 
-                var read = await _socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, _readCancel?.Token ?? cancellationToken);
+                // No token unless a partial frame is being timed: apphbd's stop ends the receive by shutting the socket
+                // down (Close), and a registration on the stopping token per idle connection is memory for nothing.
+                var read = await _socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, _readCancel?.Token ?? CancellationToken.None);
                 if (read == 0)
                 {
                     break;
@@ -206,6 +214,7 @@ internal sealed class ClientConnection : IDisposable
             }
 
             Dispose();
+            _services.Closed(this);
         }
     }
 
@@ -270,7 +279,6 @@ internal sealed class ClientConnection : IDisposable
     public void Dispose()
     {
         _socket.Dispose();
-        _sendLock?.Dispose();
         _readCancel?.Dispose();
     }
 
@@ -560,24 +568,19 @@ internal sealed class ClientConnection : IDisposable
         return cut < 0 ? message : message[..cut];
     }
 
-    /// <summary>Sends a reply. A peer that does not read it within the send timeout loses the connection
-    /// (<see cref="TimeoutException"/>); a reply that fits the socket's buffer costs no timer.</summary>
+    /// <summary>Sends a reply. Only this connection's own loop sends, one reply at a time, so what fits the socket's
+    /// buffer goes at once with no lock and no asynchronous send state (most connections never need either); the rest
+    /// waits for the peer to read, and a peer that does not read it within the send timeout loses the connection
+    /// (<see cref="TimeoutException"/>).</summary>
     private async ValueTask SendAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
     {
-        var sendLock = LazyInitializer.EnsureInitialized(ref _sendLock, static () => new SemaphoreSlim(1, 1));
-        await sendLock.WaitAsync(cancellationToken);
-        try
+        // 0 also for a closed peer: the asynchronous send below then reports the error itself.
+        frame = frame[SocketPeek.SendNow(_socket, frame.Span)..];
+        while (!frame.IsEmpty)
         {
-            while (!frame.IsEmpty)
-            {
-                var sending = _socket.SendAsync(frame, SocketFlags.None, cancellationToken);
-                var sent = sending.IsCompleted ? sending.Result : await sending.AsTask().WaitAsync(_services.Limits.SendTimeout, cancellationToken);
-                frame = frame[sent..];
-            }
-        }
-        finally
-        {
-            sendLock.Release();
+            var sending = _socket.SendAsync(frame, SocketFlags.None, cancellationToken);
+            var sent = sending.IsCompleted ? sending.Result : await sending.AsTask().WaitAsync(_services.Limits.SendTimeout, cancellationToken);
+            frame = frame[sent..];
         }
     }
 

@@ -30,7 +30,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
     private readonly ILogger<ClientSocketServer> _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _gate = new();
-    private readonly Dictionary<ClientConnection, Task> _connections = [];
+    private readonly HashSet<ClientConnection> _connections = [];
     private readonly Dictionary<uint, int> _perUid = [];
     /// <summary>Held connections of root or apphbd's own user beyond the per-uid limit: status and control only.</summary>
     private readonly HashSet<int> _restricted = [];
@@ -51,7 +51,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
         _broadcaster = broadcaster;
         _logger = logger;
         _services = new ConnectionServices(registry, broadcaster, exits, status, control, readDeadlines, options.Clients,
-            () => _shuttingDown, new LogBudget(time, perWindow: 10, window: TimeSpan.FromSeconds(10)), logger);
+            () => _shuttingDown, new LogBudget(time, perWindow: 10, window: TimeSpan.FromSeconds(10)), logger, Closed);
         // From the moment apphbd begins to stop, nothing new registers or subscribes.
         _stoppingRegistration = lifetime.ApplicationStopping.Register(() =>
         {
@@ -128,18 +128,18 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
 
         _listener?.Dispose();
         _broadcaster.SendToAll(shuttingDown);
-        KeyValuePair<ClientConnection, Task>[] open;
+        ClientConnection[] open;
         lock (_gate)
         {
             open = [.. _connections];
         }
 
-        foreach (var (connection, _) in open)
+        foreach (var connection in open)
         {
             connection.Close(shuttingDown);
         }
 
-        await Task.WhenAll(open.Select(c => c.Value)).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        await Task.WhenAll(open.Select(c => c.Running)).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
         await _stopping.CancelAsync();
         TryDelete(_options.Path);
     }
@@ -229,14 +229,13 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
         }
 
         var connection = new ClientConnection(socket, new PeerCredentials(held.Pid, held.Uid, held.Gid), restricted, _services);
-        var task = connection.RunAsync(_stopping.Token);
         lock (_gate)
         {
-            _connections[connection] = task;
+            // Before it starts: a connection that ends at once is removed by Closed, never left behind.
+            _connections.Add(connection);
         }
 
-        _ = task.ContinueWith((_, state) => Closed((ClientConnection)state!), connection, CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        connection.Start(_stopping.Token);
     }
 
     void IConnectionLobbyHost.Left(LobbyConnection connection)
