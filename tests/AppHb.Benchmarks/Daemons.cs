@@ -17,6 +17,10 @@ internal interface IHeartbeatDaemon : IAsyncDisposable
     Observer Events { get; }
     /// <summary>The index of the hung client an observed message reports, or null for any other message.</summary>
     Func<string, int?> HungClientIndex { get; }
+    /// <summary>When the daemon raised an observed message, on the <see cref="Stopwatch"/> clock, given when it
+    /// arrived: an observer that reads thousands of events under load receives them late, and lateness in the
+    /// observer is not the daemon's.</summary>
+    Func<string, long, long> RaisedAt { get; }
 }
 
 /// <summary>Our apphbd, published as it ships: NativeAOT.</summary>
@@ -127,6 +131,16 @@ internal sealed class OurDaemon : IHeartbeatDaemon
         return e.Kind == "hung" && e.Client is { } c && int.TryParse(c.Instance, out var i) ? i : null;
     };
 
+    /// <summary>From the event's own <c>at</c> (wall clock), placed on the Stopwatch clock through one pair of readings
+    /// of both taken at start (the run is minutes long: drift between the two is negligible).</summary>
+    public Func<string, long, long> RaisedAt => (message, _) =>
+    {
+        var at = ProtocolJsonContext.ReadEvent(Encoding.UTF8.GetBytes(message)).At;
+        return _clocks.Stopwatch + (long)((at - _clocks.Wall).TotalSeconds * Stopwatch.Frequency);
+    };
+
+    private readonly (long Stopwatch, DateTimeOffset Wall) _clocks = (Stopwatch.GetTimestamp(), DateTimeOffset.UtcNow);
+
     public async ValueTask DisposeAsync()
     {
         Events.Dispose();
@@ -224,6 +238,10 @@ internal sealed class LinuxHaDaemon : IHeartbeatDaemon
         var end = message.IndexOf('\'', start);
         return int.TryParse(message.AsSpan(start, end - start), out var i) ? i : null;
     };
+
+    /// <summary>Its syslog line carries only whole seconds; the datagram's arrival is the best measure there is (it
+    /// writes to /dev/log as it raises).</summary>
+    public Func<string, long, long> RaisedAt => (_, arrived) => arrived;
 
     /// <summary>Kills any running instance and its pidfile: after its clients leave, 3.0.6 can linger as a zombie
     /// that its pidfile check still takes for a live daemon.</summary>
