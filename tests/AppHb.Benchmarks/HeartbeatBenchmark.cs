@@ -150,11 +150,14 @@ internal sealed class HeartbeatBenchmark
                     });
                 var cpu = Machine.CpuTime(daemon.Pid) - cpuBefore;
                 await sampler.DisposeAsync();
-                // A hung raised once the load runs is false: every client is beating twelve times per interval.
-                // (While hbload registers thousands of clients, the first ones wait for the last: not counted. When
-                // each was raised is the daemon's time, not the observer's: the observer reads late under this load.)
+                // A hung raised while the load runs is false: every client is beating twelve times per interval. Not
+                // counted: the first interval (while hbload registers thousands of clients, the first ones wait for the
+                // last), and after the load (the clients fall silent but stay connected: they are hung, truly). When
+                // each was raised is the daemon's time, not the observer's: the observer reads late under this load.
+                var loadEnded = loadStarted + (long)(result.LoadSeconds * Stopwatch.Frequency);
                 var hung = daemon.Events.Messages.Count(m => daemon.HungClientIndex(m.Message) is not null
-                    && daemon.RaisedAt(m.Message, m.At) > loadStarted + Stopwatch.Frequency * RateClientsIntervalMs / 1000);
+                    && daemon.RaisedAt(m.Message, m.At) is var raised
+                    && raised > loadStarted + Stopwatch.Frequency * RateClientsIntervalMs / 1000 && raised < loadEnded);
                 var keptUp = result.Blocked == 0 && result.BacklogMs <= RateClientsIntervalMs / 4.0;
                 var rate = keptUp ? result.Sent / result.LoadSeconds : result.ProcessedPerSecond;
                 return new FixedRateResult(rate, result.BacklogMs, hung, cpu.TotalMilliseconds / result.Sent * 100_000, rss);
