@@ -22,6 +22,13 @@ public sealed class KernelHeaderTests : IDisposable
         #include <errno.h>
         #include <fcntl.h>
         #include <sys/stat.h>
+        #include <net/if.h>
+        #include <linux/netlink.h>
+        #include <linux/rtnetlink.h>
+        #include <linux/if_addr.h>
+        #include <linux/if_packet.h>
+        #include <linux/if_ether.h>
+        #include <linux/sockios.h>
         #define P(name, value) printf("%s=%llu\n", name, (unsigned long long)(value))
         int main(void) {
             P("WDIOC_GETSUPPORT", WDIOC_GETSUPPORT);
@@ -95,6 +102,41 @@ public sealed class KernelHeaderTests : IDisposable
             P("offsetof(statx, stx_mode)", offsetof(struct statx, stx_mode));
             P("offsetof(ucred.uid)", offsetof(struct ucred, uid));
             P("offsetof(ucred.gid)", offsetof(struct ucred, gid));
+            P("AF_INET", AF_INET);
+            P("AF_INET6", AF_INET6);
+            P("AF_NETLINK", AF_NETLINK);
+            P("AF_PACKET", AF_PACKET);
+            P("SOCK_DGRAM", SOCK_DGRAM);
+            P("SOCK_RAW", SOCK_RAW);
+            P("NETLINK_ROUTE", NETLINK_ROUTE);
+            P("ETH_P_ARP", ETH_P_ARP);
+            P("SIOCGIFHWADDR", SIOCGIFHWADDR);
+            P("SIOCGIFINDEX", SIOCGIFINDEX);
+            P("sizeof(ifreq)", sizeof(struct ifreq));
+            P("IFNAMSIZ", IFNAMSIZ);
+            P("offsetof(ifreq.ifr_ifindex)", offsetof(struct ifreq, ifr_ifindex));
+            P("sizeof(sockaddr_ll)", sizeof(struct sockaddr_ll));
+            P("sizeof(sockaddr_nl)", sizeof(struct sockaddr_nl));
+            P("sizeof(nlmsghdr)", sizeof(struct nlmsghdr));
+            P("sizeof(ifaddrmsg)", sizeof(struct ifaddrmsg));
+            P("sizeof(rtattr)", sizeof(struct rtattr));
+            P("NLMSG_ERROR", NLMSG_ERROR);
+            P("NLMSG_DONE", NLMSG_DONE);
+            P("RTM_NEWADDR", RTM_NEWADDR);
+            P("RTM_DELADDR", RTM_DELADDR);
+            P("RTM_GETADDR", RTM_GETADDR);
+            P("NLM_F_REQUEST", NLM_F_REQUEST);
+            P("NLM_F_ACK", NLM_F_ACK);
+            P("NLM_F_EXCL", NLM_F_EXCL);
+            P("NLM_F_CREATE", NLM_F_CREATE);
+            P("NLM_F_DUMP", NLM_F_DUMP);
+            P("IFA_ADDRESS", IFA_ADDRESS);
+            P("IFA_LOCAL", IFA_LOCAL);
+            P("IFA_FLAGS", IFA_FLAGS);
+            P("IFA_F_NODAD", IFA_F_NODAD);
+            P("EADDRNOTAVAIL", EADDRNOTAVAIL);
+            P("EEXIST", EEXIST);
+            P("ENODEV", ENODEV);
             return 0;
         }
         """;
@@ -174,6 +216,41 @@ public sealed class KernelHeaderTests : IDisposable
         { "offsetof(statx, stx_mode)", (ulong)Interop.StatxModeOffset },
         { "offsetof(ucred.uid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Uid") },
         { "offsetof(ucred.gid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Gid") },
+        { "AF_INET", (ulong)Interop.AF_INET },
+        { "AF_INET6", (ulong)Interop.AF_INET6 },
+        { "AF_NETLINK", (ulong)Interop.AF_NETLINK },
+        { "AF_PACKET", (ulong)Interop.AF_PACKET },
+        { "SOCK_DGRAM", (ulong)Interop.SOCK_DGRAM },
+        { "SOCK_RAW", (ulong)Interop.SOCK_RAW },
+        { "NETLINK_ROUTE", (ulong)Interop.NETLINK_ROUTE },
+        { "ETH_P_ARP", (ulong)Interop.ETH_P_ARP },
+        { "SIOCGIFHWADDR", (ulong)Interop.SIOCGIFHWADDR },
+        { "SIOCGIFINDEX", (ulong)Interop.SIOCGIFINDEX },
+        { "sizeof(ifreq)", (ulong)Interop.IfReqSize },
+        { "IFNAMSIZ", (ulong)Interop.IfNameSize },
+        { "offsetof(ifreq.ifr_ifindex)", (ulong)Interop.IfNameSize },
+        { "sizeof(sockaddr_ll)", (ulong)Interop.SockAddrLinkLayerSize },
+        { "sizeof(sockaddr_nl)", (ulong)Interop.SockAddrNetlinkSize },
+        { "sizeof(nlmsghdr)", (ulong)Interop.Netlink.HeaderSize },
+        { "sizeof(ifaddrmsg)", (ulong)Interop.Netlink.AddressMessageSize },
+        { "sizeof(rtattr)", (ulong)Interop.Netlink.AttributeHeaderSize },
+        { "NLMSG_ERROR", (ulong)Interop.Netlink.Error },
+        { "NLMSG_DONE", (ulong)Interop.Netlink.Done },
+        { "RTM_NEWADDR", (ulong)Interop.Netlink.NewAddress },
+        { "RTM_DELADDR", (ulong)Interop.Netlink.DeleteAddress },
+        { "RTM_GETADDR", (ulong)Interop.Netlink.GetAddress },
+        { "NLM_F_REQUEST", (ulong)Interop.Netlink.Request },
+        { "NLM_F_ACK", (ulong)Interop.Netlink.Ack },
+        { "NLM_F_EXCL", (ulong)Interop.Netlink.Exclusive },
+        { "NLM_F_CREATE", (ulong)Interop.Netlink.Create },
+        { "NLM_F_DUMP", (ulong)Interop.Netlink.Dump },
+        { "IFA_ADDRESS", (ulong)Interop.Netlink.AttributeAddress },
+        { "IFA_LOCAL", (ulong)Interop.Netlink.AttributeLocal },
+        { "IFA_FLAGS", (ulong)Interop.Netlink.AttributeFlags },
+        { "IFA_F_NODAD", (ulong)Interop.Netlink.FlagNoDad },
+        { "EADDRNOTAVAIL", (ulong)Interop.Netlink.EADDRNOTAVAIL },
+        { "EEXIST", (ulong)Interop.Netlink.EEXIST },
+        { "ENODEV", (ulong)Interop.Errno.ENODEV },
     };
 
     [Theory]

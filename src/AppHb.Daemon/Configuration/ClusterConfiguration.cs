@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using AppHb.Cluster.Addresses;
 using AppHb.Core.Cluster;
 using AppHb.Core.Supervision;
 using AppHb.Linux.Accounts;
@@ -8,9 +9,6 @@ namespace AppHb.Daemon.Configuration;
 
 /// <summary>One link to the peer: where this node sends and listens, and where the peer does.</summary>
 public sealed record ClusterLink(string Name, LinkKind Kind, string Interface, IPAddress Local, IPAddress Peer, int Port);
-
-/// <summary>A service address that follows the active node.</summary>
-public sealed record ServiceIp(IPAddress Address, int PrefixLength, string Interface, int AnnounceCount, TimeSpan AnnounceInterval);
 
 /// <summary>One way to fence the peer: a ClusterLabs fence agent with its options, or the peer itself over the
 /// dedicated link.</summary>
