@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using AppHb.Cluster.Addresses;
+using AppHb.Cluster.Fencing;
 using AppHb.Core.Cluster;
 using AppHb.Core.Supervision;
 using AppHb.Linux.Accounts;
@@ -9,10 +10,6 @@ namespace AppHb.Daemon.Configuration;
 
 /// <summary>One link to the peer: where this node sends and listens, and where the peer does.</summary>
 public sealed record ClusterLink(string Name, LinkKind Kind, string Interface, IPAddress Local, IPAddress Peer, int Port);
-
-/// <summary>One way to fence the peer: a ClusterLabs fence agent with its options, or the peer itself over the
-/// dedicated link.</summary>
-public sealed record FenceMethod(string Kind, string? Agent, IReadOnlyList<KeyValuePair<string, string>> Options, TimeSpan Timeout);
 
 /// <summary>The pair (apphbd.yaml(5), "cluster"): absent on a single node.</summary>
 public sealed record ClusterOptions(
