@@ -2,14 +2,12 @@ using System.Globalization;
 using System.Net;
 using AppHb.Cluster.Addresses;
 using AppHb.Cluster.Fencing;
+using AppHb.Cluster.Links;
 using AppHb.Core.Cluster;
 using AppHb.Core.Supervision;
 using AppHb.Linux.Accounts;
 
 namespace AppHb.Daemon.Configuration;
-
-/// <summary>One link to the peer: where this node sends and listens, and where the peer does.</summary>
-public sealed record ClusterLink(string Name, LinkKind Kind, string Interface, IPAddress Local, IPAddress Peer, int Port);
 
 /// <summary>The pair (apphbd.yaml(5), "cluster"): absent on a single node.</summary>
 public sealed record ClusterOptions(

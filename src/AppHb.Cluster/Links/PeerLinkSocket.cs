@@ -1,0 +1,101 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using AppHb.Cluster.Wire;
+
+namespace AppHb.Cluster.Links;
+
+/// <summary>The UDP socket of one link: bound to the link's local address and port and to its interface
+/// (SO_BINDTODEVICE), so that what the dedicated link carries never leaves by the LAN and the reverse: a link's
+/// verdict is about that cable. Sends this node's datagrams to the peer's address; hands each accepted datagram to
+/// the host, refusing (and counting) the rest through the shared <see cref="PeerReceiver"/>.</summary>
+public sealed class PeerLinkSocket : IDisposable
+{
+    private const int SolSocket = 1;
+    private const int SoBindToDevice = 25;
+    private readonly Socket _socket;
+    private readonly IPEndPoint _peer;
+    private readonly byte[] _key;
+
+    private PeerLinkSocket(ClusterLink link, Socket socket, byte[] key)
+    {
+        Link = link;
+        _socket = socket;
+        _peer = new IPEndPoint(link.Peer, link.Port);
+        _key = key;
+    }
+
+    public ClusterLink Link { get; }
+
+    /// <summary>Opens the link's socket in the calling thread's network namespace.</summary>
+    /// <exception cref="IOException">The interface or the address is not there, or the port is taken.</exception>
+    public static PeerLinkSocket Open(ClusterLink link, ReadOnlySpan<byte> key)
+    {
+        ArgumentNullException.ThrowIfNull(link);
+        var socket = new Socket(link.Local.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        try
+        {
+            socket.SetRawSocketOption(SolSocket, SoBindToDevice, Encoding.ASCII.GetBytes(link.Interface + "\0"));
+            socket.Bind(new IPEndPoint(link.Local, link.Port));
+            return new PeerLinkSocket(link, socket, key.ToArray());
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new IOException($"cluster link {link.Name}: cannot listen on {link.Local}:{link.Port} via {link.Interface}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Sends one datagram to the peer on this link. A link that is down is not an error here: the peer's
+    /// silence is how the pair learns of it; the reason is returned for the log.</summary>
+    public SocketError Send(PeerDatagram datagram)
+    {
+        var bytes = PeerCodec.Encode(datagram, _key);
+        try
+        {
+            _socket.SendTo(bytes, _peer);
+            return SocketError.Success;
+        }
+        catch (SocketException e)
+        {
+            return e.SocketErrorCode;
+        }
+    }
+
+    /// <summary>Receives until cancelled: every datagram that <paramref name="receiver"/> accepts goes to
+    /// <paramref name="accepted"/>, every other to <paramref name="refused"/> with its reason and source.</summary>
+    public async Task ReceiveAsync(PeerReceiver receiver, Action<PeerDatagram, ClusterLink> accepted,
+        Action<PeerRejection, IPEndPoint, ClusterLink>? refused, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(receiver);
+        ArgumentNullException.ThrowIfNull(accepted);
+        var buffer = new byte[PeerCodec.MaxDatagramSize + 1];
+        EndPoint any = new IPEndPoint(Link.Local.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            SocketReceiveFromResult received;
+            try
+            {
+                received = await _socket.ReceiveFromAsync(buffer, SocketFlags.None, any, cancellationToken);
+            }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionRefused or SocketError.HostUnreachable or SocketError.NetworkUnreachable)
+            {
+                // An ICMP error for an earlier send (the peer's port closed, its host gone): its silence says so.
+                continue;
+            }
+
+            var source = (IPEndPoint)received.RemoteEndPoint;
+            var verdict = receiver.Accept(buffer.AsSpan(0, received.ReceivedBytes), source.Address, Link, out var datagram);
+            if (verdict == PeerRejection.None)
+            {
+                accepted(datagram!, Link);
+            }
+            else
+            {
+                refused?.Invoke(verdict, source, Link);
+            }
+        }
+    }
+
+    public void Dispose() => _socket.Dispose();
+}
