@@ -1,0 +1,69 @@
+using System.Runtime.InteropServices;
+
+namespace AppHb.Linux.Files;
+
+/// <summary>Replaces a small file so that after a crash or power loss at any moment it holds either its old content or
+/// its new one, whole: a temporary file beside it, written and fsync'd, renamed over it, then the directory fsync'd
+/// (without that, the rename itself may not survive). For state that decides who may become active: a node's data
+/// generations and boot epoch.</summary>
+public static class DurableFile
+{
+    /// <exception cref="IOException">The directory is not writable, the disk is full, or a sync failed.</exception>
+    public static void Replace(string path, ReadOnlySpan<byte> content, UnixFileMode mode = UnixFileMode.UserRead | UnixFileMode.UserWrite)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        var temporary = Path.Combine(directory, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
+        try
+        {
+            using (var file = new FileStream(temporary, new FileStreamOptions
+            {
+                Mode = FileMode.Create,
+                Access = FileAccess.Write,
+                Share = FileShare.None,
+                UnixCreateMode = mode,
+            }))
+            {
+                file.Write(content);
+                file.Flush(flushToDisk: true);
+            }
+
+            File.Move(temporary, path, overwrite: true);
+        }
+        catch
+        {
+            try
+            {
+                File.Delete(temporary);
+            }
+            catch (IOException)
+            {
+            }
+
+            throw;
+        }
+
+        SyncDirectory(directory);
+    }
+
+    private static void SyncDirectory(string directory)
+    {
+        var fd = Interop.Open(directory, Interop.O_RDONLY | Interop.O_DIRECTORY | Interop.O_CLOEXEC);
+        if (fd < 0)
+        {
+            throw new IOException($"cannot open {directory} to sync it: {Interop.Describe(Marshal.GetLastPInvokeError())}");
+        }
+
+        try
+        {
+            if (Interop.FSync(fd) != 0)
+            {
+                throw new IOException($"cannot sync directory {directory}: {Interop.Describe(Marshal.GetLastPInvokeError())}");
+            }
+        }
+        finally
+        {
+            _ = Interop.Close(fd);
+        }
+    }
+}
