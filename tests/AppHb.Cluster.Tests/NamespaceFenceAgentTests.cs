@@ -1,0 +1,71 @@
+using System.Diagnostics;
+using AppHb.Cluster.Fencing;
+using AppHb.Testing;
+
+namespace AppHb.Cluster.Tests;
+
+/// <summary>The fence agent the two-node tests power nodes off with (Agents/fence_apphb_netns), driven by the real
+/// fence-agent driver against a real namespace with a real process in it.</summary>
+public sealed class NamespaceFenceAgentTests : IAsyncLifetime
+{
+    private readonly TempDirectory _directory = new();
+    private NetworkNamespace _node = null!;
+    private NetworkNamespace _other = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        var agent = Path.Combine(_directory.Path, "fence_apphb_netns");
+        File.Copy(Path.Combine(AppContext.BaseDirectory, "Agents", "fence_apphb_netns"), agent);
+        File.SetUnixFileMode(agent, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        _node = await NetworkNamespace.CreateAsync("apphb-fn");
+        _other = await NetworkNamespace.CreateAsync("apphb-fo");
+        await NetworkNamespace.ConnectAsync(_node, "ded0", "10.213.11.1/24", _other, "ded0", "10.213.11.2/24");
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        _node.Dispose();
+        _other.Dispose();
+        _directory.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    [Fact]
+    public async Task Off_kills_the_node_and_status_says_so_truthfully()
+    {
+        using var resident = Process.Start("ip", ["netns", "exec", _node.Name, "sleep", "600"]);
+        await WaitUntilAsync(async () => (await ProcessRunner.RunAsync("ip", "netns", "pids", _node.Name)).StandardOutput.Trim().Length > 0);
+        var agent = FenceDriver.CreateAgent(new FenceMethod("agent", "fence_apphb_netns", [new("netns", _node.Name)], TimeSpan.FromSeconds(20)),
+            TimeProvider.System, _directory.Path);
+
+        var result = await agent.FenceAsync(TestContext.Current.CancellationToken);
+
+        Assert.True(result.Confirmed, result.Detail);
+        Assert.True(resident.WaitForExit(10_000), "the node's process survived its power-off");
+        Assert.Empty((await ProcessRunner.RunAsync("ip", "netns", "pids", _node.Name)).StandardOutput.Trim());
+        Assert.Contains("state DOWN", await _node.IpAsync("-o", "link", "show", "ded0"), StringComparison.Ordinal);
+        // The other node's end of the cable sees it go.
+        Assert.Contains("NO-CARRIER", await _other.IpAsync("-o", "link", "show", "ded0"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_node_that_does_not_exist_is_a_failed_fence()
+    {
+        var agent = FenceDriver.CreateAgent(new FenceMethod("agent", "fence_apphb_netns", [new("netns", "apphb-nosuch")], TimeSpan.FromSeconds(20)),
+            TimeProvider.System, _directory.Path);
+
+        var result = await agent.FenceAsync(TestContext.Current.CancellationToken);
+
+        Assert.False(result.Confirmed);
+        Assert.Contains("no such node", result.Detail, StringComparison.Ordinal);
+    }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        var waited = Stopwatch.StartNew();
+        while (!await condition() && waited.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+    }
+}
