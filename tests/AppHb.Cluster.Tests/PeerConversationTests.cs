@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Text;
+using AppHb.Cluster.Fencing;
 using AppHb.Cluster.Links;
 using AppHb.Cluster.Wire;
 using AppHb.Core.Cluster;
@@ -91,7 +92,32 @@ public sealed class PeerConversationTests : IAsyncLifetime
         Assert.InRange(watch.Elapsed, TimeSpan.FromMilliseconds(550), TimeSpan.FromSeconds(10));
     }
 
-    private void AnswerAtB(TimeSpan actFor)
+    [Theory]
+    [InlineData(true, "group stopped, 10.213.10.100/24 removed, lan0 down")]
+    [InlineData(false, "lan0 could not be set down: Operation not permitted")]
+    public async Task The_peer_link_fence_is_what_the_peer_answers(bool done, string message)
+    {
+        AnswerAtB(TimeSpan.Zero, (done, message));
+        var fence = new PeerLinkFenceDriver(_requester, TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(50));
+
+        var result = await fence.FenceAsync(TestContext.Current.CancellationToken);
+
+        Assert.Equal(done, result.Confirmed);
+        Assert.Contains(message, result.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_silent_peer_is_never_fenced_by_itself()
+    {
+        var fence = new PeerLinkFenceDriver(_requester, TimeSpan.FromMilliseconds(500), TimeSpan.FromMilliseconds(50));
+
+        var result = await fence.FenceAsync(TestContext.Current.CancellationToken);
+
+        Assert.False(result.Confirmed);
+        Assert.Contains("no authenticated answer over the dedicated link within 0.5 s", result.Detail, StringComparison.Ordinal);
+    }
+
+    private void AnswerAtB(TimeSpan actFor, (bool Done, string Message)? answer = null)
     {
         var responder = new PeerResponder([_linkB], new OutgoingHeaders(Cluster, 2, 1, bootEpoch: 20));
         _ = _linkB.ReceiveAsync(new PeerReceiver(Key, Cluster, peer: 1, me: 2), (d, link) =>
@@ -102,7 +128,7 @@ public sealed class PeerConversationTests : IAsyncLifetime
                 {
                     Interlocked.Increment(ref _acted);
                     await Task.Delay(actFor, ct);
-                    return (true, $"released for: {r.Reason}");
+                    return answer ?? (true, $"released for: {r.Reason}");
                 }, _stop.Token);
             }
         }, null, _stop.Token);
