@@ -229,4 +229,30 @@ public class HeartbeatRegistryTests
         Assert.Equal(10_000, events.Count(e => e.StartsWith("hung", StringComparison.Ordinal)));
         Assert.All(h.Registry.Snapshot(), s => Assert.Equal(ClientState.Hung, s.State));
     }
+
+    [Fact]
+    public void Readings_agree_with_snapshots_and_reuse_the_callers_list()
+    {
+        var h = new RegistryHarness();
+        var quiet = h.Register("quiet", intervalMs: 1000, warnMs: 0);
+        var busy = h.Register("busy", intervalMs: 500, warnMs: 0, pid: 101);
+        h.RunMs(300);
+        h.Registry.Beat(busy);
+        h.RunMs(1200);
+
+        var readings = new List<ClientReading> { default, default, default };
+        h.Registry.Read(readings);
+
+        Assert.Equal(2, readings.Count);
+        foreach (var snapshot in h.Registry.Snapshot())
+        {
+            var reading = readings.Single(r => r.Id == snapshot.Id);
+            Assert.Equal((snapshot.Name, snapshot.Instance, snapshot.Interval, snapshot.LastBeatAge, snapshot.State),
+                (reading.Name, reading.Instance, reading.Interval, reading.LastBeatAge, reading.State));
+        }
+
+        Assert.Equal(ClientState.Hung, readings.Single(r => r.Id == quiet.Id).State);
+        Assert.Equal(TimeSpan.FromMilliseconds(1500), readings.Single(r => r.Id == quiet.Id).LastBeatAge);
+        Assert.Equal(TimeSpan.FromMilliseconds(1200), readings.Single(r => r.Id == busy.Id).LastBeatAge);
+    }
 }

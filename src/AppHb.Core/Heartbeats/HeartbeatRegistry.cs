@@ -220,6 +220,23 @@ public sealed class HeartbeatRegistry : IDeadlineSource
         return list;
     }
 
+    /// <summary>Fills <paramref name="into"/> (cleared first) with every client's reading, in no particular order:
+    /// for a reader that comes back periodically and keeps its list.</summary>
+    public void Read(List<ClientReading> into)
+    {
+        ArgumentNullException.ThrowIfNull(into);
+        into.Clear();
+        lock (_gate)
+        {
+            var now = _time.GetTimestamp();
+            foreach (var client in _byName.Values)
+            {
+                into.Add(new ClientReading(client.Id, client.Identity.Name, client.Identity.Instance,
+                    client.Timing.Interval, _timestamps.ToTimeSpan(Math.Max(0, now - client.LastBeat)), client.State));
+            }
+        }
+    }
+
     private void Evaluate(RegisteredClient client, long now)
     {
         var silent = now - client.LastBeat;

@@ -14,6 +14,8 @@ internal sealed class StatusMetrics : IDisposable
     private readonly EventSubscription _events;
     // Scrapes are serialized (MetricsServer), so these are touched by one scrape at a time.
     private readonly Dictionary<ulong, ClientSeries> _clientSeries = [];
+    // Kept from scrape to scrape: reading the clients allocates nothing once it has grown to their number.
+    private readonly List<ClientReading> _readings = [];
     private int _generation;
 
     public StatusMetrics(CollectorRegistry registry, StatusReporter status, EventStream events, SnmpAgent snmp, Configuration.ApphbdOptions options,
@@ -64,7 +66,7 @@ internal sealed class StatusMetrics : IDisposable
 
         registry.AddBeforeCollectCallback(() =>
         {
-            var (document, snapshots) = status.BuildWithClientSnapshots();
+            var document = status.BuildWithoutClients();
             var d = document.Daemon;
             build.WithLabels(d.Version).Set(1);
             uptime.Set(d.UptimeSeconds);
@@ -90,8 +92,9 @@ internal sealed class StatusMetrics : IDisposable
             lastTickle.Set(w.LastTickleAgeMs is { } ms ? ms / 1000 : double.NaN);
             bootByWatchdog.Set(w.LastBootByWatchdog ? 1 : 0);
 
-            clients.Set(snapshots.Count);
-            UpdateClients(snapshots, age, interval, hung);
+            heartbeats.Read(_readings);
+            clients.Set(_readings.Count);
+            UpdateClients(_readings, age, interval, hung);
 
             while (_events.Reader.TryRead(out var appEvent))
             {
@@ -132,11 +135,11 @@ internal sealed class StatusMetrics : IDisposable
     /// <summary>Each client's three series, found by its registration id: one lookup of a number per client and
     /// scrape instead of three by label text. Clients gone since the last scrape lose their series before new ones get
     /// theirs, so a client that re-registered under the same name and instance starts with fresh series.</summary>
-    private void UpdateClients(IReadOnlyList<ClientSnapshot> snapshots, Gauge age, Gauge interval, Gauge hung)
+    private void UpdateClients(List<ClientReading> readings, Gauge age, Gauge interval, Gauge hung)
     {
         _generation++;
-        List<ClientSnapshot>? arrived = null;
-        foreach (var c in snapshots)
+        List<ClientReading>? arrived = null;
+        foreach (var c in readings)
         {
             if (_clientSeries.TryGetValue(c.Id, out var series))
             {
@@ -149,7 +152,7 @@ internal sealed class StatusMetrics : IDisposable
             }
         }
 
-        if (_clientSeries.Count + (arrived?.Count ?? 0) > snapshots.Count)
+        if (_clientSeries.Count + (arrived?.Count ?? 0) > readings.Count)
         {
             foreach (var (id, series) in _clientSeries)
             {
@@ -182,9 +185,9 @@ internal sealed class StatusMetrics : IDisposable
 
         public int Generation { get; set; }
 
-        public void Set(ClientSnapshot client)
+        public void Set(ClientReading client)
         {
-            age.Set(StatusReporter.LastBeatAgeMs(client) / 1000);
+            age.Set(StatusReporter.LastBeatAgeMs(client.LastBeatAge) / 1000);
             interval.Set(client.Interval.TotalSeconds);
             hung.Set(client.State == ClientState.Hung ? 1 : 0);
         }

@@ -44,14 +44,12 @@ internal sealed class StatusReporter
         return Build(clients, clients.Count);
     }
 
-    /// <summary>The document without its client list, and the clients as the registry's snapshots: for the metrics
-    /// exporter, which reads a few fields of every client at each scrape and need not copy each into a protocol
-    /// record first.</summary>
-    public (StatusDocument Document, IReadOnlyList<ClientSnapshot> Clients) BuildWithClientSnapshots()
-    {
-        var snapshots = _registry.Snapshot();
-        return (Build([], snapshots.Count), snapshots);
-    }
+    /// <summary>The document without its client list (the metrics exporter reads the clients itself, as
+    /// <see cref="ClientReading"/>s, without copying each into a record first).</summary>
+    public StatusDocument BuildWithoutClients() => Build([], _registry.Count);
+
+    /// <summary>The age every reader shows (status, metrics), to the microsecond.</summary>
+    public static double LastBeatAgeMs(TimeSpan age) => Math.Round(age.TotalMilliseconds, 3);
 
     private StatusDocument Build(List<ClientStatus> clients, int clientCount)
     {
@@ -105,8 +103,7 @@ internal sealed class StatusReporter
         c.Id, c.Name, c.Instance, c.Pid, c.Uid, c.Gid, (uint)c.Interval.TotalMilliseconds, (uint)c.Warn.TotalMilliseconds,
         LastBeatAgeMs(c), StateName(c.State), c.Beats);
 
-    /// <summary>The age every reader shows (status, metrics), to the microsecond.</summary>
-    public static double LastBeatAgeMs(ClientSnapshot client) => Math.Round(client.LastBeatAge.TotalMilliseconds, 3);
+    public static double LastBeatAgeMs(ClientSnapshot client) => LastBeatAgeMs(client.LastBeatAge);
 
     // The cached names, not Enum.ToString().ToLowerInvariant(): two strings per client per scrape otherwise.
     private static string StateName(ClientState state) => ClientStates.Name(state);
