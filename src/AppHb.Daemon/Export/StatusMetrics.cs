@@ -30,6 +30,9 @@ internal sealed class StatusMetrics : IDisposable
         var heap = registry.CreateGauge("apphb_gc_heap_bytes", "Managed heap size after the last collection.");
         var collections = registry.CreateCounter("apphb_gc_collections_total", "Garbage collections since start, all generations.");
         var allocated = registry.CreateCounter("apphb_allocated_bytes_total", "Managed bytes allocated since start.");
+        // Beside the tickle-lateness histogram: a collection in progress holds every managed thread, the tickle
+        // loop's included, on its way back from a sleep.
+        var gcPause = registry.CreateCounter("apphb_gc_pause_seconds_total", "Time apphbd's threads were paused by garbage collections since start.");
         var locked = registry.CreateGauge("apphb_memory_locked", "1 when apphbd's memory is locked (mlockall).");
         var loop = registry.CreateGauge("apphb_deadline_loop_lateness_p99_seconds", "How late the deadline loop woke, p99 over the recent window.");
 
@@ -79,6 +82,7 @@ internal sealed class StatusMetrics : IDisposable
             deferred.WithLabels().IncTo(heartbeats.DeferredRaises);
             heap.Set(d.GcHeapBytes);
             collections.WithLabels().IncTo(d.GcCollections);
+            gcPause.WithLabels().IncTo(GC.GetTotalPauseDuration().TotalSeconds);
             allocated.WithLabels().IncTo(d.AllocatedBytes);
             locked.Set(d.MemoryLocked ? 1 : 0);
             loop.Set(d.LoopLatenessP99Ms / 1000);
