@@ -15,10 +15,10 @@ public sealed record InterfaceAddress(int InterfaceIndex, IPAddress Address, int
 public sealed class InterfaceAddressTable : IDisposable
 {
     private const int ReceiveBufferSize = 32 * 1024;
-    private readonly int _fd;
+    private readonly Interop.FileDescriptorHandle _socket;
     private uint _sequence;
 
-    private InterfaceAddressTable(int fd) => _fd = fd;
+    private InterfaceAddressTable(Interop.FileDescriptorHandle socket) => _socket = socket;
 
     /// <summary>Opens a route netlink socket in the calling thread's network namespace.</summary>
     public static unsafe InterfaceAddressTable Open()
@@ -29,17 +29,18 @@ public sealed class InterfaceAddressTable : IDisposable
             throw new IOException($"cannot open a route netlink socket: {Interop.Describe(Marshal.GetLastPInvokeError())}");
         }
 
+        var socket = new Interop.FileDescriptorHandle(fd);
         var address = stackalloc byte[Interop.SockAddrNetlinkSize];
         new Span<byte>(address, Interop.SockAddrNetlinkSize).Clear();
         *(ushort*)address = Interop.AF_NETLINK;
         if (Interop.Bind(fd, address, Interop.SockAddrNetlinkSize) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
-            _ = Interop.Close(fd);
+            socket.Dispose();
             throw new IOException($"cannot bind a route netlink socket: {Interop.Describe(errno)}");
         }
 
-        return new InterfaceAddressTable(fd);
+        return new InterfaceAddressTable(socket);
     }
 
     /// <summary>Adds the address; false when the interface already has it. An IPv6 address is added without duplicate
@@ -80,37 +81,29 @@ public sealed class InterfaceAddressTable : IDisposable
         var buffer = new byte[ReceiveBufferSize];
         while (true)
         {
-            var length = Receive(buffer);
-            for (var at = 0; at + Interop.Netlink.HeaderSize <= length;)
+            var messages = new Messages(buffer.AsSpan(0, Receive(buffer)));
+            while (messages.Next(out var type, out var received, out var message))
             {
-                var message = buffer.AsSpan(at);
-                var size = (int)BinaryPrimitives.ReadUInt32LittleEndian(message);
-                var type = BinaryPrimitives.ReadUInt16LittleEndian(message[4..]);
-                if (size < Interop.Netlink.HeaderSize || at + size > length)
+                if (received != sequence)
                 {
-                    throw new IOException($"rtnetlink sent a malformed message (length {size} at offset {at} of {length})");
+                    continue;
                 }
 
-                if (BinaryPrimitives.ReadUInt32LittleEndian(message[8..]) == sequence)
+                switch (type)
                 {
-                    switch (type)
-                    {
-                        case Interop.Netlink.Done:
-                            return found;
-                        case Interop.Netlink.Error when BinaryPrimitives.ReadInt32LittleEndian(message[16..]) is var error and < 0:
-                            throw new IOException($"cannot list interface addresses: {Interop.Describe(-error)}");
-                        case Interop.Netlink.NewAddress when ParseAddress(message[..size]) is { } address:
-                            found.Add(address);
-                            break;
-                    }
+                    case Interop.Netlink.Done:
+                        return found;
+                    case Interop.Netlink.Error when Messages.Errno(message) is var errno and > 0:
+                        throw new IOException($"cannot list interface addresses: {Interop.Describe(errno)}");
+                    case Interop.Netlink.NewAddress when ParseAddress(message) is { } address:
+                        found.Add(address);
+                        break;
                 }
-
-                at += Align(size);
             }
         }
     }
 
-    public void Dispose() => _ = Interop.Close(_fd);
+    public void Dispose() => _socket.Dispose();
 
     private int Change(ushort type, ushort flags, int interfaceIndex, IPAddress address, int prefixLength)
     {
@@ -158,23 +151,13 @@ public sealed class InterfaceAddressTable : IDisposable
         Span<byte> buffer = stackalloc byte[4096];
         while (true)
         {
-            var length = Receive(buffer);
-            for (var at = 0; at + Interop.Netlink.HeaderSize + 4 <= length;)
+            var messages = new Messages(buffer[..Receive(buffer)]);
+            while (messages.Next(out var type, out var received, out var message))
             {
-                var message = buffer[at..];
-                var size = (int)BinaryPrimitives.ReadUInt32LittleEndian(message);
-                if (size < Interop.Netlink.HeaderSize)
+                if (type == Interop.Netlink.Error && received == sequence)
                 {
-                    throw new IOException($"rtnetlink sent a malformed message (length {size})");
+                    return Messages.Errno(message);
                 }
-
-                if (BinaryPrimitives.ReadUInt16LittleEndian(message[4..]) == Interop.Netlink.Error
-                    && BinaryPrimitives.ReadUInt32LittleEndian(message[8..]) == sequence)
-                {
-                    return -BinaryPrimitives.ReadInt32LittleEndian(message[16..]);
-                }
-
-                at += Align(size);
             }
         }
     }
@@ -243,7 +226,7 @@ public sealed class InterfaceAddressTable : IDisposable
         fixed (byte* bytes = message)
         {
             // No destination: a bound netlink socket sends to the kernel.
-            if (Interop.Send(_fd, bytes, (nuint)message.Length, 0) != message.Length)
+            if (Interop.Send(_socket.Fd, bytes, (nuint)message.Length, 0) != message.Length)
             {
                 throw new IOException($"cannot send to rtnetlink: {Interop.Describe(Marshal.GetLastPInvokeError())}");
             }
@@ -256,7 +239,7 @@ public sealed class InterfaceAddressTable : IDisposable
         {
             fixed (byte* bytes = buffer)
             {
-                var read = Interop.Recv(_fd, bytes, (nuint)buffer.Length, 0);
+                var read = Interop.Recv(_socket.Fd, bytes, (nuint)buffer.Length, 0);
                 if (read > 0)
                 {
                     return (int)read;
@@ -275,4 +258,41 @@ public sealed class InterfaceAddressTable : IDisposable
 
     private static IOException Refused(string what, IPAddress address, int prefixLength, int interfaceIndex, int errno) =>
         new($"cannot {what} {address}/{prefixLength} on interface index {interfaceIndex}: {Interop.Describe(errno)}");
+
+    /// <summary>The netlink messages of one datagram, in order, each checked against the datagram's bounds: what the
+    /// acknowledgement and the dump both read.</summary>
+    private ref struct Messages(ReadOnlySpan<byte> datagram)
+    {
+        private readonly ReadOnlySpan<byte> _datagram = datagram;
+        private int _at;
+
+        public bool Next(out ushort type, out uint sequence, out ReadOnlySpan<byte> message)
+        {
+            type = 0;
+            sequence = 0;
+            message = default;
+            if (_at + Interop.Netlink.HeaderSize > _datagram.Length)
+            {
+                return false;
+            }
+
+            var rest = _datagram[_at..];
+            var size = (int)BinaryPrimitives.ReadUInt32LittleEndian(rest);
+            if (size < Interop.Netlink.HeaderSize || size > rest.Length)
+            {
+                throw new IOException($"rtnetlink sent a malformed message (length {size} at offset {_at} of {_datagram.Length})");
+            }
+
+            type = BinaryPrimitives.ReadUInt16LittleEndian(rest[4..]);
+            sequence = BinaryPrimitives.ReadUInt32LittleEndian(rest[8..]);
+            message = rest[..size];
+            _at += Align(size);
+            return true;
+        }
+
+        /// <summary>The errno an NLMSG_ERROR message carries (0: an acknowledgement).</summary>
+        public static int Errno(ReadOnlySpan<byte> message) => message.Length >= Interop.Netlink.HeaderSize + 4
+            ? -BinaryPrimitives.ReadInt32LittleEndian(message[Interop.Netlink.HeaderSize..])
+            : throw new IOException($"rtnetlink sent an error message of {message.Length} bytes, too short for its error code");
+    }
 }

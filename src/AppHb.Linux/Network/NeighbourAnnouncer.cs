@@ -13,14 +13,14 @@ public sealed class NeighbourAnnouncer : IDisposable
     private const int ArpPacketSize = 28;
     private const int AdvertisementSize = 32;
     private readonly LinkInterface _link;
-    private readonly int _packetFd;
+    private readonly Interop.FileDescriptorHandle _packet;
     private readonly Socket? _icmp;
     private readonly SocketException? _icmpUnavailable;
 
-    private NeighbourAnnouncer(LinkInterface link, int packetFd)
+    private NeighbourAnnouncer(LinkInterface link, Interop.FileDescriptorHandle packet)
     {
         _link = link;
-        _packetFd = packetFd;
+        _packet = packet;
         // Opened now, in the namespace of the caller of Open, like the packet socket; a host without IPv6 can still
         // announce IPv4 addresses.
         try
@@ -47,7 +47,7 @@ public sealed class NeighbourAnnouncer : IDisposable
             throw new IOException($"cannot open a packet socket on {link.Name} for gratuitous ARP: {Interop.Describe(Marshal.GetLastPInvokeError())}");
         }
 
-        return new NeighbourAnnouncer(link, fd);
+        return new NeighbourAnnouncer(link, new Interop.FileDescriptorHandle(fd));
     }
 
     /// <summary>Sends one announcement of <paramref name="address"/> (which this interface now holds).</summary>
@@ -66,7 +66,7 @@ public sealed class NeighbourAnnouncer : IDisposable
 
     public void Dispose()
     {
-        _ = Interop.Close(_packetFd);
+        _packet.Dispose();
         _icmp?.Dispose();
     }
 
@@ -96,7 +96,7 @@ public sealed class NeighbourAnnouncer : IDisposable
         to.Slice(12, 6).Fill(0xff);
         fixed (byte* bytes = packet)
         {
-            if (Interop.SendTo(_packetFd, bytes, ArpPacketSize, 0, destination, Interop.SockAddrLinkLayerSize) != ArpPacketSize)
+            if (Interop.SendTo(_packet.Fd, bytes, ArpPacketSize, 0, destination, Interop.SockAddrLinkLayerSize) != ArpPacketSize)
             {
                 throw new IOException($"cannot send a gratuitous ARP for {address} on {_link.Name}: {Interop.Describe(Marshal.GetLastPInvokeError())}");
             }
