@@ -41,8 +41,9 @@ public sealed class FenceAgentDriver : FenceDriver
             return new FenceResult(false, $"{Description}: {_agent} does not exist (is the fence-agents package installed?)");
         }
 
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        deadline.CancelAfter(_timeout);
+        // The timeout on the same clock as the pauses between status requests.
+        using var expiry = new CancellationTokenSource(_timeout, _time);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, expiry.Token);
         var started = _time.GetTimestamp();
         try
         {

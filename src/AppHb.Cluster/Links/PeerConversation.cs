@@ -31,8 +31,9 @@ public sealed class PeerRequester(IReadOnlyList<PeerLinkSocket> links, OutgoingH
         _waiting[id] = reply;
         try
         {
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            deadline.CancelAfter(timeout);
+            // The timeout on the same clock as the retries: under a fake clock both move together.
+            using var expiry = new CancellationTokenSource(timeout, time);
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, expiry.Token);
             while (true)
             {
                 foreach (var link in links)
