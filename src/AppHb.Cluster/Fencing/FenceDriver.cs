@@ -16,6 +16,9 @@ public sealed record FenceResult(bool Confirmed, string Detail);
 /// has failed; a driver never reports a confirmation it did not get.</summary>
 public abstract class FenceDriver
 {
+    /// <summary>Where Debian's fence-agents package installs the agents a configuration names.</summary>
+    public const string AgentDirectory = "/usr/sbin";
+
     /// <summary>What this driver fences with, for logs ("agent fence_ipmilan").</summary>
     public abstract string Description { get; }
 
@@ -25,7 +28,7 @@ public abstract class FenceDriver
 
     /// <summary>The driver for an <c>agent</c> method, its agent looked up in <paramref name="agentDirectory"/>.
     /// (<c>peer-link</c> needs the link to the peer; the cluster host builds it.)</summary>
-    public static FenceDriver CreateAgent(FenceMethod method, TimeProvider time, string agentDirectory = "/usr/sbin")
+    public static FenceDriver CreateAgent(FenceMethod method, TimeProvider time, string agentDirectory = AgentDirectory)
     {
         ArgumentNullException.ThrowIfNull(method);
         if (method.Kind != "agent" || method.Agent is null)

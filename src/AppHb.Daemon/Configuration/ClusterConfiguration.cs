@@ -179,7 +179,7 @@ internal static class ClusterConfiguration
             var agent = method.OptionalString("agent");
             if (kind == "agent" && (agent is null || !agent.StartsWith("fence_", StringComparison.Ordinal) || agent.Contains('/', StringComparison.Ordinal)))
             {
-                method.Error("agent", "required for method agent: the fence agent's name, like fence_ipmilan (looked up in /usr/sbin)");
+                method.Error("agent", $"required for method agent: the fence agent's name, like fence_ipmilan (looked up in {FenceDriver.AgentDirectory})");
             }
             else if (kind == "peer-link" && agent is not null)
             {

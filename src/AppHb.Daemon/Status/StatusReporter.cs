@@ -101,9 +101,7 @@ internal sealed class StatusReporter
 
     private static ClientStatus ToStatus(ClientSnapshot c) => new(
         c.Id, c.Name, c.Instance, c.Pid, c.Uid, c.Gid, (uint)c.Interval.TotalMilliseconds, (uint)c.Warn.TotalMilliseconds,
-        LastBeatAgeMs(c), StateName(c.State), c.Beats);
-
-    public static double LastBeatAgeMs(ClientSnapshot client) => LastBeatAgeMs(client.LastBeatAge);
+        LastBeatAgeMs(c.LastBeatAge), StateName(c.State), c.Beats);
 
     // The cached names, not Enum.ToString().ToLowerInvariant(): two strings per client per scrape otherwise.
     private static string StateName(ClientState state) => ClientStates.Name(state);
