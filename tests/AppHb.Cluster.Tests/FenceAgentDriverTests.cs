@@ -71,13 +71,8 @@ public sealed class FenceAgentDriverTests : IDisposable
         Assert.Contains("timeout", result.Detail, StringComparison.Ordinal);
         var pid = int.Parse((await File.ReadAllTextAsync(State + ".pid", TestContext.Current.CancellationToken)).Trim(), System.Globalization.CultureInfo.InvariantCulture);
         // Killed with what it started (its sleep), not left behind.
-        var waited = Stopwatch.StartNew();
-        while (Directory.Exists($"/proc/{pid}") && waited.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            await Task.Delay(20, TestContext.Current.CancellationToken);
-        }
-
-        Assert.False(Directory.Exists($"/proc/{pid}"), $"the agent (pid {pid}) outlived its fence");
+        Assert.True(await Polling.UntilAsync(() => !Directory.Exists($"/proc/{pid}"), TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken),
+            $"the agent (pid {pid}) outlived its fence");
     }
 
     [Fact]

@@ -34,7 +34,8 @@ public sealed class NamespaceFenceAgentTests : IAsyncLifetime
     public async Task Off_kills_the_node_and_status_says_so_truthfully()
     {
         using var resident = Process.Start("ip", ["netns", "exec", _node.Name, "sleep", "600"]);
-        await WaitUntilAsync(async () => (await ProcessRunner.RunAsync("ip", "netns", "pids", _node.Name)).StandardOutput.Trim().Length > 0);
+        Assert.True(await Polling.UntilAsync(async () => (await ProcessRunner.RunAsync("ip", "netns", "pids", _node.Name)).StandardOutput.Trim().Length > 0,
+            TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken), "the node's process did not start");
         var agent = FenceDriver.CreateAgent(new FenceMethod("agent", "fence_apphb_netns", [new("netns", _node.Name)], TimeSpan.FromSeconds(20)),
             TimeProvider.System, _directory.Path);
 
@@ -58,14 +59,5 @@ public sealed class NamespaceFenceAgentTests : IAsyncLifetime
 
         Assert.False(result.Confirmed);
         Assert.Contains("no such node", result.Detail, StringComparison.Ordinal);
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
-    {
-        var waited = Stopwatch.StartNew();
-        while (!await condition() && waited.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            await Task.Delay(20, TestContext.Current.CancellationToken);
-        }
     }
 }

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -92,7 +91,7 @@ public sealed class PeerLinkSocketTests : IAsyncLifetime
         // The stranger's datagram was genuine in every byte: its source alone refused it, and its sequence was not
         // taken, so the peer's own datagram with that sequence is still accepted.
         Assert.Equal(SocketError.Success, sender.Send(Heartbeat(epoch: 5, sequence: 9)));
-        await WaitUntilAsync(() => heard.Count >= 3);
+        Assert.True(await WaitUntilAsync(() => heard.Count >= 3), "the peer's own datagram with sequence 9 was not accepted");
         Assert.Equal(5UL, receiver.PeerEpoch);
 
         await stop.CancelAsync();
@@ -110,12 +109,5 @@ public sealed class PeerLinkSocketTests : IAsyncLifetime
     private static PeerHeartbeat Heartbeat(ulong epoch, ulong sequence) => new(new PeerHeader(Cluster, 1, 2, epoch, sequence), ClusterRole.Active, 0,
         ReachesPingTargets: true, GroupRunning: true, [new HeardLink(0, LinkState.Up, 20)], [new DataGeneration(3, 1)], ReplicationPosition: 0);
 
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var waited = Stopwatch.StartNew();
-        while (!condition() && waited.Elapsed < Bound)
-        {
-            await Task.Delay(10, TestContext.Current.CancellationToken);
-        }
-    }
+    private static Task<bool> WaitUntilAsync(Func<bool> condition) => Polling.UntilAsync(condition, Bound, TestContext.Current.CancellationToken);
 }
