@@ -81,10 +81,12 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
 
         var phase = TimeSpan.FromSeconds((seconds - 4) / 2);
         // The histogram since start holds the warm-up scrapes too; the phase's own share is the difference.
-        var ownBefore = await BucketsAsync(http, ours, "apphb_metrics_scrape_duration_seconds");
-        // The tickle lateness and the collections of the run itself (the daemon's own window spans its start too).
-        var ticklesBefore = await BucketsAsync(http, ours, "apphb_watchdog_tickle_lateness_seconds");
-        var gcBefore = await CountersAsync(http, ours);
+        // One exposition read before the run gives the scrape histogram's, the tickle-lateness histogram's and the
+        // collections' starting points (the daemon's own lateness window spans its start too).
+        var before = await http.GetStringAsync(ours);
+        var ownBefore = Buckets(before, ScrapeDuration);
+        var ticklesBefore = Buckets(before, TickleLateness);
+        var gcBefore = Collections(before);
         var scrapes = (Ours: new List<double>(), Theirs: new List<double>());
         var sizes = (Ours: 0, Theirs: 0);
         var watch = Stopwatch.StartNew();
@@ -99,7 +101,7 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
             await Task.Delay(10);
         }
 
-        var (within5Ms, ownP99) = OwnScrapeTimes(ownBefore, await BucketsAsync(http, ours, "apphb_metrics_scrape_duration_seconds"));
+        var (within5Ms, ownP99) = OwnScrapeTimes(ownBefore, Buckets(await http.GetStringAsync(ours), ScrapeDuration));
         var replay = await ReplayAsync(snmp);
         var snmpdCpu = (Ours: TimeSpan.Zero, Theirs: TimeSpan.Zero);
         var subagentWalks = new List<double>();
@@ -143,8 +145,9 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
         }
 
         // Read before the load generator ends and its clients disconnect.
-        var ticklesAfter = await BucketsAsync(http, ours, "apphb_watchdog_tickle_lateness_seconds");
-        var gcAfter = await CountersAsync(http, ours);
+        var end = await http.GetStringAsync(ours);
+        var ticklesAfter = Buckets(end, TickleLateness);
+        var gcAfter = Collections(end);
         var after = await new AppHb.Client.AppHbControl(socket).GetStatusAsync();
         await running;
         // SIGTERM: apphbd stops its 50 services on the way out (SIGKILL would leave them running, orphaned).
@@ -190,7 +193,7 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
         report.AppendLine(CultureInfo.InvariantCulture, $"| apphbClientTable by snmptable, all columns per GetBulk ({rows} rows), p50 / max (ms) | {P(tables, 0.50):0.0} / {tables.Max():0.0} |  |  |  |");
         report.AppendLine(CultureInfo.InvariantCulture, $"| the same by GetNext (snmptable -CB: one AgentX request per row), p50 / max (ms) | {P(tablesByNext, 0.50):0.0} / {tablesByNext.Max():0.0} |  |  |  |");
         report.AppendLine(CultureInfo.InvariantCulture, $"| tickle lateness p99 / max over apphbd's window: its start, 1,000 registrations and the run (ms), period 100 ms | {after.Watchdog.TickleLatenessP99Ms:0.000} / {after.Watchdog.TickleLatenessMaxMs:0.000} |  |  | ≤ 1 |");
-        var tickles = TickleLateness(ticklesBefore, ticklesAfter);
+        var tickles = TickleLatenessOfRun(ticklesBefore, ticklesAfter);
         report.AppendLine(CultureInfo.InvariantCulture, $"| tickle lateness during the run, by apphbd's histogram: tickles / share within 0.8 ms / over 3.2 ms / p99 at most (ms) | {tickles.Count:0} / {tickles.Within:0.0} % / {tickles.Over:0} / {tickles.P99} |  |  | p99 ≤ 1 |");
         report.AppendLine(CultureInfo.InvariantCulture, $"| collections during the run / their pause in total (ms) | {gcAfter.Collections - gcBefore.Collections:0} / {(gcAfter.PauseSeconds - gcBefore.PauseSeconds) * 1000:0.0} |  |  |  |");
         report.AppendLine(CultureInfo.InvariantCulture, $"| deadline loop lateness p99 (ms) | {after.Daemon.LoopLatenessP99Ms:0.000} |  |  |  |");
@@ -226,7 +229,7 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
     /// <summary>apphbd's own serving time, from its apphb_metrics_scrape_duration_seconds histogram read before and
     /// after the phase: the share of the phase's scrapes served within 5 ms, and the smallest bucket bound that holds
     /// 99 % of them.</summary>
-    private static (double Within5Ms, string P99) OwnScrapeTimes(IReadOnlyList<(string Le, double Count)> before, IReadOnlyList<(string Le, double Count)> after)
+    private static (double Within5Ms, string P99) OwnScrapeTimes(List<(string Le, double Count)> before, List<(string Le, double Count)> after)
     {
         var buckets = after.Select((b, i) => (b.Le, Count: b.Count - before[i].Count)).ToList();
         var total = buckets[^1].Count;
@@ -235,25 +238,24 @@ internal sealed class ScrapeBenchmark(string apphbd, string work, double seconds
         return (100 * within / total, p99 == "+Inf" ? "> 100" : (double.Parse(p99, CultureInfo.InvariantCulture) * 1000).ToString("0.#", CultureInfo.InvariantCulture));
     }
 
-    private static async Task<IReadOnlyList<(string Le, double Count)>> BucketsAsync(HttpClient http, Uri url, string family)
-    {
-        var text = await http.GetStringAsync(url);
-        return System.Text.RegularExpressions.Regex.Matches(text, family + @"_bucket\{le=""([^""]+)""\} (\d+)")
+    private const string ScrapeDuration = "apphb_metrics_scrape_duration_seconds";
+    private const string TickleLateness = "apphb_watchdog_tickle_lateness_seconds";
+
+    private static List<(string Le, double Count)> Buckets(string exposition, string family) =>
+        System.Text.RegularExpressions.Regex.Matches(exposition, family + @"_bucket\{le=""([^""]+)""\} (\d+)")
             .Select(m => (Le: m.Groups[1].Value, Count: double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture))).ToList();
-    }
 
     /// <summary>apphbd's collections and their pause total.</summary>
-    private static async Task<(double Collections, double PauseSeconds)> CountersAsync(HttpClient http, Uri url)
+    private static (double Collections, double PauseSeconds) Collections(string exposition)
     {
-        var text = await http.GetStringAsync(url);
-        double Read(string name) => double.Parse(System.Text.RegularExpressions.Regex.Match(text, "^" + name + " (\\S+)$",
+        double Read(string name) => double.Parse(System.Text.RegularExpressions.Regex.Match(exposition, "^" + name + " (\\S+)$",
             System.Text.RegularExpressions.RegexOptions.Multiline).Groups[1].Value, CultureInfo.InvariantCulture);
         return (Read("apphb_gc_collections_total"), Read("apphb_gc_pause_seconds_total"));
     }
 
     /// <summary>The run's tickles from the difference of two readings of the lateness histogram: how many, the share
     /// within 0.8 ms (its bucket nearest the 1 ms target), how many over 3.2 ms, and the bucket bound that holds 99 %.</summary>
-    private static (double Count, double Within, double Over, string P99) TickleLateness(IReadOnlyList<(string Le, double Count)> before, IReadOnlyList<(string Le, double Count)> after)
+    private static (double Count, double Within, double Over, string P99) TickleLatenessOfRun(List<(string Le, double Count)> before, List<(string Le, double Count)> after)
     {
         var buckets = after.Select((b, i) => (Bound: b.Le == "+Inf" ? double.PositiveInfinity : double.Parse(b.Le, CultureInfo.InvariantCulture), Count: b.Count - before[i].Count)).ToList();
         var total = buckets[^1].Count;
