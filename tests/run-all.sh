@@ -18,6 +18,9 @@ command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
 command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
+# The pair's tests make their own network namespaces, veth pairs and per-namespace sysctls.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v sysctl >/dev/null 2>&1 || missing+=(procps)
 # Supervisor tests: a real HTTP server and an unmodified sd_notify daemon (python3), setpriv for service users.
 [ -x /usr/bin/python3 ] || missing+=(python3)
 [ -x /usr/bin/setpriv ] || missing+=(util-linux)
