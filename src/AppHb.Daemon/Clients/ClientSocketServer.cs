@@ -289,14 +289,22 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
         }
     }
 
-    /// <summary>Logs the open-file limit once per episode: when it is first hit, and when connections are accepted
-    /// without the reserve again.</summary>
+    /// <summary>Logs the open-file limit once per episode: when it is first hit, and when a connection is accepted
+    /// without the reserve while the reserve is whole again. (At the edge of the limit, one descriptor freed lets one
+    /// accept through before the reserve is refilled; counting that as the end of the episode logged it again and again
+    /// while the flood went on.)</summary>
     private void NoteFileLimit(bool reached)
     {
+        if (!reached && Volatile.Read(ref _atFileLimit))
+        {
+            // A descriptor is free again (this accept needed none of the reserve): the reserve takes what it lacks.
+            RefillReserve();
+        }
+
         int open;
         lock (_gate)
         {
-            if (_atFileLimit == reached)
+            if (_atFileLimit == reached || (!reached && _reserve.Count < ReserveDescriptors))
             {
                 return;
             }
