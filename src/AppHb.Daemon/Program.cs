@@ -15,9 +15,10 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
-// Run socket continuations on the epoll thread instead of hopping to the thread pool: the per-frame work never
-// blocks (a lock, a timestamp), and the hop was a third of the CPU per beat and most of the latency under load
-// (docs/benchmarks.md). Read once by System.Net.Sockets when it first polls, which is after this line.
+// Run socket continuations on the runtime's epoll thread instead of hopping to the thread pool (Kestrel's /metrics,
+// AgentX; clients have a loop of their own): measured on the client path when it still used runtime sockets, the hop
+// was a third of the CPU per frame (docs/benchmarks.md). Read once by System.Net.Sockets when it first polls, which is
+// after this line.
 Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
 
 var configOption = new Option<string>("--config", "-c")
@@ -140,9 +141,8 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     });
     builder.Services.AddSingleton<StatusReporter>();
     builder.Services.AddSingleton<WatchdogTickler>();
-    builder.Services.AddSingleton<ReadDeadlines>();
     builder.Services.AddSingleton(sp => new DeadlineLoop(
-        [sp.GetRequiredService<HeartbeatRegistry>(), sp.GetRequiredService<ServiceSupervisor>(), sp.GetRequiredService<ReadDeadlines>()],
+        [sp.GetRequiredService<HeartbeatRegistry>(), sp.GetRequiredService<ServiceSupervisor>()],
         sp.GetRequiredService<DaemonHealth>(), sp.GetRequiredService<TimeProvider>(), options, sp.GetRequiredService<ILogger<DeadlineLoop>>()));
     builder.Services.AddSingleton<ClientSocketServer>();
     builder.Services.AddSingleton<EventBroadcaster>();

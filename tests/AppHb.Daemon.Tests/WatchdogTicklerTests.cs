@@ -123,6 +123,36 @@ public class WatchdogTickleGateTests
 
         Assert.Equal(TimeSpan.FromSeconds(5), _health.Loop.Age);
     }
+
+    [Fact]
+    public void A_client_loop_that_stops_running_its_probes_withholds_feeding_until_it_runs_them_again()
+    {
+        var posted = new Queue<Action>();
+        _health.WatchClientLoop(posted.Enqueue);
+        BothAlive();
+        Assert.Equal(TickleOutcome.Fed, _gate.OnTick());
+
+        // The loop is stuck: probes are posted (one at a time) but never run.
+        _clock.Advance(Period / 2);
+        _health.ProbeClientLoop();
+        _health.ProbeClientLoop();
+        Assert.Single(posted);
+        _clock.Advance(Period);
+        BothAlive();
+        Assert.Equal(TickleOutcome.Withheld, _gate.OnTick());
+
+        // It turns again: the probe runs, feeding resumes, and the next probe can be posted.
+        posted.Dequeue()();
+        Assert.Equal(TickleOutcome.Fed, _gate.OnTick());
+        _health.ProbeClientLoop();
+        Assert.Single(posted);
+
+        // Stopped on purpose (apphbd is stopping): its age no longer counts.
+        _health.UnwatchClientLoop();
+        _clock.Advance(Period * 3);
+        BothAlive();
+        Assert.Equal(TickleOutcome.Fed, _gate.OnTick());
+    }
 }
 
 /// <summary>The real tickle thread, once: it feeds a live daemon, and stops as the gate says.</summary>

@@ -68,6 +68,68 @@ public sealed class HostileClientTests
     }
 
     [Fact]
+    public async Task A_peer_that_does_not_read_its_replies_is_closed_after_the_send_timeout_while_beats_go_on()
+    {
+        await using var daemon = await DaemonProcess.StartAsync("clients:\n  send-timeout: 500ms\n");
+        await using var beating = await RawConnection.ConnectAsync(daemon.SocketPath);
+        await beating.SendAsync(FrameWriter.ToArray(new RegisterRequest("beating", string.Empty, 60_000, 0), 1));
+        Assert.Equal(FrameType.Registered, (await beating.ReceiveAsync(Bound))!.Value.Header.Type);
+
+        // Thousands of status requests, none of their replies read: the socket's buffer fills, the loop stops reading
+        // this peer, and the send timeout closes it.
+        await using var deaf = await RawConnection.ConnectAsync(daemon.SocketPath);
+        deaf.Socket.ReceiveBufferSize = 4096;
+        var requests = new byte[2000 * FrameFormat.HeaderSize];
+        for (var i = 0; i < 2000; i++)
+        {
+            FrameWriter.EmptyToArray(FrameType.StatusRequest, (uint)i + 1).CopyTo(requests, i * FrameFormat.HeaderSize);
+        }
+
+        await deaf.SendAsync(requests);
+        // Three send timeouts long, beats are acknowledged as usual.
+        var watch = Stopwatch.StartNew();
+        var sequence = 2u;
+        while (watch.Elapsed < TimeSpan.FromSeconds(1.5))
+        {
+            await beating.SendAsync(FrameWriter.EmptyToArray(FrameType.Beat, sequence, FrameFlags.AckRequested));
+            var ack = (await beating.ReceiveAsync(Bound))!.Value;
+            Assert.Equal((FrameType.Ok, sequence), (ack.Header.Type, ack.Header.Sequence));
+            sequence++;
+            await Task.Delay(50);
+        }
+
+        // Now read what it was sent: some of the statuses, then the end (a reset: it closed with our requests unread),
+        // long before the 2,000th.
+        var statuses = 0;
+        try
+        {
+            while (await deaf.ReceiveAsync(Bound) is { } reply)
+            {
+                Assert.Equal(FrameType.Status, reply.Header.Type);
+                statuses++;
+            }
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
+        {
+        }
+
+        Assert.InRange(statuses, 0, 1999);
+        Assert.Contains((await new AppHbControl(daemon.SocketPath).GetStatusAsync()).Clients, c => c.Name == "beating");
+    }
+
+    [Fact]
+    public async Task A_peer_that_shuts_down_its_sending_side_still_gets_its_status()
+    {
+        await using var daemon = await DaemonProcess.StartAsync();
+        await using var raw = await RawConnection.ConnectAsync(daemon.SocketPath);
+        await raw.SendAsync(FrameWriter.EmptyToArray(FrameType.StatusRequest, 7));
+        raw.Socket.Shutdown(SocketShutdown.Send);
+        var status = (await raw.ReceiveAsync(Bound))!.Value;
+        Assert.Equal((FrameType.Status, 7u), (status.Header.Type, status.Header.Sequence));
+        Assert.True(await raw.IsClosedByPeerAsync(Bound));
+    }
+
+    [Fact]
     public async Task A_request_over_one_KiB_is_refused_from_its_length_alone()
     {
         await using var daemon = await DaemonProcess.StartAsync();

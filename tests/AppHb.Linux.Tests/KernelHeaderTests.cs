@@ -88,6 +88,10 @@ public sealed class KernelHeaderTests : IDisposable
             P("MSG_DONTWAIT", MSG_DONTWAIT);
             P("MSG_NOSIGNAL", MSG_NOSIGNAL);
             P("EPOLLRDHUP", EPOLLRDHUP);
+            P("EPOLLOUT", EPOLLOUT);
+            P("EPOLLERR", EPOLLERR);
+            P("EPOLLHUP", EPOLLHUP);
+            P("EPOLL_CTL_MOD", EPOLL_CTL_MOD);
             P("SOCK_NONBLOCK", SOCK_NONBLOCK);
             P("SOCK_CLOEXEC", SOCK_CLOEXEC);
             P("ENFILE", ENFILE);
@@ -202,6 +206,10 @@ public sealed class KernelHeaderTests : IDisposable
         { "MSG_DONTWAIT", (ulong)Interop.MSG_DONTWAIT },
         { "MSG_NOSIGNAL", (ulong)Interop.MSG_NOSIGNAL },
         { "EPOLLRDHUP", Interop.EPOLLRDHUP },
+        { "EPOLLOUT", Interop.EPOLLOUT },
+        { "EPOLLERR", Interop.EPOLLERR },
+        { "EPOLLHUP", Interop.EPOLLHUP },
+        { "EPOLL_CTL_MOD", (ulong)Interop.EPOLL_CTL_MOD },
         { "SOCK_NONBLOCK", (ulong)Interop.SOCK_NONBLOCK },
         { "SOCK_CLOEXEC", (ulong)Interop.SOCK_CLOEXEC },
         { "ENFILE", (ulong)Interop.Errno.ENFILE },

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.Net.Sockets;
 using AppHb.Core.Heartbeats;
 using AppHb.Daemon.Configuration;
 using AppHb.Daemon.Events;
@@ -19,46 +18,39 @@ internal sealed record ConnectionServices(
     ProcessExitWatcher Exits,
     StatusReporter Status,
     ControlHandler Control,
-    ReadDeadlines ReadDeadlines,
     ClientLimits Limits,
     Func<bool> IsShuttingDown,
     LogBudget ViolationLog,
     ILogger Logger,
     Action<ClientConnection> Closed);
 
-/// <summary>Serves one connection. Its first frame decides what it is: a heartbeat client (Register), a one-shot
-/// status reader (StatusRequest) or an event watcher (Subscribe). Any protocol violation gets one Error frame naming
-/// the problem and closes this connection only; nothing it sends can reach another client's state.
-/// <para>What one connection can cost is bounded: its buffer (a request is at most 1 KiB), its time (at most
-/// <see cref="FramesPerTurn"/> frames before it yields the socket thread to the others), a partial frame (closed after
-/// the read timeout) and a reply its peer does not read (closed after the send timeout).</para></summary>
-internal sealed class ClientConnection : IDisposable
+/// <summary>Serves one connection, on the <see cref="ConnectionLoop"/>'s thread. Its first frame decides what it is: a
+/// heartbeat client (Register), a one-shot status reader (StatusRequest) or an event watcher (Subscribe). Any protocol
+/// violation gets one Error frame naming the problem and closes this connection only; nothing it sends can reach
+/// another client's state.
+/// <para>A beat costs no allocation and no thread hop: the loop reads it and this session hands it to the registry at
+/// once. What takes longer (a control request, a status document) runs off the loop while the connection is suspended,
+/// its reply sent when it completes. What one connection can cost is bounded by the loop: its bytes per turn, a partial
+/// frame (closed after the read timeout), a reply its peer does not read (closed after the send timeout).</para></summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The operation's source is disposed by the operation itself, when it hands its reply back to the loop.")]
+internal sealed class ClientConnection : IConnectionSession
 {
-    private const int InitialBufferSize = 256;
-    private const int FramesPerTurn = 64;
-
-    private readonly Socket _socket;
+    private readonly ServedConnection _connection;
     private readonly ConnectionServices _services;
     private readonly PeerCredentials _peer;
     private readonly bool _restricted;
     private IDisposable? _exitWatch;
     private Role _role;
     private RegisteredClient? _client;
-    private bool _replayHistory;
-    private uint _subscribeSequence;
     private bool _watching;
-    // Read timeout of a partial frame: armed (with a new version) when a turn ends inside a frame, disarmed (version
-    // bumped) when the buffer empties. The deadline loop calls ReadTimedOut with the version it armed.
-    private int _readVersion;
-    private bool _partialArmed;
-    private CancellationTokenSource? _readCancel;
-    private volatile bool _timedOut;
+    // A control or status request at work off the loop; cancelled when the connection ends first.
+    private CancellationTokenSource? _operation;
 
     /// <param name="restricted">Beyond its uid's connection limit (allowed for root and apphbd's own user only): it may
     /// ask for status and control services, not register or subscribe.</param>
-    public ClientConnection(Socket socket, PeerCredentials peer, bool restricted, ConnectionServices services)
+    public ClientConnection(ServedConnection connection, PeerCredentials peer, bool restricted, ConnectionServices services)
     {
-        _socket = socket;
+        _connection = connection;
         _peer = peer;
         _restricted = restricted;
         _services = services;
@@ -74,181 +66,73 @@ internal sealed class ClientConnection : IDisposable
 
     public PeerCredentials Peer => _peer;
 
-    /// <summary>The connection's service, from <see cref="Start"/> until it is closed.</summary>
-    public Task Running { get; private set; } = Task.CompletedTask;
+    /// <summary>An event stream: the broadcaster writes on its socket (its last word at apphbd's stop too).</summary>
+    public bool IsWatching => _watching;
 
-    /// <summary>Serves the connection until it closes; then tells <see cref="ConnectionServices.Closed"/> (no
-    /// continuation per connection: the service's own end says so).</summary>
-    public void Start(CancellationToken cancellationToken) => Running = RunAsync(cancellationToken);
-
-    private async Task RunAsync(CancellationToken cancellationToken)
+    public int Received(ReadOnlySpan<byte> bytes)
     {
-        var reason = "connection closed";
-        // A pending receive pins its buffer for as long as the client is idle, which for a heartbeat client is
-        // almost always. Thousands of pinned arrays scattered through the normal heap fragment it; the pinned
-        // object heap is made for exactly this.
-        var buffer = GC.AllocateUninitializedArray<byte>(InitialBufferSize, pinned: true);
-        var filled = 0;
-        var framesThisTurn = 0;
+        var offset = 0;
+        uint? failing = null;
         try
         {
-            while (true)
+            while (_operation is null && FrameReader.TryReadFrame(bytes[offset..], out var header, FrameFormat.MaxRequestFrameSize))
             {
-                if (framesThisTurn >= FramesPerTurn)
+                failing = header.Sequence;
+                var payload = bytes.Slice(offset + FrameFormat.HeaderSize, header.PayloadLength);
+                offset += header.FrameLength;
+                if (Handle(header, payload) is { } reply)
                 {
-                    // Frames keep coming as fast as they are handled: let the socket thread serve the others (their
-                    // beats first of all) before reading more. What stays unread is in the socket, where the
-                    // pending-beat check sees it.
-                    framesThisTurn = 0;
-                    await Task.Yield();
+                    _connection.Send(reply);
                 }
 
-                // No token unless a partial frame is being timed: apphbd's stop ends the receive by shutting the socket
-                // down (Close), and a registration on the stopping token per idle connection is memory for nothing.
-                var read = await _socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, _readCancel?.Token ?? CancellationToken.None);
-                if (read == 0)
-                {
-                    break;
-                }
-
-                filled += read;
-                var offset = 0;
-                uint? failing = null;
-                try
-                {
-                    while (FrameReader.TryReadFrame(buffer.AsSpan(offset, filled - offset), out var header, FrameFormat.MaxRequestFrameSize))
-                    {
-                        failing = header.Sequence;
-                        framesThisTurn++;
-                        var payloadStart = offset + FrameFormat.HeaderSize;
-                        offset += header.FrameLength;
-                        var reply = header.Type == FrameType.Control
-                            ? await ControlAsync(header, buffer.AsMemory(payloadStart, header.PayloadLength), cancellationToken)
-                            : Handle(header, buffer.AsSpan(payloadStart, header.PayloadLength));
-                        if (reply is not null)
-                        {
-                            await SendAsync(reply, cancellationToken);
-                        }
-
-                        if (_role == Role.Watcher && _watching is false)
-                        {
-                            // The broadcaster sends the Ok, then the events: none precedes it, none published after
-                            // it is missed.
-                            _services.Broadcaster.Add(_socket, _peer.Pid, _replayHistory, FrameWriter.EmptyToArray(FrameType.Ok, _subscribeSequence));
-                            _watching = true;
-                        }
-
-                        failing = null;
-                    }
-                }
-                catch (ProtocolException e)
-                {
-                    // Answer the frame that broke the rule, not the last good one; a bad header is at the offset.
-                    var sequence = failing ?? FrameReader.PeekSequence(buffer.AsSpan(offset, filled - offset)) ?? 0;
-                    if (_services.ViolationLog.TryTake(out var suppressed))
-                    {
-                        Log.ProtocolViolation(_services.Logger, _peer.Pid, _peer.Uid, sequence, e.Code.ToString(),
-                            suppressed > 0 ? $"{e.Message} ({suppressed} more violations not logged)" : e.Message);
-                    }
-
-                    reason = $"protocol error: {e.Message}";
-                    await TrySendAsync(FrameWriter.ToArray(ErrorReply.Create(e.Code, e.Message), sequence), cancellationToken);
-                    return;
-                }
-
-                // Keep the unread tail; grow only for a frame that is known (from its header) to need it.
-                Buffer.BlockCopy(buffer, offset, buffer, 0, filled - offset);
-                filled -= offset;
-                if (filled == buffer.Length)
-                {
-                    var needed = filled >= FrameFormat.HeaderSize && FramePeek(buffer, out var length) ? length : buffer.Length * 2;
-                    var larger = GC.AllocateUninitializedArray<byte>(Math.Min(Math.Max(needed, buffer.Length * 2), FrameFormat.MaxRequestFrameSize), pinned: true);
-                    Buffer.BlockCopy(buffer, 0, larger, 0, filled);
-                    buffer = larger;
-                }
-                else if (filled == 0 && buffer.Length > InitialBufferSize)
-                {
-                    // A large frame came and went: give the memory back.
-                    buffer = GC.AllocateUninitializedArray<byte>(InitialBufferSize, pinned: true);
-                }
-
-                TrackPartialFrame(filled > 0, cancellationToken);
+                failing = null;
             }
         }
-        catch (OperationCanceledException) when (_timedOut)
+        catch (ProtocolException e)
         {
-            reason = $"read timeout: part of a frame waited {_services.Limits.ReadTimeout.TotalSeconds:0.#} s for the rest";
-            await TrySendAsync(FrameWriter.ToArray(ErrorReply.Create(ErrorCode.TimedOut,
-                $"a frame was not completed within the read timeout of {_services.Limits.ReadTimeout.TotalMilliseconds:0} ms"), 0), CancellationToken.None);
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-            reason = "apphbd is stopping";
-        }
-        catch (TimeoutException)
-        {
-            reason = $"send timeout: a reply waited {_services.Limits.SendTimeout.TotalSeconds:0.#} s for the peer to read";
-        }
-        catch (Exception e) when (e is SocketException or IOException or ObjectDisposedException)
-        {
-            reason = $"connection failed: {e.Message}";
-        }
-        catch (Exception e)
-        {
-            Log.ConnectionFailed(_services.Logger, _peer.Pid, e);
-            reason = $"internal error: {e.Message}";
-        }
-        finally
-        {
-            _partialArmed = false;
-            Interlocked.Increment(ref _readVersion);
-            _exitWatch?.Dispose();
-            if (_client is not null)
+            // Answer the frame that broke the rule, not the last good one; a bad header is at the offset.
+            var sequence = failing ?? FrameReader.PeekSequence(bytes[offset..]) ?? 0;
+            if (_services.ViolationLog.TryTake(out var suppressed))
             {
-                _services.Registry.Disconnect(_client, reason);
+                Log.ProtocolViolation(_services.Logger, _peer.Pid, _peer.Uid, sequence, e.Code.ToString(),
+                    suppressed > 0 ? $"{e.Message} ({suppressed} more violations not logged)" : e.Message);
             }
 
-            if (_watching)
-            {
-                _services.Broadcaster.Remove(_socket);
-            }
-
-            Dispose();
-            _services.Closed(this);
+            _connection.Send(FrameWriter.ToArray(ErrorReply.Create(e.Code, e.Message), sequence));
+            _connection.Close($"protocol error: {e.Message}");
+            return bytes.Length;
         }
+
+        return offset;
     }
 
-    /// <summary>Tells a connection that apphbd is stopping, then closes it (the server does this to every one left).</summary>
-    public void Close(byte[]? lastFrame)
+    public void ReadTimedOut()
     {
-        if (lastFrame is not null && !_watching)
-        {
-            // Best effort and never blocking: a frame that does not fit the socket's buffer now is not sent. (A
-            // watcher's last frame goes through the broadcaster, which owns its socket's writes.)
-            _ = SocketPeek.SendNow(_socket, lastFrame);
-        }
-
-        try
-        {
-            _socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-        }
+        _connection.Send(FrameWriter.ToArray(ErrorReply.Create(ErrorCode.TimedOut,
+            $"a frame was not completed within the read timeout of {_services.Limits.ReadTimeout.TotalMilliseconds:0} ms"), 0));
+        _connection.Close($"read timeout: part of a frame waited {_services.Limits.ReadTimeout.TotalSeconds:0.#} s for the rest");
     }
 
-    /// <summary>Asked by the deadline loop when a read deadline surfaces; true when it closes this connection.</summary>
-    public bool ReadTimedOut(int version)
+    public void Ended(string reason)
     {
-        if (version != Volatile.Read(ref _readVersion) || !_partialArmed || _readCancel is not { } cancel)
+        if (_operation is { } operation)
         {
-            return false;
+            // Not inline: cancellation callbacks of the control handler must not run on the loop's thread.
+            _ = operation.CancelAsync();
         }
 
-        _timedOut = true;
-        // Not on the deadline loop's thread: cancelling a receive may run the connection's continuation inline.
-        ThreadPool.UnsafeQueueUserWorkItem(static c => c.Cancel(), cancel, preferLocal: false);
-        return true;
+        _exitWatch?.Dispose();
+        if (_client is not null)
+        {
+            _services.Registry.Disconnect(_client, reason);
+        }
+
+        if (_watching)
+        {
+            _services.Broadcaster.Remove(_connection);
+        }
+
+        _services.Closed(this);
     }
 
     /// <summary>Whether a beat from this connection's client is waiting in its socket, unread (looked at without
@@ -256,7 +140,7 @@ internal sealed class ClientConnection : IDisposable
     public bool HasQueuedBeat()
     {
         Span<byte> queued = stackalloc byte[512];
-        var count = SocketPeek.Queued(_socket, queued);
+        var count = _connection.Peek(queued);
         for (var at = 0; at + FrameFormat.HeaderSize <= count;)
         {
             if ((FrameType)queued[at + 5] == FrameType.Beat)
@@ -276,43 +160,7 @@ internal sealed class ClientConnection : IDisposable
         return false;
     }
 
-    public void Dispose()
-    {
-        _socket.Dispose();
-        _readCancel?.Dispose();
-    }
-
-    private void TrackPartialFrame(bool partial, CancellationToken cancellationToken)
-    {
-        if (partial && !_partialArmed)
-        {
-            _readCancel ??= CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            _partialArmed = true;
-            _services.ReadDeadlines.Arm(this, Interlocked.Increment(ref _readVersion), _services.Limits.ReadTimeout);
-        }
-        else if (!partial && _partialArmed)
-        {
-            _partialArmed = false;
-            Interlocked.Increment(ref _readVersion);
-        }
-    }
-
-    private static bool FramePeek(byte[] buffer, out int frameLength)
-    {
-        try
-        {
-            FrameReader.TryReadFrame(buffer, out var header, FrameFormat.MaxRequestFrameSize);
-            frameLength = header.FrameLength;
-            return true;
-        }
-        catch (ProtocolException)
-        {
-            frameLength = 0;
-            return false;
-        }
-    }
-
-    private async ValueTask<byte[]?> ControlAsync(FrameHeader header, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    private byte[]? Control(FrameHeader header, ReadOnlySpan<byte> payload)
     {
         if (_role is Role.Client or Role.Watcher)
         {
@@ -322,7 +170,7 @@ internal sealed class ClientConnection : IDisposable
         ControlRequest control;
         try
         {
-            control = ControlRequest.Read(payload.Span);
+            control = ControlRequest.Read(payload);
         }
         catch (ProtocolException e) when (e.Code == ErrorCode.InvalidArgument)
         {
@@ -330,25 +178,47 @@ internal sealed class ClientConnection : IDisposable
             return Error(header, e.Code, e.Message);
         }
 
-        return await HandleControlAsync(control, header.Sequence, cancellationToken);
+        var sequence = header.Sequence;
+        var peer = _peer;
+        var handler = _services.Control;
+        // A control request may wait for a service to stop: off the loop, and cancelled if apphbctl leaves first.
+        StartOperation(token => handler.HandleAsync(control, sequence, peer, token));
+        return null;
     }
 
-    /// <summary>Runs a control request while watching for apphbctl to leave: a zero-byte receive completes when the
-    /// socket is readable, and nothing to read then means the peer closed (or shut down its sending side).</summary>
-    private async Task<byte[]> HandleControlAsync(ControlRequest control, uint sequence, CancellationToken cancellationToken)
+    private void StartOperation(Func<CancellationToken, Task<byte[]>> work)
     {
-        using var left = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var handling = _services.Control.HandleAsync(control, sequence, _peer, left.Token);
-        var readable = _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, left.Token).AsTask();
-        if (await Task.WhenAny(handling, readable) == readable && !readable.IsFaulted && !readable.IsCanceled && _socket.Available == 0)
-        {
-            await left.CancelAsync();
-        }
+        var operation = _operation = new CancellationTokenSource();
+        _connection.Suspend();
+        _ = RunOperationAsync(work, operation);
+    }
 
-        var reply = await handling;
-        await left.CancelAsync();
-        await readable.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
-        return reply;
+    private async Task RunOperationAsync(Func<CancellationToken, Task<byte[]>> work, CancellationTokenSource operation)
+    {
+        byte[]? reply = null;
+        try
+        {
+            await Task.Yield();
+            reply = await work(operation.Token);
+        }
+        catch (OperationCanceledException) when (operation.IsCancellationRequested)
+        {
+        }
+#pragma warning disable CA1031 // The failure is this request's, and the loop ends the connection for it.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            Log.ConnectionFailed(_services.Logger, _peer.Pid, e);
+        }
+        finally
+        {
+            // Back on the loop's thread (through Resume) before the next frame is read.
+            _connection.Resume(reply, () =>
+            {
+                _operation = null;
+                operation.Dispose();
+            });
+        }
     }
 
     /// <summary>Acts on one frame. Returns the reply to send, if any.</summary>
@@ -379,6 +249,9 @@ internal sealed class ClientConnection : IDisposable
 
         switch (header.Type)
         {
+            case FrameType.Control:
+                return Control(header, payload);
+
             case FrameType.Beat:
                 EnsurePayloadEmpty(header);
                 _services.Registry.Beat(RequireClient(header));
@@ -444,20 +317,8 @@ internal sealed class ClientConnection : IDisposable
                     throw OutOfOrder(header, "this connection is an event stream");
                 }
 
-                byte[] status;
-                try
-                {
-                    status = _services.Status.SerializeStatus();
-                }
-                catch (IOException e)
-                {
-                    // At the open-file limit, reading /proc can fail: said, not a dropped connection.
-                    return Error(header, ErrorCode.Failed, $"StatusRequest: the status could not be read now: {e.Message}");
-                }
-
-                var document = new ArrayBufferWriter<byte>();
-                FrameWriter.WriteDocument(document, FrameType.Status, header.Sequence, status);
-                return document.WrittenSpan.ToArray();
+                StartStatus(header.Sequence);
+                return null;
 
             case FrameType.Subscribe:
                 EnsurePayloadEmpty(header);
@@ -467,9 +328,11 @@ internal sealed class ClientConnection : IDisposable
                 }
 
                 RefuseWhenShuttingDownOrRestricted(header);
-                _replayHistory = (header.Flags & FrameFlags.ReplayHistory) != 0;
-                _subscribeSequence = header.Sequence;
                 _role = Role.Watcher;
+                _watching = true;
+                // The broadcaster sends the Ok, then the events: none precedes it, none published after it is missed.
+                _services.Broadcaster.Add(_connection, _peer.Pid, (header.Flags & FrameFlags.ReplayHistory) != 0,
+                    FrameWriter.EmptyToArray(FrameType.Ok, header.Sequence));
                 return null;
 
             default:
@@ -568,33 +431,30 @@ internal sealed class ClientConnection : IDisposable
         return cut < 0 ? message : message[..cut];
     }
 
-    /// <summary>Sends a reply. Only this connection's own loop sends, one reply at a time, so what fits the socket's
-    /// buffer goes at once with no lock and no asynchronous send state (most connections never need either); the rest
-    /// waits for the peer to read, and a peer that does not read it within the send timeout loses the connection
-    /// (<see cref="TimeoutException"/>).</summary>
-    private async ValueTask SendAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
+    /// <summary>The document reads /proc for every service: off the loop, so that no beat waits behind it.</summary>
+    /// <remarks>A method of its own, as <see cref="WatchForExit"/> is: a lambda capturing a switch section's locals
+    /// would allocate its closure on every frame.</remarks>
+    private void StartStatus(uint sequence)
     {
-        // 0 also for a closed peer: the asynchronous send below then reports the error itself.
-        frame = frame[SocketPeek.SendNow(_socket, frame.Span)..];
-        while (!frame.IsEmpty)
-        {
-            var sending = _socket.SendAsync(frame, SocketFlags.None, cancellationToken);
-            var sent = sending.IsCompleted ? sending.Result : await sending.AsTask().WaitAsync(_services.Limits.SendTimeout, cancellationToken);
-            frame = frame[sent..];
-        }
+        var reporter = _services.Status;
+        StartOperation(_ => Task.FromResult(StatusFrame(reporter, sequence)));
     }
 
-    private async ValueTask TrySendAsync(byte[] frame, CancellationToken cancellationToken)
+    private static byte[] StatusFrame(StatusReporter reporter, uint sequence)
     {
+        byte[] status;
         try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            // A peer that does not read must not hold this connection open.
-            timeout.CancelAfter(TimeSpan.FromSeconds(1));
-            await SendAsync(frame, timeout.Token);
+            status = reporter.SerializeStatus();
         }
-        catch (Exception e) when (e is OperationCanceledException or TimeoutException or SocketException or IOException or ObjectDisposedException)
+        catch (IOException e)
         {
+            // At the open-file limit, reading /proc can fail: said, not a dropped connection.
+            return FrameWriter.ToArray(ErrorReply.Create(ErrorCode.Failed, $"StatusRequest: the status could not be read now: {e.Message}"), sequence);
         }
+
+        var document = new ArrayBufferWriter<byte>();
+        FrameWriter.WriteDocument(document, FrameType.Status, sequence, status);
+        return document.WrittenSpan.ToArray();
     }
 }

@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using AppHb.Core.Heartbeats;
 using AppHb.Daemon.Configuration;
 using AppHb.Daemon.Events;
+using AppHb.Daemon.Loops;
 using AppHb.Daemon.Status;
 using AppHb.Linux.Accounts;
 using AppHb.Linux.Processes;
@@ -13,44 +14,47 @@ using Microsoft.Win32.SafeHandles;
 
 namespace AppHb.Daemon.Clients;
 
-/// <summary>Listens on the Unix stream socket and serves each connection with a <see cref="ClientConnection"/>.
+/// <summary>Listens on the Unix stream socket; a <see cref="ConnectionLoop"/> accepts and serves every connection on one
+/// thread, each with a <see cref="ClientConnection"/> once it speaks.
 /// The socket is bound in <see cref="StartAsync"/> so that a daemon that cannot listen does not start at all.
 /// <para>What clients do never takes the daemon down: a uid holds at most <c>clients.max-connections-per-uid</c>
 /// connections (root's and apphbd's own beyond it may ask for status and control only); at the open-file limit new
 /// connections are refused at once with an Error frame, through a few descriptors held in reserve for exactly that,
 /// while root and apphbd's own user are still served; the condition is logged once per episode. When apphbd begins to
 /// stop, new connections are refused with ShuttingDown, and at the end every open one is told so and closed.</para></summary>
-internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, IConnectionLobbyHost
+internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, IConnectionLoopHost
 {
     private const int ReserveDescriptors = 8;
     private readonly SocketOptions _options;
     private readonly ClientLimits _limits;
     private readonly ConnectionServices _services;
     private readonly EventBroadcaster _broadcaster;
+    private readonly TimeProvider _time;
+    private readonly DaemonHealth _health;
     private readonly ILogger<ClientSocketServer> _logger;
-    private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _gate = new();
-    private readonly HashSet<ClientConnection> _connections = [];
     private readonly Dictionary<uint, int> _perUid = [];
     /// <summary>Held connections of root or apphbd's own user beyond the per-uid limit: status and control only.</summary>
     private readonly HashSet<int> _restricted = [];
     private readonly Stack<SafeFileHandle> _reserve = new();
     private readonly CancellationTokenRegistration _stoppingRegistration;
     private Socket? _listener;
-    private ConnectionLobby? _lobby;
+    private ConnectionLoop? _loop;
     private volatile bool _shuttingDown;
     private bool _atFileLimit;
     private long _refused;
 
     public ClientSocketServer(ApphbdOptions options, HeartbeatRegistry registry, EventBroadcaster broadcaster, ProcessExitWatcher exits,
-        StatusReporter status, ControlHandler control, ReadDeadlines readDeadlines, IHostApplicationLifetime lifetime, TimeProvider time,
+        StatusReporter status, ControlHandler control, DaemonHealth health, IHostApplicationLifetime lifetime, TimeProvider time,
         ILogger<ClientSocketServer> logger)
     {
         _options = options.Socket;
         _limits = options.Clients;
         _broadcaster = broadcaster;
+        _time = time;
+        _health = health;
         _logger = logger;
-        _services = new ConnectionServices(registry, broadcaster, exits, status, control, readDeadlines, options.Clients,
+        _services = new ConnectionServices(registry, broadcaster, exits, status, control, options.Clients,
             () => _shuttingDown, new LogBudget(time, perWindow: 10, window: TimeSpan.FromSeconds(10)), logger, Closed);
         // From the moment apphbd begins to stop, nothing new registers or subscribes.
         _stoppingRegistration = lifetime.ApplicationStopping.Register(() =>
@@ -67,17 +71,8 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
     /// <summary>Connections refused so far (the uid's limit, the open-file limit, shutting down).</summary>
     public long Refused => Interlocked.Read(ref _refused);
 
-    /// <summary>Open connections: those served and those held silent in the lobby.</summary>
-    public int OpenConnections
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _connections.Count + (_lobby?.Count ?? 0);
-            }
-        }
-    }
+    /// <summary>Open connections: those served and those held silent so far.</summary>
+    public int OpenConnections => _loop is { } loop ? loop.ServedCount + loop.HeldCount : 0;
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -110,45 +105,36 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
 
         RefillReserve();
         _listener = listener;
-        _lobby = new ConnectionLobby(listener, this);
+        _loop = new ConnectionLoop(listener, this, FrameFormat.MaxRequestFrameSize, _limits.ReadTimeout, _limits.SendTimeout, _time);
+        // Every client's beats go through this one thread: the watchdog is fed only while it turns.
+        _health.WatchClientLoop(_loop.Post);
         return Task.CompletedTask;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         _shuttingDown = true;
-        // No new connection from here; every open one is told why it is being closed before anything cancels it:
-        // those that never spoke by the lobby, watchers by the broadcaster (which owns the writes on their sockets).
+        // No new connection from here; every open one is told why it is being closed before it is: watchers by the
+        // broadcaster (which owns the writes on their sockets), the others by the loop.
         var shuttingDown = FrameWriter.ToArray(ErrorReply.Create(ErrorCode.ShuttingDown, "apphbd is shutting down"), 0);
-        if (_lobby is not null)
+        _broadcaster.SendToAll(shuttingDown);
+        if (_loop is not null)
         {
-            await _lobby.CloseAllAsync(shuttingDown).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
-            _lobby.Dispose();
+            _health.UnwatchClientLoop();
+            await _loop.CloseAllAsync(shuttingDown, static session => session is not ClientConnection { IsWatching: true })
+                .WaitAsync(TimeSpan.FromSeconds(5), cancellationToken)
+                .ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+            _loop.Dispose();
         }
 
         _listener?.Dispose();
-        _broadcaster.SendToAll(shuttingDown);
-        ClientConnection[] open;
-        lock (_gate)
-        {
-            open = [.. _connections];
-        }
-
-        foreach (var connection in open)
-        {
-            connection.Close(shuttingDown);
-        }
-
-        await Task.WhenAll(open.Select(c => c.Running)).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
-        await _stopping.CancelAsync();
         TryDelete(_options.Path);
     }
 
     public async ValueTask DisposeAsync()
     {
-        _lobby?.Dispose();
+        _loop?.Dispose();
         _listener?.Dispose();
-        _stopping.Dispose();
         await _stoppingRegistration.DisposeAsync();
         lock (_gate)
         {
@@ -160,8 +146,8 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
     }
 
     /// <summary>Decides, from the peer's credentials, whether a new connection is held for serving, held for status
-    /// and control only, or refused with an Error frame (the lobby sends it and closes).</summary>
-    byte[]? IConnectionLobbyHost.Accepted(LobbyConnection connection, bool fromReserve)
+    /// and control only, or refused with an Error frame (the loop sends it and closes).</summary>
+    byte[]? IConnectionLoopHost.Accepted(AcceptedConnection connection, bool fromReserve)
     {
         var privileged = connection.Uid == 0 || connection.Uid == UnixAccounts.EffectiveUserId;
         string? refusal = null;
@@ -220,25 +206,19 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
     }
 
     /// <summary>A connection spoke: from here it has a <see cref="ClientConnection"/> (and its memory).</summary>
-    void IConnectionLobbyHost.Readable(Socket socket, LobbyConnection held)
+    IConnectionSession IConnectionLoopHost.Speaking(ServedConnection connection)
     {
+        var held = connection.Accepted;
         bool restricted;
         lock (_gate)
         {
             restricted = _restricted.Remove(held.Fd);
         }
 
-        var connection = new ClientConnection(socket, new PeerCredentials(held.Pid, held.Uid, held.Gid), restricted, _services);
-        lock (_gate)
-        {
-            // Before it starts: a connection that ends at once is removed by Closed, never left behind.
-            _connections.Add(connection);
-        }
-
-        connection.Start(_stopping.Token);
+        return new ClientConnection(connection, new PeerCredentials(held.Pid, held.Uid, held.Gid), restricted, _services);
     }
 
-    void IConnectionLobbyHost.Left(LobbyConnection connection)
+    void IConnectionLoopHost.Left(AcceptedConnection connection)
     {
         lock (_gate)
         {
@@ -247,11 +227,11 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
         }
     }
 
-    void IConnectionLobbyHost.DescriptorFreed() => RefillReserve();
+    void IConnectionLoopHost.DescriptorFreed() => RefillReserve();
 
     /// <summary>Out of descriptors: give one of the reserve back, so that the waiting connection can be taken and
     /// answered.</summary>
-    bool IConnectionLobbyHost.OutOfDescriptors()
+    bool IConnectionLoopHost.OutOfDescriptors()
     {
         if (!ReleaseOneReserve())
         {
@@ -266,12 +246,8 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
     {
         lock (_gate)
         {
-            _connections.Remove(connection);
             CountDeparture(connection.Peer.Uid);
         }
-
-        // A descriptor came back: the reserve takes it first.
-        RefillReserve();
     }
 
     private void CountDeparture(uint uid)
@@ -310,7 +286,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
             }
 
             _atFileLimit = reached;
-            open = _connections.Count + (_lobby?.Count ?? 0);
+            open = OpenConnections;
         }
 
         if (reached)

@@ -1,8 +1,8 @@
-using System.Net.Sockets;
 using AppHb.Core.Events;
 using AppHb.Daemon.Configuration;
 using AppHb.Daemon.Loops;
 using AppHb.Daemon.Status;
+using AppHb.Linux.Sockets;
 using AppHb.Protocol;
 using Microsoft.Extensions.Logging;
 
@@ -35,9 +35,9 @@ internal sealed class EventBroadcaster : DedicatedThreadService
     private const int BacklogFrames = 4096;
     private static readonly TimeSpan BacklogRetry = TimeSpan.FromMilliseconds(5);
 
-    private sealed class Watcher(Socket socket, int pid)
+    private sealed class Watcher(ServedConnection connection, int pid)
     {
-        public Socket Socket { get; } = socket;
+        public ServedConnection Connection { get; } = connection;
         public int Pid { get; } = pid;
         /// <summary>Frames not yet written; the head may be partly written (<see cref="HeadOffset"/>).</summary>
         public Queue<byte[]> Pending { get; } = new();
@@ -52,12 +52,9 @@ internal sealed class EventBroadcaster : DedicatedThreadService
     /// <paramref name="replayHistory"/> the retained recent events (those already broadcast), then every event
     /// published from now on: history and live events join without a gap or a duplicate, and a watcher that has read
     /// the Ok knows it misses nothing published after it.</summary>
-    public void Add(Socket socket, int pid, bool replayHistory, byte[] ok)
+    public void Add(ServedConnection connection, int pid, bool replayHistory, byte[] ok)
     {
-        // Synchronous sends on this socket must fail fast instead of waiting for a slow reader; the connection's
-        // asynchronous receives are not affected by this flag.
-        socket.Blocking = false;
-        var watcher = new Watcher(socket, pid);
+        var watcher = new Watcher(connection, pid);
         lock (_gate)
         {
             if (_subscription is null)
@@ -96,11 +93,11 @@ internal sealed class EventBroadcaster : DedicatedThreadService
         }
     }
 
-    public void Remove(Socket socket)
+    public void Remove(ServedConnection connection)
     {
         lock (_gate)
         {
-            _watchers.RemoveAll(w => ReferenceEquals(w.Socket, socket));
+            _watchers.RemoveAll(w => ReferenceEquals(w.Connection, connection));
             if (_watchers.Count == 0 && _subscription is { } subscription)
             {
                 _subscription = null;
@@ -216,28 +213,24 @@ internal sealed class EventBroadcaster : DedicatedThreadService
     /// written head stays at the front with its offset.</summary>
     private static void Flush(Watcher watcher)
     {
-        try
+        while (watcher.Pending.TryPeek(out var head))
         {
-            while (watcher.Pending.TryPeek(out var head))
+            var written = watcher.Connection.TrySend(head.AsSpan(watcher.HeadOffset));
+            if (written < 0)
             {
-                var written = watcher.Socket.Send(head, watcher.HeadOffset, head.Length - watcher.HeadOffset, SocketFlags.None);
-                watcher.HeadOffset += written;
-                if (watcher.HeadOffset < head.Length)
-                {
-                    return;
-                }
-
-                watcher.Pending.Dequeue();
-                watcher.HeadOffset = 0;
+                // The watcher went away; the connection loop sees its end and removes it.
+                watcher.Pending.Clear();
+                return;
             }
-        }
-        catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
-        {
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-            // The watcher went away; its connection's read loop removes it.
-            watcher.Pending.Clear();
+
+            watcher.HeadOffset += written;
+            if (watcher.HeadOffset < head.Length)
+            {
+                return;
+            }
+
+            watcher.Pending.Dequeue();
+            watcher.HeadOffset = 0;
         }
     }
 

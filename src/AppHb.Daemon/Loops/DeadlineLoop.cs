@@ -62,6 +62,7 @@ internal sealed class DeadlineLoop : DedicatedThreadService
 
                 _health.Loop.Stamp();
                 _health.ProbeThreadPool();
+                _health.ProbeClientLoop();
                 var now = _time.GetTimestamp();
                 var forDeadline = next - now <= maxIdleTicks;
                 var wakeAt = forDeadline ? next : now + maxIdleTicks;

@@ -8,7 +8,7 @@ internal enum TickleOutcome
 {
     /// <summary>The daemon proved alive: the watchdog was fed.</summary>
     Fed,
-    /// <summary>The deadline loop or the thread pool is stale (or feeding was stopped on purpose): not fed.</summary>
+    /// <summary>The deadline loop, the thread pool or the client loop is stale (or feeding was stopped on purpose): not fed.</summary>
     Withheld,
     /// <summary>The daemon proved alive but the device refused the tickle.</summary>
     Failed,
@@ -16,7 +16,7 @@ internal enum TickleOutcome
 
 /// <summary>The watchdog feed decision, once per period, in the shape of Kestrel's <c>Heartbeat.OnHeartbeat</c>: the
 /// loop that calls <see cref="OnTick"/> owns the timing, this owns the decision. Feed only while the daemon's deadline
-/// loop and thread pool proved alive within the last period, and never again once <see cref="StopFeeding"/> was called
+/// loop, thread pool and client loop proved alive within the last period, and never again once <see cref="StopFeeding"/> was called
 /// (the reboot escalation). Logs each change between feeding and withholding once, not every period.</summary>
 internal sealed class WatchdogTickleGate(WatchdogDevice device, DaemonHealth health, TimeSpan period, TimeProvider time, ILogger logger)
 {

@@ -8,7 +8,11 @@ internal static partial class Interop
     internal const int EPOLL_CLOEXEC = 0x80000;
     internal const int EPOLL_CTL_ADD = 1;
     internal const int EPOLL_CTL_DEL = 2;
+    internal const int EPOLL_CTL_MOD = 3;
     internal const uint EPOLLIN = 0x1;
+    internal const uint EPOLLOUT = 0x4;
+    internal const uint EPOLLERR = 0x8;
+    internal const uint EPOLLHUP = 0x10;
     internal const uint EPOLLRDHUP = 0x2000;
 
     /// <summary>struct epoll_event is declared packed on x86-64 (12 bytes, data at 4) and naturally aligned elsewhere
@@ -28,14 +32,23 @@ internal static partial class Interop
 
     /// <summary>epoll_ctl ADD of <paramref name="fd"/> for <paramref name="events"/>, with <paramref name="token"/> as
     /// its data; throws with the errno's text on failure.</summary>
-    internal static unsafe void EpollAdd(int epfd, int fd, uint events, ulong token)
+    internal static void EpollAdd(int epfd, int fd, uint events, ulong token) => EpollChange(epfd, EPOLL_CTL_ADD, fd, events, token);
+
+    /// <summary>epoll_ctl MOD: <paramref name="fd"/>'s interest becomes <paramref name="events"/>; throws on failure.</summary>
+    internal static void EpollModify(int epfd, int fd, uint events, ulong token) => EpollChange(epfd, EPOLL_CTL_MOD, fd, events, token);
+
+    /// <summary>The event mask of the <paramref name="index"/>th event epoll_wait filled in (at offset 0 either way).</summary>
+    internal static unsafe uint EpollEvents(byte* events, int index) =>
+        BinaryPrimitives.ReadUInt32LittleEndian(new ReadOnlySpan<byte>(events + (index * EpollEventSize), 4));
+
+    private static unsafe void EpollChange(int epfd, int op, int fd, uint events, ulong token)
     {
         var ev = stackalloc byte[16];
         BinaryPrimitives.WriteUInt32LittleEndian(new Span<byte>(ev, 4), events);
         BinaryPrimitives.WriteUInt64LittleEndian(new Span<byte>(ev + EpollEventDataOffset, 8), token);
-        if (EpollCtl(epfd, EPOLL_CTL_ADD, fd, ev) != 0)
+        if (EpollCtl(epfd, op, fd, ev) != 0)
         {
-            throw new IOException($"epoll_ctl ADD failed: {Describe(Marshal.GetLastPInvokeError())}");
+            throw new IOException($"epoll_ctl {(op == EPOLL_CTL_ADD ? "ADD" : "MOD")} failed: {Describe(Marshal.GetLastPInvokeError())}");
         }
     }
 
