@@ -1,5 +1,6 @@
 using System.Net;
 using AppHb.Core.Cluster;
+using AppHb.Core.Supervision;
 using AppHb.Daemon.Configuration;
 
 namespace AppHb.Daemon.Tests;
@@ -87,6 +88,25 @@ public sealed class ClusterConfigurationTests : IDisposable
         Assert.Equal(["db", "web"], cluster.Group);
         Assert.Equal(["agent", "peer-link"], cluster.Fence.Select(f => f.Kind));
         Assert.Equal(new KeyValuePair<string, string>("ip", "10.0.0.9"), cluster.Fence[0].Options[0]);
+    }
+
+    [Fact]
+    public void The_groups_services_run_in_the_pair_group_and_the_others_on_every_node()
+    {
+        var yaml = Pair(KeyFile()).Replace("  web:\n", "  sshd:\n    command: [/bin/sleep, \"1000\"]\n  web:\n", StringComparison.Ordinal);
+        var options = ConfigurationLoader.Load(yaml, "pair.yaml");
+        Assert.Equal(
+            [("db", ServiceDefinition.PairGroup), ("sshd", ServiceDefinition.NodeGroup), ("web", ServiceDefinition.PairGroup)],
+            options.Services.Select(s => (s.Name, s.ResourceGroup)).OrderBy(s => s.Name, StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public void A_service_outside_the_group_may_not_require_one_inside()
+    {
+        var yaml = Pair(KeyFile()).Replace("  group: [db, web]", "  group: [db]", StringComparison.Ordinal);
+        var e = Assert.Throws<ConfigurationException>(() => ConfigurationLoader.Load(yaml, "pair.yaml"));
+        Assert.Contains("pair.yaml:", e.Message, StringComparison.Ordinal);
+        Assert.Contains("cluster.group: service \"web\" runs on both nodes but requires \"db\"", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

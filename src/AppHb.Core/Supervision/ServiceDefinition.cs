@@ -104,6 +104,10 @@ public sealed record ServiceDefinition(
     /// <summary>The resource group of the node's own services: wanted wherever apphbd runs.</summary>
     public const string NodeGroup = "node";
 
+    /// <summary>The resource group of the pair's services (apphbd.yaml's <c>cluster.group</c>): they run on the active
+    /// node only.</summary>
+    public const string PairGroup = "pair";
+
     /// <summary>The resource group the service belongs to. A group's services run only while the group is active on
     /// this node: <see cref="NodeGroup"/> always is; the pair (level 3) activates its group on the active node only.</summary>
     public string ResourceGroup { get; init; } = NodeGroup;

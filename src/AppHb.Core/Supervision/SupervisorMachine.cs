@@ -463,6 +463,11 @@ public sealed class SupervisorMachine
         }
     }
 
+    /// <summary>No service of <paramref name="group"/> has a process any more (after it was made inactive): what the
+    /// pair waits for before it releases the service IP.</summary>
+    public bool IsGroupStopped(string group) => _services.Values.All(s => s.Definition.ResourceGroup != group
+        || (!s.HasProcess && s.State is not (ServiceRunState.Starting or ServiceRunState.Stopping)));
+
     /// <summary>Whether the stop of <paramref name="name"/> (and of what requires it) is over: none has a process.</summary>
     public bool IsStopComplete(string name)
     {

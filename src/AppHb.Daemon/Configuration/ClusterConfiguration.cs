@@ -171,6 +171,15 @@ internal static class ClusterConfiguration
             }
         }
 
+        // A node service waiting for a group service would never start on the standby.
+        foreach (var service in services.Where(s => !group.Contains(s.Name)))
+        {
+            if (service.Requires.FirstOrDefault(group.Contains) is { } required)
+            {
+                section.Error("group", $"service \"{service.Name}\" runs on both nodes but requires \"{required}\", which runs on the active node only: put \"{service.Name}\" in the group too, or drop the requirement");
+            }
+        }
+
         var fence = new List<FenceMethod>();
         foreach (var method in section.MappingList("fence"))
         {

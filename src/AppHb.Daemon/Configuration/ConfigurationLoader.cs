@@ -1,3 +1,4 @@
+using AppHb.Core.Supervision;
 using AppHb.Linux.Realtime;
 using AppHb.Linux.Watchdog;
 using YamlDotNet.Core;
@@ -77,6 +78,11 @@ public static class ConfigurationLoader
 
         var services = ServicesConfiguration.Read(root.Child("services"), errors);
         var cluster = ClusterConfiguration.Read(root, services);
+        if (cluster is not null)
+        {
+            // The pair's group runs on the active node only (the supervisor keeps it inactive until the pair says).
+            services = [.. services.Select(s => cluster.Group.Contains(s.Name) ? s with { ResourceGroup = ServiceDefinition.PairGroup } : s)];
+        }
 
         var metrics = root.Child("metrics");
         metrics.RejectUnknownKeys("listen");

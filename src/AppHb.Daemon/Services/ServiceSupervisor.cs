@@ -64,6 +64,11 @@ internal sealed class ServiceSupervisor : IHostedService, IDeadlineSource, IDisp
         _tickler = tickler;
         _logger = logger;
         _machine = new SupervisorMachine(time, options.Services);
+        if (options.Cluster is not null)
+        {
+            // The pair's group waits until the pair makes this node active.
+            _machine.SetGroupActive(ServiceDefinition.PairGroup, active: false);
+        }
         // Only a node with HTTP checks pays for an HTTP stack (a few MB resident).
         _http = new Lazy<HttpClient>(() =>
         {
@@ -130,6 +135,26 @@ internal sealed class ServiceSupervisor : IHostedService, IDeadlineSource, IDisp
         if (_heartbeatWatch is not null)
         {
             await _heartbeatWatch.ConfigureAwait(false);
+        }
+    }
+
+    // ---- the pair (level 3) ----
+
+    /// <summary>Starts (in dependency order) or stops (in reverse) the services of <paramref name="group"/> on this node.</summary>
+    public void SetGroupActive(string group, bool active) => Control(m => m.SetGroupActive(group, active));
+
+    /// <summary>Completes once no service of <paramref name="group"/> has a process (each got its stop timeout, then
+    /// SIGKILL).</summary>
+    public Task WhenGroupStoppedAsync(string group, CancellationToken cancellationToken) =>
+        WaitForAsync(() => _machine.IsGroupStopped(group), Timeout.InfiniteTimeSpan, cancellationToken);
+
+    /// <summary>Whether <paramref name="group"/> is active on this node and every wanted service of it runs.</summary>
+    public bool IsGroupRunning(string group)
+    {
+        lock (_gate)
+        {
+            return _machine.IsGroupActive(group) && _machine.Services.Where(s => s.Definition.ResourceGroup == group)
+                .All(s => !s.Wanted || s.State == ServiceRunState.Running);
         }
     }
 

@@ -21,6 +21,7 @@ namespace AppHb.Core.Tests.Supervision;
 ///                              | spawn-fails NAME | adopt NAME PID | pidfile NAME PID   (the last three prime the next answer)
 ///   COMMAND                    every command the input produced, in order (after: "+100ms COMMAND", from the step's start)
 /// ? NAME STATE [pid=N] [restarts=N] [wanted=yes|no] [waiting=X] [exit=...]   an assertion about a service
+/// ? group NAME stopped|not-stopped   whether no service of the group has a process
 /// </code>
 /// The runner answers Launch itself, as the host does at once: spawned with pid 100 + run, unless primed otherwise;
 /// ReadPidFile with the primed pid, else "no pidfile".</summary>
@@ -282,6 +283,17 @@ internal sealed class SupervisorScenario
 
     private static void Assert(Step step, SupervisorMachine machine, string[] words)
     {
+        if (words is [_, "group", var group, var expected])
+        {
+            var actual = machine.IsGroupStopped(group) ? "stopped" : "not-stopped";
+            if (actual != expected)
+            {
+                throw new ScenarioFailure($"{step.Where}: group {group} is {actual}, expected {expected}");
+            }
+
+            return;
+        }
+
         var s = machine.Services.FirstOrDefault(x => x.Name == words[1]);
         if (words.Length > 2 && words[2] == "gone")
         {
