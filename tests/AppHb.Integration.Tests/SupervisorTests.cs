@@ -617,7 +617,7 @@ public sealed class SupervisorTests
     {
         await using var daemon = await StartAsync("""
               forks:
-                command: [/bin/sh, -c, "(setsid /bin/sleep 0.5 &); exec /bin/sleep 1000"]
+                command: [/bin/sh, -c, "(setsid /bin/sleep 3 &); exec /bin/sleep 1000"]
             """);
         await UntilAsync(daemon, "forks", s => s.State == "running");
         List<int> SleepingChildren() => Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(n => int.TryParse(n, out _)).Select(int.Parse!)
@@ -625,7 +625,8 @@ public sealed class SupervisorTests
             .ToList();
         // The service's own sleep (its direct child) plus the orphan, both children of apphbd now.
         await EventuallyAsync(() => SleepingChildren().Count == 2, "the orphaned sleep reparented to apphbd beside the service's own");
-        // The orphan's 0.5 s end: it is reaped, not left a zombie.
+        // The orphan's end, 3 s in (long enough for a busy machine's poll to see it alive first): it is reaped, not
+        // left a zombie.
         await EventuallyAsync(() => SleepingChildren().Count == 1, "the orphan's exit");
         await EventuallyAsync(() => ZombieChildren(daemon.Pid).Count == 0, "no zombie left");
     }

@@ -1,0 +1,513 @@
+using System.Net;
+using System.Threading.Channels;
+using AppHb.Cluster.Addresses;
+using AppHb.Cluster.Fencing;
+using AppHb.Cluster.Links;
+using AppHb.Cluster.State;
+using AppHb.Cluster.Wire;
+using AppHb.Core.Cluster;
+
+namespace AppHb.Cluster.Hosting;
+
+/// <summary>The services that run on the active node only, as the pair sees them (apphbd's supervisor, in the daemon).</summary>
+public interface IPairGroup
+{
+    /// <summary>Starts the group's services in dependency order.</summary>
+    void Start();
+
+    /// <summary>Stops the group's services; completes when none has a process.</summary>
+    Task StopAsync(CancellationToken cancellationToken);
+
+    /// <summary>Whether the group is started here and every service of it runs.</summary>
+    bool IsRunning { get; }
+}
+
+/// <summary>One node of the pair, as <see cref="PairHost"/> runs it.</summary>
+/// <param name="StatePath">Where the node's boot epochs and data generations are kept (fsync'd on every change).</param>
+/// <param name="ReplicatesData">Whether replication carries the group's data to the standby (and says when it has
+/// caught up). Without it the nodes share no data that could be stale: a standby takes the peer's generations as soon
+/// as it hears them, and the generations guard against a split brain only.</param>
+public sealed record PairNodeOptions(
+    uint ClusterId,
+    ushort NodeId,
+    ushort PeerId,
+    bool Preferred,
+    ClusterTimings Timings,
+    IReadOnlyList<ClusterLink> Links,
+    IReadOnlyList<IPAddress> PingTargets,
+    IReadOnlyList<ServiceIp> ServiceIps,
+    IReadOnlyList<FenceMethod> Fence,
+    string StatePath,
+    bool ReplicatesData = false,
+    string FenceAgentDirectory = FenceDriver.AgentDirectory);
+
+/// <summary>Runs one node of the pair (level 3): the <see cref="FailoverMachine"/> on one loop that owns it, fed by the
+/// links' receive loops, a heartbeat every keepalive on every link, the ping targets and the answers of its commands;
+/// its commands carried out by the fence drivers, the service addresses, the group, the peer requests and the node's
+/// state file. Everything that touches the machine runs on the loop, one input at a time.
+/// <para>Sockets, the service addresses and the state are opened by <see cref="Open"/> in the calling thread's network
+/// namespace.</para></summary>
+public sealed class PairHost : IAsyncDisposable
+{
+    private readonly PairNodeOptions _options;
+    private readonly IPairGroup _group;
+    private readonly Action<string> _stopFeedingWatchdog;
+    private readonly Action<ClusterEvent> _publish;
+    private readonly TimeProvider _time;
+    private readonly NodeStateStore _store;
+    private readonly IReadOnlyList<PeerLinkSocket> _links;
+    private readonly IReadOnlyList<ServiceAddress> _addresses;
+    private readonly PeerReceiver _receiver;
+    private readonly OutgoingHeaders _headers;
+    private readonly PeerRequester _requester;
+    private readonly PeerResponder _responder;
+    private readonly IReadOnlyList<FenceDriver> _fencers;
+    private readonly PingTargets? _ping;
+    private readonly FailoverMachine _machine;
+    private readonly Channel<Action> _inputs = Channel.CreateUnbounded<Action>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly List<Task> _running = [];
+    private NodeState _state;
+    private volatile ClusterRole _role = ClusterRole.Starting;
+    private long _refused;
+
+    private PairHost(PairNodeOptions options, IPairGroup group, Action<string> stopFeedingWatchdog, Action<ClusterEvent> publish, TimeProvider time,
+        NodeStateStore store, NodeState state, IReadOnlyList<PeerLinkSocket> links, IReadOnlyList<ServiceAddress> addresses, byte[] key)
+    {
+        _options = options;
+        _group = group;
+        _stopFeedingWatchdog = stopFeedingWatchdog;
+        _publish = publish;
+        _time = time;
+        _store = store;
+        _state = state;
+        _links = links;
+        _addresses = addresses;
+        _receiver = new PeerReceiver(key, options.ClusterId, options.PeerId, options.NodeId, state.PeerEpoch);
+        _headers = new OutgoingHeaders(options.ClusterId, options.NodeId, options.PeerId, state.BootEpoch);
+        _requester = new PeerRequester(links, _headers, time);
+        _responder = new PeerResponder(links, _headers);
+        var dedicated = new PeerRequester([.. links.Where(l => l.Link.Kind == LinkKind.Dedicated)], _headers, time);
+        _fencers = [.. options.Fence.Select(m => m.Kind == "peer-link"
+            ? new PeerLinkFenceDriver(dedicated, m.Timeout, options.Timings.Keepalive)
+            : FenceDriver.CreateAgent(m, time, options.FenceAgentDirectory))];
+        _ping = options.PingTargets.Count > 0 ? new PingTargets(options.PingTargets, options.Timings.Keepalive * 2) : null;
+        _machine = new FailoverMachine(time, options.Timings, options.NodeId, options.Preferred,
+            options.Links.Select(l => (l.Name, l.Kind)), new GenerationHistory(state.Generations));
+    }
+
+    /// <summary>This node's role as last decided.</summary>
+    public ClusterRole Role => _role;
+
+    /// <summary>The peer's role as its latest heartbeat said, or null before the first.</summary>
+    public ClusterRole? PeerRole => _peerRole < 0 ? null : (ClusterRole)_peerRole;
+
+    private volatile int _peerRole = -1;
+
+    /// <summary>The peer's latest heartbeat carried the same data generations as this node's.</summary>
+    public bool InSyncWithPeer => _inSync;
+
+    private volatile bool _inSync;
+
+    /// <summary>Datagrams refused so far (forged, replayed, foreign, truncated, strangers').</summary>
+    public long Refused => Interlocked.Read(ref _refused);
+
+    /// <summary>Opens the node (its state booted: a new boot epoch saved before anything is sent), in the calling
+    /// thread's network namespace.</summary>
+    /// <exception cref="IOException">A link's socket, a service address's interface or the state file.</exception>
+    public static PairHost Open(PairNodeOptions options, ReadOnlySpan<byte> key, IPairGroup group, Action<string> stopFeedingWatchdog,
+        Action<ClusterEvent> publish, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(group);
+        ArgumentNullException.ThrowIfNull(stopFeedingWatchdog);
+        ArgumentNullException.ThrowIfNull(publish);
+        ArgumentNullException.ThrowIfNull(time);
+        var store = new NodeStateStore(options.StatePath);
+        var state = store.Boot(time);
+        var links = new List<PeerLinkSocket>();
+        var addresses = new List<ServiceAddress>();
+        try
+        {
+            foreach (var link in options.Links)
+            {
+                links.Add(PeerLinkSocket.Open(link, key));
+            }
+
+            foreach (var ip in options.ServiceIps)
+            {
+                addresses.Add(ServiceAddress.Open(ip, time));
+            }
+
+            return new PairHost(options, group, stopFeedingWatchdog, publish, time, store, state, links, addresses, key.ToArray());
+        }
+        catch
+        {
+            links.ForEach(l => l.Dispose());
+            addresses.ForEach(a => a.Dispose());
+            throw;
+        }
+    }
+
+    /// <summary>Starts the loops: receiving on every link, heartbeats, the ping targets, the machine.</summary>
+    public void Start()
+    {
+        var stopping = _stopping.Token;
+        foreach (var link in _links)
+        {
+            _running.Add(link.ReceiveAsync(_receiver, (datagram, on) => Post(() => Received(datagram, on)),
+                (_, _, _) => Interlocked.Increment(ref _refused), stopping));
+        }
+
+        _running.Add(EveryAsync(_options.Timings.Keepalive, _time, () => Post(SendHeartbeats), stopping));
+        if (_ping is { } ping)
+        {
+            _running.Add(PingAsync(ping, stopping));
+        }
+
+        _running.Add(RunAsync(stopping));
+    }
+
+    /// <summary>`apphbctl switchover`: hands the group to the peer (from the active node) or asks for it (from the
+    /// standby). Null when under way, else why not.</summary>
+    public Task<string?> SwitchoverAsync() => AskMachineAsync(m => m.Switchover());
+
+    /// <summary>`apphbctl failback`: returns the group to the preferred node. Null when under way, else why not.</summary>
+    public Task<string?> FailbackAsync() => AskMachineAsync(m => m.Failback());
+
+    /// <summary>`apphbctl standby` / `unstandby`. Null when done or under way, else why not.</summary>
+    public Task<string?> StandbyAsync(bool on) => AskMachineAsync(m => m.Standby(on));
+
+    private Task<string?> AskMachineAsync(Func<FailoverMachine, string?> ask)
+    {
+        var answer = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Post(() => answer.TrySetResult(ask(_machine)));
+        return answer.Task;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync();
+        _inputs.Writer.TryComplete();
+        foreach (var link in _links)
+        {
+            link.Dispose();
+        }
+
+        try
+        {
+            await Task.WhenAll(_running).WaitAsync(TimeSpan.FromSeconds(5));
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or TimeoutException or System.Net.Sockets.SocketException)
+        {
+        }
+
+        foreach (var address in _addresses)
+        {
+            address.Dispose();
+        }
+
+        _stopping.Dispose();
+    }
+
+    private void Post(Action input) => _inputs.Writer.TryWrite(input);
+
+    /// <summary>The machine's loop: one input at a time, its deadlines when due, its commands in order.</summary>
+    private async Task RunAsync(CancellationToken stopping)
+    {
+        var reader = _inputs.Reader;
+        Act();
+        while (!stopping.IsCancellationRequested)
+        {
+            var due = _machine.NextDue;
+            var wait = due == long.MaxValue ? Timeout.InfiniteTimeSpan
+                : TimeSpan.FromSeconds(Math.Max(0, due - _time.GetTimestamp()) / (double)_time.TimestampFrequency);
+            try
+            {
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+                if (wait != Timeout.InfiniteTimeSpan)
+                {
+                    timeout.CancelAfter(wait);
+                }
+
+                await reader.WaitToReadAsync(timeout.Token);
+            }
+            catch (OperationCanceledException) when (!stopping.IsCancellationRequested)
+            {
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            while (reader.TryRead(out var input))
+            {
+                input();
+                Act();
+            }
+
+            _machine.ExpireDue();
+            Act();
+        }
+    }
+
+    /// <summary>Carries out what the machine asked, in order; what takes time runs beside the loop and answers
+    /// through it.</summary>
+    private void Act()
+    {
+        _role = _machine.Role;
+        _peerRole = _machine.Peer is { } peer ? (int)peer.Role : -1;
+        _inSync = _machine.Peer is { } heard && _machine.Generations.CompareWith(heard.Generations) == GenerationRelation.Same;
+        while (_machine.TryTakeCommand(out var command))
+        {
+            switch (command)
+            {
+                case ClusterCommand.Fence fence:
+                    _ = FenceAsync(fence.Reason, _stopping.Token);
+                    break;
+                case ClusterCommand.PersistGenerations persist:
+                    _state = _state with { Generations = persist.NewestFirst };
+                    _store.Save(_state);
+                    break;
+                case ClusterCommand.AcquireServiceIp:
+                    foreach (var address in _addresses)
+                    {
+                        // The address is added before TakeAsync first waits; its announcements go on beside the loop.
+                        _ = Observe(address.TakeAsync(_stopping.Token), $"taking {address.Ip}");
+                    }
+
+                    break;
+                case ClusterCommand.ReleaseServiceIp:
+                    foreach (var address in _addresses)
+                    {
+                        address.Release();
+                    }
+
+                    break;
+                case ClusterCommand.StartGroup:
+                    _group.Start();
+                    break;
+                case ClusterCommand.StopGroup:
+                    _ = StopGroupAsync(_stopping.Token);
+                    break;
+                case ClusterCommand.SendReleased:
+                    _ = Observe(_requester.AskAsync(PeerRequestKind.Released, "the group is stopped and the service IP released",
+                        _options.Timings.DeadTime, _options.Timings.Keepalive, _stopping.Token), "telling the peer it may take over");
+                    break;
+                case ClusterCommand.AskRelease ask:
+                    _ = AskReleaseAsync(ask.Reason, _stopping.Token);
+                    break;
+                case ClusterCommand.StopFeedingWatchdog stop:
+                    _stopFeedingWatchdog(stop.Reason);
+                    break;
+                case ClusterCommand.Publish publish:
+                    _publish(publish.Event);
+                    break;
+            }
+
+            _role = _machine.Role;
+        }
+    }
+
+    private void Received(PeerDatagram datagram, ClusterLink link)
+    {
+        if (_receiver.PeerEpoch != _state.PeerEpoch)
+        {
+            // The peer restarted: its new epoch is kept, so a replay of its earlier boot is refused after ours too.
+            _state = _state with { PeerEpoch = _receiver.PeerEpoch };
+            _store.Save(_state);
+        }
+
+        switch (datagram)
+        {
+            case PeerHeartbeat heartbeat:
+                _machine.Heard(link.Name, new PeerReport(heartbeat.Role, heartbeat.Generations, heartbeat.ReachesPingTargets));
+                if (!_options.ReplicatesData && _machine.IsStale)
+                {
+                    _machine.CaughtUp();
+                }
+
+                break;
+            case PeerReply reply:
+                _requester.Answered(reply);
+                break;
+            case PeerRequest request:
+                _ = _responder.HandleAsync(request, AnswerAsync, _stopping.Token);
+                break;
+        }
+    }
+
+    /// <summary>The peer's request, decided on the loop.</summary>
+    private Task<(bool Done, string Message)> AnswerAsync(PeerRequest request, CancellationToken cancellationToken)
+    {
+        var answer = new TaskCompletionSource<(bool, string)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Post(() =>
+        {
+            switch (request.Kind)
+            {
+                case PeerRequestKind.Release:
+                    var refusal = _machine.ReleaseRequested(request.Reason);
+                    answer.TrySetResult(refusal is null ? (true, "releasing the group to you") : (false, refusal));
+                    break;
+                case PeerRequestKind.Released:
+                    _machine.PeerReleased();
+                    answer.TrySetResult(_machine.Role is ClusterRole.TakingOver or ClusterRole.Active
+                        ? (true, "taking over")
+                        : (false, $"not taking over: this node is {_machine.Role.ToString().ToLowerInvariant()}"));
+                    break;
+                default:
+                    // Not yet: a node that fenced itself must also keep itself from becoming active again.
+                    answer.TrySetResult((false, $"{request.Kind} is not carried out by this node; use another fence method"));
+                    break;
+            }
+        });
+        return answer.Task.WaitAsync(cancellationToken);
+    }
+
+    private void SendHeartbeats()
+    {
+        var now = _time.GetTimestamp();
+        var heard = new List<HeardLink>(_machine.Links.Count);
+        var index = 0;
+        foreach (var link in _options.Links)
+        {
+            var peerLink = _machine.Links.First(l => l.Name == link.Name);
+            var age = peerLink.LastHeard is { } last ? _time.GetElapsedTime(last, now).TotalMilliseconds : ushort.MaxValue;
+            heard.Add(new HeardLink((byte)index++, peerLink.StateAt(now, _options.Timings, _time), (ushort)Math.Min(ushort.MaxValue, age)));
+        }
+
+        var reaches = _ping is null || _reachesPingTargets;
+        index = 0;
+        foreach (var socket in _links)
+        {
+            socket.Send(new PeerHeartbeat(_headers.Next(), _machine.Role, (byte)index++, reaches, _group.IsRunning, heard,
+                _machine.Generations.NewestFirst, ReplicationPosition: 0));
+        }
+    }
+
+    private bool _reachesPingTargets = true;
+
+    private async Task PingAsync(PingTargets ping, CancellationToken stopping)
+    {
+        var period = TimeSpan.FromTicks(Math.Max(_options.Timings.Keepalive.Ticks * 5, TimeSpan.TicksPerSecond));
+        while (!stopping.IsCancellationRequested)
+        {
+            bool reachable;
+            try
+            {
+                reachable = await ping.AnyReachableAsync(stopping);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            Post(() =>
+            {
+                _reachesPingTargets = reachable;
+                _machine.PingTargets(reachable);
+            });
+            try
+            {
+                await Task.Delay(period, _time, stopping);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task FenceAsync(string reason, CancellationToken stopping)
+    {
+        var failures = new List<string>();
+        foreach (var fencer in _fencers)
+        {
+            FenceResult result;
+            try
+            {
+                result = await fencer.FenceAsync(stopping);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            if (result.Confirmed)
+            {
+                Post(() => _machine.FenceCompleted(true, $"{result.Detail} ({reason})"));
+                return;
+            }
+
+            failures.Add(result.Detail);
+        }
+
+        Post(() => _machine.FenceCompleted(false, failures.Count == 0 ? "no fence method" : string.Join("; ", failures)));
+    }
+
+    private async Task StopGroupAsync(CancellationToken stopping)
+    {
+        try
+        {
+            await _group.StopAsync(stopping);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        Post(_machine.GroupStopped);
+    }
+
+    private async Task AskReleaseAsync(string reason, CancellationToken stopping)
+    {
+        PeerReply? reply;
+        try
+        {
+            reply = await _requester.AskAsync(PeerRequestKind.Release, reason, _options.Timings.DeadTime, _options.Timings.Keepalive, stopping);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        if (reply is not { Done: true })
+        {
+            _publish(new ClusterEvent("release-refused", reply is null
+                ? "the peer did not answer the request to release the group"
+                : $"the peer refused to release the group: {reply.Message}"));
+        }
+    }
+
+    private async Task Observe(Task work, string what)
+    {
+        try
+        {
+            await work;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+#pragma warning disable CA1031 // Reported as an event: the pair's operators must see a failed command.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            _publish(new ClusterEvent("command-failed", $"{what} failed: {e.Message}"));
+        }
+    }
+
+    private static async Task EveryAsync(TimeSpan period, TimeProvider time, Action tick, CancellationToken stopping)
+    {
+        using var timer = new PeriodicTimer(period, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stopping))
+            {
+                tick();
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+}
