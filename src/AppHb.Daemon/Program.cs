@@ -69,14 +69,6 @@ root.SetAction(async (parse, cancellationToken) =>
         return 0;
     }
 
-    if (options.Cluster is { } cluster)
-    {
-        // Checked in full above, so a pair can be prepared now; running one as a single node would be a lie.
-        await Console.Error.WriteLineAsync($"apphbd: {configPath}: cluster: this version checks the pair's configuration (node {cluster.Node}, peer {cluster.Peer}) " +
-            "but does not run the pair yet; remove the cluster section to run this node alone");
-        return 2;
-    }
-
     return await RunDaemonAsync(options, demo ? "(embedded demo defaults)" : configPath, demo ? null : configPath, demo);
 });
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
@@ -165,6 +157,13 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ClientSocketServer>());
     // After the socket (services may connect to it at once), before READY=1: systemd hears READY when they run.
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ServiceSupervisor>());
+    if (options.Cluster is not null)
+    {
+        // After the supervisor (the pair's group exists, inactive), stopped before it.
+        builder.Services.AddSingleton<AppHb.Daemon.Cluster.ClusterHost>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Cluster.ClusterHost>());
+    }
+
     if (options.Metrics.Listen is not null)
     {
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Export.MetricsServer>());

@@ -15,6 +15,7 @@ public sealed class DaemonProcess : IAsyncDisposable
 
     /// <summary>RLIMIT_NOFILE to start the daemon under (soft and hard), or null for the test's own.</summary>
     private int? _openFileLimit;
+    private string? _networkNamespace;
 
     private DaemonProcess(TempDirectory directory, string configPath, string socketPath, IReadOnlyDictionary<string, string>? environment)
     {
@@ -37,8 +38,14 @@ public sealed class DaemonProcess : IAsyncDisposable
     /// <summary>Starts apphbd with the none backend and <paramref name="extraYaml"/> appended to a minimal config.</summary>
     /// <param name="openFileLimit">Starts the daemon under this RLIMIT_NOFILE (util-linux prlimit), to reach it on purpose.</param>
     public static async Task<DaemonProcess> StartAsync(string extraYaml = "", TimeSpan? period = null, bool realtime = true,
-        IReadOnlyDictionary<string, string>? environment = null, TempDirectory? directory = null, int? openFileLimit = null)
+        IReadOnlyDictionary<string, string>? environment = null, TempDirectory? directory = null, int? openFileLimit = null,
+        string? networkNamespace = null)
     {
+        if (openFileLimit is not null && networkNamespace is not null)
+        {
+            throw new ArgumentException("an open-file limit and a network namespace together are not supported");
+        }
+
         directory ??= new TempDirectory();
         var socket = directory.File("apphbd.sock");
         var config = directory.File("apphbd.yaml");
@@ -57,7 +64,7 @@ public sealed class DaemonProcess : IAsyncDisposable
             {(extraYaml.Contains("snmp:", StringComparison.Ordinal) ? string.Empty : "snmp:\n  agentx: off")}
             {extraYaml}
             """);
-        var daemon = new DaemonProcess(directory, config, socket, environment) { _openFileLimit = openFileLimit };
+        var daemon = new DaemonProcess(directory, config, socket, environment) { _openFileLimit = openFileLimit, _networkNamespace = networkNamespace };
         await daemon.StartProcessAsync();
         return daemon;
     }
@@ -68,12 +75,21 @@ public sealed class DaemonProcess : IAsyncDisposable
         // APPHB_TEST_DAEMON names a published (native) apphbd to run instead of the JIT build: tests/run-all.sh runs the
         // integration tests once more that way, so the shipped binary does everything the tests ask.
         var native = Environment.GetEnvironmentVariable("APPHB_TEST_DAEMON") is { Length: > 0 } path ? path : null;
-        var info = new ProcessStartInfo(_openFileLimit is not null ? "/usr/bin/prlimit" : native ?? "dotnet")
+        var info = new ProcessStartInfo(_networkNamespace is not null ? "ip" : _openFileLimit is not null ? "/usr/bin/prlimit" : native ?? "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (_networkNamespace is { } netns)
+        {
+            // ip execs the command inside the namespace: the process is the daemon itself.
+            info.ArgumentList.Add("netns");
+            info.ArgumentList.Add("exec");
+            info.ArgumentList.Add(netns);
+            info.ArgumentList.Add(native ?? "dotnet");
+        }
+
         foreach (var (key, value) in _environment)
         {
             info.Environment[key] = value;

@@ -23,13 +23,18 @@ public sealed record ClusterOptions(
     IReadOnlyList<IPAddress> PingTargets,
     IReadOnlyList<ServiceIp> ServiceIps,
     IReadOnlyList<string> Group,
-    IReadOnlyList<FenceMethod> Fence)
+    IReadOnlyList<FenceMethod> Fence,
+    string StateFile = ClusterOptions.DefaultStateFile,
+    string FenceAgentDirectory = FenceDriver.AgentDirectory)
 {
+    /// <summary>Where a node keeps its boot epochs and data generations unless <c>cluster.state-file</c> says.</summary>
+    public const string DefaultStateFile = "/var/lib/apphb/pair.state";
+
     /// <summary>Everything, as text: records compare lists by reference, a reload compares this.</summary>
     public string Canonical() => string.Join('|',
         Node, NodeId, Peer, PeerId, ClusterId, KeyFile, Timings, Preferred,
         string.Join(',', Links), string.Join(',', PingTargets), string.Join(',', ServiceIps), string.Join(',', Group),
-        string.Join(',', Fence.Select(f => $"{f.Kind}:{f.Agent}:{string.Join(';', f.Options)}:{f.Timeout}")));
+        string.Join(',', Fence.Select(f => $"{f.Kind}:{f.Agent}:{string.Join(';', f.Options)}:{f.Timeout}")), StateFile, FenceAgentDirectory);
 }
 
 /// <summary>Reads and checks the <c>cluster:</c> section. Every error names file:line:column and key.</summary>
@@ -57,7 +62,7 @@ internal static class ClusterConfiguration
         var section = root.Child("cluster");
         section.RejectUnknownKeys("node", "node-id", "peer", "peer-id", "cluster-id", "key-file", "keepalive", "warntime", "deadtime",
             "initdead", "link-hold", "fence-delay", "fence-retry", "preferred", "failback", "failback-delay", "links", "ping",
-            "service-ips", "group", "fence");
+            "service-ips", "group", "fence", "state-file", "fence-agent-directory");
         var node = section.String("node", Name);
         var peer = section.String("peer", Name);
         if (node == peer)
@@ -204,7 +209,21 @@ internal static class ClusterConfiguration
             section.Error("fence", "at least one fence method: a node never becomes active without a confirmed fence of its peer or its confirmed release");
         }
 
-        return new ClusterOptions(node, nodeId, peer, peerId, clusterId, keyFile, timings, preferred == node, links, ping, serviceIps, group, fence);
+        var stateFile = section.OptionalString("state-file") ?? ClusterOptions.DefaultStateFile;
+        if (!Path.IsPathRooted(stateFile))
+        {
+            section.Error("state-file", $"\"{stateFile}\" is not an absolute path");
+        }
+
+        // Where the fence agents are installed: /usr/sbin as the fence-agents package puts them, unless said otherwise.
+        var agentDirectory = section.OptionalString("fence-agent-directory") ?? FenceDriver.AgentDirectory;
+        if (!Directory.Exists(agentDirectory))
+        {
+            section.Error("fence-agent-directory", $"\"{agentDirectory}\" is not a directory");
+        }
+
+        return new ClusterOptions(node, nodeId, peer, peerId, clusterId, keyFile, timings, preferred == node, links, ping, serviceIps, group, fence,
+            stateFile, agentDirectory);
     }
 
     /// <summary>A duration the user may leave out (the cluster section has no embedded defaults: its absence means a

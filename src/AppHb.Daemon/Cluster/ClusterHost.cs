@@ -1,0 +1,71 @@
+using AppHb.Cluster.Hosting;
+using AppHb.Core.Cluster;
+using AppHb.Core.Supervision;
+using AppHb.Daemon.Configuration;
+using AppHb.Daemon.Loops;
+using AppHb.Daemon.Services;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace AppHb.Daemon.Cluster;
+
+/// <summary>Runs this node's side of the pair (level 3, apphbd.yaml's <c>cluster:</c>): a <see cref="PairHost"/> whose
+/// group is the supervisor's pair group, whose last resort stops feeding the watchdog, and whose events are logged.
+/// Started after the supervisor (the group exists, inactive) and stopped before it.</summary>
+internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor supervisor, WatchdogTickler tickler, TimeProvider time,
+    ILogger<ClusterHost> logger) : IHostedService, IAsyncDisposable
+{
+    private PairHost? _host;
+
+    public ClusterRole? Role => _host?.Role;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        var cluster = options.Cluster ?? throw new InvalidOperationException("no cluster section");
+        byte[] key;
+        try
+        {
+            key = File.ReadAllBytes(cluster.KeyFile);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidOperationException($"cluster.key-file: {cluster.KeyFile}: {e.Message}", e);
+        }
+
+        var node = new PairNodeOptions(cluster.ClusterId, cluster.NodeId, cluster.PeerId, cluster.Preferred, cluster.Timings, cluster.Links,
+            cluster.PingTargets, cluster.ServiceIps, cluster.Fence, cluster.StateFile, FenceAgentDirectory: cluster.FenceAgentDirectory);
+        _host = PairHost.Open(node, key, new SupervisedGroup(supervisor), reason =>
+        {
+            Log.ClusterStopsFeeding(logger, reason);
+            tickler.StopFeeding(reason);
+        }, e => Log.ClusterEvent(logger, e.Kind, e.Message), time);
+        Log.ClusterStarting(logger, cluster.Node, cluster.NodeId, cluster.Peer, cluster.PeerId, string.Join(", ", cluster.Links));
+        _host.Start();
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_host is { } host)
+        {
+            _host = null;
+            await host.DisposeAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync() => await StopAsync(CancellationToken.None);
+
+    /// <summary>The pair's group as the supervisor runs it: the services of <c>cluster.group</c>.</summary>
+    private sealed class SupervisedGroup(ServiceSupervisor supervisor) : IPairGroup
+    {
+        public bool IsRunning => supervisor.IsGroupRunning(ServiceDefinition.PairGroup);
+
+        public void Start() => supervisor.SetGroupActive(ServiceDefinition.PairGroup, active: true);
+
+        public Task StopAsync(CancellationToken cancellationToken)
+        {
+            supervisor.SetGroupActive(ServiceDefinition.PairGroup, active: false);
+            return supervisor.WhenGroupStoppedAsync(ServiceDefinition.PairGroup, cancellationToken);
+        }
+    }
+}

@@ -1,0 +1,150 @@
+using AppHb.Client;
+using AppHb.Testing;
+
+namespace AppHb.Integration.Tests;
+
+/// <summary>The pair with two real apphbd, each in a network namespace of its own (its node), joined by a dedicated
+/// link and a LAN: the preferred node runs the group and holds the service IP; when its apphbd dies, the other fences
+/// it (Agents/fence_apphb_netns powers the namespace off: every process in it killed, its links down) and only then
+/// takes the address and starts the group.</summary>
+public sealed class PairTests : IAsyncLifetime
+{
+    private const string ServiceIp = "10.216.2.100";
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
+    private readonly TempDirectory _directory = new();
+    private readonly List<DaemonProcess> _daemons = [];
+    private NetworkNamespace _a = null!;
+    private NetworkNamespace _b = null!;
+    private NetworkNamespace _gateway = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        var agents = Path.Combine(_directory.Path, "agents");
+        Directory.CreateDirectory(agents);
+        var agent = Path.Combine(agents, "fence_apphb_netns");
+        File.Copy(Path.Combine(RepositoryPaths.Root, "tests", "AppHb.Cluster.Tests", "Agents", "fence_apphb_netns"), agent);
+        File.SetUnixFileMode(agent, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        var key = Path.Combine(_directory.Path, "cluster.key");
+        await File.WriteAllBytesAsync(key, "0123456789abcdef0123456789abcdef"u8.ToArray());
+        File.SetUnixFileMode(key, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        _a = await NetworkNamespace.CreateAsync("apphb-na");
+        _b = await NetworkNamespace.CreateAsync("apphb-nb");
+        await NetworkNamespace.ConnectAsync(_a, "ded0", "10.216.1.1/24", _b, "ded0", "10.216.1.2/24");
+        // The LAN: both nodes on a bridge in a third namespace, whose address is the ping target (the gateway).
+        _gateway = await NetworkNamespace.CreateAsync("apphb-ng");
+        await _gateway.IpAsync("link", "add", "br0", "type", "bridge");
+        await _gateway.IpAsync("address", "add", "10.216.2.254/24", "dev", "br0");
+        await _gateway.IpAsync("link", "set", "br0", "up");
+        foreach (var (node, port, address) in new[] { (_a, "pa", "10.216.2.1/24"), (_b, "pb", "10.216.2.2/24") })
+        {
+            var (code, output) = await ProcessRunner.RunAsync("ip", "link", "add", "lan0", "netns", node.Name, "type", "veth", "peer", "name", port, "netns", _gateway.Name);
+            Assert.True(code == 0, output);
+            await _gateway.IpAsync("link", "set", port, "master", "br0");
+            await _gateway.IpAsync("link", "set", port, "up");
+            await node.IpAsync("address", "add", address, "dev", "lan0");
+            await node.IpAsync("link", "set", "lan0", "up");
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var daemon in _daemons)
+        {
+            await daemon.DisposeAsync();
+        }
+
+        _a.Dispose();
+        _b.Dispose();
+        _gateway.Dispose();
+        _directory.Dispose();
+    }
+
+    private string Config(int me, string peerNamespace) => $"""
+        services:
+          app:
+            command: [/bin/sleep, "1000"]
+        cluster:
+          node: node{me}
+          node-id: {me}
+          peer: node{3 - me}
+          peer-id: {3 - me}
+          cluster-id: 77
+          key-file: {Path.Combine(_directory.Path, "cluster.key")}
+          state-file: {Path.Combine(_directory.Path, $"node{me}.state")}
+          keepalive: 100ms
+          warntime: 300ms
+          deadtime: 1s
+          initdead: 10s
+          fence-delay: 200ms
+          preferred: node1
+          ping: [10.216.2.254]
+          links:
+            - name: cross
+              kind: dedicated
+              interface: ded0
+              local: 10.216.1.{me}
+              peer: 10.216.1.{3 - me}
+              port: 7408
+            - name: lan
+              kind: lan
+              interface: lan0
+              local: 10.216.2.{me}
+              peer: 10.216.2.{3 - me}
+              port: 7408
+          service-ips:
+            - address: {ServiceIp}/24
+              interface: lan0
+              announce-count: 2
+              announce-interval: 50ms
+          group: [app]
+          fence-agent-directory: {Path.Combine(_directory.Path, "agents")}
+          fence:
+            - method: agent
+              agent: fence_apphb_netns
+              options:
+                netns: {peerNamespace}
+              timeout: 20s
+        """;
+
+    private async Task<DaemonProcess> StartAsync(int me, NetworkNamespace here, NetworkNamespace peer)
+    {
+        var daemon = await DaemonProcess.StartAsync(Config(me, peer.Name), directory: new TempDirectory(), networkNamespace: here.Name);
+        _daemons.Add(daemon);
+        return daemon;
+    }
+
+    private static async Task<string?> AppStateAsync(DaemonProcess daemon) =>
+        (await new AppHbControl(daemon.SocketPath).GetStatusAsync()).Services.FirstOrDefault(s => s.Name == "app")?.State;
+
+    private static async Task<bool> HoldsServiceIpAsync(NetworkNamespace node) =>
+        (await node.IpAsync("-o", "address", "show", "dev", "lan0")).Contains($" {ServiceIp}/24", StringComparison.Ordinal);
+
+    private static async Task<bool> UntilAsync(Func<Task<bool>> condition) =>
+        await Polling.UntilAsync(condition, Bound, TestContext.Current.CancellationToken);
+
+    [Fact]
+    public async Task The_preferred_node_runs_the_group_and_when_its_apphbd_dies_the_other_fences_it_then_takes_over()
+    {
+        var a = await StartAsync(1, _a, _b);
+        var b = await StartAsync(2, _b, _a);
+
+        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await HoldsServiceIpAsync(_a)),
+            $"node1 never ran the group:\n{string.Join('\n', a.Lines)}\n--- node2:\n{string.Join('\n', b.Lines)}");
+        Assert.Equal("waiting", await AppStateAsync(b));
+        Assert.False(await HoldsServiceIpAsync(_b));
+
+        // node1's apphbd dies; its service and its address live on until the fence.
+        Assert.True(ProcessRunner.Signal(a.Pid, 9));
+        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await HoldsServiceIpAsync(_b)),
+            $"node2 never took over:\n{string.Join('\n', b.Lines)}");
+
+        // Fenced first: nothing runs in node1's namespace any more and its links are down; node2 said so before it took
+        // the address.
+        Assert.Equal(string.Empty, (await ProcessRunner.RunAsync("ip", "netns", "pids", _a.Name)).StandardOutput.Trim());
+        Assert.DoesNotContain("lan0", await _a.IpAsync("-o", "link", "show", "up"), StringComparison.Ordinal);
+        var lines = b.Lines.ToList();
+        var fenced = lines.FindIndex(l => l.Contains("Pair: fenced:", StringComparison.Ordinal));
+        var tookOver = lines.FindIndex(l => l.Contains("Pair: takeover:", StringComparison.Ordinal));
+        Assert.True(fenced >= 0 && tookOver > fenced, string.Join('\n', lines));
+    }
+}
