@@ -163,4 +163,7 @@ internal static partial class Log
 
     [LoggerMessage(802, LogLevel.Critical, "Pair: the watchdog is no longer fed ({Reason}): the node resets")]
     public static partial void ClusterStopsFeeding(ILogger logger, string reason);
+
+    [LoggerMessage(803, LogLevel.Critical, "Pair: service {Service} asks for a failover ({Reason}): {Outcome}")]
+    public static partial void ClusterFailover(ILogger logger, string service, string reason, string outcome);
 }

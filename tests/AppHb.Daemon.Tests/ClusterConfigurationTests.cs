@@ -88,6 +88,7 @@ public sealed class ClusterConfigurationTests : IDisposable
         Assert.Equal(["db", "web"], cluster.Group);
         Assert.Equal(["agent", "peer-link"], cluster.Fence.Select(f => f.Kind));
         Assert.Equal(new KeyValuePair<string, string>("ip", "10.0.0.9"), cluster.Fence[0].Options[0]);
+        Assert.Equal(("/var/lib/apphb/pair.state", "/usr/sbin"), (cluster.StateFile, cluster.FenceAgentDirectory));
     }
 
     [Fact]
@@ -149,6 +150,8 @@ public sealed class ClusterConfigurationTests : IDisposable
         { "  preferred: alpha", "  preferred: gamma", "cluster.preferred: \"gamma\" is neither this node (alpha) nor the peer (beta)" },
         { "      agent: fence_ipmilan", "      agent: /tmp/fence_mine", "cluster.fence[0].agent: required for method agent" },
         { "  ping: [192.168.1.1]", "  ping: [gateway]", "cluster.ping: \"gateway\" is not an IP address" },
+        { "  ping: [192.168.1.1]", "  ping: [192.168.1.1]\n  state-file: pair.state", "cluster.state-file: \"pair.state\" is not an absolute path" },
+        { "  ping: [192.168.1.1]", "  ping: [192.168.1.1]\n  fence-agent-directory: /nonexistent/agents", "cluster.fence-agent-directory: \"/nonexistent/agents\" is not a directory" },
     };
 
     [Theory]

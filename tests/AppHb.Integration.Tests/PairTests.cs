@@ -59,10 +59,10 @@ public sealed class PairTests : IAsyncLifetime
         _directory.Dispose();
     }
 
-    private string Config(int me, string peerNamespace) => $"""
+    private string Config(int me, string peerNamespace, string app) => $"""
         services:
           app:
-            command: [/bin/sleep, "1000"]
+            {app}
         cluster:
           node: node{me}
           node-id: {me}
@@ -106,9 +106,9 @@ public sealed class PairTests : IAsyncLifetime
               timeout: 20s
         """;
 
-    private async Task<DaemonProcess> StartAsync(int me, NetworkNamespace here, NetworkNamespace peer)
+    private async Task<DaemonProcess> StartAsync(int me, NetworkNamespace here, NetworkNamespace peer, string app = "command: [/bin/sleep, \"1000\"]")
     {
-        var daemon = await DaemonProcess.StartAsync(Config(me, peer.Name), directory: new TempDirectory(), networkNamespace: here.Name);
+        var daemon = await DaemonProcess.StartAsync(Config(me, peer.Name, app), directory: new TempDirectory(), networkNamespace: here.Name);
         _daemons.Add(daemon);
         return daemon;
     }
@@ -146,5 +146,38 @@ public sealed class PairTests : IAsyncLifetime
         var fenced = lines.FindIndex(l => l.Contains("Pair: fenced:", StringComparison.Ordinal));
         var tookOver = lines.FindIndex(l => l.Contains("Pair: takeover:", StringComparison.Ordinal));
         Assert.True(fenced >= 0 && tookOver > fenced, string.Join('\n', lines));
+    }
+
+    [Fact]
+    public async Task A_group_service_that_gives_up_with_escalation_failover_moves_the_group_to_the_peer_without_a_fence()
+    {
+        // The app fails on a node once that node's marker exists: it keeps dying there, and only there.
+        string App(int me) => $$"""
+            command: [/bin/sh, -c, "test -e {{Path.Combine(_directory.Path, $"broken-node{me}")}} && exit 1; exec /bin/sleep 1000"]
+                restart:
+                  delay: 100ms
+                  max-restarts: 2
+                  window: 60s
+                  escalation: failover
+            """;
+        var a = await StartAsync(1, _a, _b, App(1));
+        var b = await StartAsync(2, _b, _a, App(2));
+        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await HoldsServiceIpAsync(_a)),
+            $"node1 never ran the group:\n{string.Join('\n', a.Lines)}");
+        // Both have heard each other's generations (the hand-over is refused before), then node1's app breaks.
+        await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(_directory.Path, "broken-node1"), string.Empty, TestContext.Current.CancellationToken);
+        var pid = (await new AppHbControl(a.SocketPath).GetStatusAsync()).Services.First(s => s.Name == "app").Pid!.Value;
+        Assert.True(ProcessRunner.Signal(pid, 9));
+
+        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await HoldsServiceIpAsync(_b)),
+            $"node2 never took over:\n{string.Join('\n', b.Lines)}\n--- node1:\n{string.Join('\n', a.Lines)}");
+        Assert.False(await HoldsServiceIpAsync(_a));
+        Assert.Contains(a.Lines, l => l.Contains("Pair: service app asks for a failover", StringComparison.Ordinal));
+        // Handed over, not fenced: node1 is alive, its links up, its apphbd standing by.
+        Assert.DoesNotContain(b.Lines, l => l.Contains("Pair: fenced:", StringComparison.Ordinal));
+        Assert.Contains("lan0", await _a.IpAsync("-o", "link", "show", "up"), StringComparison.Ordinal);
+        // And its app stays shown as failed here (it gave up on this node), not started again while the peer runs it.
+        Assert.Equal("failed", await AppStateAsync(a));
     }
 }

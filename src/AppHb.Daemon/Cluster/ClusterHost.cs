@@ -40,6 +40,13 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
             tickler.StopFeeding(reason);
         }, e => Log.ClusterEvent(logger, e.Kind, e.Message), time);
         Log.ClusterStarting(logger, cluster.Node, cluster.NodeId, cluster.Peer, cluster.PeerId, string.Join(", ", cluster.Links));
+        var host = _host;
+        supervisor.FailoverRequested = async (service, reason) =>
+        {
+            // A service whose escalation is failover gave up here: the group goes to the peer, if it can take it.
+            var refusal = await host.SwitchoverAsync();
+            Log.ClusterFailover(logger, service, reason, refusal ?? "handing the group to the peer");
+        };
         _host.Start();
         return Task.CompletedTask;
     }
@@ -49,6 +56,7 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
         if (_host is { } host)
         {
             _host = null;
+            supervisor.FailoverRequested = null;
             await host.DisposeAsync();
         }
     }

@@ -76,7 +76,7 @@ public static class ConfigurationLoader
         events.RejectUnknownKeys("history");
         var eventOptions = new EventOptions(events.Integer("history", 1, 100_000));
 
-        var services = ServicesConfiguration.Read(root.Child("services"), errors);
+        var services = ServicesConfiguration.Read(root.Child("services"), errors, pair: root.IsSet("cluster"));
         var cluster = ClusterConfiguration.Read(root, services);
         if (cluster is not null)
         {

@@ -58,7 +58,8 @@ internal static class ServicesConfiguration
         name.Length is >= 1 and <= 63 && (char.IsAsciiLetterLower(name[0]) || char.IsAsciiDigit(name[0]))
         && name.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '_' or '.' or '-');
 
-    public static IReadOnlyList<ServiceDefinition> Read(YamlSection services, List<string> errors)
+    /// <param name="pair">The configuration has a cluster section: a service may escalate to a failover.</param>
+    public static IReadOnlyList<ServiceDefinition> Read(YamlSection services, List<string> errors, bool pair = false)
     {
         var definitions = new List<ServiceDefinition>();
         foreach (var name in services.UserKeys())
@@ -69,7 +70,7 @@ internal static class ServicesConfiguration
                 continue;
             }
 
-            definitions.Add(ReadService(name, services.Child(name)));
+            definitions.Add(ReadService(name, services.Child(name), pair));
         }
 
         var errorsBefore = errors.Count;
@@ -89,7 +90,7 @@ internal static class ServicesConfiguration
         return definitions;
     }
 
-    private static ServiceDefinition ReadService(string name, YamlSection section)
+    private static ServiceDefinition ReadService(string name, YamlSection section, bool pair)
     {
         section.RejectUnknownKeys(ServiceKeys);
         var environment = section.StringMap("environment");
@@ -153,7 +154,7 @@ internal static class ServicesConfiguration
         var stopTimeout = section.IsSet("stop-timeout") ? section.Duration("stop-timeout", TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(10)) : TimeSpan.FromSeconds(10);
         var requires = section.OptionalStringList("requires") ?? [];
         var readiness = ReadReadiness(section);
-        var restart = ReadRestart(section.Child("restart"), section.IsSet("restart"));
+        var restart = ReadRestart(section.Child("restart"), section.IsSet("restart"), pair);
         var critical = section.IsSet("critical") && section.Boolean("critical");
         var pidfile = section.OptionalString("pidfile");
         if (pidfile is not null && !pidfile.StartsWith('/'))
@@ -213,7 +214,7 @@ internal static class ServicesConfiguration
         return Readiness.Immediate;
     }
 
-    private static RestartPolicy ReadRestart(YamlSection section, bool present)
+    private static RestartPolicy ReadRestart(YamlSection section, bool present, bool pair)
     {
         var defaults = RestartPolicy.Default;
         if (!present)
@@ -224,9 +225,9 @@ internal static class ServicesConfiguration
         section.RejectUnknownKeys("delay", "backoff", "max-delay", "stable-after", "max-restarts", "window", "escalation", "no-restart-exit-codes");
         TimeSpan Span(string key, TimeSpan fallback, TimeSpan min) => section.IsSet(key) ? section.Duration(key, min, TimeSpan.FromHours(1)) : fallback;
         var escalation = section.IsSet("escalation") ? section.Choice("escalation", Escalations) : defaults.Escalation;
-        if (escalation == EscalationAction.Failover)
+        if (escalation == EscalationAction.Failover && !pair)
         {
-            section.Error("escalation", "failover needs the peer node (level 3), which this version of apphbd does not run yet; use give-up or reboot");
+            section.Error("escalation", "failover needs the peer node (level 3): add a cluster section, or use give-up or reboot");
         }
 
         var codes = new HashSet<int>(defaults.DoNotRestartExitCodes);

@@ -140,6 +140,9 @@ internal sealed class ServiceSupervisor : IHostedService, IDeadlineSource, IDisp
 
     // ---- the pair (level 3) ----
 
+    /// <summary>Set by the pair's host: a service whose escalation is failover gave up; hand the group to the peer.</summary>
+    public Func<string, string, Task>? FailoverRequested { get; set; }
+
     /// <summary>Starts (in dependency order) or stops (in reverse) the services of <paramref name="group"/> on this node.</summary>
     public void SetGroupActive(string group, bool active) => Control(m => m.SetGroupActive(group, active));
 
@@ -455,7 +458,15 @@ internal sealed class ServiceSupervisor : IHostedService, IDeadlineSource, IDisp
                 _ = Task.Run(() => StopFeedingAsync(reboot.Reason));
                 break;
             case SupervisorCommand.RequestFailover failover:
-                Log.FailoverUnavailable(_logger, failover.Service, failover.Reason);
+                if (FailoverRequested is { } request)
+                {
+                    _ = Task.Run(() => request(failover.Service, failover.Reason));
+                }
+                else
+                {
+                    Log.FailoverUnavailable(_logger, failover.Service, failover.Reason);
+                }
+
                 break;
             case SupervisorCommand.Forget forget:
                 _outputs.Remove(forget.Service);
