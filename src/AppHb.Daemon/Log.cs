@@ -166,4 +166,10 @@ internal static partial class Log
 
     [LoggerMessage(803, LogLevel.Critical, "Pair: service {Service} asks for a failover ({Reason}): {Outcome}")]
     public static partial void ClusterFailover(ILogger logger, string service, string reason, string outcome);
+
+    [LoggerMessage(804, LogLevel.Information, "Pair: the group is handed over to the peer before apphbd stops")]
+    public static partial void ClusterHandedOver(ILogger logger);
+
+    [LoggerMessage(805, LogLevel.Information, "Pair: the peer knows this node is stopping on purpose (its silence is not a failure)")]
+    public static partial void ClusterLeft(ILogger logger);
 }

@@ -114,7 +114,10 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     builder.Logging.SetMinimumLevel(LogLevel.Information);
     builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
     // Services stop one after another, each within its stop timeout: the host waits for all of them.
-    var stopBudget = options.Services.Aggregate(TimeSpan.FromSeconds(10), (sum, s) => sum + s.StopTimeout + TimeSpan.FromSeconds(1));
+    // A node of the pair first hands its group over (each group service's stop timeout, then deadtime) and tells its
+    // peer it is leaving (at most deadtime).
+    var stopBudget = options.Services.Aggregate(TimeSpan.FromSeconds(10), (sum, s) => sum + s.StopTimeout + TimeSpan.FromSeconds(1))
+        + (options.Cluster is { } pair ? (2 * pair.Timings.DeadTime) + options.Services.Where(s => pair.Group.Contains(s.Name)).Aggregate(TimeSpan.Zero, (sum, s) => sum + s.StopTimeout) : TimeSpan.Zero);
     builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = stopBudget);
     builder.Services.AddSingleton(new ConfigurationSource(configPath));
     builder.Services.AddSingleton(options);

@@ -180,4 +180,26 @@ public sealed class PairTests : IAsyncLifetime
         // And its app stays shown as failed here (it gave up on this node), not started again while the peer runs it.
         Assert.Equal("failed", await AppStateAsync(a));
     }
+
+    [Fact]
+    public async Task An_orderly_stop_of_the_active_node_hands_the_group_over_without_a_fence()
+    {
+        var a = await StartAsync(1, _a, _b);
+        var b = await StartAsync(2, _b, _a);
+        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await HoldsServiceIpAsync(_a)),
+            $"node1 never ran the group:\n{string.Join('\n', a.Lines)}");
+        // Both have heard each other's generations (a hand-over is refused before).
+        await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
+
+        Assert.Equal(0, await a.StopAsync());
+        Assert.Contains(a.Lines, l => l.Contains("Pair: the group is handed over to the peer before apphbd stops", StringComparison.Ordinal));
+        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await HoldsServiceIpAsync(_b)),
+            $"node2 never took over:\n{string.Join('\n', b.Lines)}");
+        Assert.False(await HoldsServiceIpAsync(_a));
+        // Well past deadtime: node1 said it was leaving, and its silence after it handed over is not a failure to fence.
+        Assert.Contains(a.Lines, l => l.Contains("Pair: the peer knows this node is stopping on purpose", StringComparison.Ordinal));
+        await Task.Delay(TimeSpan.FromSeconds(3), TestContext.Current.CancellationToken);
+        Assert.DoesNotContain(b.Lines, l => l.Contains("Pair: fenced:", StringComparison.Ordinal));
+        Assert.Contains("lan0", await _a.IpAsync("-o", "link", "show", "up"), StringComparison.Ordinal);
+    }
 }

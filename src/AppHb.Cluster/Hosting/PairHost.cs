@@ -178,6 +178,46 @@ public sealed class PairHost : IAsyncDisposable
     /// <summary>`apphbctl standby` / `unstandby`. Null when done or under way, else why not.</summary>
     public Task<string?> StandbyAsync(bool on) => AskMachineAsync(m => m.Standby(on));
 
+    /// <summary>Before this node stops on purpose: if it is active, hands the group to the peer (stopped here, the
+    /// address released, the peer told) and waits, at most <paramref name="bound"/>, until it is standby. True when it
+    /// was handed over; false when there was nothing to hand over or the peer could not take it (then the peer fences
+    /// this node once it falls silent, as for any failure).</summary>
+    public async Task<bool> HandOverAsync(TimeSpan bound, CancellationToken cancellationToken)
+    {
+        if (Role != ClusterRole.Active)
+        {
+            return false;
+        }
+
+        if (await SwitchoverAsync() is { } refusal)
+        {
+            _publish(new ClusterEvent("handover-refused", $"stopping without handing the group over: {refusal}"));
+            return false;
+        }
+
+        var deadline = _time.GetTimestamp() + (long)(bound.TotalSeconds * _time.TimestampFrequency);
+        while (Role != ClusterRole.Standby && _time.GetTimestamp() < deadline)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken);
+        }
+
+        return Role == ClusterRole.Standby;
+    }
+
+    /// <summary>Before this node stops on purpose, once it holds nothing (standby): tells the peer, so that the node's
+    /// silence is not taken for a failure and fenced. True when the peer acknowledged it.</summary>
+    public async Task<bool> LeaveAsync(CancellationToken cancellationToken)
+    {
+        if (Role is not (ClusterRole.Standby or ClusterRole.Starting))
+        {
+            return false;
+        }
+
+        var reply = await _requester.AskAsync(PeerRequestKind.Leaving, "apphbd is stopping on purpose; this node holds nothing",
+            _options.Timings.DeadTime, _options.Timings.Keepalive, cancellationToken);
+        return reply is { Done: true };
+    }
+
     private Task<string?> AskMachineAsync(Func<FailoverMachine, string?> ask)
     {
         var answer = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -354,6 +394,10 @@ public sealed class PairHost : IAsyncDisposable
                     answer.TrySetResult(_machine.Role is ClusterRole.TakingOver or ClusterRole.Active
                         ? (true, "taking over")
                         : (false, $"not taking over: this node is {_machine.Role.ToString().ToLowerInvariant()}"));
+                    break;
+                case PeerRequestKind.Leaving:
+                    _machine.PeerLeaving();
+                    answer.TrySetResult((true, "noted: your silence is not a failure"));
                     break;
                 default:
                     // Not yet: a node that fenced itself must also keep itself from becoming active again.

@@ -202,7 +202,7 @@ public static class PeerCodec
     private static PeerRequest? ReadRequest(PeerHeader header, ReadOnlySpan<byte> body)
     {
         var reader = new Reader(body);
-        return reader.UInt64(out var id) && reader.Byte(out var kind) && kind is >= 1 and <= 3 && reader.String(out var reason) && reader.AtEnd
+        return reader.UInt64(out var id) && reader.Byte(out var kind) && kind is >= 1 and <= 4 && reader.String(out var reason) && reader.AtEnd
             ? new PeerRequest(header, id, (PeerRequestKind)kind, reason)
             : null;
     }

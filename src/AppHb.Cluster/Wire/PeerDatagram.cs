@@ -20,6 +20,9 @@ public enum PeerRequestKind : byte
     /// <summary>Fence yourself over this link: stop the group, remove the service IP, set the LAN interface down, and
     /// confirm (the documents' "bring the peer's LAN interface down before taking its IP").</summary>
     FenceOverLink = 3,
+    /// <summary>The sender's apphbd is stopping on purpose and holds nothing (it handed the group over, or never had
+    /// it): its silence from now on is not a failure to fence.</summary>
+    Leaving = 4,
 }
 
 /// <summary>How a link looks from the sender's side, as it reports it to the peer.</summary>

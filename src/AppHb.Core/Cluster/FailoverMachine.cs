@@ -30,6 +30,8 @@ public sealed class FailoverMachine
     /// <summary>When this node released the group to the peer: for deadtime after it, the peer is taking over and
     /// the "neither node is active" rule waits.</summary>
     private long _releasedToPeerAt = long.MaxValue;
+    /// <summary>When the peer said it is stopping on purpose and holds nothing: its silence after that is no failure.</summary>
+    private long _peerLeftAt = long.MaxValue;
     private string? _lastVerdict;
     private long _evaluatedAt = long.MinValue;
 
@@ -132,6 +134,12 @@ public sealed class FailoverMachine
         }
 
         peerLink.Heard(_time.GetTimestamp(), _timings, _time);
+        if (_peerLeftAt != long.MaxValue && (report.Role == ClusterRole.Starting || _time.GetElapsedTime(_peerLeftAt) > _timings.DeadTime))
+        {
+            // Back (restarted), or it never left after all: its silence counts again.
+            _peerLeftAt = long.MaxValue;
+        }
+
         var first = _peer is null;
         _peer = report;
         var relation = Generations.CompareWith(report.Generations);
@@ -227,6 +235,16 @@ public sealed class FailoverMachine
         {
             TakeOver("the peer released the group to this node");
         }
+    }
+
+    /// <summary>The peer said, over a link, that its apphbd is stopping on purpose and that it holds nothing (it handed
+    /// the group over, or never had it): until it is heard again from a new start, its silence is not a failure and is
+    /// not fenced.</summary>
+    public void PeerLeaving()
+    {
+        _peerLeftAt = _time.GetTimestamp();
+        Publish("peer-leaving", "the peer's apphbd is stopping on purpose and holds nothing: its silence is not a failure");
+        Evaluate();
     }
 
     /// <summary>The peer asks this (active) node to release the group to it; null when it will, else why not.</summary>
@@ -477,7 +495,7 @@ public sealed class FailoverMachine
                     Release(switchover: false, "isolated: the peer is silent on every link and no ping target answers");
                     _stepDownDeadline = now + PeerLink.Ticks(_timings.DeadTime, _time);
                 }
-                else if (peerSilent && !_peerFenced && !_splitBrain)
+                else if (peerSilent && !_peerFenced && !_splitBrain && _peerLeftAt == long.MaxValue)
                 {
                     // The active node fences at once: it is the one that must win a fence race.
                     BeginFence(now, fenceDue, "the peer is silent on every link", delay: TimeSpan.Zero, takeOver: false);

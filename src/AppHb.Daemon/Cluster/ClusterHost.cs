@@ -57,6 +57,20 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
         {
             _host = null;
             supervisor.FailoverRequested = null;
+            // Stopping on purpose: the active node hands the group over rather than make its peer fence it.
+            var cluster = options.Cluster!;
+            var bound = options.Services.Where(s => cluster.Group.Contains(s.Name)).Aggregate(cluster.Timings.DeadTime, (sum, s) => sum + s.StopTimeout);
+            if (await host.HandOverAsync(bound, cancellationToken))
+            {
+                Log.ClusterHandedOver(logger);
+            }
+
+            // Holding nothing now: the peer is told, so that it does not fence this node for going silent.
+            if (await host.LeaveAsync(cancellationToken))
+            {
+                Log.ClusterLeft(logger);
+            }
+
             await host.DisposeAsync();
         }
     }
