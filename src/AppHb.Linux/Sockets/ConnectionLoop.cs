@@ -344,8 +344,16 @@ public sealed class ConnectionLoop : IDisposable
                 }
             }
 
-            ExpireDeadlines();
-            ResumeAcceptingWhenDue();
+            try
+            {
+                ExpireDeadlines();
+                ResumeAcceptingWhenDue();
+            }
+#pragma warning disable CA1031 // As for an event: this thread serves every client, nothing may end it.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
         }
     }
 
@@ -432,7 +440,15 @@ public sealed class ConnectionLoop : IDisposable
             _acceptPausedUntil = 0;
             if (_accepting)
             {
-                Interop.EpollAdd(_epoll.Fd, ListenerFd, Interop.EPOLLIN, ListenerToken);
+                try
+                {
+                    Interop.EpollAdd(_epoll.Fd, ListenerFd, Interop.EPOLLIN, ListenerToken);
+                }
+                catch (IOException)
+                {
+                    // Not back yet (the listener may be closing): try again a little later.
+                    _acceptPausedUntil = Due(TimeSpan.FromMilliseconds(20));
+                }
             }
         }
     }
@@ -766,6 +782,11 @@ public sealed class ConnectionLoop : IDisposable
         try
         {
             connection.Session?.Ended(reason);
+        }
+#pragma warning disable CA1031 // A session's failure at its end must not leave its descriptor open or stop the loop.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
         }
         finally
         {
