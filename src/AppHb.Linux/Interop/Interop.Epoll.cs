@@ -30,6 +30,28 @@ internal static partial class Interop
     [LibraryImport(Libc, EntryPoint = "epoll_wait", SetLastError = true)]
     internal static unsafe partial int EpollWait(int epfd, byte* events, int maxEvents, int timeoutMs);
 
+    /// <summary>An epoll set and a non-blocking eventfd to wake its waiter with (a thread's loop): both close-on-exec;
+    /// throws with the errno's text, leaking neither.</summary>
+    internal static (FileDescriptorHandle Epoll, FileDescriptorHandle Wake) EpollWithWake()
+    {
+        var epoll = EpollCreate1(EPOLL_CLOEXEC);
+        if (epoll < 0)
+        {
+            throw new IOException($"epoll_create1 failed: {Describe(Marshal.GetLastPInvokeError())}");
+        }
+
+        var epollHandle = new FileDescriptorHandle(epoll);
+        var wake = EventFd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (wake < 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            epollHandle.Dispose();
+            throw new IOException($"eventfd failed: {Describe(errno)}");
+        }
+
+        return (epollHandle, new FileDescriptorHandle(wake));
+    }
+
     /// <summary>epoll_ctl ADD of <paramref name="fd"/> for <paramref name="events"/>, with <paramref name="token"/> as
     /// its data; throws with the errno's text on failure.</summary>
     internal static void EpollAdd(int epfd, int fd, uint events, ulong token) => EpollChange(epfd, EPOLL_CTL_ADD, fd, events, token);

@@ -26,21 +26,8 @@ public sealed class ProcessExitWatcher : IDisposable
     {
         _capacity = capacity;
         _onThreadStarted = onThreadStarted;
-        var epoll = Interop.EpollCreate1(Interop.EPOLL_CLOEXEC);
-        if (epoll < 0)
-        {
-            throw new IOException($"epoll_create1 failed: {Interop.Describe(Marshal.GetLastPInvokeError())}");
-        }
-
-        _epoll = new Interop.FileDescriptorHandle(epoll);
-        var wake = Interop.EventFd(0, Interop.EFD_CLOEXEC | Interop.EFD_NONBLOCK);
-        if (wake < 0)
-        {
-            throw new IOException($"eventfd failed: {Interop.Describe(Marshal.GetLastPInvokeError())}");
-        }
-
-        _wake = new Interop.FileDescriptorHandle(wake);
-        Add(wake, WakeToken);
+        (_epoll, _wake) = Interop.EpollWithWake();
+        Add(_wake.Fd, WakeToken);
         _thread = new Thread(Run) { Name = "apphb-pidfd", IsBackground = true };
         _thread.Start();
     }

@@ -94,24 +94,10 @@ public sealed class ConnectionLoop : IDisposable
         _sendTimeout = sendTimeout;
         _time = time ?? TimeProvider.System;
         _input = GC.AllocateUninitializedArray<byte>(maxPartial + ReadPerTurn, pinned: true);
-        var epoll = Interop.EpollCreate1(Interop.EPOLL_CLOEXEC);
-        if (epoll < 0)
-        {
-            throw new IOException($"epoll_create1 failed: {Interop.Describe(Marshal.GetLastPInvokeError())}");
-        }
-
-        _epoll = new Interop.FileDescriptorHandle(epoll);
-        var wake = Interop.EventFd(0, Interop.EFD_CLOEXEC | Interop.EFD_NONBLOCK);
-        if (wake < 0)
-        {
-            _epoll.Dispose();
-            throw new IOException($"eventfd failed: {Interop.Describe(Marshal.GetLastPInvokeError())}");
-        }
-
-        _wake = new Interop.FileDescriptorHandle(wake);
+        (_epoll, _wake) = Interop.EpollWithWake();
         // accept4 must return EAGAIN when the backlog is empty, never block the loop.
         listener.Blocking = false;
-        Interop.EpollAdd(_epoll.Fd, wake, Interop.EPOLLIN, WakeToken);
+        Interop.EpollAdd(_epoll.Fd, _wake.Fd, Interop.EPOLLIN, WakeToken);
         Interop.EpollAdd(_epoll.Fd, ListenerFd, Interop.EPOLLIN, ListenerToken);
         _thread = new Thread(Run) { Name = threadName, IsBackground = true };
         _thread.Start();
