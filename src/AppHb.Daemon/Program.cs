@@ -117,7 +117,7 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     // A node of the pair first hands its group over (each group service's stop timeout, then deadtime) and tells its
     // peer it is leaving (at most deadtime).
     var stopBudget = options.Services.Aggregate(TimeSpan.FromSeconds(10), (sum, s) => sum + s.StopTimeout + TimeSpan.FromSeconds(1))
-        + (options.Cluster is { } pair ? (2 * pair.Timings.DeadTime) + options.Services.Where(s => pair.Group.Contains(s.Name)).Aggregate(TimeSpan.Zero, (sum, s) => sum + s.StopTimeout) : TimeSpan.Zero);
+        + AppHb.Daemon.Cluster.ClusterHost.HandOverBound(options) + (options.Cluster?.Timings.DeadTime ?? TimeSpan.Zero);
     builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = stopBudget);
     builder.Services.AddSingleton(new ConfigurationSource(configPath));
     builder.Services.AddSingleton(options);

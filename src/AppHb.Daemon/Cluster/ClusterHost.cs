@@ -58,9 +58,7 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
             _host = null;
             supervisor.FailoverRequested = null;
             // Stopping on purpose: the active node hands the group over rather than make its peer fence it.
-            var cluster = options.Cluster!;
-            var bound = options.Services.Where(s => cluster.Group.Contains(s.Name)).Aggregate(cluster.Timings.DeadTime, (sum, s) => sum + s.StopTimeout);
-            if (await host.HandOverAsync(bound, cancellationToken))
+            if (await host.HandOverAsync(HandOverBound(options), cancellationToken))
             {
                 Log.ClusterHandedOver(logger);
             }
@@ -76,6 +74,12 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
     }
 
     public async ValueTask DisposeAsync() => await StopAsync(CancellationToken.None);
+
+    /// <summary>How long an orderly stop may spend handing the group over: each group service's stop timeout, then
+    /// deadtime for the peer to take it (zero on a single node). apphbd's stop budget includes it.</summary>
+    public static TimeSpan HandOverBound(ApphbdOptions options) => options.Cluster is { } cluster
+        ? options.Services.Where(s => cluster.Group.Contains(s.Name)).Aggregate(cluster.Timings.DeadTime, (sum, s) => sum + s.StopTimeout)
+        : TimeSpan.Zero;
 
     /// <summary>The pair's group as the supervisor runs it: the services of <c>cluster.group</c>.</summary>
     private sealed class SupervisedGroup(ServiceSupervisor supervisor) : IPairGroup
