@@ -14,9 +14,7 @@ public sealed class NamespaceFenceAgentTests : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        var agent = Path.Combine(_directory.Path, "fence_apphb_netns");
-        File.Copy(Path.Combine(AppContext.BaseDirectory, "Agents", "fence_apphb_netns"), agent);
-        File.SetUnixFileMode(agent, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        TestFenceAgents.Install(_directory.Path, "fence_apphb_netns");
         _node = await NetworkNamespace.CreateAsync("apphb-fn");
         _other = await NetworkNamespace.CreateAsync("apphb-fo");
         await NetworkNamespace.ConnectAsync(_node, "ded0", "10.213.11.1/24", _other, "ded0", "10.213.11.2/24");

@@ -31,9 +31,7 @@ public sealed class PairHostTests : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        var agent = Path.Combine(_directory.Path, "fence_apphb_netns");
-        File.Copy(Path.Combine(AppContext.BaseDirectory, "Agents", "fence_apphb_netns"), agent);
-        File.SetUnixFileMode(agent, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        TestFenceAgents.Install(_directory.Path, "fence_apphb_netns");
         _a = await NetworkNamespace.CreateAsync("apphb-pa");
         _b = await NetworkNamespace.CreateAsync("apphb-pb");
         await NetworkNamespace.ConnectAsync(_a, "ded0", "10.215.1.1/24", _b, "ded0", "10.215.1.2/24");

@@ -21,9 +21,7 @@ public sealed class PairTests : IAsyncLifetime
     {
         var agents = Path.Combine(_directory.Path, "agents");
         Directory.CreateDirectory(agents);
-        var agent = Path.Combine(agents, "fence_apphb_netns");
-        File.Copy(Path.Combine(RepositoryPaths.Root, "tests", "AppHb.Cluster.Tests", "Agents", "fence_apphb_netns"), agent);
-        File.SetUnixFileMode(agent, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        TestFenceAgents.Install(agents, "fence_apphb_netns");
         var key = Path.Combine(_directory.Path, "cluster.key");
         await File.WriteAllBytesAsync(key, "0123456789abcdef0123456789abcdef"u8.ToArray());
         File.SetUnixFileMode(key, UnixFileMode.UserRead | UnixFileMode.UserWrite);
