@@ -155,13 +155,47 @@ hb.SetAction(async (parse, ct) => await Run(async () =>
     await client.UnregisterAsync(CancellationToken.None);
 }));
 
+var clusterJsonOption = new Option<bool>("--json") { Description = "Print JSON instead of text" };
+var cluster = new Command("cluster", "Show the pair: roles, data generations, each link's state and last-heard age, ping targets, last fence")
+{
+    clusterJsonOption,
+};
+cluster.SetAction(async (parse, ct) => await Run(async () =>
+{
+    var document = await new AppHbControl(parse.GetValue(socketOption)).GetStatusAsync(ct);
+    var pair = document.Cluster ?? throw new AppHbException(ErrorCode.Failed, "this node is not part of a pair: apphbd.yaml has no cluster section");
+    Console.Write(parse.GetValue(clusterJsonOption)
+        ? JsonSerializer.Serialize(pair, ProtocolJsonContext.Default.ClusterStatus) + Environment.NewLine
+        : StatusPrinter.RenderCluster(pair));
+}));
+var survivorOption = new Option<string>("--survivor") { Description = "The node whose data lives on", Required = true };
+var resolve = new Command("resolve", "After a split brain: the node whose data survives (the other takes its generations; nothing is deleted)")
+{
+    survivorOption,
+};
+resolve.SetAction(async (parse, ct) => await Run(async () =>
+    Console.WriteLine((await new AppHbControl(parse.GetValue(socketOption)).ControlAsync(ControlAction.Resolve, parse.GetValue(survivorOption)!, 0, ct)).Message)));
+cluster.Subcommands.Add(resolve);
+
+Command PairCommand(string verb, string description, ControlAction action)
+{
+    var command = new Command(verb, description);
+    command.SetAction(async (parse, ct) => await Run(async () =>
+        Console.WriteLine((await new AppHbControl(parse.GetValue(socketOption)).ControlAsync(action, string.Empty, 0, ct)).Message)));
+    return command;
+}
+
 var root = new RootCommand("apphbctl: inspect and drive apphbd")
 {
     socketOption, status, events, hb,
     ServiceCommand("start", "Start a service (and forget its restart history)", ControlAction.Start),
     ServiceCommand("stop", "Stop a service (and what requires it); it stays stopped until started", ControlAction.Stop),
     ServiceCommand("restart", "Restart a service; what requires it restarts after it", ControlAction.Restart),
-    logs, reload,
+    logs, reload, cluster,
+    PairCommand("switchover", "Move the pair's group to the other node (refused when it cannot take it); returns when it runs there", ControlAction.Switchover),
+    PairCommand("failback", "Return the pair's group to the preferred node, once its data has caught up", ControlAction.Failback),
+    PairCommand("standby", "Keep this node from becoming active (the group is handed over first if it runs here)", ControlAction.Standby),
+    PairCommand("unstandby", "Let this node become active again", ControlAction.Unstandby),
 };
 return await root.Parse(args).InvokeAsync();
 

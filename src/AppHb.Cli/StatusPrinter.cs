@@ -8,6 +8,7 @@ namespace AppHb.Cli;
 internal static class StatusPrinter
 {
     private static readonly string[] ServiceHeadings = ["SERVICE", "STATE", "PID", "FOR", "RESTARTS", "LAST EXIT", "CHECKS"];
+    private static readonly string[] LinkHeadings = ["LINK", "KIND", "INTERFACE", "PEER", "STATE", "LAST HEARD"];
     private static readonly string[] Headings = ["CLIENT", "PID", "INTERVAL", "WARN", "LAST BEAT", "STATE", "BEATS"];
 
     public static string Render(StatusDocument status)
@@ -24,6 +25,11 @@ internal static class StatusPrinter
         text.AppendLine(CultureInfo.InvariantCulture, $"  tickle lateness p99 {w.TickleLatenessP99Ms:0.###} ms, max {w.TickleLatenessMaxMs:0.###} ms");
         var boot = w.LastBootByWatchdog ? "LAST RESET WAS CAUSED BY THE WATCHDOG" : "normal";
         text.AppendLine(CultureInfo.InvariantCulture, $"  boot status: {boot}{(w.BootStatus.Count > 0 ? $" ({string.Join(", ", w.BootStatus)})" : string.Empty)}");
+        if (status.Cluster is { } pair)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"pair: {pair.Node} {pair.Role}, {pair.Peer} {pair.PeerRole ?? "unheard"}; links {string.Join(", ", pair.Links.Select(l => $"{l.Name} {l.State}"))}{(pair.SplitBrain ? "; SPLIT BRAIN" : string.Empty)} (apphbctl cluster)");
+        }
+
         RenderServices(status.Services, text);
         if (status.Clients.Count == 0)
         {
@@ -41,6 +47,30 @@ internal static class StatusPrinter
             Durations.Format(c.LastBeatAgeMs) + " ago",
             c.State,
             c.Beats.ToString(CultureInfo.InvariantCulture),
+        }));
+        Table(rows, text);
+        return text.ToString();
+    }
+
+    /// <summary>The pair: what <c>apphbctl cluster</c> prints.</summary>
+    public static string RenderCluster(ClusterStatus c)
+    {
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"node {c.Node}{(c.Preferred ? " (preferred)" : string.Empty)}: {c.Role}{(c.Standby ? ", held standby" : string.Empty)}; generation {c.Generation}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"peer {c.Peer}: {c.PeerRole ?? "not heard since apphbd started"}; generation {c.PeerGeneration ?? "-"}{(c.PeerFenced ? "; FENCED" : string.Empty)}");
+        var data = c.SplitBrain ? "SPLIT BRAIN: the generations diverged; nothing moves until `apphbctl cluster resolve --survivor NODE`"
+            : c.Stale ? "this node's data is older than the peer's: it must catch up before it may become active"
+            : c.InSync ? "in sync" : "not in sync";
+        text.AppendLine(CultureInfo.InvariantCulture, $"links say: {c.Verdict ?? "-"}; data: {data}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"group {(c.Group.Count == 0 ? "-" : string.Join(", ", c.Group))}: {(c.GroupRunning ? "running here" : "not running here")}; service IP {(c.ServiceIps.Count == 0 ? "-" : string.Join(", ", c.ServiceIps))}");
+        var peerReach = c.PeerReachesPingTargets is { } p ? (p ? "reached by the peer" : "NOT reached by the peer") : "peer unknown";
+        text.AppendLine(CultureInfo.InvariantCulture, $"ping targets {(c.PingTargets.Count == 0 ? "-" : string.Join(", ", c.PingTargets))}: {(c.ReachesPingTargets ? "reached" : "NOT reached")} here, {peerReach}");
+        var fence = c.LastFence is { } f ? $"{f.At.ToLocalTime():yyyy-MM-dd HH:mm:ss} {f.Method} {(f.Confirmed ? "confirmed" : "FAILED")}: {f.Detail}" : "none since apphbd started";
+        text.AppendLine(CultureInfo.InvariantCulture, $"last fence: {fence}; takeovers {c.Takeovers}; datagrams refused {c.DatagramsRefused}");
+        var rows = new List<string[]> { LinkHeadings };
+        rows.AddRange(c.Links.Select(l => new[]
+        {
+            l.Name, l.Kind, l.Interface, l.PeerAddress, l.State, l.LastHeardAgeMs is { } age ? Durations.Format(age) + " ago" : "never",
         }));
         Table(rows, text);
         return text.ToString();

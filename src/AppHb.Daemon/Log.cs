@@ -158,8 +158,11 @@ internal static partial class Log
     [LoggerMessage(800, LogLevel.Information, "Pair: node {Node} (id {NodeId}) with peer {Peer} (id {PeerId}) over {Links}")]
     public static partial void ClusterStarting(ILogger logger, string node, ushort nodeId, string peer, ushort peerId, string links);
 
-    [LoggerMessage(801, LogLevel.Warning, "Pair: {Kind}: {Message}")]
-    public static partial void ClusterEvent(ILogger logger, string kind, string message);
+    [LoggerMessage(801, LogLevel.Information, "Pair: {Kind}: {Message}")]
+    public static partial void ClusterInfo(ILogger logger, string kind, string message);
+
+    [LoggerMessage(806, LogLevel.Error, "Pair: {Kind}: {Message}")]
+    public static partial void ClusterError(ILogger logger, string kind, string message);
 
     [LoggerMessage(802, LogLevel.Critical, "Pair: the watchdog is no longer fed ({Reason}): the node resets")]
     public static partial void ClusterStopsFeeding(ILogger logger, string reason);

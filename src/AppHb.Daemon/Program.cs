@@ -160,10 +160,10 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ClientSocketServer>());
     // After the socket (services may connect to it at once), before READY=1: systemd hears READY when they run.
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ServiceSupervisor>());
+    builder.Services.AddSingleton<AppHb.Daemon.Cluster.ClusterHost>();
     if (options.Cluster is not null)
     {
         // After the supervisor (the pair's group exists, inactive), stopped before it.
-        builder.Services.AddSingleton<AppHb.Daemon.Cluster.ClusterHost>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Cluster.ClusterHost>());
     }
 

@@ -4,7 +4,49 @@ using System.Text.Json.Serialization;
 namespace AppHb.Protocol;
 
 /// <summary>The document in a <see cref="FrameType.Status"/> frame.</summary>
-public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog, IReadOnlyList<ClientStatus> Clients, IReadOnlyList<ServiceStatus> Services);
+/// <param name="Cluster">This node's side of the pair; null on a single node.</param>
+public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog, IReadOnlyList<ClientStatus> Clients, IReadOnlyList<ServiceStatus> Services,
+    ClusterStatus? Cluster = null);
+
+/// <summary>This node's side of the pair (level 3).</summary>
+/// <param name="Role">starting, standby, taking-over, active or releasing; PeerRole likewise, null before the peer was heard.</param>
+/// <param name="Verdict">What the links say: starting, healthy, dedicated-link-broken, lan-fault, peer-silent or
+/// links-returning; null before the peer was heard.</param>
+/// <param name="Generation">This node's data generation ("number@node"); PeerGeneration the peer's, as last heard.</param>
+/// <param name="Standby">`apphbctl standby` (or a fence by the peer over the dedicated link) keeps this node from becoming active.</param>
+/// <param name="DatagramsRefused">Peer datagrams refused since apphbd started (forged, replayed, foreign, truncated).</param>
+public sealed record ClusterStatus(
+    string Node,
+    string Peer,
+    bool Preferred,
+    string Role,
+    string? PeerRole,
+    string? Verdict,
+    string Generation,
+    string? PeerGeneration,
+    bool InSync,
+    bool SplitBrain,
+    bool Stale,
+    bool Standby,
+    bool PeerFenced,
+    bool GroupRunning,
+    IReadOnlyList<string> Group,
+    IReadOnlyList<string> ServiceIps,
+    IReadOnlyList<string> PingTargets,
+    bool ReachesPingTargets,
+    bool? PeerReachesPingTargets,
+    IReadOnlyList<ClusterLinkStatus> Links,
+    ClusterFenceStatus? LastFence,
+    long Takeovers,
+    long DatagramsRefused);
+
+/// <summary>One link to the peer.</summary>
+/// <param name="State">unknown, up, late, dead or returning.</param>
+/// <param name="LastHeardAgeMs">How long since the peer was last heard on it; null if never since apphbd started.</param>
+public sealed record ClusterLinkStatus(string Name, string Kind, string Interface, string PeerAddress, string State, double? LastHeardAgeMs);
+
+/// <summary>The latest fence of the peer.</summary>
+public sealed record ClusterFenceStatus(DateTimeOffset At, string Method, bool Confirmed, string Detail);
 
 /// <summary>One supervised service.</summary>
 /// <param name="State">waiting, starting, running, stopping, backoff, stopped, exited or failed.</param>
@@ -120,6 +162,7 @@ public sealed record EventDocument(
 [JsonSerializable(typeof(EventDocument))]
 [JsonSerializable(typeof(ControlResultDocument))]
 [JsonSerializable(typeof(ServiceStatus))]
+[JsonSerializable(typeof(ClusterStatus))]
 public sealed partial class ProtocolJsonContext : JsonSerializerContext
 {
     /// <summary>Decodes a status payload.</summary>

@@ -162,9 +162,20 @@ public enum ControlAction : byte
     Restart = 3,
     Logs = 4,
     Reload = 5,
+    /// <summary>The pair: hand the group to the peer (from the active node) or ask for it (from the standby).</summary>
+    Switchover = 6,
+    /// <summary>The pair: return the group to the preferred node.</summary>
+    Failback = 7,
+    /// <summary>The pair: this node may not become active (an active node hands the group over first).</summary>
+    Standby = 8,
+    /// <summary>The pair: lift <see cref="Standby"/>.</summary>
+    Unstandby = 9,
+    /// <summary>The pair: after a split brain, the node named in the request's name keeps its data.</summary>
+    Resolve = 10,
 }
 
-/// <summary>Control a supervised service, or reload (Name empty). Lines is how many output lines logs returns.</summary>
+/// <summary>Control a supervised service, reload (Name empty), or the pair (Name empty, or the survivor's node name
+/// for resolve). Lines is how many output lines logs returns.</summary>
 public sealed record ControlRequest(ControlAction Action, string Name, uint Lines) : IMessage<ControlRequest>
 {
     public static FrameType Type => FrameType.Control;
@@ -182,15 +193,18 @@ public sealed record ControlRequest(ControlAction Action, string Name, uint Line
     {
         var reader = new PayloadReader(Type, payload);
         var action = reader.ReadByte("action");
-        if (action is < (byte)ControlAction.Start or > (byte)ControlAction.Reload)
+        if (action is < (byte)ControlAction.Start or > (byte)ControlAction.Resolve)
         {
-            throw new ProtocolException(ErrorCode.InvalidArgument, $"Control frame: field 'action' {action} is not 1 (start) to 5 (reload)");
+            throw new ProtocolException(ErrorCode.InvalidArgument, $"Control frame: field 'action' {action} is not 1 (start) to 10 (resolve)");
         }
 
         var name = reader.ReadString("name", FrameFormat.MaxNameBytes);
-        if (name.Length == 0 && action != (byte)ControlAction.Reload)
+        var named = (ControlAction)action is ControlAction.Start or ControlAction.Stop or ControlAction.Restart or ControlAction.Logs;
+        if (name.Length == 0 && (named || (ControlAction)action == ControlAction.Resolve))
         {
-            throw new ProtocolException(ErrorCode.InvalidArgument, $"Control frame: field 'name' must name a service for {(ControlAction)action}");
+            throw new ProtocolException(ErrorCode.InvalidArgument, named
+                ? $"Control frame: field 'name' must name a service for {(ControlAction)action}"
+                : "Control frame: field 'name' must name the surviving node for Resolve");
         }
 
         var lines = reader.ReadUInt32("lines");

@@ -57,7 +57,15 @@ public sealed class PairTests : IAsyncLifetime
         _directory.Dispose();
     }
 
-    private string Config(int me, string peerNamespace, string app) => $"""
+    /// <summary>The fence list's items for <c>cluster.fence</c>: the first line as it follows "- ", the rest indented
+    /// for the list's place in <see cref="Config"/>.</summary>
+    private static string AgentFence(string peerNamespace) =>
+        $"- method: agent\n      agent: fence_apphb_netns\n      options:\n        netns: {peerNamespace}\n      timeout: 20s";
+
+    private static string PeerLinkThenAgentFence(string peerNamespace) =>
+        $"- method: peer-link\n      timeout: 10s\n    {AgentFence(peerNamespace)}";
+
+    private string Config(int me, string peerNamespace, string app, string? fence) => $"""
         services:
           app:
             {app}
@@ -97,16 +105,13 @@ public sealed class PairTests : IAsyncLifetime
           group: [app]
           fence-agent-directory: {Path.Combine(_directory.Path, "agents")}
           fence:
-            - method: agent
-              agent: fence_apphb_netns
-              options:
-                netns: {peerNamespace}
-              timeout: 20s
+            {fence ?? AgentFence(peerNamespace)}
         """;
 
-    private async Task<DaemonProcess> StartAsync(int me, NetworkNamespace here, NetworkNamespace peer, string app = "command: [/bin/sleep, \"1000\"]")
+    private async Task<DaemonProcess> StartAsync(int me, NetworkNamespace here, NetworkNamespace peer, string app = "command: [/bin/sleep, \"1000\"]",
+        string? fence = null)
     {
-        var daemon = await DaemonProcess.StartAsync(Config(me, peer.Name, app), directory: new TempDirectory(), networkNamespace: here.Name);
+        var daemon = await DaemonProcess.StartAsync(Config(me, peer.Name, app, fence), directory: new TempDirectory(), networkNamespace: here.Name);
         _daemons.Add(daemon);
         return daemon;
     }
@@ -199,5 +204,114 @@ public sealed class PairTests : IAsyncLifetime
         await Task.Delay(TimeSpan.FromSeconds(3), TestContext.Current.CancellationToken);
         Assert.DoesNotContain(b.Lines, l => l.Contains("Pair: fenced:", StringComparison.Ordinal));
         Assert.Contains("lan0", await _a.IpAsync("-o", "link", "show", "up"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Apphbctl_shows_the_pair_and_moves_its_group_by_switchover_and_failback_and_refuses_what_is_unsafe()
+    {
+        var a = await StartAsync(1, _a, _b);
+        var b = await StartAsync(2, _b, _a);
+        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await HoldsServiceIpAsync(_a)),
+            $"node1 never ran the group:\n{string.Join('\n', a.Lines)}");
+        // Both have heard each other's generations (a hand-over is refused before).
+        await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
+
+        var (code, output, error) = await CliAsync(a, "cluster", "--json");
+        Assert.True(code == 0, error);
+        var pair = System.Text.Json.JsonSerializer.Deserialize(output, AppHb.Protocol.ProtocolJsonContext.Default.ClusterStatus)!;
+        Assert.Equal(("node1", "active", "standby", true, true), (pair.Node, pair.Role, pair.PeerRole, pair.InSync, pair.GroupRunning));
+        Assert.All(pair.Links, l => Assert.Equal("up", l.State));
+        Assert.All(pair.Links, l => Assert.InRange(l.LastHeardAgeMs!.Value, 0, 1000));
+        (code, output, _) = await CliAsync(b, "cluster");
+        Assert.Equal(0, code);
+        Assert.Contains("node node2: standby", output, StringComparison.Ordinal);
+        Assert.Contains("peer node1: active", output, StringComparison.Ordinal);
+
+        // Switchover: the reply comes when node2 is active.
+        (code, output, error) = await CliAsync(a, "switchover");
+        Assert.True(code == 0, error + string.Join('\n', a.Lines));
+        Assert.Contains("the group runs on node2", output, StringComparison.Ordinal);
+        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await HoldsServiceIpAsync(_b)),
+            $"node2 never took over:\n{string.Join('\n', b.Lines)}");
+        Assert.False(await HoldsServiceIpAsync(_a));
+
+        // Failback, asked on the preferred node: the group comes home.
+        (code, output, error) = await CliAsync(a, "failback");
+        Assert.True(code == 0, error);
+        Assert.Contains("the group runs on node1", output, StringComparison.Ordinal);
+        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await HoldsServiceIpAsync(_a)),
+            $"node1 never took the group back:\n{string.Join('\n', a.Lines)}");
+
+        // A node held standby is never handed the group; after unstandby it may be again.
+        (code, output, error) = await CliAsync(b, "standby");
+        Assert.True(code == 0, error);
+        Assert.True(await UntilAsync(async () => (await new AppHbControl(a.SocketPath).GetStatusAsync()).Cluster?.PeerRole == "standby"));
+        await Task.Delay(TimeSpan.FromMilliseconds(300), TestContext.Current.CancellationToken);
+        (code, _, error) = await CliAsync(a, "switchover");
+        Assert.Equal(1, code);
+        Assert.Contains("the peer is held standby", error, StringComparison.Ordinal);
+        Assert.True(await HoldsServiceIpAsync(_a));
+        (code, _, error) = await CliAsync(b, "unstandby");
+        Assert.True(code == 0, error);
+        (code, _, error) = await CliAsync(a, "cluster", "resolve", "--survivor", "node1");
+        Assert.Equal(1, code);
+        Assert.Contains("there is no split brain to resolve", error, StringComparison.Ordinal);
+
+        // The same story in the event stream and in /metrics.
+        (_, output, _) = await CliAsync(a, "events");
+        Assert.Contains("switchover", output, StringComparison.Ordinal);
+        Assert.Contains("takeover", output, StringComparison.Ordinal);
+        var metrics = await ScrapeAsync(a, _a);
+        Assert.Contains("apphb_cluster_role{role=\"active\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("apphb_cluster_peer_role{role=\"standby\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("apphb_cluster_link_up{link=\"cross\",kind=\"dedicated\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Matches(@"apphb_cluster_takeovers_total 2\b", metrics);
+        Assert.Contains("apphb_cluster_datagrams_refused_total{reason=\"forged\"} 0", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_active_node_stopped_past_deadtime_and_continued_is_fenced_over_the_dedicated_link_and_stays_standby()
+    {
+        var a = await StartAsync(1, _a, _b, fence: PeerLinkThenAgentFence(_b.Name));
+        var b = await StartAsync(2, _b, _a, fence: PeerLinkThenAgentFence(_a.Name));
+        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await HoldsServiceIpAsync(_a)),
+            $"node1 never ran the group:\n{string.Join('\n', a.Lines)}");
+        await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
+
+        // node1's apphbd freezes well past deadtime (1 s): node2 asks it, over the dedicated link, to fence itself
+        // (retrying for the method's 10 s); node1 wakes to that request among its peer's backlog.
+        Assert.True(ProcessRunner.Signal(a.Pid, 19));
+        await b.WaitForLineAsync("Pair: fencing", TimeSpan.FromSeconds(30));
+        await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
+        Assert.True(ProcessRunner.Signal(a.Pid, 18));
+
+        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await HoldsServiceIpAsync(_b)),
+            $"node2 never took over:\n{string.Join('\n', b.Lines)}\n--- node1:\n{string.Join('\n', a.Lines)}");
+        Assert.True(b.Lines.Any(l => l.Contains("Pair: fenced: the peer is fenced: peer-link", StringComparison.Ordinal)),
+            $"node2 did not fence over the link:\n{string.Join('\n', b.Lines)}\n--- node1:\n{string.Join('\n', a.Lines)}");
+        // node1 fenced itself and lives on: its group stopped, its address gone, its LAN interface down, held standby.
+        Assert.True(a.IsRunning);
+        Assert.False(await HoldsServiceIpAsync(_a));
+        Assert.DoesNotContain("lan0", await _a.IpAsync("-o", "link", "show", "up"), StringComparison.Ordinal);
+        Assert.Contains(a.Lines, l => l.Contains("Pair: resumed:", StringComparison.Ordinal));
+        await Task.Delay(TimeSpan.FromSeconds(2), TestContext.Current.CancellationToken);
+        var cluster = (await new AppHbControl(a.SocketPath).GetStatusAsync()).Cluster!;
+        Assert.Equal(("standby", true, false), (cluster.Role, cluster.Standby, cluster.GroupRunning));
+        Assert.NotEqual("running", await AppStateAsync(a));
+    }
+
+    private static async Task<(int Code, string Output, string Error)> CliAsync(DaemonProcess daemon, params string[] args)
+    {
+        var (code, output, error) = await ProcessRunner.RunAsync("dotnet", [RepositoryPaths.CliDll, "--socket", daemon.SocketPath, .. args]);
+        return (code, output, error);
+    }
+
+    private static async Task<string> ScrapeAsync(DaemonProcess daemon, NetworkNamespace node)
+    {
+        var line = await daemon.WaitForLineAsync("Prometheus scrapes", TimeSpan.FromSeconds(10));
+        var url = System.Text.RegularExpressions.Regex.Match(line, @"http://\S+/metrics").Value;
+        var (code, output) = await ProcessRunner.RunAsync("ip", "netns", "exec", node.Name, "curl", "-sS", "--max-time", "10", url);
+        Assert.True(code == 0, output);
+        return output;
     }
 }

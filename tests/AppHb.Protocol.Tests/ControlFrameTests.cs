@@ -19,8 +19,9 @@ public class ControlFrameTests
     }
 
     [Theory]
-    [InlineData("00" + "0003776562" + "00000000", "field 'action' 0 is not 1 (start) to 5 (reload)")]
-    [InlineData("06" + "0003776562" + "00000000", "field 'action' 6")]
+    [InlineData("00" + "0003776562" + "00000000", "field 'action' 0 is not 1 (start) to 10 (resolve)")]
+    [InlineData("0B" + "0003776562" + "00000000", "field 'action' 11")]
+    [InlineData("0A" + "0000" + "00000000", "field 'name' must name the surviving node for Resolve")]
     [InlineData("02" + "0000" + "00000000", "field 'name' must name a service for Stop")]
     [InlineData("02" + "0003776562", "lines")]
     public void Bad_control_payloads_are_refused_naming_the_field(string payloadHex, string expected)
@@ -35,5 +36,13 @@ public class ControlFrameTests
         var request = ControlRequest.Read(Convert.FromHexString("05" + "0000" + "00000000"));
         Assert.Equal(ControlAction.Reload, request.Action);
         Assert.Empty(request.Name);
+    }
+
+    [Fact]
+    public void The_pair_actions_need_no_name_and_resolve_names_the_survivor()
+    {
+        Assert.Equal(new ControlRequest(ControlAction.Switchover, string.Empty, 0), ControlRequest.Read(Convert.FromHexString("06" + "0000" + "00000000")));
+        Assert.Equal(ControlAction.Unstandby, ControlRequest.Read(Convert.FromHexString("09" + "0000" + "00000000")).Action);
+        Assert.Equal(new ControlRequest(ControlAction.Resolve, "nodeA", 0), ControlRequest.Read(Convert.FromHexString("0A" + "0005" + "6E6F646541" + "00000000")));
     }
 }

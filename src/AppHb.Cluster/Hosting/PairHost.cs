@@ -41,6 +41,32 @@ public sealed record PairNodeOptions(
     bool ReplicatesData = false,
     string FenceAgentDirectory = FenceDriver.AgentDirectory);
 
+/// <summary>One link as the node last judged it.</summary>
+/// <param name="LastHeard">When the peer was last heard on it (the host's <see cref="TimeProvider"/> timestamp).</param>
+public sealed record PairLinkStatus(string Name, LinkKind Kind, LinkState State, long? LastHeard);
+
+/// <summary>How the latest fence of the peer ended.</summary>
+public sealed record PairFenceOutcome(DateTimeOffset At, string Method, bool Confirmed, string Detail);
+
+/// <summary>What the node knows of the pair, as of its loop's latest input (at most a keepalive old).</summary>
+/// <param name="Verdict">What the links say: starting, healthy, dedicated-link-broken, lan-fault, peer-silent,
+/// links-returning; null before the peer was first heard.</param>
+/// <param name="StandbyMode">`apphbctl standby` (or a fence by the peer) keeps this node from becoming active.</param>
+public sealed record PairStatus(
+    ClusterRole Role,
+    ClusterRole? PeerRole,
+    string? Verdict,
+    IReadOnlyList<DataGeneration> Generations,
+    IReadOnlyList<DataGeneration> PeerGenerations,
+    bool SplitBrain,
+    bool Stale,
+    bool StandbyMode,
+    bool PeerFenced,
+    bool ReachesPingTargets,
+    bool? PeerReachesPingTargets,
+    bool GroupRunning,
+    IReadOnlyList<PairLinkStatus> Links);
+
 /// <summary>Runs one node of the pair (level 3): the <see cref="FailoverMachine"/> on one loop that owns it, fed by the
 /// links' receive loops, a heartbeat every keepalive on every link, the ping targets and the answers of its commands;
 /// its commands carried out by the fence drivers, the service addresses, the group, the peer requests and the node's
@@ -69,7 +95,13 @@ public sealed class PairHost : IAsyncDisposable
     private readonly List<Task> _running = [];
     private NodeState _state;
     private volatile ClusterRole _role = ClusterRole.Starting;
-    private long _refused;
+    private volatile PairStatus? _status;
+    private readonly long[] _refusedByReason = new long[(int)PeerRejection.Malformed + 1];
+    private readonly long[] _refusalReportedAt = new long[(int)PeerRejection.Malformed + 1];
+    private readonly Lock _tallyGate = new();
+    private readonly Dictionary<(string Method, bool Confirmed), long> _fences = [];
+    private PairFenceOutcome? _lastFence;
+    private long _takeovers;
 
     private PairHost(PairNodeOptions options, IPairGroup group, Action<string> stopFeedingWatchdog, Action<ClusterEvent> publish, TimeProvider time,
         NodeStateStore store, NodeState state, IReadOnlyList<PeerLinkSocket> links, IReadOnlyList<ServiceAddress> addresses, byte[] key)
@@ -87,9 +119,8 @@ public sealed class PairHost : IAsyncDisposable
         _headers = new OutgoingHeaders(options.ClusterId, options.NodeId, options.PeerId, state.BootEpoch);
         _requester = new PeerRequester(links, _headers, time);
         _responder = new PeerResponder(links, _headers);
-        var dedicated = new PeerRequester([.. links.Where(l => l.Link.Kind == LinkKind.Dedicated)], _headers, time);
         _fencers = [.. options.Fence.Select(m => m.Kind == "peer-link"
-            ? new PeerLinkFenceDriver(dedicated, m.Timeout, options.Timings.Keepalive)
+            ? new PeerLinkFenceDriver(_requester, m.Timeout, options.Timings.Keepalive)
             : FenceDriver.CreateAgent(m, time, options.FenceAgentDirectory))];
         _ping = options.PingTargets.Count > 0 ? new PingTargets(options.PingTargets, options.Timings.Keepalive * 2) : null;
         _machine = new FailoverMachine(time, options.Timings, options.NodeId, options.Preferred,
@@ -110,7 +141,44 @@ public sealed class PairHost : IAsyncDisposable
     private volatile bool _inSync;
 
     /// <summary>Datagrams refused so far (forged, replayed, foreign, truncated, strangers').</summary>
-    public long Refused => Interlocked.Read(ref _refused);
+    public long Refused => Enum.GetValues<PeerRejection>().Sum(RefusedFor);
+
+    /// <summary>Datagrams refused so far by reason (<see cref="PeerRejection.None"/> is never counted).</summary>
+    public long RefusedFor(PeerRejection reason) => Interlocked.Read(ref _refusedByReason[(int)reason]);
+
+    /// <summary>What the node knows of the pair, as of its loop's latest input; null before the loop first ran.</summary>
+    public PairStatus? Status => _status;
+
+    /// <summary>How many times this node became active since apphbd started.</summary>
+    public long Takeovers => Interlocked.Read(ref _takeovers);
+
+    /// <summary>The latest fence of the peer since apphbd started, or null.</summary>
+    public PairFenceOutcome? LastFence
+    {
+        get
+        {
+            lock (_tallyGate)
+            {
+                return _lastFence;
+            }
+        }
+    }
+
+    /// <summary>Fence attempts since apphbd started, by method and result.</summary>
+    public IReadOnlyList<(string Method, bool Confirmed, long Count)> Fences
+    {
+        get
+        {
+            lock (_tallyGate)
+            {
+                return [.. _fences.Select(f => (f.Key.Method, f.Key.Confirmed, f.Value))];
+            }
+        }
+    }
+
+    /// <summary>How long between two events about refused datagrams of one reason (each names how many since the
+    /// last): a flood of forgeries must not flood the journal.</summary>
+    public static readonly TimeSpan RefusalReportInterval = TimeSpan.FromSeconds(60);
 
     /// <summary>Opens the node (its state booted: a new boot epoch saved before anything is sent), in the calling
     /// thread's network namespace.</summary>
@@ -156,7 +224,7 @@ public sealed class PairHost : IAsyncDisposable
         foreach (var link in _links)
         {
             _running.Add(link.ReceiveAsync(_receiver, (datagram, on) => Post(() => Received(datagram, on)),
-                (_, _, _) => Interlocked.Increment(ref _refused), stopping));
+                CountRefusal, stopping));
         }
 
         _running.Add(EveryAsync(_options.Timings.Keepalive, _time, () => Post(SendHeartbeats), stopping));
@@ -177,6 +245,28 @@ public sealed class PairHost : IAsyncDisposable
 
     /// <summary>`apphbctl standby` / `unstandby`. Null when done or under way, else why not.</summary>
     public Task<string?> StandbyAsync(bool on) => AskMachineAsync(m => m.Standby(on));
+
+    /// <summary>`apphbctl cluster resolve --survivor`: after a split brain, whose data lives on. When it is this
+    /// node's, the peer is told to take this node's generations. Null when decided, else why not.</summary>
+    public async Task<string?> ResolveAsync(bool thisNodeSurvives, CancellationToken cancellationToken)
+    {
+        var refusal = await AskMachineAsync(m => m.Resolve(thisNodeSurvives));
+        if (refusal is not null || !thisNodeSurvives)
+        {
+            return refusal;
+        }
+
+        var reply = await _requester.AskAsync(PeerRequestKind.ResolvedForSender, "the operator resolved the split brain for this node's data",
+            _options.Timings.DeadTime, _options.Timings.Keepalive, cancellationToken);
+        if (reply is not { Done: true })
+        {
+            _publish(new ClusterEvent("resolve-unconfirmed", reply is null
+                ? "the peer did not answer the split brain's resolution; it keeps refusing to move until it hears it (run the resolve again, or on the peer)"
+                : $"the peer did not take the resolution: {reply.Message}"));
+        }
+
+        return null;
+    }
 
     /// <summary>Before this node stops on purpose: if it is active, hands the group to the peer (stopped here, the
     /// address released, the peer told) and waits, at most <paramref name="bound"/>, until it is standby. True when it
@@ -341,13 +431,52 @@ public sealed class PairHost : IAsyncDisposable
                     _stopFeedingWatchdog(stop.Reason);
                     break;
                 case ClusterCommand.Publish publish:
+                    if (publish.Event.Kind == "takeover")
+                    {
+                        Interlocked.Increment(ref _takeovers);
+                    }
+
                     _publish(publish.Event);
                     break;
             }
 
             _role = _machine.Role;
         }
+
+        _status = new PairStatus(_machine.Role, _machine.Peer?.Role, _machine.Verdict, [.. _machine.Generations.NewestFirst],
+            _machine.Peer?.Generations ?? [], _machine.IsSplitBrain, _machine.IsStale, _machine.InStandbyMode, _machine.IsPeerFenced,
+            _machine.ReachesPingTargets, _machine.Peer?.ReachesPingTargets, _group.IsRunning,
+            [.. _options.Links.Select(l => _machine.Links.First(m => m.Name == l.Name)).Select(l =>
+                new PairLinkStatus(l.Name, l.Kind, l.StateAt(_time.GetTimestamp(), _options.Timings, _time), l.LastHeard))]);
     }
+
+    private void CountRefusal(PeerRejection reason, IPEndPoint source, ClusterLink link)
+    {
+        var count = Interlocked.Increment(ref _refusedByReason[(int)reason]);
+        var now = _time.GetTimestamp();
+        var reported = Interlocked.Read(ref _refusalReportedAt[(int)reason]);
+        if ((reported != 0 && _time.GetElapsedTime(reported, now) < RefusalReportInterval)
+            || Interlocked.CompareExchange(ref _refusalReportedAt[(int)reason], now, reported) != reported)
+        {
+            return;
+        }
+
+        _publish(new ClusterEvent("datagram-refused",
+            $"refused a datagram on link {link.Name} from {source}: {Describe(reason)} ({count} refused for this reason since apphbd started; next report in {RefusalReportInterval.TotalSeconds:0} s at the earliest)",
+            link.Name));
+    }
+
+    private static string Describe(PeerRejection reason) => reason switch
+    {
+        PeerRejection.Truncated => "truncated or oversized",
+        PeerRejection.NotOurs => "not the pair's protocol or version",
+        PeerRejection.ForeignCluster => "another pair's cluster id",
+        PeerRejection.WrongNode => "not from the peer or not for this node",
+        PeerRejection.Forged => "its HMAC does not match (forged, corrupted, or another key)",
+        PeerRejection.Replayed => "replayed or too old",
+        PeerRejection.Malformed => "authenticated but malformed",
+        _ => reason.ToString(),
+    };
 
     private void Received(PeerDatagram datagram, ClusterLink link)
     {
@@ -361,7 +490,7 @@ public sealed class PairHost : IAsyncDisposable
         switch (datagram)
         {
             case PeerHeartbeat heartbeat:
-                _machine.Heard(link.Name, new PeerReport(heartbeat.Role, heartbeat.Generations, heartbeat.ReachesPingTargets));
+                _machine.Heard(link.Name, new PeerReport(heartbeat.Role, heartbeat.Generations, heartbeat.ReachesPingTargets, heartbeat.HeldStandby));
                 if (!_options.ReplicatesData && _machine.IsStale)
                 {
                     _machine.CaughtUp();
@@ -399,13 +528,51 @@ public sealed class PairHost : IAsyncDisposable
                     _machine.PeerLeaving();
                     answer.TrySetResult((true, "noted: your silence is not a failure"));
                     break;
+                case PeerRequestKind.ResolvedForSender:
+                    var resolveRefusal = _machine.Resolve(thisNodeSurvives: false);
+                    answer.TrySetResult(resolveRefusal is null ? (true, "taking your data generations") : (false, resolveRefusal));
+                    break;
+                case PeerRequestKind.FenceOverLink:
+                    _machine.FencedByPeer(request.Reason);
+                    _ = FenceSelfAsync(answer, cancellationToken);
+                    break;
                 default:
-                    // Not yet: a node that fenced itself must also keep itself from becoming active again.
-                    answer.TrySetResult((false, $"{request.Kind} is not carried out by this node; use another fence method"));
+                    answer.TrySetResult((false, $"request kind {request.Kind} is unknown to this node"));
                     break;
             }
         });
         return answer.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>The peer-link fence as the fenced node carries it out: once the group is stopped and the service IP
+    /// released (the machine is standby), the LAN interfaces go down, and only then is the fence confirmed.</summary>
+    private async Task FenceSelfAsync(TaskCompletionSource<(bool, string)> answer, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (Role != ClusterRole.Standby)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(10), _time, cancellationToken);
+            }
+
+            var down = new List<string>();
+            foreach (var lan in _options.Links.Where(l => l.Kind == LinkKind.Lan).Select(l => l.Interface).Distinct(StringComparer.Ordinal))
+            {
+                _ = Linux.Network.LinkInterface.SetDown(lan);
+                down.Add(lan);
+            }
+
+            _publish(new ClusterEvent("fenced-by-peer", $"fenced: the group is stopped, the service IP released, LAN interface {string.Join(", ", down)} down"));
+            answer.TrySetResult((true, $"group stopped, service IP released, LAN interface {string.Join(", ", down)} down"));
+        }
+        catch (OperationCanceledException)
+        {
+            answer.TrySetCanceled(cancellationToken);
+        }
+        catch (IOException e)
+        {
+            answer.TrySetResult((false, $"the group is stopped and the service IP released, but the LAN interface stays up: {e.Message}"));
+        }
     }
 
     private void SendHeartbeats()
@@ -425,7 +592,7 @@ public sealed class PairHost : IAsyncDisposable
         foreach (var socket in _links)
         {
             socket.Send(new PeerHeartbeat(_headers.Next(), _machine.Role, (byte)index++, reaches, _group.IsRunning, heard,
-                _machine.Generations.NewestFirst, ReplicationPosition: 0));
+                _machine.Generations.NewestFirst, ReplicationPosition: 0, _machine.InStandbyMode));
         }
     }
 
@@ -475,6 +642,13 @@ public sealed class PairHost : IAsyncDisposable
             catch (OperationCanceledException)
             {
                 return;
+            }
+
+            lock (_tallyGate)
+            {
+                var key = (fencer.Description, result.Confirmed);
+                _fences[key] = _fences.GetValueOrDefault(key) + 1;
+                _lastFence = new PairFenceOutcome(_time.GetUtcNow(), fencer.Description, result.Confirmed, result.Detail);
             }
 
             if (result.Confirmed)

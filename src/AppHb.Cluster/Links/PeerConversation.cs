@@ -22,7 +22,10 @@ public sealed class PeerRequester(IReadOnlyList<PeerLinkSocket> links, OutgoingH
 
     /// <summary>Asks the peer; its reply, or null when none came within <paramref name="timeout"/> (the peer is gone,
     /// or every link is down: the caller decides what a missing answer means, never this).</summary>
-    public async Task<PeerReply?> AskAsync(PeerRequestKind kind, string reason, TimeSpan timeout, TimeSpan retry, CancellationToken cancellationToken)
+    /// <param name="only">Send on links of this kind only (the peer-link fence: the dedicated link); every link when null.
+    /// One requester serves every kind, so that every reply finds its request.</param>
+    public async Task<PeerReply?> AskAsync(PeerRequestKind kind, string reason, TimeSpan timeout, TimeSpan retry, CancellationToken cancellationToken,
+        Core.Cluster.LinkKind? only = null)
     {
         // Ids are unique across this node's boots too (milliseconds at start, shifted): a late reply to an earlier
         // boot's request can never complete one of this boot's.
@@ -38,7 +41,10 @@ public sealed class PeerRequester(IReadOnlyList<PeerLinkSocket> links, OutgoingH
             {
                 foreach (var link in links)
                 {
-                    link.Send(new PeerRequest(headers.Next(), id, kind, reason));
+                    if (only is null || link.Link.Kind == only)
+                    {
+                        link.Send(new PeerRequest(headers.Next(), id, kind, reason));
+                    }
                 }
 
                 var answered = reply.Task;

@@ -46,7 +46,7 @@ public static class PeerCodec
             case PeerHeartbeat beat:
                 body.Add((byte)beat.Role);
                 body.Add(beat.Link);
-                body.Add((byte)((beat.ReachesPingTargets ? 1 : 0) | (beat.GroupRunning ? 2 : 0)));
+                body.Add((byte)((beat.ReachesPingTargets ? 1 : 0) | (beat.GroupRunning ? 2 : 0) | (beat.HeldStandby ? 4 : 0)));
                 body.Add(checked((byte)beat.Heard.Count));
                 foreach (var heard in beat.Heard)
                 {
@@ -161,7 +161,7 @@ public static class PeerCodec
     private static PeerHeartbeat? ReadHeartbeat(PeerHeader header, ReadOnlySpan<byte> body)
     {
         var reader = new Reader(body);
-        if (!reader.Byte(out var role) || role > (byte)ClusterRole.Releasing || !reader.Byte(out var link) || !reader.Byte(out var flags) || flags > 3
+        if (!reader.Byte(out var role) || role > (byte)ClusterRole.Releasing || !reader.Byte(out var link) || !reader.Byte(out var flags) || flags > 7
             || !reader.Byte(out var heardCount))
         {
             return null;
@@ -195,14 +195,14 @@ public static class PeerCodec
         }
 
         return reader.UInt64(out var position) && reader.AtEnd
-            ? new PeerHeartbeat(header, (ClusterRole)role, link, (flags & 1) != 0, (flags & 2) != 0, heard, generations, position)
+            ? new PeerHeartbeat(header, (ClusterRole)role, link, (flags & 1) != 0, (flags & 2) != 0, heard, generations, position, (flags & 4) != 0)
             : null;
     }
 
     private static PeerRequest? ReadRequest(PeerHeader header, ReadOnlySpan<byte> body)
     {
         var reader = new Reader(body);
-        return reader.UInt64(out var id) && reader.Byte(out var kind) && kind is >= 1 and <= 4 && reader.String(out var reason) && reader.AtEnd
+        return reader.UInt64(out var id) && reader.Byte(out var kind) && kind is >= 1 and <= 5 && reader.String(out var reason) && reader.AtEnd
             ? new PeerRequest(header, id, (PeerRequestKind)kind, reason)
             : null;
     }

@@ -23,6 +23,9 @@ public enum PeerRequestKind : byte
     /// <summary>The sender's apphbd is stopping on purpose and holds nothing (it handed the group over, or never had
     /// it): its silence from now on is not a failure to fence.</summary>
     Leaving = 4,
+    /// <summary>The operator resolved a split brain for the sender's data (`apphbctl cluster resolve --survivor
+    /// SENDER`): take the sender's generations; this node's diverged data is kept aside, never deleted.</summary>
+    ResolvedForSender = 5,
 }
 
 /// <summary>How a link looks from the sender's side, as it reports it to the peer.</summary>
@@ -47,7 +50,7 @@ public abstract record PeerDatagram(PeerHeader Header)
 /// <param name="Link">The index (in the configuration's order) of the link it was sent on.</param>
 /// <param name="ReplicationPosition">How far the sender's replication stands (the replication issue fills it); 0: none.</param>
 public sealed record PeerHeartbeat(PeerHeader Header, ClusterRole Role, byte Link, bool ReachesPingTargets, bool GroupRunning,
-    IReadOnlyList<HeardLink> Heard, IReadOnlyList<DataGeneration> Generations, ulong ReplicationPosition) : PeerDatagram(Header)
+    IReadOnlyList<HeardLink> Heard, IReadOnlyList<DataGeneration> Generations, ulong ReplicationPosition, bool HeldStandby = false) : PeerDatagram(Header)
 {
     public override PeerDatagramType Type => PeerDatagramType.Heartbeat;
 }

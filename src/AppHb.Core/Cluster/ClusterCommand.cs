@@ -19,7 +19,9 @@ public enum ClusterRole
 /// <param name="Role">Its role.</param>
 /// <param name="Generations">Its data generations, newest first.</param>
 /// <param name="ReachesPingTargets">Whether it reaches at least one of the LAN's ping targets.</param>
-public sealed record PeerReport(ClusterRole Role, IReadOnlyList<DataGeneration> Generations, bool ReachesPingTargets);
+/// <param name="HeldStandby">It is held standby (`apphbctl standby`, or fenced over the dedicated link): it will not
+/// become active, so it is never the one chosen, and the group is not switched over to it.</param>
+public sealed record PeerReport(ClusterRole Role, IReadOnlyList<DataGeneration> Generations, bool ReachesPingTargets, bool HeldStandby = false);
 
 /// <summary>Something the pair's operators and monitors are told.</summary>
 /// <param name="Subject">What it is about, where it is not the node itself (a link's name).</param>

@@ -33,6 +33,14 @@ public sealed class FailoverMachine
     /// <summary>When the peer said it is stopping on purpose and holds nothing: its silence after that is no failure.</summary>
     private long _peerLeftAt = long.MaxValue;
     private string? _lastVerdict;
+    /// <summary>When the machine was next due at its latest evaluation: an evaluation well after it finds that this
+    /// node itself was not running.</summary>
+    private long _dueAfterEvaluation = long.MaxValue;
+    /// <summary>Until when, after such a pause, nothing is judged: the peer's backlog is heard first.</summary>
+    private long _pausedUntil = long.MinValue;
+    /// <summary>The peer's generation a resolve for this node's data was decided against: until the peer has taken this
+    /// node's generations, hearing it still diverged is the same split brain, already resolved, not a new one.</summary>
+    private DataGeneration? _resolvedAgainst;
     private long _evaluatedAt = long.MinValue;
 
     /// <param name="nodeId">This node's id (stamped on the generations it starts).</param>
@@ -82,6 +90,16 @@ public sealed class FailoverMachine
 
     public PeerReport? Peer => _peer;
 
+    /// <summary>What the links say about the peer: starting, healthy, dedicated-link-broken, lan-fault, peer-silent or
+    /// links-returning; null before the peer was first heard.</summary>
+    public string? Verdict => _lastVerdict;
+
+    /// <summary>`apphbctl standby` holds: this node may not become active.</summary>
+    public bool InStandbyMode => _maintenance;
+
+    /// <summary>Whether this node reaches at least one of the LAN's ping targets (true without targets).</summary>
+    public bool ReachesPingTargets => _reachesPingTargets;
+
     /// <summary>When <see cref="ExpireDue"/> next has something to do (monotonic ticks), or long.MaxValue.</summary>
     public long NextDue
     {
@@ -90,6 +108,11 @@ public sealed class FailoverMachine
             // Deadlines after the last evaluation, passed or not: a host that wakes late must still be told to act.
             var now = _evaluatedAt;
             var due = Math.Min(Math.Min(_fenceDueAt, _stepDownDeadline), _failbackDueAt);
+            if (_pausedUntil > now)
+            {
+                due = Math.Min(due, _pausedUntil);
+            }
+
             if (Role == ClusterRole.Starting && _peer is null)
             {
                 due = Math.Min(due, _bootedAt + PeerLink.Ticks(_timings.InitDead, _time));
@@ -143,7 +166,20 @@ public sealed class FailoverMachine
         var first = _peer is null;
         _peer = report;
         var relation = Generations.CompareWith(report.Generations);
-        if (relation == GenerationRelation.Diverged && !_splitBrain)
+        var peerCurrent = report.Generations.Count > 0 ? report.Generations[0] : DataGeneration.None;
+        if (relation != GenerationRelation.Diverged && _splitBrain)
+        {
+            // The peer was resolved for this node's data (by the operator on its side): nothing diverges any more.
+            _splitBrain = false;
+            Publish("split-brain-resolved", $"the split brain is over: the peer took this node's data generations ({Generations.Current})");
+        }
+
+        if (relation != GenerationRelation.Diverged)
+        {
+            _resolvedAgainst = null;
+        }
+
+        if (relation == GenerationRelation.Diverged && !_splitBrain && peerCurrent != _resolvedAgainst)
         {
             _splitBrain = true;
             Publish("split-brain", $"split brain: this node's data generation {Generations.Current} and the peer's {(report.Generations.Count > 0 ? report.Generations[0] : DataGeneration.None)} diverged (both were active apart); nothing moves until `apphbctl cluster resolve --survivor NODE`");
@@ -247,6 +283,32 @@ public sealed class FailoverMachine
         Evaluate();
     }
 
+    /// <summary>The peer fences this node over the dedicated link (its <c>peer-link</c> method): this node stops the
+    /// group and releases the service IP (the host then sets its LAN interface down and confirms once
+    /// <see cref="Role"/> is standby), and stays in standby mode: it may not become active again until the operator's
+    /// <c>apphbctl unstandby</c> or apphbd's restart.</summary>
+    public void FencedByPeer(string reason)
+    {
+        _maintenance = true;
+        Publish("fenced-by-peer", $"the peer fenced this node over the dedicated link ({reason}): standing down and staying standby until `apphbctl unstandby`");
+        switch (Role)
+        {
+            case ClusterRole.Active:
+                Release(switchover: false, "the peer fenced this node");
+                break;
+            case ClusterRole.TakingOver:
+                // Its own fence of the peer may still be running: whatever it answers, this node does not take over.
+                _fencing = false;
+                Role = ClusterRole.Standby;
+                break;
+            case ClusterRole.Starting:
+                Role = ClusterRole.Standby;
+                break;
+        }
+
+        Evaluate();
+    }
+
     /// <summary>The peer asks this (active) node to release the group to it; null when it will, else why not.</summary>
     public string? ReleaseRequested(string reason)
     {
@@ -347,17 +409,19 @@ public sealed class FailoverMachine
         Evaluate();
     }
 
-    /// <summary>`apphbctl cluster resolve --survivor`: after a split brain, which node's data lives on.</summary>
-    public void Resolve(bool thisNodeSurvives)
+    /// <summary>`apphbctl cluster resolve --survivor`: after a split brain, which node's data lives on. Null when
+    /// decided, else why not (there is no split brain).</summary>
+    public string? Resolve(bool thisNodeSurvives)
     {
         if (!_splitBrain || _peer is null)
         {
-            return;
+            return "there is no split brain to resolve: the nodes' data generations do not diverge";
         }
 
         _splitBrain = false;
         if (thisNodeSurvives)
         {
+            _resolvedAgainst = _peer.Generations.Count > 0 ? _peer.Generations[0] : DataGeneration.None;
             Publish("split-brain-resolved", "split brain resolved: this node's data survives; the peer resyncs from it");
         }
         else
@@ -373,6 +437,7 @@ public sealed class FailoverMachine
         }
 
         Evaluate();
+        return null;
     }
 
     /// <summary>Acts on what time alone changed; returns <see cref="NextDue"/>.</summary>
@@ -413,13 +478,37 @@ public sealed class FailoverMachine
             return "the peer's data has not caught up with this node's";
         }
 
+        if (_peer.HeldStandby && Role == ClusterRole.Active)
+        {
+            return "the peer is held standby: run `apphbctl unstandby` on it first";
+        }
+
         return null;
     }
 
     private void Evaluate(bool fenceDue = false)
     {
         var now = _time.GetTimestamp();
+        if (_dueAfterEvaluation != long.MaxValue && now - _dueAfterEvaluation > PeerLink.Ticks(_timings.WarnTime, _time))
+        {
+            // This node did not run when it had to (SIGSTOPped, frozen, starved): its view of the peer is as old as the
+            // pause, and the peer's heartbeats of that time still wait in its sockets. Judging now would take the
+            // peer for dead (and fence it) for this node's own silence: it hears the backlog first.
+            _pausedUntil = now + PeerLink.Ticks(_timings.Keepalive * 2, _time);
+            Publish("resumed", $"this node did not run for {(now - _dueAfterEvaluation) * 1000.0 / _time.TimestampFrequency:0} ms past a deadline (stopped or starved): it hears the peer's backlog for {(_timings.Keepalive * 2).TotalMilliseconds:0} ms before judging the peer");
+        }
+
         _evaluatedAt = now;
+        if (now >= _pausedUntil)
+        {
+            Judge(now, fenceDue);
+        }
+
+        _dueAfterEvaluation = NextDue;
+    }
+
+    private void Judge(long now, bool fenceDue)
+    {
         ReportLinks(now);
         var dedicatedUp = _links.Values.Any(l => l.Kind == LinkKind.Dedicated && l.IsUp(now, _timings, _time));
         var lanUp = _links.Values.Any(l => l.Kind == LinkKind.Lan && l.IsUp(now, _timings, _time));
@@ -500,7 +589,7 @@ public sealed class FailoverMachine
                     // The active node fences at once: it is the one that must win a fence race.
                     BeginFence(now, fenceDue, "the peer is silent on every link", delay: TimeSpan.Zero, takeOver: false);
                 }
-                else if (verdict == "lan-fault" && !_reachesPingTargets && _peer?.ReachesPingTargets == true && !_splitBrain
+                else if (verdict == "lan-fault" && !_reachesPingTargets && _peer is { ReachesPingTargets: true, HeldStandby: false } && !_splitBrain
                          && Generations.CompareWith(_peer.Generations) == GenerationRelation.Same)
                 {
                     Release(switchover: true, "this node lost the LAN and the peer still reaches its ping targets");
@@ -545,7 +634,7 @@ public sealed class FailoverMachine
         return Generations.CompareWith(_peer.Generations) switch
         {
             GenerationRelation.PeerOlder => true,
-            GenerationRelation.Same => Preferred,
+            GenerationRelation.Same => Preferred || _peer.HeldStandby,
             _ => false,
         };
     }

@@ -100,3 +100,24 @@ public sealed record ServiceEvent(ServiceEventKind ServiceKind, string Service, 
 
     public override string Describe() => Pid is { } pid ? $"service {Service} (pid {pid}): {Detail}" : $"service {Service}: {Detail}";
 }
+
+/// <summary>Something the pair (level 3) decided or saw, as its <see cref="Cluster.FailoverMachine"/> or its host
+/// published it.</summary>
+public sealed record PairEvent(Cluster.ClusterEvent Event) : AppHbEvent
+{
+    private static readonly HashSet<string> Failures = new(StringComparer.Ordinal)
+    {
+        "fence-failed", "split-brain", "peer-silent", "dedicated-link-broken", "lan-fault", "link-dead", "ping-targets-lost",
+        "release-refused", "command-failed", "handover-refused", "resolve-unconfirmed", "datagram-refused", "fenced-by-peer", "stale",
+    };
+
+    public override string Kind => Event.Kind;
+
+    /// <summary>The link it is about, if any.</summary>
+    public string? Link => Event.Subject;
+
+    /// <summary>A failure an operator must hear about (logged as an error).</summary>
+    public bool IsFailure => Failures.Contains(Event.Kind);
+
+    public override string Describe() => Event.Message;
+}

@@ -8,9 +8,10 @@ using AppHb.Protocol;
 
 namespace AppHb.Daemon.Clients;
 
-/// <summary>Carries out apphbctl's start / stop / restart / logs / reload. Heartbeat clients and status readers may
+/// <summary>Carries out apphbctl's start / stop / restart / logs / reload and the pair's switchover / failback /
+/// standby / unstandby / resolve. Heartbeat clients and status readers may
 /// be any member of the socket's group; control is for root and the daemon's own user only.</summary>
-internal sealed class ControlHandler(ServiceSupervisor supervisor)
+internal sealed class ControlHandler(ServiceSupervisor supervisor, Cluster.ClusterHost cluster)
 {
     /// <param name="cancellationToken">Cancelled when apphbctl leaves or apphbd stops: what was asked is done, the
     /// wait for its outcome ends.</param>
@@ -18,7 +19,7 @@ internal sealed class ControlHandler(ServiceSupervisor supervisor)
     {
         if (peer.Uid != 0 && peer.Uid != UnixAccounts.EffectiveUserId)
         {
-            return Error(ErrorCode.PermissionDenied, $"Control: uid {peer.Uid} may not control services; only root or apphbd's own user may", sequence);
+            return Error(ErrorCode.PermissionDenied, $"Control: uid {peer.Uid} may not control services or the pair; only root or apphbd's own user may", sequence);
         }
 
         ControlResultDocument result;
@@ -31,6 +32,11 @@ internal sealed class ControlHandler(ServiceSupervisor supervisor)
                 ControlAction.Restart => await supervisor.RestartServiceAsync(request.Name, cancellationToken),
                 ControlAction.Logs => supervisor.Logs(request.Name, (int)Math.Clamp(request.Lines == 0 ? 50 : request.Lines, 1, 10_000)),
                 ControlAction.Reload => await supervisor.ReloadAsync(cancellationToken),
+                ControlAction.Switchover => await cluster.SwitchoverAsync(failback: false, cancellationToken),
+                ControlAction.Failback => await cluster.SwitchoverAsync(failback: true, cancellationToken),
+                ControlAction.Standby => await cluster.StandbyAsync(on: true, cancellationToken),
+                ControlAction.Unstandby => await cluster.StandbyAsync(on: false, cancellationToken),
+                ControlAction.Resolve => await cluster.ResolveAsync(request.Name, cancellationToken),
                 _ => throw new ProtocolException(ErrorCode.InvalidArgument, $"Control: unknown action {request.Action}"),
             };
         }
@@ -44,7 +50,7 @@ internal sealed class ControlHandler(ServiceSupervisor supervisor)
         }
         catch (InvalidOperationException e)
         {
-            // The machine refused (apphbd is stopping, the node is rebooting).
+            // The machine refused (apphbd is stopping, the node is rebooting; the pair's reason).
             return Error(ErrorCode.Failed, e.Message, sequence);
         }
 

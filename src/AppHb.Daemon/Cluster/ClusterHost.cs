@@ -1,10 +1,12 @@
 using AppHb.Cluster.Hosting;
 using AppHb.Core.Cluster;
+using AppHb.Core.Events;
 using AppHb.Core.Supervision;
 using AppHb.Daemon.Configuration;
 using AppHb.Daemon.Loops;
 using AppHb.Daemon.Services;
 using Microsoft.Extensions.Hosting;
+using AppHb.Protocol;
 using Microsoft.Extensions.Logging;
 
 namespace AppHb.Daemon.Cluster;
@@ -12,12 +14,134 @@ namespace AppHb.Daemon.Cluster;
 /// <summary>Runs this node's side of the pair (level 3, apphbd.yaml's <c>cluster:</c>): a <see cref="PairHost"/> whose
 /// group is the supervisor's pair group, whose last resort stops feeding the watchdog, and whose events are logged.
 /// Started after the supervisor (the group exists, inactive) and stopped before it.</summary>
-internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor supervisor, WatchdogTickler tickler, TimeProvider time,
+/// <remarks>Registered on every node (apphbctl's pair commands and the status ask it); hosted only with a cluster
+/// section, and otherwise answers that this node is not part of a pair.</remarks>
+internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor supervisor, WatchdogTickler tickler, EventStream events, TimeProvider time,
     ILogger<ClusterHost> logger) : IHostedService, IAsyncDisposable
 {
-    private PairHost? _host;
+    private const string NotPaired = "this node is not part of a pair: apphbd.yaml has no cluster section";
+    private volatile PairHost? _host;
 
     public ClusterRole? Role => _host?.Role;
+
+    /// <summary>The running pair, for the metrics exporter; null on a single node or before it started.</summary>
+    public PairHost? Pair => _host;
+
+    /// <summary>This node's side of the pair for the status document; null on a single node or before it started.</summary>
+    public ClusterStatus? Status()
+    {
+        if (_host is not { Status: { } status } host || options.Cluster is not { } cluster)
+        {
+            return null;
+        }
+
+        var now = time.GetTimestamp();
+        var fence = host.LastFence;
+        var peerGeneration = status.PeerGenerations.Count > 0 ? status.PeerGenerations[0].ToString() : null;
+        return new ClusterStatus(cluster.Node, cluster.Peer, cluster.Preferred, Name(status.Role), status.PeerRole is { } peer ? Name(peer) : null,
+            status.Verdict, status.Generations[0].ToString(), peerGeneration, peerGeneration == status.Generations[0].ToString(),
+            status.SplitBrain, status.Stale, status.StandbyMode, status.PeerFenced, status.GroupRunning, cluster.Group,
+            [.. cluster.ServiceIps.Select(ip => $"{ip.Address}/{ip.PrefixLength} on {ip.Interface}")], [.. cluster.PingTargets.Select(t => t.ToString())],
+            status.ReachesPingTargets, status.PeerReachesPingTargets,
+            [.. status.Links.Select(l =>
+            {
+                var link = cluster.Links.First(c => c.Name == l.Name);
+                return new ClusterLinkStatus(l.Name, l.Kind.ToString().ToLowerInvariant(), link.Interface, $"{link.Peer}:{link.Port}",
+                    l.State.ToString().ToLowerInvariant(), l.LastHeard is { } heard ? Math.Round(time.GetElapsedTime(heard, now).TotalMilliseconds, 1) : null);
+            })],
+            fence is null ? null : new ClusterFenceStatus(fence.At, fence.Method, fence.Confirmed, fence.Detail), host.Takeovers, host.Refused);
+    }
+
+    /// <summary>How a role reads in status and metrics: taking-over, not TakingOver.</summary>
+    public static string Name(ClusterRole role) => role switch
+    {
+        ClusterRole.TakingOver => "taking-over",
+        _ => role.ToString().ToLowerInvariant(),
+    };
+
+    /// <summary>`apphbctl switchover` (and `failback`): asks, then waits until the group runs on the other node, at
+    /// most the hand-over bound.</summary>
+    /// <exception cref="InvalidOperationException">Refused, with the reason; or not a pair.</exception>
+    public async Task<ControlResultDocument> SwitchoverAsync(bool failback, CancellationToken cancellationToken)
+    {
+        var host = Running();
+        var before = host.Role;
+        if (await (failback ? host.FailbackAsync() : host.SwitchoverAsync()) is { } refusal)
+        {
+            throw new InvalidOperationException($"{(failback ? "failback" : "switchover")} refused: {refusal}");
+        }
+
+        var handedOff = before == ClusterRole.Active;
+        var done = await WaitAsync(host, () => handedOff
+            ? host.Role == ClusterRole.Standby && host.PeerRole == ClusterRole.Active
+            : host.Role == ClusterRole.Active && host.Status?.GroupRunning == true, cancellationToken);
+        var peer = options.Cluster!.Peer;
+        var node = options.Cluster.Node;
+        return new ControlResultDocument(done
+            ? $"the group runs on {(handedOff ? peer : node)}"
+            : $"under way, not complete after {HandOverBound(options).TotalSeconds:0.#} s: this node is {Name(host.Role)}, {peer} {(host.PeerRole is { } r ? Name(r) : "unheard")}", []);
+    }
+
+    /// <summary>`apphbctl standby` / `unstandby`; standby on the active node waits until the group is handed over.</summary>
+    public async Task<ControlResultDocument> StandbyAsync(bool on, CancellationToken cancellationToken)
+    {
+        var host = Running();
+        var wasActive = host.Role == ClusterRole.Active;
+        if (await host.StandbyAsync(on) is { } refusal)
+        {
+            throw new InvalidOperationException($"{(on ? "standby" : "unstandby")} refused: {refusal}");
+        }
+
+        if (!on)
+        {
+            return new ControlResultDocument("this node may become active again", []);
+        }
+
+        if (wasActive && !await WaitAsync(host, () => host.Role == ClusterRole.Standby, cancellationToken))
+        {
+            return new ControlResultDocument($"standby: handing the group over, not complete after {HandOverBound(options).TotalSeconds:0.#} s", []);
+        }
+
+        return new ControlResultDocument($"this node is standby and stays so until `apphbctl unstandby`{(wasActive ? "; the group was handed to the peer" : "")}", []);
+    }
+
+    /// <summary>`apphbctl cluster resolve --survivor NODE`.</summary>
+    public async Task<ControlResultDocument> ResolveAsync(string survivor, CancellationToken cancellationToken)
+    {
+        var host = Running();
+        var cluster = options.Cluster!;
+        if (survivor != cluster.Node && survivor != cluster.Peer)
+        {
+            throw new InvalidOperationException($"resolve refused: no node named \"{survivor}\" in this pair ({cluster.Node}, {cluster.Peer})");
+        }
+
+        if (await host.ResolveAsync(survivor == cluster.Node, cancellationToken) is { } refusal)
+        {
+            throw new InvalidOperationException($"resolve refused: {refusal}");
+        }
+
+        return new ControlResultDocument(survivor == cluster.Node
+            ? $"split brain resolved: {survivor}'s data survives; {cluster.Peer} takes its generations"
+            : $"split brain resolved: {survivor}'s data survives; this node took its generations and stays standby", []);
+    }
+
+    private PairHost Running() => _host ?? throw new InvalidOperationException(options.Cluster is null ? NotPaired : "the pair is not running (apphbd is starting or stopping)");
+
+    private async Task<bool> WaitAsync(PairHost host, Func<bool> done, CancellationToken cancellationToken)
+    {
+        var deadline = time.GetTimestamp() + (long)(HandOverBound(options).TotalSeconds * time.TimestampFrequency);
+        while (!done())
+        {
+            if (time.GetTimestamp() >= deadline || _host != host)
+            {
+                return false;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(10), time, cancellationToken);
+        }
+
+        return true;
+    }
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -38,7 +162,7 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
         {
             Log.ClusterStopsFeeding(logger, reason);
             tickler.StopFeeding(reason);
-        }, e => Log.ClusterEvent(logger, e.Kind, e.Message), time);
+        }, e => events.Publish(new PairEvent(e) { At = time.GetUtcNow() }), time);
         Log.ClusterStarting(logger, cluster.Node, cluster.NodeId, cluster.Peer, cluster.PeerId, string.Join(", ", cluster.Links));
         var host = _host;
         supervisor.FailoverRequested = async (service, reason) =>

@@ -66,6 +66,12 @@ internal sealed class EventLogWriter : DedicatedThreadService
             case ServiceEvent:
                 Log.ServiceInfo(_logger, line);
                 break;
+            case PairEvent { IsFailure: true }:
+                Log.ClusterError(_logger, appEvent.Kind, line);
+                break;
+            case PairEvent:
+                Log.ClusterInfo(_logger, appEvent.Kind, line);
+                break;
             case ClientEvent { ClientKind: ClientEventKind.Warn }:
                 Log.ClientWarning(_logger, line);
                 break;

@@ -19,7 +19,7 @@ internal sealed class StatusMetrics : IDisposable
     private int _generation;
 
     public StatusMetrics(CollectorRegistry registry, StatusReporter status, EventStream events, SnmpAgent snmp, Configuration.ApphbdOptions options,
-        Clients.ClientSocketServer server, AppHb.Core.Heartbeats.HeartbeatRegistry heartbeats)
+        Clients.ClientSocketServer server, AppHb.Core.Heartbeats.HeartbeatRegistry heartbeats, Cluster.ClusterHost cluster)
     {
         _events = events.Subscribe(capacity: 100_000);
         var build = registry.CreateGauge("apphb_build_info", "apphbd's version (the value is 1).", "version");
@@ -65,6 +65,12 @@ internal sealed class StatusMetrics : IDisposable
         if (options.Snmp.AgentX is not null)
         {
             AddSnmp(registry, snmp);
+        }
+
+        // Likewise the pair's: a single node has no peer to be up or down.
+        if (options.Cluster is not null)
+        {
+            AddPair(registry, cluster);
         }
 
         registry.AddBeforeCollectCallback(() =>
@@ -214,6 +220,64 @@ internal sealed class StatusMetrics : IDisposable
                 snmpRequests.WithLabels().IncTo(subagent.Requests);
                 snmpSent.WithLabels().IncTo(subagent.NotificationsSent);
                 snmpDropped.WithLabels().IncTo(subagent.NotificationsDropped);
+            }
+        });
+    }
+
+    private static void AddPair(CollectorRegistry registry, Cluster.ClusterHost cluster)
+    {
+        var roles = Enum.GetValues<AppHb.Core.Cluster.ClusterRole>();
+        var role = registry.CreateGauge("apphb_cluster_role", "1 for this node's role in the pair.", "role");
+        var peerRole = registry.CreateGauge("apphb_cluster_peer_role", "1 for the peer's role as its latest heartbeat said (all 0 before it was heard).", "role");
+        var generation = registry.CreateGauge("apphb_cluster_generation", "This node's data generation number (bumped, and fsync'd, on every takeover).");
+        var peerGeneration = registry.CreateGauge("apphb_cluster_peer_generation", "The peer's data generation number as last heard (NaN before).");
+        var splitBrain = registry.CreateGauge("apphb_cluster_split_brain", "1 while the two nodes' data generations diverge (nothing moves until resolved).");
+        var stale = registry.CreateGauge("apphb_cluster_stale", "1 while this node's data is older than the peer's.");
+        var standby = registry.CreateGauge("apphb_cluster_standby", "1 while this node is held standby (apphbctl standby, or fenced by the peer over the dedicated link).");
+        var groupRunning = registry.CreateGauge("apphb_cluster_group_running", "1 while the pair's group runs on this node.");
+        var reaches = registry.CreateGauge("apphb_cluster_ping_targets_reached", "1 while this node reaches at least one LAN ping target (1 without targets).");
+        var linkUp = registry.CreateGauge("apphb_cluster_link_up", "1 while the peer is heard on the link (up or late).", "link", "kind");
+        var lastHeard = registry.CreateGauge("apphb_cluster_link_last_heard_age_seconds", "Seconds since the peer was last heard on the link (NaN if never since apphbd started).", "link");
+        var takeovers = registry.CreateCounter("apphb_cluster_takeovers_total", "Times this node became active since apphbd started.");
+        var fences = registry.CreateCounter("apphb_cluster_fences_total", "Fence attempts against the peer, by method and result.", "method", "result");
+        var refused = registry.CreateCounter("apphb_cluster_datagrams_refused_total", "Peer datagrams refused, by reason.", "reason");
+        var reasons = Enum.GetValues<AppHb.Cluster.Wire.PeerRejection>().Where(r => r != AppHb.Cluster.Wire.PeerRejection.None).ToArray();
+
+        registry.AddBeforeCollectCallback(() =>
+        {
+            if (cluster.Pair is not { Status: { } status } pair || cluster.Status() is not { } document)
+            {
+                return;
+            }
+
+            foreach (var r in roles)
+            {
+                role.WithLabels(Cluster.ClusterHost.Name(r)).Set(status.Role == r ? 1 : 0);
+                peerRole.WithLabels(Cluster.ClusterHost.Name(r)).Set(status.PeerRole == r ? 1 : 0);
+            }
+
+            generation.Set(status.Generations[0].Number);
+            peerGeneration.Set(status.PeerGenerations.Count > 0 ? status.PeerGenerations[0].Number : double.NaN);
+            splitBrain.Set(status.SplitBrain ? 1 : 0);
+            stale.Set(status.Stale ? 1 : 0);
+            standby.Set(status.StandbyMode ? 1 : 0);
+            groupRunning.Set(status.GroupRunning ? 1 : 0);
+            reaches.Set(status.ReachesPingTargets ? 1 : 0);
+            foreach (var l in document.Links)
+            {
+                linkUp.WithLabels(l.Name, l.Kind).Set(l.State is "up" or "late" ? 1 : 0);
+                lastHeard.WithLabels(l.Name).Set(l.LastHeardAgeMs is { } ms ? ms / 1000 : double.NaN);
+            }
+
+            takeovers.WithLabels().IncTo(pair.Takeovers);
+            foreach (var (method, confirmed, count) in pair.Fences)
+            {
+                fences.WithLabels(method, confirmed ? "confirmed" : "failed").IncTo(count);
+            }
+
+            foreach (var reason in reasons)
+            {
+                refused.WithLabels(reason.ToString().ToLowerInvariant()).IncTo(pair.RefusedFor(reason));
             }
         });
     }

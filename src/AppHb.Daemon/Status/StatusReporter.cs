@@ -14,12 +14,15 @@ internal sealed class StatusReporter
     private readonly WatchdogTickler _tickler;
     private readonly DaemonHealth _health;
     private readonly Services.ServiceSupervisor _supervisor;
+    private readonly Cluster.ClusterHost? _cluster;
     private readonly TimeProvider _time;
     private readonly DateTimeOffset _startedAt;
     private readonly long _startedTimestamp;
 
-    public StatusReporter(HeartbeatRegistry registry, WatchdogTickler tickler, DaemonHealth health, Services.ServiceSupervisor supervisor, TimeProvider time)
+    public StatusReporter(HeartbeatRegistry registry, WatchdogTickler tickler, DaemonHealth health, Services.ServiceSupervisor supervisor, TimeProvider time,
+        Cluster.ClusterHost? cluster = null)
     {
+        _cluster = cluster;
         _supervisor = supervisor;
         _registry = registry;
         _tickler = tickler;
@@ -73,7 +76,7 @@ internal sealed class StatusReporter
             device is null ? [] : FlagNames(device.BootStatus),
             tickle.P99Ms,
             tickle.MaxMs);
-        return new StatusDocument(daemon, watchdog, clients, _supervisor.Snapshot());
+        return new StatusDocument(daemon, watchdog, clients, _supervisor.Snapshot(), _cluster?.Status());
     }
 
     /// <summary>Runs every serialisation once, at start: whatever the runtime loads or initialises for them (an

@@ -19,6 +19,9 @@ internal static partial class Interop
     /// calling thread's network namespace).</summary>
     internal const uint SIOCGIFHWADDR = 0x8927;
     internal const uint SIOCGIFINDEX = 0x8933;
+    internal const uint SIOCGIFFLAGS = 0x8913;
+    internal const uint SIOCSIFFLAGS = 0x8914;
+    internal const short IFF_UP = 0x1;
     /// <summary>sizeof(struct ifreq): IFNAMSIZ (16) + the largest member of its union (struct ifmap, 24).</summary>
     internal const int IfReqSize = 40;
     internal const int IfNameSize = 16;

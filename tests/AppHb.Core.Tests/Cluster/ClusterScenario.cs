@@ -10,9 +10,9 @@ namespace AppHb.Core.Tests.Cluster;
 /// <code>
 /// node ID [preferred] [keepalive=200ms] [warntime=..] [deadtime=..] [initdead=..] [hold=..] [fence-delay=..]
 ///         [fence-retry=..] [failback=..] [generations=3@1,2@1]     (links: "dedicated" and "lan")
-/// peer ROLE [gen=3@1,2@1] [ping=yes|no]     what the peer's heartbeats say from here on
+/// peer ROLE [gen=3@1,2@1] [ping=yes|no] [held=yes|no]     what the peer's heartbeats say from here on
 /// INPUT   heard LINK... | beat 2s [LINK...] (heard on the links, both by default, every keepalive for 2 s)
-///         | after 2s | ping ok|lost | fence ok|failed | group stopped | peer-released | peer-leaving | caught-up
+///         | after 2s | paused 2s (no deadline runs, then one late wake) | ping ok|lost | fence ok|failed | group stopped | peer-released | peer-leaving | fenced-by-peer | caught-up
 ///         | release-requested | switchover | failback | standby | unstandby | resolve survivor|loser
 ///   COMMAND  every command the input produced, in order; time-driven ones as "+Nms COMMAND" from the step's start;
 ///            an operator request's refusal as "refused: TEXT"
@@ -148,7 +148,8 @@ internal sealed class ClusterScenario
                     case "peer":
                         peer = new PeerReport(Role(parts[1]),
                             Option(parts, "gen") is { } gen ? [.. gen.Split(',').Select(Generation)] : peer.Generations,
-                            Option(parts, "ping") is { } ping ? ping == "yes" : peer.ReachesPingTargets);
+                            Option(parts, "ping") is { } ping ? ping == "yes" : peer.ReachesPingTargets,
+                            Option(parts, "held") is { } held ? held == "yes" : peer.HeldStandby);
                         break;
                     case "heard":
                         foreach (var link in parts.Skip(1))
@@ -190,6 +191,11 @@ internal sealed class ClusterScenario
                         break;
                     }
 
+                    case "paused":
+                        // The process did not run (SIGSTOP): time passes without the machine's deadlines, then it wakes once.
+                        clock.Advance(Span(parts[1]));
+                        machine.ExpireDue();
+                        break;
                     case "ping":
                         machine.PingTargets(parts[1] == "ok");
                         break;
@@ -201,6 +207,9 @@ internal sealed class ClusterScenario
                         break;
                     case "peer-released":
                         machine.PeerReleased();
+                        break;
+                    case "fenced-by-peer":
+                        machine.FencedByPeer("test");
                         break;
                     case "peer-leaving":
                         machine.PeerLeaving();
@@ -224,7 +233,7 @@ internal sealed class ClusterScenario
                         Refused(actual, machine.Standby(false));
                         break;
                     case "resolve":
-                        machine.Resolve(parts[1] == "survivor");
+                        Refused(actual, machine.Resolve(parts[1] == "survivor"));
                         break;
                     default:
                         throw new FormatException($"{where}: unknown input '{input}'");
