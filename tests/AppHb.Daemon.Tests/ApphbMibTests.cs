@@ -50,7 +50,11 @@ public sealed class ApphbMibTests
             new ServiceStatus("db", "running", true, 200, false, true, 3.2, 1, "signal 9 (SIGKILL)", null, null, [], []),
             new ServiceStatus("web", "waiting", true, null, false, false, 1, 0, null, "db", null, ["db"],
                 [new CheckStatus("http", "http", "light", false, 2, 5, 2, 1.5, "refused")]),
-        ]);
+        ],
+        new ClusterStatus("alpha", "beta", true, "active", null, "peer-silent", "4@1", null, false, false, false, false, true, true,
+            ["db"], ["192.0.2.10/24 on eth0"], ["192.0.2.1"], true, null,
+            [new ClusterLinkStatus("cross", "dedicated", "eth1", "10.0.0.2:694", "dead", 3100), new ClusterLinkStatus("lan", "lan", "eth0", "192.0.2.3:694", "late", 400)],
+            new ClusterFenceStatus(DateTimeOffset.UnixEpoch, "agent fence_ipmilan", true, "the peer is off"), 2, 17));
 
     private static StatusMib Mib(StatusDocument document) =>
         new(() => document, ConfigurationLoader.Load("services:\n  db:\n    command: [/bin/true]\n  web:\n    command: [/bin/true]\n", "test"), TimeProvider.System);
@@ -67,7 +71,7 @@ public sealed class ApphbMibTests
     {
         var objects = await ObjectsAsync();
         var readable = objects.Where(o => o.Access == "readonly").ToList();
-        Assert.Equal(9 + 9 + 9 + 8, readable.Count); // daemon and watchdog scalars, service and client columns
+        Assert.Equal(9 + 9 + 9 + 8 + 13, readable.Count); // daemon, watchdog and pair scalars, service and client columns
         var store = Mib(Sample()).Build(Sample());
         foreach (var o in readable)
         {
@@ -96,6 +100,14 @@ public sealed class ApphbMibTests
         Assert.Equal(objects["apphbServiceGaveUp"].Oid, ApphbMib.Notification.ServiceGaveUp);
         Assert.Equal(objects["apphbClientHung"].Oid, ApphbMib.Notification.ClientHung);
         Assert.Equal(objects["apphbWatchdogResetBoot"].Oid, ApphbMib.Notification.WatchdogResetBoot);
+        Assert.Equal(objects["apphbClusterTakeover"].Oid, ApphbMib.Notification.ClusterTakeover);
+        Assert.Equal(objects["apphbClusterFenced"].Oid, ApphbMib.Notification.ClusterFenced);
+        Assert.Equal(objects["apphbClusterFenceFailed"].Oid, ApphbMib.Notification.ClusterFenceFailed);
+        Assert.Equal(objects["apphbClusterLinkDown"].Oid, ApphbMib.Notification.ClusterLinkDown);
+        Assert.Equal(objects["apphbClusterSplitBrainFound"].Oid, ApphbMib.Notification.ClusterSplitBrain);
+        Assert.Equal(objects["apphbNotifyLink"].Oid, ApphbMib.NotifyLink);
+        Assert.Equal(objects["apphbClusterNode"].Oid, ApphbMib.Cluster.Node);
+        Assert.Equal(objects["apphbClusterLastFence"].Oid, ApphbMib.Cluster.LastFence);
         Assert.Equal(objects["apphbNotifyMessage"].Oid, ApphbMib.NotifyMessage);
         Assert.Equal(objects["apphbServiceName"].Oid, ApphbMib.Service.Name);
         Assert.Equal(objects["apphbClientBeats"].Oid, ApphbMib.Client.Beats);
@@ -109,6 +121,8 @@ public sealed class ApphbMibTests
             .OrderBy(e => e.Item2).ToArray();
         Assert.Equal(Named("apphbServiceState"), AppHb.Core.Supervision.ServiceRunStates.All.Select((n, i) => (n, i + 1)));
         Assert.Equal(Named("apphbClientState"), AppHb.Core.Heartbeats.ClientStates.All.Select((n, i) => (n, i + 1)));
+        Assert.Equal(Named("apphbClusterRole").Select(r => r.Number), AppHb.Core.Cluster.ClusterRoles.All.Select((_, i) => i + 1));
+        Assert.Equal<(string, int)>(Named("apphbClusterPeerRole"), [.. Named("apphbClusterRole"), ("unheard", AppHb.Core.Cluster.ClusterRoles.All.Count + 1)]);
         Assert.Same(AppHb.Core.Supervision.ServiceRunStates.All, ApphbMib.Service.States);
         Assert.Same(AppHb.Core.Heartbeats.ClientStates.All, ApphbMib.Client.States);
     }
@@ -129,6 +143,12 @@ public sealed class ApphbMibTests
             MibNotifications.ForEvent(new AppHb.Core.Events.ServiceEvent(AppHb.Core.Events.ServiceEventKind.GaveUp, "db", null, "gave up", IsFailure: true), _ => 1, _ => db)!.Value,
             MibNotifications.WatchdogResetBoot("/dev/watchdog0"),
         };
+        foreach (var kind in new[] { "takeover", "fenced", "fence-failed", "link-dead", "split-brain" })
+        {
+            sent.Add(MibNotifications.ForEvent(new AppHb.Core.Events.PairEvent(new AppHb.Core.Cluster.ClusterEvent(kind, kind, "cross")), _ => 1, _ => db,
+                () => Sample().Cluster)!.Value);
+        }
+
         var notifications = objects.Where(o => o.Kind == "notification").ToList();
         Assert.Equal(notifications.Select(n => n.Oid).Order(), sent.Select(n => n.Trap).Order());
         foreach (var notification in notifications)
@@ -147,6 +167,7 @@ public sealed class ApphbMibTests
         // Not every event is a notification: a deliberate stop, a registration, a recovery are not.
         Assert.Null(MibNotifications.ForEvent(new AppHb.Core.Events.ServiceEvent(AppHb.Core.Events.ServiceEventKind.Exited, "db", 200, "stopped"), _ => 1, _ => db));
         Assert.Null(MibNotifications.ForEvent(new AppHb.Core.Events.ClientEvent(AppHb.Core.Events.ClientEventKind.Registered, client), _ => 1, _ => db));
+        Assert.Null(MibNotifications.ForEvent(new AppHb.Core.Events.PairEvent(new AppHb.Core.Cluster.ClusterEvent("link-late", "late", "lan")), _ => 1, _ => db));
     }
 
     private static SnmpType Expected(string name, string type) => type switch
@@ -178,6 +199,12 @@ public sealed class ApphbMibTests
         Assert.Equal(new Gauge32(200), store.Get(ApphbMib.Daemon.LoopLateness.Append(0)));
         Assert.Equal(new Gauge32(1), store.Get(ApphbMib.Daemon.ClientsHung.Append(0)));
         Assert.Equal(new Gauge32(1), store.Get(ApphbMib.Daemon.ServicesDown.Append(0)));
+        Assert.Equal(new Integer32(4), store.Get(ApphbMib.Cluster.Role.Append(0)));
+        Assert.Equal(new Integer32(6), store.Get(ApphbMib.Cluster.PeerRole.Append(0)));
+        Assert.Equal(new Integer32(2), store.Get(ApphbMib.Cluster.DedicatedLinkUp.Append(0)));
+        Assert.Equal(new Integer32(1), store.Get(ApphbMib.Cluster.LanLinkUp.Append(0)));
+        Assert.Equal("4@1", store.Get(ApphbMib.Cluster.Generation.Append(0)).ToString());
+        Assert.Equal(new Counter64(17), store.Get(ApphbMib.Cluster.DatagramsRefused.Append(0)));
         Assert.Same(SnmpException.NoSuchInstance, store.Get(ApphbMib.Client.Name.Append(2)));
         Assert.Same(SnmpException.NoSuchObject, store.Get(ApphbMib.Root.Append(9, 9)));
     }
@@ -190,5 +217,13 @@ public sealed class ApphbMibTests
         Assert.Equal(3u, mib.ServiceIndex("cache"));
         Assert.Equal(1u, mib.ServiceIndex("db"));
         Assert.Equal(3u, mib.ServiceIndex("cache"));
+    }
+
+    [Fact]
+    public void A_single_node_serves_no_pair_objects()
+    {
+        var store = Mib(Sample() with { Cluster = null }).Build(Sample() with { Cluster = null });
+        Assert.Same(SnmpException.NoSuchObject, store.Get(ApphbMib.Cluster.Role.Append(0)));
+        Assert.DoesNotContain(store.Variables(), v => v.Id.StartsWith(ApphbMib.Objects.Append(6)));
     }
 }

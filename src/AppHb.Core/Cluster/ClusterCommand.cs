@@ -15,6 +15,15 @@ public enum ClusterRole
     Releasing,
 }
 
+/// <summary>The roles' names, in <see cref="ClusterRole"/>'s order: one source for the status document, /metrics and
+/// the MIB's enumeration (numbered from 1 in this order).</summary>
+public static class ClusterRoles
+{
+    public static IReadOnlyList<string> All { get; } = ["starting", "standby", "taking-over", "active", "releasing"];
+
+    public static string Name(ClusterRole role) => All[(int)role];
+}
+
 /// <summary>What the peer says about itself in its latest authenticated heartbeat.</summary>
 /// <param name="Role">Its role.</param>
 /// <param name="Generations">Its data generations, newest first.</param>

@@ -52,12 +52,7 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
             fence is null ? null : new ClusterFenceStatus(fence.At, fence.Method, fence.Confirmed, fence.Detail), host.Takeovers, host.Refused);
     }
 
-    /// <summary>How a role reads in status and metrics: taking-over, not TakingOver.</summary>
-    public static string Name(ClusterRole role) => role switch
-    {
-        ClusterRole.TakingOver => "taking-over",
-        _ => role.ToString().ToLowerInvariant(),
-    };
+    private static string Name(ClusterRole role) => ClusterRoles.Name(role);
 
     /// <summary>`apphbctl switchover` (and `failback`): asks, then waits until the group runs on the other node, at
     /// most the hand-over bound.</summary>

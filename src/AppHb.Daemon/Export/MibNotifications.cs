@@ -17,7 +17,9 @@ internal static class MibNotifications
     /// a notification needs the event's text and the service's state.</summary>
     /// <param name="serviceIndex">The service table's row of a service (StatusMib.ServiceIndex).</param>
     /// <param name="serviceNow">The service's status now (the event says what happened, the status what it left).</param>
-    public static MibNotification? ForEvent(AppHbEvent appEvent, Func<string, uint> serviceIndex, Func<string, ServiceStatus?> serviceNow)
+    /// <param name="clusterNow">The pair's status now, for the pair's events (null on a single node).</param>
+    public static MibNotification? ForEvent(AppHbEvent appEvent, Func<string, uint> serviceIndex, Func<string, ServiceStatus?> serviceNow,
+        Func<ClusterStatus?>? clusterNow = null)
     {
         ArgumentNullException.ThrowIfNull(appEvent);
         ArgumentNullException.ThrowIfNull(serviceIndex);
@@ -26,7 +28,24 @@ internal static class MibNotifications
         {
             ClientEvent { ClientKind: ClientEventKind.Hung } hung when hung.Client.Id is > 0 and <= uint.MaxValue => ClientHung(hung),
             ServiceEvent service when Trap(service) is { } trap => ForService(service, trap, serviceIndex(service.Service), serviceNow(service.Service)),
+            PairEvent pair when pair.Kind is "takeover" or "fenced" or "fence-failed" or "link-dead" or "split-brain" => ForPair(pair, clusterNow?.Invoke()),
             _ => null,
+        };
+    }
+
+    private static MibNotification ForPair(PairEvent pair, ClusterStatus? now)
+    {
+        Variable Scalar(ObjectIdentifier oid, ISnmpData value) => new(oid.Append(0), value);
+        var fence = Scalar(ApphbMib.Cluster.LastFence, ApphbMib.Display(StatusMib.LastFence(now?.LastFence)));
+        return pair.Kind switch
+        {
+            "takeover" => new(ApphbMib.Notification.ClusterTakeover,
+                [Scalar(ApphbMib.Cluster.Node, ApphbMib.Display(now?.Node)), Scalar(ApphbMib.Cluster.Generation, ApphbMib.Display(now?.Generation)), Message(pair)]),
+            "fenced" => new(ApphbMib.Notification.ClusterFenced, [Scalar(ApphbMib.Cluster.Peer, ApphbMib.Display(now?.Peer)), fence, Message(pair)]),
+            "fence-failed" => new(ApphbMib.Notification.ClusterFenceFailed, [Scalar(ApphbMib.Cluster.Peer, ApphbMib.Display(now?.Peer)), fence, Message(pair)]),
+            "link-dead" => new(ApphbMib.Notification.ClusterLinkDown, [new(ApphbMib.NotifyLink.Append(0), ApphbMib.Display(pair.Link)), Message(pair)]),
+            _ => new(ApphbMib.Notification.ClusterSplitBrain,
+                [Scalar(ApphbMib.Cluster.Generation, ApphbMib.Display(now?.Generation)), Scalar(ApphbMib.Cluster.PeerGeneration, ApphbMib.Display(now?.PeerGeneration)), Message(pair)]),
         };
     }
 

@@ -11,7 +11,7 @@ namespace AppHb.Daemon.Export;
 /// <summary>apphbd's AgentX subagent: serves APPHB-MIB through snmpd and turns events into its notifications
 /// (service failed, restarted, gave up; client hung; booted after a watchdog reset).</summary>
 internal sealed class SnmpAgent(ApphbdOptions options, StatusMib mib, EventStream events, WatchdogTickler tickler, Services.ServiceSupervisor supervisor, TimeProvider time,
-    ILogger<SnmpAgent> logger) : BackgroundService
+    Cluster.ClusterHost cluster, ILogger<SnmpAgent> logger) : BackgroundService
 {
     private AgentXSubagent? _subagent;
 
@@ -41,7 +41,7 @@ internal sealed class SnmpAgent(ApphbdOptions options, StatusMib mib, EventStrea
             await foreach (var appEvent in subscription.Reader.ReadAllAsync(stoppingToken))
             {
                 // The service's state now, not the MIB's cached snapshot: the notification describes what just happened.
-                if (MibNotifications.ForEvent(appEvent, mib.ServiceIndex, name => supervisor.Snapshot().FirstOrDefault(s => s.Name == name)) is { } notification)
+                if (MibNotifications.ForEvent(appEvent, mib.ServiceIndex, name => supervisor.Snapshot().FirstOrDefault(s => s.Name == name), cluster.Status) is { } notification)
                 {
                     subagent.Notify(notification.Trap, notification.Objects);
                 }

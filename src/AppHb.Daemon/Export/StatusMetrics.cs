@@ -252,8 +252,8 @@ internal sealed class StatusMetrics : IDisposable
 
             foreach (var r in roles)
             {
-                role.WithLabels(Cluster.ClusterHost.Name(r)).Set(status.Role == r ? 1 : 0);
-                peerRole.WithLabels(Cluster.ClusterHost.Name(r)).Set(status.PeerRole == r ? 1 : 0);
+                role.WithLabels(AppHb.Core.Cluster.ClusterRoles.Name(r)).Set(status.Role == r ? 1 : 0);
+                peerRole.WithLabels(AppHb.Core.Cluster.ClusterRoles.Name(r)).Set(status.PeerRole == r ? 1 : 0);
             }
 
             generation.Set(status.Generations[0].Number);

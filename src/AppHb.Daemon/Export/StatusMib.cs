@@ -94,6 +94,25 @@ internal sealed class StatusMib
         b.AddScalar(ApphbMib.Watchdog.LastTickleAge, new Gauge32(w.LastTickleAgeMs is { } age ? Clamp(age) : uint.MaxValue));
         b.AddScalar(ApphbMib.Watchdog.LastBootByWatchdog, ApphbMib.Truth(w.LastBootByWatchdog));
 
+        if (document.Cluster is { } c)
+        {
+            b.AddScalar(ApphbMib.Cluster.Node, ApphbMib.Display(c.Node));
+            b.AddScalar(ApphbMib.Cluster.Peer, ApphbMib.Display(c.Peer));
+            b.AddScalar(ApphbMib.Cluster.Role, ApphbMib.Enumeration(ApphbMib.Cluster.Roles, c.Role));
+            b.AddScalar(ApphbMib.Cluster.PeerRole, c.PeerRole is { } peerRole
+                ? ApphbMib.Enumeration(ApphbMib.Cluster.Roles, peerRole)
+                : new Integer32(ApphbMib.Cluster.Roles.Count + 1));
+            b.AddScalar(ApphbMib.Cluster.Generation, ApphbMib.Display(c.Generation));
+            b.AddScalar(ApphbMib.Cluster.PeerGeneration, ApphbMib.Display(c.PeerGeneration));
+            b.AddScalar(ApphbMib.Cluster.SplitBrain, ApphbMib.Truth(c.SplitBrain));
+            b.AddScalar(ApphbMib.Cluster.GroupRunning, ApphbMib.Truth(c.GroupRunning));
+            b.AddScalar(ApphbMib.Cluster.DedicatedLinkUp, ApphbMib.Truth(c.Links.Any(l => l.Kind == "dedicated" && l.State is "up" or "late")));
+            b.AddScalar(ApphbMib.Cluster.LanLinkUp, ApphbMib.Truth(c.Links.Any(l => l.Kind == "lan" && l.State is "up" or "late")));
+            b.AddScalar(ApphbMib.Cluster.Takeovers, new Counter32(unchecked((uint)c.Takeovers)));
+            b.AddScalar(ApphbMib.Cluster.DatagramsRefused, new Counter64((ulong)c.DatagramsRefused));
+            b.AddScalar(ApphbMib.Cluster.LastFence, ApphbMib.Display(LastFence(c.LastFence)));
+        }
+
         // The tables read the document's own records when a request reaches a cell: nothing per cell is built here.
         b.AddTable(TableObject.Create(ApphbMib.Service.Entry, ServiceColumns,
             document.Services.Select(s => (ServiceIndex(s.Name), s))));
@@ -102,6 +121,10 @@ internal sealed class StatusMib
             document.Clients.Where(c => c.Id is > 0 and <= uint.MaxValue).Select(c => ((uint)c.Id, c))));
         return b.Build();
     }
+
+    /// <summary>apphbClusterLastFence's text, also carried by the fence notifications.</summary>
+    public static string LastFence(ClusterFenceStatus? fence) =>
+        fence is null ? string.Empty : $"{fence.At:yyyy-MM-ddTHH:mm:ssZ} {fence.Method} {(fence.Confirmed ? "confirmed" : "failed")}: {fence.Detail}";
 
     private static uint Column(ObjectIdentifier column) => column.SubIdentifiers[^1];
 

@@ -106,7 +106,43 @@ public static class ApphbMib
         public static IReadOnlyList<string> States => AppHb.Core.Heartbeats.ClientStates.All;
     }
 
+    /// <summary>apphbCluster scalars: served by a node of a pair only.</summary>
+    public static class Cluster
+    {
+        public static ObjectIdentifier Node { get; } = Objects.Append(6, 1);
+
+        public static ObjectIdentifier Peer { get; } = Objects.Append(6, 2);
+
+        public static ObjectIdentifier Role { get; } = Objects.Append(6, 3);
+
+        public static ObjectIdentifier PeerRole { get; } = Objects.Append(6, 4);
+
+        public static ObjectIdentifier Generation { get; } = Objects.Append(6, 5);
+
+        public static ObjectIdentifier PeerGeneration { get; } = Objects.Append(6, 6);
+
+        public static ObjectIdentifier SplitBrain { get; } = Objects.Append(6, 7);
+
+        public static ObjectIdentifier GroupRunning { get; } = Objects.Append(6, 8);
+
+        public static ObjectIdentifier DedicatedLinkUp { get; } = Objects.Append(6, 9);
+
+        public static ObjectIdentifier LanLinkUp { get; } = Objects.Append(6, 10);
+
+        public static ObjectIdentifier Takeovers { get; } = Objects.Append(6, 11);
+
+        public static ObjectIdentifier DatagramsRefused { get; } = Objects.Append(6, 12);
+
+        public static ObjectIdentifier LastFence { get; } = Objects.Append(6, 13);
+
+        /// <summary>apphbClusterRole's enumeration, in the status document's words; apphbClusterPeerRole adds
+        /// unheard(6).</summary>
+        public static IReadOnlyList<string> Roles => AppHb.Core.Cluster.ClusterRoles.All;
+    }
+
     public static ObjectIdentifier NotifyMessage { get; } = Objects.Append(5, 1);
+
+    public static ObjectIdentifier NotifyLink { get; } = Objects.Append(5, 2);
 
     public static class Notification
     {
@@ -119,6 +155,16 @@ public static class ApphbMib
         public static ObjectIdentifier ClientHung { get; } = Notifications.Append(4);
 
         public static ObjectIdentifier WatchdogResetBoot { get; } = Notifications.Append(5);
+
+        public static ObjectIdentifier ClusterTakeover { get; } = Notifications.Append(6);
+
+        public static ObjectIdentifier ClusterFenced { get; } = Notifications.Append(7);
+
+        public static ObjectIdentifier ClusterFenceFailed { get; } = Notifications.Append(8);
+
+        public static ObjectIdentifier ClusterLinkDown { get; } = Notifications.Append(9);
+
+        public static ObjectIdentifier ClusterSplitBrain { get; } = Notifications.Append(10);
     }
 
     /// <summary>TruthValue (SNMPv2-TC): true(1), false(2).</summary>
