@@ -22,6 +22,18 @@ public sealed class PairTests : IAsyncLifetime
         var agents = Path.Combine(_directory.Path, "agents");
         Directory.CreateDirectory(agents);
         TestFenceAgents.Install(agents, "fence_apphb_netns");
+        // The group's service for the client's checks: answers every TCP connection on port 8080 with its node's name.
+        await File.WriteAllTextAsync(Path.Combine(_directory.Path, "answer.py"), """
+            import socket, sys
+            server = socket.socket()
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind(("0.0.0.0", 8080))
+            server.listen(16)
+            while True:
+                connection, _ = server.accept()
+                connection.sendall((sys.argv[1] + "\n").encode())
+                connection.close()
+            """);
         var key = Path.Combine(_directory.Path, "cluster.key");
         await File.WriteAllBytesAsync(key, "0123456789abcdef0123456789abcdef"u8.ToArray());
         File.SetUnixFileMode(key, UnixFileMode.UserRead | UnixFileMode.UserWrite);
@@ -65,7 +77,7 @@ public sealed class PairTests : IAsyncLifetime
     private static string PeerLinkThenAgentFence(string peerNamespace) =>
         $"- method: peer-link\n      timeout: 10s\n    {AgentFence(peerNamespace)}";
 
-    private string Config(int me, string peerNamespace, string app, string? fence) => $"""
+    private string Config(int me, string peerNamespace, string app, string? fence, string fenceDelay) => $"""
         services:
           app:
             {app}
@@ -81,7 +93,7 @@ public sealed class PairTests : IAsyncLifetime
           warntime: 300ms
           deadtime: 1s
           initdead: 10s
-          fence-delay: 200ms
+          fence-delay: {fenceDelay}
           preferred: node1
           ping: [10.216.2.254]
           links:
@@ -109,9 +121,9 @@ public sealed class PairTests : IAsyncLifetime
         """;
 
     private async Task<DaemonProcess> StartAsync(int me, NetworkNamespace here, NetworkNamespace peer, string app = "command: [/bin/sleep, \"1000\"]",
-        string? fence = null)
+        string? fence = null, string fenceDelay = "200ms")
     {
-        var daemon = await DaemonProcess.StartAsync(Config(me, peer.Name, app, fence), directory: new TempDirectory(), networkNamespace: here.Name);
+        var daemon = await DaemonProcess.StartAsync(Config(me, peer.Name, app, fence, fenceDelay), directory: new TempDirectory(), networkNamespace: here.Name);
         _daemons.Add(daemon);
         return daemon;
     }
@@ -313,5 +325,130 @@ public sealed class PairTests : IAsyncLifetime
         var (code, output) = await ProcessRunner.RunAsync("ip", "netns", "exec", node.Name, "curl", "-sS", "--max-time", "10", url);
         Assert.True(code == 0, output);
         return output;
+    }
+
+    private string Answering(int me) => $"command: [/usr/bin/python3, {Path.Combine(_directory.Path, "answer.py")}, node{me}]";
+
+    /// <summary>Who answers on the service IP, asked from the LAN's third namespace (the client): the node's name, or
+    /// null when nothing answers within a second.</summary>
+    private async Task<string?> AnswerOnServiceIpAsync()
+    {
+        var (code, output) = await ProcessRunner.RunAsync("ip", "netns", "exec", _gateway.Name, "/usr/bin/python3", "-c",
+            $"import socket; s = socket.create_connection(('{ServiceIp}', 8080), timeout=1); print(s.recv(64).decode().strip())");
+        return code == 0 ? output.Trim() : null;
+    }
+
+    /// <summary>The hardware address the client's neighbour table gives the service IP, and the one of a node's LAN
+    /// interface: equal when the gratuitous ARP of the last takeover reached the client.</summary>
+    private async Task<(string? Client, string Node)> NeighbourOfServiceIpAsync(NetworkNamespace node)
+    {
+        var neighbour = await _gateway.IpAsync("neigh", "show", ServiceIp);
+        var client = System.Text.RegularExpressions.Regex.Match(neighbour, "lladdr (\\S+)") is { Success: true } m ? m.Groups[1].Value : null;
+        var link = await node.IpAsync("-o", "link", "show", "lan0");
+        return (client, System.Text.RegularExpressions.Regex.Match(link, "link/ether (\\S+)").Groups[1].Value);
+    }
+
+    private async Task<(DaemonProcess A, DaemonProcess B)> StartAnsweringPairAsync(string fenceDelay = "200ms")
+    {
+        var a = await StartAsync(1, _a, _b, Answering(1), fenceDelay: fenceDelay);
+        var b = await StartAsync(2, _b, _a, Answering(2), fenceDelay: fenceDelay);
+        Assert.True(await UntilAsync(async () => await AnswerOnServiceIpAsync() == "node1"),
+            $"the client never reached node1 on the service IP:\n{string.Join('\n', a.Lines)}\n--- node2:\n{string.Join('\n', b.Lines)}");
+        // Both have heard each other's generations (a hand-over is refused before).
+        await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
+        return (a, b);
+    }
+
+    private static string Story(DaemonProcess a, DaemonProcess b) => $"node1:\n{string.Join('\n', a.Lines)}\n--- node2:\n{string.Join('\n', b.Lines)}";
+
+    [Fact]
+    public async Task Cutting_the_dedicated_link_moves_nothing_and_the_client_keeps_reaching_node1()
+    {
+        var (a, b) = await StartAnsweringPairAsync();
+
+        await _a.IpAsync("link", "set", "ded0", "down");
+        await b.WaitForLineAsync("Pair: dedicated-link-broken", TimeSpan.FromSeconds(30));
+        await Task.Delay(TimeSpan.FromSeconds(2), TestContext.Current.CancellationToken);
+        Assert.Equal("node1", await AnswerOnServiceIpAsync());
+        Assert.False(await HoldsServiceIpAsync(_b), Story(a, b));
+        Assert.NotEqual("running", await AppStateAsync(b));
+        Assert.DoesNotContain(a.Lines.Concat(b.Lines), l => l.Contains("Pair: fencing", StringComparison.Ordinal));
+
+        // Healed: the link proves itself for the hold time and the pair is healthy again, still on node1.
+        await _a.IpAsync("link", "set", "ded0", "up");
+        Assert.True(await UntilAsync(async () => (await new AppHbControl(b.SocketPath).GetStatusAsync()).Cluster?.Links.All(l => l.State == "up") == true), Story(a, b));
+        Assert.Equal("node1", await AnswerOnServiceIpAsync());
+    }
+
+    [Fact]
+    public async Task The_active_node_losing_the_LAN_hands_over_and_the_client_reaches_node2_through_its_announcement()
+    {
+        var (a, b) = await StartAnsweringPairAsync();
+
+        // node1's LAN port on the switch goes dark: it reaches neither the gateway nor node2 there; node2 reaches both.
+        await _gateway.IpAsync("link", "set", "pa", "down");
+        Assert.True(await UntilAsync(async () => await AnswerOnServiceIpAsync() == "node2"), Story(a, b));
+        Assert.Contains(a.Lines, l => l.Contains("Pair: switchover: releasing the group: this node lost the LAN", StringComparison.Ordinal));
+        Assert.DoesNotContain(b.Lines, l => l.Contains("Pair: fencing", StringComparison.Ordinal));
+        Assert.False(await HoldsServiceIpAsync(_a));
+        var (client, node) = await NeighbourOfServiceIpAsync(_b);
+        Assert.Equal(node, client);
+    }
+
+    [Fact]
+    public async Task Both_links_cut_at_once_end_with_exactly_one_node_active_and_the_other_fenced()
+    {
+        // The non-active node's fence delay outlasts a fence (the agent takes about 0.2 s): the active node wins.
+        var (a, b) = await StartAnsweringPairAsync(fenceDelay: "2s");
+
+        await _a.IpAsync("link", "set", "ded0", "down");
+        // Between the nodes only: each one's LAN frames to the other go to a hardware address nobody has (the links'
+        // sockets are bound to their interface, so a route cannot divert them); the gateway still answers both.
+        await _a.IpAsync("neigh", "replace", "10.216.2.2", "lladdr", "02:00:00:00:00:99", "dev", "lan0", "nud", "permanent");
+        await _b.IpAsync("neigh", "replace", "10.216.2.1", "lladdr", "02:00:00:00:00:99", "dev", "lan0", "nud", "permanent");
+
+        await a.WaitForLineAsync("Pair: fenced:", TimeSpan.FromSeconds(30));
+        Assert.True(await UntilAsync(async () => (await ProcessRunner.RunAsync("ip", "netns", "pids", _b.Name)).StandardOutput.Trim().Length == 0), Story(a, b));
+        Assert.True(await HoldsServiceIpAsync(_a));
+        Assert.False(await HoldsServiceIpAsync(_b));
+        Assert.Equal("node1", await AnswerOnServiceIpAsync());
+        Assert.DoesNotContain(b.Lines, l => l.Contains("Pair: fenced:", StringComparison.Ordinal) || l.Contains("Pair: takeover", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Forged_and_foreign_datagrams_from_the_client_change_nothing_and_are_counted_by_reason()
+    {
+        var (a, b) = await StartAnsweringPairAsync();
+
+        await _gateway.Run(() =>
+        {
+            using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+            var node1 = new System.Net.IPEndPoint(System.Net.IPAddress.Parse("10.216.2.1"), 7408);
+            var header = new AppHb.Cluster.Wire.PeerHeader(77, 2, 1, ulong.MaxValue, 1);
+            // node2 saying it is active with a generation far ahead, signed with the wrong key; the same from another pair; noise.
+            var claim = new AppHb.Cluster.Wire.PeerHeartbeat(header, AppHb.Core.Cluster.ClusterRole.Active, 1, true, true, [],
+                [new AppHb.Core.Cluster.DataGeneration(1_000_000, 2)], 0);
+            for (var i = 0; i < 20; i++)
+            {
+                socket.SendTo(AppHb.Cluster.Wire.PeerCodec.Encode(claim with { Header = header with { Sequence = (ulong)i + 1 } }, "not the pair's key, not at all!!"u8), node1);
+                socket.SendTo(AppHb.Cluster.Wire.PeerCodec.Encode(claim with { Header = header with { ClusterId = 78 } }, "0123456789abcdef0123456789abcdef"u8), node1);
+                socket.SendTo(new byte[] { 1, 2, 3, 4, 5 }, node1);
+            }
+
+            return 0;
+        });
+
+        await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
+        var pair = (await new AppHbControl(a.SocketPath).GetStatusAsync()).Cluster!;
+        Assert.Equal(("active", "standby", false, 60L), (pair.Role, pair.PeerRole, pair.SplitBrain, pair.DatagramsRefused));
+        Assert.Equal("node1", await AnswerOnServiceIpAsync());
+        var metrics = await ScrapeAsync(a, _a);
+        var refused = string.Join('\n', metrics.Split('\n').Where(l => l.Contains("datagrams_refused", StringComparison.Ordinal)));
+        // The source address is checked before anything else: from the client's address, none of them is even
+        // authenticated (the HMAC, cluster id and replay checks are PeerReceiver's unit tests, with the peer's address).
+        Assert.True(refused.Contains("apphb_cluster_datagrams_refused_total{reason=\"wrongnode\"} 60", StringComparison.Ordinal), refused);
+        // Logged, not flooded: one event for the reason.
+        Assert.Single(a.Lines, l => l.Contains("Pair: datagram-refused", StringComparison.Ordinal));
+        Assert.Contains(a.Lines, l => l.Contains("Pair: datagram-refused: refused a datagram on link lan from 10.216.2.254", StringComparison.Ordinal));
     }
 }
