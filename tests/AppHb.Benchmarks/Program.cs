@@ -5,19 +5,22 @@ using AppHb.Benchmarks;
 // apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]
 // Runs as root on Linux. Publishes apphbd as it ships (NativeAOT) and installs Debian's heartbeat
 // package for the peer if it is missing.
-if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or "packages" or "hostile"))
+if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or "packages" or "hostile" or "partition"))
 {
     Console.Error.WriteLine("usage: apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]");
     Console.Error.WriteLine("       apphb-bench respawn [--kills 200] [--only floor,apphbd,runit,s6,daemontools,cl_respawn]");
     Console.Error.WriteLine("       apphb-bench scrape [--seconds 20]");
     Console.Error.WriteLine("       apphb-bench packages");
     Console.Error.WriteLine("       apphb-bench hostile [--floods 20] [--hold 30] [--seconds 180] [--rate 2000 fuzzed frames/s, 0: unpaced]");
+    Console.Error.WriteLine("       apphb-bench partition [--trials 1000] [--seed N]");
     Console.Error.WriteLine("  every command: [--daemon PUBLISHED/apphbd] to use an apphbd already published instead of publishing one");
     return 2;
 }
 
 var clients = new[] { 1000, 10_000 };
 var kills = 200;
+var trials = 1000;
+var seed = Random.Shared.Next();
 double? seconds = null;
 var floods = 20;
 var hold = 30.0;
@@ -33,6 +36,14 @@ for (var i = 1; i < args.Length - 1; i++)
     else if (args[i] == "--kills")
     {
         kills = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+    }
+    else if (args[i] == "--trials")
+    {
+        trials = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+    }
+    else if (args[i] == "--seed")
+    {
+        seed = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
     }
     else if (args[i] == "--only")
     {
@@ -91,10 +102,11 @@ var report = args[0] switch
     "respawn" => await new RespawnBenchmark(Path.Combine(published, "apphbd"), work, kills, only).RunAsync(),
     "scrape" => await new ScrapeBenchmark(Path.Combine(published, "apphbd"), work, Math.Max(seconds ?? 20, 34)).RunAsync(),
     "hostile" => await new HostileBenchmark(Path.Combine(published, "apphbd"), floods, TimeSpan.FromSeconds(hold), TimeSpan.FromSeconds(seconds ?? 180), rate).RunAsync(),
+    "partition" => await new PartitionBenchmark(Path.Combine(published, "apphbd"), trials, seed).RunAsync(),
     "packages" => await new PackagesBenchmark(Path.Combine(published, "apphbd"), work).RunAsync(),
     _ => await new HeartbeatBenchmark(Path.Combine(published, "apphbd"), work, clients, seconds ?? 5).RunAsync(),
 };
-Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Monitoring endpoints (/metrics and SNMP)", "packages" => "The project card's packages against AppHb's own code", "hostile" => "apphbd under hostile and careless clients", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
+Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Monitoring endpoints (/metrics and SNMP)", "packages" => "The project card's packages against AppHb's own code", "hostile" => "apphbd under hostile and careless clients", "partition" => "The pair under random faults (the randomized partition checker)", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
 Console.WriteLine();
 Console.Write(report);
 Directory.Delete(work, recursive: true);

@@ -9,130 +9,26 @@ namespace AppHb.Integration.Tests;
 /// takes the address and starts the group.</summary>
 public sealed class PairTests : IAsyncLifetime
 {
-    private const string ServiceIp = "10.216.2.100";
+    private const string ServiceIp = PairRig.ServiceIp;
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
-    private readonly TempDirectory _directory = new();
-    private readonly List<DaemonProcess> _daemons = [];
+    private PairRig _rig = null!;
     private NetworkNamespace _a = null!;
     private NetworkNamespace _b = null!;
     private NetworkNamespace _gateway = null!;
 
     public async ValueTask InitializeAsync()
     {
-        var agents = Path.Combine(_directory.Path, "agents");
-        Directory.CreateDirectory(agents);
-        TestFenceAgents.Install(agents, "fence_apphb_netns");
-        // The group's service for the client's checks: answers every TCP connection on port 8080 with its node's name.
-        await File.WriteAllTextAsync(Path.Combine(_directory.Path, "answer.py"), """
-            import socket, sys
-            server = socket.socket()
-            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            server.bind(("0.0.0.0", 8080))
-            server.listen(16)
-            while True:
-                connection, _ = server.accept()
-                connection.sendall((sys.argv[1] + "\n").encode())
-                connection.close()
-            """);
-        var key = Path.Combine(_directory.Path, "cluster.key");
-        await File.WriteAllBytesAsync(key, "0123456789abcdef0123456789abcdef"u8.ToArray());
-        File.SetUnixFileMode(key, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        _a = await NetworkNamespace.CreateAsync("apphb-na");
-        _b = await NetworkNamespace.CreateAsync("apphb-nb");
-        await NetworkNamespace.ConnectAsync(_a, "ded0", "10.216.1.1/24", _b, "ded0", "10.216.1.2/24");
-        // The LAN: both nodes on a bridge in a third namespace, whose address is the ping target (the gateway).
-        _gateway = await NetworkNamespace.CreateAsync("apphb-ng");
-        await _gateway.IpAsync("link", "add", "br0", "type", "bridge");
-        await _gateway.IpAsync("address", "add", "10.216.2.254/24", "dev", "br0");
-        await _gateway.IpAsync("link", "set", "br0", "up");
-        foreach (var (node, port, address) in new[] { (_a, "pa", "10.216.2.1/24"), (_b, "pb", "10.216.2.2/24") })
-        {
-            var (code, output) = await ProcessRunner.RunAsync("ip", "link", "add", "lan0", "netns", node.Name, "type", "veth", "peer", "name", port, "netns", _gateway.Name);
-            Assert.True(code == 0, output);
-            await _gateway.IpAsync("link", "set", port, "master", "br0");
-            await _gateway.IpAsync("link", "set", port, "up");
-            await node.IpAsync("address", "add", address, "dev", "lan0");
-            await node.IpAsync("link", "set", "lan0", "up");
-        }
+        _rig = await PairRig.CreateAsync();
+        (_a, _b, _gateway) = (_rig.A, _rig.B, _rig.Gateway);
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        foreach (var daemon in _daemons)
-        {
-            await daemon.DisposeAsync();
-        }
+    public async ValueTask DisposeAsync() => await _rig.DisposeAsync();
 
-        _a.Dispose();
-        _b.Dispose();
-        _gateway.Dispose();
-        _directory.Dispose();
-    }
-
-    /// <summary>The fence list's items for <c>cluster.fence</c>: the first line as it follows "- ", the rest indented
-    /// for the list's place in <see cref="Config"/>.</summary>
-    private static string AgentFence(string peerNamespace) =>
-        $"- method: agent\n      agent: fence_apphb_netns\n      options:\n        netns: {peerNamespace}\n      timeout: 20s";
-
-    private static string PeerLinkThenAgentFence(string peerNamespace) =>
-        $"- method: peer-link\n      timeout: 10s\n    {AgentFence(peerNamespace)}";
-
-    private string Config(int me, string peerNamespace, string app, string? fence, string fenceDelay) => $"""
-        services:
-          app:
-            {app}
-        cluster:
-          node: node{me}
-          node-id: {me}
-          peer: node{3 - me}
-          peer-id: {3 - me}
-          cluster-id: 77
-          key-file: {Path.Combine(_directory.Path, "cluster.key")}
-          state-file: {Path.Combine(_directory.Path, $"node{me}.state")}
-          keepalive: 100ms
-          warntime: 300ms
-          deadtime: 1s
-          initdead: 10s
-          fence-delay: {fenceDelay}
-          preferred: node1
-          ping: [10.216.2.254]
-          links:
-            - name: cross
-              kind: dedicated
-              interface: ded0
-              local: 10.216.1.{me}
-              peer: 10.216.1.{3 - me}
-              port: 7408
-            - name: lan
-              kind: lan
-              interface: lan0
-              local: 10.216.2.{me}
-              peer: 10.216.2.{3 - me}
-              port: 7408
-          service-ips:
-            - address: {ServiceIp}/24
-              interface: lan0
-              announce-count: 2
-              announce-interval: 50ms
-          group: [app]
-          fence-agent-directory: {Path.Combine(_directory.Path, "agents")}
-          fence:
-            {fence ?? AgentFence(peerNamespace)}
-        """;
-
-    private async Task<DaemonProcess> StartAsync(int me, NetworkNamespace here, NetworkNamespace peer, string app = "command: [/bin/sleep, \"1000\"]",
-        string? fence = null, string fenceDelay = "200ms")
-    {
-        var daemon = await DaemonProcess.StartAsync(Config(me, peer.Name, app, fence, fenceDelay), directory: new TempDirectory(), networkNamespace: here.Name);
-        _daemons.Add(daemon);
-        return daemon;
-    }
+    private async Task<DaemonProcess> StartAsync(int me, string? app = null, string? fence = null, string fenceDelay = "200ms") =>
+        await _rig.StartAsync(me, _rig.Config(me, app ?? "command: [/bin/sleep, \"1000\"]", fence, fenceDelay));
 
     private static async Task<string?> AppStateAsync(DaemonProcess daemon) =>
         (await new AppHbControl(daemon.SocketPath).GetStatusAsync()).Services.FirstOrDefault(s => s.Name == "app")?.State;
-
-    private static async Task<bool> HoldsServiceIpAsync(NetworkNamespace node) =>
-        (await node.IpAsync("-o", "address", "show", "dev", "lan0")).Contains($" {ServiceIp}/24", StringComparison.Ordinal);
 
     private static async Task<bool> UntilAsync(Func<Task<bool>> condition) =>
         await Polling.UntilAsync(condition, Bound, TestContext.Current.CancellationToken);
@@ -140,17 +36,17 @@ public sealed class PairTests : IAsyncLifetime
     [Fact]
     public async Task The_preferred_node_runs_the_group_and_when_its_apphbd_dies_the_other_fences_it_then_takes_over()
     {
-        var a = await StartAsync(1, _a, _b);
-        var b = await StartAsync(2, _b, _a);
+        var a = await StartAsync(1);
+        var b = await StartAsync(2);
 
-        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await HoldsServiceIpAsync(_a)),
+        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await _rig.HoldsServiceIpAsync(1)),
             $"node1 never ran the group:\n{string.Join('\n', a.Lines)}\n--- node2:\n{string.Join('\n', b.Lines)}");
         Assert.Equal("waiting", await AppStateAsync(b));
-        Assert.False(await HoldsServiceIpAsync(_b));
+        Assert.False(await _rig.HoldsServiceIpAsync(2));
 
         // node1's apphbd dies; its service and its address live on until the fence.
         Assert.True(ProcessRunner.Signal(a.Pid, 9));
-        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await HoldsServiceIpAsync(_b)),
+        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await _rig.HoldsServiceIpAsync(2)),
             $"node2 never took over:\n{string.Join('\n', b.Lines)}");
 
         // Fenced first: nothing runs in node1's namespace any more and its links are down; node2 said so before it took
@@ -168,26 +64,26 @@ public sealed class PairTests : IAsyncLifetime
     {
         // The app fails on a node once that node's marker exists: it keeps dying there, and only there.
         string App(int me) => $$"""
-            command: [/bin/sh, -c, "test -e {{Path.Combine(_directory.Path, $"broken-node{me}")}} && exit 1; exec /bin/sleep 1000"]
+            command: [/bin/sh, -c, "test -e {{Path.Combine(_rig.Directory, $"broken-node{me}")}} && exit 1; exec /bin/sleep 1000"]
                 restart:
                   delay: 100ms
                   max-restarts: 2
                   window: 60s
                   escalation: failover
             """;
-        var a = await StartAsync(1, _a, _b, App(1));
-        var b = await StartAsync(2, _b, _a, App(2));
-        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await HoldsServiceIpAsync(_a)),
+        var a = await StartAsync(1, App(1));
+        var b = await StartAsync(2, App(2));
+        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await _rig.HoldsServiceIpAsync(1)),
             $"node1 never ran the group:\n{string.Join('\n', a.Lines)}");
         // Both have heard each other's generations (the hand-over is refused before), then node1's app breaks.
         await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
-        await File.WriteAllTextAsync(Path.Combine(_directory.Path, "broken-node1"), string.Empty, TestContext.Current.CancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(_rig.Directory, "broken-node1"), string.Empty, TestContext.Current.CancellationToken);
         var pid = (await new AppHbControl(a.SocketPath).GetStatusAsync()).Services.First(s => s.Name == "app").Pid!.Value;
         Assert.True(ProcessRunner.Signal(pid, 9));
 
-        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await HoldsServiceIpAsync(_b)),
+        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await _rig.HoldsServiceIpAsync(2)),
             $"node2 never took over:\n{string.Join('\n', b.Lines)}\n--- node1:\n{string.Join('\n', a.Lines)}");
-        Assert.False(await HoldsServiceIpAsync(_a));
+        Assert.False(await _rig.HoldsServiceIpAsync(1));
         Assert.Contains(a.Lines, l => l.Contains("Pair: service app asks for a failover", StringComparison.Ordinal));
         // Handed over, not fenced: node1 is alive, its links up, its apphbd standing by.
         Assert.DoesNotContain(b.Lines, l => l.Contains("Pair: fenced:", StringComparison.Ordinal));
@@ -199,18 +95,18 @@ public sealed class PairTests : IAsyncLifetime
     [Fact]
     public async Task An_orderly_stop_of_the_active_node_hands_the_group_over_without_a_fence()
     {
-        var a = await StartAsync(1, _a, _b);
-        var b = await StartAsync(2, _b, _a);
-        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await HoldsServiceIpAsync(_a)),
+        var a = await StartAsync(1);
+        var b = await StartAsync(2);
+        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await _rig.HoldsServiceIpAsync(1)),
             $"node1 never ran the group:\n{string.Join('\n', a.Lines)}");
         // Both have heard each other's generations (a hand-over is refused before).
         await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
 
         Assert.Equal(0, await a.StopAsync());
         Assert.Contains(a.Lines, l => l.Contains("Pair: the group is handed over to the peer before apphbd stops", StringComparison.Ordinal));
-        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await HoldsServiceIpAsync(_b)),
+        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await _rig.HoldsServiceIpAsync(2)),
             $"node2 never took over:\n{string.Join('\n', b.Lines)}");
-        Assert.False(await HoldsServiceIpAsync(_a));
+        Assert.False(await _rig.HoldsServiceIpAsync(1));
         // Well past deadtime: node1 said it was leaving, and its silence after it handed over is not a failure to fence.
         Assert.Contains(a.Lines, l => l.Contains("Pair: the peer knows this node is stopping on purpose", StringComparison.Ordinal));
         await Task.Delay(TimeSpan.FromSeconds(3), TestContext.Current.CancellationToken);
@@ -221,9 +117,9 @@ public sealed class PairTests : IAsyncLifetime
     [Fact]
     public async Task Apphbctl_shows_the_pair_and_moves_its_group_by_switchover_and_failback_and_refuses_what_is_unsafe()
     {
-        var a = await StartAsync(1, _a, _b);
-        var b = await StartAsync(2, _b, _a);
-        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await HoldsServiceIpAsync(_a)),
+        var a = await StartAsync(1);
+        var b = await StartAsync(2);
+        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await _rig.HoldsServiceIpAsync(1)),
             $"node1 never ran the group:\n{string.Join('\n', a.Lines)}");
         // Both have heard each other's generations (a hand-over is refused before).
         await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
@@ -243,15 +139,15 @@ public sealed class PairTests : IAsyncLifetime
         (code, output, error) = await CliAsync(a, "switchover");
         Assert.True(code == 0, error + string.Join('\n', a.Lines));
         Assert.Contains("the group runs on node2", output, StringComparison.Ordinal);
-        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await HoldsServiceIpAsync(_b)),
+        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await _rig.HoldsServiceIpAsync(2)),
             $"node2 never took over:\n{string.Join('\n', b.Lines)}");
-        Assert.False(await HoldsServiceIpAsync(_a));
+        Assert.False(await _rig.HoldsServiceIpAsync(1));
 
         // Failback, asked on the preferred node: the group comes home.
         (code, output, error) = await CliAsync(a, "failback");
         Assert.True(code == 0, error);
         Assert.Contains("the group runs on node1", output, StringComparison.Ordinal);
-        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await HoldsServiceIpAsync(_a)),
+        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await _rig.HoldsServiceIpAsync(1)),
             $"node1 never took the group back:\n{string.Join('\n', a.Lines)}");
 
         // A node held standby is never handed the group; after unstandby it may be again.
@@ -262,7 +158,7 @@ public sealed class PairTests : IAsyncLifetime
         (code, _, error) = await CliAsync(a, "switchover");
         Assert.Equal(1, code);
         Assert.Contains("the peer is held standby", error, StringComparison.Ordinal);
-        Assert.True(await HoldsServiceIpAsync(_a));
+        Assert.True(await _rig.HoldsServiceIpAsync(1));
         (code, _, error) = await CliAsync(b, "unstandby");
         Assert.True(code == 0, error);
         (code, _, error) = await CliAsync(a, "cluster", "resolve", "--survivor", "node1");
@@ -284,9 +180,9 @@ public sealed class PairTests : IAsyncLifetime
     [Fact]
     public async Task An_active_node_stopped_past_deadtime_and_continued_is_fenced_over_the_dedicated_link_and_stays_standby()
     {
-        var a = await StartAsync(1, _a, _b, fence: PeerLinkThenAgentFence(_b.Name));
-        var b = await StartAsync(2, _b, _a, fence: PeerLinkThenAgentFence(_a.Name));
-        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await HoldsServiceIpAsync(_a)),
+        var a = await StartAsync(1, fence: PairRig.PeerLinkThenAgentFence(_b));
+        var b = await StartAsync(2, fence: PairRig.PeerLinkThenAgentFence(_a));
+        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running" && await _rig.HoldsServiceIpAsync(1)),
             $"node1 never ran the group:\n{string.Join('\n', a.Lines)}");
         await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
 
@@ -297,13 +193,13 @@ public sealed class PairTests : IAsyncLifetime
         await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
         Assert.True(ProcessRunner.Signal(a.Pid, 18));
 
-        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await HoldsServiceIpAsync(_b)),
+        Assert.True(await UntilAsync(async () => await AppStateAsync(b) == "running" && await _rig.HoldsServiceIpAsync(2)),
             $"node2 never took over:\n{string.Join('\n', b.Lines)}\n--- node1:\n{string.Join('\n', a.Lines)}");
         Assert.True(b.Lines.Any(l => l.Contains("Pair: fenced: the peer is fenced: peer-link", StringComparison.Ordinal)),
             $"node2 did not fence over the link:\n{string.Join('\n', b.Lines)}\n--- node1:\n{string.Join('\n', a.Lines)}");
         // node1 fenced itself and lives on: its group stopped, its address gone, its LAN interface down, held standby.
         Assert.True(a.IsRunning);
-        Assert.False(await HoldsServiceIpAsync(_a));
+        Assert.False(await _rig.HoldsServiceIpAsync(1));
         Assert.DoesNotContain("lan0", await _a.IpAsync("-o", "link", "show", "up"), StringComparison.Ordinal);
         Assert.Contains(a.Lines, l => l.Contains("Pair: resumed:", StringComparison.Ordinal));
         await Task.Delay(TimeSpan.FromSeconds(2), TestContext.Current.CancellationToken);
@@ -327,32 +223,11 @@ public sealed class PairTests : IAsyncLifetime
         return output;
     }
 
-    private string Answering(int me) => $"command: [/usr/bin/python3, {Path.Combine(_directory.Path, "answer.py")}, node{me}]";
-
-    /// <summary>Who answers on the service IP, asked from the LAN's third namespace (the client): the node's name, or
-    /// null when nothing answers within a second.</summary>
-    private async Task<string?> AnswerOnServiceIpAsync()
-    {
-        var (code, output) = await ProcessRunner.RunAsync("ip", "netns", "exec", _gateway.Name, "/usr/bin/python3", "-c",
-            $"import socket; s = socket.create_connection(('{ServiceIp}', 8080), timeout=1); print(s.recv(64).decode().strip())");
-        return code == 0 ? output.Trim() : null;
-    }
-
-    /// <summary>The hardware address the client's neighbour table gives the service IP, and the one of a node's LAN
-    /// interface: equal when the gratuitous ARP of the last takeover reached the client.</summary>
-    private async Task<(string? Client, string Node)> NeighbourOfServiceIpAsync(NetworkNamespace node)
-    {
-        var neighbour = await _gateway.IpAsync("neigh", "show", ServiceIp);
-        var client = System.Text.RegularExpressions.Regex.Match(neighbour, "lladdr (\\S+)") is { Success: true } m ? m.Groups[1].Value : null;
-        var link = await node.IpAsync("-o", "link", "show", "lan0");
-        return (client, System.Text.RegularExpressions.Regex.Match(link, "link/ether (\\S+)").Groups[1].Value);
-    }
-
     private async Task<(DaemonProcess A, DaemonProcess B)> StartAnsweringPairAsync(string fenceDelay = "200ms")
     {
-        var a = await StartAsync(1, _a, _b, Answering(1), fenceDelay: fenceDelay);
-        var b = await StartAsync(2, _b, _a, Answering(2), fenceDelay: fenceDelay);
-        Assert.True(await UntilAsync(async () => await AnswerOnServiceIpAsync() == "node1"),
+        var a = await StartAsync(1, _rig.Answering(1), fenceDelay: fenceDelay);
+        var b = await StartAsync(2, _rig.Answering(2), fenceDelay: fenceDelay);
+        Assert.True(await UntilAsync(async () => await _rig.AnswerOnServiceIpAsync() == "node1"),
             $"the client never reached node1 on the service IP:\n{string.Join('\n', a.Lines)}\n--- node2:\n{string.Join('\n', b.Lines)}");
         // Both have heard each other's generations (a hand-over is refused before).
         await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
@@ -369,15 +244,15 @@ public sealed class PairTests : IAsyncLifetime
         await _a.IpAsync("link", "set", "ded0", "down");
         await b.WaitForLineAsync("Pair: dedicated-link-broken", TimeSpan.FromSeconds(30));
         await Task.Delay(TimeSpan.FromSeconds(2), TestContext.Current.CancellationToken);
-        Assert.Equal("node1", await AnswerOnServiceIpAsync());
-        Assert.False(await HoldsServiceIpAsync(_b), Story(a, b));
+        Assert.Equal("node1", await _rig.AnswerOnServiceIpAsync());
+        Assert.False(await _rig.HoldsServiceIpAsync(2), Story(a, b));
         Assert.NotEqual("running", await AppStateAsync(b));
         Assert.DoesNotContain(a.Lines.Concat(b.Lines), l => l.Contains("Pair: fencing", StringComparison.Ordinal));
 
         // Healed: the link proves itself for the hold time and the pair is healthy again, still on node1.
         await _a.IpAsync("link", "set", "ded0", "up");
         Assert.True(await UntilAsync(async () => (await new AppHbControl(b.SocketPath).GetStatusAsync()).Cluster?.Links.All(l => l.State == "up") == true), Story(a, b));
-        Assert.Equal("node1", await AnswerOnServiceIpAsync());
+        Assert.Equal("node1", await _rig.AnswerOnServiceIpAsync());
     }
 
     [Fact]
@@ -387,11 +262,11 @@ public sealed class PairTests : IAsyncLifetime
 
         // node1's LAN port on the switch goes dark: it reaches neither the gateway nor node2 there; node2 reaches both.
         await _gateway.IpAsync("link", "set", "pa", "down");
-        Assert.True(await UntilAsync(async () => await AnswerOnServiceIpAsync() == "node2"), Story(a, b));
+        Assert.True(await UntilAsync(async () => await _rig.AnswerOnServiceIpAsync() == "node2"), Story(a, b));
         Assert.Contains(a.Lines, l => l.Contains("Pair: switchover: releasing the group: this node lost the LAN", StringComparison.Ordinal));
         Assert.DoesNotContain(b.Lines, l => l.Contains("Pair: fencing", StringComparison.Ordinal));
-        Assert.False(await HoldsServiceIpAsync(_a));
-        var (client, node) = await NeighbourOfServiceIpAsync(_b);
+        Assert.False(await _rig.HoldsServiceIpAsync(1));
+        var (client, node) = await _rig.NeighbourOfServiceIpAsync(2);
         Assert.Equal(node, client);
     }
 
@@ -401,17 +276,14 @@ public sealed class PairTests : IAsyncLifetime
         // The non-active node's fence delay outlasts a fence (the agent takes about 0.2 s): the active node wins.
         var (a, b) = await StartAnsweringPairAsync(fenceDelay: "2s");
 
-        await _a.IpAsync("link", "set", "ded0", "down");
-        // Between the nodes only: each one's LAN frames to the other go to a hardware address nobody has (the links'
-        // sockets are bound to their interface, so a route cannot divert them); the gateway still answers both.
-        await _a.IpAsync("neigh", "replace", "10.216.2.2", "lladdr", "02:00:00:00:00:99", "dev", "lan0", "nud", "permanent");
-        await _b.IpAsync("neigh", "replace", "10.216.2.1", "lladdr", "02:00:00:00:00:99", "dev", "lan0", "nud", "permanent");
+        await _rig.CutDedicatedAsync(true);
+        await _rig.CutLanBetweenAsync(true);
 
         await a.WaitForLineAsync("Pair: fenced:", TimeSpan.FromSeconds(30));
         Assert.True(await UntilAsync(async () => (await ProcessRunner.RunAsync("ip", "netns", "pids", _b.Name)).StandardOutput.Trim().Length == 0), Story(a, b));
-        Assert.True(await HoldsServiceIpAsync(_a));
-        Assert.False(await HoldsServiceIpAsync(_b));
-        Assert.Equal("node1", await AnswerOnServiceIpAsync());
+        Assert.True(await _rig.HoldsServiceIpAsync(1));
+        Assert.False(await _rig.HoldsServiceIpAsync(2));
+        Assert.Equal("node1", await _rig.AnswerOnServiceIpAsync());
         Assert.DoesNotContain(b.Lines, l => l.Contains("Pair: fenced:", StringComparison.Ordinal) || l.Contains("Pair: takeover", StringComparison.Ordinal));
     }
 
@@ -441,7 +313,7 @@ public sealed class PairTests : IAsyncLifetime
         await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
         var pair = (await new AppHbControl(a.SocketPath).GetStatusAsync()).Cluster!;
         Assert.Equal(("active", "standby", false, 60L), (pair.Role, pair.PeerRole, pair.SplitBrain, pair.DatagramsRefused));
-        Assert.Equal("node1", await AnswerOnServiceIpAsync());
+        Assert.Equal("node1", await _rig.AnswerOnServiceIpAsync());
         var metrics = await ScrapeAsync(a, _a);
         var refused = string.Join('\n', metrics.Split('\n').Where(l => l.Contains("datagrams_refused", StringComparison.Ordinal)));
         // The source address is checked before anything else: from the client's address, none of them is even

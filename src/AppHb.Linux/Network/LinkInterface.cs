@@ -37,16 +37,24 @@ public sealed record LinkInterface(string Name, int Index, PhysicalAddress Hardw
         }
     }
 
+    /// <summary>Whether the interface is administratively up (IFF_UP), in the calling thread's network namespace.</summary>
+    /// <exception cref="IOException">No interface by that name here, or the kernel refused.</exception>
+    public static bool IsUp(string name) => (ClearFlags(name, 0) & Interop.IFF_UP) != 0;
+
     /// <summary>Sets the interface administratively down (what <c>ip link set NAME down</c> does): every address on it
     /// stops answering at once. True when it was up.</summary>
     /// <exception cref="IOException">No interface by that name here, or the kernel refused.</exception>
-    public static unsafe bool SetDown(string name)
+    public static bool SetDown(string name) => (ClearFlags(name, Interop.IFF_UP) & Interop.IFF_UP) != 0;
+
+    /// <summary>Reads the interface's flags and clears <paramref name="clear"/> among them (when any is set); returns
+    /// the flags as they were.</summary>
+    private static unsafe short ClearFlags(string name, short clear)
     {
         var bytes = NameBytes(name);
         var fd = Interop.Socket(Interop.AF_INET, Interop.SOCK_DGRAM | Interop.SOCK_CLOEXEC, 0);
         if (fd < 0)
         {
-            throw new IOException($"cannot open a socket to set interface \"{name}\" down: {Interop.Describe(Marshal.GetLastPInvokeError())}");
+            throw new IOException($"cannot open a socket for interface \"{name}\": {Interop.Describe(Marshal.GetLastPInvokeError())}");
         }
 
         try
@@ -57,14 +65,14 @@ public sealed record LinkInterface(string Name, int Index, PhysicalAddress Hardw
             Check(Interop.Ioctl(fd, Interop.SIOCGIFFLAGS, request), name, "flags");
             // ifr_flags is a short right after the name.
             var flags = (short*)(request + Interop.IfNameSize);
-            if ((*flags & Interop.IFF_UP) == 0)
+            var before = *flags;
+            if ((before & clear) != 0)
             {
-                return false;
+                *flags = (short)(before & ~clear);
+                Check(Interop.Ioctl(fd, Interop.SIOCSIFFLAGS, request), name, "flags (setting them)");
             }
 
-            *flags = (short)(*flags & ~Interop.IFF_UP);
-            Check(Interop.Ioctl(fd, Interop.SIOCSIFFLAGS, request), name, "flags (setting it down)");
-            return true;
+            return before;
         }
         finally
         {

@@ -1,0 +1,145 @@
+using System.Diagnostics;
+using System.Net;
+using AppHb.Linux.Network;
+
+namespace AppHb.Testing;
+
+/// <summary>Watches a <see cref="PairRig"/> every few milliseconds from outside the daemons: which node holds the
+/// service IP on an interface that is up (read through rtnetlink from a thread inside each node's namespace) and which
+/// node's group service runs (its process, found in /proc). Two holders or two running groups in one sample is a
+/// violation, recorded with when and what.</summary>
+public sealed class PairChecker : IAsyncDisposable
+{
+    private readonly PairRig _rig;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly bool[] _holds = new bool[3];
+    private readonly List<Task> _loops = [];
+    private readonly Lock _gate = new();
+    private readonly List<string> _violations = [];
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private long _samples;
+
+    public PairChecker(PairRig rig, TimeSpan period)
+    {
+        _rig = rig ?? throw new ArgumentNullException(nameof(rig));
+        Period = period;
+        foreach (var me in new[] { 1, 2 })
+        {
+            _loops.Add(rig.Node(me).Run(() => WatchAddress(me)));
+        }
+
+        _loops.Add(Task.Run(WatchGroupAsync));
+    }
+
+    public TimeSpan Period { get; }
+
+    /// <summary>Samples of the group's processes taken so far.</summary>
+    public long Samples => Interlocked.Read(ref _samples);
+
+    public IReadOnlyList<string> Violations
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _violations];
+            }
+        }
+    }
+
+    /// <summary>The nodes holding the service IP, as last sampled.</summary>
+    public bool Holds(int me) => Volatile.Read(ref _holds[me]);
+
+    private int WatchAddress(int me)
+    {
+        var ip = IPAddress.Parse(PairRig.ServiceIp);
+        using var table = InterfaceAddressTable.Open();
+        while (!_stop.IsCancellationRequested)
+        {
+            bool holds;
+            try
+            {
+                var lan = LinkInterface.Resolve("lan0");
+                holds = LinkInterface.IsUp("lan0") && table.List().Any(a => a.InterfaceIndex == lan.Index && a.Address.Equals(ip));
+            }
+            catch (IOException)
+            {
+                holds = false;
+            }
+
+            Volatile.Write(ref _holds[me], holds);
+            if (holds && Volatile.Read(ref _holds[3 - me]))
+            {
+                Record("both nodes hold the service IP");
+            }
+
+            Thread.Sleep(Period);
+        }
+
+        return 0;
+    }
+
+    private async Task WatchGroupAsync()
+    {
+        var running = new bool[3];
+        while (!_stop.IsCancellationRequested)
+        {
+            running[1] = running[2] = false;
+            foreach (var process in Directory.EnumerateDirectories("/proc"))
+            {
+                if (!char.IsAsciiDigit(process[^1]))
+                {
+                    continue;
+                }
+
+                string command;
+                try
+                {
+                    command = await File.ReadAllTextAsync(Path.Combine(process, "cmdline"));
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    continue;
+                }
+
+                if (command.Contains("answer.py\0node1", StringComparison.Ordinal) && command.Contains(_rig.Directory, StringComparison.Ordinal))
+                {
+                    running[1] = true;
+                }
+                else if (command.Contains("answer.py\0node2", StringComparison.Ordinal) && command.Contains(_rig.Directory, StringComparison.Ordinal))
+                {
+                    running[2] = true;
+                }
+            }
+
+            Interlocked.Increment(ref _samples);
+            if (running[1] && running[2])
+            {
+                Record("both nodes run the group");
+            }
+
+            await Task.Delay(Period);
+        }
+    }
+
+    private void Record(string what)
+    {
+        lock (_gate)
+        {
+            // One line per kind and second: a violation that lasts is one finding, not a thousand.
+            var line = $"{_clock.Elapsed.TotalSeconds:0.000} s: {what}";
+            if (_violations.Count == 0 || !_violations[^1].EndsWith(what, StringComparison.Ordinal)
+                || double.Parse(_violations[^1].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) < _clock.Elapsed.TotalSeconds - 1)
+            {
+                _violations.Add(line);
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await Task.WhenAll(_loops);
+        _stop.Dispose();
+    }
+}

@@ -1,0 +1,217 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+
+namespace AppHb.Testing;
+
+/// <summary>The randomized partition checker (issue 13): trial after trial, one or two random faults (either link
+/// cut, a node's LAN port cut, a node's apphbd killed or frozen, a node powered off) at random moments, held a random
+/// time, then healed (a killed or powered-off node is reset), while a <see cref="PairChecker"/> samples both nodes
+/// every few milliseconds. The properties: never two nodes holding the service IP or running the group at once; once
+/// the faults stop, exactly one node holds the IP, runs the group and answers the client within
+/// <see cref="ConvergenceBound"/>.</summary>
+public sealed class PartitionTrials(PairRig rig, int seed, Action<string>? progress = null)
+{
+    /// <summary>How long after the faults stop the pair must serve again: a reset node's apphbd start, deadtime, a
+    /// fence and the group's start, with room for a busy machine.</summary>
+    public static readonly TimeSpan ConvergenceBound = TimeSpan.FromSeconds(30);
+
+    private readonly Random _random = new(seed);
+    private readonly Dictionary<string, int> _faults = [];
+    private readonly List<double> _convergence = [];
+    private readonly List<string> _failures = [];
+    private int _trials;
+
+    public static string[] FaultKinds { get; } = ["cut dedicated link", "cut LAN between the nodes", "cut a node's LAN port", "kill a node's apphbd", "freeze a node's apphbd", "power a node off"];
+
+    /// <summary>Starts both nodes (the preferred one active) for trials.</summary>
+    public static async Task StartPairAsync(PairRig rig, string deadtime = "1s")
+    {
+        ArgumentNullException.ThrowIfNull(rig);
+        foreach (var me in new[] { 1, 2 })
+        {
+            // The non-active node's fence delay outlasts a fence: when both links are cut the active node wins.
+            await rig.StartAsync(me, rig.Config(me, rig.Answering(me), fenceDelay: "1s", deadtime: deadtime));
+        }
+    }
+
+    /// <summary>Runs <paramref name="count"/> trials with the checker watching; returns the report.</summary>
+    public async Task<PartitionReport> RunAsync(int count, CancellationToken cancellationToken)
+    {
+        var watch = Stopwatch.StartNew();
+        await using (var checker = new PairChecker(rig, TimeSpan.FromMilliseconds(5)))
+        {
+            if (await ConvergeAsync(cancellationToken) is null)
+            {
+                _failures.Add("the pair never served before the first trial");
+            }
+
+            for (var i = 0; i < count && !cancellationToken.IsCancellationRequested; i++)
+            {
+                await TrialAsync(i + 1, cancellationToken);
+            }
+
+            return new PartitionReport(seed, _trials, new Dictionary<string, int>(_faults), [.. _convergence], [.. checker.Violations, .. _failures],
+                checker.Samples, watch.Elapsed);
+        }
+    }
+
+    private async Task TrialAsync(int number, CancellationToken cancellationToken)
+    {
+        _trials++;
+        var chosen = Enumerable.Range(0, _random.Next(1, 3)).Select(_ => (Kind: _random.Next(FaultKinds.Length), Node: _random.Next(1, 3))).ToList();
+        var frozen = new List<int>();
+        var story = new StringBuilder().Append(CultureInfo.InvariantCulture, $"trial {number}:");
+        foreach (var (kind, node) in chosen)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(_random.Next(0, 1000)), cancellationToken);
+            var name = FaultKinds[kind];
+            _faults[name] = _faults.GetValueOrDefault(name) + 1;
+            story.Append(CultureInfo.InvariantCulture, $" {name}{(kind >= 2 ? $" (node{node})" : string.Empty)};");
+            switch (kind)
+            {
+                case 0:
+                    await rig.CutDedicatedAsync(true);
+                    break;
+                case 1:
+                    await rig.CutLanBetweenAsync(true);
+                    break;
+                case 2:
+                    await rig.CutLanPortAsync(node, true);
+                    break;
+                case 3:
+                    _ = ProcessRunner.Signal(rig.Daemon(node)!.Pid, 9);
+                    break;
+                case 4:
+                    _ = ProcessRunner.Signal(rig.Daemon(node)!.Pid, 19);
+                    frozen.Add(node);
+                    break;
+                default:
+                    await rig.PowerOffAsync(node);
+                    break;
+            }
+        }
+
+        var held = TimeSpan.FromMilliseconds(_random.Next(500, 4000));
+        story.Append(CultureInfo.InvariantCulture, $" held {held.TotalSeconds:0.0} s");
+        await Task.Delay(held, cancellationToken);
+
+        // Heal: thaw, reconnect, then reset every node whose apphbd is gone (killed, powered off, or fenced meanwhile).
+        foreach (var node in frozen)
+        {
+            _ = ProcessRunner.Signal(rig.Daemon(node)!.Pid, 18);
+        }
+
+        await rig.CutDedicatedAsync(false);
+        await rig.CutLanBetweenAsync(false);
+        await rig.CutLanPortAsync(1, false);
+        await rig.CutLanPortAsync(2, false);
+        await Task.Delay(TimeSpan.FromMilliseconds(300), cancellationToken);
+        var healed = Stopwatch.StartNew();
+        foreach (var node in new[] { 1, 2 })
+        {
+            if (rig.Daemon(node) is { IsRunning: false })
+            {
+                story.Append(CultureInfo.InvariantCulture, $" reset node{node};");
+                await RebootAsync(node);
+            }
+        }
+
+        if (await ConvergeAsync(cancellationToken) is { } serving)
+        {
+            _convergence.Add(healed.Elapsed.TotalSeconds);
+            progress?.Invoke($"{story} -> node{serving} serves after {healed.Elapsed.TotalSeconds:0.0} s");
+        }
+        else
+        {
+            _failures.Add($"{story}: no single node served within {ConvergenceBound.TotalSeconds:0} s of the heal");
+            progress?.Invoke(_failures[^1]);
+        }
+    }
+
+    private async Task RebootAsync(int node)
+    {
+        try
+        {
+            await rig.RebootAsync(node);
+        }
+        catch (InvalidOperationException e) when (e.Message.StartsWith("apphbd exited", StringComparison.Ordinal))
+        {
+            // Fenced again while starting; the next look finds it down and resets it again.
+        }
+    }
+
+    /// <summary>Waits until exactly one node holds the service IP and answers the client, and both apphbd hear each
+    /// other on both links (the next trial starts from a healthy pair); the serving node, or null.</summary>
+    private async Task<int?> ConvergeAsync(CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < ConvergenceBound)
+        {
+            // A node reset while its peer was still fencing it is powered off again by that fence: like an operator,
+            // power it on again.
+            foreach (var node in new[] { 1, 2 })
+            {
+                if (rig.Daemon(node) is { IsRunning: false })
+                {
+                    await RebootAsync(node);
+                }
+            }
+
+            var holds1 = await rig.HoldsServiceIpAsync(1);
+            var holds2 = await rig.HoldsServiceIpAsync(2);
+            if (holds1 != holds2 && await rig.AnswerOnServiceIpAsync() is { } answer && answer == (holds1 ? "node1" : "node2")
+                && await BothHealthyAsync())
+            {
+                return holds1 ? 1 : 2;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(50), cancellationToken);
+        }
+
+        return null;
+    }
+
+    private async Task<bool> BothHealthyAsync()
+    {
+        foreach (var node in new[] { 1, 2 })
+        {
+            try
+            {
+                var status = await new AppHb.Client.AppHbControl(rig.Daemon(node)!.SocketPath).GetStatusAsync();
+                if (status.Cluster is not { PeerRole: not null } pair || pair.Links.Any(l => l.State != "up"))
+                {
+                    return false;
+                }
+            }
+            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or AppHb.Client.AppHbException)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+}
+
+/// <summary>What the partition checker found.</summary>
+public sealed record PartitionReport(int Seed, int Trials, IReadOnlyDictionary<string, int> Faults, IReadOnlyList<double> ConvergenceSeconds,
+    IReadOnlyList<string> Violations, long Samples, TimeSpan Elapsed)
+{
+    public override string ToString()
+    {
+        var text = new StringBuilder();
+        var sorted = ConvergenceSeconds.Order().ToArray();
+        double At(double q) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
+        text.AppendLine(CultureInfo.InvariantCulture, $"trials {Trials} (seed {Seed}), {Elapsed.TotalMinutes:0.0} min, {Samples} samples of the group's processes");
+        text.AppendLine(CultureInfo.InvariantCulture, $"faults: {string.Join(", ", Faults.OrderBy(f => f.Key, StringComparer.Ordinal).Select(f => $"{f.Key} {f.Value}"))}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"serving again after the heal (s): p50 {At(0.5):0.00}, p99 {At(0.99):0.00}, max {(sorted.Length == 0 ? double.NaN : sorted[^1]):0.00}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"violations: {Violations.Count}");
+        foreach (var violation in Violations)
+        {
+            text.AppendLine("  " + violation);
+        }
+
+        return text.ToString();
+    }
+}
