@@ -19,6 +19,7 @@ public sealed class PartitionTrials(PairRig rig, int seed, Action<string>? progr
     private readonly Random _random = new(seed);
     private readonly Dictionary<string, int> _faults = [];
     private readonly List<double> _convergence = [];
+    private readonly List<double> _healthy = [];
     private readonly List<string> _failures = [];
     private int _trials;
 
@@ -51,8 +52,8 @@ public sealed class PartitionTrials(PairRig rig, int seed, Action<string>? progr
                 await TrialAsync(i + 1, cancellationToken);
             }
 
-            return new PartitionReport(seed, _trials, new Dictionary<string, int>(_faults), [.. _convergence], [.. checker.Violations, .. _failures],
-                checker.Samples, watch.Elapsed);
+            return new PartitionReport(seed, _trials, new Dictionary<string, int>(_faults), [.. _convergence], [.. _healthy],
+                [.. checker.Violations, .. _failures], checker.Samples, watch.Elapsed);
         }
     }
 
@@ -61,6 +62,7 @@ public sealed class PartitionTrials(PairRig rig, int seed, Action<string>? progr
         _trials++;
         var chosen = Enumerable.Range(0, _random.Next(1, 3)).Select(_ => (Kind: _random.Next(FaultKinds.Length), Node: _random.Next(1, 3))).ToList();
         var frozen = new List<int>();
+        var logFrom = new[] { 0, rig.Daemon(1)!.Lines.Count, rig.Daemon(2)!.Lines.Count };
         var story = new StringBuilder().Append(CultureInfo.InvariantCulture, $"trial {number}:");
         foreach (var (kind, node) in chosen)
         {
@@ -106,25 +108,27 @@ public sealed class PartitionTrials(PairRig rig, int seed, Action<string>? progr
         await rig.CutLanBetweenAsync(false);
         await rig.CutLanPortAsync(1, false);
         await rig.CutLanPortAsync(2, false);
-        await Task.Delay(TimeSpan.FromMilliseconds(300), cancellationToken);
-        var healed = Stopwatch.StartNew();
         foreach (var node in new[] { 1, 2 })
         {
             if (rig.Daemon(node) is { IsRunning: false })
             {
                 story.Append(CultureInfo.InvariantCulture, $" reset node{node};");
-                await RebootAsync(node);
             }
         }
 
-        if (await ConvergeAsync(cancellationToken) is { } serving)
+        if (await ConvergeAsync(cancellationToken) is { } converged)
         {
-            _convergence.Add(healed.Elapsed.TotalSeconds);
-            progress?.Invoke($"{story} -> node{serving} serves after {healed.Elapsed.TotalSeconds:0.0} s");
+            _convergence.Add(converged.Serving.TotalSeconds);
+            _healthy.Add(converged.Healthy.TotalSeconds);
+            progress?.Invoke($"{story} -> node{converged.Node} serves {converged.Serving.TotalSeconds:0.00} s after the heal, both healthy after {converged.Healthy.TotalSeconds:0.0} s");
         }
         else
         {
-            _failures.Add($"{story}: no single node served within {ConvergenceBound.TotalSeconds:0} s of the heal");
+            // What both nodes decided during the trial, to tell why.
+            var decisions = string.Join('\n', new[] { 1, 2 }.SelectMany(n => rig.Daemon(n)!.Lines.Skip(logFrom[n])
+                .Where(l => l.Contains("Pair:", StringComparison.Ordinal) || l.Contains("apphbd 0.", StringComparison.Ordinal))
+                .Select(l => $"    node{n} {l}")));
+            _failures.Add($"{story}: no single node served within {ConvergenceBound.TotalSeconds:0} s of the heal\n{decisions}");
             progress?.Invoke(_failures[^1]);
         }
     }
@@ -141,29 +145,38 @@ public sealed class PartitionTrials(PairRig rig, int seed, Action<string>? progr
         }
     }
 
-    /// <summary>Waits until exactly one node holds the service IP and answers the client, and both apphbd hear each
-    /// other on both links (the next trial starts from a healthy pair); the serving node, or null.</summary>
-    private async Task<int?> ConvergeAsync(CancellationToken cancellationToken)
+    /// <summary>Waits until exactly one node holds the service IP and answers the client (serving), then until both
+    /// apphbd hear each other on both links (healthy: the next trial starts from a healthy pair). The serving node and
+    /// the two times since the start of the wait, or null when either did not happen within the bound.</summary>
+    private async Task<(int Node, TimeSpan Serving, TimeSpan Healthy)?> ConvergeAsync(CancellationToken cancellationToken)
     {
         var deadline = Stopwatch.StartNew();
+        TimeSpan? serving = null;
         while (deadline.Elapsed < ConvergenceBound)
         {
-            // A node reset while its peer was still fencing it is powered off again by that fence: like an operator,
-            // power it on again.
+            var holds1 = await rig.HoldsServiceIpAsync(1);
+            var holds2 = await rig.HoldsServiceIpAsync(2);
+            if (holds1 != holds2 && await rig.AnswerOnServiceIpAsync() is { } answer && answer == (holds1 ? "node1" : "node2"))
+            {
+                serving ??= deadline.Elapsed;
+                if (await BothHealthyAsync())
+                {
+                    return (holds1 ? 1 : 2, serving.Value, deadline.Elapsed);
+                }
+            }
+            else
+            {
+                serving = null;
+            }
+
+            // Reset what is down (killed, powered off, fenced meanwhile; or fenced again while it started, by a fence
+            // of its peer still under way): like an operator, power it on again.
             foreach (var node in new[] { 1, 2 })
             {
                 if (rig.Daemon(node) is { IsRunning: false })
                 {
                     await RebootAsync(node);
                 }
-            }
-
-            var holds1 = await rig.HoldsServiceIpAsync(1);
-            var holds2 = await rig.HoldsServiceIpAsync(2);
-            if (holds1 != holds2 && await rig.AnswerOnServiceIpAsync() is { } answer && answer == (holds1 ? "node1" : "node2")
-                && await BothHealthyAsync())
-            {
-                return holds1 ? 1 : 2;
             }
 
             await Task.Delay(TimeSpan.FromMilliseconds(50), cancellationToken);
@@ -195,17 +208,25 @@ public sealed class PartitionTrials(PairRig rig, int seed, Action<string>? progr
 }
 
 /// <summary>What the partition checker found.</summary>
+/// <param name="ConvergenceSeconds">Per trial, from the heal until one node serves the client (0 when it never stopped).</param>
+/// <param name="HealthySeconds">Per trial, from the heal until both nodes hear each other on both links again.</param>
 public sealed record PartitionReport(int Seed, int Trials, IReadOnlyDictionary<string, int> Faults, IReadOnlyList<double> ConvergenceSeconds,
-    IReadOnlyList<string> Violations, long Samples, TimeSpan Elapsed)
+    IReadOnlyList<double> HealthySeconds, IReadOnlyList<string> Violations, long Samples, TimeSpan Elapsed)
 {
     public override string ToString()
     {
         var text = new StringBuilder();
-        var sorted = ConvergenceSeconds.Order().ToArray();
-        double At(double q) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
+        static string Spread(IReadOnlyList<double> values)
+        {
+            var sorted = values.Order().ToArray();
+            double At(double q) => sorted.Length == 0 ? double.NaN : sorted[Math.Clamp((int)Math.Ceiling(q * sorted.Length) - 1, 0, sorted.Length - 1)];
+            return string.Create(CultureInfo.InvariantCulture, $"p50 {At(0.5):0.00}, p99 {At(0.99):0.00}, max {(sorted.Length == 0 ? double.NaN : sorted[^1]):0.00}");
+        }
+
         text.AppendLine(CultureInfo.InvariantCulture, $"trials {Trials} (seed {Seed}), {Elapsed.TotalMinutes:0.0} min, {Samples} samples of the group's processes");
         text.AppendLine(CultureInfo.InvariantCulture, $"faults: {string.Join(", ", Faults.OrderBy(f => f.Key, StringComparer.Ordinal).Select(f => $"{f.Key} {f.Value}"))}");
-        text.AppendLine(CultureInfo.InvariantCulture, $"serving again after the heal (s): p50 {At(0.5):0.00}, p99 {At(0.99):0.00}, max {(sorted.Length == 0 ? double.NaN : sorted[^1]):0.00}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"one node serving the client after the heal (s): {Spread(ConvergenceSeconds)}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"both nodes healthy again after the heal (s; a reset node's start and the links' hold time): {Spread(HealthySeconds)}");
         text.AppendLine(CultureInfo.InvariantCulture, $"violations: {Violations.Count}");
         foreach (var violation in Violations)
         {
