@@ -323,4 +323,51 @@ public sealed class PairTests : IAsyncLifetime
         Assert.Single(a.Lines, l => l.Contains("Pair: datagram-refused", StringComparison.Ordinal));
         Assert.Contains(a.Lines, l => l.Contains("Pair: datagram-refused: refused a datagram on link lan from 10.216.2.254", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task A_node_that_boots_alone_waits_initdead_then_fences_its_peer_before_it_becomes_active()
+    {
+        var a = await _rig.StartAsync(1, _rig.Config(1, _rig.Answering(1), initdead: "4s"));
+        // Before initdead: not active, nothing held, nothing fenced.
+        await Task.Delay(TimeSpan.FromSeconds(2), TestContext.Current.CancellationToken);
+        var pair = (await new AppHbControl(a.SocketPath).GetStatusAsync()).Cluster!;
+        Assert.Equal(("starting", null), (pair.Role, pair.PeerRole));
+        Assert.False(await _rig.HoldsServiceIpAsync(1));
+
+        Assert.True(await UntilAsync(async () => await _rig.AnswerOnServiceIpAsync() == "node1"), string.Join('\n', a.Lines));
+        var lines = a.Lines.ToList();
+        var initdead = lines.FindIndex(l => l.Contains("Pair: initdead:", StringComparison.Ordinal));
+        var fenced = lines.FindIndex(l => l.Contains("Pair: fenced:", StringComparison.Ordinal));
+        var tookOver = lines.FindIndex(l => l.Contains("Pair: takeover:", StringComparison.Ordinal));
+        Assert.True(initdead >= 0 && fenced > initdead && tookOver > fenced, string.Join('\n', lines));
+
+        // The peer, powered on again after its fence and started, finds it active and stands by.
+        await _rig.PowerOnAsync(2);
+        var b = await _rig.StartAsync(2, _rig.Config(2, _rig.Answering(2), initdead: "4s"));
+        Assert.True(await UntilAsync(async () => (await new AppHbControl(b.SocketPath).GetStatusAsync()).Cluster is { Role: "standby", PeerRole: "active" }),
+            Story(a, b));
+        Assert.Equal("node1", await _rig.AnswerOnServiceIpAsync());
+    }
+
+    [Fact]
+    public async Task A_flapping_LAN_never_makes_the_roles_flap()
+    {
+        var (a, b) = await StartAnsweringPairAsync();
+
+        // The LAN between the nodes dies (1.5 s, past deadtime) and comes back for 0.5 s, four times: a link back from
+        // the dead counts only after its hold time, and a LAN fault where both still reach the gateway moves nothing.
+        for (var i = 0; i < 4; i++)
+        {
+            await _rig.CutLanBetweenAsync(true);
+            await Task.Delay(TimeSpan.FromMilliseconds(1500), TestContext.Current.CancellationToken);
+            await _rig.CutLanBetweenAsync(false);
+            await Task.Delay(TimeSpan.FromMilliseconds(500), TestContext.Current.CancellationToken);
+        }
+
+        Assert.Contains(b.Lines, l => l.Contains("Pair: link-returning: link lan", StringComparison.Ordinal));
+        Assert.Equal("node1", await _rig.AnswerOnServiceIpAsync());
+        Assert.DoesNotContain(a.Lines.Concat(b.Lines), l => l.Contains("Pair: switchover", StringComparison.Ordinal)
+            || l.Contains("Pair: fencing", StringComparison.Ordinal) || l.Contains("Pair: step-down", StringComparison.Ordinal));
+        Assert.Single(b.Lines, l => l.Contains("Pair: takeover", StringComparison.Ordinal) || l.Contains("Pair: standby:", StringComparison.Ordinal));
+    }
 }

@@ -227,16 +227,22 @@ public sealed partial class PairRig : IAsyncDisposable
     public async Task RebootAsync(int me)
     {
         await PowerOffAsync(me);
+        await PowerOnAsync(me);
+        if (_daemons[me] is { } daemon)
+        {
+            await daemon.StartProcessAsync();
+        }
+    }
+
+    /// <summary>Powers a node on as it boots: its addresses as at boot (the service IP gone), its links up; its apphbd
+    /// is not started.</summary>
+    public async Task PowerOnAsync(int me)
+    {
         await ProcessRunner.RunAsync("ip", "-n", Node(me).Name, "address", "del", $"{ServiceIp}/24", "dev", "lan0");
         var (code, output) = await RunAgentAsync(me, "on");
         if (code != 0)
         {
             throw new InvalidOperationException($"powering node{me} on failed: {output}");
-        }
-
-        if (_daemons[me] is { } daemon)
-        {
-            await daemon.StartProcessAsync();
         }
     }
 

@@ -102,6 +102,8 @@ public sealed class PairHost : IAsyncDisposable
     private readonly Dictionary<(string Method, bool Confirmed), long> _fences = [];
     private PairFenceOutcome? _lastFence;
     private long _takeovers;
+    private (ulong Epoch, ulong Sequence) _newestHeartbeat;
+    private PeerReport? _newestReport;
 
     private PairHost(PairNodeOptions options, IPairGroup group, Action<string> stopFeedingWatchdog, Action<ClusterEvent> publish, TimeProvider time,
         NodeStateStore store, NodeState state, IReadOnlyList<PeerLinkSocket> links, IReadOnlyList<ServiceAddress> addresses, byte[] key)
@@ -490,7 +492,19 @@ public sealed class PairHost : IAsyncDisposable
         switch (datagram)
         {
             case PeerHeartbeat heartbeat:
-                _machine.Heard(link.Name, new PeerReport(heartbeat.Role, heartbeat.Generations, heartbeat.ReachesPingTargets, heartbeat.HeldStandby));
+                // Datagrams arrive out of order (a kernel queues them for a neighbour it cannot resolve yet and sends
+                // them when it can, seconds late): an older heartbeat proves its link delivers, but what it says is
+                // history, and only the newest is believed.
+                var sent = (heartbeat.Header.BootEpoch, heartbeat.Header.Sequence);
+                if (_newestReport is null || sent.CompareTo(_newestHeartbeat) > 0)
+                {
+                    _newestHeartbeat = sent;
+                    var dedicated = _options.Links.Select((l, i) => (l.Kind, Index: (byte)i)).Where(l => l.Kind == LinkKind.Dedicated).Select(l => l.Index).ToHashSet();
+                    _newestReport = new PeerReport(heartbeat.Role, heartbeat.Generations, heartbeat.ReachesPingTargets, heartbeat.HeldStandby,
+                        heartbeat.Heard.Any(h => dedicated.Contains(h.Link) && h.State is LinkState.Up or LinkState.Late));
+                }
+
+                _machine.Heard(link.Name, _newestReport);
                 if (!_options.ReplicatesData && _machine.IsStale)
                 {
                     _machine.CaughtUp();

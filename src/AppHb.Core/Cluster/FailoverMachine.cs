@@ -165,6 +165,17 @@ public sealed class FailoverMachine
 
         var first = _peer is null;
         _peer = report;
+        if (_fencing && Role == ClusterRole.TakingOver && report.Role == ClusterRole.Starting)
+        {
+            // The peer restarted: a node says starting only before it has decided anything, so whatever it held is
+            // gone, as the fence was to make sure. The fence under way is no longer waited for (its agent may still
+            // power the peer off once more: that costs the peer a restart, never the pair a second active node).
+            _fencing = false;
+            _peerFenced = true;
+            Publish("fenced", "the peer restarted (heard starting, authenticated): it holds nothing");
+            TakeOver("the peer restarted while it was being fenced");
+        }
+
         var relation = Generations.CompareWith(report.Generations);
         var peerCurrent = report.Generations.Count > 0 ? report.Generations[0] : DataGeneration.None;
         if (relation != GenerationRelation.Diverged && _splitBrain)
@@ -568,7 +579,7 @@ public sealed class FailoverMachine
                     }
 
                     var handingOver = _releasedToPeerAt != long.MaxValue && _time.GetElapsedTime(_releasedToPeerAt, now) < _timings.DeadTime;
-                    if (_peer is { Role: ClusterRole.Standby } && dedicatedUp && IsChosen() && !handingOver && !_splitBrain && !IsStale && !_maintenance)
+                    if (_peer is { Role: ClusterRole.Standby, HearsThisNode: true } && dedicatedUp && IsChosen() && !handingOver && !_splitBrain && !IsStale && !_maintenance)
                     {
                         // Neither is active and the peer, heard over the dedicated link, says it is not: the chosen one takes it.
                         TakeOver("neither node is active and this one is chosen (preferred, or the newer data)");

@@ -10,7 +10,7 @@ namespace AppHb.Core.Tests.Cluster;
 /// <code>
 /// node ID [preferred] [keepalive=200ms] [warntime=..] [deadtime=..] [initdead=..] [hold=..] [fence-delay=..]
 ///         [fence-retry=..] [failback=..] [generations=3@1,2@1]     (links: "dedicated" and "lan")
-/// peer ROLE [gen=3@1,2@1] [ping=yes|no] [held=yes|no]     what the peer's heartbeats say from here on
+/// peer ROLE [gen=3@1,2@1] [ping=yes|no] [held=yes|no] [hears=yes|no]     what the peer's heartbeats say from here on
 /// INPUT   heard LINK... | beat 2s [LINK...] (heard on the links, both by default, every keepalive for 2 s)
 ///         | after 2s | paused 2s (no deadline runs, then one late wake) | ping ok|lost | fence ok|failed | group stopped | peer-released | peer-leaving | fenced-by-peer | caught-up
 ///         | release-requested | switchover | failback | standby | unstandby | resolve survivor|loser
@@ -149,7 +149,8 @@ internal sealed class ClusterScenario
                         peer = new PeerReport(Role(parts[1]),
                             Option(parts, "gen") is { } gen ? [.. gen.Split(',').Select(Generation)] : peer.Generations,
                             Option(parts, "ping") is { } ping ? ping == "yes" : peer.ReachesPingTargets,
-                            Option(parts, "held") is { } held ? held == "yes" : peer.HeldStandby);
+                            Option(parts, "held") is { } held ? held == "yes" : peer.HeldStandby,
+                            Option(parts, "hears") is { } hears ? hears == "yes" : peer.HearsThisNode);
                         break;
                     case "heard":
                         foreach (var link in parts.Skip(1))
