@@ -565,9 +565,12 @@ public sealed class FailoverMachine
                 Start(now, peerSilent);
                 break;
             case ClusterRole.Standby:
-                if (peerSilent && _peer is not null && !_splitBrain && !IsStale && !_maintenance)
+                if (peerSilent && _peer is not null && !_splitBrain && !IsStale && !_maintenance && _reachesPingTargets)
                 {
                     // The non-active side waits before fencing: when both links were cut at once, the active wins.
+                    // A node that reaches none of its ping targets fences nobody: it could not serve the LAN, and the
+                    // silent peer may be the one still serving it (it would also take over only to step down, over
+                    // and over).
                     BeginFence(now, fenceDue, "the peer is silent on every link", delay: _timings.FenceDelay, takeOver: true);
                 }
                 else if (!peerSilent)
@@ -625,7 +628,7 @@ public sealed class FailoverMachine
             return;
         }
 
-        if (_time.GetElapsedTime(_bootedAt, now) >= _timings.InitDead && _peer is null)
+        if (_time.GetElapsedTime(_bootedAt, now) >= _timings.InitDead && _peer is null && _reachesPingTargets)
         {
             Role = ClusterRole.Standby;
             Publish("initdead", $"the peer was not heard within initdead ({_timings.InitDead.TotalSeconds:0.#} s): fencing it before becoming active");
