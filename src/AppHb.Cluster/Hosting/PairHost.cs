@@ -482,7 +482,8 @@ public sealed class PairHost : IAsyncDisposable
 
     private void Received(PeerDatagram datagram, ClusterLink link)
     {
-        if (_receiver.PeerEpoch != _state.PeerEpoch)
+        var restarted = _receiver.PeerEpoch != _state.PeerEpoch;
+        if (restarted)
         {
             // The peer restarted: its new epoch is kept, so a replay of its earlier boot is refused after ours too.
             _state = _state with { PeerEpoch = _receiver.PeerEpoch };
@@ -517,6 +518,11 @@ public sealed class PairHost : IAsyncDisposable
             case PeerRequest request:
                 _ = _responder.HandleAsync(request, AnswerAsync, _stopping.Token);
                 break;
+        }
+
+        if (restarted)
+        {
+            _machine.PeerRestarted();
         }
     }
 

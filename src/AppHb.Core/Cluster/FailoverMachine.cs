@@ -203,6 +203,28 @@ public sealed class FailoverMachine
         Evaluate();
     }
 
+    /// <summary>The peer restarted (its authenticated datagrams carry a new boot epoch; call after the
+    /// <see cref="Heard"/> of the datagram that showed it): its links count at once, without the hold a flapping link
+    /// needs, and a fence of it still under way is no longer waited for: whatever it held is gone.</summary>
+    public void PeerRestarted()
+    {
+        var now = _time.GetTimestamp();
+        foreach (var link in _links.Values)
+        {
+            link.PeerRestarted(now, _timings, _time);
+        }
+
+        if (_fencing && Role == ClusterRole.TakingOver)
+        {
+            _fencing = false;
+            _peerFenced = true;
+            Publish("fenced", "the peer restarted (a new boot epoch, authenticated): it holds nothing");
+            TakeOver("the peer restarted while it was being fenced");
+        }
+
+        Evaluate();
+    }
+
     /// <summary>Whether this node reaches at least one of its ping targets on the LAN.</summary>
     public void PingTargets(bool reachable)
     {
