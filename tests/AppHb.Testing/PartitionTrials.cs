@@ -49,7 +49,7 @@ public sealed class PartitionTrials(PairRig rig, int seed, Action<string>? progr
 
             for (var i = 0; i < count && !cancellationToken.IsCancellationRequested; i++)
             {
-                await TrialAsync(i + 1, cancellationToken);
+                await TrialAsync(i + 1, checker, cancellationToken);
             }
 
             return new PartitionReport(seed, _trials, new Dictionary<string, int>(_faults), [.. _convergence], [.. _healthy],
@@ -57,8 +57,9 @@ public sealed class PartitionTrials(PairRig rig, int seed, Action<string>? progr
         }
     }
 
-    private async Task TrialAsync(int number, CancellationToken cancellationToken)
+    private async Task TrialAsync(int number, PairChecker checker, CancellationToken cancellationToken)
     {
+        var violationsBefore = checker.Violations.Count;
         _trials++;
         var chosen = Enumerable.Range(0, _random.Next(1, 3)).Select(_ => (Kind: _random.Next(FaultKinds.Length), Node: _random.Next(1, 3))).ToList();
         var frozen = new List<int>();
@@ -116,19 +117,27 @@ public sealed class PartitionTrials(PairRig rig, int seed, Action<string>? progr
             }
         }
 
-        if (await ConvergeAsync(cancellationToken) is { } converged)
+        string Decisions() => string.Join('\n', new[] { 1, 2 }.SelectMany(n => rig.Daemon(n)!.Lines.Skip(logFrom[n])
+            .Where(l => l.Contains("Pair:", StringComparison.Ordinal) || l.Contains("apphbd 0.", StringComparison.Ordinal))
+            .Select(l => $"    node{n} {l}")));
+        var converged = await ConvergeAsync(cancellationToken);
+        if (checker.Violations.Count > violationsBefore)
         {
-            _convergence.Add(converged.Serving.TotalSeconds);
-            _healthy.Add(converged.Healthy.TotalSeconds);
-            progress?.Invoke($"{story} -> node{converged.Node} serves {converged.Serving.TotalSeconds:0.00} s after the heal, both healthy after {converged.Healthy.TotalSeconds:0.0} s");
+            // Which trial broke the property, and what both nodes decided during it.
+            _failures.Add($"{story}: {string.Join("; ", checker.Violations.Skip(violationsBefore))}\n{Decisions()}");
+            progress?.Invoke(_failures[^1]);
+        }
+
+        if (converged is { } done)
+        {
+            _convergence.Add(done.Serving.TotalSeconds);
+            _healthy.Add(done.Healthy.TotalSeconds);
+            progress?.Invoke($"{story} -> node{done.Node} serves {done.Serving.TotalSeconds:0.00} s after the heal, both healthy after {done.Healthy.TotalSeconds:0.0} s");
         }
         else
         {
             // What both nodes decided during the trial, to tell why.
-            var decisions = string.Join('\n', new[] { 1, 2 }.SelectMany(n => rig.Daemon(n)!.Lines.Skip(logFrom[n])
-                .Where(l => l.Contains("Pair:", StringComparison.Ordinal) || l.Contains("apphbd 0.", StringComparison.Ordinal))
-                .Select(l => $"    node{n} {l}")));
-            _failures.Add($"{story}: no single node served within {ConvergenceBound.TotalSeconds:0} s of the heal\n{decisions}");
+            _failures.Add($"{story}: no single node served within {ConvergenceBound.TotalSeconds:0} s of the heal\n{Decisions()}");
             progress?.Invoke(_failures[^1]);
         }
     }

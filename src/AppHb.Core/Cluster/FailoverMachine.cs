@@ -204,16 +204,12 @@ public sealed class FailoverMachine
     }
 
     /// <summary>The peer restarted (its authenticated datagrams carry a new boot epoch; call after the
-    /// <see cref="Heard"/> of the datagram that showed it): its links count at once, without the hold a flapping link
-    /// needs, and a fence of it still under way is no longer waited for: whatever it held is gone.</summary>
+    /// <see cref="Heard"/> of the datagram that showed it): a fence of it still under way is no longer waited for,
+    /// whatever it held is gone. Its links still prove themselves for the hold time: letting them count at once made
+    /// both nodes elect themselves from reports that crossed in flight (the partition checker saw both holding the
+    /// address); the hold is what lets those reports settle today.</summary>
     public void PeerRestarted()
     {
-        var now = _time.GetTimestamp();
-        foreach (var link in _links.Values)
-        {
-            link.PeerRestarted(now, _timings, _time);
-        }
-
         if (_fencing && Role == ClusterRole.TakingOver)
         {
             _fencing = false;

@@ -80,7 +80,6 @@ public sealed class PeerLink(string name, LinkKind kind)
     private long _lastHeard = long.MinValue;
     private long _upSince = long.MinValue;
     private bool _wasDead;
-    private bool _peerRestarted;
 
     public string Name { get; } = name;
 
@@ -97,10 +96,8 @@ public sealed class PeerLink(string name, LinkKind kind)
         switch (StateAt(now, timings, time))
         {
             case LinkState.Dead:
-                // Back from the dead: it proves itself for the hold time first, unless it was dead because the peer
-                // was down and has restarted since (no flap: nothing to prove).
-                _wasDead = !_peerRestarted;
-                _peerRestarted = false;
+                // Back from the dead: it proves itself for the hold time first.
+                _wasDead = true;
                 _upSince = now;
                 break;
             case LinkState.Returning when time.GetElapsedTime(_lastHeard, now) > timings.WarnTime:
@@ -116,20 +113,6 @@ public sealed class PeerLink(string name, LinkKind kind)
         }
 
         _lastHeard = now;
-    }
-
-    /// <summary>The peer restarted (a new boot epoch): its silence on this link was its absence, not the link's
-    /// fault, so the link counts as soon as it is heard again, without the hold.</summary>
-    public void PeerRestarted(long now, ClusterTimings timings, TimeProvider time)
-    {
-        if (StateAt(now, timings, time) is LinkState.Dead or LinkState.Unknown)
-        {
-            _peerRestarted = true;
-        }
-        else
-        {
-            _wasDead = false;
-        }
     }
 
     public LinkState StateAt(long now, ClusterTimings timings, TimeProvider time)
