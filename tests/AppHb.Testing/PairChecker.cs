@@ -13,6 +13,10 @@ public sealed class PairChecker : IAsyncDisposable
     private readonly PairRig _rig;
     private readonly CancellationTokenSource _stop = new();
     private readonly bool[] _holds = new bool[3];
+    /// <summary>Per node: a moment at which the other node held the address while this node's latest sample (before
+    /// it) held it too; this node's next sample decides.</summary>
+    private readonly bool[] _pending = new bool[3];
+    private readonly Lock _sampleGate = new();
     private readonly List<Task> _loops = [];
     private readonly Lock _gate = new();
     private readonly List<string> _violations = [];
@@ -48,7 +52,13 @@ public sealed class PairChecker : IAsyncDisposable
     }
 
     /// <summary>The nodes holding the service IP, as last sampled.</summary>
-    public bool Holds(int me) => Volatile.Read(ref _holds[me]);
+    public bool Holds(int me)
+    {
+        lock (_sampleGate)
+        {
+            return _holds[me];
+        }
+    }
 
     private int WatchAddress(int me)
     {
@@ -67,10 +77,26 @@ public sealed class PairChecker : IAsyncDisposable
                 holds = false;
             }
 
-            Volatile.Write(ref _holds[me], holds);
-            if (holds && Volatile.Read(ref _holds[3 - me]))
+            // The two nodes are sampled by two threads: the other node's latest sample may be older than this one,
+            // and a hand-over takes a few milliseconds. An overlap counts only when the other node held the address
+            // both before and after this sample.
+            lock (_sampleGate)
             {
-                Record("both nodes hold the service IP");
+                if (_pending[me])
+                {
+                    _pending[me] = false;
+                    if (holds)
+                    {
+                        Record("both nodes hold the service IP");
+                    }
+                }
+
+                if (holds && _holds[3 - me])
+                {
+                    _pending[3 - me] = true;
+                }
+
+                _holds[me] = holds;
             }
 
             Thread.Sleep(Period);
