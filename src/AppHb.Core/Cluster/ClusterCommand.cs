@@ -34,7 +34,11 @@ public static class ClusterRoles
 /// was running, not queued somewhere from before (a kernel holds datagrams for a neighbour it cannot resolve, and
 /// sends them when it can). Only such a report may make this node take the group because the peer says it is not active.</param>
 public sealed record PeerReport(ClusterRole Role, IReadOnlyList<DataGeneration> Generations, bool ReachesPingTargets, bool HeldStandby = false,
-    bool HearsThisNode = true);
+    bool HearsThisNode = true)
+{
+    /// <summary>The peer's current data generation (its newest), or <see cref="DataGeneration.None"/>.</summary>
+    public DataGeneration CurrentGeneration => Generations.Count > 0 ? Generations[0] : DataGeneration.None;
+}
 
 /// <summary>Something the pair's operators and monitors are told.</summary>
 /// <param name="Subject">What it is about, where it is not the node itself (a link's name).</param>

@@ -165,19 +165,14 @@ public sealed class FailoverMachine
 
         var first = _peer is null;
         _peer = report;
-        if (_fencing && Role == ClusterRole.TakingOver && report.Role == ClusterRole.Starting)
+        if (report.Role == ClusterRole.Starting)
         {
-            // The peer restarted: a node says starting only before it has decided anything, so whatever it held is
-            // gone, as the fence was to make sure. The fence under way is no longer waited for (its agent may still
-            // power the peer off once more: that costs the peer a restart, never the pair a second active node).
-            _fencing = false;
-            _peerFenced = true;
-            Publish("fenced", "the peer restarted (heard starting, authenticated): it holds nothing");
-            TakeOver("the peer restarted while it was being fenced");
+            // A node says starting only before it has decided anything: it restarted.
+            FencedByRestart("heard starting, authenticated");
         }
 
         var relation = Generations.CompareWith(report.Generations);
-        var peerCurrent = report.Generations.Count > 0 ? report.Generations[0] : DataGeneration.None;
+        var peerCurrent = report.CurrentGeneration;
         if (relation != GenerationRelation.Diverged && _splitBrain)
         {
             // The peer was resolved for this node's data (by the operator on its side): nothing diverges any more.
@@ -193,7 +188,7 @@ public sealed class FailoverMachine
         if (relation == GenerationRelation.Diverged && !_splitBrain && peerCurrent != _resolvedAgainst)
         {
             _splitBrain = true;
-            Publish("split-brain", $"split brain: this node's data generation {Generations.Current} and the peer's {(report.Generations.Count > 0 ? report.Generations[0] : DataGeneration.None)} diverged (both were active apart); nothing moves until `apphbctl cluster resolve --survivor NODE`");
+            Publish("split-brain", $"split brain: this node's data generation {Generations.Current} and the peer's {peerCurrent} diverged (both were active apart); nothing moves until `apphbctl cluster resolve --survivor NODE`");
         }
         else if (first && relation == GenerationRelation.PeerNewer)
         {
@@ -210,15 +205,24 @@ public sealed class FailoverMachine
     /// address); the hold is what lets those reports settle today.</summary>
     public void PeerRestarted()
     {
-        if (_fencing && Role == ClusterRole.TakingOver)
+        FencedByRestart("a new boot epoch, authenticated");
+        Evaluate();
+    }
+
+    /// <summary>The peer restarted while this node was fencing it to take over: whatever it held is gone, as the fence
+    /// was to make sure, so the fence under way is no longer waited for (its agent may still power the peer off once
+    /// more: that costs the peer a restart, never the pair a second active node).</summary>
+    private void FencedByRestart(string evidence)
+    {
+        if (!_fencing || Role != ClusterRole.TakingOver)
         {
-            _fencing = false;
-            _peerFenced = true;
-            Publish("fenced", "the peer restarted (a new boot epoch, authenticated): it holds nothing");
-            TakeOver("the peer restarted while it was being fenced");
+            return;
         }
 
-        Evaluate();
+        _fencing = false;
+        _peerFenced = true;
+        Publish("fenced", $"the peer restarted ({evidence}): it holds nothing");
+        TakeOver("the peer restarted while it was being fenced");
     }
 
     /// <summary>Whether this node reaches at least one of its ping targets on the LAN.</summary>
@@ -450,7 +454,7 @@ public sealed class FailoverMachine
         _splitBrain = false;
         if (thisNodeSurvives)
         {
-            _resolvedAgainst = _peer.Generations.Count > 0 ? _peer.Generations[0] : DataGeneration.None;
+            _resolvedAgainst = _peer.CurrentGeneration;
             Publish("split-brain-resolved", "split brain resolved: this node's data survives; the peer resyncs from it");
         }
         else
@@ -735,7 +739,7 @@ public sealed class FailoverMachine
 
     private void TakeOver(string reason)
     {
-        var next = Generations.Advance(NodeId, (_peer is { Generations.Count: > 0 } peer ? peer.Generations[0] : DataGeneration.None));
+        var next = Generations.Advance(NodeId, _peer?.CurrentGeneration ?? DataGeneration.None);
         Command(new ClusterCommand.PersistGenerations([.. Generations.NewestFirst]));
         Command(new ClusterCommand.AcquireServiceIp());
         Command(new ClusterCommand.StartGroup());
