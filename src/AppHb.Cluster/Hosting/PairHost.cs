@@ -52,12 +52,14 @@ public sealed record PairFenceOutcome(DateTimeOffset At, string Method, bool Con
 /// <param name="Verdict">What the links say: starting, healthy, dedicated-link-broken, lan-fault, peer-silent,
 /// links-returning; null before the peer was first heard.</param>
 /// <param name="StandbyMode">`apphbctl standby` (or a fence by the peer) keeps this node from becoming active.</param>
+/// <param name="InSync">The peer's latest heartbeat carried the same data generations as this node's.</param>
 public sealed record PairStatus(
     ClusterRole Role,
     ClusterRole? PeerRole,
     string? Verdict,
     IReadOnlyList<DataGeneration> Generations,
     IReadOnlyList<DataGeneration> PeerGenerations,
+    bool InSync,
     bool SplitBrain,
     bool Stale,
     bool StandbyMode,
@@ -90,6 +92,8 @@ public sealed class PairHost : IAsyncDisposable
     private readonly IReadOnlyList<FenceDriver> _fencers;
     private readonly PingTargets? _ping;
     private readonly FailoverMachine _machine;
+    /// <summary>The machine's view of each link, in the configuration's order (the order heartbeats name links by).</summary>
+    private readonly IReadOnlyList<PeerLink> _linkStates;
     private readonly Channel<Action> _inputs = Channel.CreateUnbounded<Action>(new UnboundedChannelOptions { SingleReader = true });
     private readonly CancellationTokenSource _stopping = new();
     private readonly List<Task> _running = [];
@@ -127,20 +131,17 @@ public sealed class PairHost : IAsyncDisposable
         _ping = options.PingTargets.Count > 0 ? new PingTargets(options.PingTargets, options.Timings.Keepalive * 2) : null;
         _machine = new FailoverMachine(time, options.Timings, options.NodeId, options.Preferred,
             options.Links.Select(l => (l.Name, l.Kind)), new GenerationHistory(state.Generations));
+        _linkStates = [.. options.Links.Select(l => _machine.Links.First(m => m.Name == l.Name))];
     }
 
     /// <summary>This node's role as last decided.</summary>
     public ClusterRole Role => _role;
 
     /// <summary>The peer's role as its latest heartbeat said, or null before the first.</summary>
-    public ClusterRole? PeerRole => _peerRole < 0 ? null : (ClusterRole)_peerRole;
-
-    private volatile int _peerRole = -1;
+    public ClusterRole? PeerRole => _status?.PeerRole;
 
     /// <summary>The peer's latest heartbeat carried the same data generations as this node's.</summary>
-    public bool InSyncWithPeer => _inSync;
-
-    private volatile bool _inSync;
+    public bool InSyncWithPeer => _status?.InSync == true;
 
     /// <summary>Datagrams refused so far (forged, replayed, foreign, truncated, strangers').</summary>
     public long Refused => Enum.GetValues<PeerRejection>().Sum(RefusedFor);
@@ -287,13 +288,26 @@ public sealed class PairHost : IAsyncDisposable
             return false;
         }
 
-        var deadline = _time.GetTimestamp() + (long)(bound.TotalSeconds * _time.TimestampFrequency);
-        while (Role != ClusterRole.Standby && _time.GetTimestamp() < deadline)
+        return await UntilAsync(() => Role == ClusterRole.Standby, bound, cancellationToken);
+    }
+
+    /// <summary>Waits until <paramref name="done"/> holds, looking every 10 ms on the host's clock, at most
+    /// <paramref name="bound"/> (<see cref="Timeout.InfiniteTimeSpan"/>: no bound); whether it came to hold.</summary>
+    public async Task<bool> UntilAsync(Func<bool> done, TimeSpan bound, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(done);
+        var deadline = bound == Timeout.InfiniteTimeSpan ? long.MaxValue : _time.GetTimestamp() + (long)(bound.TotalSeconds * _time.TimestampFrequency);
+        while (!done())
         {
-            await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken);
+            if (_time.GetTimestamp() >= deadline)
+            {
+                return false;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(10), _time, cancellationToken);
         }
 
-        return Role == ClusterRole.Standby;
+        return true;
     }
 
     /// <summary>Before this node stops on purpose, once it holds nothing (standby): tells the peer, so that the node's
@@ -388,8 +402,6 @@ public sealed class PairHost : IAsyncDisposable
     private void Act()
     {
         _role = _machine.Role;
-        _peerRole = _machine.Peer is { } peer ? (int)peer.Role : -1;
-        _inSync = _machine.Peer is { } heard && _machine.Generations.CompareWith(heard.Generations) == GenerationRelation.Same;
         while (_machine.TryTakeCommand(out var command))
         {
             switch (command)
@@ -445,11 +457,11 @@ public sealed class PairHost : IAsyncDisposable
             _role = _machine.Role;
         }
 
-        _status = new PairStatus(_machine.Role, _machine.Peer?.Role, _machine.Verdict, [.. _machine.Generations.NewestFirst],
-            _machine.Peer?.Generations ?? [], _machine.IsSplitBrain, _machine.IsStale, _machine.InStandbyMode, _machine.IsPeerFenced,
+        var peer = _machine.Peer;
+        _status = new PairStatus(_machine.Role, peer?.Role, _machine.Verdict, [.. _machine.Generations.NewestFirst], peer?.Generations ?? [],
+            peer is not null && _machine.Generations.CompareWith(peer.Generations) == GenerationRelation.Same, _machine.IsSplitBrain, _machine.IsStale, _machine.InStandbyMode, _machine.IsPeerFenced,
             _machine.ReachesPingTargets, _machine.Peer?.ReachesPingTargets, _group.IsRunning,
-            [.. _options.Links.Select(l => _machine.Links.First(m => m.Name == l.Name)).Select(l =>
-                new PairLinkStatus(l.Name, l.Kind, l.StateAt(_time.GetTimestamp(), _options.Timings, _time), l.LastHeard))]);
+            [.. _linkStates.Select(l => new PairLinkStatus(l.Name, l.Kind, l.StateAt(_time.GetTimestamp(), _options.Timings, _time), l.LastHeard))]);
     }
 
     private void CountRefusal(PeerRejection reason, IPEndPoint source, ClusterLink link)
@@ -500,9 +512,8 @@ public sealed class PairHost : IAsyncDisposable
                 if (_newestReport is null || sent.CompareTo(_newestHeartbeat) > 0)
                 {
                     _newestHeartbeat = sent;
-                    var dedicated = _options.Links.Select((l, i) => (l.Kind, Index: (byte)i)).Where(l => l.Kind == LinkKind.Dedicated).Select(l => l.Index).ToHashSet();
                     _newestReport = new PeerReport(heartbeat.Role, heartbeat.Generations, heartbeat.ReachesPingTargets, heartbeat.HeldStandby,
-                        heartbeat.Heard.Any(h => dedicated.Contains(h.Link) && h.State is LinkState.Up or LinkState.Late));
+                        heartbeat.Heard.Any(h => h.Link < _linkStates.Count && _linkStates[h.Link].Kind == LinkKind.Dedicated && h.State is LinkState.Up or LinkState.Late));
                 }
 
                 _machine.Heard(link.Name, _newestReport);
@@ -570,10 +581,7 @@ public sealed class PairHost : IAsyncDisposable
     {
         try
         {
-            while (Role != ClusterRole.Standby)
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(10), _time, cancellationToken);
-            }
+            await UntilAsync(() => Role == ClusterRole.Standby, Timeout.InfiniteTimeSpan, cancellationToken);
 
             var down = new List<string>();
             foreach (var lan in _options.Links.Where(l => l.Kind == LinkKind.Lan).Select(l => l.Interface).Distinct(StringComparer.Ordinal))
@@ -598,11 +606,10 @@ public sealed class PairHost : IAsyncDisposable
     private void SendHeartbeats()
     {
         var now = _time.GetTimestamp();
-        var heard = new List<HeardLink>(_machine.Links.Count);
+        var heard = new List<HeardLink>(_linkStates.Count);
         var index = 0;
-        foreach (var link in _options.Links)
+        foreach (var peerLink in _linkStates)
         {
-            var peerLink = _machine.Links.First(l => l.Name == link.Name);
             var age = peerLink.LastHeard is { } last ? _time.GetElapsedTime(last, now).TotalMilliseconds : ushort.MaxValue;
             heard.Add(new HeardLink((byte)index++, peerLink.StateAt(now, _options.Timings, _time), (ushort)Math.Min(ushort.MaxValue, age)));
         }

@@ -38,8 +38,8 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
         var now = time.GetTimestamp();
         var fence = host.LastFence;
         var peerGeneration = status.PeerGenerations.Count > 0 ? status.PeerGenerations[0].ToString() : null;
-        return new ClusterStatus(cluster.Node, cluster.Peer, cluster.Preferred, Name(status.Role), status.PeerRole is { } peer ? Name(peer) : null,
-            status.Verdict, status.Generations[0].ToString(), peerGeneration, peerGeneration == status.Generations[0].ToString(),
+        return new ClusterStatus(cluster.Node, cluster.Peer, cluster.Preferred, ClusterRoles.Name(status.Role), status.PeerRole is { } peer ? ClusterRoles.Name(peer) : null,
+            status.Verdict, status.Generations[0].ToString(), peerGeneration, status.InSync,
             status.SplitBrain, status.Stale, status.StandbyMode, status.PeerFenced, status.GroupRunning, cluster.Group,
             [.. cluster.ServiceIps.Select(ip => $"{ip.Address}/{ip.PrefixLength} on {ip.Interface}")], [.. cluster.PingTargets.Select(t => t.ToString())],
             status.ReachesPingTargets, status.PeerReachesPingTargets,
@@ -52,7 +52,6 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
             fence is null ? null : new ClusterFenceStatus(fence.At, fence.Method, fence.Confirmed, fence.Detail), host.Takeovers, host.Refused);
     }
 
-    private static string Name(ClusterRole role) => ClusterRoles.Name(role);
 
     /// <summary>`apphbctl switchover` (and `failback`): asks, then waits until the group runs on the other node, at
     /// most the hand-over bound.</summary>
@@ -74,7 +73,7 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
         var node = options.Cluster.Node;
         return new ControlResultDocument(done
             ? $"the group runs on {(handedOff ? peer : node)}"
-            : $"under way, not complete after {HandOverBound(options).TotalSeconds:0.#} s: this node is {Name(host.Role)}, {peer} {(host.PeerRole is { } r ? Name(r) : "unheard")}", []);
+            : $"under way, not complete after {HandOverBound(options).TotalSeconds:0.#} s: this node is {ClusterRoles.Name(host.Role)}, {peer} {(host.PeerRole is { } r ? ClusterRoles.Name(r) : "unheard")}", []);
     }
 
     /// <summary>`apphbctl standby` / `unstandby`; standby on the active node waits until the group is handed over.</summary>
@@ -122,21 +121,9 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
 
     private PairHost Running() => _host ?? throw new InvalidOperationException(options.Cluster is null ? NotPaired : "the pair is not running (apphbd is starting or stopping)");
 
-    private async Task<bool> WaitAsync(PairHost host, Func<bool> done, CancellationToken cancellationToken)
-    {
-        var deadline = time.GetTimestamp() + (long)(HandOverBound(options).TotalSeconds * time.TimestampFrequency);
-        while (!done())
-        {
-            if (time.GetTimestamp() >= deadline || _host != host)
-            {
-                return false;
-            }
-
-            await Task.Delay(TimeSpan.FromMilliseconds(10), time, cancellationToken);
-        }
-
-        return true;
-    }
+    /// <summary>Until <paramref name="done"/>, at most the hand-over bound; false too when the pair stops meanwhile.</summary>
+    private async Task<bool> WaitAsync(PairHost host, Func<bool> done, CancellationToken cancellationToken) =>
+        await host.UntilAsync(() => _host != host || done(), HandOverBound(options), cancellationToken) && _host == host;
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
