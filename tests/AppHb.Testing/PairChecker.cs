@@ -20,6 +20,7 @@ public sealed class PairChecker : IAsyncDisposable
     private readonly List<Task> _loops = [];
     private readonly Lock _gate = new();
     private readonly List<string> _violations = [];
+    private (string? What, TimeSpan At) _lastRecorded;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private long _samples;
 
@@ -153,11 +154,11 @@ public sealed class PairChecker : IAsyncDisposable
         lock (_gate)
         {
             // One line per kind and second: a violation that lasts is one finding, not a thousand.
-            var line = $"{_clock.Elapsed.TotalSeconds:0.000} s: {what}";
-            if (_violations.Count == 0 || !_violations[^1].EndsWith(what, StringComparison.Ordinal)
-                || double.Parse(_violations[^1].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) < _clock.Elapsed.TotalSeconds - 1)
+            var now = _clock.Elapsed;
+            if (what != _lastRecorded.What || now - _lastRecorded.At > TimeSpan.FromSeconds(1))
             {
-                _violations.Add(line);
+                _violations.Add($"{now.TotalSeconds:0.000} s: {what}");
+                _lastRecorded = (what, now);
             }
         }
     }
