@@ -14,7 +14,7 @@ internal sealed class PartitionBenchmark(string apphbd, int trials, int seed)
         await PartitionTrials.StartPairAsync(rig);
         var report = await new PartitionTrials(rig, seed, line => Console.Error.WriteLine(line)).RunAsync(trials, CancellationToken.None);
         return $"""
-            Two apphbd (keepalive 100 ms, deadtime 1 s, fence delay 1 s, fence_apphb_netns) in namespaces; one or two random
+            Two apphbd (keepalive 100 ms, deadtime 1 s, fence delay 600 ms, fence_apphb_netns) in namespaces; one or two random
             faults per trial at random moments, held 0.5-4 s, then healed (a killed or powered-off node reset); a checker
             samples both nodes every 5 ms: the service IP on an interface that is up, and the group's process.
             {report}

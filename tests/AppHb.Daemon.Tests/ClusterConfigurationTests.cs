@@ -125,6 +125,23 @@ public sealed class ClusterConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void A_fence_delay_leaving_the_active_node_under_twice_keepalive_of_silence_is_refused()
+    {
+        var e = Assert.Throws<ConfigurationException>(() => ConfigurationLoader.Load(Pair(KeyFile(), "  fence-delay: 1700ms\n"), "pair.yaml"));
+        Assert.Contains(e.Errors, error => error.StartsWith("pair.yaml:", StringComparison.Ordinal) && error.Contains("cluster.fence-delay: fence-delay (1700 ms) must leave the active node at least twice keepalive of silence", StringComparison.Ordinal) && error.Contains("at most 1600 ms here", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("2s", 1000)]
+    [InlineData("1s", 500)]
+    public void The_fence_delay_defaults_to_a_second_or_what_a_short_deadtime_allows(string deadtime, int milliseconds)
+    {
+        var timings = ConfigurationLoader.Load(Pair(KeyFile(), deadtime: deadtime), "pair.yaml").Cluster!.Timings;
+        Assert.Equal(TimeSpan.FromMilliseconds(milliseconds), timings.FenceDelay);
+        Assert.Null(timings.Validate());
+    }
+
+    [Fact]
     public void A_key_file_others_may_read_is_refused()
     {
         var e = Assert.Throws<ConfigurationException>(() => ConfigurationLoader.Load(Pair(KeyFile(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead)), "pair.yaml"));

@@ -24,8 +24,8 @@ public sealed class PairTests : IAsyncLifetime
 
     public async ValueTask DisposeAsync() => await _rig.DisposeAsync();
 
-    private async Task<DaemonProcess> StartAsync(int me, string? app = null, string? fence = null, string fenceDelay = "200ms") =>
-        await _rig.StartAsync(me, _rig.Config(me, app ?? "command: [/bin/sleep, \"1000\"]", fence, fenceDelay));
+    private async Task<DaemonProcess> StartAsync(int me, string? app = null, string? fence = null, string fenceDelay = "200ms", string deadtime = "1s") =>
+        await _rig.StartAsync(me, _rig.Config(me, app ?? "command: [/bin/sleep, \"1000\"]", fence, fenceDelay, deadtime: deadtime));
 
     private static async Task<string?> AppStateAsync(DaemonProcess daemon) =>
         (await new AppHbControl(daemon.SocketPath).GetStatusAsync()).Services.FirstOrDefault(s => s.Name == "app")?.State;
@@ -223,10 +223,10 @@ public sealed class PairTests : IAsyncLifetime
         return output;
     }
 
-    private async Task<(DaemonProcess A, DaemonProcess B)> StartAnsweringPairAsync(string fenceDelay = "200ms")
+    private async Task<(DaemonProcess A, DaemonProcess B)> StartAnsweringPairAsync(string fenceDelay = "200ms", string deadtime = "1s")
     {
-        var a = await StartAsync(1, _rig.Answering(1), fenceDelay: fenceDelay);
-        var b = await StartAsync(2, _rig.Answering(2), fenceDelay: fenceDelay);
+        var a = await StartAsync(1, _rig.Answering(1), fenceDelay: fenceDelay, deadtime: deadtime);
+        var b = await StartAsync(2, _rig.Answering(2), fenceDelay: fenceDelay, deadtime: deadtime);
         Assert.True(await UntilAsync(async () => await _rig.AnswerOnServiceIpAsync() == "node1"),
             $"the client never reached node1 on the service IP:\n{string.Join('\n', a.Lines)}\n--- node2:\n{string.Join('\n', b.Lines)}");
         // Both have heard each other's generations (a hand-over is refused before).
@@ -273,8 +273,9 @@ public sealed class PairTests : IAsyncLifetime
     [Fact]
     public async Task Both_links_cut_at_once_end_with_exactly_one_node_active_and_the_other_fenced()
     {
-        // The non-active node's fence delay outlasts a fence (the agent takes about 0.2 s): the active node wins.
-        var (a, b) = await StartAnsweringPairAsync(fenceDelay: "2s");
+        // The active node fences after deadtime less the fence delay (1 s of silence), the standby after deadtime
+        // (3 s): the 2 s between outlast a fence (the agent takes about 0.2 s), so the active node wins.
+        var (a, b) = await StartAnsweringPairAsync(fenceDelay: "2s", deadtime: "3s");
 
         await _rig.CutDedicatedAsync(true);
         await _rig.CutLanBetweenAsync(true);

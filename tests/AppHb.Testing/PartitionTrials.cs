@@ -31,8 +31,9 @@ public sealed class PartitionTrials(PairRig rig, int seed, Action<string>? progr
         ArgumentNullException.ThrowIfNull(rig);
         foreach (var me in new[] { 1, 2 })
         {
-            // The non-active node's fence delay outlasts a fence: when both links are cut the active node wins.
-            await rig.StartAsync(me, rig.Config(me, rig.Answering(me), fenceDelay: "1s", deadtime: deadtime));
+            // The active node fences after deadtime less the fence delay, the standby after deadtime: the delay
+            // outlasts a fence (about 0.2 s), so when both links are cut the active node wins.
+            await rig.StartAsync(me, rig.Config(me, rig.Answering(me), fenceDelay: "600ms", deadtime: deadtime));
         }
     }
 

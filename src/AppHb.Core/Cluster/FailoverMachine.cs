@@ -139,6 +139,10 @@ public sealed class FailoverMachine
             foreach (var link in _links.Values)
             {
                 due = Math.Min(due, link.NextChange(now, _timings, _time));
+                if (Role == ClusterRole.Active && link.LastHeard is { } heard && heard + PeerLink.Ticks(_timings.ActiveFenceAfter, _time) is var fenceAt && fenceAt > now)
+                {
+                    due = Math.Min(due, fenceAt);
+                }
             }
 
             return due;
@@ -548,6 +552,7 @@ public sealed class FailoverMachine
         // Presumed dead only when silent for deadtime on every link: a link still proving itself after a failure is
         // not trusted for a hand-over, but the peer it carries is alive.
         var peerSilent = _links.Values.All(l => l.StateAt(now, _timings, _time) is LinkState.Dead or LinkState.Unknown);
+        var silentForActiveFence = _links.Values.All(l => l.LastHeard is not { } heard || _time.GetElapsedTime(heard, now) >= _timings.ActiveFenceAfter);
         var isolated = !_reachesPingTargets && _pingLostAt != long.MaxValue && _time.GetElapsedTime(_pingLostAt, now) >= _timings.DeadTime;
 
         // Until every link has been heard once or deadtime has passed since boot, a link that is merely not heard
@@ -589,11 +594,12 @@ public sealed class FailoverMachine
             case ClusterRole.Standby:
                 if (peerSilent && _peer is not null && !_splitBrain && !IsStale && !_maintenance && _reachesPingTargets)
                 {
-                    // The non-active side waits before fencing: when both links were cut at once, the active wins.
+                    // The standby fences at deadtime, the active fence-delay sooner: when both links were cut at
+                    // once, the active wins, and a standby whose active died waits no longer than deadtime.
                     // A node that reaches none of its ping targets fences nobody: it could not serve the LAN, and the
                     // silent peer may be the one still serving it (it would also take over only to step down, over
                     // and over).
-                    BeginFence(now, fenceDue, "the peer is silent on every link", delay: _timings.FenceDelay, takeOver: true);
+                    BeginFence(now, fenceDue, "the peer is silent on every link", takeOver: true);
                 }
                 else if (!peerSilent)
                 {
@@ -620,10 +626,12 @@ public sealed class FailoverMachine
                     Release(switchover: false, "isolated: the peer is silent on every link and no ping target answers");
                     _stepDownDeadline = now + PeerLink.Ticks(_timings.DeadTime, _time);
                 }
-                else if (peerSilent && !_peerFenced && !_splitBrain && _peerLeftAt == long.MaxValue)
+                else if (silentForActiveFence && _reachesPingTargets && !_peerFenced && !_splitBrain && _peerLeftAt == long.MaxValue)
                 {
-                    // The active node fences at once: it is the one that must win a fence race.
-                    BeginFence(now, fenceDue, "the peer is silent on every link", delay: TimeSpan.Zero, takeOver: false);
+                    // The active node fences fence-delay before deadtime: it is the one that must win a fence race.
+                    // Unless it reaches no ping target: then it is more likely the one cut off, and it steps down
+                    // at deadtime instead.
+                    BeginFence(now, fenceDue, "the peer is silent on every link", takeOver: false);
                 }
                 else if (verdict == "lan-fault" && !_reachesPingTargets && _peer is { ReachesPingTargets: true, HeldStandby: false } && !_splitBrain
                          && Generations.CompareWith(_peer.Generations) == GenerationRelation.Same)
@@ -654,7 +662,7 @@ public sealed class FailoverMachine
         {
             Role = ClusterRole.Standby;
             Publish("initdead", $"the peer was not heard within initdead ({_timings.InitDead.TotalSeconds:0.#} s): fencing it before becoming active");
-            BeginFence(now, fenceDue: true, "initdead passed without a word from the peer", delay: TimeSpan.Zero, takeOver: true);
+            BeginFence(now, fenceDue: true, "initdead passed without a word from the peer", takeOver: true);
         }
     }
 
@@ -694,7 +702,7 @@ public sealed class FailoverMachine
         }
     }
 
-    private void BeginFence(long now, bool fenceDue, string reason, TimeSpan delay, bool takeOver)
+    private void BeginFence(long now, bool fenceDue, string reason, bool takeOver)
     {
         if (_fencing || _peerFenced && !takeOver)
         {
@@ -707,13 +715,9 @@ public sealed class FailoverMachine
             return;
         }
 
-        if (_fenceDueAt == long.MaxValue)
+        if (_fenceDueAt != long.MaxValue && now < _fenceDueAt)
         {
-            _fenceDueAt = now + PeerLink.Ticks(delay, _time);
-        }
-
-        if (now < _fenceDueAt)
-        {
+            // Backing off after a failed fence.
             return;
         }
 

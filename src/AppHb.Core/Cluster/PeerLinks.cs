@@ -31,8 +31,9 @@ public enum LinkState
 /// become active.</param>
 /// <param name="LinkHold">How long a link that was dead must be heard again, without a gap past warntime, before it
 /// counts as up.</param>
-/// <param name="FenceDelay">How long the node that is not active waits before fencing (so that when both links are
-/// cut at once and both nodes fence, the active one wins).</param>
+/// <param name="FenceDelay">How much sooner the active node fences a silent peer than the standby does: the active
+/// fences after deadtime less this, the standby after deadtime, so that when both links are cut at once and both nodes
+/// fence, the active one wins, while a standby whose active really died waits no longer than deadtime.</param>
 /// <param name="FenceRetry">First wait after a failed fence; doubled after each failure up to ten times this.</param>
 /// <param name="FailbackDelay">With automatic failback, how long the preferred node must be healthy and caught up
 /// before the service returns to it; null: failback is manual.</param>
@@ -51,6 +52,18 @@ public sealed record ClusterTimings(
         TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(30),
         TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), null);
 
+    /// <summary>Silence on every link after which the active node fences its peer.</summary>
+    public TimeSpan ActiveFenceAfter => DeadTime - FenceDelay;
+
+    /// <summary>The fence delay when none is configured: a second, or less when deadtime is short, always leaving the
+    /// active node twice keepalive of silence before it fences.</summary>
+    public static TimeSpan DefaultFenceDelay(TimeSpan keepalive, TimeSpan deadTime)
+    {
+        var longest = deadTime - 2 * keepalive;
+        var delay = TimeSpan.FromSeconds(1) < deadTime / 2 ? TimeSpan.FromSeconds(1) : deadTime / 2;
+        return delay < longest ? delay : longest < TimeSpan.Zero ? TimeSpan.Zero : longest;
+    }
+
     /// <summary>Why these timings cannot work, or null.</summary>
     public string? Validate()
     {
@@ -67,6 +80,11 @@ public sealed record ClusterTimings(
         if (WarnTime < Keepalive || WarnTime > DeadTime)
         {
             return $"warntime ({WarnTime.TotalMilliseconds:0} ms) must lie between keepalive and deadtime";
+        }
+
+        if (FenceDelay > DeadTime - 2 * Keepalive)
+        {
+            return $"fence-delay ({FenceDelay.TotalMilliseconds:0} ms) must leave the active node at least twice keepalive of silence before it fences (it fences after deadtime less fence-delay; at most {(DeadTime - 2 * Keepalive).TotalMilliseconds:0} ms here)";
         }
 
         return InitDead < DeadTime ? $"initdead ({InitDead.TotalMilliseconds:0} ms) must be at least deadtime" : null;

@@ -81,13 +81,16 @@ internal static class ClusterConfiguration
         var keyFile = section.String("key-file", KeyFileProblem);
 
         var d = ClusterTimings.Default;
+        var keepalive = Duration(section, "keepalive", d.Keepalive, TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(1));
+        var warntime = Duration(section, "warntime", d.WarnTime, TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(10));
+        var deadtime = Duration(section, "deadtime", d.DeadTime, TimeSpan.FromMilliseconds(20), TimeSpan.FromMinutes(10));
         var timings = new ClusterTimings(
-            Duration(section, "keepalive", d.Keepalive, TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(1)),
-            Duration(section, "warntime", d.WarnTime, TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(10)),
-            Duration(section, "deadtime", d.DeadTime, TimeSpan.FromMilliseconds(20), TimeSpan.FromMinutes(10)),
+            keepalive,
+            warntime,
+            deadtime,
             Duration(section, "initdead", d.InitDead, TimeSpan.FromMilliseconds(20), TimeSpan.FromHours(1)),
             Duration(section, "link-hold", d.LinkHold, TimeSpan.Zero, TimeSpan.FromHours(1)),
-            Duration(section, "fence-delay", d.FenceDelay, TimeSpan.Zero, TimeSpan.FromMinutes(10)),
+            Duration(section, "fence-delay", ClusterTimings.DefaultFenceDelay(keepalive, deadtime), TimeSpan.Zero, TimeSpan.FromMinutes(10)),
             Duration(section, "fence-retry", d.FenceRetry, TimeSpan.FromMilliseconds(100), TimeSpan.FromHours(1)),
             section.IsSet("failback") && section.Choice("failback", Failbacks)
                 ? Duration(section, "failback-delay", TimeSpan.FromMinutes(5), TimeSpan.Zero, TimeSpan.FromDays(1))
@@ -101,7 +104,8 @@ internal static class ClusterConfiguration
         {
             section.Error(invalid.StartsWith("deadtime", StringComparison.Ordinal) ? "deadtime"
                 : invalid.StartsWith("warntime", StringComparison.Ordinal) ? "warntime"
-                : invalid.StartsWith("initdead", StringComparison.Ordinal) ? "initdead" : "keepalive", invalid);
+                : invalid.StartsWith("initdead", StringComparison.Ordinal) ? "initdead"
+                : invalid.StartsWith("fence-delay", StringComparison.Ordinal) ? "fence-delay" : "keepalive", invalid);
         }
 
         var preferred = section.OptionalString("preferred");
