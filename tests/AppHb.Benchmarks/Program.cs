@@ -5,7 +5,7 @@ using AppHb.Benchmarks;
 // apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]
 // Runs as root on Linux. Publishes apphbd as it ships (NativeAOT) and installs Debian's heartbeat
 // package for the peer if it is missing.
-if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or "packages" or "hostile" or "partition"))
+if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or "packages" or "hostile" or "partition" or "failover"))
 {
     Console.Error.WriteLine("usage: apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]");
     Console.Error.WriteLine("       apphb-bench respawn [--kills 200] [--only floor,apphbd,runit,s6,daemontools,cl_respawn]");
@@ -13,13 +13,14 @@ if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or 
     Console.Error.WriteLine("       apphb-bench packages");
     Console.Error.WriteLine("       apphb-bench hostile [--floods 20] [--hold 30] [--seconds 180] [--rate 2000 fuzzed frames/s, 0: unpaced]");
     Console.Error.WriteLine("       apphb-bench partition [--trials 1000] [--seed N]");
+    Console.Error.WriteLine("       apphb-bench failover [--trials 20] [--only failover,faults,switchover,cost]");
     Console.Error.WriteLine("  every command: [--daemon PUBLISHED/apphbd] to use an apphbd already published instead of publishing one");
     return 2;
 }
 
 var clients = new[] { 1000, 10_000 };
 var kills = 200;
-var trials = 1000;
+int? trials = null;
 var seed = Random.Shared.Next();
 double? seconds = null;
 var floods = 20;
@@ -78,10 +79,11 @@ while (!File.Exists(Path.Combine(root, "AppHb.sln")))
     root = Path.GetDirectoryName(root.TrimEnd('/')) ?? throw new DirectoryNotFoundException("AppHb.sln");
 }
 
-if (!File.Exists(LinuxHaDaemon.Binary) || (args[0] == "respawn" && !(File.Exists("/usr/bin/runsv") && File.Exists("/usr/bin/s6-supervise") && File.Exists("/usr/bin/supervise"))))
+if (!File.Exists(LinuxHaDaemon.Binary) || (args[0] == "respawn" && !(File.Exists("/usr/bin/runsv") && File.Exists("/usr/bin/s6-supervise") && File.Exists("/usr/bin/supervise")))
+    || (args[0] == "failover" && !File.Exists("/usr/sbin/keepalived")))
 {
-    Console.Error.WriteLine("installing the peers: apt-get install heartbeat runit s6 daemontools");
-    Machine.Run("sh", "-c", "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q heartbeat runit s6 daemontools >/dev/null");
+    Console.Error.WriteLine("installing the peers: apt-get install heartbeat keepalived runit s6 daemontools");
+    Machine.Run("sh", "-c", "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q heartbeat keepalived runit s6 daemontools >/dev/null");
 }
 
 var work = Directory.CreateTempSubdirectory("apphb-bench-").FullName;
@@ -102,11 +104,12 @@ var report = args[0] switch
     "respawn" => await new RespawnBenchmark(Path.Combine(published, "apphbd"), work, kills, only).RunAsync(),
     "scrape" => await new ScrapeBenchmark(Path.Combine(published, "apphbd"), work, Math.Max(seconds ?? 20, 34)).RunAsync(),
     "hostile" => await new HostileBenchmark(Path.Combine(published, "apphbd"), floods, TimeSpan.FromSeconds(hold), TimeSpan.FromSeconds(seconds ?? 180), rate).RunAsync(),
-    "partition" => await new PartitionBenchmark(Path.Combine(published, "apphbd"), trials, seed).RunAsync(),
+    "partition" => await new PartitionBenchmark(Path.Combine(published, "apphbd"), trials ?? 1000, seed).RunAsync(),
+    "failover" => await new FailoverBenchmark(Path.Combine(published, "apphbd"), trials ?? 20, only).RunAsync(),
     "packages" => await new PackagesBenchmark(Path.Combine(published, "apphbd"), work).RunAsync(),
     _ => await new HeartbeatBenchmark(Path.Combine(published, "apphbd"), work, clients, seconds ?? 5).RunAsync(),
 };
-Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Monitoring endpoints (/metrics and SNMP)", "packages" => "The project card's packages against AppHb's own code", "hostile" => "apphbd under hostile and careless clients", "partition" => "The pair under random faults (the randomized partition checker)", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
+Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Monitoring endpoints (/metrics and SNMP)", "packages" => "The project card's packages against AppHb's own code", "hostile" => "apphbd under hostile and careless clients", "partition" => "The pair under random faults (the randomized partition checker)", "failover" => "The pair against keepalived and heartbeat", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
 Console.WriteLine();
 Console.Write(report);
 Directory.Delete(work, recursive: true);

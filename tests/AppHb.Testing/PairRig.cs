@@ -190,21 +190,17 @@ public sealed partial class PairRig : IAsyncDisposable
     /// <summary>Cuts (or heals) the dedicated link.</summary>
     public Task CutDedicatedAsync(bool cut) => A.IpAsync("link", "set", "ded0", cut ? "down" : "up");
 
-    /// <summary>Cuts (or heals) the LAN between the two nodes only: each one's LAN frames to the other go to a hardware
-    /// address nobody has (the links' sockets are bound to their interface, so a route cannot divert them); both still
+    /// <summary>Cuts (or heals) the LAN between the two nodes only: their switch ports are isolated from each other
+    /// (every frame, unicast, broadcast and multicast alike, as a misconfigured switch would drop them); both still
     /// reach the gateway.</summary>
     public async Task CutLanBetweenAsync(bool cut)
     {
         foreach (var me in new[] { 1, 2 })
         {
-            var peer = $"10.216.2.{3 - me}";
-            if (cut)
+            var (code, output) = await ProcessRunner.RunAsync("bridge", "-n", Gateway.Name, "link", "set", "dev", Port(me), "isolated", cut ? "on" : "off");
+            if (code != 0)
             {
-                await Node(me).IpAsync("neigh", "replace", peer, "lladdr", "02:00:00:00:00:99", "dev", "lan0", "nud", "permanent");
-            }
-            else
-            {
-                await ProcessRunner.RunAsync("ip", "-n", Node(me).Name, "neigh", "del", peer, "dev", "lan0");
+                throw new InvalidOperationException($"cannot {(cut ? "isolate" : "rejoin")} node{me}'s switch port: {output}");
             }
         }
     }
