@@ -145,7 +145,8 @@ internal sealed class HeartbeatContender(TimeSpan keepalive, TimeSpan deadtime) 
 
     public string ProcessName => "heartbeat";
 
-    public TimeSpan Timeout => deadtime + deadtime / 2 + TimeSpan.FromSeconds(3);
+    // Its takeover runs shell resource scripts after deadtime: seconds at 100 ms / 500 ms here.
+    public TimeSpan Timeout => 2 * deadtime + TimeSpan.FromSeconds(8);
 
     public async Task StartPairAsync(PairRig rig)
     {

@@ -99,6 +99,44 @@ public sealed class PeerLinkSocketTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Heartbeats_to_a_host_whose_port_is_closed_are_reported_and_the_link_still_hears_its_peer_after()
+    {
+        using var sending = await _a.Run(() => PeerLinkSocket.Open(AtA, Key));
+        var receiver = new PeerReceiver(Key, Cluster, peer: 2, me: 1);
+        var closed = 0;
+        var heard = new ConcurrentQueue<PeerDatagram>();
+        using var stop = new CancellationTokenSource();
+        var receiving = sending.ReceiveAsync(receiver, (d, _) => heard.Enqueue(d), null, stop.Token, _ => Interlocked.Increment(ref closed));
+
+        // Nothing listens on B's port: B's kernel answers port unreachable, as a host whose apphbd was killed does.
+        // Unlimited here, so that hours of a dead peer's errors come in a moment: each also sits on the socket's error
+        // queue, charged to its receive buffer, until drained.
+        await _b.SysctlAsync("net.ipv4.icmp_ratelimit", "0");
+        await _b.SysctlAsync("net.ipv4.icmp_msgs_per_sec", "1000000");
+        for (var sequence = 1UL; sequence <= 5000; sequence++)
+        {
+            sending.Send(Heartbeat(epoch: 5, sequence: sequence));
+            if (sequence % 50 == 0)
+            {
+                await Task.Delay(5, TestContext.Current.CancellationToken);
+            }
+        }
+
+        Assert.True(await WaitUntilAsync(() => Volatile.Read(ref closed) > 0), "no port unreachable was reported");
+
+        // B's apphbd back: its heartbeats still arrive (the queued errors did not fill the receive buffer).
+        using var peer = await _b.Run(() => PeerLinkSocket.Open(AtB, Key));
+        for (var sequence = 1UL; sequence <= 3; sequence++)
+        {
+            Assert.Equal(SocketError.Success, peer.Send(HeartbeatFrom(2, 1, epoch: 7, sequence)));
+        }
+
+        Assert.True(await WaitUntilAsync(() => heard.Count == 3), $"heard {heard.Count} of B's 3 heartbeats after the errors");
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => receiving);
+    }
+
+    [Fact]
     public async Task A_link_that_cannot_listen_says_where()
     {
         var wrong = AtA with { Local = IPAddress.Parse("10.213.9.200") };
@@ -106,7 +144,9 @@ public sealed class PeerLinkSocketTests : IAsyncLifetime
         Assert.Contains("cluster link dedicated: cannot listen on 10.213.9.200:7405 via ded0", e.Message, StringComparison.Ordinal);
     }
 
-    private static PeerHeartbeat Heartbeat(ulong epoch, ulong sequence) => new(new PeerHeader(Cluster, 1, 2, epoch, sequence), ClusterRole.Active, 0,
+    private static PeerHeartbeat Heartbeat(ulong epoch, ulong sequence) => HeartbeatFrom(1, 2, epoch, sequence);
+
+    private static PeerHeartbeat HeartbeatFrom(ushort from, ushort to, ulong epoch, ulong sequence) => new(new PeerHeader(Cluster, from, to, epoch, sequence), ClusterRole.Active, 0,
         ReachesPingTargets: true, GroupRunning: true, [new HeardLink(0, LinkState.Up, 20)], [new DataGeneration(3, 1)], ReplicationPosition: 0);
 
     private static Task<bool> WaitUntilAsync(Func<bool> condition) => Polling.UntilAsync(condition, Bound, TestContext.Current.CancellationToken);

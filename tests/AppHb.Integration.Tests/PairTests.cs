@@ -57,6 +57,10 @@ public sealed class PairTests : IAsyncLifetime
         var fenced = lines.FindIndex(l => l.Contains("Pair: fenced:", StringComparison.Ordinal));
         var tookOver = lines.FindIndex(l => l.Contains("Pair: takeover:", StringComparison.Ordinal));
         Assert.True(fenced >= 0 && tookOver > fenced, string.Join('\n', lines));
+        // Told from a silent peer by its host refusing the heartbeats (ICMP port unreachable on both links): fenced
+        // for a gone daemon, not after deadtime of silence.
+        var gone = lines.FindIndex(l => l.Contains("Pair: peer-daemon-gone:", StringComparison.Ordinal));
+        Assert.True(gone >= 0 && gone < fenced && !lines.Take(fenced).Any(l => l.Contains("Pair: peer-silent:", StringComparison.Ordinal)), string.Join('\n', lines));
     }
 
     [Fact]

@@ -227,7 +227,7 @@ public sealed class PairHost : IAsyncDisposable
         foreach (var link in _links)
         {
             _running.Add(link.ReceiveAsync(_receiver, (datagram, on) => Post(() => Received(datagram, on)),
-                CountRefusal, stopping));
+                CountRefusal, stopping, on => Post(() => _machine.PeerPortClosed(on.Name))));
         }
 
         _running.Add(EveryAsync(_options.Timings.Keepalive, _time, () => Post(SendHeartbeats), stopping));

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using AppHb.Cluster.Wire;
+using AppHb.Linux.Network;
 
 namespace AppHb.Cluster.Links;
 
@@ -16,6 +17,7 @@ public sealed class PeerLinkSocket : IDisposable
     private readonly Socket _socket;
     private readonly IPEndPoint _peer;
     private readonly byte[] _key;
+    private Action<ClusterLink>? _portClosed;
 
     private PeerLinkSocket(ClusterLink link, Socket socket, byte[] key)
     {
@@ -37,6 +39,9 @@ public sealed class PeerLinkSocket : IDisposable
         {
             socket.SetRawSocketOption(SolSocket, SoBindToDevice, Encoding.ASCII.GetBytes(link.Interface + "\0"));
             socket.Bind(new IPEndPoint(link.Local, link.Port));
+            // The peer's host answering a heartbeat with port unreachable is how a killed apphbd on a running host
+            // is told from a silent one, within a keepalive instead of deadtime.
+            IcmpErrors.Report(socket);
             return new PeerLinkSocket(link, socket, key.ToArray());
         }
         catch (SocketException e)
@@ -58,17 +63,32 @@ public sealed class PeerLinkSocket : IDisposable
         }
         catch (SocketException e)
         {
+            if (e.SocketErrorCode == SocketError.ConnectionRefused)
+            {
+                // The pending ICMP error surfaced here rather than in the receive loop.
+                PortClosed();
+            }
+
             return e.SocketErrorCode;
         }
     }
 
+    private void PortClosed()
+    {
+        IcmpErrors.Drain(_socket);
+        _portClosed?.Invoke(Link);
+    }
+
     /// <summary>Receives until cancelled: every datagram that <paramref name="receiver"/> accepts goes to
-    /// <paramref name="accepted"/>, every other to <paramref name="refused"/> with its reason and source.</summary>
+    /// <paramref name="accepted"/>, every other to <paramref name="refused"/> with its reason and source; a port
+    /// unreachable for one of this link's heartbeats (this socket sends to the peer only) to
+    /// <paramref name="portClosed"/>.</summary>
     public async Task ReceiveAsync(PeerReceiver receiver, Action<PeerDatagram, ClusterLink> accepted,
-        Action<PeerRejection, IPEndPoint, ClusterLink>? refused, CancellationToken cancellationToken)
+        Action<PeerRejection, IPEndPoint, ClusterLink>? refused, CancellationToken cancellationToken, Action<ClusterLink>? portClosed = null)
     {
         ArgumentNullException.ThrowIfNull(receiver);
         ArgumentNullException.ThrowIfNull(accepted);
+        _portClosed = portClosed;
         var buffer = new byte[PeerCodec.MaxDatagramSize + 1];
         EndPoint any = new IPEndPoint(Link.Local.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
         while (!cancellationToken.IsCancellationRequested)
@@ -80,7 +100,17 @@ public sealed class PeerLinkSocket : IDisposable
             }
             catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionRefused or SocketError.HostUnreachable or SocketError.NetworkUnreachable)
             {
-                // An ICMP error for an earlier send (the peer's port closed, its host gone): its silence says so.
+                // An ICMP error for an earlier send. A host gone or unreachable: its silence says so. Its port closed:
+                // its apphbd is gone while the host runs.
+                if (e.SocketErrorCode == SocketError.ConnectionRefused)
+                {
+                    PortClosed();
+                }
+                else
+                {
+                    IcmpErrors.Drain(_socket);
+                }
+
                 continue;
             }
 

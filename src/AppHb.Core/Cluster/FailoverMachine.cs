@@ -22,6 +22,7 @@ public sealed class FailoverMachine
     private long _fenceDueAt = long.MaxValue;
     private TimeSpan _fenceBackoff;
     private bool _peerFenced;
+    private long _peerFencedAt = long.MinValue;
     private bool _splitBrain;
     private bool _maintenance;
     private bool _switchingOver;
@@ -202,6 +203,21 @@ public sealed class FailoverMachine
         Evaluate();
     }
 
+    /// <summary>The peer's host answered this node's heartbeat on <paramref name="link"/> with ICMP port unreachable:
+    /// nothing listens on the peer's port there. Once that holds on every link (each since the peer was last heard on
+    /// it), the peer's apphbd is gone while its host still runs, killed or crashed, and its group may still run: it is
+    /// fenced at once instead of after deadtime. A host that is off or cut off sends no such answer.</summary>
+    public void PeerPortClosed(string link)
+    {
+        if (!_links.TryGetValue(link, out var peerLink))
+        {
+            throw new ArgumentException($"no link named {link}", nameof(link));
+        }
+
+        peerLink.PortClosed(_time.GetTimestamp());
+        Evaluate();
+    }
+
     /// <summary>The peer restarted (its authenticated datagrams carry a new boot epoch; call after the
     /// <see cref="Heard"/> of the datagram that showed it): a fence of it still under way is no longer waited for,
     /// whatever it held is gone. Its links still prove themselves for the hold time: letting them count at once made
@@ -224,7 +240,7 @@ public sealed class FailoverMachine
         }
 
         _fencing = false;
-        _peerFenced = true;
+        MarkPeerFenced();
         Publish("fenced", $"the peer restarted ({evidence}): it holds nothing");
         TakeOver("the peer restarted while it was being fenced");
     }
@@ -253,7 +269,7 @@ public sealed class FailoverMachine
         _fencing = false;
         if (confirmed)
         {
-            _peerFenced = true;
+            MarkPeerFenced();
             _fenceBackoff = _timings.FenceRetry;
             Publish("fenced", $"the peer is fenced: {detail}");
             if (Role == ClusterRole.TakingOver)
@@ -553,12 +569,13 @@ public sealed class FailoverMachine
         // not trusted for a hand-over, but the peer it carries is alive.
         var peerSilent = _links.Values.All(l => l.StateAt(now, _timings, _time) is LinkState.Dead or LinkState.Unknown);
         var silentForActiveFence = _links.Values.All(l => l.LastHeard is not { } heard || _time.GetElapsedTime(heard, now) >= _timings.ActiveFenceAfter);
+        var peerDaemonGone = _peer is not null && _peerLeftAt == long.MaxValue && _links.Values.All(l => l.RefusedSinceHeard);
         var isolated = !_reachesPingTargets && _pingLostAt != long.MaxValue && _time.GetElapsedTime(_pingLostAt, now) >= _timings.DeadTime;
 
         // Until every link has been heard once or deadtime has passed since boot, a link that is merely not heard
         // yet says nothing.
         var judging = _links.Values.All(l => l.LastHeard is not null) || _time.GetElapsedTime(_bootedAt, now) >= _timings.DeadTime;
-        var verdict = !judging ? "starting" : (dedicatedUp, lanUp, peerSilent) switch
+        var verdict = !judging ? "starting" : peerDaemonGone && !peerSilent ? "peer-daemon-gone" : (dedicatedUp, lanUp, peerSilent) switch
         {
             (true, true, _) => "healthy",
             (false, true, _) => "dedicated-link-broken",
@@ -577,6 +594,9 @@ public sealed class FailoverMachine
                 case "lan-fault":
                     Publish(verdict, "the LAN is down while the dedicated link carries the peer's heartbeats");
                     break;
+                case "peer-daemon-gone":
+                    Publish(verdict, "the peer's host refuses heartbeats on every link (ICMP port unreachable): its apphbd is gone while the host runs");
+                    break;
                 case "peer-silent":
                     Publish(verdict, $"the peer is silent on every link for {_timings.DeadTime.TotalMilliseconds:0} ms: presumed dead");
                     break;
@@ -592,16 +612,16 @@ public sealed class FailoverMachine
                 Start(now, peerSilent);
                 break;
             case ClusterRole.Standby:
-                if (peerSilent && _peer is not null && !_splitBrain && !IsStale && !_maintenance && _reachesPingTargets)
+                if ((peerSilent || peerDaemonGone) && _peer is not null && !_splitBrain && !IsStale && !_maintenance && _reachesPingTargets)
                 {
                     // The standby fences at deadtime, the active fence-delay sooner: when both links were cut at
                     // once, the active wins, and a standby whose active died waits no longer than deadtime.
                     // A node that reaches none of its ping targets fences nobody: it could not serve the LAN, and the
                     // silent peer may be the one still serving it (it would also take over only to step down, over
                     // and over).
-                    BeginFence(now, fenceDue, "the peer is silent on every link", takeOver: true);
+                    BeginFence(now, fenceDue, peerSilent ? "the peer is silent on every link" : "the peer's apphbd is gone", takeOver: true);
                 }
-                else if (!peerSilent)
+                else if (!peerSilent && !peerDaemonGone)
                 {
                     CancelPendingFence();
                     if (_peer is { Role: ClusterRole.Active })
@@ -626,12 +646,12 @@ public sealed class FailoverMachine
                     Release(switchover: false, "isolated: the peer is silent on every link and no ping target answers");
                     _stepDownDeadline = now + PeerLink.Ticks(_timings.DeadTime, _time);
                 }
-                else if (silentForActiveFence && _reachesPingTargets && !_peerFenced && !_splitBrain && _peerLeftAt == long.MaxValue)
+                else if ((silentForActiveFence || peerDaemonGone) && _reachesPingTargets && !_peerFenced && !_splitBrain && _peerLeftAt == long.MaxValue)
                 {
                     // The active node fences fence-delay before deadtime: it is the one that must win a fence race.
                     // Unless it reaches no ping target: then it is more likely the one cut off, and it steps down
                     // at deadtime instead.
-                    BeginFence(now, fenceDue, "the peer is silent on every link", takeOver: false);
+                    BeginFence(now, fenceDue, peerDaemonGone ? "the peer's apphbd is gone" : "the peer is silent on every link", takeOver: false);
                 }
                 else if (verdict == "lan-fault" && !_reachesPingTargets && _peer is { ReachesPingTargets: true, HeldStandby: false } && !_splitBrain
                          && Generations.CompareWith(_peer.Generations) == GenerationRelation.Same)
@@ -642,11 +662,19 @@ public sealed class FailoverMachine
                 break;
         }
 
-        if (!peerSilent && _peerFenced)
+        if (_peerFenced && _links.Values.Any(l => l.LastHeard > _peerFencedAt))
         {
-            // Heard again: it was powered back on. A later silence needs a new fence.
+            // Heard since the fence: it was powered back on. A later silence needs a new fence. (Not "no longer
+            // silent": a fence that ends before deadtime, the active's or one for a gone daemon, finds the links
+            // still up, and the fence would repeat until they died.)
             _peerFenced = false;
         }
+    }
+
+    private void MarkPeerFenced()
+    {
+        _peerFenced = true;
+        _peerFencedAt = _time.GetTimestamp();
     }
 
     private void Start(long now, bool peerSilent)

@@ -96,6 +96,7 @@ public sealed record ClusterTimings(
 public sealed class PeerLink(string name, LinkKind kind)
 {
     private long _lastHeard = long.MinValue;
+    private long _portClosedAt = long.MinValue;
     private long _upSince = long.MinValue;
     private bool _wasDead;
 
@@ -105,6 +106,12 @@ public sealed class PeerLink(string name, LinkKind kind)
 
     /// <summary>When the peer was last heard on this link, or null.</summary>
     public long? LastHeard => _lastHeard == long.MinValue ? null : _lastHeard;
+
+    /// <summary>The peer's host refused a heartbeat sent on this link (ICMP port unreachable) at <paramref name="now"/>.</summary>
+    public void PortClosed(long now) => _portClosedAt = now;
+
+    /// <summary>The peer's host refused a heartbeat on this link since the peer was last heard on it.</summary>
+    public bool RefusedSinceHeard => _portClosedAt != long.MinValue && _portClosedAt > _lastHeard;
 
     /// <summary>A heartbeat arrived on this link at <paramref name="now"/>.</summary>
     public void Heard(long now, ClusterTimings timings, TimeProvider time)
