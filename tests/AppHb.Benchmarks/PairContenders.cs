@@ -6,12 +6,16 @@ using AppHb.Testing;
 
 namespace AppHb.Benchmarks;
 
-/// <summary>Two apphbd as they ship, fencing with the rig's agent (the fence is inside every figure).</summary>
-internal sealed class ApphbdContender(TimeSpan keepalive, TimeSpan deadtime) : IPairContender
+/// <summary>Two apphbd as they ship, fencing with the rig's agent (the fence is inside every figure). The service is
+/// the group (started on the active node only, after the fence), or with <paramref name="addressOnly"/> runs on both
+/// nodes as keepalived's and heartbeat's do, and only the address moves.</summary>
+internal sealed class ApphbdContender(TimeSpan keepalive, TimeSpan deadtime, bool addressOnly = false) : IPairContender
 {
-    public string Name => $"apphbd {Ms(keepalive)}/{Ms(deadtime)} + fence, two links";
+    public string Name => $"apphbd {Ms(keepalive)}/{Ms(deadtime)} + fence, {(addressOnly ? "address only" : "two links")}";
 
     public TimeSpan Interval => keepalive;
+
+    public bool AddressOnly => addressOnly;
 
     public string ProcessName => "apphbd";
 
@@ -24,7 +28,7 @@ internal sealed class ApphbdContender(TimeSpan keepalive, TimeSpan deadtime) : I
             // The fence delay at its most: the active node fences after twice keepalive of silence.
             var fenceDelay = new[] { TimeSpan.FromSeconds(1), deadtime / 2, deadtime - 2 * keepalive }.Min();
             await rig.StartAsync(me, rig.Config(me, rig.Answering(me), fenceDelay: Ms(fenceDelay), keepalive: Ms(keepalive),
-                warntime: Ms(2 * keepalive), deadtime: Ms(deadtime), initdead: "10s"));
+                warntime: Ms(2 * keepalive), deadtime: Ms(deadtime), initdead: "10s", group: addressOnly ? "[]" : "[app]"));
         }
 
         await PairContenders.UntilAsync(async () => await rig.AnswerOnServiceIpAsync() == "node1", TimeSpan.FromSeconds(60), () => StoryAsync(rig), "node1 never answered");
@@ -50,6 +54,11 @@ internal sealed class ApphbdContender(TimeSpan keepalive, TimeSpan deadtime) : I
             return false;
         }
     }, TimeSpan.FromSeconds(60), () => StoryAsync(rig), $"node{me} never stood by");
+
+    /// <summary>Until the node is active and has heard its standby peer on the same data generation.</summary>
+    public Task WaitInSyncAsync(PairRig rig, int me) => PairContenders.UntilAsync(async () =>
+        (await new AppHbControl(rig.Daemon(me)!.SocketPath).GetStatusAsync()).Cluster is { Role: "active", InSync: true, PeerRole: "standby" },
+        TimeSpan.FromSeconds(60), () => StoryAsync(rig), $"node{me} never heard its standby in sync");
 
     public Task KillDaemonAsync(PairRig rig, int me)
     {

@@ -111,8 +111,10 @@ public sealed partial class PairRig : IAsyncDisposable
         $"- method: peer-link\n      timeout: 10s\n    {AgentFence(peer)}";
 
     /// <summary>Node <paramref name="me"/>'s apphbd.yaml (its services and its cluster section).</summary>
+    /// <param name="group">The group's services: by default the app, which then runs on the active node only; empty,
+    /// the app runs on both nodes and only the address moves.</param>
     public string Config(int me, string app, string? fence = null, string fenceDelay = "200ms", string keepalive = "100ms",
-        string warntime = "300ms", string deadtime = "1s", string initdead = "10s") => $"""
+        string warntime = "300ms", string deadtime = "1s", string initdead = "10s", string group = "[app]") => $"""
         services:
           app:
             {app}
@@ -149,7 +151,7 @@ public sealed partial class PairRig : IAsyncDisposable
               interface: lan0
               announce-count: 2
               announce-interval: 50ms
-          group: [app]
+          group: {group}
           fence-agent-directory: {Path.Combine(Directory, "agents")}
           fence:
             {fence ?? AgentFence(Node(3 - me))}
