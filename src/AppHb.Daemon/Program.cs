@@ -212,6 +212,31 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
         }
     }
 
+    // SIGHUP reloads the services, as systemctl reload (ExecReload=kill -HUP $MAINPID) and apphbctl reload do.
+    // Registered before the host starts: READY=1 goes out while it starts, and a reload sent right after it must not
+    // meet the runtime's default for SIGHUP (the process ends). One that comes before the start has ended waits for it.
+    var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+    var supervisor = host.Services.GetRequiredService<ServiceSupervisor>();
+    var systemd = host.Services.GetRequiredService<AppHb.Daemon.Systemd.SystemdNotifier>();
+    using var hangup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, context =>
+    {
+        context.Cancel = true;
+        _ = Task.Run(async () =>
+        {
+            await started.Task;
+            systemd.Notify(AppHb.Daemon.Systemd.ServiceState.Reloading(System.Diagnostics.Stopwatch.GetTimestamp() / (System.Diagnostics.Stopwatch.Frequency / 1_000_000)));
+            try
+            {
+                await supervisor.ReloadAsync(CancellationToken.None);
+            }
+            catch (ConfigurationException e)
+            {
+                Log.ReloadWarning(logger, "refused, nothing changed: " + string.Join("; ", e.Errors));
+            }
+
+            systemd.Notify(AppHb.Daemon.Systemd.ServiceState.Ready);
+        });
+    });
     try
     {
         await host.StartAsync();
@@ -237,27 +262,7 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     host.Services.GetRequiredService<StatusReporter>().Warmup();
     var tickler = host.Services.GetRequiredService<WatchdogTickler>();
     Log.Ready(logger, options.Socket.Path, tickler.Device?.Backend ?? "none");
-    // SIGHUP reloads the services, as systemctl reload (ExecReload=kill -HUP $MAINPID) and apphbctl reload do.
-    var supervisor = host.Services.GetRequiredService<ServiceSupervisor>();
-    var systemd = host.Services.GetRequiredService<AppHb.Daemon.Systemd.SystemdNotifier>();
-    using var hangup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, context =>
-    {
-        context.Cancel = true;
-        _ = Task.Run(async () =>
-        {
-            systemd.Notify(AppHb.Daemon.Systemd.ServiceState.Reloading(System.Diagnostics.Stopwatch.GetTimestamp() / (System.Diagnostics.Stopwatch.Frequency / 1_000_000)));
-            try
-            {
-                await supervisor.ReloadAsync(CancellationToken.None);
-            }
-            catch (ConfigurationException e)
-            {
-                Log.ReloadWarning(logger, "refused, nothing changed: " + string.Join("; ", e.Errors));
-            }
-
-            systemd.Notify(AppHb.Daemon.Systemd.ServiceState.Ready);
-        });
-    });
+    started.TrySetResult();
     await host.WaitForShutdownAsync();
     Log.Stopping(logger);
     return 0;
