@@ -82,7 +82,10 @@ public sealed class SystemdNotifyTests : IDisposable
         var before = _received.Count;
         var sentAt = Stopwatch.GetTimestamp();
         Assert.True(ProcessRunner.Signal(daemon.Pid, 1));
-        await WaitFor(() => _received.Skip(before).Any(m => m.Message.Contains("READY=1", StringComparison.Ordinal)));
+        await WaitFor(() => _received.Skip(before).Any(m => m.Message.Contains("READY=1", StringComparison.Ordinal)), () =>
+            $"after SIGHUP: {string.Join(" | ", _received.Skip(before).Select(m => m.Message.Replace('\n', ' ')))}; daemon running: {daemon.IsRunning}, "
+            + $"state: {(File.Exists($"/proc/{daemon.Pid}/status") ? File.ReadAllLines($"/proc/{daemon.Pid}/status").FirstOrDefault(l => l.StartsWith("State:", StringComparison.Ordinal)) : "gone")}\n"
+            + string.Join('\n', daemon.Lines.TakeLast(40)));
         var reloading = _received.Skip(before).First(m => m.Message.Contains("RELOADING=1", StringComparison.Ordinal));
         var monotonic = long.Parse(reloading.Message.Split('\n').Single(l => l.StartsWith("MONOTONIC_USEC=", StringComparison.Ordinal))[15..], System.Globalization.CultureInfo.InvariantCulture);
         // CLOCK_MONOTONIC in microseconds: the same clock as Stopwatch here, taken between the signal and its READY.
@@ -121,12 +124,12 @@ public sealed class SystemdNotifyTests : IDisposable
         Assert.DoesNotContain(daemon.Lines, l => l.Contains("info:", StringComparison.Ordinal));
     }
 
-    private static async Task WaitFor(Func<bool> condition)
+    private static async Task WaitFor(Func<bool> condition, Func<string>? story = null)
     {
         var watch = Stopwatch.StartNew();
         while (!condition())
         {
-            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), "condition not met within 20 s");
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), $"condition not met within 20 s{(story is null ? "" : ": " + story())}");
             await Task.Delay(10);
         }
     }
