@@ -233,6 +233,12 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
             {
                 Log.ReloadWarning(logger, "refused, nothing changed: " + string.Join("; ", e.Errors));
             }
+#pragma warning disable CA1031 // Whatever failed, the manager must not be left believing apphbd is still reloading.
+            catch (Exception e) when (e is not OperationCanceledException)
+#pragma warning restore CA1031
+            {
+                Log.ReloadWarning(logger, $"failed ({e.GetType().Name}): {e.Message}");
+            }
 
             systemd.Notify(AppHb.Daemon.Systemd.ServiceState.Ready);
         });
