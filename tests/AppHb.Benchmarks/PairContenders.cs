@@ -25,8 +25,8 @@ internal sealed class ApphbdContender(TimeSpan keepalive, TimeSpan deadtime, boo
     {
         foreach (var me in new[] { 1, 2 })
         {
-            // The fence delay at its most: the active node fences after twice keepalive of silence.
-            var fenceDelay = new[] { TimeSpan.FromSeconds(1), deadtime / 2, deadtime - 2 * keepalive }.Min();
+            // apphbd's own default for these timings (the benchmark writes every setting out).
+            var fenceDelay = AppHb.Core.Cluster.ClusterTimings.DefaultFenceDelay(keepalive, deadtime);
             await rig.StartAsync(me, rig.Config(me, rig.Answering(me), fenceDelay: Ms(fenceDelay), keepalive: Ms(keepalive),
                 warntime: Ms(2 * keepalive), deadtime: Ms(deadtime), initdead: "10s", group: addressOnly ? "[]" : "[app]"));
         }
