@@ -114,7 +114,7 @@ public sealed partial class PairRig : IAsyncDisposable
     /// <param name="group">The group's services: by default the app, which then runs on the active node only; empty,
     /// the app runs on both nodes and only the address moves.</param>
     public string Config(int me, string app, string? fence = null, string fenceDelay = "200ms", string keepalive = "100ms",
-        string warntime = "300ms", string deadtime = "1s", string initdead = "10s", string group = "[app]") => $"""
+        string warntime = "300ms", string deadtime = "1s", string initdead = "10s", string group = "[app]", string linkHold = "5s") => $"""
         services:
           app:
             {app}
@@ -131,6 +131,7 @@ public sealed partial class PairRig : IAsyncDisposable
           deadtime: {deadtime}
           initdead: {initdead}
           fence-delay: {fenceDelay}
+          link-hold: {linkHold}
           preferred: node1
           ping: [10.216.2.254]
           links:

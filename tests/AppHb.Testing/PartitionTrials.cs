@@ -32,8 +32,10 @@ public sealed class PartitionTrials(PairRig rig, int seed, Action<string>? progr
         foreach (var me in new[] { 1, 2 })
         {
             // The active node fences after deadtime less the fence delay, the standby after deadtime: the delay
-            // outlasts a fence (about 0.2 s), so when both links are cut the active node wins.
-            await rig.StartAsync(me, rig.Config(me, rig.Answering(me), fenceDelay: "600ms", deadtime: deadtime));
+            // outlasts a fence (well under 0.1 s), so when both links are cut the active node wins. A returning link
+            // counts after 1 s instead of the default 5 s: still ten heartbeats, and each trial waits for both links
+            // to count again, so the checker runs about twice the trials in the same time.
+            await rig.StartAsync(me, rig.Config(me, rig.Answering(me), fenceDelay: "600ms", deadtime: deadtime, linkHold: "1s"));
         }
     }
 
