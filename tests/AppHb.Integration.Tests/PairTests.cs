@@ -330,6 +330,102 @@ public sealed class PairTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Datagrams_with_the_peers_own_address_forged_replayed_or_truncated_change_nothing_and_are_counted_by_reason()
+    {
+        var (a, b) = await StartAnsweringPairAsync();
+        var key = await File.ReadAllBytesAsync(Path.Combine(_rig.Directory, "cluster.key"), TestContext.Current.CancellationToken);
+
+        // From the client's namespace, raw IPv4 packets whose source is node2's LAN address and port: past the source
+        // check, so what stops them is the HMAC, the replay window and the length. node2 "claims" to be active with a
+        // generation far ahead: with a wrong key; with the pair's key but its first boot's first sequence (long seen);
+        // cut short.
+        var header = new AppHb.Cluster.Wire.PeerHeader(77, 2, 1, 1, 1);
+        var claim = new AppHb.Cluster.Wire.PeerHeartbeat(header, AppHb.Core.Cluster.ClusterRole.Active, 1, true, true, [],
+            [new AppHb.Core.Cluster.DataGeneration(1_000_000, 2)], 0);
+        var forged = AppHb.Cluster.Wire.PeerCodec.Encode(claim with { Header = header with { Sequence = ulong.MaxValue / 2 } }, "not the pair's key, not at all!!"u8);
+        var replayed = AppHb.Cluster.Wire.PeerCodec.Encode(claim, key);
+        var truncated = replayed[..12];
+        await _gateway.Run(() =>
+        {
+            using var raw = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Raw, System.Net.Sockets.ProtocolType.Udp);
+            raw.SetSocketOption(System.Net.Sockets.SocketOptionLevel.IP, System.Net.Sockets.SocketOptionName.HeaderIncluded, true);
+            var node1 = new System.Net.IPEndPoint(System.Net.IPAddress.Parse("10.216.2.1"), 0);
+            for (var i = 0; i < 10; i++)
+            {
+                foreach (var payload in new[] { forged, replayed, truncated })
+                {
+                    raw.SendTo(SpoofedUdp(System.Net.IPAddress.Parse("10.216.2.2"), node1.Address, 7408, payload), node1);
+                }
+            }
+
+            return 0;
+        });
+
+        await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
+        var pair = (await new AppHbControl(a.SocketPath).GetStatusAsync()).Cluster!;
+        Assert.Equal(("active", "standby", false), (pair.Role, pair.PeerRole, pair.SplitBrain));
+        Assert.Equal("node1", await _rig.AnswerOnServiceIpAsync());
+        Assert.False(await _rig.HoldsServiceIpAsync(2), Story(a, b));
+        var refused = string.Join('\n', (await ScrapeAsync(a, _a)).Split('\n').Where(l => l.Contains("datagrams_refused", StringComparison.Ordinal)));
+        foreach (var reason in new[] { "forged", "replayed", "truncated" })
+        {
+            Assert.True(refused.Contains($"apphb_cluster_datagrams_refused_total{{reason=\"{reason}\"}} 10", StringComparison.Ordinal), refused);
+        }
+
+        Assert.Contains("apphb_cluster_datagrams_refused_total{reason=\"wrongnode\"} 0", refused, StringComparison.Ordinal);
+        // node2's real heartbeats still count: both links stay up.
+        Assert.All(pair.Links, l => Assert.Equal("up", l.State));
+    }
+
+    /// <summary>An IPv4 UDP packet for a raw socket with IP_HDRINCL, from an address that is not this host's (the
+    /// kernel fills in the length, id and header checksum; a UDP checksum of 0 means none).</summary>
+    private static byte[] SpoofedUdp(System.Net.IPAddress source, System.Net.IPAddress destination, int port, byte[] payload)
+    {
+        var packet = new byte[28 + payload.Length];
+        packet[0] = 0x45;
+        packet[6] = 0x40;
+        packet[8] = 64;
+        packet[9] = 17;
+        source.GetAddressBytes().CopyTo(packet, 12);
+        destination.GetAddressBytes().CopyTo(packet, 16);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(20), (ushort)port);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(22), (ushort)port);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(24), (ushort)(8 + payload.Length));
+        payload.CopyTo(packet, 28);
+        return packet;
+    }
+
+    [Fact]
+    public async Task A_takeover_reaches_a_real_snmptrapd_as_fenced_takeover_and_link_down_notifications_and_the_MIB_shows_it()
+    {
+        const string Enterprise = ".1.3.6.1.4.1.32473";
+        await using var snmp = await NetSnmp.StartAsync();
+        // Only node2 is snmpd's subagent (one agent per MIB); it reaches the AgentX socket from its namespace.
+        var a = await StartAsync(1);
+        var b = await _rig.StartAsync(2, $"snmp:\n  agentx: {snmp.AgentX}\n" + _rig.Config(2, "command: [/bin/sleep, \"1000\"]"));
+        await b.WaitForLineAsync("SNMP: registered", TimeSpan.FromSeconds(30));
+        Assert.True(await UntilAsync(async () => await AppStateAsync(a) == "running"), Story(a, b));
+
+        Assert.True(ProcessRunner.Signal(a.Pid, 9));
+
+        var fenced = await snmp.WaitForTrapAsync(Bound, $"= OID: {Enterprise}.0.7");
+        Assert.Contains($"{Enterprise}.1.6.2.0 = STRING: \"node1\"", fenced, StringComparison.Ordinal);
+        Assert.Contains("fence_apphb_netns", fenced, StringComparison.Ordinal);
+        var takeover = await snmp.WaitForTrapAsync(Bound, $"= OID: {Enterprise}.0.6");
+        Assert.Contains($"{Enterprise}.1.6.1.0 = STRING: \"node2\"", takeover, StringComparison.Ordinal);
+        Assert.Contains("the peer is fenced", takeover, StringComparison.Ordinal);
+        // The fenced node's links fall silent after the fence: each link's death is a notification naming it.
+        var cross = await snmp.WaitForTrapAsync(Bound, $"= OID: {Enterprise}.0.9", $"{Enterprise}.1.5.2.0 = STRING: \"cross\"");
+        Assert.Contains("dead", cross, StringComparison.Ordinal);
+        await snmp.WaitForTrapAsync(Bound, $"= OID: {Enterprise}.0.9", $"{Enterprise}.1.5.2.0 = STRING: \"lan\"");
+
+        // The MIB says what happened: node2 active (4), one takeover, the fence in apphbClusterLastFence.
+        var values = await snmp.ToolAsync("snmpget", [.. NetSnmp.V2c, "-Oqv"], "APPHB-MIB::apphbClusterRole.0", "APPHB-MIB::apphbClusterTakeovers.0", "APPHB-MIB::apphbClusterLastFence.0");
+        var lines = values.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Trim()).ToArray();
+        Assert.True(lines.Length == 3 && lines[0] is "active" or "4" && lines[1] == "1" && lines[2].Contains("fence_apphb_netns", StringComparison.Ordinal), values);
+    }
+
+    [Fact]
     public async Task A_node_that_boots_alone_waits_initdead_then_fences_its_peer_before_it_becomes_active()
     {
         var a = await _rig.StartAsync(1, _rig.Config(1, _rig.Answering(1), initdead: "4s"));
