@@ -560,6 +560,17 @@ public sealed class FailoverMachine
         _dueAfterEvaluation = NextDue;
     }
 
+    /// <summary>Whether the links of kind <paramref name="alive"/> heard the peer after the last heartbeat of those of
+    /// kind <paramref name="dead"/> (by more than half a keepalive: one it sent on every link lands on each within
+    /// that). A link dead while the other carries heartbeats it did not is a broken link; both falling silent
+    /// together, one a moment before the other, is the peer gone: no broken-link alert for that moment.</summary>
+    private bool CarriedMore(LinkKind alive, LinkKind dead)
+    {
+        static long Last(IEnumerable<PeerLink> links) => links.Select(l => l.LastHeard ?? long.MinValue).DefaultIfEmpty(long.MinValue).Max();
+        var deadLast = Last(_links.Values.Where(l => l.Kind == dead));
+        return deadLast == long.MinValue || Last(_links.Values.Where(l => l.Kind == alive)) - deadLast > PeerLink.Ticks(_timings.Keepalive / 2, _time);
+    }
+
     private void Judge(long now, bool fenceDue)
     {
         ReportLinks(now);
@@ -578,12 +589,12 @@ public sealed class FailoverMachine
         var verdict = !judging ? "starting" : peerDaemonGone && !peerSilent ? "peer-daemon-gone" : (dedicatedUp, lanUp, peerSilent) switch
         {
             (true, true, _) => "healthy",
-            (false, true, _) => "dedicated-link-broken",
-            (true, false, _) => "lan-fault",
+            (false, true, _) => CarriedMore(LinkKind.Lan, LinkKind.Dedicated) ? "dedicated-link-broken" : _lastVerdict,
+            (true, false, _) => CarriedMore(LinkKind.Dedicated, LinkKind.Lan) ? "lan-fault" : _lastVerdict,
             (false, false, true) => "peer-silent",
             _ => "links-returning",
         };
-        if (verdict != _lastVerdict && _peer is not null)
+        if (verdict != _lastVerdict && verdict is not null && _peer is not null)
         {
             _lastVerdict = verdict;
             switch (verdict)
