@@ -16,11 +16,11 @@ public class PeerCodecTests
     /// <summary>The heartbeat of docs/peer-protocol.md's example, byte for byte.</summary>
     public static PeerHeartbeat Example => new(new PeerHeader(Cluster, 1, 2, 7, 42), ClusterRole.Active, 0, ReachesPingTargets: true,
         GroupRunning: true, [new HeardLink(0, LinkState.Up, 120), new HeardLink(1, LinkState.Late, 1100)],
-        [new DataGeneration(3, 1), new DataGeneration(2, 2)], ReplicationPosition: 0);
+        [new DataGeneration(3, 1), new DataGeneration(2, 2)], ReplicationPosition: 0, HeardEpoch: 5);
 
     public const string ExampleHex =
-        "41484250" + "01" + "01" + "0000" + "0a0b0c0d" + "0001" + "0002" + "0000000000000007" + "000000000000002a" + "0029"
-        + "03" + "00" + "03" + "02" + "00010078" + "0102044c" + "02" + "00000000000000030001" + "00000000000000020002"
+        "41484250" + "02" + "01" + "0000" + "0a0b0c0d" + "0001" + "0002" + "0000000000000007" + "000000000000002a" + "0031"
+        + "03" + "00" + "03" + "02" + "00010078" + "0102044c" + "0000000000000005" + "02" + "00000000000000030001" + "00000000000000020002"
         + "0000000000000000";
 
     [Fact]
@@ -49,15 +49,30 @@ public class PeerCodecTests
                  from generations in Gen.Choose(1, GenerationHistory.Capacity).SelectMany(n => Gen.ArrayOf(
                      from number in ArbMap.Default.GeneratorFor<ulong>() from node in ArbMap.Default.GeneratorFor<ushort>() select new DataGeneration(number, node), n))
                  from position in ArbMap.Default.GeneratorFor<ulong>()
-                 select new PeerHeartbeat(header, role, link, ping, running, heard, generations, position)),
+                 from heardEpoch in ArbMap.Default.GeneratorFor<ulong>()
+                 select new PeerHeartbeat(header, role, link, ping, running, heard, generations, position, HeardEpoch: heardEpoch)),
         beat =>
         {
             var decoded = Assert.IsType<PeerHeartbeat>(Decode(PeerCodec.Encode(beat, Key), beat.Header));
             return decoded.Header == beat.Header && decoded.Role == beat.Role && decoded.Link == beat.Link
                 && decoded.ReachesPingTargets == beat.ReachesPingTargets && decoded.GroupRunning == beat.GroupRunning
                 && decoded.Heard.SequenceEqual(beat.Heard) && decoded.Generations.SequenceEqual(beat.Generations)
-                && decoded.ReplicationPosition == beat.ReplicationPosition;
+                && decoded.ReplicationPosition == beat.ReplicationPosition && decoded.HeardEpoch == beat.HeardEpoch;
         }));
+
+    [Fact]
+    public void A_heartbeat_hears_the_receiver_only_in_the_boot_it_echoes_and_only_on_a_dedicated_link()
+    {
+        static bool Dedicated(byte link) => link == 0;
+        var beat = Example with { HeardEpoch = 5 };
+
+        Assert.True(beat.HearsReceiverOn(5, Dedicated));
+        // Written before the receiver restarted (into boot 6), delivered after: what it says it hears is boot 5.
+        Assert.False(beat.HearsReceiverOn(6, Dedicated));
+        // Heard on the LAN only (the dedicated link dead): no.
+        Assert.False((beat with { Heard = [new HeardLink(0, LinkState.Dead, 3000), new HeardLink(1, LinkState.Up, 10)] }).HearsReceiverOn(5, Dedicated));
+        Assert.False((beat with { HeardEpoch = 0 }).HearsReceiverOn(5, Dedicated));
+    }
 
     [Fact]
     public void Requests_and_replies_round_trip() => Check(Prop.ForAll(

@@ -513,7 +513,7 @@ public sealed class PairHost : IAsyncDisposable
                 {
                     _newestHeartbeat = sent;
                     _newestReport = new PeerReport(heartbeat.Role, heartbeat.Generations, heartbeat.ReachesPingTargets, heartbeat.HeldStandby,
-                        heartbeat.Heard.Any(h => h.Link < _linkStates.Count && _linkStates[h.Link].Kind == LinkKind.Dedicated && h.State is LinkState.Up or LinkState.Late));
+                        heartbeat.HearsReceiverOn(_state.BootEpoch, l => l < _linkStates.Count && _linkStates[l].Kind == LinkKind.Dedicated));
                 }
 
                 _machine.Heard(link.Name, _newestReport);
@@ -619,7 +619,7 @@ public sealed class PairHost : IAsyncDisposable
         foreach (var socket in _links)
         {
             socket.Send(new PeerHeartbeat(_headers.Next(), _machine.Role, (byte)index++, reaches, _group.IsRunning, heard,
-                _machine.Generations.NewestFirst, ReplicationPosition: 0, _machine.InStandbyMode));
+                _machine.Generations.NewestFirst, ReplicationPosition: 0, _machine.InStandbyMode, HeardEpoch: _receiver.PeerEpoch));
         }
     }
 

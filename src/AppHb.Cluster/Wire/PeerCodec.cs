@@ -29,7 +29,7 @@ public enum PeerRejection
 /// and an HMAC-SHA256 over everything before it with the pair's shared key.</summary>
 public static class PeerCodec
 {
-    public const byte Version = 1;
+    public const byte Version = 2;
     public const int HeaderSize = 34;
     public const int MacSize = 32;
     /// <summary>Fits an IPv6 minimum MTU's payload: a datagram is never fragmented.</summary>
@@ -54,6 +54,8 @@ public static class PeerCodec
                     body.Add((byte)heard.State);
                     AddUInt16(body, heard.AgeMs);
                 }
+
+                AddUInt64(body, beat.HeardEpoch);
 
                 if (beat.Generations.Count is 0 or > GenerationHistory.Capacity)
                 {
@@ -178,7 +180,7 @@ public static class PeerCodec
             heard[i] = new HeardLink(l, (LinkState)state, age);
         }
 
-        if (!reader.Byte(out var count) || count is 0 or > GenerationHistory.Capacity)
+        if (!reader.UInt64(out var heardEpoch) || !reader.Byte(out var count) || count is 0 or > GenerationHistory.Capacity)
         {
             return null;
         }
@@ -195,7 +197,7 @@ public static class PeerCodec
         }
 
         return reader.UInt64(out var position) && reader.AtEnd
-            ? new PeerHeartbeat(header, (ClusterRole)role, link, (flags & 1) != 0, (flags & 2) != 0, heard, generations, position, (flags & 4) != 0)
+            ? new PeerHeartbeat(header, (ClusterRole)role, link, (flags & 1) != 0, (flags & 2) != 0, heard, generations, position, (flags & 4) != 0, heardEpoch)
             : null;
     }
 

@@ -49,10 +49,23 @@ public abstract record PeerDatagram(PeerHeader Header)
 /// <summary>Sent every keepalive on every link.</summary>
 /// <param name="Link">The index (in the configuration's order) of the link it was sent on.</param>
 /// <param name="ReplicationPosition">How far the sender's replication stands (the replication issue fills it); 0: none.</param>
+/// <param name="HeardEpoch">The receiver's boot epoch as the sender last accepted it (0: never). <see cref="Heard"/>
+/// speaks of that boot of the receiver only: a heartbeat a kernel held back (for a neighbour it could not resolve)
+/// and delivered after the receiver restarted says how an earlier boot was heard, and must not be read as hearing
+/// this one.</param>
 public sealed record PeerHeartbeat(PeerHeader Header, ClusterRole Role, byte Link, bool ReachesPingTargets, bool GroupRunning,
-    IReadOnlyList<HeardLink> Heard, IReadOnlyList<DataGeneration> Generations, ulong ReplicationPosition, bool HeldStandby = false) : PeerDatagram(Header)
+    IReadOnlyList<HeardLink> Heard, IReadOnlyList<DataGeneration> Generations, ulong ReplicationPosition, bool HeldStandby = false,
+    ulong HeardEpoch = 0) : PeerDatagram(Header)
 {
     public override PeerDatagramType Type => PeerDatagramType.Heartbeat;
+
+    /// <summary>Whether the sender says it hears the receiver, in the receiver's boot <paramref name="receiverEpoch"/>,
+    /// on one of the links <paramref name="isDedicated"/> names (up or late).</summary>
+    public bool HearsReceiverOn(ulong receiverEpoch, Func<byte, bool> isDedicated)
+    {
+        ArgumentNullException.ThrowIfNull(isDedicated);
+        return HeardEpoch == receiverEpoch && Heard.Any(h => isDedicated(h.Link) && h.State is LinkState.Up or LinkState.Late);
+    }
 }
 
 /// <summary>A request that needs an answer; retried with the same id until answered or timed out.</summary>
