@@ -69,13 +69,17 @@ public sealed class SystemdNotifyTests : IDisposable
         await daemon.DisposeAsync();
     }
 
-    [Fact]
-    public async Task SIGHUP_reloads_between_RELOADING_with_the_monotonic_time_and_READY()
+    /// <param name="hangupIgnored">Started under nohup: an inherited "ignore" for SIGHUP must not turn reloads off (it
+    /// did: the runtime keeps an ignored signal ignored even with a handler registered).</param>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task SIGHUP_reloads_between_RELOADING_with_the_monotonic_time_and_READY(bool hangupIgnored)
     {
         await using var daemon = await DaemonProcess.StartAsync("services:\n  one:\n    command: [/bin/sleep, \"1000\"]\n", environment: new Dictionary<string, string>
         {
             ["NOTIFY_SOCKET"] = NotifyPath,
-        });
+        }, hangupIgnored: hangupIgnored);
         await WaitFor(() => _received.Any(m => m.Message.Contains("READY=1", StringComparison.Ordinal)));
         var config = await File.ReadAllTextAsync(daemon.ConfigPath, TestContext.Current.CancellationToken);
         await File.WriteAllTextAsync(daemon.ConfigPath, config + "  two:\n    command: [/bin/sleep, \"1001\"]\n", TestContext.Current.CancellationToken);

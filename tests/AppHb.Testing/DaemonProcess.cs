@@ -15,6 +15,7 @@ public sealed class DaemonProcess : IAsyncDisposable
 
     /// <summary>RLIMIT_NOFILE to start the daemon under (soft and hard), or null for the test's own.</summary>
     private int? _openFileLimit;
+    private bool _hangupIgnored;
     private string? _networkNamespace;
 
     private DaemonProcess(TempDirectory directory, string configPath, string socketPath, IReadOnlyDictionary<string, string>? environment)
@@ -37,13 +38,15 @@ public sealed class DaemonProcess : IAsyncDisposable
 
     /// <summary>Starts apphbd with the none backend and <paramref name="extraYaml"/> appended to a minimal config.</summary>
     /// <param name="openFileLimit">Starts the daemon under this RLIMIT_NOFILE (util-linux prlimit), to reach it on purpose.</param>
+    /// <param name="hangupIgnored">Starts the daemon under nohup: it inherits SIGHUP ignored, as from a shell script
+    /// that trapped it.</param>
     public static async Task<DaemonProcess> StartAsync(string extraYaml = "", TimeSpan? period = null, bool realtime = true,
         IReadOnlyDictionary<string, string>? environment = null, TempDirectory? directory = null, int? openFileLimit = null,
-        string? networkNamespace = null)
+        string? networkNamespace = null, bool hangupIgnored = false)
     {
-        if (openFileLimit is not null && networkNamespace is not null)
+        if (new[] { openFileLimit is not null, networkNamespace is not null, hangupIgnored }.Count(b => b) > 1)
         {
-            throw new ArgumentException("an open-file limit and a network namespace together are not supported");
+            throw new ArgumentException("an open-file limit, a network namespace and an ignored SIGHUP are exclusive");
         }
 
         directory ??= new TempDirectory();
@@ -64,7 +67,7 @@ public sealed class DaemonProcess : IAsyncDisposable
             {(extraYaml.Contains("snmp:", StringComparison.Ordinal) ? string.Empty : "snmp:\n  agentx: off")}
             {extraYaml}
             """);
-        var daemon = new DaemonProcess(directory, config, socket, environment) { _openFileLimit = openFileLimit, _networkNamespace = networkNamespace };
+        var daemon = new DaemonProcess(directory, config, socket, environment) { _openFileLimit = openFileLimit, _networkNamespace = networkNamespace, _hangupIgnored = hangupIgnored };
         await daemon.StartProcessAsync();
         return daemon;
     }
@@ -75,7 +78,7 @@ public sealed class DaemonProcess : IAsyncDisposable
         // APPHB_TEST_DAEMON names a published (native) apphbd to run instead of the JIT build: tests/run-all.sh runs the
         // integration tests once more that way, so the shipped binary does everything the tests ask.
         var native = Environment.GetEnvironmentVariable("APPHB_TEST_DAEMON") is { Length: > 0 } path ? path : null;
-        var info = new ProcessStartInfo(_networkNamespace is not null ? "ip" : _openFileLimit is not null ? "/usr/bin/prlimit" : native ?? "dotnet")
+        var info = new ProcessStartInfo(_networkNamespace is not null ? "ip" : _openFileLimit is not null ? "/usr/bin/prlimit" : _hangupIgnored ? "/usr/bin/nohup" : native ?? "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -100,6 +103,12 @@ public sealed class DaemonProcess : IAsyncDisposable
             // prlimit execs the command: the process is the daemon itself.
             info.ArgumentList.Add($"--nofile={limit}:{limit}");
             info.ArgumentList.Add("--");
+            info.ArgumentList.Add(native ?? "dotnet");
+        }
+
+        if (_hangupIgnored)
+        {
+            // nohup sets SIGHUP to ignored and execs the command: the process is the daemon itself.
             info.ArgumentList.Add(native ?? "dotnet");
         }
 
