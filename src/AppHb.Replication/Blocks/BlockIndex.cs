@@ -1,0 +1,111 @@
+using System.IO.Hashing;
+
+namespace AppHb.Replication.Blocks;
+
+/// <summary>A file's content as fixed-size blocks and their hashes (XxHash128): what the active node keeps per file
+/// of what the peer has, so that a change ships only the blocks that differ, and what a difference resync compares.
+/// Collisions are not a concern at 128 bits for accidental differences; the transfer is authenticated separately.</summary>
+public sealed class BlockIndex
+{
+    private readonly UInt128[] _hashes;
+
+    private BlockIndex(long length, int blockSize, UInt128[] hashes)
+    {
+        Length = length;
+        BlockSize = blockSize;
+        _hashes = hashes;
+    }
+
+    public long Length { get; }
+
+    public int BlockSize { get; }
+
+    public IReadOnlyList<UInt128> Hashes => _hashes;
+
+    /// <summary>The index of a file with no content.</summary>
+    public static BlockIndex Empty(int blockSize) => new(0, CheckSize(blockSize), []);
+
+    /// <summary>Indexes <paramref name="content"/>.</summary>
+    public static BlockIndex Of(ReadOnlySpan<byte> content, int blockSize)
+    {
+        CheckSize(blockSize);
+        var hashes = new UInt128[(content.Length + blockSize - 1) / blockSize];
+        for (var i = 0; i < hashes.Length; i++)
+        {
+            var start = i * blockSize;
+            hashes[i] = XxHash128.HashToUInt128(content.Slice(start, Math.Min(blockSize, content.Length - start)));
+        }
+
+        return new BlockIndex(content.Length, blockSize, hashes);
+    }
+
+    /// <summary>Indexes a stream from its current position to its end, a block at a time.</summary>
+    public static async Task<BlockIndex> OfAsync(Stream stream, int blockSize, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        CheckSize(blockSize);
+        var hashes = new List<UInt128>();
+        var buffer = new byte[blockSize];
+        long length = 0;
+        while (true)
+        {
+            var filled = 0;
+            while (filled < blockSize)
+            {
+                var read = await stream.ReadAsync(buffer.AsMemory(filled), cancellationToken);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                filled += read;
+            }
+
+            if (filled == 0)
+            {
+                break;
+            }
+
+            hashes.Add(XxHash128.HashToUInt128(buffer.AsSpan(0, filled)));
+            length += filled;
+            if (filled < blockSize)
+            {
+                break;
+            }
+        }
+
+        return new BlockIndex(length, blockSize, [.. hashes]);
+    }
+
+    /// <summary>The blocks of this content that a copy indexed as <paramref name="copy"/> lacks or has otherwise: sent
+    /// with this length, they turn that copy into this content (a copy that is longer is truncated by the length).</summary>
+    public IReadOnlyList<uint> ChangedFrom(BlockIndex copy)
+    {
+        ArgumentNullException.ThrowIfNull(copy);
+        if (copy.BlockSize != BlockSize)
+        {
+            throw new ArgumentException($"block sizes differ ({BlockSize} and {copy.BlockSize}): index both with the same", nameof(copy));
+        }
+
+        var changed = new List<uint>();
+        for (var i = 0; i < _hashes.Length; i++)
+        {
+            // A block the copy has with the same hash is the same only if it was whole in both or ends both at the
+            // same length: the last block's hash covers its bytes only, so a shorter copy's last block differs by length.
+            var same = i < copy._hashes.Length && copy._hashes[i] == _hashes[i] && BlockLength(i) == copy.BlockLength(i);
+            if (!same)
+            {
+                changed.Add((uint)i);
+            }
+        }
+
+        return changed;
+    }
+
+    private long BlockLength(int index) => Math.Min(BlockSize, Length - (long)index * BlockSize);
+
+    private static int CheckSize(int blockSize) =>
+        blockSize is > 0 and <= Journal.JournalCodec.MaxBlockSize
+            ? blockSize
+            : throw new ArgumentOutOfRangeException(nameof(blockSize), blockSize, $"a block size is 1 to {Journal.JournalCodec.MaxBlockSize} bytes");
+}

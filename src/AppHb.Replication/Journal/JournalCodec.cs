@@ -1,0 +1,333 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
+using System.Text;
+using AppHb.Core.Cluster;
+
+namespace AppHb.Replication.Journal;
+
+/// <summary>How decoding a journal record ended.</summary>
+public enum JournalDecodeStatus
+{
+    /// <summary>A whole, intact record.</summary>
+    Decoded,
+    /// <summary>The bytes end inside a record: more are coming, or (at the end of a journal file) a write torn by a
+    /// crash.</summary>
+    Incomplete,
+    /// <summary>The checksum does not match: nothing in it can be trusted, not even its path.</summary>
+    Corrupt,
+    /// <summary>The checksum matches but the record breaks a rule (a length past the limit, a path leaving the root,
+    /// blocks out of order): written by something that is not this codec.</summary>
+    Malformed,
+}
+
+/// <summary>A decoding's outcome: the record, how many bytes it took, or why there is none. After a corrupt record
+/// <paramref name="Consumed"/> is only its length field's word: a reader stops there (and resyncs) rather than skip.</summary>
+public readonly record struct JournalDecoding(JournalDecodeStatus Status, JournalRecord? Record, int Consumed, string? Problem);
+
+/// <summary>The journal's record format (docs/replication-design.md, "Journal record format"): big-endian, a length,
+/// the header, the kind's body, a CRC-32 over everything after the length. The same bytes go to the journal file and
+/// over the dedicated link.</summary>
+public static class JournalCodec
+{
+    /// <summary>The block size the engine uses; a record may name another (the peer's), up to <see cref="MaxBlockSize"/>.</summary>
+    public const int DefaultBlockSize = 64 * 1024;
+    public const int MaxBlockSize = 1024 * 1024;
+    /// <summary>At most this many blocks in one write record: a larger change is several records.</summary>
+    public const int MaxBlocksPerRecord = 256;
+    /// <summary>Bounds what a reader allocates for one record, whatever its length field says.</summary>
+    public const int MaxRecordSize = 32 * 1024 * 1024;
+    private const int LengthSize = 4;
+    private const int CrcSize = 4;
+
+    public static byte[] Encode(JournalRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        if (record is not CutRecord && JournalPath.Problem(record.Path) is { } problem)
+        {
+            throw new ArgumentException(problem, nameof(record));
+        }
+
+        var body = new List<byte>(64);
+        AddUInt64(body, record.Sequence);
+        AddUInt64(body, record.Generation.Number);
+        AddUInt16(body, record.Generation.Node);
+        body.Add((byte)record.Kind);
+        AddString(body, record.Path);
+        switch (record)
+        {
+            case WriteRecord write:
+                if (write.BlockSize is <= 0 or > MaxBlockSize || write.Blocks.Count > MaxBlocksPerRecord)
+                {
+                    throw new ArgumentException($"a write record has a block size of 1 to {MaxBlockSize} bytes and at most {MaxBlocksPerRecord} blocks", nameof(record));
+                }
+
+                AddUInt64(body, write.Length);
+                AddUInt32(body, (uint)write.BlockSize);
+                AddUInt16(body, (ushort)write.Blocks.Count);
+                foreach (var block in write.Blocks)
+                {
+                    AddUInt32(body, block.Index);
+                    AddUInt32(body, (uint)block.Content.Length);
+                    body.AddRange(block.Content);
+                }
+
+                break;
+            case CreateRecord create:
+                AddUInt32(body, create.Mode);
+                break;
+            case RenameRecord rename:
+                if (JournalPath.Problem(rename.NewPath) is { } renameProblem)
+                {
+                    throw new ArgumentException(renameProblem, nameof(record));
+                }
+
+                AddString(body, rename.NewPath);
+                break;
+            case AttributesRecord attributes:
+                AddUInt32(body, attributes.Mode);
+                AddUInt32(body, attributes.Owner);
+                AddUInt32(body, attributes.Group);
+                AddUInt64(body, unchecked((ulong)attributes.ModifiedNanoseconds));
+                break;
+            case SymlinkRecord symlink:
+                AddString(body, symlink.Target);
+                break;
+            case DirectoryRecord directory:
+                AddUInt32(body, directory.Mode);
+                break;
+        }
+
+        var bytes = new byte[LengthSize + body.Count + CrcSize];
+        BinaryPrimitives.WriteUInt32BigEndian(bytes, (uint)(body.Count + CrcSize));
+        body.CopyTo(bytes, LengthSize);
+        BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(LengthSize + body.Count), Crc32.HashToUInt32(bytes.AsSpan(LengthSize, body.Count)));
+        if (bytes.Length > MaxRecordSize)
+        {
+            throw new ArgumentException($"the record is {bytes.Length} bytes, more than {MaxRecordSize}", nameof(record));
+        }
+
+        return bytes;
+    }
+
+    /// <summary>Decodes the record at the start of <paramref name="bytes"/>.</summary>
+    public static JournalDecoding Decode(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length < LengthSize)
+        {
+            return new(JournalDecodeStatus.Incomplete, null, 0, "the bytes end inside a record's length");
+        }
+
+        var length = BinaryPrimitives.ReadUInt32BigEndian(bytes);
+        if (length < CrcSize || length > MaxRecordSize - LengthSize)
+        {
+            // Not trusted enough to skip: the reader cannot know where the next record starts.
+            return new(JournalDecodeStatus.Corrupt, null, 0, $"a record length of {length} bytes (1 to {MaxRecordSize - LengthSize})");
+        }
+
+        var total = LengthSize + (int)length;
+        if (bytes.Length < total)
+        {
+            return new(JournalDecodeStatus.Incomplete, null, 0, $"the record needs {total} bytes, {bytes.Length} are there");
+        }
+
+        var content = bytes.Slice(LengthSize, (int)length - CrcSize);
+        if (Crc32.HashToUInt32(content) != BinaryPrimitives.ReadUInt32BigEndian(bytes.Slice(total - CrcSize)))
+        {
+            return new(JournalDecodeStatus.Corrupt, null, total, "the record's CRC-32 does not match its bytes");
+        }
+
+        var (record, problem) = Read(content);
+        return record is null
+            ? new(JournalDecodeStatus.Malformed, null, total, problem)
+            : new(JournalDecodeStatus.Decoded, record, total, null);
+    }
+
+    private static (JournalRecord? Record, string? Problem) Read(ReadOnlySpan<byte> content)
+    {
+        var reader = new Reader(content);
+        if (!reader.UInt64(out var sequence) || !reader.UInt64(out var number) || !reader.UInt16(out var node) || !reader.Byte(out var kind)
+            || !reader.String(out var path))
+        {
+            return (null, "the header is cut short");
+        }
+
+        var generation = new DataGeneration(number, node);
+        if ((JournalRecordKind)kind != JournalRecordKind.Cut && JournalPath.Problem(path) is { } pathProblem)
+        {
+            return (null, pathProblem);
+        }
+
+        JournalRecord? record = (JournalRecordKind)kind switch
+        {
+            JournalRecordKind.Write => ReadWrite(ref reader, sequence, generation, path),
+            JournalRecordKind.Create => reader.UInt32(out var mode) ? new CreateRecord(sequence, generation, path, mode) : null,
+            JournalRecordKind.Delete => new DeleteRecord(sequence, generation, path),
+            JournalRecordKind.Rename => reader.String(out var newPath) && JournalPath.Problem(newPath) is null ? new RenameRecord(sequence, generation, path, newPath) : null,
+            JournalRecordKind.Attributes => reader.UInt32(out var m) && reader.UInt32(out var owner) && reader.UInt32(out var group) && reader.UInt64(out var mtime)
+                ? new AttributesRecord(sequence, generation, path, m, owner, group, unchecked((long)mtime)) : null,
+            JournalRecordKind.Symlink => reader.String(out var target) && target.Length > 0 ? new SymlinkRecord(sequence, generation, path, target) : null,
+            JournalRecordKind.Directory => reader.UInt32(out var directoryMode) ? new DirectoryRecord(sequence, generation, path, directoryMode) : null,
+            JournalRecordKind.Cut => path.Length == 0 ? new CutRecord(sequence, generation) : null,
+            _ => null,
+        };
+        if (record is null)
+        {
+            return (null, Enum.IsDefined((JournalRecordKind)kind) ? $"a {(JournalRecordKind)kind} record for \"{path}\" whose body does not parse" : $"unknown record kind {kind}");
+        }
+
+        return reader.AtEnd ? (record, null) : (null, $"{reader.Left} bytes after the end of a {record.Kind} record for \"{path}\"");
+    }
+
+    private static WriteRecord? ReadWrite(ref Reader reader, ulong sequence, DataGeneration generation, string path)
+    {
+        if (!reader.UInt64(out var length) || !reader.UInt32(out var blockSize) || blockSize is 0 or > MaxBlockSize || !reader.UInt16(out var count)
+            || count > MaxBlocksPerRecord)
+        {
+            return null;
+        }
+
+        var blocks = new BlockChange[count];
+        var previous = -1L;
+        for (var i = 0; i < count; i++)
+        {
+            // Blocks in increasing order, each within a block and within the file's new length.
+            if (!reader.UInt32(out var index) || index <= previous || !reader.UInt32(out var size) || size > blockSize
+                || (ulong)index * blockSize + size > length || !reader.Bytes((int)size, out var data))
+            {
+                return null;
+            }
+
+            previous = index;
+            blocks[i] = new BlockChange(index, data);
+        }
+
+        return new WriteRecord(sequence, generation, path, length, (int)blockSize, blocks);
+    }
+
+    private static void AddUInt16(List<byte> body, ushort value)
+    {
+        body.Add((byte)(value >> 8));
+        body.Add((byte)(value & 0xff));
+    }
+
+    private static void AddUInt32(List<byte> body, uint value)
+    {
+        Span<byte> bytes = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(bytes, value);
+        body.AddRange(bytes);
+    }
+
+    private static void AddUInt64(List<byte> body, ulong value)
+    {
+        Span<byte> bytes = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64BigEndian(bytes, value);
+        body.AddRange(bytes);
+    }
+
+    private static void AddString(List<byte> body, string text)
+    {
+        var bytes = Encoding.UTF8.GetBytes(text);
+        if (bytes.Length > JournalPath.MaxBytes)
+        {
+            throw new ArgumentException($"a string of {bytes.Length} bytes, more than {JournalPath.MaxBytes}", nameof(text));
+        }
+
+        AddUInt16(body, (ushort)bytes.Length);
+        body.AddRange(bytes);
+    }
+
+    private ref struct Reader(ReadOnlySpan<byte> bytes)
+    {
+        private readonly ReadOnlySpan<byte> _bytes = bytes;
+        private int _at;
+
+        public readonly bool AtEnd => _at == _bytes.Length;
+
+        public readonly int Left => _bytes.Length - _at;
+
+        public bool Byte(out byte value)
+        {
+            value = 0;
+            if (Left < 1)
+            {
+                return false;
+            }
+
+            value = _bytes[_at++];
+            return true;
+        }
+
+        public bool UInt16(out ushort value)
+        {
+            value = 0;
+            if (Left < 2)
+            {
+                return false;
+            }
+
+            value = BinaryPrimitives.ReadUInt16BigEndian(_bytes.Slice(_at));
+            _at += 2;
+            return true;
+        }
+
+        public bool UInt32(out uint value)
+        {
+            value = 0;
+            if (Left < 4)
+            {
+                return false;
+            }
+
+            value = BinaryPrimitives.ReadUInt32BigEndian(_bytes.Slice(_at));
+            _at += 4;
+            return true;
+        }
+
+        public bool UInt64(out ulong value)
+        {
+            value = 0;
+            if (Left < 8)
+            {
+                return false;
+            }
+
+            value = BinaryPrimitives.ReadUInt64BigEndian(_bytes.Slice(_at));
+            _at += 8;
+            return true;
+        }
+
+        public bool Bytes(int count, out byte[] value)
+        {
+            value = [];
+            if (Left < count)
+            {
+                return false;
+            }
+
+            value = _bytes.Slice(_at, count).ToArray();
+            _at += count;
+            return true;
+        }
+
+        public bool String(out string value)
+        {
+            value = string.Empty;
+            if (!UInt16(out var length) || length > JournalPath.MaxBytes || Left < length)
+            {
+                return false;
+            }
+
+            try
+            {
+                value = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(_bytes.Slice(_at, length));
+            }
+            catch (DecoderFallbackException)
+            {
+                return false;
+            }
+
+            _at += length;
+            return true;
+        }
+    }
+}

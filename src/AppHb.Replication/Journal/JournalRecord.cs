@@ -1,0 +1,80 @@
+using AppHb.Core.Cluster;
+
+namespace AppHb.Replication.Journal;
+
+/// <summary>What a journal record says happened (docs/replication-design.md, "Journal record format").</summary>
+public enum JournalRecordKind : byte
+{
+    /// <summary>A file's content changed: its new length and the blocks that differ from the peer's copy.</summary>
+    Write = 1,
+    /// <summary>A regular file was created (empty, with its mode).</summary>
+    Create = 2,
+    /// <summary>A file, symlink or empty directory was removed.</summary>
+    Delete = 3,
+    /// <summary>A path was renamed (replacing what was at the new path, as rename(2) does).</summary>
+    Rename = 4,
+    /// <summary>Mode, owner, group or modification time changed.</summary>
+    Attributes = 5,
+    /// <summary>A symbolic link was created.</summary>
+    Symlink = 6,
+    /// <summary>A directory was created.</summary>
+    Directory = 7,
+    /// <summary>A consistency point: every record before it is applied to the replica together (no path).</summary>
+    Cut = 8,
+}
+
+/// <summary>One change in the ordered journal. <paramref name="Path"/> is relative to the replicated root (see
+/// <see cref="JournalPath"/>); the sequence number orders every record of a generation.</summary>
+public abstract record JournalRecord(ulong Sequence, DataGeneration Generation, string Path)
+{
+    public abstract JournalRecordKind Kind { get; }
+}
+
+/// <summary>One block of a file's new content: block <paramref name="Index"/> (offset Index × block size), at most a
+/// block long (the last block of a file may be shorter).</summary>
+public readonly record struct BlockChange(uint Index, byte[] Content);
+
+/// <param name="Length">The file's length after the change (it may have shrunk: the replica is truncated to it).</param>
+/// <param name="Blocks">The blocks that differ from the peer's copy, in increasing index order.</param>
+public sealed record WriteRecord(ulong Sequence, DataGeneration Generation, string Path, ulong Length, int BlockSize, IReadOnlyList<BlockChange> Blocks)
+    : JournalRecord(Sequence, Generation, Path)
+{
+    public override JournalRecordKind Kind => JournalRecordKind.Write;
+}
+
+public sealed record CreateRecord(ulong Sequence, DataGeneration Generation, string Path, uint Mode) : JournalRecord(Sequence, Generation, Path)
+{
+    public override JournalRecordKind Kind => JournalRecordKind.Create;
+}
+
+public sealed record DeleteRecord(ulong Sequence, DataGeneration Generation, string Path) : JournalRecord(Sequence, Generation, Path)
+{
+    public override JournalRecordKind Kind => JournalRecordKind.Delete;
+}
+
+public sealed record RenameRecord(ulong Sequence, DataGeneration Generation, string Path, string NewPath) : JournalRecord(Sequence, Generation, Path)
+{
+    public override JournalRecordKind Kind => JournalRecordKind.Rename;
+}
+
+/// <param name="ModifiedNanoseconds">The modification time, nanoseconds since 1970 (UTC).</param>
+public sealed record AttributesRecord(ulong Sequence, DataGeneration Generation, string Path, uint Mode, uint Owner, uint Group, long ModifiedNanoseconds)
+    : JournalRecord(Sequence, Generation, Path)
+{
+    public override JournalRecordKind Kind => JournalRecordKind.Attributes;
+}
+
+public sealed record SymlinkRecord(ulong Sequence, DataGeneration Generation, string Path, string Target) : JournalRecord(Sequence, Generation, Path)
+{
+    public override JournalRecordKind Kind => JournalRecordKind.Symlink;
+}
+
+public sealed record DirectoryRecord(ulong Sequence, DataGeneration Generation, string Path, uint Mode) : JournalRecord(Sequence, Generation, Path)
+{
+    public override JournalRecordKind Kind => JournalRecordKind.Directory;
+}
+
+public sealed record CutRecord(ulong Sequence, DataGeneration Generation) : JournalRecord(Sequence, Generation, string.Empty)
+{
+    public override JournalRecordKind Kind => JournalRecordKind.Cut;
+}
