@@ -1,0 +1,122 @@
+namespace AppHb.Replication.Journal;
+
+/// <summary>The ordered journal on disk: records appended in sequence order, made durable in batches by
+/// <see cref="Sync"/> (fdatasync), read back from any sequence. Opening it recovers from a crash: a record torn by
+/// the crash (or damaged) at the end is cut off, so that what follows starts on a record boundary, and
+/// <see cref="Recovery"/> says what was dropped. Not thread-safe: one journaler writes it.</summary>
+public sealed class JournalFile : IDisposable
+{
+    private readonly FileStream _stream;
+
+    private JournalFile(string path, FileStream stream, ulong lastSequence, long records, string? recovery)
+    {
+        Path = path;
+        _stream = stream;
+        LastSequence = lastSequence;
+        Records = records;
+        Recovery = recovery;
+    }
+
+    public string Path { get; }
+
+    /// <summary>The sequence number of the last record, or 0 when it holds none.</summary>
+    public ulong LastSequence { get; private set; }
+
+    public long Records { get; private set; }
+
+    /// <summary>What opening it had to cut off (a torn or damaged end), or null when it was whole: the changes of that
+    /// end are not in the journal, so the engine marks what it may have touched dirty for a resync.</summary>
+    public string? Recovery { get; }
+
+    /// <summary>Opens (or creates) the journal at <paramref name="path"/> and recovers its end. It reads the journal
+    /// whole: the journal is bounded by its size limit (segments and trimming are to come with the sender).</summary>
+    public static JournalFile Open(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, 1, FileOptions.None);
+        try
+        {
+            var bytes = new byte[stream.Length];
+            stream.ReadExactly(bytes);
+            long at = 0;
+            long records = 0;
+            ulong last = 0;
+            string? recovery = null;
+            while (at < bytes.Length)
+            {
+                var decoded = JournalCodec.Decode(bytes.AsSpan((int)at));
+                if (decoded.Status != JournalDecodeStatus.Decoded)
+                {
+                    recovery = $"{path}: {bytes.Length - at} bytes at offset {at} after record {last} cut off ({decoded.Status.ToString().ToLowerInvariant()}: {decoded.Problem})";
+                    break;
+                }
+
+                last = decoded.Record!.Sequence;
+                records++;
+                at += decoded.Consumed;
+            }
+
+            if (at < bytes.Length)
+            {
+                stream.SetLength(at);
+                stream.Flush(flushToDisk: true);
+            }
+
+            stream.Seek(0, SeekOrigin.End);
+            return new JournalFile(path, stream, last, records, recovery);
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Appends a record (buffered until <see cref="Sync"/>). Sequence numbers only grow.</summary>
+    public void Append(JournalRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        if (record.Sequence <= LastSequence)
+        {
+            throw new ArgumentException($"record {record.Sequence} after record {LastSequence}: a journal's sequence numbers only grow", nameof(record));
+        }
+
+        _stream.Write(JournalCodec.Encode(record));
+        LastSequence = record.Sequence;
+        Records++;
+    }
+
+    /// <summary>Makes every appended record durable (fdatasync): a batch is sent to the peer only after this.</summary>
+    public void Sync() => _stream.Flush(flushToDisk: true);
+
+    /// <summary>The records after <paramref name="sequence"/>, in order, as they are on disk now (a reader of its
+    /// own: the writer goes on).</summary>
+    public IEnumerable<JournalRecord> ReadAfter(ulong sequence)
+    {
+        _stream.Flush(flushToDisk: false);
+        using var reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        var bytes = new byte[reader.Length];
+        reader.ReadExactly(bytes);
+        var at = 0;
+        var found = new List<JournalRecord>();
+        while (at < bytes.Length)
+        {
+            var decoded = JournalCodec.Decode(bytes.AsSpan(at));
+            if (decoded.Status != JournalDecodeStatus.Decoded)
+            {
+                throw new InvalidDataException($"{Path}: at offset {at}: {decoded.Status.ToString().ToLowerInvariant()} record ({decoded.Problem})");
+            }
+
+            if (decoded.Record!.Sequence > sequence)
+            {
+                found.Add(decoded.Record);
+            }
+
+            at += decoded.Consumed;
+        }
+
+        return found;
+    }
+
+    public void Dispose() => _stream.Dispose();
+}

@@ -1,0 +1,93 @@
+using AppHb.Core.Cluster;
+using AppHb.Replication.Journal;
+using AppHb.Testing;
+
+namespace AppHb.Replication.Tests;
+
+/// <summary>The journal file on a real filesystem: records come back in order after a reopen; an end torn by a crash
+/// is cut off at the last whole record, said, and appending goes on from there.</summary>
+public sealed class JournalFileTests : IDisposable
+{
+    private static readonly DataGeneration Generation = new(7, 2);
+    private readonly TempDirectory _directory = new();
+
+    public void Dispose() => _directory.Dispose();
+
+    private static JournalRecord Record(ulong sequence) => (sequence % 3) switch
+    {
+        0 => new WriteRecord(sequence, Generation, $"data/f{sequence % 5}", 10_000, 4096, [new BlockChange(1, new byte[sequence % 4096 + 1])]),
+        1 => new RenameRecord(sequence, Generation, $"data/t{sequence}", $"data/f{sequence % 5}"),
+        _ => new CutRecord(sequence, Generation),
+    };
+
+    [Fact]
+    public void Records_appended_and_synced_come_back_in_order_after_a_reopen()
+    {
+        var path = _directory.File("journal");
+        using (var journal = JournalFile.Open(path))
+        {
+            for (ulong i = 1; i <= 300; i++)
+            {
+                journal.Append(Record(i));
+            }
+
+            journal.Sync();
+            Assert.Equal(Enumerable.Range(101, 200).Select(i => (ulong)i), journal.ReadAfter(100).Select(r => r.Sequence));
+        }
+
+        using var reopened = JournalFile.Open(path);
+        Assert.Equal((300UL, 300L, (string?)null), (reopened.LastSequence, reopened.Records, reopened.Recovery));
+        Assert.Equal(Enumerable.Range(1, 300).Select(i => (ulong)i), reopened.ReadAfter(0).Select(r => r.Sequence));
+        Assert.Throws<ArgumentException>(() => reopened.Append(Record(300)));
+    }
+
+    [Fact]
+    public void An_end_torn_anywhere_in_the_last_record_is_cut_off_and_appending_goes_on()
+    {
+        var path = _directory.File("journal");
+        using (var journal = JournalFile.Open(path))
+        {
+            for (ulong i = 1; i <= 10; i++)
+            {
+                journal.Append(Record(i));
+            }
+
+            journal.Sync();
+        }
+
+        var whole = File.ReadAllBytes(path);
+        var lastStart = whole.Length - JournalCodec.Encode(Record(10)).Length;
+        for (var cut = lastStart + 1; cut < whole.Length; cut += Math.Max(1, (whole.Length - lastStart) / 37))
+        {
+            File.WriteAllBytes(path, whole.AsSpan(0, cut).ToArray());
+            using var journal = JournalFile.Open(path);
+            Assert.Equal(9UL, journal.LastSequence);
+            Assert.Contains($"{cut - lastStart} bytes at offset {lastStart} after record 9 cut off (incomplete", journal.Recovery, StringComparison.Ordinal);
+            Assert.Equal(lastStart, new FileInfo(path).Length);
+
+            journal.Append(Record(10));
+            journal.Sync();
+            Assert.Equal(Enumerable.Range(1, 10).Select(i => (ulong)i), journal.ReadAfter(0).Select(r => r.Sequence));
+        }
+    }
+
+    [Fact]
+    public void A_damaged_end_is_cut_off_too_and_said_to_be_corrupt()
+    {
+        var path = _directory.File("journal");
+        using (var journal = JournalFile.Open(path))
+        {
+            journal.Append(Record(1));
+            journal.Append(Record(2));
+            journal.Sync();
+        }
+
+        var bytes = File.ReadAllBytes(path);
+        bytes[^3] ^= 0x40;
+        File.WriteAllBytes(path, bytes);
+
+        using var reopened = JournalFile.Open(path);
+        Assert.Equal(1UL, reopened.LastSequence);
+        Assert.Contains("(corrupt: the record's CRC-32 does not match its bytes)", reopened.Recovery, StringComparison.Ordinal);
+    }
+}
