@@ -11,7 +11,18 @@ public static class DurableFile
     /// <exception cref="IOException">The directory is not writable, the disk is full, or a sync failed.</exception>
     public static void Replace(string path, ReadOnlySpan<byte> content, UnixFileMode mode = UnixFileMode.UserRead | UnixFileMode.UserWrite)
     {
+        var bytes = content.ToArray();
+        Replace(path, file => file.Write(bytes), mode);
+    }
+
+    /// <summary>The same, with the new content written by <paramref name="write"/> into the temporary file (which it
+    /// may also read, seek and truncate): for a new version made from the old one, as replication applies changed
+    /// blocks.</summary>
+    /// <exception cref="IOException">The directory is not writable, the disk is full, or a sync failed.</exception>
+    public static void Replace(string path, Action<FileStream> write, UnixFileMode mode = UnixFileMode.UserRead | UnixFileMode.UserWrite)
+    {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(write);
         var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
         var temporary = Path.Combine(directory, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
         try
@@ -19,12 +30,12 @@ public static class DurableFile
             using (var file = new FileStream(temporary, new FileStreamOptions
             {
                 Mode = FileMode.Create,
-                Access = FileAccess.Write,
+                Access = FileAccess.ReadWrite,
                 Share = FileShare.None,
                 UnixCreateMode = mode,
             }))
             {
-                file.Write(content);
+                write(file);
                 file.Flush(flushToDisk: true);
             }
 
@@ -46,7 +57,9 @@ public static class DurableFile
         SyncDirectory(directory);
     }
 
-    private static void SyncDirectory(string directory)
+    /// <summary>fsync(2) of a directory: makes a rename, a creation or a removal in it durable.</summary>
+    /// <exception cref="IOException">The directory cannot be opened or synced.</exception>
+    public static void SyncDirectory(string directory)
     {
         var fd = Interop.Open(directory, Interop.O_RDONLY | Interop.O_DIRECTORY | Interop.O_CLOEXEC);
         if (fd < 0)

@@ -1,0 +1,113 @@
+using AppHb.Linux.Accounts;
+using AppHb.Linux.Files;
+using AppHb.Replication.Journal;
+
+namespace AppHb.Replication.Apply;
+
+/// <summary>Applies journal records to the replica under <see cref="Root"/> on the standby, each one durably and each
+/// file version atomically: a changed file is rebuilt beside itself (its old content, the record's blocks, its new
+/// length), fsync'd, renamed over the old one, and its directory fsync'd; so after a crash at any moment every file
+/// is one of its real versions, whole. Records must come in sequence order (the caller's journal guarantees it).
+/// Cuts (several records made visible together) come with the transfer; this is the per-record step under them.</summary>
+public sealed class ReplicaApplier(string root)
+{
+    public string Root { get; } = Path.GetFullPath(root);
+
+    /// <summary>Applies one record.</summary>
+    /// <exception cref="IOException">The replica refused the change (the message names the path); the engine resyncs
+    /// that file.</exception>
+    public void Apply(JournalRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        if (record is CutRecord)
+        {
+            return;
+        }
+
+        var path = Resolve(record.Path);
+        switch (record)
+        {
+            case WriteRecord write:
+                DurableFile.Replace(path, file => Patch(path, file, write), CurrentMode(path) ?? UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                break;
+            case CreateRecord create:
+                DurableFile.Replace(path, _ => { }, (UnixFileMode)(create.Mode & 0xfff));
+                break;
+            case DeleteRecord:
+                if (Directory.Exists(path) && !File.GetAttributes(path).HasFlag(FileAttributes.ReparsePoint))
+                {
+                    Directory.Delete(path);
+                }
+                else
+                {
+                    File.Delete(path);
+                }
+
+                DurableFile.SyncDirectory(Path.GetDirectoryName(path)!);
+                break;
+            case RenameRecord rename:
+                var target = Resolve(rename.NewPath);
+                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                File.Move(path, target, overwrite: true);
+                DurableFile.SyncDirectory(Path.GetDirectoryName(target)!);
+                if (Path.GetDirectoryName(target) != Path.GetDirectoryName(path))
+                {
+                    DurableFile.SyncDirectory(Path.GetDirectoryName(path)!);
+                }
+
+                break;
+            case DirectoryRecord directory:
+                Directory.CreateDirectory(path, (UnixFileMode)(directory.Mode & 0xfff));
+                DurableFile.SyncDirectory(Path.GetDirectoryName(path)!);
+                break;
+            case SymlinkRecord symlink:
+                // A symlink is replaced like a file: made beside, renamed over.
+                var temporary = Path.Combine(Path.GetDirectoryName(path)!, $".{Path.GetFileName(path)}.{Environment.ProcessId}.link");
+                File.Delete(temporary);
+                File.CreateSymbolicLink(temporary, symlink.Target);
+                File.Move(temporary, path, overwrite: true);
+                DurableFile.SyncDirectory(Path.GetDirectoryName(path)!);
+                break;
+            case AttributesRecord attributes:
+                File.SetUnixFileMode(path, (UnixFileMode)(attributes.Mode & 0xfff));
+                UnixAccounts.ChangeOwner(path, attributes.Owner, attributes.Group);
+                File.SetLastWriteTimeUtc(path, DateTime.UnixEpoch.AddTicks(attributes.ModifiedNanoseconds / 100));
+                break;
+        }
+    }
+
+    /// <summary>The record's path under the root; never outside it (the codec refuses such paths, and this checks
+    /// again for records made in memory).</summary>
+    private string Resolve(string relative)
+    {
+        if (JournalPath.Problem(relative) is { } problem)
+        {
+            throw new IOException($"replica {Root}: {problem}");
+        }
+
+        var full = Path.GetFullPath(Path.Combine(Root, relative));
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        return full;
+    }
+
+    private static UnixFileMode? CurrentMode(string path) => File.Exists(path) ? File.GetUnixFileMode(path) : null;
+
+    /// <summary>Writes the new version into <paramref name="file"/> (the temporary file): the old content, then the
+    /// record's blocks over it, then the new length.</summary>
+    private static void Patch(string path, FileStream file, WriteRecord write)
+    {
+        if (File.Exists(path))
+        {
+            using var old = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            old.CopyTo(file);
+        }
+
+        foreach (var block in write.Blocks)
+        {
+            file.Seek((long)block.Index * write.BlockSize, SeekOrigin.Begin);
+            file.Write(block.Content);
+        }
+
+        file.SetLength((long)write.Length);
+    }
+}
