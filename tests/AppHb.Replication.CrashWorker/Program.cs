@@ -1,17 +1,32 @@
+using AppHb.Core.Cluster;
 using AppHb.Replication.Apply;
 using AppHb.Replication.CrashWorker;
+using AppHb.Replication.Journal;
 
-// apphb-replication-crash-worker ROOT FILES: applies version after version of FILES files to the replica at ROOT,
-// printing "FILE VERSION" after each apply has returned, until it is killed.
-if (args.Length != 2 || !int.TryParse(args[1], out var files) || files < 1)
+// AppHb.Replication.CrashWorker ROOT FILES [STATE]: applies version after version of FILES files to the replica at
+// ROOT, until it is killed. Without STATE, record by record, printing "FILE VERSION" after each apply has returned;
+// with STATE (the cut applier's directory), each round of versions as one cut, printing "cut VERSION" after it.
+if (args.Length is < 2 or > 3 || !int.TryParse(args[1], out var files) || files < 1)
 {
-    Console.Error.WriteLine("usage: AppHb.Replication.CrashWorker ROOT FILES");
+    Console.Error.WriteLine("usage: AppHb.Replication.CrashWorker ROOT FILES [STATE]");
     return 2;
 }
 
-var applier = new ReplicaApplier(args[0]);
 var versions = Enumerable.Range(0, files).Select(f => new FileVersions(f, 4096)).ToArray();
 ulong sequence = 0;
+if (args.Length == 3)
+{
+    var cuts = new CutApplier(args[0], args[2]);
+    for (var round = 1; ; round++)
+    {
+        var records = versions.Select(v => (JournalRecord)v.Next(++sequence)).Append(new CutRecord(++sequence, new DataGeneration(1, 1))).ToList();
+        cuts.ApplyCut(records);
+        Console.Out.WriteLine($"cut {round}");
+        Console.Out.Flush();
+    }
+}
+
+var applier = new ReplicaApplier(args[0]);
 while (true)
 {
     foreach (var (file, index) in versions.Select((v, i) => (v, i)))

@@ -92,11 +92,31 @@ public sealed class ReplicaApplier(string root)
 
     private static UnixFileMode? CurrentMode(string path) => File.Exists(path) ? File.GetUnixFileMode(path) : null;
 
+    /// <summary>Builds the version a write or create record makes of <paramref name="basis"/> (a file that may not
+    /// exist; null: nothing) as the file <paramref name="file"/>, fsync'd: what a cut stages before it installs
+    /// anything.</summary>
+    internal static void Build(string file, string? basis, JournalRecord record)
+    {
+        using var stream = new FileStream(file, new FileStreamOptions
+        {
+            Mode = FileMode.Create,
+            Access = FileAccess.ReadWrite,
+            Share = FileShare.None,
+            UnixCreateMode = record is CreateRecord create ? (UnixFileMode)(create.Mode & 0xfff) : (basis is null ? null : CurrentMode(basis)) ?? UnixFileMode.UserRead | UnixFileMode.UserWrite,
+        });
+        if (record is WriteRecord write)
+        {
+            Patch(basis, stream, write);
+        }
+
+        stream.Flush(flushToDisk: true);
+    }
+
     /// <summary>Writes the new version into <paramref name="file"/> (the temporary file): the old content, then the
     /// record's blocks over it, then the new length.</summary>
-    private static void Patch(string path, FileStream file, WriteRecord write)
+    private static void Patch(string? path, FileStream file, WriteRecord write)
     {
-        if (File.Exists(path))
+        if (path is not null && File.Exists(path))
         {
             using var old = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
             old.CopyTo(file);

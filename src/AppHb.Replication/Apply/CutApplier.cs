@@ -1,0 +1,165 @@
+using System.Globalization;
+using System.Text;
+using AppHb.Linux.Files;
+using AppHb.Replication.Journal;
+
+namespace AppHb.Replication.Apply;
+
+/// <summary>Makes a cut (every record up to a <see cref="CutRecord"/>) visible in the replica together, so that the
+/// replica is always at a cut, never between two, even after a crash (docs/replication-design.md, "What write order
+/// can mean"). The records are first staged outside the replica (each new file version built and fsync'd), then the
+/// steps that install them are written to a redo log and fsync'd, then carried out in order, each one's completion
+/// appended to the log. <see cref="Recover"/> (at start) finishes a cut whose log is whole, or discards one whose log
+/// is not (the replica never saw it). Not thread-safe: one applier per replica.</summary>
+public sealed class CutApplier
+{
+    private const string LogName = "redo.log";
+    private const string End = "end";
+    private readonly ReplicaApplier _replica;
+    private readonly string _state;
+    private readonly string _staging;
+
+    /// <param name="replicaRoot">The replica.</param>
+    /// <param name="stateDirectory">Where the staging area and the redo log live: on the replica's filesystem (a
+    /// staged file is renamed into place), outside the replicated tree.</param>
+    public CutApplier(string replicaRoot, string stateDirectory)
+    {
+        _replica = new ReplicaApplier(replicaRoot);
+        _state = Path.GetFullPath(stateDirectory);
+        _staging = Path.Combine(_state, "staging");
+        Directory.CreateDirectory(_staging);
+    }
+
+    private string LogPath => Path.Combine(_state, LogName);
+
+    /// <summary>Applies the records of one cut; the last must be its <see cref="CutRecord"/>.</summary>
+    /// <exception cref="IOException">The replica or the state directory refused; the message names the path.</exception>
+    public void ApplyCut(IReadOnlyList<JournalRecord> records)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        if (records.Count == 0 || records[^1] is not CutRecord cut)
+        {
+            throw new ArgumentException("a cut's records end with its cut record", nameof(records));
+        }
+
+        // Stage: new file versions are built in the staging area from what the path holds at that point of the cut
+        // (the replica's file, a version staged earlier in the cut, or what a rename in the cut brought there);
+        // every other record becomes a step as it is.
+        var steps = new List<string>();
+        var holds = new Dictionary<string, string?>(StringComparer.Ordinal);
+        string? Holding(string path) => holds.TryGetValue(path, out var file) ? file : Path.Combine(_replica.Root, path);
+        foreach (var record in records.Take(records.Count - 1))
+        {
+            switch (record)
+            {
+                case WriteRecord or CreateRecord:
+                    var file = Path.Combine(_staging, $"{cut.Sequence}.{steps.Count}");
+                    ReplicaApplier.Build(file, Holding(record.Path), record);
+                    holds[record.Path] = file;
+                    steps.Add($"install {Path.GetFileName(file)} {Encode(record.Path)}");
+                    continue;
+                case RenameRecord rename:
+                    holds[rename.NewPath] = Holding(rename.Path);
+                    holds[rename.Path] = null;
+                    break;
+                case DeleteRecord:
+                    holds[record.Path] = null;
+                    break;
+            }
+
+            steps.Add($"record {Convert.ToBase64String(JournalCodec.Encode(record))}");
+        }
+
+        DurableFile.SyncDirectory(_staging);
+        DurableFile.Replace(LogPath, Encoding.UTF8.GetBytes($"cut {cut.Sequence}\n{string.Join('\n', steps)}\n{End}\n"));
+        Carry(steps, done: 0);
+    }
+
+    /// <summary>At start: finishes the cut a crash interrupted (its log is whole), or discards one that never began
+    /// (its log is not). What it did, or null when there was nothing to do.</summary>
+    public string? Recover()
+    {
+        if (!File.Exists(LogPath))
+        {
+            Discard();
+            return null;
+        }
+
+        var lines = File.ReadAllLines(LogPath);
+        var end = Array.IndexOf(lines, End);
+        if (end < 1)
+        {
+            File.Delete(LogPath);
+            Discard();
+            return $"{LogPath}: an unfinished log discarded: the replica stays at the cut before";
+        }
+
+        var steps = lines[1..end];
+        var done = lines.Skip(end + 1).Count(l => l.StartsWith("done ", StringComparison.Ordinal));
+        Carry(steps, done);
+        return $"{LogPath}: {lines[0]} finished from step {done + 1} of {steps.Length}";
+    }
+
+    private void Carry(IReadOnlyList<string> steps, int done)
+    {
+        using (var log = new FileStream(LogPath, FileMode.Append, FileAccess.Write))
+        {
+            for (var i = done; i < steps.Count; i++)
+            {
+                var parts = steps[i].Split(' ');
+                if (parts[0] == "install")
+                {
+                    var file = Path.Combine(_staging, parts[1]);
+                    var target = Path.Combine(_replica.Root, Decode(parts[2]));
+                    // Installed already when the crash came after the rename and before its "done".
+                    if (File.Exists(file))
+                    {
+                        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                        File.Move(file, target, overwrite: true);
+                        DurableFile.SyncDirectory(Path.GetDirectoryName(target)!);
+                    }
+                }
+                else
+                {
+                    var record = JournalCodec.Decode(Convert.FromBase64String(parts[1])).Record!;
+                    ApplyOnce(record);
+                }
+
+                log.Write(Encoding.UTF8.GetBytes($"done {i}\n"));
+                log.Flush(flushToDisk: true);
+            }
+        }
+
+        File.Delete(LogPath);
+        DurableFile.SyncDirectory(_state);
+        Discard();
+    }
+
+    /// <summary>A step that is not an install, carried out again after a crash only when it had not taken effect.</summary>
+    private void ApplyOnce(JournalRecord record)
+    {
+        var path = Path.Combine(_replica.Root, record.Path);
+        switch (record)
+        {
+            case RenameRecord when !Path.Exists(path):
+            case DeleteRecord when !Path.Exists(path):
+            case DirectoryRecord when Directory.Exists(path):
+                return;
+            default:
+                _replica.Apply(record);
+                return;
+        }
+    }
+
+    private void Discard()
+    {
+        foreach (var file in Directory.EnumerateFiles(_staging))
+        {
+            File.Delete(file);
+        }
+    }
+
+    private static string Encode(string path) => Convert.ToBase64String(Encoding.UTF8.GetBytes(path));
+
+    private static string Decode(string text) => Encoding.UTF8.GetString(Convert.FromBase64String(text));
+}

@@ -1,0 +1,116 @@
+using System.Diagnostics;
+using AppHb.Core.Cluster;
+using AppHb.Replication.Apply;
+using AppHb.Replication.CrashWorker;
+using AppHb.Replication.Journal;
+using AppHb.Testing;
+
+namespace AppHb.Replication.Tests;
+
+/// <summary>Cuts: the records of a cut become visible together; a real cut applier killed at random moments and then
+/// recovered leaves every file at the same cut, never some files at one cut and some at the next.</summary>
+public sealed class CutApplierTests : IDisposable
+{
+    private static readonly DataGeneration Generation = new(1, 1);
+    private readonly TempDirectory _directory = new();
+
+    public void Dispose() => _directory.Dispose();
+
+    private string Replica => Path.Combine(_directory.Path, "replica");
+
+    private string State => Path.Combine(_directory.Path, "state");
+
+    [Fact]
+    public void A_cut_follows_its_paths_through_renames_and_deletions_before_anything_is_installed()
+    {
+        Directory.CreateDirectory(Replica);
+        File.WriteAllText(Path.Combine(Replica, "old"), "0123456789");
+        File.WriteAllText(Path.Combine(Replica, "gone"), "x");
+        var cuts = new CutApplier(Replica, State);
+
+        cuts.ApplyCut(
+        [
+            // Block 1 of "old" changes, then "old" becomes "new", then block 0 of "new" changes: the second write builds
+            // on the first one's version, which is at "new" only by then.
+            new WriteRecord(1, Generation, "old", 10, 4, [new BlockChange(1, "ABCD"u8.ToArray())]),
+            new RenameRecord(2, Generation, "old", "new"),
+            new WriteRecord(3, Generation, "new", 10, 4, [new BlockChange(0, "wxyz"u8.ToArray())]),
+            new DeleteRecord(4, Generation, "gone"),
+            new CreateRecord(5, Generation, "gone", 0b110_000_000),
+            new WriteRecord(6, Generation, "gone", 2, 4, [new BlockChange(0, "hi"u8.ToArray())]),
+            new CutRecord(7, Generation),
+        ]);
+
+        Assert.Equal("wxyzABCD89", File.ReadAllText(Path.Combine(Replica, "new")));
+        Assert.False(File.Exists(Path.Combine(Replica, "old")));
+        Assert.Equal("hi", File.ReadAllText(Path.Combine(Replica, "gone")));
+        Assert.Empty(Directory.GetFiles(Path.Combine(State, "staging")));
+        Assert.False(File.Exists(Path.Combine(State, "redo.log")));
+        Assert.Null(cuts.Recover());
+    }
+
+    [Fact]
+    public async Task A_cut_applier_killed_at_random_moments_then_recovered_leaves_every_file_at_the_same_cut()
+    {
+        const int Files = 4;
+        var worker = Path.Combine(AppContext.BaseDirectory, "AppHb.Replication.CrashWorker.dll");
+        var random = new Random();
+        var finished = 0;
+        for (var trial = 0; trial < 30; trial++)
+        {
+            var replica = Path.Combine(_directory.Path, $"trial{trial}", "replica");
+            var state = Path.Combine(_directory.Path, $"trial{trial}", "state");
+            var info = new ProcessStartInfo("dotnet", [worker, replica, Files.ToString(System.Globalization.CultureInfo.InvariantCulture), state]) { RedirectStandardOutput = true };
+            using var process = Process.Start(info)!;
+            var reported = 0;
+            var reading = Task.Run(async () =>
+            {
+                while (await process.StandardOutput.ReadLineAsync() is { } line)
+                {
+                    Volatile.Write(ref reported, int.Parse(line.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture));
+                }
+            });
+            while (Volatile.Read(ref reported) < 1 && !process.HasExited)
+            {
+                await Task.Delay(5, TestContext.Current.CancellationToken);
+            }
+
+            await Task.Delay(random.Next(0, 200), TestContext.Current.CancellationToken);
+            process.Kill();
+            await process.WaitForExitAsync(TestContext.Current.CancellationToken);
+            await reading;
+
+            var recovery = new CutApplier(replica, state).Recover();
+            if (recovery is not null && recovery.Contains("finished", StringComparison.Ordinal))
+            {
+                finished++;
+            }
+
+            // Every file at cut c, the same c for all, and c is the cut last reported or the next one.
+            var contents = Enumerable.Range(0, Files).Select(f => File.ReadAllBytes(Path.Combine(replica, FileVersions.Name(f)))).ToArray();
+            var cutsSeen = new List<int>();
+            foreach (var candidate in new[] { reported, reported + 1 })
+            {
+                var atCandidate = Enumerable.Range(0, Files).All(f =>
+                {
+                    var versions = new FileVersions(f, 4096);
+                    while (versions.Version < candidate)
+                    {
+                        versions.Next(0);
+                    }
+
+                    return versions.Current.AsSpan().SequenceEqual(contents[f]);
+                });
+                if (atCandidate)
+                {
+                    cutsSeen.Add(candidate);
+                }
+            }
+
+            Assert.True(cutsSeen.Count == 1, $"trial {trial}: the files are not all at cut {reported} or all at cut {reported + 1} (recovery: {recovery ?? "nothing to do"})");
+        }
+
+        // Some kills must have landed inside a cut's installation for the recovery to have been tested.
+        Assert.True(finished > 0, "no kill came while a cut was being installed: the recovery was never exercised");
+    }
+}
