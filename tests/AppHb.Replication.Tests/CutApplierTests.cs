@@ -50,6 +50,23 @@ public sealed class CutApplierTests : IDisposable
     }
 
     [Fact]
+    public void A_cut_left_unfinished_must_be_recovered_before_the_next_one_is_applied()
+    {
+        var cuts = new CutApplier(Replica, State);
+        cuts.ApplyCut([new CreateRecord(1, Generation, "a", 0b110_000_000), new CutRecord(2, Generation)]);
+        // A crash before any step of the next cut was carried out: its log is whole, its staged file there.
+        File.WriteAllText(Path.Combine(State, "staging", "4.0"), "staged");
+        File.WriteAllText(Path.Combine(State, "redo.log"), $"cut 4\ninstall 4.0 {Convert.ToBase64String("b"u8)}\nend\n");
+
+        var next = new CutApplier(Replica, State);
+        var refused = Assert.Throws<InvalidOperationException>(() => next.ApplyCut([new CutRecord(5, Generation)]));
+        Assert.Contains("a cut is unfinished", refused.Message, StringComparison.Ordinal);
+        Assert.Equal($"{Path.Combine(State, "redo.log")}: cut 4 finished from step 1 of 1", next.Recover());
+        Assert.Equal("staged", File.ReadAllText(Path.Combine(Replica, "b")));
+        next.ApplyCut([new CutRecord(5, Generation)]);
+    }
+
+    [Fact]
     public async Task A_cut_applier_killed_at_random_moments_then_recovered_leaves_every_file_at_the_same_cut()
     {
         const int Files = 4;

@@ -34,12 +34,19 @@ public sealed class CutApplier
 
     /// <summary>Applies the records of one cut; the last must be its <see cref="CutRecord"/>.</summary>
     /// <exception cref="IOException">The replica or the state directory refused; the message names the path.</exception>
+    /// <exception cref="InvalidOperationException">A crash left a cut unfinished and <see cref="Recover"/> has not run.</exception>
     public void ApplyCut(IReadOnlyList<JournalRecord> records)
     {
         ArgumentNullException.ThrowIfNull(records);
         if (records.Count == 0 || records[^1] is not CutRecord cut)
         {
             throw new ArgumentException("a cut's records end with its cut record", nameof(records));
+        }
+
+        if (File.Exists(LogPath))
+        {
+            // Writing this cut's log would lose the unfinished one's steps, and the replica would stay between cuts.
+            throw new InvalidOperationException($"{LogPath}: a cut is unfinished: Recover() before applying the next one");
         }
 
         // Stage: new file versions are built in the staging area from what the path holds at that point of the cut
