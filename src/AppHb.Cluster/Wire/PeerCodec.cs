@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
 using AppHb.Core.Cluster;
+using AppHb.Core.Wire;
 
 namespace AppHb.Cluster.Wire;
 
@@ -52,10 +53,10 @@ public static class PeerCodec
                 {
                     body.Add(heard.Link);
                     body.Add((byte)heard.State);
-                    AddUInt16(body, heard.AgeMs);
+                    BigEndianWriter.AddUInt16(body, heard.AgeMs);
                 }
 
-                AddUInt64(body, beat.HeardEpoch);
+                BigEndianWriter.AddUInt64(body, beat.HeardEpoch);
 
                 if (beat.Generations.Count is 0 or > GenerationHistory.Capacity)
                 {
@@ -65,21 +66,21 @@ public static class PeerCodec
                 body.Add((byte)beat.Generations.Count);
                 foreach (var generation in beat.Generations)
                 {
-                    AddUInt64(body, generation.Number);
-                    AddUInt16(body, generation.Node);
+                    BigEndianWriter.AddUInt64(body, generation.Number);
+                    BigEndianWriter.AddUInt16(body, generation.Node);
                 }
 
-                AddUInt64(body, beat.ReplicationPosition);
+                BigEndianWriter.AddUInt64(body, beat.ReplicationPosition);
                 break;
             case PeerRequest request:
-                AddUInt64(body, request.Id);
+                BigEndianWriter.AddUInt64(body, request.Id);
                 body.Add((byte)request.Kind);
-                AddString(body, request.Reason);
+                BigEndianWriter.AddString(body, request.Reason, MaxReasonBytes, "a reason or message");
                 break;
             case PeerReply reply:
-                AddUInt64(body, reply.Id);
+                BigEndianWriter.AddUInt64(body, reply.Id);
                 body.Add(reply.Done ? (byte)0 : (byte)1);
-                AddString(body, reply.Message);
+                BigEndianWriter.AddString(body, reply.Message, MaxReasonBytes, "a reason or message");
                 break;
             default:
                 throw new ArgumentException($"unknown datagram {datagram.GetType().Name}", nameof(datagram));
@@ -162,9 +163,9 @@ public static class PeerCodec
 
     private static PeerHeartbeat? ReadHeartbeat(PeerHeader header, ReadOnlySpan<byte> body)
     {
-        var reader = new Reader(body);
-        if (!reader.Byte(out var role) || role > (byte)ClusterRole.Releasing || !reader.Byte(out var link) || !reader.Byte(out var flags) || flags > 7
-            || !reader.Byte(out var heardCount))
+        var reader = new BigEndianReader(body);
+        if (!reader.Read8(out var role) || role > (byte)ClusterRole.Releasing || !reader.Read8(out var link) || !reader.Read8(out var flags) || flags > 7
+            || !reader.Read8(out var heardCount))
         {
             return null;
         }
@@ -172,7 +173,7 @@ public static class PeerCodec
         var heard = new HeardLink[heardCount];
         for (var i = 0; i < heardCount; i++)
         {
-            if (!reader.Byte(out var l) || !reader.Byte(out var state) || state > (byte)LinkState.Returning || !reader.UInt16(out var age))
+            if (!reader.Read8(out var l) || !reader.Read8(out var state) || state > (byte)LinkState.Returning || !reader.Read16(out var age))
             {
                 return null;
             }
@@ -180,7 +181,7 @@ public static class PeerCodec
             heard[i] = new HeardLink(l, (LinkState)state, age);
         }
 
-        if (!reader.UInt64(out var heardEpoch) || !reader.Byte(out var count) || count is 0 or > GenerationHistory.Capacity)
+        if (!reader.Read64(out var heardEpoch) || !reader.Read8(out var count) || count is 0 or > GenerationHistory.Capacity)
         {
             return null;
         }
@@ -188,7 +189,7 @@ public static class PeerCodec
         var generations = new DataGeneration[count];
         for (var i = 0; i < count; i++)
         {
-            if (!reader.UInt64(out var number) || !reader.UInt16(out var node))
+            if (!reader.Read64(out var number) || !reader.Read16(out var node))
             {
                 return null;
             }
@@ -196,117 +197,24 @@ public static class PeerCodec
             generations[i] = new DataGeneration(number, node);
         }
 
-        return reader.UInt64(out var position) && reader.AtEnd
+        return reader.Read64(out var position) && reader.AtEnd
             ? new PeerHeartbeat(header, (ClusterRole)role, link, (flags & 1) != 0, (flags & 2) != 0, heard, generations, position, (flags & 4) != 0, heardEpoch)
             : null;
     }
 
     private static PeerRequest? ReadRequest(PeerHeader header, ReadOnlySpan<byte> body)
     {
-        var reader = new Reader(body);
-        return reader.UInt64(out var id) && reader.Byte(out var kind) && kind is >= 1 and <= 5 && reader.String(out var reason) && reader.AtEnd
+        var reader = new BigEndianReader(body);
+        return reader.Read64(out var id) && reader.Read8(out var kind) && kind is >= 1 and <= 5 && reader.ReadText(MaxReasonBytes, out var reason) && reader.AtEnd
             ? new PeerRequest(header, id, (PeerRequestKind)kind, reason)
             : null;
     }
 
     private static PeerReply? ReadReply(PeerHeader header, ReadOnlySpan<byte> body)
     {
-        var reader = new Reader(body);
-        return reader.UInt64(out var id) && reader.Byte(out var result) && result <= 1 && reader.String(out var message) && reader.AtEnd
+        var reader = new BigEndianReader(body);
+        return reader.Read64(out var id) && reader.Read8(out var result) && result <= 1 && reader.ReadText(MaxReasonBytes, out var message) && reader.AtEnd
             ? new PeerReply(header, id, result == 0, message)
             : null;
-    }
-
-    private static void AddUInt16(List<byte> body, ushort value)
-    {
-        Span<byte> bytes = stackalloc byte[2];
-        BinaryPrimitives.WriteUInt16BigEndian(bytes, value);
-        body.AddRange(bytes);
-    }
-
-    private static void AddUInt64(List<byte> body, ulong value)
-    {
-        Span<byte> bytes = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt64BigEndian(bytes, value);
-        body.AddRange(bytes);
-    }
-
-    private static void AddString(List<byte> body, string text)
-    {
-        var bytes = Encoding.UTF8.GetBytes(text);
-        if (bytes.Length > MaxReasonBytes)
-        {
-            throw new ArgumentException($"a reason or message is at most {MaxReasonBytes} bytes", nameof(text));
-        }
-
-        AddUInt16(body, (ushort)bytes.Length);
-        body.AddRange(bytes);
-    }
-
-    private ref struct Reader(ReadOnlySpan<byte> bytes)
-    {
-        private ReadOnlySpan<byte> _rest = bytes;
-
-        public readonly bool AtEnd => _rest.IsEmpty;
-
-        public bool Byte(out byte value)
-        {
-            value = 0;
-            if (_rest.IsEmpty)
-            {
-                return false;
-            }
-
-            value = _rest[0];
-            _rest = _rest[1..];
-            return true;
-        }
-
-        public bool UInt16(out ushort value)
-        {
-            value = 0;
-            if (_rest.Length < 2)
-            {
-                return false;
-            }
-
-            value = BinaryPrimitives.ReadUInt16BigEndian(_rest);
-            _rest = _rest[2..];
-            return true;
-        }
-
-        public bool UInt64(out ulong value)
-        {
-            value = 0;
-            if (_rest.Length < 8)
-            {
-                return false;
-            }
-
-            value = BinaryPrimitives.ReadUInt64BigEndian(_rest);
-            _rest = _rest[8..];
-            return true;
-        }
-
-        public bool String(out string value)
-        {
-            value = string.Empty;
-            if (!UInt16(out var length) || length > MaxReasonBytes || _rest.Length < length)
-            {
-                return false;
-            }
-
-            try
-            {
-                value = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(_rest[..length]);
-            }
-            catch (DecoderFallbackException)
-            {
-                return false;
-            }
-
-            _rest = _rest[length..];
-            return true;
-        }
     }
 }

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.IO.Hashing;
 using System.Text;
 using AppHb.Core.Cluster;
+using AppHb.Core.Wire;
 
 namespace AppHb.Replication.Journal;
 
@@ -48,11 +49,11 @@ public static class JournalCodec
         }
 
         var body = new List<byte>(64);
-        AddUInt64(body, record.Sequence);
-        AddUInt64(body, record.Generation.Number);
-        AddUInt16(body, record.Generation.Node);
+        BigEndianWriter.AddUInt64(body, record.Sequence);
+        BigEndianWriter.AddUInt64(body, record.Generation.Number);
+        BigEndianWriter.AddUInt16(body, record.Generation.Node);
         body.Add((byte)record.Kind);
-        AddString(body, record.Path);
+        BigEndianWriter.AddString(body, record.Path, JournalPath.MaxBytes, "a path or link target");
         switch (record)
         {
             case WriteRecord write:
@@ -61,19 +62,19 @@ public static class JournalCodec
                     throw new ArgumentException($"a write record has a block size of 1 to {MaxBlockSize} bytes and at most {MaxBlocksPerRecord} blocks", nameof(record));
                 }
 
-                AddUInt64(body, write.Length);
-                AddUInt32(body, (uint)write.BlockSize);
-                AddUInt16(body, (ushort)write.Blocks.Count);
+                BigEndianWriter.AddUInt64(body, write.Length);
+                BigEndianWriter.AddUInt32(body, (uint)write.BlockSize);
+                BigEndianWriter.AddUInt16(body, (ushort)write.Blocks.Count);
                 foreach (var block in write.Blocks)
                 {
-                    AddUInt32(body, block.Index);
-                    AddUInt32(body, (uint)block.Content.Length);
+                    BigEndianWriter.AddUInt32(body, block.Index);
+                    BigEndianWriter.AddUInt32(body, (uint)block.Content.Length);
                     body.AddRange(block.Content);
                 }
 
                 break;
             case CreateRecord create:
-                AddUInt32(body, create.Mode);
+                BigEndianWriter.AddUInt32(body, create.Mode);
                 break;
             case RenameRecord rename:
                 if (JournalPath.Problem(rename.NewPath) is { } renameProblem)
@@ -81,19 +82,19 @@ public static class JournalCodec
                     throw new ArgumentException(renameProblem, nameof(record));
                 }
 
-                AddString(body, rename.NewPath);
+                BigEndianWriter.AddString(body, rename.NewPath, JournalPath.MaxBytes, "a path or link target");
                 break;
             case AttributesRecord attributes:
-                AddUInt32(body, attributes.Mode);
-                AddUInt32(body, attributes.Owner);
-                AddUInt32(body, attributes.Group);
-                AddUInt64(body, unchecked((ulong)attributes.ModifiedNanoseconds));
+                BigEndianWriter.AddUInt32(body, attributes.Mode);
+                BigEndianWriter.AddUInt32(body, attributes.Owner);
+                BigEndianWriter.AddUInt32(body, attributes.Group);
+                BigEndianWriter.AddUInt64(body, unchecked((ulong)attributes.ModifiedNanoseconds));
                 break;
             case SymlinkRecord symlink:
-                AddString(body, symlink.Target);
+                BigEndianWriter.AddString(body, symlink.Target, JournalPath.MaxBytes, "a path or link target");
                 break;
             case DirectoryRecord directory:
-                AddUInt32(body, directory.Mode);
+                BigEndianWriter.AddUInt32(body, directory.Mode);
                 break;
         }
 
@@ -144,9 +145,9 @@ public static class JournalCodec
 
     private static (JournalRecord? Record, string? Problem) Read(ReadOnlySpan<byte> content)
     {
-        var reader = new Reader(content);
-        if (!reader.UInt64(out var sequence) || !reader.UInt64(out var number) || !reader.UInt16(out var node) || !reader.Byte(out var kind)
-            || !reader.String(out var path))
+        var reader = new BigEndianReader(content);
+        if (!reader.Read64(out var sequence) || !reader.Read64(out var number) || !reader.Read16(out var node) || !reader.Read8(out var kind)
+            || !reader.ReadText(JournalPath.MaxBytes, out var path))
         {
             return (null, "the header is cut short");
         }
@@ -160,13 +161,13 @@ public static class JournalCodec
         JournalRecord? record = (JournalRecordKind)kind switch
         {
             JournalRecordKind.Write => ReadWrite(ref reader, sequence, generation, path),
-            JournalRecordKind.Create => reader.UInt32(out var mode) ? new CreateRecord(sequence, generation, path, mode) : null,
+            JournalRecordKind.Create => reader.Read32(out var mode) ? new CreateRecord(sequence, generation, path, mode) : null,
             JournalRecordKind.Delete => new DeleteRecord(sequence, generation, path),
-            JournalRecordKind.Rename => reader.String(out var newPath) && JournalPath.Problem(newPath) is null ? new RenameRecord(sequence, generation, path, newPath) : null,
-            JournalRecordKind.Attributes => reader.UInt32(out var m) && reader.UInt32(out var owner) && reader.UInt32(out var group) && reader.UInt64(out var mtime)
+            JournalRecordKind.Rename => reader.ReadText(JournalPath.MaxBytes, out var newPath) && JournalPath.Problem(newPath) is null ? new RenameRecord(sequence, generation, path, newPath) : null,
+            JournalRecordKind.Attributes => reader.Read32(out var m) && reader.Read32(out var owner) && reader.Read32(out var group) && reader.Read64(out var mtime)
                 ? new AttributesRecord(sequence, generation, path, m, owner, group, unchecked((long)mtime)) : null,
-            JournalRecordKind.Symlink => reader.String(out var target) && target.Length > 0 ? new SymlinkRecord(sequence, generation, path, target) : null,
-            JournalRecordKind.Directory => reader.UInt32(out var directoryMode) ? new DirectoryRecord(sequence, generation, path, directoryMode) : null,
+            JournalRecordKind.Symlink => reader.ReadText(JournalPath.MaxBytes, out var target) && target.Length > 0 ? new SymlinkRecord(sequence, generation, path, target) : null,
+            JournalRecordKind.Directory => reader.Read32(out var directoryMode) ? new DirectoryRecord(sequence, generation, path, directoryMode) : null,
             JournalRecordKind.Cut => path.Length == 0 ? new CutRecord(sequence, generation) : null,
             _ => null,
         };
@@ -178,9 +179,9 @@ public static class JournalCodec
         return reader.AtEnd ? (record, null) : (null, $"{reader.Left} bytes after the end of a {record.Kind} record for \"{path}\"");
     }
 
-    private static WriteRecord? ReadWrite(ref Reader reader, ulong sequence, DataGeneration generation, string path)
+    private static WriteRecord? ReadWrite(ref BigEndianReader reader, ulong sequence, DataGeneration generation, string path)
     {
-        if (!reader.UInt64(out var length) || !reader.UInt32(out var blockSize) || blockSize is 0 or > MaxBlockSize || !reader.UInt16(out var count)
+        if (!reader.Read64(out var length) || !reader.Read32(out var blockSize) || blockSize is 0 or > MaxBlockSize || !reader.Read16(out var count)
             || count > MaxBlocksPerRecord)
         {
             return null;
@@ -191,8 +192,8 @@ public static class JournalCodec
         for (var i = 0; i < count; i++)
         {
             // Blocks in increasing order, each within a block and within the file's new length.
-            if (!reader.UInt32(out var index) || index <= previous || !reader.UInt32(out var size) || size > blockSize
-                || (ulong)index * blockSize + size > length || !reader.Bytes((int)size, out var data))
+            if (!reader.Read32(out var index) || index <= previous || !reader.Read32(out var size) || size > blockSize
+                || (ulong)index * blockSize + size > length || !reader.ReadBytes((int)size, out var data))
             {
                 return null;
             }
@@ -202,132 +203,5 @@ public static class JournalCodec
         }
 
         return new WriteRecord(sequence, generation, path, length, (int)blockSize, blocks);
-    }
-
-    private static void AddUInt16(List<byte> body, ushort value)
-    {
-        body.Add((byte)(value >> 8));
-        body.Add((byte)(value & 0xff));
-    }
-
-    private static void AddUInt32(List<byte> body, uint value)
-    {
-        Span<byte> bytes = stackalloc byte[4];
-        BinaryPrimitives.WriteUInt32BigEndian(bytes, value);
-        body.AddRange(bytes);
-    }
-
-    private static void AddUInt64(List<byte> body, ulong value)
-    {
-        Span<byte> bytes = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt64BigEndian(bytes, value);
-        body.AddRange(bytes);
-    }
-
-    private static void AddString(List<byte> body, string text)
-    {
-        var bytes = Encoding.UTF8.GetBytes(text);
-        if (bytes.Length > JournalPath.MaxBytes)
-        {
-            throw new ArgumentException($"a string of {bytes.Length} bytes, more than {JournalPath.MaxBytes}", nameof(text));
-        }
-
-        AddUInt16(body, (ushort)bytes.Length);
-        body.AddRange(bytes);
-    }
-
-    private ref struct Reader(ReadOnlySpan<byte> bytes)
-    {
-        private readonly ReadOnlySpan<byte> _bytes = bytes;
-        private int _at;
-
-        public readonly bool AtEnd => _at == _bytes.Length;
-
-        public readonly int Left => _bytes.Length - _at;
-
-        public bool Byte(out byte value)
-        {
-            value = 0;
-            if (Left < 1)
-            {
-                return false;
-            }
-
-            value = _bytes[_at++];
-            return true;
-        }
-
-        public bool UInt16(out ushort value)
-        {
-            value = 0;
-            if (Left < 2)
-            {
-                return false;
-            }
-
-            value = BinaryPrimitives.ReadUInt16BigEndian(_bytes.Slice(_at));
-            _at += 2;
-            return true;
-        }
-
-        public bool UInt32(out uint value)
-        {
-            value = 0;
-            if (Left < 4)
-            {
-                return false;
-            }
-
-            value = BinaryPrimitives.ReadUInt32BigEndian(_bytes.Slice(_at));
-            _at += 4;
-            return true;
-        }
-
-        public bool UInt64(out ulong value)
-        {
-            value = 0;
-            if (Left < 8)
-            {
-                return false;
-            }
-
-            value = BinaryPrimitives.ReadUInt64BigEndian(_bytes.Slice(_at));
-            _at += 8;
-            return true;
-        }
-
-        public bool Bytes(int count, out byte[] value)
-        {
-            value = [];
-            if (Left < count)
-            {
-                return false;
-            }
-
-            value = _bytes.Slice(_at, count).ToArray();
-            _at += count;
-            return true;
-        }
-
-        public bool String(out string value)
-        {
-            value = string.Empty;
-            if (!UInt16(out var length) || length > JournalPath.MaxBytes || Left < length)
-            {
-                return false;
-            }
-
-            try
-            {
-                value = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(_bytes.Slice(_at, length));
-            }
-            catch (DecoderFallbackException)
-            {
-                return false;
-            }
-
-            _at += length;
-            return true;
-        }
     }
 }
