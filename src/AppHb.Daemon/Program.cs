@@ -219,7 +219,7 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     var supervisor = host.Services.GetRequiredService<ServiceSupervisor>();
     var systemd = host.Services.GetRequiredService<AppHb.Daemon.Systemd.SystemdNotifier>();
     // Inherited "ignore" (nohup, a shell script that trapped HUP) would make the runtime skip the handler below.
-    AppHb.Linux.Processes.SignalDisposition.Default(1);
+    AppHb.Linux.Processes.SignalDisposition.Default(AppHb.Core.Supervision.SignalNames.SIGHUP);
     using var hangup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, context =>
     {
         context.Cancel = true;

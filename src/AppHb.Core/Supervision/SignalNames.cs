@@ -11,6 +11,7 @@ public static class SignalNames
         ("STOP", 19), ("TSTP", 20), ("WINCH", 28), ("PWR", 30),
     ];
 
+    public const int SIGHUP = 1;
     public const int SIGKILL = 9;
     public const int SIGTERM = 15;
     public const int SIGCONT = 18;
