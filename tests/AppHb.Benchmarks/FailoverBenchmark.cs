@@ -20,15 +20,20 @@ internal sealed class FailoverBenchmark(string apphbd, int trials, string[]? onl
     public async Task<string> RunAsync()
     {
         Environment.SetEnvironmentVariable("APPHB_TEST_DAEMON", apphbd);
+        // The fault matrix and the switchover run each product at a short interval, the cost at the shortest.
+        var apphbdAt50 = new ApphbdContender(TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(150));
+        var apphbdAt100 = new ApphbdContender(TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(300));
+        var keepalivedAt50 = new KeepalivedContender(TimeSpan.FromMilliseconds(50));
+        var heartbeatAt100 = new HeartbeatContender(TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(500));
         var contenders = new IPairContender[]
         {
-            new ApphbdContender(TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(150)),
-            new ApphbdContender(TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(300)),
+            apphbdAt50,
+            apphbdAt100,
             new ApphbdContender(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)),
             new ApphbdContender(TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(150), addressOnly: true),
-            new KeepalivedContender(TimeSpan.FromMilliseconds(50)),
+            keepalivedAt50,
             new KeepalivedContender(TimeSpan.FromSeconds(1)),
-            new HeartbeatContender(TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(500)),
+            heartbeatAt100,
             new HeartbeatContender(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(10)),
         };
         // --only names parts (failover, faults, switchover, cost) and words of the contenders' names (apphbd,
@@ -50,9 +55,12 @@ internal sealed class FailoverBenchmark(string apphbd, int trials, string[]? onl
                     var p50 = Percentiles.NearestRank(seconds, 0.5);
                     if (contender is ApphbdContender ourContender)
                     {
-                        var key = (contender.Interval, fault);
-                        ours[key] = ours.TryGetValue(key, out var known) ? known : [];
-                        ours[key].Add((ourContender.AddressOnly ? "address only" : "group", p50));
+                        if (!ours.TryGetValue((contender.Interval, fault), out var atInterval))
+                        {
+                            ours[(contender.Interval, fault)] = atInterval = [];
+                        }
+
+                        atInterval.Add((ourContender.AddressOnly ? "address only" : "group", p50));
                     }
 
                     var versus = contender is not ApphbdContender && ours.TryGetValue((contender.Interval, fault), out var our)
@@ -68,17 +76,17 @@ internal sealed class FailoverBenchmark(string apphbd, int trials, string[]? onl
 
         if (part.Contains("faults"))
         {
-            await FaultMatrixAsync([.. new[] { contenders[1], contenders[4], contenders[6] }.Where(Included)]);
+            await FaultMatrixAsync([.. new IPairContender[] { apphbdAt100, keepalivedAt50, heartbeatAt100 }.Where(Included)]);
         }
 
         if (part.Contains("switchover") && products.Contains("apphbd"))
         {
-            await SwitchoverAsync((ApphbdContender)contenders[1]);
+            await SwitchoverAsync(apphbdAt100);
         }
 
         if (part.Contains("cost"))
         {
-            await CostAsync([.. new[] { contenders[0], contenders[4], contenders[6] }.Where(Included)]);
+            await CostAsync([.. new IPairContender[] { apphbdAt50, keepalivedAt50, heartbeatAt100 }.Where(Included)]);
         }
 
         return _report.ToString();
