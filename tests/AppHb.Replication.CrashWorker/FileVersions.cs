@@ -41,4 +41,16 @@ public sealed class FileVersions(int file, int blockSize)
     }
 
     public static string Name(int file) => $"data/file{file}";
+
+    /// <summary>The content of <paramref name="file"/> at <paramref name="version"/>, made the way the worker made it.</summary>
+    public static byte[] At(int file, int version, int blockSize)
+    {
+        var versions = new FileVersions(file, blockSize);
+        while (versions.Version < version)
+        {
+            versions.Next(0);
+        }
+
+        return versions.Current;
+    }
 }

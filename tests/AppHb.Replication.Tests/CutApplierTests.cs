@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using AppHb.Core.Cluster;
 using AppHb.Replication.Apply;
 using AppHb.Replication.CrashWorker;
@@ -70,32 +69,15 @@ public sealed class CutApplierTests : IDisposable
     public async Task A_cut_applier_killed_at_random_moments_then_recovered_leaves_every_file_at_the_same_cut()
     {
         const int Files = 4;
-        var worker = Path.Combine(AppContext.BaseDirectory, "AppHb.Replication.CrashWorker.dll");
         var random = new Random();
         var finished = 0;
         for (var trial = 0; trial < 30; trial++)
         {
             var replica = Path.Combine(_directory.Path, $"trial{trial}", "replica");
             var state = Path.Combine(_directory.Path, $"trial{trial}", "state");
-            var info = new ProcessStartInfo("dotnet", [worker, replica, Files.ToString(System.Globalization.CultureInfo.InvariantCulture), state]) { RedirectStandardOutput = true };
-            using var process = Process.Start(info)!;
             var reported = 0;
-            var reading = Task.Run(async () =>
-            {
-                while (await process.StandardOutput.ReadLineAsync() is { } line)
-                {
-                    Volatile.Write(ref reported, int.Parse(line.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture));
-                }
-            });
-            while (Volatile.Read(ref reported) < 1 && !process.HasExited)
-            {
-                await Task.Delay(5, TestContext.Current.CancellationToken);
-            }
-
-            await Task.Delay(random.Next(0, 200), TestContext.Current.CancellationToken);
-            process.Kill();
-            await process.WaitForExitAsync(TestContext.Current.CancellationToken);
-            await reading;
+            await KilledWorker.RunAsync([replica, Files.ToString(System.Globalization.CultureInfo.InvariantCulture), state],
+                line => Volatile.Write(ref reported, int.Parse(line.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture)), lines: 1, maxDelayMs: 200, random);
 
             var recovery = new CutApplier(replica, state).Recover();
             if (recovery is not null && recovery.Contains("finished", StringComparison.Ordinal))
@@ -105,25 +87,8 @@ public sealed class CutApplierTests : IDisposable
 
             // Every file at cut c, the same c for all, and c is the cut last reported or the next one.
             var contents = Enumerable.Range(0, Files).Select(f => File.ReadAllBytes(Path.Combine(replica, FileVersions.Name(f)))).ToArray();
-            var cutsSeen = new List<int>();
-            foreach (var candidate in new[] { reported, reported + 1 })
-            {
-                var atCandidate = Enumerable.Range(0, Files).All(f =>
-                {
-                    var versions = new FileVersions(f, 4096);
-                    while (versions.Version < candidate)
-                    {
-                        versions.Next(0);
-                    }
-
-                    return versions.Current.AsSpan().SequenceEqual(contents[f]);
-                });
-                if (atCandidate)
-                {
-                    cutsSeen.Add(candidate);
-                }
-            }
-
+            var cutsSeen = new[] { reported, reported + 1 }
+                .Where(cut => Enumerable.Range(0, Files).All(f => FileVersions.At(f, cut, 4096).AsSpan().SequenceEqual(contents[f]))).ToList();
             Assert.True(cutsSeen.Count == 1, $"trial {trial}: the files are not all at cut {reported} or all at cut {reported + 1} (recovery: {recovery ?? "nothing to do"})");
         }
 

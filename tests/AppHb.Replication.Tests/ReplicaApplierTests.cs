@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using AppHb.Core.Cluster;
 using AppHb.Replication.Apply;
 using AppHb.Replication.CrashWorker;
@@ -61,53 +60,24 @@ public sealed class ReplicaApplierTests : IDisposable
     public async Task An_applier_killed_at_random_moments_leaves_every_file_at_one_of_its_real_versions()
     {
         const int Files = 3;
-        var worker = Path.Combine(AppContext.BaseDirectory, "AppHb.Replication.CrashWorker.dll");
         var random = new Random();
         var checkedVersions = 0;
         for (var trial = 0; trial < 30; trial++)
         {
             var root = Path.Combine(_directory.Path, $"trial{trial}");
-            var info = new ProcessStartInfo("dotnet", [worker, root, Files.ToString(System.Globalization.CultureInfo.InvariantCulture)]) { RedirectStandardOutput = true };
-            using var process = Process.Start(info)!;
             var applied = new int[Files];
-            var lines = 0;
-            var reading = Task.Run(async () =>
+            await KilledWorker.RunAsync([root, Files.ToString(System.Globalization.CultureInfo.InvariantCulture)], line =>
             {
-                while (await process.StandardOutput.ReadLineAsync() is { } line)
-                {
-                    var parts = line.Split(' ');
-                    applied[int.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture)] = int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture);
-                    Interlocked.Increment(ref lines);
-                }
-            });
-            // Past the runtime's start, into the applying: then a kill at a random moment of it.
-            while (Volatile.Read(ref lines) < 3 && !process.HasExited)
-            {
-                await Task.Delay(5, TestContext.Current.CancellationToken);
-            }
-
-            await Task.Delay(random.Next(0, 150), TestContext.Current.CancellationToken);
-            process.Kill();
-            await process.WaitForExitAsync(TestContext.Current.CancellationToken);
-            await reading;
+                var parts = line.Split(' ');
+                applied[int.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture)] = int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture);
+            }, lines: 3, maxDelayMs: 150, random);
 
             for (var file = 0; file < Files; file++)
             {
                 var content = File.ReadAllBytes(Path.Combine(root, FileVersions.Name(file)));
                 // The file is the version last reported, or the next (applied, killed before it was reported).
-                var versions = new FileVersions(file, 4096);
-                var matches = new List<int>();
-                while (versions.Version <= applied[file] + 1)
-                {
-                    if (versions.Version >= applied[file] && versions.Current.AsSpan().SequenceEqual(content))
-                    {
-                        matches.Add(versions.Version);
-                    }
-
-                    versions.Next(0);
-                }
-
-                Assert.True(matches.Count > 0, $"trial {trial}: file {file} ({content.Length} bytes) is neither version {applied[file]} nor {applied[file] + 1}");
+                Assert.True(new[] { applied[file], applied[file] + 1 }.Any(v => FileVersions.At(file, v, 4096).AsSpan().SequenceEqual(content)),
+                    $"trial {trial}: file {file} ({content.Length} bytes) is neither version {applied[file]} nor {applied[file] + 1}");
                 checkedVersions++;
             }
         }
