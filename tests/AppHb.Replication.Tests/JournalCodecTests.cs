@@ -148,6 +148,20 @@ public class JournalCodecTests
     }
 
     [Fact]
+    public void A_length_too_short_for_any_record_is_corrupt_even_where_the_crc_of_nothing_matches()
+    {
+        // Found by the flipped-bit property: a delete record of sequence 0 whose length lost a bit (36 -> 4) left an
+        // empty content, whose CRC (0) matched the sequence's first four zero bytes.
+        var bytes = JournalCodec.Encode(new DeleteRecord(0, new DataGeneration(3, 9), "d/e/f/g.bin"));
+        bytes[3] ^= 0x20;
+
+        var decoded = JournalCodec.Decode(bytes);
+
+        Assert.Equal((JournalDecodeStatus.Corrupt, 0), (decoded.Status, decoded.Consumed));
+        Assert.Contains("a record length of 4 bytes", decoded.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Records_decode_one_after_another_from_a_stream_of_them()
     {
         var records = new JournalRecord[] { Example, new CreateRecord(43, new DataGeneration(3, 1), "db/new", 0b110_100_100), new CutRecord(44, new DataGeneration(3, 1)) };

@@ -39,6 +39,9 @@ public static class JournalCodec
     public const int MaxRecordSize = 32 * 1024 * 1024;
     private const int LengthSize = 4;
     private const int CrcSize = 4;
+    /// <summary>The smallest record after its length field: sequence, generation, kind, an empty path (a cut), CRC.
+    /// A shorter length is damage: with nothing to checksum, the CRC of nothing (0) would match zeros that follow.</summary>
+    private const int MinLength = 8 + 8 + 2 + 1 + 2 + CrcSize;
 
     public static byte[] Encode(JournalRecord record)
     {
@@ -119,10 +122,10 @@ public static class JournalCodec
         }
 
         var length = BinaryPrimitives.ReadUInt32BigEndian(bytes);
-        if (length < CrcSize || length > MaxRecordSize - LengthSize)
+        if (length < MinLength || length > MaxRecordSize - LengthSize)
         {
             // Not trusted enough to skip: the reader cannot know where the next record starts.
-            return new(JournalDecodeStatus.Corrupt, null, 0, $"a record length of {length} bytes (1 to {MaxRecordSize - LengthSize})");
+            return new(JournalDecodeStatus.Corrupt, null, 0, $"a record length of {length} bytes ({MinLength} to {MaxRecordSize - LengthSize})");
         }
 
         var total = LengthSize + (int)length;
