@@ -438,6 +438,9 @@ public sealed class PairHost : IAsyncDisposable
                     _ = Observe(_requester.AskAsync(PeerRequestKind.Released, "the group is stopped and the service IP released",
                         _options.Timings.DeadTime, _options.Timings.Keepalive, _stopping.Token), "telling the peer it may take over");
                     break;
+                case ClusterCommand.SendHeartbeat:
+                    SendHeartbeats();
+                    break;
                 case ClusterCommand.AskRelease ask:
                     _ = AskReleaseAsync(ask.Reason, _stopping.Token);
                     break;

@@ -96,6 +96,13 @@ public abstract record ClusterCommand
         public override string ToString() => "send released";
     }
 
+    /// <summary>Send a heartbeat on every link now, not at the next keepalive: it carries news the peer waits for
+    /// (a generation announced or taken).</summary>
+    public sealed record SendHeartbeat : ClusterCommand
+    {
+        public override string ToString() => "heartbeat now";
+    }
+
     /// <summary>Ask the active peer to release the group to this node (failback, a pull switchover); retried until
     /// it answers.</summary>
     public sealed record AskRelease(string Reason) : ClusterCommand

@@ -43,6 +43,14 @@ public sealed class FailoverMachine
     /// node's generations, hearing it still diverged is the same split brain, already resolved, not a new one.</summary>
     private DataGeneration? _resolvedAgainst;
     private long _evaluatedAt = long.MinValue;
+    /// <summary>The generation this node announced to the peer as it takes over by a hand-over or an election (in
+    /// memory and in its heartbeats, not yet persisted); null when none is pending. It becomes active only once the
+    /// peer's heartbeat shows that generation: then a later takeover by the peer (a fence after this node died)
+    /// advances past it, and this node returns merely stale, never diverged.</summary>
+    private DataGeneration? _announced;
+    private long _announcedAt = long.MaxValue;
+    private string _announcedReason = string.Empty;
+    private IReadOnlyList<DataGeneration> _beforeAnnounce = [];
 
     /// <param name="nodeId">This node's id (stamped on the generations it starts).</param>
     /// <param name="preferred">Whether this node is the pair's preferred node: the one to become active when both
@@ -128,6 +136,15 @@ public sealed class FailoverMachine
                 }
             }
 
+            if (_announced is not null)
+            {
+                var abandon = _announcedAt + PeerLink.Ticks(_timings.DeadTime, _time);
+                if (abandon > now)
+                {
+                    due = Math.Min(due, abandon);
+                }
+            }
+
             if (_releasedToPeerAt != long.MaxValue)
             {
                 var handedOver = _releasedToPeerAt + PeerLink.Ticks(_timings.DeadTime, _time);
@@ -140,7 +157,7 @@ public sealed class FailoverMachine
             foreach (var link in _links.Values)
             {
                 due = Math.Min(due, link.NextChange(now, _timings, _time));
-                if (Role == ClusterRole.Active && link.LastHeard is { } heard && heard + PeerLink.Ticks(_timings.ActiveFenceAfter, _time) is var fenceAt && fenceAt > now)
+                if ((Role == ClusterRole.Active || _announced is not null) && link.LastHeard is { } heard && heard + PeerLink.Ticks(_timings.ActiveFenceAfter, _time) is var fenceAt && fenceAt > now)
                 {
                     due = Math.Min(due, fenceAt);
                 }
@@ -195,9 +212,25 @@ public sealed class FailoverMachine
             _splitBrain = true;
             Publish("split-brain", $"split brain: this node's data generation {Generations.Current} and the peer's {peerCurrent} diverged (both were active apart); nothing moves until `apphbctl cluster resolve --survivor NODE`");
         }
+        else if (relation == GenerationRelation.PeerNewer && report.Role == ClusterRole.TakingOver && Role is ClusterRole.Standby or ClusterRole.Starting
+                 && report.Generations.Count > 1 && report.Generations[1] == Generations.Current)
+        {
+            // The peer announces the generation it takes over under, one after this node's own: nothing was written
+            // under it yet, so this node holds all of its data. Taking it (persisted) is what lets the peer go on,
+            // and makes this node's own later takeover, should the peer die, advance past it.
+            Generations.Adopt(report.Generations);
+            Command(new ClusterCommand.PersistGenerations([.. Generations.NewestFirst]));
+            Command(new ClusterCommand.SendHeartbeat());
+            Publish("generation-taken", $"the peer takes over under data generation {Generations.Current}: this node has taken it");
+        }
         else if (first && relation == GenerationRelation.PeerNewer)
         {
             Publish("stale", $"the peer's data is newer ({report.Generations[0]} against {Generations.Current}): this node stays standby until it has caught up");
+        }
+
+        if (_announced is { } announced && report.CurrentGeneration == announced && !_fencing)
+        {
+            Commit(announced, $"{_announcedReason}; the peer has taken data generation {announced}");
         }
 
         Evaluate();
@@ -284,6 +317,7 @@ public sealed class FailoverMachine
             _fenceBackoff = TimeSpan.FromTicks(Math.Min(_fenceBackoff.Ticks * 2, _timings.FenceRetry.Ticks * 10));
             if (Role == ClusterRole.TakingOver)
             {
+                Withdraw();
                 Role = ClusterRole.Standby;
             }
         }
@@ -322,7 +356,7 @@ public sealed class FailoverMachine
     {
         if (Role is ClusterRole.Standby or ClusterRole.Starting && !_splitBrain && !IsStale && !_maintenance)
         {
-            TakeOver("the peer released the group to this node");
+            Announce("the peer released the group to this node");
         }
     }
 
@@ -352,6 +386,7 @@ public sealed class FailoverMachine
             case ClusterRole.TakingOver:
                 // Its own fence of the peer may still be running: whatever it answers, this node does not take over.
                 _fencing = false;
+                Withdraw();
                 Role = ClusterRole.Standby;
                 break;
             case ClusterRole.Starting:
@@ -644,10 +679,30 @@ public sealed class FailoverMachine
                     if (_peer is { Role: ClusterRole.Standby, HearsThisNode: true } && dedicatedUp && IsChosen() && !handingOver && !_splitBrain && !IsStale && !_maintenance)
                     {
                         // Neither is active and the peer, heard over the dedicated link, says it is not: the chosen one takes it.
-                        TakeOver("neither node is active and this one is chosen (preferred, or the newer data)");
+                        Announce("neither node is active and this one is chosen (preferred, or the newer data)");
                     }
 
                     ConsiderFailback(now, dedicatedUp && lanUp);
+                }
+
+                break;
+            case ClusterRole.TakingOver when _announced is not null && !_fencing:
+                // Not "the peer says it is active": its last heartbeat may predate its release (a group that stops
+                // within a keepalive); a peer that really is active never takes the generation, and deadtime ends it.
+                if (_maintenance || _splitBrain)
+                {
+                    Abandon(_maintenance ? "this node is held standby" : "split brain");
+                }
+                else if ((silentForActiveFence || peerDaemonGone) && _reachesPingTargets)
+                {
+                    // The peer fell silent before it showed the announced generation: it may have taken it or not,
+                    // so only a fence makes this takeover safe. This node fences as early as an active one would:
+                    // it is the one the peer released to, or the one chosen, and must win a fence race.
+                    BeginFence(now, fenceDue, peerDaemonGone ? "the peer's apphbd is gone" : "the peer fell silent while this node was taking over", takeOver: true);
+                }
+                else if (!peerSilent && _time.GetElapsedTime(_announcedAt, now) >= _timings.DeadTime)
+                {
+                    Abandon($"the peer did not take data generation {_announced} within deadtime");
                 }
 
                 break;
@@ -780,9 +835,63 @@ public sealed class FailoverMachine
         }
     }
 
+    /// <summary>Becomes active at once: the peer is fenced (or restarted), so whatever it knows of this takeover
+    /// cannot matter; or its data is older than this node's, so it cannot become active before it has caught up.</summary>
     private void TakeOver(string reason)
     {
-        var next = Generations.Advance(NodeId, _peer?.CurrentGeneration ?? DataGeneration.None);
+        var next = _announced ?? Generations.Advance(NodeId, _peer?.CurrentGeneration ?? DataGeneration.None);
+        Commit(next, reason);
+    }
+
+    /// <summary>Takes over from a peer that is alive and not active (it released the group, or it is not the one
+    /// chosen): the next generation goes to the peer first, in this node's heartbeats, and this node becomes active
+    /// once the peer shows it has taken it (<see cref="Heard"/>). Without that step, a node that took over and was
+    /// powered off at once left a peer that knew nothing of its generation: the peer fenced it and took over under a
+    /// generation of its own with the same number, and when the node returned both histories had diverged, a split
+    /// brain from a plain failure (the partition checker's trial 822).</summary>
+    private void Announce(string reason)
+    {
+        if (_peer is not null && Generations.CompareWith(_peer.Generations) == GenerationRelation.PeerOlder)
+        {
+            TakeOver(reason);
+            return;
+        }
+
+        _beforeAnnounce = [.. Generations.NewestFirst];
+        _announced = Generations.Advance(NodeId, _peer?.CurrentGeneration ?? DataGeneration.None);
+        _announcedAt = _time.GetTimestamp();
+        _announcedReason = reason;
+        Role = ClusterRole.TakingOver;
+        Command(new ClusterCommand.SendHeartbeat());
+        Publish("announcing", $"taking over ({reason}): announcing data generation {_announced} to the peer; active once it has taken it");
+    }
+
+    /// <summary>Gives up an announced generation: the history goes back to what it was (the peer may have taken the
+    /// announced one; it then holds a generation this node will take again, the same one, from the same peer state).</summary>
+    private void Withdraw()
+    {
+        if (_announced is null)
+        {
+            return;
+        }
+
+        Generations.Adopt(_beforeAnnounce);
+        _announced = null;
+        _announcedAt = long.MaxValue;
+    }
+
+    private void Abandon(string why)
+    {
+        var announced = _announced;
+        Withdraw();
+        Role = ClusterRole.Standby;
+        Publish("takeover-abandoned", $"not taking over under data generation {announced}: {why}");
+    }
+
+    private void Commit(DataGeneration next, string reason)
+    {
+        _announced = null;
+        _announcedAt = long.MaxValue;
         Command(new ClusterCommand.PersistGenerations([.. Generations.NewestFirst]));
         Command(new ClusterCommand.AcquireServiceIp());
         Command(new ClusterCommand.StartGroup());

@@ -48,6 +48,44 @@ public class PairSimulationTests
         Assert.Equal(0, pair.Violations);
     }
 
+    /// <summary>The partition checker's trial 822 on real daemons: the active node lost the LAN and handed the group
+    /// over; the new active node was powered off the moment it took over; the old one fenced it and took the group
+    /// back. Both had become active under generations the other never heard of, and the returning node found a split
+    /// brain that only an operator could end. Here the new active node is powered off at every moment of its takeover
+    /// in turn, then powered back on: it must come back merely behind, never diverged.</summary>
+    [Fact]
+    public void A_node_powered_off_at_any_moment_of_a_hand_over_comes_back_behind_never_diverged()
+    {
+        var takeoversCut = 0;
+        for (var offset = 0; offset < 30; offset++)
+        {
+            var pair = new Pair();
+            pair.Run(TimeSpan.FromSeconds(3));
+            Assert.True(pair.A.Machine.Role == ClusterRole.Active, pair.ToString());
+            pair.Lan = false;
+            pair.A.Machine.PingTargets(false);
+            pair.RunUntil(() => pair.B.Machine.Role is ClusterRole.TakingOver or ClusterRole.Active, TimeSpan.FromSeconds(10));
+            Assert.True(pair.B.Machine.Role is ClusterRole.TakingOver or ClusterRole.Active, pair.ToString());
+            pair.Run(Step * offset);
+            takeoversCut += pair.B.HoldsIp ? 1 : 0;
+            pair.B.On = false;
+            // The LAN fault heals as the new active node dies (in trial 822 the checker restored the port).
+            pair.Lan = true;
+            pair.A.Machine.PingTargets(true);
+            pair.Run(TimeSpan.FromSeconds(10));
+            Assert.True(pair.A.HoldsIp, $"offset {offset}: the node that handed over did not take the group back\n{pair}");
+            pair.PowerOn(pair.B);
+            pair.Run(TimeSpan.FromSeconds(10));
+            Assert.False(pair.A.Machine.IsSplitBrain || pair.B.Machine.IsSplitBrain,
+                $"offset {offset}: split brain ({pair.A.Machine.Generations.Current} against {pair.B.Machine.Generations.Current})\n{pair}");
+            Assert.True(pair.A.HoldsIp && !pair.B.HoldsIp, $"offset {offset}\n{pair}");
+            Assert.Equal(0, pair.Violations);
+        }
+
+        // Some offsets cut the node after it held the group, not only while it was announcing.
+        Assert.True(takeoversCut > 10, $"only {takeoversCut} of 30 offsets powered the node off after its takeover");
+    }
+
     [Fact]
     public void A_thousand_random_fault_sequences_never_leave_two_nodes_holding_the_ip()
     {
@@ -96,7 +134,9 @@ public class PairSimulationTests
     private sealed class Node(string name, FailoverMachine machine)
     {
         public string Name { get; } = name;
-        public FailoverMachine Machine { get; } = machine;
+        public FailoverMachine Machine { get; set; } = machine;
+        /// <summary>The generations as last persisted: what the node boots with.</summary>
+        public IReadOnlyList<DataGeneration> Persisted { get; set; } = [];
         public bool On { get; set; } = true;
         public bool HoldsIp { get; set; }
         public TimeSpan? FenceDoneAt { get; set; }
@@ -112,9 +152,8 @@ public class PairSimulationTests
 
         public Pair()
         {
-            var links = new[] { ("dedicated", LinkKind.Dedicated), ("lan", LinkKind.Lan) };
-            A = new Node("a", new FailoverMachine(_clock, _timings, 1, preferred: true, links, new GenerationHistory([])));
-            B = new Node("b", new FailoverMachine(_clock, _timings, 2, preferred: false, links, new GenerationHistory([])));
+            A = new Node("a", new FailoverMachine(_clock, _timings, 1, preferred: true, _links, new GenerationHistory([])));
+            B = new Node("b", new FailoverMachine(_clock, _timings, 2, preferred: false, _links, new GenerationHistory([])));
         }
 
         public Node A { get; }
@@ -129,6 +168,57 @@ public class PairSimulationTests
         public override string ToString() => string.Join('\n', Log.TakeLast(40));
 
         private Node Other(Node node) => node == A ? B : A;
+
+        private readonly (string, LinkKind)[] _links = [("dedicated", LinkKind.Dedicated), ("lan", LinkKind.Lan)];
+
+        /// <summary>Boots a powered-off node again, with the generations it had persisted.</summary>
+        public void PowerOn(Node node)
+        {
+            node.Machine = new FailoverMachine(_clock, _timings, node == A ? (ushort)1 : (ushort)2, preferred: node == A, _links,
+                new GenerationHistory(node.Persisted));
+            node.On = true;
+            node.FenceDoneAt = null;
+            node.GroupStopsAt = null;
+        }
+
+        public void RunUntil(Func<bool> done, TimeSpan limit)
+        {
+            var end = _now + limit;
+            while (!done() && _now < end)
+            {
+                Run(Step);
+            }
+        }
+
+        /// <summary>One heartbeat from <paramref name="node"/> over the links that carry.</summary>
+        private void Beat(Node node)
+        {
+            var other = Other(node);
+            if (!node.On || !other.On)
+            {
+                return;
+            }
+
+            var report = new PeerReport(node.Machine.Role, [.. node.Machine.Generations.NewestFirst], true);
+            if (Dedicated)
+            {
+                other.Machine.Heard("dedicated", report);
+            }
+
+            if (Lan)
+            {
+                other.Machine.Heard("lan", report);
+            }
+
+            // Replication over the dedicated link, modelled as synchronous: a standby that is behind has
+            // caught up by the next heartbeat.
+            if (Dedicated && other.Machine.IsStale)
+            {
+                other.Machine.CaughtUp();
+            }
+
+            Drain(other);
+        }
 
         public void Run(TimeSpan span)
         {
@@ -171,34 +261,8 @@ public class PairSimulationTests
                 if (_now >= _nextBeat)
                 {
                     _nextBeat = _now + _timings.Keepalive;
-                    foreach (var node in new[] { A, B })
-                    {
-                        var other = Other(node);
-                        if (!node.On || !other.On)
-                        {
-                            continue;
-                        }
-
-                        var report = new PeerReport(node.Machine.Role, [.. node.Machine.Generations.NewestFirst], true);
-                        if (Dedicated)
-                        {
-                            other.Machine.Heard("dedicated", report);
-                        }
-
-                        if (Lan)
-                        {
-                            other.Machine.Heard("lan", report);
-                        }
-
-                        // Replication over the dedicated link, modelled as synchronous: a standby that is behind has
-                        // caught up by the next heartbeat.
-                        if (Dedicated && other.Machine.IsStale)
-                        {
-                            other.Machine.CaughtUp();
-                        }
-
-                        Drain(other);
-                    }
+                    Beat(A);
+                    Beat(B);
                 }
 
                 if (A.On && B.On && A.HoldsIp && B.HoldsIp)
@@ -225,6 +289,12 @@ public class PairSimulationTests
                         break;
                     case ClusterCommand.AcquireServiceIp:
                         node.HoldsIp = true;
+                        break;
+                    case ClusterCommand.PersistGenerations persist:
+                        node.Persisted = persist.NewestFirst;
+                        break;
+                    case ClusterCommand.SendHeartbeat:
+                        Beat(node);
                         break;
                     case ClusterCommand.ReleaseServiceIp:
                         node.HoldsIp = false;
