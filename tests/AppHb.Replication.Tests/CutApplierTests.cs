@@ -55,7 +55,7 @@ public sealed class CutApplierTests : IDisposable
         cuts.ApplyCut([new CreateRecord(1, Generation, "a", 0b110_000_000), new CutRecord(2, Generation)]);
         // A crash before any step of the next cut was carried out: its log is whole, its staged file there.
         File.WriteAllText(Path.Combine(State, "staging", "4.0"), "staged");
-        File.WriteAllText(Path.Combine(State, "redo.log"), $"cut 4\ninstall 4.0 {Convert.ToBase64String("b"u8)}\nend\n");
+        File.WriteAllText(Path.Combine(State, "redo.log"), $"cut 4 1 1\ninstall 4.0 {Convert.ToBase64String("b"u8)}\nend\n");
 
         var next = new CutApplier(Replica, State);
         var refused = Assert.Throws<InvalidOperationException>(() => next.ApplyCut([new CutRecord(5, Generation)]));

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using AppHb.Core.Cluster;
 using AppHb.Linux.Files;
 using AppHb.Replication.Journal;
 
@@ -14,6 +15,7 @@ namespace AppHb.Replication.Apply;
 public sealed class CutApplier
 {
     private const string LogName = "redo.log";
+    private const string AppliedName = "applied";
     private const string End = "end";
     private readonly ReplicaApplier _replica;
     private readonly string _state;
@@ -28,9 +30,14 @@ public sealed class CutApplier
         _state = Path.GetFullPath(stateDirectory);
         _staging = Path.Combine(_state, "staging");
         Directory.CreateDirectory(_staging);
+        LastApplied = ReadApplied(Path.Combine(_state, AppliedName));
     }
 
     private string LogPath => Path.Combine(_state, LogName);
+
+    /// <summary>The last cut the replica holds whole (its sequence and generation): persisted with the cut, so a
+    /// receiver that restarts resumes right after it. (0, none) for a replica that never applied one.</summary>
+    public (DataGeneration Generation, ulong Sequence) LastApplied { get; private set; }
 
     /// <summary>Applies the records of one cut; the last must be its <see cref="CutRecord"/>.</summary>
     /// <exception cref="IOException">The replica or the state directory refused; the message names the path.</exception>
@@ -78,8 +85,8 @@ public sealed class CutApplier
         }
 
         DurableFile.SyncDirectory(_staging);
-        DurableFile.Replace(LogPath, Encoding.UTF8.GetBytes($"cut {cut.Sequence}\n{string.Join('\n', steps)}\n{End}\n"));
-        Carry(steps, done: 0);
+        DurableFile.Replace(LogPath, Encoding.UTF8.GetBytes($"cut {cut.Sequence} {cut.Generation.Number} {cut.Generation.Node}\n{string.Join('\n', steps)}\n{End}\n"));
+        Carry(header: $"cut {cut.Sequence} {cut.Generation.Number} {cut.Generation.Node}", steps, done: 0);
     }
 
     /// <summary>At start: finishes the cut a crash interrupted (its log is whole), or discards one that never began
@@ -103,11 +110,11 @@ public sealed class CutApplier
 
         var steps = lines[1..end];
         var done = lines.Skip(end + 1).Count(l => l.StartsWith("done ", StringComparison.Ordinal));
-        Carry(steps, done);
-        return $"{LogPath}: {lines[0]} finished from step {done + 1} of {steps.Length}";
+        Carry(lines[0], steps, done);
+        return $"{LogPath}: {string.Join(' ', lines[0].Split(' ').Take(2))} finished from step {done + 1} of {steps.Length}";
     }
 
-    private void Carry(IReadOnlyList<string> steps, int done)
+    private void Carry(string header, IReadOnlyList<string> steps, int done)
     {
         using (var log = new FileStream(LogPath, FileMode.Append, FileAccess.Write))
         {
@@ -137,9 +144,33 @@ public sealed class CutApplier
             }
         }
 
+        // Where the replica stands is recorded before the log goes: a crash between the two finds the log whole and
+        // its steps done, and only records the cut again.
+        var fields = header.Split(' ');
+        var applied = (new DataGeneration(ulong.Parse(fields[2], CultureInfo.InvariantCulture), ushort.Parse(fields[3], CultureInfo.InvariantCulture)),
+            ulong.Parse(fields[1], CultureInfo.InvariantCulture));
+        DurableFile.Replace(Path.Combine(_state, AppliedName), Encoding.UTF8.GetBytes($"{applied.Item2} {applied.Item1.Number} {applied.Item1.Node}\n"));
+        LastApplied = applied;
         File.Delete(LogPath);
         DurableFile.SyncDirectory(_state);
         Discard();
+    }
+
+    private static (DataGeneration, ulong) ReadApplied(string path)
+    {
+        if (!File.Exists(path))
+        {
+            return (DataGeneration.None, 0);
+        }
+
+        var parts = File.ReadAllText(path).Split(' ', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length != 3 || !ulong.TryParse(parts[0], CultureInfo.InvariantCulture, out var sequence)
+            || !ulong.TryParse(parts[1], CultureInfo.InvariantCulture, out var number) || !ushort.TryParse(parts[2], CultureInfo.InvariantCulture, out var node))
+        {
+            throw new InvalidDataException($"{path}: not \"SEQUENCE GENERATION NODE\": the replica's position is unknown; a full resync must rebuild it");
+        }
+
+        return (new DataGeneration(number, node), sequence);
     }
 
     /// <summary>A step that is not an install, carried out again after a crash only when it had not taken effect.</summary>

@@ -4,7 +4,7 @@ namespace AppHb.Replication.Journal;
 /// <see cref="Sync"/> (fdatasync), read back from any sequence. Opening it recovers from a crash: a record torn by
 /// the crash (or damaged) at the end is cut off, so that what follows starts on a record boundary, and
 /// <see cref="Recovery"/> says what was dropped. Not thread-safe: one journaler writes it.</summary>
-public sealed class JournalFile : IDisposable
+public sealed class JournalFile : IJournalReader, IDisposable
 {
     private readonly FileStream _stream;
 
@@ -89,11 +89,11 @@ public sealed class JournalFile : IDisposable
     /// <summary>Makes every appended record durable (fdatasync): a batch is sent to the peer only after this.</summary>
     public void Sync() => _stream.Flush(flushToDisk: true);
 
-    /// <summary>The records after <paramref name="sequence"/>, in order, as they are on disk now (a reader of its
-    /// own: the writer goes on).</summary>
+    /// <summary>The records after <paramref name="sequence"/>, in order, as they are in the file now: a reader of its
+    /// own, so the sender may call it while the journaler appends (appends are unbuffered); a record still being
+    /// written at the end is left for the next call.</summary>
     public IEnumerable<JournalRecord> ReadAfter(ulong sequence)
     {
-        _stream.Flush(flushToDisk: false);
         using var reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
         var bytes = new byte[reader.Length];
         reader.ReadExactly(bytes);
@@ -102,6 +102,11 @@ public sealed class JournalFile : IDisposable
         while (at < bytes.Length)
         {
             var decoded = JournalCodec.Decode(bytes.AsSpan(at));
+            if (decoded.Status == JournalDecodeStatus.Incomplete)
+            {
+                break;
+            }
+
             if (decoded.Status != JournalDecodeStatus.Decoded)
             {
                 throw new InvalidDataException($"{Path}: at offset {at}: {decoded.Status.ToString().ToLowerInvariant()} record ({decoded.Problem})");

@@ -1,0 +1,11 @@
+namespace AppHb.Replication.Journal;
+
+/// <summary>Where the sender reads the journal from: the records after a sequence, in order.</summary>
+public interface IJournalReader
+{
+    /// <summary>The sequence number of the last record, or 0 when it holds none.</summary>
+    ulong LastSequence { get; }
+
+    /// <summary>The records after <paramref name="sequence"/>, in order.</summary>
+    IEnumerable<JournalRecord> ReadAfter(ulong sequence);
+}

@@ -1,0 +1,106 @@
+using System.Buffers.Binary;
+
+namespace AppHb.Replication.Transfer;
+
+/// <summary>One replication connection after its hello: sealed frames each way (<see cref="FrameSealer"/>,
+/// <see cref="FrameOpener"/>) over any stream (a TCP connection on the dedicated link). Sends may come from any
+/// thread; one reader receives.</summary>
+public sealed class ReplicationChannel : IDisposable
+{
+    /// <summary>The largest frame accepted from the peer: a sealed payload of the largest size and its header.</summary>
+    public const int MaxFrame = FrameSealer.HeaderSize + FrameSealer.MaxPayload + FrameSealer.TagSize;
+
+    private readonly Stream _stream;
+    private readonly FrameSealer _sealer;
+    private readonly FrameOpener _opener;
+    private readonly SemaphoreSlim _sending = new(1, 1);
+
+    private ReplicationChannel(Stream stream, ReplicationHello peer, FrameSealer sealer, FrameOpener opener)
+    {
+        _stream = stream;
+        Peer = peer;
+        _sealer = sealer;
+        _opener = opener;
+    }
+
+    /// <summary>The peer's hello.</summary>
+    public ReplicationHello Peer { get; }
+
+    /// <summary>Exchanges hellos on <paramref name="stream"/> and derives the connection's keys.</summary>
+    /// <exception cref="ReplicationRefusedException">The peer is not a replication peer, speaks another version, is
+    /// the same side, or is another node; or it closed the connection during the hello.</exception>
+    public static async Task<ReplicationChannel> OpenAsync(Stream stream, ReadOnlyMemory<byte> clusterKey, ReplicationSide side, ushort nodeId, ushort peerNodeId,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var mine = ReplicationHello.Create(side, nodeId);
+        await stream.WriteAsync(mine.Encode(), cancellationToken);
+        await stream.FlushAsync(cancellationToken);
+        var bytes = new byte[ReplicationHello.Size];
+        var read = await stream.ReadAtLeastAsync(bytes, bytes.Length, throwOnEndOfStream: false, cancellationToken);
+        if (read < bytes.Length)
+        {
+            throw new ReplicationRefusedException(read == 0
+                ? "the peer closed the connection before its hello (it may have refused this node's: see its log)"
+                : $"the peer closed the connection after {read} bytes of its {ReplicationHello.Size}-byte hello");
+        }
+
+        var peer = ReplicationHello.Decode(bytes, side, peerNodeId);
+        var keys = side == ReplicationSide.Sender
+            ? ChannelKeys.Derive(clusterKey.Span, mine.Salt, peer.Salt)
+            : ChannelKeys.Derive(clusterKey.Span, peer.Salt, mine.Salt);
+        var (seal, open) = side == ReplicationSide.Sender
+            ? (keys.ActiveToStandby, keys.StandbyToActive)
+            : (keys.StandbyToActive, keys.ActiveToStandby);
+        return new ReplicationChannel(stream, peer, new FrameSealer(seal), new FrameOpener(open));
+    }
+
+    public async Task SendAsync(byte[] payload, CancellationToken cancellationToken)
+    {
+        await _sending.WaitAsync(cancellationToken);
+        try
+        {
+            // Sealed under the lock: the counter (the nonce) must follow the order frames go out in.
+            await _stream.WriteAsync(_sealer.Seal(payload), cancellationToken);
+            await _stream.FlushAsync(cancellationToken);
+        }
+        finally
+        {
+            _sending.Release();
+        }
+    }
+
+    /// <summary>The next frame's payload, authenticated and in order.</summary>
+    /// <exception cref="ReplicationRefusedException">The peer closed the connection, or sent a frame that is too
+    /// large, fails authentication, or is not the next one: the reason is in the message; nothing of it is returned.</exception>
+    public async Task<byte[]> ReceiveAsync(CancellationToken cancellationToken)
+    {
+        var header = new byte[4];
+        if (await _stream.ReadAtLeastAsync(header, 4, throwOnEndOfStream: false, cancellationToken) < 4)
+        {
+            throw new ReplicationRefusedException("the peer closed the connection");
+        }
+
+        var length = BinaryPrimitives.ReadUInt32BigEndian(header);
+        if (length > MaxFrame - 4 || length < FrameSealer.HeaderSize - 4 + FrameSealer.TagSize)
+        {
+            throw new ReplicationRefusedException($"a frame announcing {length} bytes (between {FrameSealer.HeaderSize - 4 + FrameSealer.TagSize} and {MaxFrame - 4} are possible): not a frame of this protocol, or a corrupted length");
+        }
+
+        var frame = new byte[4 + length];
+        header.CopyTo(frame, 0);
+        if (await _stream.ReadAtLeastAsync(frame.AsMemory(4), (int)length, throwOnEndOfStream: false, cancellationToken) < length)
+        {
+            throw new ReplicationRefusedException($"the peer closed the connection in the middle of a {length}-byte frame");
+        }
+
+        return _opener.Open(frame, out var problem) ?? throw new ReplicationRefusedException(problem!);
+    }
+
+    public void Dispose()
+    {
+        _sealer.Dispose();
+        _opener.Dispose();
+        _sending.Dispose();
+    }
+}

@@ -1,0 +1,320 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using AppHb.Core.Cluster;
+using AppHb.Replication.Apply;
+using AppHb.Replication.Journal;
+using AppHb.Replication.Transfer;
+using AppHb.Testing;
+
+namespace AppHb.Replication.Tests;
+
+/// <summary>The replication connection over real TCP on loopback: the hello and its refusals, the journal carried in
+/// order and applied a cut at a time, acknowledgements (the barrier's ground), a restart resuming where the replica
+/// stands, and frames altered on the way refused with nothing of their cut applied.</summary>
+public sealed class TransferTests : IDisposable
+{
+    private const ushort Active = 1;
+    private const ushort Standby = 2;
+    private static readonly DataGeneration Generation = new(3, Active);
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+    private readonly byte[] _key = RandomNumberGenerator.GetBytes(32);
+    private readonly TempDirectory _directory = new();
+
+    public void Dispose() => _directory.Dispose();
+
+    private string Replica => Path.Combine(_directory.Path, "replica");
+
+    private string State => Path.Combine(_directory.Path, "state");
+
+    [Fact]
+    public async Task The_journal_reaches_the_replica_in_order_and_each_cut_is_acknowledged_once_durable()
+    {
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        Append(journal, 1);
+        using var sender = new ReplicationSender(journal);
+        var applier = new CutApplier(Replica, State);
+        await using var pair = await Connected.OpenAsync(_key, _key);
+        using var stop = new CancellationTokenSource();
+        var sending = sender.RunAsync(pair.Sender, stop.Token);
+        var receiving = new ReplicationReceiver(applier).RunAsync(pair.Receiver, stop.Token);
+
+        await sender.WaitAcknowledgedAsync(journal.LastSequence, CancellationToken.None).WaitAsync(Patience);
+        Assert.Equal("round 1 of a", File.ReadAllText(Path.Combine(Replica, "dir", "a")));
+        Assert.False(File.Exists(Path.Combine(Replica, "b")));
+        Assert.Equal("round 1 of b", File.ReadAllText(Path.Combine(Replica, "dir", "b-renamed")));
+
+        // Records appended while the connection runs go out as the journaler says so.
+        Append(journal, 2);
+        sender.Appended();
+        await sender.WaitAcknowledgedAsync(journal.LastSequence, CancellationToken.None).WaitAsync(Patience);
+        Assert.Equal("round 2 of a", File.ReadAllText(Path.Combine(Replica, "dir", "a")));
+        Assert.Equal((Generation, journal.LastSequence), applier.LastApplied);
+
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<Exception>(() => sending);
+        await Assert.ThrowsAnyAsync<Exception>(() => receiving);
+    }
+
+    [Fact]
+    public async Task A_receiver_that_restarts_resumes_after_its_last_applied_cut_and_is_sent_only_the_rest()
+    {
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        Append(journal, 1);
+        using (var first = new ReplicationSender(journal))
+        {
+            await RunUntilAcknowledged(first, new CutApplier(Replica, State), journal.LastSequence);
+        }
+
+        var before = journal.LastSequence;
+        Append(journal, 2);
+        var applier = new CutApplier(Replica, State);
+        Assert.Equal(before, applier.LastApplied.Sequence);
+        var counting = new CountingJournal(journal);
+        using var resumed = new ReplicationSender(counting);
+        await RunUntilAcknowledged(resumed, applier, journal.LastSequence);
+        Assert.Equal("round 2 of a", File.ReadAllText(Path.Combine(Replica, "dir", "a")));
+        Assert.Equal((int)(journal.LastSequence - before), counting.Sent);
+    }
+
+    [Fact]
+    public async Task A_peer_speaking_another_version_is_refused_naming_both_versions()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var client = new TcpClient();
+        await client.ConnectAsync((IPEndPoint)listener.LocalEndpoint);
+        using var server = await listener.AcceptTcpClientAsync();
+        var other = new ReplicationHello(7, ReplicationSide.Receiver, Standby, RandomNumberGenerator.GetBytes(ChannelKeys.SaltSize)).Encode();
+        await server.GetStream().WriteAsync(other);
+
+        var refused = await Assert.ThrowsAsync<ReplicationRefusedException>(() =>
+            ReplicationChannel.OpenAsync(client.GetStream(), _key, ReplicationSide.Sender, Active, Standby, CancellationToken.None));
+        Assert.Contains("version 7, this node version 1", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("HTTP/1.1 200 OK\r\n\r\n..........................", "not an AppHb replication peer")]
+    [InlineData(null, "the peer is the sender and so is this node")]
+    public async Task A_hello_that_is_not_a_receivers_is_refused_with_what_it_was(string? text, string expected)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var client = new TcpClient();
+        await client.ConnectAsync((IPEndPoint)listener.LocalEndpoint);
+        using var server = await listener.AcceptTcpClientAsync();
+        var bytes = text is null
+            ? ReplicationHello.Create(ReplicationSide.Sender, Standby).Encode()
+            : System.Text.Encoding.ASCII.GetBytes(text)[..ReplicationHello.Size];
+        await server.GetStream().WriteAsync(bytes);
+
+        var refused = await Assert.ThrowsAsync<ReplicationRefusedException>(() =>
+            ReplicationChannel.OpenAsync(client.GetStream(), _key, ReplicationSide.Sender, Active, Standby, CancellationToken.None));
+        Assert.Contains(expected, refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_peer_with_another_cluster_key_fails_at_its_first_frame_and_nothing_is_applied()
+    {
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        Append(journal, 1);
+        using var sender = new ReplicationSender(journal);
+        await using var pair = await Connected.OpenAsync(_key, RandomNumberGenerator.GetBytes(32));
+        var receiving = new ReplicationReceiver(new CutApplier(Replica, State)).RunAsync(pair.Receiver, CancellationToken.None);
+
+        var refused = await Assert.ThrowsAsync<ReplicationRefusedException>(() => sender.RunAsync(pair.Sender, CancellationToken.None)).WaitAsync(Patience);
+        Assert.Contains("frame 1 fails authentication", refused.Message, StringComparison.Ordinal);
+        pair.Close();
+        await Assert.ThrowsAnyAsync<IOException>(() => receiving).WaitAsync(Patience);
+        Assert.False(Directory.Exists(Replica) && Directory.EnumerateFileSystemEntries(Replica).Any());
+    }
+
+    [Fact]
+    public async Task A_frame_altered_on_the_way_ends_the_connection_and_its_cut_is_never_applied()
+    {
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        Append(journal, 1);
+        Append(journal, 2);
+        var firstCut = journal.ReadAfter(0).First(r => r is CutRecord).Sequence;
+        // Flip a bit in the ciphertext of the frame after the first cut's: the first cut arrives whole, the second never.
+        await using var pair = await Connected.OpenAsync(_key, _key, alterFrame: (int)firstCut + 2);
+        using var sender = new ReplicationSender(journal);
+        var applier = new CutApplier(Replica, State);
+        var sending = sender.RunAsync(pair.Sender, CancellationToken.None);
+
+        var refused = await Assert.ThrowsAsync<ReplicationRefusedException>(() => new ReplicationReceiver(applier).RunAsync(pair.Receiver, CancellationToken.None)).WaitAsync(Patience);
+        Assert.Contains($"frame {firstCut + 2} fails authentication", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(firstCut, applier.LastApplied.Sequence);
+        Assert.Equal("round 1 of a", File.ReadAllText(Path.Combine(Replica, "dir", "a")));
+        pair.Close();
+        await Assert.ThrowsAnyAsync<IOException>(() => sending).WaitAsync(Patience);
+    }
+
+    [Fact]
+    public async Task A_record_out_of_sequence_is_refused_naming_both_sequences()
+    {
+        await using var pair = await Connected.OpenAsync(_key, _key);
+        var receiving = new ReplicationReceiver(new CutApplier(Replica, State)).RunAsync(pair.Receiver, CancellationToken.None);
+        ReplicationMessage.ReadResume(await pair.Sender.ReceiveAsync(CancellationToken.None));
+        await pair.Sender.SendAsync(ReplicationMessage.Record(new CreateRecord(1, Generation, "a", 0b110_000_000)), CancellationToken.None);
+        await pair.Sender.SendAsync(ReplicationMessage.Record(new CutRecord(3, Generation)), CancellationToken.None);
+
+        var refused = await Assert.ThrowsAsync<ReplicationRefusedException>(() => receiving).WaitAsync(Patience);
+        Assert.Contains("record 3 where record 2 was due", refused.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(Replica, "a")));
+    }
+
+    private static async Task RunUntilAcknowledged(ReplicationSender sender, CutApplier applier, ulong sequence)
+    {
+        await using var pair = await Connected.OpenAsync(TestKey, TestKey);
+        using var stop = new CancellationTokenSource();
+        var sending = sender.RunAsync(pair.Sender, stop.Token);
+        var receiving = new ReplicationReceiver(applier).RunAsync(pair.Receiver, stop.Token);
+        await sender.WaitAcknowledgedAsync(sequence, CancellationToken.None).WaitAsync(Patience);
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<Exception>(() => sending);
+        await Assert.ThrowsAnyAsync<Exception>(() => receiving);
+    }
+
+    private static readonly byte[] TestKey = RandomNumberGenerator.GetBytes(32);
+
+    /// <summary>A round of changes: a directory, two files written, one renamed, then a cut.</summary>
+    private static void Append(JournalFile journal, int round)
+    {
+        var next = journal.LastSequence;
+        JournalRecord[] records = round == 1
+            ?
+            [
+                new DirectoryRecord(++next, Generation, "dir", 0b111_101_101),
+                new CreateRecord(++next, Generation, "dir/a", 0b110_100_100),
+                new WriteRecord(++next, Generation, "dir/a", 12, 4096, [new BlockChange(0, "round 1 of a"u8.ToArray())]),
+                new CreateRecord(++next, Generation, "b", 0b110_100_100),
+                new WriteRecord(++next, Generation, "b", 12, 4096, [new BlockChange(0, "round 1 of b"u8.ToArray())]),
+                new RenameRecord(++next, Generation, "b", "dir/b-renamed"),
+                new CutRecord(++next, Generation),
+            ]
+            :
+            [
+                new WriteRecord(++next, Generation, "dir/a", 12, 4096, [new BlockChange(0, "round 2 of a"u8.ToArray())]),
+                new CutRecord(++next, Generation),
+            ];
+        foreach (var record in records)
+        {
+            journal.Append(record);
+        }
+
+        journal.Sync();
+    }
+
+    /// <summary>A journal reader that counts the records handed to the sender.</summary>
+    private sealed class CountingJournal(IJournalReader inner) : IJournalReader
+    {
+        public int Sent { get; private set; }
+
+        public ulong LastSequence => inner.LastSequence;
+
+        public IEnumerable<JournalRecord> ReadAfter(ulong sequence)
+        {
+            foreach (var record in inner.ReadAfter(sequence))
+            {
+                Sent++;
+                yield return record;
+            }
+        }
+    }
+
+    /// <summary>Two channels over a real loopback TCP connection, or over two joined by a relay that flips one bit in
+    /// the ciphertext of the sender's frame number <c>alterFrame</c> (what a faulty link or an attacker on it would do).</summary>
+    private sealed class Connected : IAsyncDisposable
+    {
+        private readonly List<IDisposable> _owned = [];
+        private readonly CancellationTokenSource _relayStop = new();
+        private readonly List<Task> _relays = [];
+
+        public ReplicationChannel Sender { get; private set; } = null!;
+
+        public ReplicationChannel Receiver { get; private set; } = null!;
+
+        public static async Task<Connected> OpenAsync(byte[] senderKey, byte[] receiverKey, int alterFrame = 0)
+        {
+            var connected = new Connected();
+            var (senderStream, receiverStream) = await connected.SocketPairAsync();
+            if (alterFrame > 0)
+            {
+                var (relayOut, receiverEnd) = await connected.SocketPairAsync();
+                connected._relays.Add(ForwardFrames(receiverStream, relayOut, alterFrame, connected._relayStop.Token));
+                connected._relays.Add(relayOut.CopyToAsync(receiverStream, connected._relayStop.Token));
+                receiverStream = receiverEnd;
+            }
+
+            var opening = ReplicationChannel.OpenAsync(senderStream, senderKey, ReplicationSide.Sender, Active, Standby, CancellationToken.None);
+            connected.Receiver = await ReplicationChannel.OpenAsync(receiverStream, receiverKey, ReplicationSide.Receiver, Standby, Active, CancellationToken.None);
+            connected.Sender = await opening;
+            return connected;
+        }
+
+        /// <summary>The sender's hello as it is, then its frames one by one, frame <paramref name="alterFrame"/> with
+        /// the first byte after its header flipped.</summary>
+        private static async Task ForwardFrames(NetworkStream from, NetworkStream to, int alterFrame, CancellationToken cancellationToken)
+        {
+            var hello = new byte[ReplicationHello.Size];
+            await from.ReadExactlyAsync(hello, cancellationToken);
+            await to.WriteAsync(hello, cancellationToken);
+            for (var frame = 1; ; frame++)
+            {
+                var header = new byte[4];
+                await from.ReadExactlyAsync(header, cancellationToken);
+                var rest = new byte[System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header)];
+                await from.ReadExactlyAsync(rest, cancellationToken);
+                if (frame == alterFrame)
+                {
+                    rest[FrameSealer.HeaderSize - 4] ^= 0x10;
+                }
+
+                await to.WriteAsync(header, cancellationToken);
+                await to.WriteAsync(rest, cancellationToken);
+            }
+        }
+
+        private async Task<(NetworkStream, NetworkStream)> SocketPairAsync()
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            var client = new TcpClient();
+            await client.ConnectAsync((IPEndPoint)listener.LocalEndpoint);
+            var server = await listener.AcceptTcpClientAsync();
+            _owned.Add(client);
+            _owned.Add(server);
+            return (client.GetStream(), server.GetStream());
+        }
+
+        /// <summary>Closes every socket: both ends see the connection end.</summary>
+        public void Close()
+        {
+            foreach (var owned in _owned)
+            {
+                owned.Dispose();
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _relayStop.CancelAsync();
+            Close();
+            foreach (var relay in _relays)
+            {
+                try
+                {
+                    await relay;
+                }
+                catch (Exception e) when (e is OperationCanceledException or IOException or ObjectDisposedException or EndOfStreamException)
+                {
+                }
+            }
+
+            Sender?.Dispose();
+            Receiver?.Dispose();
+            _relayStop.Dispose();
+        }
+    }
+}
