@@ -14,6 +14,7 @@ internal static partial class Interop
         internal const int ENFILE = 23;
         internal const int EMFILE = 24;
         internal const int ENOBUFS = 105;
+        internal const int ENOSPC = 28;
         internal const int EACCES = 13;
         internal const int EBUSY = 16;
         internal const int ENODEV = 19;

@@ -1,0 +1,124 @@
+using System.Collections.Concurrent;
+using AppHb.Linux.Files;
+using AppHb.Testing;
+
+namespace AppHb.Linux.Tests;
+
+/// <summary>Capture for replication: a real tree on a real filesystem changed by this process, the kernel's inotify
+/// reporting it. Nothing may be missed: not a file made in a directory before its watch existed, not a change after a
+/// directory was renamed, and a dropped queue is said, never silent.</summary>
+public sealed class TreeWatcherTests : IDisposable
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
+    private readonly TempDirectory _directory = new();
+    private readonly ConcurrentQueue<TreeChange> _changes = new();
+
+    public void Dispose() => _directory.Dispose();
+
+    private string Root => _directory.Path;
+
+    private Task<bool> Seen(Func<TreeChange, bool> match) =>
+        Polling.UntilAsync(() => _changes.Any(match), Patience, TestContext.Current.CancellationToken);
+
+    private string Said => string.Join("\n", _changes);
+
+    [Fact]
+    public async Task Creates_writes_attribute_changes_renames_and_deletions_are_reported_with_their_paths()
+    {
+        using var watcher = TreeWatcher.Start(Root, _changes.Enqueue);
+        var file = Path.Combine(Root, "a.txt");
+        await File.WriteAllTextAsync(file, "one", TestContext.Current.CancellationToken);
+        File.SetUnixFileMode(file, UnixFileMode.UserRead);
+        File.Move(file, Path.Combine(Root, "b.txt"));
+        File.Delete(Path.Combine(Root, "b.txt"));
+
+        Assert.True(await Seen(c => c is { Kind: TreeChangeKind.Deleted, Path: "b.txt" }), Said);
+        var kinds = _changes.Select(c => (c.Kind, c.Path)).ToList();
+        Assert.Equal(
+            [(TreeChangeKind.Created, "a.txt"), (TreeChangeKind.Written, "a.txt"), (TreeChangeKind.Attributes, "a.txt"), (TreeChangeKind.Renamed, "a.txt"), (TreeChangeKind.Deleted, "b.txt")],
+            kinds.Distinct().ToList());
+        Assert.Equal("b.txt", _changes.Single(c => c.Kind == TreeChangeKind.Renamed).NewPath);
+    }
+
+    [Fact]
+    public async Task Files_made_in_a_new_directory_before_its_watch_existed_are_found_and_later_writes_followed()
+    {
+        using var watcher = TreeWatcher.Start(Root, _changes.Enqueue);
+        // As fast as the process can: the file exists before the watcher's thread has read the directory's creation.
+        for (var i = 0; i < 20; i++)
+        {
+            var deep = Path.Combine(Root, $"tree{i}", "b", "c");
+            Directory.CreateDirectory(deep);
+            File.WriteAllText(Path.Combine(deep, "early"), "x");
+        }
+
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.True(await Seen(c => c is { Kind: TreeChangeKind.Created or TreeChangeKind.Written } && c.Path == $"tree{i}/b/c/early"), $"tree{i}/b/c/early missed:\n{Said}");
+        }
+
+        Assert.True(await Polling.UntilAsync(() => watcher.Directories == 1 + 20 * 3, Patience, TestContext.Current.CancellationToken), $"{watcher.Directories} directories watched");
+        int Writes() => _changes.Count(d => d is { Kind: TreeChangeKind.Written, Path: "tree7/b/c/early" });
+        var before = Writes();
+        File.AppendAllText(Path.Combine(Root, "tree7", "b", "c", "early"), "y");
+        Assert.True(await Polling.UntilAsync(() => Writes() > before, Patience, TestContext.Current.CancellationToken), Said);
+    }
+
+    [Fact]
+    public async Task A_directory_renamed_within_the_tree_reports_later_changes_under_its_new_path_and_one_moved_out_is_deleted()
+    {
+        Directory.CreateDirectory(Path.Combine(Root, "old", "sub"));
+        var outside = Path.Combine(_directory.Path, "..", Path.GetFileName(_directory.Path) + "-outside");
+        using var watcher = TreeWatcher.Start(Path.Combine(Root), _changes.Enqueue);
+        Directory.Move(Path.Combine(Root, "old"), Path.Combine(Root, "new"));
+        File.WriteAllText(Path.Combine(Root, "new", "sub", "f"), "x");
+        Assert.True(await Seen(c => c is { Kind: TreeChangeKind.Created, Path: "new/sub/f" }), Said);
+        Assert.Contains(_changes, c => c is { Kind: TreeChangeKind.Renamed, Path: "old", NewPath: "new", IsDirectory: true });
+
+        try
+        {
+            Directory.Move(Path.Combine(Root, "new"), outside);
+            Assert.True(await Seen(c => c is { Kind: TreeChangeKind.Deleted, Path: "new", IsDirectory: true }), Said);
+            Assert.True(await Polling.UntilAsync(() => watcher.Directories == 1, Patience, TestContext.Current.CancellationToken), $"{watcher.Directories} directories still watched");
+            File.WriteAllText(Path.Combine(outside, "sub", "g"), "not ours");
+            File.WriteAllText(Path.Combine(Root, "marker"), "x");
+            Assert.True(await Seen(c => c.Path == "marker"), Said);
+            Assert.DoesNotContain(_changes, c => c.Path.EndsWith("/g", StringComparison.Ordinal));
+        }
+        finally
+        {
+            Directory.Delete(outside, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_queue_overflow_is_reported_never_silent()
+    {
+        var limit = int.Parse(File.ReadAllText("/proc/sys/fs/inotify/max_queued_events").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(limit <= 1_000_000, $"max_queued_events is {limit}: too many events to produce in a test");
+        using var hold = new ManualResetEventSlim(false);
+        using var watcher = TreeWatcher.Start(Root, change =>
+        {
+            // The first change holds the watcher's thread (as a busy journaler would) while the kernel's queue fills.
+            hold.Wait(Patience);
+            _changes.Enqueue(change);
+        });
+        var a = Path.Combine(Root, "a");
+        var b = Path.Combine(Root, "b");
+        File.WriteAllText(a, string.Empty);
+        File.WriteAllText(b, string.Empty);
+        using (var first = new FileStream(a, FileMode.Append))
+        using (var second = new FileStream(b, FileMode.Append))
+        {
+            // Alternating files: the kernel merges only an event identical to the one before it.
+            for (var i = 0; i < limit + 100; i++)
+            {
+                (i % 2 == 0 ? first : second).WriteByte(1);
+                (i % 2 == 0 ? first : second).Flush();
+            }
+        }
+
+        hold.Set();
+        Assert.True(await Seen(c => c.Kind == TreeChangeKind.Overflow), $"no overflow among {_changes.Count} changes");
+    }
+}
