@@ -287,6 +287,14 @@ public sealed class TreeWatcher : IDisposable
             }
 
             _changed(new TreeChange(TreeChangeKind.Renamed, from.Path, isDirectory, path));
+            if (isDirectory)
+            {
+                // Events from inside it that were queued before the rename named the old path, which no longer
+                // exists by the time they are read: a directory made in it then could not be watched, and a file
+                // written then could not be read. Watching and scanning it again under its new path finds both.
+                WatchTree(path, report: true);
+            }
+
             return;
         }
 

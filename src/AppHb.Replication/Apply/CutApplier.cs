@@ -61,7 +61,26 @@ public sealed class CutApplier
         // every other record becomes a step as it is.
         var steps = new List<string>();
         var holds = new Dictionary<string, string?>(StringComparer.Ordinal);
-        string? Holding(string path) => holds.TryGetValue(path, out var file) ? file : Path.Combine(_replica.Root, path);
+        var renames = new List<(string From, string To)>();
+        string? Holding(string path)
+        {
+            if (holds.TryGetValue(path, out var file))
+            {
+                return file;
+            }
+
+            // Under a directory the cut renamed (latest first): what is there now came from under its old path.
+            for (var i = renames.Count - 1; i >= 0; i--)
+            {
+                var (from, to) = renames[i];
+                if (path.StartsWith(to + "/", StringComparison.Ordinal))
+                {
+                    return Holding(from + path[to.Length..]);
+                }
+            }
+
+            return Path.Combine(_replica.Root, path);
+        }
         foreach (var record in records.Take(records.Count - 1))
         {
             switch (record)
@@ -75,6 +94,7 @@ public sealed class CutApplier
                 case RenameRecord rename:
                     holds[rename.NewPath] = Holding(rename.Path);
                     holds[rename.Path] = null;
+                    renames.Add((rename.Path, rename.NewPath));
                     break;
                 case DeleteRecord:
                     holds[record.Path] = null;

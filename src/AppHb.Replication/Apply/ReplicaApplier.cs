@@ -48,7 +48,21 @@ public sealed class ReplicaApplier(string root)
             case RenameRecord rename:
                 var target = Resolve(rename.NewPath);
                 Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-                File.Move(path, target, overwrite: true);
+                if (Directory.Exists(path) && !File.GetAttributes(path).HasFlag(FileAttributes.ReparsePoint))
+                {
+                    // rename(2) replaces an empty directory; Directory.Move refuses any existing target.
+                    if (Directory.Exists(target))
+                    {
+                        Directory.Delete(target);
+                    }
+
+                    Directory.Move(path, target);
+                }
+                else
+                {
+                    File.Move(path, target, overwrite: true);
+                }
+
                 DurableFile.SyncDirectory(Path.GetDirectoryName(target)!);
                 if (Path.GetDirectoryName(target) != Path.GetDirectoryName(path))
                 {

@@ -1,0 +1,348 @@
+using AppHb.Core.Cluster;
+using AppHb.Linux.Accounts;
+using AppHb.Linux.Files;
+using AppHb.Replication.Blocks;
+using AppHb.Replication.Journal;
+
+namespace AppHb.Replication.Capture;
+
+/// <summary>Turns the capture's changes into journal records, a batch at a time, each batch closed by a cut
+/// (docs/replication-design.md, "What write order can mean"): a change names a path, the journaler reads what the
+/// path holds now and records what the peer lacks of it. It keeps what the peer has (a block index per file, the
+/// directories, the symlinks), so a write ships only the blocks that differ, a rename of something the peer never had
+/// becomes a creation, and a directory moved out of the tree becomes the deletion of everything the peer has under
+/// it. After an overflow it compares the whole tree with what the peer has (<see cref="Rescan()"/>). Not thread-safe:
+/// the capture's pump calls it.</summary>
+public sealed class Journaler
+{
+    private readonly string _root;
+    private readonly JournalFile _journal;
+    private readonly int _blockSize;
+    private readonly Dictionary<string, BlockIndex> _files = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _directories = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _symlinks = new(StringComparer.Ordinal);
+
+    public Journaler(string root, JournalFile journal, DataGeneration generation, int blockSize = JournalCodec.DefaultBlockSize)
+    {
+        _root = Path.GetFullPath(root);
+        _journal = journal ?? throw new ArgumentNullException(nameof(journal));
+        Generation = generation;
+        _blockSize = blockSize;
+    }
+
+    /// <summary>The generation records are journaled under (the pair's current one on the active node).</summary>
+    public DataGeneration Generation { get; }
+
+    /// <summary>Journals one batch of changes and closes it with a cut, then makes it durable (fdatasync). Returns the
+    /// records journaled (none when nothing differs from what the peer has).</summary>
+    public IReadOnlyList<JournalRecord> Journal(IEnumerable<TreeChange> changes)
+    {
+        ArgumentNullException.ThrowIfNull(changes);
+        var records = new List<JournalRecord>();
+        foreach (var change in changes)
+        {
+            switch (change.Kind)
+            {
+                case TreeChangeKind.Overflow:
+                    Rescan(records);
+                    break;
+                case TreeChangeKind.Created or TreeChangeKind.Written:
+                    Refresh(change.Path, records);
+                    break;
+                case TreeChangeKind.Attributes:
+                    Attributes(change.Path, records);
+                    break;
+                case TreeChangeKind.Deleted:
+                    Forget(change.Path, records);
+                    break;
+                case TreeChangeKind.Renamed:
+                    Rename(change.Path, change.NewPath!, records);
+                    break;
+            }
+        }
+
+        return Close(records);
+    }
+
+    /// <summary>Compares the whole tree with what the peer has and journals the differences, closed by a cut: after
+    /// a queue overflow, and at start (the first rescan of an empty peer is a full sync).</summary>
+    public IReadOnlyList<JournalRecord> Rescan()
+    {
+        var records = new List<JournalRecord>();
+        Rescan(records);
+        return Close(records);
+    }
+
+    private List<JournalRecord> Close(List<JournalRecord> records)
+    {
+        if (records.Count == 0)
+        {
+            return records;
+        }
+
+        var sequence = _journal.LastSequence;
+        var numbered = new List<JournalRecord>(records.Count + 1);
+        foreach (var record in records)
+        {
+            numbered.Add(record with { Sequence = ++sequence });
+        }
+
+        numbered.Add(new CutRecord(++sequence, Generation));
+        foreach (var record in numbered)
+        {
+            _journal.Append(record);
+        }
+
+        _journal.Sync();
+        return numbered;
+    }
+
+    private string Full(string relative) => Path.Combine(_root, relative);
+
+    /// <summary>What the path holds now, against what the peer has.</summary>
+    private void Refresh(string path, List<JournalRecord> records)
+    {
+        var full = Full(path);
+        FileSystemInfo info = new FileInfo(full);
+        if (!info.Exists)
+        {
+            info = new DirectoryInfo(full);
+            if (!info.Exists)
+            {
+                // Gone again: its deletion is a change of its own.
+                return;
+            }
+        }
+
+        EnsureParents(path, records);
+        if (info.LinkTarget is { } target)
+        {
+            if (!_symlinks.TryGetValue(path, out var known) || known != target)
+            {
+                Replace(path, records);
+                records.Add(new SymlinkRecord(0, Generation, path, target));
+                _symlinks[path] = target;
+            }
+
+            return;
+        }
+
+        if (info is DirectoryInfo)
+        {
+            if (!_directories.Contains(path))
+            {
+                Replace(path, records);
+                records.Add(new DirectoryRecord(0, Generation, path, (uint)info.UnixFileMode));
+                _directories.Add(path);
+            }
+
+            return;
+        }
+
+        byte[] content;
+        try
+        {
+            content = File.ReadAllBytes(full);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return;
+        }
+
+        var index = BlockIndex.Of(content, _blockSize);
+        if (!_files.TryGetValue(path, out var peer))
+        {
+            Replace(path, records);
+            records.Add(new CreateRecord(0, Generation, path, (uint)info.UnixFileMode));
+            peer = BlockIndex.Empty(_blockSize);
+        }
+
+        var changed = index.ChangedFrom(peer);
+        if (changed.Count > 0 || index.Length != peer.Length)
+        {
+            // A record holds at most MaxBlocksPerRecord blocks: a large change is several records of one cut.
+            for (var first = 0; first < Math.Max(changed.Count, 1); first += JournalCodec.MaxBlocksPerRecord)
+            {
+                var blocks = changed.Skip(first).Take(JournalCodec.MaxBlocksPerRecord)
+                    .Select(i => new BlockChange(i, content.AsSpan((int)(i * (long)_blockSize), (int)Math.Min(_blockSize, content.Length - (i * (long)_blockSize))).ToArray()))
+                    .ToList();
+                records.Add(new WriteRecord(0, Generation, path, (ulong)content.Length, _blockSize, blocks));
+            }
+        }
+
+        _files[path] = index;
+    }
+
+    /// <summary>Records every directory above <paramref name="path"/> the peer does not have, outermost first: the
+    /// replica would make them anyway to hold the path, and a directory the journaler does not know it has is one
+    /// it would never delete (the churn test found such directories left on the replica after the source removed
+    /// them: a tree made and removed before its creation was read, with a rename into it in between).</summary>
+    private void EnsureParents(string path, List<JournalRecord> records)
+    {
+        var missing = new Stack<string>();
+        for (var parent = Parent(path); parent.Length > 0 && !_directories.Contains(parent); parent = Parent(parent))
+        {
+            missing.Push(parent);
+        }
+
+        while (missing.Count > 0)
+        {
+            var directory = missing.Pop();
+            Replace(directory, records);
+            var mode = Directory.Exists(Full(directory)) ? (uint)new DirectoryInfo(Full(directory)).UnixFileMode : 0b111_101_101u;
+            records.Add(new DirectoryRecord(0, Generation, directory, mode));
+            _directories.Add(directory);
+        }
+    }
+
+    private static string Parent(string path)
+    {
+        var slash = path.LastIndexOf('/');
+        return slash < 0 ? string.Empty : path[..slash];
+    }
+
+    /// <summary>Something the peer has at <paramref name="path"/> is replaced by another kind of thing: it goes first.</summary>
+    private void Replace(string path, List<JournalRecord> records)
+    {
+        if (_files.ContainsKey(path) || _symlinks.ContainsKey(path) || _directories.Contains(path))
+        {
+            Forget(path, records);
+        }
+    }
+
+    private void Attributes(string path, List<JournalRecord> records)
+    {
+        if (!_files.ContainsKey(path) && !_directories.Contains(path))
+        {
+            Refresh(path, records);
+            return;
+        }
+
+        try
+        {
+            var (uid, gid, mode) = UnixAccounts.OwnerOf(Full(path));
+            var modified = File.GetLastWriteTimeUtc(Full(path));
+            records.Add(new AttributesRecord(0, Generation, path, (uint)mode, uid, gid, (modified - DateTime.UnixEpoch).Ticks * 100));
+        }
+        catch (IOException)
+        {
+            // Gone again.
+        }
+    }
+
+    /// <summary>Deletes, deepest first, everything the peer has at or under <paramref name="path"/>.</summary>
+    private void Forget(string path, List<JournalRecord> records)
+    {
+        var gone = _files.Keys.Concat(_symlinks.Keys).Concat(_directories)
+            .Where(p => p == path || p.StartsWith(path + "/", StringComparison.Ordinal))
+            .OrderByDescending(p => p.Count(c => c == '/')).ThenByDescending(p => p, StringComparer.Ordinal)
+            .ToList();
+        foreach (var p in gone)
+        {
+            records.Add(new DeleteRecord(0, Generation, p));
+            _files.Remove(p);
+            _symlinks.Remove(p);
+            _directories.Remove(p);
+        }
+    }
+
+    private void Rename(string from, string to, List<JournalRecord> records)
+    {
+        var known = _files.ContainsKey(from) || _symlinks.ContainsKey(from) || _directories.Contains(from);
+        if (!known)
+        {
+            // The peer never had it (made and renamed within one batch): what is at the new path is new to it.
+            Refresh(to, records);
+            if (_directories.Contains(to))
+            {
+                RescanUnder(to, records);
+            }
+
+            return;
+        }
+
+        if (!_directories.Contains(from))
+        {
+            Replace(to, records);
+        }
+        else if (_files.ContainsKey(to) || _symlinks.ContainsKey(to) || _directories.Contains(to))
+        {
+            // rename(2) replaces only an empty directory: what the peer has under it goes first.
+            Forget(to, records);
+        }
+
+        EnsureParents(to, records);
+        records.Add(new RenameRecord(0, Generation, from, to));
+        Move(_files, from, to);
+        Move(_symlinks, from, to);
+        var wasDirectory = false;
+        foreach (var directory in _directories.Where(d => d == from || d.StartsWith(from + "/", StringComparison.Ordinal)).ToList())
+        {
+            _directories.Remove(directory);
+            _directories.Add(to + directory[from.Length..]);
+            wasDirectory = true;
+        }
+
+        if (!wasDirectory)
+        {
+            // A write queued before the rename named the old path and found nothing there: what the file holds now
+            // is compared under its new one. (A directory's contents are scanned again by the capture.)
+            Refresh(to, records);
+        }
+    }
+
+    private static void Move<T>(Dictionary<string, T> entries, string from, string to)
+    {
+        foreach (var (path, value) in entries.Where(e => e.Key == from || e.Key.StartsWith(from + "/", StringComparison.Ordinal)).ToList())
+        {
+            entries.Remove(path);
+            entries[to + path[from.Length..]] = value;
+        }
+    }
+
+    private void Rescan(List<JournalRecord> records) => RescanUnder(string.Empty, records);
+
+    private void RescanUnder(string relative, List<JournalRecord> records)
+    {
+        var top = relative.Length == 0 ? _root : Full(relative);
+        var present = new HashSet<string>(StringComparer.Ordinal);
+        var pending = new Stack<string>();
+        pending.Push(top);
+        while (pending.Count > 0)
+        {
+            var directory = pending.Pop();
+            IEnumerable<FileSystemInfo> entries;
+            try
+            {
+                entries = new DirectoryInfo(directory).EnumerateFileSystemInfos().ToList();
+            }
+            catch (DirectoryNotFoundException)
+            {
+                continue;
+            }
+
+            foreach (var entry in entries)
+            {
+                var path = Path.GetRelativePath(_root, entry.FullName).Replace('\\', '/');
+                present.Add(path);
+                Refresh(path, records);
+                if (entry is DirectoryInfo && entry.LinkTarget is null)
+                {
+                    pending.Push(entry.FullName);
+                }
+            }
+        }
+
+        var prefix = relative.Length == 0 ? string.Empty : relative + "/";
+        var missing = _files.Keys.Concat(_symlinks.Keys).Concat(_directories)
+            .Where(p => p.StartsWith(prefix, StringComparison.Ordinal) && !present.Contains(p))
+            .ToList();
+        foreach (var path in missing)
+        {
+            if (_files.ContainsKey(path) || _symlinks.ContainsKey(path) || _directories.Contains(path))
+            {
+                Forget(path, records);
+            }
+        }
+    }
+}

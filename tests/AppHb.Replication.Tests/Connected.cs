@@ -1,0 +1,103 @@
+using System.Net;
+using System.Net.Sockets;
+using AppHb.Replication.Transfer;
+
+namespace AppHb.Replication.Tests;
+
+/// <summary>Two channels over a real loopback TCP connection, or over two joined by a relay that flips one bit in
+/// the ciphertext of the sender's frame number <c>alterFrame</c> (what a faulty link or an attacker on it would do).</summary>
+internal sealed class Connected : IAsyncDisposable
+{
+    public const ushort ActiveNode = 1;
+    public const ushort StandbyNode = 2;
+
+    private readonly List<IDisposable> _owned = [];
+    private readonly CancellationTokenSource _relayStop = new();
+    private readonly List<Task> _relays = [];
+
+    public ReplicationChannel Sender { get; private set; } = null!;
+
+    public ReplicationChannel Receiver { get; private set; } = null!;
+
+    public static async Task<Connected> OpenAsync(byte[] senderKey, byte[] receiverKey, int alterFrame = 0)
+    {
+        var connected = new Connected();
+        var (senderStream, receiverStream) = await connected.SocketPairAsync();
+        if (alterFrame > 0)
+        {
+            var (relayOut, receiverEnd) = await connected.SocketPairAsync();
+            connected._relays.Add(ForwardFrames(receiverStream, relayOut, alterFrame, connected._relayStop.Token));
+            connected._relays.Add(relayOut.CopyToAsync(receiverStream, connected._relayStop.Token));
+            receiverStream = receiverEnd;
+        }
+
+        var opening = ReplicationChannel.OpenAsync(senderStream, senderKey, ReplicationSide.Sender, ActiveNode, StandbyNode, CancellationToken.None);
+        connected.Receiver = await ReplicationChannel.OpenAsync(receiverStream, receiverKey, ReplicationSide.Receiver, StandbyNode, ActiveNode, CancellationToken.None);
+        connected.Sender = await opening;
+        return connected;
+    }
+
+    /// <summary>The sender's hello as it is, then its frames one by one, frame <paramref name="alterFrame"/> with
+    /// the first byte after its header flipped.</summary>
+    private static async Task ForwardFrames(NetworkStream from, NetworkStream to, int alterFrame, CancellationToken cancellationToken)
+    {
+        var hello = new byte[ReplicationHello.Size];
+        await from.ReadExactlyAsync(hello, cancellationToken);
+        await to.WriteAsync(hello, cancellationToken);
+        for (var frame = 1; ; frame++)
+        {
+            var header = new byte[4];
+            await from.ReadExactlyAsync(header, cancellationToken);
+            var rest = new byte[System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header)];
+            await from.ReadExactlyAsync(rest, cancellationToken);
+            if (frame == alterFrame)
+            {
+                rest[FrameSealer.HeaderSize - 4] ^= 0x10;
+            }
+
+            await to.WriteAsync(header, cancellationToken);
+            await to.WriteAsync(rest, cancellationToken);
+        }
+    }
+
+    private async Task<(NetworkStream, NetworkStream)> SocketPairAsync()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var client = new TcpClient();
+        await client.ConnectAsync((IPEndPoint)listener.LocalEndpoint);
+        var server = await listener.AcceptTcpClientAsync();
+        _owned.Add(client);
+        _owned.Add(server);
+        return (client.GetStream(), server.GetStream());
+    }
+
+    /// <summary>Closes every socket: both ends see the connection end.</summary>
+    public void Close()
+    {
+        foreach (var owned in _owned)
+        {
+            owned.Dispose();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _relayStop.CancelAsync();
+        Close();
+        foreach (var relay in _relays)
+        {
+            try
+            {
+                await relay;
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException or ObjectDisposedException or EndOfStreamException)
+            {
+            }
+        }
+
+        Sender?.Dispose();
+        Receiver?.Dispose();
+        _relayStop.Dispose();
+    }
+}
