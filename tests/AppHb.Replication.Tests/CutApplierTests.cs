@@ -49,6 +49,27 @@ public sealed class CutApplierTests : IDisposable
     }
 
     [Fact]
+    public void A_write_under_a_directory_renamed_earlier_in_the_cut_builds_on_the_file_the_rename_carried()
+    {
+        Directory.CreateDirectory(Path.Combine(Replica, "dir", "sub"));
+        File.WriteAllText(Path.Combine(Replica, "dir", "sub", "a"), "0123456789");
+        var cuts = new CutApplier(Replica, State);
+
+        cuts.ApplyCut(
+        [
+            new RenameRecord(1, Generation, "dir", "moved"),
+            // Only block 1 changes: the rest must come from the file now at moved/sub/a, which was dir/sub/a.
+            new WriteRecord(2, Generation, "moved/sub/a", 10, 4, [new BlockChange(1, "ABCD"u8.ToArray())]),
+            new CutRecord(3, Generation),
+        ]);
+
+        Assert.Equal("0123ABCD89", File.ReadAllText(Path.Combine(Replica, "moved", "sub", "a")));
+        Assert.False(Directory.Exists(Path.Combine(Replica, "dir")));
+        Assert.Equal((Generation, 3ul), cuts.LastApplied);
+        Assert.Equal((Generation, 3ul), new CutApplier(Replica, State).LastApplied);
+    }
+
+    [Fact]
     public void A_cut_left_unfinished_must_be_recovered_before_the_next_one_is_applied()
     {
         var cuts = new CutApplier(Replica, State);
