@@ -22,8 +22,13 @@ public sealed class Journaler
     private readonly HashSet<string> _directories = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _symlinks = new(StringComparer.Ordinal);
 
-    public Journaler(string root, JournalFile journal, DataGeneration generation, int blockSize = JournalCodec.DefaultBlockSize)
+    private readonly Func<string, bool> _excluded;
+
+    /// <param name="excluded">Paths (relative, '/'-separated) never replicated, nor anything under them.</param>
+    public Journaler(string root, JournalFile journal, DataGeneration generation, int blockSize = JournalCodec.DefaultBlockSize, Func<string, bool>? excluded = null)
     {
+        // The barrier's own files are never the application's data.
+        _excluded = excluded is null ? CapturePump.IsBarrierFile : path => CapturePump.IsBarrierFile(path) || excluded(path);
         _root = Path.GetFullPath(root);
         _journal = journal ?? throw new ArgumentNullException(nameof(journal));
         Generation = generation;
@@ -41,6 +46,26 @@ public sealed class Journaler
         var records = new List<JournalRecord>();
         foreach (var change in changes)
         {
+            if (change.Kind == TreeChangeKind.Renamed && (_excluded(change.Path) || _excluded(change.NewPath!)))
+            {
+                // Into or out of what is not replicated: to the peer, a deletion or a creation.
+                if (!_excluded(change.Path))
+                {
+                    Forget(change.Path, records);
+                }
+                else if (!_excluded(change.NewPath!))
+                {
+                    Refresh(change.NewPath!, records);
+                }
+
+                continue;
+            }
+
+            if (change.Kind != TreeChangeKind.Overflow && _excluded(change.Path))
+            {
+                continue;
+            }
+
             switch (change.Kind)
             {
                 case TreeChangeKind.Overflow:
@@ -324,6 +349,11 @@ public sealed class Journaler
             foreach (var entry in entries)
             {
                 var path = Path.GetRelativePath(_root, entry.FullName).Replace('\\', '/');
+                if (_excluded(path))
+                {
+                    continue;
+                }
+
                 present.Add(path);
                 Refresh(path, records);
                 if (entry is DirectoryInfo && entry.LinkTarget is null)

@@ -1,0 +1,61 @@
+using System.Security.Cryptography;
+using AppHb.Core.Cluster;
+using AppHb.Replication.Apply;
+using AppHb.Replication.Capture;
+using AppHb.Replication.Journal;
+using AppHb.Replication.Transfer;
+using AppHb.Testing;
+
+namespace AppHb.Replication.Tests;
+
+/// <summary>The barrier (the pair's fsync): once it returns, every change made before it is on the peer, durable;
+/// with the peer unreachable it fails after its timeout, never a false success.</summary>
+public sealed class BarrierTests : IDisposable
+{
+    private readonly TempDirectory _directory = new();
+
+    public void Dispose() => _directory.Dispose();
+
+    [Fact]
+    public async Task After_the_barrier_returns_every_write_made_before_it_is_on_the_replica()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = _directory.File("replica");
+        var key = RandomNumberGenerator.GetBytes(32);
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        using var sender = new ReplicationSender(journal);
+        await using var connection = await Connected.OpenAsync(key, key);
+        using var stop = new CancellationTokenSource();
+        var sending = sender.RunAsync(connection.Sender, stop.Token);
+        var receiving = new ReplicationReceiver(new CutApplier(replica, _directory.File("state"))).RunAsync(connection.Receiver, stop.Token);
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(1, 1)), journal, sender);
+
+        // An application's transactions: write, barrier, then acknowledge its user; the replica is checked at once,
+        // without waiting: the barrier's return is the promise.
+        for (var transaction = 0; transaction < 50; transaction++)
+        {
+            var name = $"txn{transaction % 7}";
+            await File.WriteAllTextAsync(Path.Combine(source, name), $"transaction {transaction}", TestContext.Current.CancellationToken);
+            await pump.BarrierAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+            Assert.Equal($"transaction {transaction}", File.ReadAllText(Path.Combine(replica, name)));
+        }
+
+        Assert.Empty(Directory.EnumerateFiles(replica, CapturePump.BarrierFilePrefix + "*"));
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<Exception>(() => Task.WhenAll(sending, receiving));
+    }
+
+    [Fact]
+    public async Task With_the_peer_unreachable_the_barrier_fails_after_its_timeout_saying_so()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        using var sender = new ReplicationSender(journal);
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(1, 1)), journal, sender);
+        await File.WriteAllTextAsync(Path.Combine(source, "a"), "never confirmed", TestContext.Current.CancellationToken);
+
+        var failed = await Assert.ThrowsAsync<TimeoutException>(() => pump.BarrierAsync(TimeSpan.FromMilliseconds(500), TestContext.Current.CancellationToken));
+        Assert.Contains("did not confirm", failed.Message, StringComparison.Ordinal);
+        Assert.Contains("nothing is confirmed", failed.Message, StringComparison.Ordinal);
+    }
+}
