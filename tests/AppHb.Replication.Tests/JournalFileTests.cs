@@ -20,6 +20,26 @@ public sealed class JournalFileTests : IDisposable
         _ => new CutRecord(sequence, Generation),
     };
 
+    /// <summary>The sender reads what is durable here only: a record sent before its fdatasync could be on the
+    /// peer and lost from this journal by a crash, and the peer would then be ahead of the active node.</summary>
+    [Fact]
+    public void Records_appended_but_not_yet_synced_are_not_read_and_reads_start_at_the_first_needed()
+    {
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        for (ulong i = 1; i <= 10; i++)
+        {
+            journal.Append(Record(i));
+        }
+
+        journal.Sync();
+        journal.Append(Record(11));
+        Assert.Equal(Enumerable.Range(8, 3).Select(i => (ulong)i), journal.ReadAfter(7).Select(r => r.Sequence));
+        Assert.Empty(journal.ReadAfter(10));
+        journal.Sync();
+        Assert.Equal([11UL], journal.ReadAfter(10).Select(r => r.Sequence));
+        Assert.Empty(journal.ReadAfter(11));
+    }
+
     [Fact]
     public void Records_appended_and_synced_come_back_in_order_after_a_reopen()
     {

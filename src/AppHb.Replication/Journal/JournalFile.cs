@@ -7,14 +7,19 @@ namespace AppHb.Replication.Journal;
 public sealed class JournalFile : IJournalReader, IDisposable
 {
     private readonly FileStream _stream;
+    /// <summary>Where each record starts, in sequence order: the sender reads from the first one it needs instead of
+    /// parsing the journal from its start at every batch. Shared with the sender's thread, under <see cref="_gate"/>.</summary>
+    private readonly List<(ulong Sequence, long Offset)> _offsets;
+    private readonly Lock _gate = new();
 
-    private JournalFile(string path, FileStream stream, ulong lastSequence, long records, string? recovery)
+    private JournalFile(string path, FileStream stream, ulong lastSequence, long records, string? recovery, List<(ulong, long)> offsets)
     {
         Path = path;
         _stream = stream;
         LastSequence = lastSequence;
         Records = records;
         Recovery = recovery;
+        _offsets = offsets;
     }
 
     public string Path { get; }
@@ -42,6 +47,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
             long records = 0;
             ulong last = 0;
             string? recovery = null;
+            var offsets = new List<(ulong, long)>();
             while (at < bytes.Length)
             {
                 var decoded = JournalCodec.Decode(bytes.AsSpan((int)at));
@@ -52,6 +58,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
                 }
 
                 last = decoded.Record!.Sequence;
+                offsets.Add((last, at));
                 records++;
                 at += decoded.Consumed;
             }
@@ -63,7 +70,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
             }
 
             stream.Seek(0, SeekOrigin.End);
-            return new JournalFile(path, stream, last, records, recovery);
+            return new JournalFile(path, stream, last, records, recovery, offsets) { _durable = last };
         }
         catch
         {
@@ -81,21 +88,67 @@ public sealed class JournalFile : IJournalReader, IDisposable
             throw new ArgumentException($"record {record.Sequence} after record {LastSequence}: a journal's sequence numbers only grow", nameof(record));
         }
 
+        var offset = _stream.Position;
         _stream.Write(JournalCodec.Encode(record));
-        LastSequence = record.Sequence;
+        lock (_gate)
+        {
+            _offsets.Add((record.Sequence, offset));
+            LastSequence = record.Sequence;
+        }
+
         Records++;
     }
 
     /// <summary>Makes every appended record durable (fdatasync): a batch is sent to the peer only after this.</summary>
-    public void Sync() => _stream.Flush(flushToDisk: true);
+    public void Sync()
+    {
+        _stream.Flush(flushToDisk: true);
+        lock (_gate)
+        {
+            _durable = LastSequence;
+        }
+    }
 
-    /// <summary>The records after <paramref name="sequence"/>, in order, as they are in the file now: a reader of its
-    /// own, so the sender may call it while the journaler appends (appends are unbuffered); a record still being
-    /// written at the end is left for the next call.</summary>
+    /// <summary>The last record made durable by <see cref="Sync"/> (all of them, for a journal just opened).</summary>
+    private ulong _durable;
+
+    /// <summary>The durable records after <paramref name="sequence"/>, in order, from the first one after it (an offset
+    /// index, not a parse from the start): a reader of its own, so the sender may call it while the journaler appends;
+    /// records appended but not yet synced are left for a later call.</summary>
     public IEnumerable<JournalRecord> ReadAfter(ulong sequence)
     {
+        long start;
+        ulong durable;
+        lock (_gate)
+        {
+            durable = _durable;
+            // The first record after the sequence (offsets are in sequence order).
+            var low = 0;
+            var high = _offsets.Count;
+            while (low < high)
+            {
+                var middle = (low + high) / 2;
+                if (_offsets[middle].Sequence <= sequence)
+                {
+                    low = middle + 1;
+                }
+                else
+                {
+                    high = middle;
+                }
+            }
+
+            if (low == _offsets.Count)
+            {
+                return [];
+            }
+
+            start = _offsets[low].Offset;
+        }
+
         using var reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        var bytes = new byte[reader.Length];
+        reader.Position = start;
+        var bytes = new byte[reader.Length - start];
         reader.ReadExactly(bytes);
         var at = 0;
         var found = new List<JournalRecord>();
@@ -109,10 +162,16 @@ public sealed class JournalFile : IJournalReader, IDisposable
 
             if (decoded.Status != JournalDecodeStatus.Decoded)
             {
-                throw new InvalidDataException($"{Path}: at offset {at}: {decoded.Status.ToString().ToLowerInvariant()} record ({decoded.Problem})");
+                throw new InvalidDataException($"{Path}: at offset {start + at}: {decoded.Status.ToString().ToLowerInvariant()} record ({decoded.Problem})");
             }
 
-            if (decoded.Record!.Sequence > sequence)
+            if (decoded.Record!.Sequence > durable)
+            {
+                // Appended, not yet synced: sent once it is durable here, never before.
+                break;
+            }
+
+            if (decoded.Record.Sequence > sequence)
             {
                 found.Add(decoded.Record);
             }
