@@ -55,7 +55,7 @@ public sealed class ChurnTests : IDisposable
                     batch.Add(change);
                 }
 
-                if (journaler.Journal(batch).Count > 0)
+                if (journaler.Journal(batch) > 0)
                 {
                     sender.Appended();
                 }
@@ -85,8 +85,9 @@ public sealed class ChurnTests : IDisposable
         var have = Snapshot(replica);
         var differences = want.Keys.Union(have.Keys).Where(p => want.GetValueOrDefault(p) != have.GetValueOrDefault(p)).Order(StringComparer.Ordinal).ToList();
         Assert.True(differences.Count == 0, $"{differences.Count} of {want.Count} paths differ:\n" + string.Join("\n", differences.Take(20).Select(p => $"{p}: source {want.GetValueOrDefault(p) ?? "(none)"}, replica {have.GetValueOrDefault(p) ?? "(none)"}")));
-        // Not a quiet tree: the churn journaled hundreds of records and left a tree to compare.
-        Assert.True(want.Count > 20 && journal.LastSequence > 300, $"the churn left {want.Count} paths and {journal.LastSequence} records");
+        // Not an empty comparison. (How many records it took depends on how the changes fell into batches: a file made
+        // and removed within one batch costs none.)
+        Assert.True(want.Count > 20, $"the churn left {want.Count} paths ({journal.LastSequence} records)");
 
         await stop.CancelAsync();
         await Assert.ThrowsAnyAsync<Exception>(() => Task.WhenAll(sending, receiving, pump));

@@ -77,6 +77,38 @@ public sealed class BlockIndex
         return new BlockIndex(length, blockSize, [.. hashes]);
     }
 
+    /// <summary>Indexes a stream from its current position to its end, a block at a time, handing each block (its
+    /// number, its bytes, valid only during the call, and its hash) to <paramref name="block"/>: what is shipped and
+    /// what is indexed come from the same read, so they agree even while the file changes underneath.</summary>
+    public static BlockIndex Of(Stream stream, int blockSize, Action<uint, ReadOnlySpan<byte>, UInt128> block)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(block);
+        CheckSize(blockSize);
+        var hashes = new List<UInt128>();
+        var buffer = new byte[blockSize];
+        long length = 0;
+        while (true)
+        {
+            var filled = stream.ReadAtLeast(buffer, blockSize, throwOnEndOfStream: false);
+            if (filled == 0)
+            {
+                break;
+            }
+
+            var hash = XxHash128.HashToUInt128(buffer.AsSpan(0, filled));
+            block((uint)hashes.Count, buffer.AsSpan(0, filled), hash);
+            hashes.Add(hash);
+            length += filled;
+            if (filled < blockSize)
+            {
+                break;
+            }
+        }
+
+        return new BlockIndex(length, blockSize, [.. hashes]);
+    }
+
     /// <summary>The blocks of this content that a copy indexed as <paramref name="copy"/> lacks or has otherwise: sent
     /// with this length, they turn that copy into this content (a copy that is longer is truncated by the length).</summary>
     public IReadOnlyList<uint> ChangedFrom(BlockIndex copy)

@@ -108,7 +108,7 @@ public sealed class CapturePump : IAsyncDisposable
                 batch.Add(change);
             }
 
-            if (_journaler.Journal(batch).Count > 0)
+            if (_journaler.Journal(batch) > 0)
             {
                 _sender.Appended();
             }

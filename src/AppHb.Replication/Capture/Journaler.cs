@@ -38,12 +38,12 @@ public sealed class Journaler
     /// <summary>The generation records are journaled under (the pair's current one on the active node).</summary>
     public DataGeneration Generation { get; }
 
-    /// <summary>Journals one batch of changes and closes it with a cut, then makes it durable (fdatasync). Returns the
-    /// records journaled (none when nothing differs from what the peer has).</summary>
-    public IReadOnlyList<JournalRecord> Journal(IEnumerable<TreeChange> changes)
+    /// <summary>Journals one batch of changes and closes it with a cut, then makes it durable (fdatasync). Returns how
+    /// many records it journaled, the cut included (none when nothing differs from what the peer has).</summary>
+    public int Journal(IEnumerable<TreeChange> changes)
     {
         ArgumentNullException.ThrowIfNull(changes);
-        var records = new List<JournalRecord>();
+        var records = new Batch(_journal, Generation);
         foreach (var change in changes)
         {
             if (change.Kind == TreeChangeKind.Renamed && (_excluded(change.Path) || _excluded(change.NewPath!)))
@@ -86,46 +86,47 @@ public sealed class Journaler
             }
         }
 
-        return Close(records);
+        return records.Close();
     }
 
     /// <summary>Compares the whole tree with what the peer has and journals the differences, closed by a cut: after
     /// a queue overflow, and at start (the first rescan of an empty peer is a full sync).</summary>
-    public IReadOnlyList<JournalRecord> Rescan()
+    public int Rescan()
     {
-        var records = new List<JournalRecord>();
+        var records = new Batch(_journal, Generation);
         Rescan(records);
-        return Close(records);
+        return records.Close();
     }
 
-    private List<JournalRecord> Close(List<JournalRecord> records)
+    /// <summary>The records of one batch, appended to the journal as they are made (numbered in order), so that a
+    /// large file's blocks are never all held in memory; closed by a cut and one fdatasync.</summary>
+    private sealed class Batch(JournalFile journal, DataGeneration generation)
     {
-        if (records.Count == 0)
+        public int Count { get; private set; }
+
+        public void Add(JournalRecord record)
         {
-            return records;
+            journal.Append(record with { Sequence = journal.LastSequence + 1 });
+            Count++;
         }
 
-        var sequence = _journal.LastSequence;
-        var numbered = new List<JournalRecord>(records.Count + 1);
-        foreach (var record in records)
+        public int Close()
         {
-            numbered.Add(record with { Sequence = ++sequence });
-        }
+            if (Count == 0)
+            {
+                return 0;
+            }
 
-        numbered.Add(new CutRecord(++sequence, Generation));
-        foreach (var record in numbered)
-        {
-            _journal.Append(record);
+            Add(new CutRecord(0, generation));
+            journal.Sync();
+            return Count;
         }
-
-        _journal.Sync();
-        return numbered;
     }
 
     private string Full(string relative) => Path.Combine(_root, relative);
 
     /// <summary>What the path holds now, against what the peer has.</summary>
-    private void Refresh(string path, List<JournalRecord> records)
+    private void Refresh(string path, Batch records)
     {
         var full = Full(path);
         FileSystemInfo info = new FileInfo(full);
@@ -164,45 +165,60 @@ public sealed class Journaler
             return;
         }
 
-        byte[] content;
+        FileStream stream;
         try
         {
-            content = File.ReadAllBytes(full);
+            stream = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
             return;
         }
 
-        var index = BlockIndex.Of(content, _blockSize);
-        if (!_files.TryGetValue(path, out var peer))
+        using (stream)
         {
-            Replace(path, records);
-            records.Add(new CreateRecord(0, Generation, path, (uint)info.UnixFileMode));
-            peer = BlockIndex.Empty(_blockSize);
-        }
-
-        var changed = index.ChangedFrom(peer);
-        if (changed.Count > 0 || index.Length != peer.Length)
-        {
-            // A record holds at most MaxBlocksPerRecord blocks: a large change is several records of one cut.
-            for (var first = 0; first < Math.Max(changed.Count, 1); first += JournalCodec.MaxBlocksPerRecord)
+            if (!_files.TryGetValue(path, out var peer))
             {
-                var blocks = changed.Skip(first).Take(JournalCodec.MaxBlocksPerRecord)
-                    .Select(i => new BlockChange(i, content.AsSpan((int)(i * (long)_blockSize), (int)Math.Min(_blockSize, content.Length - (i * (long)_blockSize))).ToArray()))
-                    .ToList();
-                records.Add(new WriteRecord(0, Generation, path, (ulong)content.Length, _blockSize, blocks));
+                Replace(path, records);
+                records.Add(new CreateRecord(0, Generation, path, (uint)info.UnixFileMode));
+                peer = BlockIndex.Empty(_blockSize);
             }
-        }
 
-        _files[path] = index;
+            // One read: each block is hashed and, when the peer's differs, shipped from the same bytes; a record
+            // holds at most MaxBlocksPerRecord blocks, so a large change is several records of one cut, each
+            // appended as it fills (the length they carry is the one at the start; the last carries the end's).
+            var lengthAtStart = stream.Length;
+            long? recordedLength = null;
+            var changed = new List<BlockChange>();
+            var index = BlockIndex.Of(stream, _blockSize, (number, bytes, hash) =>
+            {
+                if (number < peer.Hashes.Count && peer.Hashes[(int)number] == hash)
+                {
+                    return;
+                }
+
+                changed.Add(new BlockChange(number, bytes.ToArray()));
+                if (changed.Count == JournalCodec.MaxBlocksPerRecord)
+                {
+                    records.Add(new WriteRecord(0, Generation, path, (ulong)lengthAtStart, _blockSize, changed));
+                    recordedLength = lengthAtStart;
+                    changed = [];
+                }
+            });
+            if (changed.Count > 0 || index.Length != (recordedLength ?? peer.Length))
+            {
+                records.Add(new WriteRecord(0, Generation, path, (ulong)index.Length, _blockSize, changed));
+            }
+
+            _files[path] = index;
+        }
     }
 
     /// <summary>Records every directory above <paramref name="path"/> the peer does not have, outermost first: the
     /// replica would make them anyway to hold the path, and a directory the journaler does not know it has is one
     /// it would never delete (the churn test found such directories left on the replica after the source removed
     /// them: a tree made and removed before its creation was read, with a rename into it in between).</summary>
-    private void EnsureParents(string path, List<JournalRecord> records)
+    private void EnsureParents(string path, Batch records)
     {
         var missing = new Stack<string>();
         for (var parent = Parent(path); parent.Length > 0 && !_directories.Contains(parent); parent = Parent(parent))
@@ -227,7 +243,7 @@ public sealed class Journaler
     }
 
     /// <summary>Something the peer has at <paramref name="path"/> is replaced by another kind of thing: it goes first.</summary>
-    private void Replace(string path, List<JournalRecord> records)
+    private void Replace(string path, Batch records)
     {
         if (_files.ContainsKey(path) || _symlinks.ContainsKey(path) || _directories.Contains(path))
         {
@@ -235,7 +251,7 @@ public sealed class Journaler
         }
     }
 
-    private void Attributes(string path, List<JournalRecord> records)
+    private void Attributes(string path, Batch records)
     {
         if (!_files.ContainsKey(path) && !_directories.Contains(path))
         {
@@ -256,7 +272,7 @@ public sealed class Journaler
     }
 
     /// <summary>Deletes, deepest first, everything the peer has at or under <paramref name="path"/>.</summary>
-    private void Forget(string path, List<JournalRecord> records)
+    private void Forget(string path, Batch records)
     {
         var gone = _files.Keys.Concat(_symlinks.Keys).Concat(_directories)
             .Where(p => p == path || p.StartsWith(path + "/", StringComparison.Ordinal))
@@ -271,7 +287,7 @@ public sealed class Journaler
         }
     }
 
-    private void Rename(string from, string to, List<JournalRecord> records)
+    private void Rename(string from, string to, Batch records)
     {
         var known = _files.ContainsKey(from) || _symlinks.ContainsKey(from) || _directories.Contains(from);
         if (!known)
@@ -325,9 +341,9 @@ public sealed class Journaler
         }
     }
 
-    private void Rescan(List<JournalRecord> records) => RescanUnder(string.Empty, records);
+    private void Rescan(Batch records) => RescanUnder(string.Empty, records);
 
-    private void RescanUnder(string relative, List<JournalRecord> records)
+    private void RescanUnder(string relative, Batch records)
     {
         var top = relative.Length == 0 ? _root : Full(relative);
         var present = new HashSet<string>(StringComparer.Ordinal);

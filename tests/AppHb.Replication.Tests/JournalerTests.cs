@@ -1,0 +1,57 @@
+using AppHb.Core.Cluster;
+using AppHb.Linux.Files;
+using AppHb.Replication.Apply;
+using AppHb.Replication.Capture;
+using AppHb.Replication.Journal;
+using AppHb.Testing;
+
+namespace AppHb.Replication.Tests;
+
+/// <summary>The journaler on a real tree, its journal applied by the cut applier: a large file travels as several
+/// records of one cut, and a later change to it as the changed blocks only.</summary>
+public sealed class JournalerTests : IDisposable
+{
+    private readonly TempDirectory _directory = new();
+
+    public void Dispose() => _directory.Dispose();
+
+    [Fact]
+    public void A_large_file_goes_as_several_records_of_one_cut_and_a_change_to_it_as_its_changed_blocks_only()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = _directory.File("replica");
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        var journaler = new Journaler(source, journal, new DataGeneration(1, 1), blockSize: 4096);
+        var applier = new CutApplier(replica, _directory.File("state"));
+        var content = new byte[(600 * 4096) + 100];
+        new Random(7).NextBytes(content);
+        File.WriteAllBytes(Path.Combine(source, "big"), content);
+
+        Assert.True(journaler.Journal([new TreeChange(TreeChangeKind.Created, "big", IsDirectory: false)]) > 0);
+        var first = journal.ReadAfter(0).ToList();
+        applier.ApplyCut(first);
+        // Create, then 601 blocks in records of at most 256, then the cut.
+        Assert.Equal([JournalRecordKind.Create, JournalRecordKind.Write, JournalRecordKind.Write, JournalRecordKind.Write, JournalRecordKind.Cut], first.Select(r => r.Kind));
+        Assert.Equal(content, File.ReadAllBytes(Path.Combine(replica, "big")));
+
+        using (var file = new FileStream(Path.Combine(source, "big"), FileMode.Open))
+        {
+            foreach (var block in new[] { 3, 300, 600 })
+            {
+                file.Position = block * 4096L;
+                file.Write("changed"u8);
+            }
+        }
+
+        journaler.Journal([new TreeChange(TreeChangeKind.Written, "big", IsDirectory: false)]);
+        var second = journal.ReadAfter(first[^1].Sequence).ToList();
+        applier.ApplyCut(second);
+        var write = Assert.IsType<WriteRecord>(second[0]);
+        Assert.Equal([3u, 300u, 600u], write.Blocks.Select(b => b.Index));
+        Assert.Equal(2, second.Count);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(source, "big")), File.ReadAllBytes(Path.Combine(replica, "big")));
+
+        // Nothing changed: nothing journaled.
+        Assert.Equal(0, journaler.Journal([new TreeChange(TreeChangeKind.Written, "big", IsDirectory: false)]));
+    }
+}
