@@ -43,14 +43,17 @@ public sealed class FailoverMachine
     /// node's generations, hearing it still diverged is the same split brain, already resolved, not a new one.</summary>
     private DataGeneration? _resolvedAgainst;
     private long _evaluatedAt = long.MinValue;
-    /// <summary>The generation this node announced to the peer as it takes over by a hand-over or an election (in
-    /// memory and in its heartbeats, not yet persisted); null when none is pending. It becomes active only once the
-    /// peer's heartbeat shows that generation: then a later takeover by the peer (a fence after this node died)
-    /// advances past it, and this node returns merely stale, never diverged.</summary>
-    private DataGeneration? _announced;
-    private long _announcedAt = long.MaxValue;
-    private string _announcedReason = string.Empty;
-    private IReadOnlyList<DataGeneration> _beforeAnnounce = [];
+    /// <summary>The takeover under way by a hand-over or an election, its generation announced to the peer (in memory
+    /// and in the heartbeats, not yet persisted); null when none is. This node becomes active only once the peer's
+    /// heartbeat shows that generation: then a later takeover by the peer (a fence after this node died) advances
+    /// past it, and this node returns merely stale, never diverged.</summary>
+    private Announcement? _announcement;
+
+    /// <param name="Generation">The generation announced.</param>
+    /// <param name="At">When (monotonic ticks): deadtime after it, a peer that has not taken it ends the takeover.</param>
+    /// <param name="Reason">Why this node takes over, for the takeover's event.</param>
+    /// <param name="Before">The history before it: what a withdrawn announcement goes back to.</param>
+    private sealed record Announcement(DataGeneration Generation, long At, string Reason, IReadOnlyList<DataGeneration> Before);
 
     /// <param name="nodeId">This node's id (stamped on the generations it starts).</param>
     /// <param name="preferred">Whether this node is the pair's preferred node: the one to become active when both
@@ -117,10 +120,16 @@ public sealed class FailoverMachine
             // Deadlines after the last evaluation, passed or not: a host that wakes late must still be told to act.
             var now = _evaluatedAt;
             var due = Math.Min(Math.Min(_fenceDueAt, _stepDownDeadline), _failbackDueAt);
-            if (_pausedUntil > now)
+            // A moment counted from an event: due only while still ahead (once passed, it was acted on).
+            void Ahead(long at)
             {
-                due = Math.Min(due, _pausedUntil);
+                if (at > now)
+                {
+                    due = Math.Min(due, at);
+                }
             }
+
+            Ahead(_pausedUntil);
 
             if (Role == ClusterRole.Starting && _peer is null)
             {
@@ -129,37 +138,25 @@ public sealed class FailoverMachine
 
             if (!_reachesPingTargets && _pingLostAt != long.MaxValue)
             {
-                var isolated = _pingLostAt + PeerLink.Ticks(_timings.DeadTime, _time);
-                if (isolated > now)
-                {
-                    due = Math.Min(due, isolated);
-                }
+                Ahead(_pingLostAt + PeerLink.Ticks(_timings.DeadTime, _time));
             }
 
-            if (_announced is not null)
+            if (_announcement is not null)
             {
-                var abandon = _announcedAt + PeerLink.Ticks(_timings.DeadTime, _time);
-                if (abandon > now)
-                {
-                    due = Math.Min(due, abandon);
-                }
+                Ahead(_announcement.At + PeerLink.Ticks(_timings.DeadTime, _time));
             }
 
             if (_releasedToPeerAt != long.MaxValue)
             {
-                var handedOver = _releasedToPeerAt + PeerLink.Ticks(_timings.DeadTime, _time);
-                if (handedOver > now)
-                {
-                    due = Math.Min(due, handedOver);
-                }
+                Ahead(_releasedToPeerAt + PeerLink.Ticks(_timings.DeadTime, _time));
             }
 
             foreach (var link in _links.Values)
             {
                 due = Math.Min(due, link.NextChange(now, _timings, _time));
-                if ((Role == ClusterRole.Active || _announced is not null) && link.LastHeard is { } heard && heard + PeerLink.Ticks(_timings.ActiveFenceAfter, _time) is var fenceAt && fenceAt > now)
+                if ((Role == ClusterRole.Active || _announcement is not null) && link.LastHeard is { } heard)
                 {
-                    due = Math.Min(due, fenceAt);
+                    Ahead(heard + PeerLink.Ticks(_timings.ActiveFenceAfter, _time));
                 }
             }
 
@@ -228,9 +225,9 @@ public sealed class FailoverMachine
             Publish("stale", $"the peer's data is newer ({report.Generations[0]} against {Generations.Current}): this node stays standby until it has caught up");
         }
 
-        if (_announced is { } announced && report.CurrentGeneration == announced && !_fencing)
+        if (_announcement is { } announcement && report.CurrentGeneration == announcement.Generation && !_fencing)
         {
-            Commit(announced, $"{_announcedReason}; the peer has taken data generation {announced}");
+            Commit(announcement.Generation, $"{announcement.Reason}; the peer has taken data generation {announcement.Generation}");
         }
 
         Evaluate();
@@ -686,7 +683,7 @@ public sealed class FailoverMachine
                 }
 
                 break;
-            case ClusterRole.TakingOver when _announced is not null && !_fencing:
+            case ClusterRole.TakingOver when _announcement is not null && !_fencing:
                 // Not "the peer says it is active": its last heartbeat may predate its release (a group that stops
                 // within a keepalive); a peer that really is active never takes the generation, and deadtime ends it.
                 if (_maintenance || _splitBrain)
@@ -700,9 +697,9 @@ public sealed class FailoverMachine
                     // it is the one the peer released to, or the one chosen, and must win a fence race.
                     BeginFence(now, fenceDue, peerDaemonGone ? "the peer's apphbd is gone" : "the peer fell silent while this node was taking over", takeOver: true);
                 }
-                else if (!peerSilent && _time.GetElapsedTime(_announcedAt, now) >= _timings.DeadTime)
+                else if (!peerSilent && _time.GetElapsedTime(_announcement.At, now) >= _timings.DeadTime)
                 {
-                    Abandon($"the peer did not take data generation {_announced} within deadtime");
+                    Abandon($"the peer did not take data generation {_announcement.Generation} within deadtime");
                 }
 
                 break;
@@ -839,7 +836,7 @@ public sealed class FailoverMachine
     /// cannot matter; or its data is older than this node's, so it cannot become active before it has caught up.</summary>
     private void TakeOver(string reason)
     {
-        var next = _announced ?? Generations.Advance(NodeId, _peer?.CurrentGeneration ?? DataGeneration.None);
+        var next = _announcement?.Generation ?? Generations.Advance(NodeId, _peer?.CurrentGeneration ?? DataGeneration.None);
         Commit(next, reason);
     }
 
@@ -857,32 +854,30 @@ public sealed class FailoverMachine
             return;
         }
 
-        _beforeAnnounce = [.. Generations.NewestFirst];
-        _announced = Generations.Advance(NodeId, _peer?.CurrentGeneration ?? DataGeneration.None);
-        _announcedAt = _time.GetTimestamp();
-        _announcedReason = reason;
+        IReadOnlyList<DataGeneration> before = [.. Generations.NewestFirst];
+        var next = Generations.Advance(NodeId, _peer?.CurrentGeneration ?? DataGeneration.None);
+        _announcement = new Announcement(next, _time.GetTimestamp(), reason, before);
         Role = ClusterRole.TakingOver;
         Command(new ClusterCommand.SendHeartbeat());
-        Publish("announcing", $"taking over ({reason}): announcing data generation {_announced} to the peer; active once it has taken it");
+        Publish("announcing", $"taking over ({reason}): announcing data generation {next} to the peer; active once it has taken it");
     }
 
     /// <summary>Gives up an announced generation: the history goes back to what it was (the peer may have taken the
     /// announced one; it then holds a generation this node will take again, the same one, from the same peer state).</summary>
     private void Withdraw()
     {
-        if (_announced is null)
+        if (_announcement is null)
         {
             return;
         }
 
-        Generations.Adopt(_beforeAnnounce);
-        _announced = null;
-        _announcedAt = long.MaxValue;
+        Generations.Adopt(_announcement.Before);
+        _announcement = null;
     }
 
     private void Abandon(string why)
     {
-        var announced = _announced;
+        var announced = _announcement?.Generation;
         Withdraw();
         Role = ClusterRole.Standby;
         Publish("takeover-abandoned", $"not taking over under data generation {announced}: {why}");
@@ -890,8 +885,7 @@ public sealed class FailoverMachine
 
     private void Commit(DataGeneration next, string reason)
     {
-        _announced = null;
-        _announcedAt = long.MaxValue;
+        _announcement = null;
         Command(new ClusterCommand.PersistGenerations([.. Generations.NewestFirst]));
         Command(new ClusterCommand.AcquireServiceIp());
         Command(new ClusterCommand.StartGroup());
