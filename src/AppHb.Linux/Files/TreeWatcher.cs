@@ -47,6 +47,7 @@ public sealed class TreeWatcher : IDisposable
     /// <summary>A MOVED_FROM waiting for the MOVED_TO with its cookie (they come one after the other when both ends
     /// are watched); reported as a deletion when anything else comes next.</summary>
     private (uint Cookie, string Path, bool IsDirectory)? _movedFrom;
+    private int _watchCount;
 
     private TreeWatcher(string root, Action<TreeChange> changed, Interop.FileDescriptorHandle inotify, Interop.FileDescriptorHandle wake)
     {
@@ -59,8 +60,6 @@ public sealed class TreeWatcher : IDisposable
 
     /// <summary>How many directories are watched.</summary>
     public int Directories => Volatile.Read(ref _watchCount);
-
-    private int _watchCount;
 
     /// <summary>Watches every directory under <paramref name="root"/> (which must exist) and starts reporting.</summary>
     /// <exception cref="IOException">inotify refused (the watch limit, fs.inotify.max_user_watches, is the usual
@@ -159,10 +158,10 @@ public sealed class TreeWatcher : IDisposable
             _directories[wd] = directory;
             _watches[directory] = wd;
             Volatile.Write(ref _watchCount, _directories.Count);
-            IEnumerable<string> entries;
+            List<FileSystemInfo> entries;
             try
             {
-                entries = Directory.EnumerateFileSystemEntries(full).ToList();
+                entries = [.. new DirectoryInfo(full).EnumerateFileSystemInfos()];
             }
             catch (Exception e) when (e is DirectoryNotFoundException or IOException or UnauthorizedAccessException)
             {
@@ -171,8 +170,9 @@ public sealed class TreeWatcher : IDisposable
 
             foreach (var entry in entries)
             {
-                var child = Join(directory, System.IO.Path.GetFileName(entry));
-                var isDirectory = Directory.Exists(entry) && !new FileInfo(entry).Attributes.HasFlag(FileAttributes.ReparsePoint);
+                var child = Join(directory, entry.Name);
+                // What the enumeration already read: no stat of its own per entry. A symlink to a directory is a link.
+                var isDirectory = entry is DirectoryInfo && entry.LinkTarget is null;
                 if (report)
                 {
                     _changed(new TreeChange(TreeChangeKind.Created, child, isDirectory));
