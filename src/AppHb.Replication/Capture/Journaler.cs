@@ -242,10 +242,20 @@ public sealed class Journaler
         return slash < 0 ? string.Empty : path[..slash];
     }
 
-    /// <summary>Something the peer has at <paramref name="path"/> is replaced by another kind of thing: it goes first.</summary>
+    /// <summary>Whether the peer has something (a file, a symlink, a directory) at <paramref name="path"/>.</summary>
+    private bool PeerHas(string path) => _files.ContainsKey(path) || _symlinks.ContainsKey(path) || _directories.Contains(path);
+
+    /// <summary>Every path the peer has.</summary>
+    private IEnumerable<string> Known => _files.Keys.Concat(_symlinks.Keys).Concat(_directories);
+
+    private static bool IsAtOrUnder(string path, string directory) =>
+        path == directory || path.StartsWith(directory + "/", StringComparison.Ordinal);
+
+    /// <summary>Something the peer has at <paramref name="path"/> is replaced by another kind of thing (or, for a
+    /// directory, by a rename over it, which rename(2) allows only when it is empty): it goes first, with all under it.</summary>
     private void Replace(string path, Batch records)
     {
-        if (_files.ContainsKey(path) || _symlinks.ContainsKey(path) || _directories.Contains(path))
+        if (PeerHas(path))
         {
             Forget(path, records);
         }
@@ -274,8 +284,8 @@ public sealed class Journaler
     /// <summary>Deletes, deepest first, everything the peer has at or under <paramref name="path"/>.</summary>
     private void Forget(string path, Batch records)
     {
-        var gone = _files.Keys.Concat(_symlinks.Keys).Concat(_directories)
-            .Where(p => p == path || p.StartsWith(path + "/", StringComparison.Ordinal))
+        var gone = Known
+            .Where(p => IsAtOrUnder(p, path))
             .OrderByDescending(p => p.Count(c => c == '/')).ThenByDescending(p => p, StringComparer.Ordinal)
             .ToList();
         foreach (var p in gone)
@@ -289,8 +299,7 @@ public sealed class Journaler
 
     private void Rename(string from, string to, Batch records)
     {
-        var known = _files.ContainsKey(from) || _symlinks.ContainsKey(from) || _directories.Contains(from);
-        if (!known)
+        if (!PeerHas(from))
         {
             // The peer never had it (made and renamed within one batch): what is at the new path is new to it.
             Refresh(to, records);
@@ -302,29 +311,19 @@ public sealed class Journaler
             return;
         }
 
-        if (!_directories.Contains(from))
-        {
-            Replace(to, records);
-        }
-        else if (_files.ContainsKey(to) || _symlinks.ContainsKey(to) || _directories.Contains(to))
-        {
-            // rename(2) replaces only an empty directory: what the peer has under it goes first.
-            Forget(to, records);
-        }
-
+        var isDirectory = _directories.Contains(from);
+        Replace(to, records);
         EnsureParents(to, records);
         records.Add(new RenameRecord(0, Generation, from, to));
         Move(_files, from, to);
         Move(_symlinks, from, to);
-        var wasDirectory = false;
-        foreach (var directory in _directories.Where(d => d == from || d.StartsWith(from + "/", StringComparison.Ordinal)).ToList())
+        foreach (var directory in _directories.Where(d => IsAtOrUnder(d, from)).ToList())
         {
             _directories.Remove(directory);
             _directories.Add(to + directory[from.Length..]);
-            wasDirectory = true;
         }
 
-        if (!wasDirectory)
+        if (!isDirectory)
         {
             // A write queued before the rename named the old path and found nothing there: what the file holds now
             // is compared under its new one. (A directory's contents are scanned again by the capture.)
@@ -334,7 +333,7 @@ public sealed class Journaler
 
     private static void Move<T>(Dictionary<string, T> entries, string from, string to)
     {
-        foreach (var (path, value) in entries.Where(e => e.Key == from || e.Key.StartsWith(from + "/", StringComparison.Ordinal)).ToList())
+        foreach (var (path, value) in entries.Where(e => IsAtOrUnder(e.Key, from)).ToList())
         {
             entries.Remove(path);
             entries[to + path[from.Length..]] = value;
@@ -380,15 +379,13 @@ public sealed class Journaler
         }
 
         var prefix = relative.Length == 0 ? string.Empty : relative + "/";
-        var missing = _files.Keys.Concat(_symlinks.Keys).Concat(_directories)
+        var missing = Known
             .Where(p => p.StartsWith(prefix, StringComparison.Ordinal) && !present.Contains(p))
             .ToList();
         foreach (var path in missing)
         {
-            if (_files.ContainsKey(path) || _symlinks.ContainsKey(path) || _directories.Contains(path))
-            {
-                Forget(path, records);
-            }
+            // Replace: a path whose parent was forgotten before it is gone already.
+            Replace(path, records);
         }
     }
 }
