@@ -32,6 +32,17 @@ public static class ReplicationLink
         // peer's new one must not wait behind it.
         CancellationTokenSource? current = null;
         Task running = Task.CompletedTask;
+        async Task StopCurrentAsync()
+        {
+            if (current is not null)
+            {
+                await current.CancelAsync();
+                await running;
+                current.Dispose();
+                current = null;
+            }
+        }
+
         try
         {
             while (!cancellationToken.IsCancellationRequested)
@@ -54,13 +65,7 @@ public static class ReplicationLink
                     continue;
                 }
 
-                if (current is not null)
-                {
-                    await current.CancelAsync();
-                    await running;
-                    current.Dispose();
-                }
-
+                await StopCurrentAsync();
                 current = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 var token = current.Token;
                 running = Task.Run(async () =>
@@ -73,7 +78,9 @@ public static class ReplicationLink
                         }
                         catch (OperationCanceledException)
                         {
-                            ended($"the replication connection with {from} was replaced by a newer one from the peer");
+                            ended(cancellationToken.IsCancellationRequested
+                                ? $"the replication connection with {from} closed: replication is stopping"
+                                : $"the replication connection with {from} was replaced by a newer one from the peer");
                         }
                     }
                 }, CancellationToken.None);
@@ -81,12 +88,7 @@ public static class ReplicationLink
         }
         finally
         {
-            if (current is not null)
-            {
-                await current.CancelAsync();
-                await running;
-                current.Dispose();
-            }
+            await StopCurrentAsync();
         }
     }
 
