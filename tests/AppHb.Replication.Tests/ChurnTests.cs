@@ -1,8 +1,6 @@
 using System.IO.Hashing;
 using System.Security.Cryptography;
-using System.Threading.Channels;
 using AppHb.Core.Cluster;
-using AppHb.Linux.Files;
 using AppHb.Replication.Apply;
 using AppHb.Replication.Capture;
 using AppHb.Replication.Journal;
@@ -13,9 +11,9 @@ namespace AppHb.Replication.Tests;
 
 /// <summary>lsyncd's churn test on one machine, every part real: a tree changed at random (creates, appends,
 /// overwrites, renames, deletions, directory trees made, renamed and removed, symlinks) while the kernel's
-/// notifications feed the journaler, the journal goes over a loopback TCP connection, and the replica applies it cut
-/// by cut; then both trees must be identical, by hash. (The version runs between the pair's namespaces once
-/// apphbd carries replication.)</summary>
+/// notifications feed the journaler (the capture pump), the journal goes over a loopback TCP connection, and the
+/// replica applies it cut by cut; after a barrier both trees must be identical, by hash. (The version runs
+/// between the pair's namespaces once apphbd carries replication.)</summary>
 public sealed class ChurnTests : IDisposable
 {
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
@@ -34,33 +32,12 @@ public sealed class ChurnTests : IDisposable
         Directory.CreateDirectory(replica);
         var key = RandomNumberGenerator.GetBytes(32);
         using var journal = JournalFile.Open(_directory.File("journal"));
-        var journaler = new Journaler(source, journal, new DataGeneration(1, 1), blockSize: 4096);
         using var sender = new ReplicationSender(journal);
         await using var connection = await Connected.OpenAsync(key, key);
         using var stop = new CancellationTokenSource();
         var sending = sender.RunAsync(connection.Sender, stop.Token);
         var receiving = new ReplicationReceiver(new CutApplier(replica, _directory.File("state"))).RunAsync(connection.Receiver, stop.Token);
-
-        var changes = Channel.CreateUnbounded<TreeChange>(new UnboundedChannelOptions { SingleReader = true });
-        using var watcher = TreeWatcher.Start(source, change => changes.Writer.TryWrite(change));
-        var pump = Task.Run(async () =>
-        {
-            // The capture's pump: whatever has arrived is one batch, one cut.
-            var batch = new List<TreeChange>();
-            while (await changes.Reader.WaitToReadAsync(stop.Token))
-            {
-                batch.Clear();
-                while (changes.Reader.TryRead(out var change))
-                {
-                    batch.Add(change);
-                }
-
-                if (journaler.Journal(batch) > 0)
-                {
-                    sender.Appended();
-                }
-            }
-        });
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(1, 1), blockSize: 4096), journal, sender);
 
         var random = new Random(seed);
         for (var op = 0; op < 500; op++)
@@ -69,17 +46,19 @@ public sealed class ChurnTests : IDisposable
             if (overflowMidway && op == 250)
             {
                 // What the capture does after a queue overflow: the journaler compares the whole tree.
-                changes.Writer.TryWrite(new TreeChange(TreeChangeKind.Overflow, string.Empty, IsDirectory: true));
+                pump.CompareWholeTree();
             }
         }
 
-        // inotify keeps one order for the whole tree: once the marker made last is on the replica, so is all before it.
-        File.WriteAllText(Path.Combine(source, "zz-marker"), "last");
-        // Ends early if the receiver refused something: its reason is in the message below.
-        await Polling.UntilAsync(() => File.Exists(Path.Combine(replica, "zz-marker")) || receiving.IsFaulted, Patience, TestContext.Current.CancellationToken);
-        Assert.True(File.Exists(Path.Combine(replica, "zz-marker")),
-            $"the marker never reached the replica (sending: {sending.Status} {sending.Exception?.InnerException?.Message}; receiving: {receiving.Status} {receiving.Exception?.InnerException?.Message}; pump: {pump.Status} {pump.Exception?.InnerException?.Message})");
-        await sender.WaitAcknowledgedAsync(journal.LastSequence, TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken);
+        // The barrier: once it returns, every change made before it is applied on the replica.
+        try
+        {
+            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        }
+        catch (TimeoutException e)
+        {
+            Assert.Fail($"{e.Message} (sending: {sending.Status} {sending.Exception?.InnerException?.Message}; receiving: {receiving.Status} {receiving.Exception?.InnerException?.Message})");
+        }
 
         var want = Snapshot(source);
         var have = Snapshot(replica);
@@ -90,7 +69,7 @@ public sealed class ChurnTests : IDisposable
         Assert.True(want.Count > 20, $"the churn left {want.Count} paths ({journal.LastSequence} records)");
 
         await stop.CancelAsync();
-        await Assert.ThrowsAnyAsync<Exception>(() => Task.WhenAll(sending, receiving, pump));
+        await Assert.ThrowsAnyAsync<Exception>(() => Task.WhenAll(sending, receiving));
     }
 
     /// <summary>One random change, as an application would make it.</summary>

@@ -49,9 +49,13 @@ public sealed class CapturePump : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(sender);
         var pump = new CapturePump(Path.GetFullPath(root), journaler, journal ?? throw new ArgumentNullException(nameof(journal)), sender);
         // After the watch is set: a change made during the scan is seen by both, never by neither.
-        pump._changes.Writer.TryWrite(new TreeChange(TreeChangeKind.Overflow, string.Empty, IsDirectory: true));
+        pump.CompareWholeTree();
         return pump;
     }
+
+    /// <summary>Has the next batch compare the whole tree with what the peer has, as a queue overflow does: for when
+    /// changes may have been missed (a start, a capture restarted, an overflow reported elsewhere).</summary>
+    public void CompareWholeTree() => _changes.Writer.TryWrite(new TreeChange(TreeChangeKind.Overflow, string.Empty, IsDirectory: true));
 
     /// <summary>Returns once every change made under the tree before this call is applied and durable on the peer.</summary>
     /// <exception cref="TimeoutException">The peer did not confirm within <paramref name="timeout"/> (unreachable,
