@@ -23,12 +23,11 @@ public sealed class BarrierTests : IDisposable
         var replica = _directory.File("replica");
         var key = RandomNumberGenerator.GetBytes(32);
         using var journal = JournalFile.Open(_directory.File("journal"));
-        using var sender = new ReplicationSender(journal);
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(1, 1)), journal);
         await using var connection = await Connected.OpenAsync(key, key);
         using var stop = new CancellationTokenSource();
-        var sending = sender.RunAsync(connection.Sender, stop.Token);
+        var sending = pump.Sender.RunAsync(connection.Sender, stop.Token);
         var receiving = new ReplicationReceiver(new CutApplier(replica, _directory.File("state"))).RunAsync(connection.Receiver, stop.Token);
-        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(1, 1)), journal, sender);
 
         // An application's transactions: write, barrier, then acknowledge its user; the replica is checked at once,
         // without waiting: the barrier's return is the promise.
@@ -50,8 +49,7 @@ public sealed class BarrierTests : IDisposable
     {
         var source = Directory.CreateDirectory(_directory.File("source")).FullName;
         using var journal = JournalFile.Open(_directory.File("journal"));
-        using var sender = new ReplicationSender(journal);
-        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(1, 1)), journal, sender);
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(1, 1)), journal);
         await File.WriteAllTextAsync(Path.Combine(source, "a"), "never confirmed", TestContext.Current.CancellationToken);
 
         var failed = await Assert.ThrowsAsync<TimeoutException>(() => pump.BarrierAsync(TimeSpan.FromMilliseconds(500), TestContext.Current.CancellationToken));

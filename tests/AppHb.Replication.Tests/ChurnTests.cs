@@ -32,12 +32,11 @@ public sealed class ChurnTests : IDisposable
         Directory.CreateDirectory(replica);
         var key = RandomNumberGenerator.GetBytes(32);
         using var journal = JournalFile.Open(_directory.File("journal"));
-        using var sender = new ReplicationSender(journal);
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(1, 1), blockSize: 4096), journal);
         await using var connection = await Connected.OpenAsync(key, key);
         using var stop = new CancellationTokenSource();
-        var sending = sender.RunAsync(connection.Sender, stop.Token);
+        var sending = pump.Sender.RunAsync(connection.Sender, stop.Token);
         var receiving = new ReplicationReceiver(new CutApplier(replica, _directory.File("state"))).RunAsync(connection.Receiver, stop.Token);
-        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(1, 1), blockSize: 4096), journal, sender);
 
         var random = new Random(seed);
         for (var op = 0; op < 500; op++)
@@ -142,7 +141,7 @@ public sealed class ChurnTests : IDisposable
     }
 
     /// <summary>Every path under the root with what it is: a directory, a symlink and its target, or a file's length and hash.</summary>
-    private static Dictionary<string, string> Snapshot(string root)
+    internal static Dictionary<string, string> Snapshot(string root)
     {
         var snapshot = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var entry in new DirectoryInfo(root).EnumerateFileSystemInfos("*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 }))

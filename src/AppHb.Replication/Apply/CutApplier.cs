@@ -33,6 +33,9 @@ public sealed class CutApplier
         LastApplied = ReadApplied(Path.Combine(_state, AppliedName));
     }
 
+    /// <summary>The replica's root (absolute).</summary>
+    public string ReplicaRoot => _replica.Root;
+
     private string LogPath => Path.Combine(_state, LogName);
 
     /// <summary>The last cut the replica holds whole (its sequence and generation): persisted with the cut, so a

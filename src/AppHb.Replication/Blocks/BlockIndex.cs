@@ -25,6 +25,20 @@ public sealed class BlockIndex
     /// <summary>The index of a file with no content.</summary>
     public static BlockIndex Empty(int blockSize) => new(0, CheckSize(blockSize), []);
 
+    /// <summary>An index as another node computed it (a difference resync's manifest).</summary>
+    /// <exception cref="ArgumentException">The hashes do not cover <paramref name="length"/> in blocks of <paramref name="blockSize"/>.</exception>
+    public static BlockIndex FromHashes(long length, int blockSize, UInt128[] hashes)
+    {
+        ArgumentNullException.ThrowIfNull(hashes);
+        CheckSize(blockSize);
+        if (length < 0 || hashes.LongLength != (length + blockSize - 1) / blockSize)
+        {
+            throw new ArgumentException($"{hashes.Length} block hashes cannot index {length} bytes in blocks of {blockSize}", nameof(hashes));
+        }
+
+        return new BlockIndex(length, blockSize, hashes);
+    }
+
     /// <summary>Indexes <paramref name="content"/>.</summary>
     public static BlockIndex Of(ReadOnlySpan<byte> content, int blockSize)
     {

@@ -1,6 +1,8 @@
 using System.Threading.Channels;
 using AppHb.Linux.Files;
+using AppHb.Core.Cluster;
 using AppHb.Replication.Journal;
+using AppHb.Replication.Resync;
 using AppHb.Replication.Transfer;
 
 namespace AppHb.Replication.Capture;
@@ -10,8 +12,11 @@ namespace AppHb.Replication.Capture;
 /// returns once every change made before the call is durable on the peer. A change made before the call may still be
 /// in the kernel's queue, unread; so the barrier touches a file of its own in the tree, and since the kernel keeps one
 /// order for the whole tree, once that file's notification is read everything before it was read too, and journaled
-/// in the same batch or an earlier one: the barrier then waits for the peer's acknowledgement of that batch.</summary>
-public sealed class CapturePump : IAsyncDisposable
+/// in the same batch or an earlier one: the barrier then waits for the peer's acknowledgement of that batch.
+/// <para>It is also the <see cref="Sender"/>'s <see cref="IResyncSource"/>: a difference resync is journaled in order
+/// with the batches. Until the first resync since the start nothing is journaled: the journaler does not know what
+/// the peer has, and that resync compares the whole tree anyway.</para></summary>
+public sealed class CapturePump : IResyncSource, IAsyncDisposable
 {
     /// <summary>How the barrier's own files at the root of the tree begin (then the barrier's number); never replicated.</summary>
     public const string BarrierFilePrefix = ".apphb-barrier-";
@@ -23,39 +28,64 @@ public sealed class CapturePump : IAsyncDisposable
     private readonly Journaler _journaler;
     private readonly JournalFile _journal;
     private readonly ReplicationSender _sender;
-    private readonly Channel<TreeChange> _changes = Channel.CreateUnbounded<TreeChange>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<Input> _inputs = Channel.CreateUnbounded<Input>(new UnboundedChannelOptions { SingleReader = true });
     private readonly TreeWatcher _watcher;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _pumping;
     private readonly Lock _gate = new();
     private readonly List<(long Ticket, TaskCompletionSource<ulong> Captured)> _barriers = [];
     private long _nextTicket;
+    private volatile bool _compared;
 
-    private CapturePump(string root, Journaler journaler, JournalFile journal, ReplicationSender sender)
+    private abstract record Input;
+
+    private sealed record Changed(TreeChange Change) : Input;
+
+    private sealed record ResyncAsked(IReadOnlyList<ManifestEntry> PeerHas, TaskCompletionSource<(ulong, ulong)> Done) : Input;
+
+    private CapturePump(string root, Journaler journaler, JournalFile journal)
     {
         _root = root;
         _journaler = journaler;
         _journal = journal;
-        _sender = sender;
-        _watcher = TreeWatcher.Start(root, change => _changes.Writer.TryWrite(change));
+        _sender = new ReplicationSender(journal, this);
+        _watcher = TreeWatcher.Start(root, change => _inputs.Writer.TryWrite(new Changed(change)));
         _pumping = Task.Run(() => PumpAsync(_stop.Token));
     }
 
-    /// <summary>Watches <paramref name="root"/>, first journals whatever differs from what the peer has (the
-    /// journaler's knowledge: everything, for a new peer), then every change.</summary>
-    public static CapturePump Start(string root, Journaler journaler, JournalFile journal, ReplicationSender sender)
+    /// <summary>Watches <paramref name="root"/> and journals every change once a first difference resync (asked by
+    /// the peer's first connection) has compared the tree with its replica.</summary>
+    public static CapturePump Start(string root, Journaler journaler, JournalFile journal)
     {
         ArgumentNullException.ThrowIfNull(journaler);
-        ArgumentNullException.ThrowIfNull(sender);
-        var pump = new CapturePump(Path.GetFullPath(root), journaler, journal ?? throw new ArgumentNullException(nameof(journal)), sender);
-        // After the watch is set: a change made during the scan is seen by both, never by neither.
-        pump.CompareWholeTree();
-        return pump;
+        return new CapturePump(Path.GetFullPath(root), journaler, journal ?? throw new ArgumentNullException(nameof(journal)));
     }
 
+    /// <summary>What runs the replication connections of this pump's journal (<see cref="ReplicationSender.RunAsync"/>).</summary>
+    public ReplicationSender Sender => _sender;
+
+    /// <summary>Whether a difference resync has compared the tree with the replica since the start (before it,
+    /// changes are not journaled).</summary>
+    public bool Compared => _compared;
+
+    /// <summary>Ends when the pump stops, or faults with what stopped it (the journal's disk refused).</summary>
+    public Task Completion => _pumping;
+
+    public int BlockSize => _journaler.BlockSize;
+
+    public DataGeneration Generation => _journaler.Generation;
+
     /// <summary>Has the next batch compare the whole tree with what the peer has, as a queue overflow does: for when
-    /// changes may have been missed (a start, a capture restarted, an overflow reported elsewhere).</summary>
-    public void CompareWholeTree() => _changes.Writer.TryWrite(new TreeChange(TreeChangeKind.Overflow, string.Empty, IsDirectory: true));
+    /// changes may have been missed (a capture restarted, an overflow reported elsewhere).</summary>
+    public void CompareWholeTree() => _inputs.Writer.TryWrite(new Changed(new TreeChange(TreeChangeKind.Overflow, string.Empty, IsDirectory: true)));
+
+    public async Task<(ulong First, ulong Cut)> ResyncAsync(IReadOnlyList<ManifestEntry> peerHas, CancellationToken cancellationToken)
+    {
+        var done = new TaskCompletionSource<(ulong, ulong)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        ObjectDisposedException.ThrowIf(!_inputs.Writer.TryWrite(new ResyncAsked(peerHas, done)), this);
+
+        return await done.Task.WaitAsync(cancellationToken);
+    }
 
     /// <summary>Returns once every change made under the tree before this call is applied and durable on the peer.</summary>
     /// <exception cref="TimeoutException">The peer did not confirm within <paramref name="timeout"/> (unreachable,
@@ -97,12 +127,31 @@ public sealed class CapturePump : IAsyncDisposable
     private async Task PumpAsync(CancellationToken cancellationToken)
     {
         var batch = new List<TreeChange>();
-        while (await _changes.Reader.WaitToReadAsync(cancellationToken))
+        while (await _inputs.Reader.WaitToReadAsync(cancellationToken))
         {
-            batch.Clear();
             long seen = 0;
-            while (_changes.Reader.TryRead(out var change))
+            while (_inputs.Reader.TryRead(out var input))
             {
+                if (input is ResyncAsked resync)
+                {
+                    // In order: what was read before the request is journaled first (against the old knowledge).
+                    Journal(batch);
+                    try
+                    {
+                        var result = _journaler.Resync(resync.PeerHas);
+                        _compared = true;
+                        _sender.Appended();
+                        resync.Done.TrySetResult(result);
+                    }
+                    catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
+                    {
+                        resync.Done.TrySetException(e);
+                    }
+
+                    continue;
+                }
+
+                var change = ((Changed)input).Change;
                 if (change.Kind == TreeChangeKind.Created && IsBarrierFile(change.Path)
                     && long.TryParse(change.Path.AsSpan(BarrierFilePrefix.Length), System.Globalization.CultureInfo.InvariantCulture, out var ticket))
                 {
@@ -112,16 +161,13 @@ public sealed class CapturePump : IAsyncDisposable
                 batch.Add(change);
             }
 
-            if (_journaler.Journal(batch) > 0)
-            {
-                _sender.Appended();
-            }
-
+            Journal(batch);
             if (seen > 0)
             {
                 // The barrier's file was read, and with it everything made before it (barriers are numbered in the
-                // order their files are made, so every earlier one is through too).
-                var journaled = _journal.LastSequence;
+                // order their files are made, so every earlier one is through too). Before the first resync nothing
+                // is journaled: the resync's cut, after this sequence, covers the barrier.
+                var journaled = _compared ? _journal.LastSequence : _journal.LastSequence + 1;
                 lock (_gate)
                 {
                     foreach (var (_, captured) in _barriers.Where(b => b.Ticket <= seen))
@@ -133,10 +179,20 @@ public sealed class CapturePump : IAsyncDisposable
         }
     }
 
+    private void Journal(List<TreeChange> batch)
+    {
+        if (_compared && batch.Count > 0 && _journaler.Journal(batch) > 0)
+        {
+            _sender.Appended();
+        }
+
+        batch.Clear();
+    }
+
     public async ValueTask DisposeAsync()
     {
         _watcher.Dispose();
-        _changes.Writer.TryComplete();
+        _inputs.Writer.TryComplete();
         await _stop.CancelAsync();
         try
         {
@@ -147,5 +203,6 @@ public sealed class CapturePump : IAsyncDisposable
         }
 
         _stop.Dispose();
+        _sender.Dispose();
     }
 }

@@ -3,6 +3,7 @@ using AppHb.Linux.Accounts;
 using AppHb.Linux.Files;
 using AppHb.Replication.Blocks;
 using AppHb.Replication.Journal;
+using AppHb.Replication.Resync;
 
 namespace AppHb.Replication.Capture;
 
@@ -98,6 +99,45 @@ public sealed class Journaler
         return records.Close();
     }
 
+    /// <summary>A difference resync: forgets what it believed the peer has, takes <paramref name="peerHas"/> (what the
+    /// replica holds, by block hashes) instead, and journals what differs from the tree now, closed by a cut even when
+    /// nothing differs (the replica then stands at a position this journal continues). Returns the first record's
+    /// sequence and the cut's. Entries under excluded paths are left out: what is not replicated is the peer's own.</summary>
+    /// <exception cref="ArgumentException">A file of the manifest is hashed in blocks of another size.</exception>
+    public (ulong First, ulong Cut) Resync(IEnumerable<ManifestEntry> peerHas)
+    {
+        ArgumentNullException.ThrowIfNull(peerHas);
+        _files.Clear();
+        _directories.Clear();
+        _symlinks.Clear();
+        foreach (var entry in peerHas.Where(e => !_excluded(e.Path)))
+        {
+            switch (entry.Kind)
+            {
+                case ManifestEntryKind.File when entry.Blocks!.BlockSize == _blockSize:
+                    _files[entry.Path] = entry.Blocks;
+                    break;
+                case ManifestEntryKind.File:
+                    throw new ArgumentException($"{entry.Path}: hashed in blocks of {entry.Blocks.BlockSize} bytes, this journal's are {_blockSize}", nameof(peerHas));
+                case ManifestEntryKind.Directory:
+                    _directories.Add(entry.Path);
+                    break;
+                case ManifestEntryKind.Symlink:
+                    _symlinks[entry.Path] = entry.Target!;
+                    break;
+            }
+        }
+
+        var first = _journal.LastSequence + 1;
+        var records = new Batch(_journal, Generation);
+        Rescan(records);
+        records.Close(always: true);
+        return (first, _journal.LastSequence);
+    }
+
+    /// <summary>The block size files are compared and shipped in.</summary>
+    public int BlockSize => _blockSize;
+
     /// <summary>The records of one batch, appended to the journal as they are made (numbered in order), so that a
     /// large file's blocks are never all held in memory; closed by a cut and one fdatasync.</summary>
     private sealed class Batch(JournalFile journal, DataGeneration generation)
@@ -110,9 +150,9 @@ public sealed class Journaler
             Count++;
         }
 
-        public int Close()
+        public int Close(bool always = false)
         {
-            if (Count == 0)
+            if (Count == 0 && !always)
             {
                 return 0;
             }

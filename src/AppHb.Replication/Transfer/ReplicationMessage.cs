@@ -13,6 +13,15 @@ public enum ReplicationMessageKind : byte
     Record = 2,
     /// <summary>Receiver to sender: every record up to this sequence is applied and durable.</summary>
     Acknowledged = 3,
+    /// <summary>Sender to receiver, instead of records: the replica's position is not one this journal can continue
+    /// from; send what the replica holds (a difference resync), hashed in blocks of this size.</summary>
+    ResyncRequest = 4,
+    /// <summary>Receiver to sender: part of what the replica holds (<see cref="Resync.TreeManifest"/>).</summary>
+    ManifestPart = 5,
+    /// <summary>Receiver to sender: the manifest is whole (how many entries it had).</summary>
+    ManifestEnd = 6,
+    /// <summary>Sender to receiver: the resync's records follow, starting with this sequence.</summary>
+    ResyncFrom = 7,
 }
 
 /// <summary>Encodes and decodes the payloads of sealed frames (big-endian, as the rest of the pair's wire).</summary>
@@ -32,6 +41,59 @@ public static class ReplicationMessage
         List<byte> body = [(byte)ReplicationMessageKind.Acknowledged];
         BigEndianWriter.AddUInt64(body, sequence);
         return [.. body];
+    }
+
+    public static byte[] ResyncRequest(int blockSize)
+    {
+        List<byte> body = [(byte)ReplicationMessageKind.ResyncRequest];
+        BigEndianWriter.AddUInt32(body, (uint)blockSize);
+        return [.. body];
+    }
+
+    public static byte[] ManifestEnd(ulong entries)
+    {
+        List<byte> body = [(byte)ReplicationMessageKind.ManifestEnd];
+        BigEndianWriter.AddUInt64(body, entries);
+        return [.. body];
+    }
+
+    public static byte[] ResyncFrom(ulong first)
+    {
+        List<byte> body = [(byte)ReplicationMessageKind.ResyncFrom];
+        BigEndianWriter.AddUInt64(body, first);
+        return [.. body];
+    }
+
+    /// <summary>Which message a payload is (its first byte; 0 for an empty one).</summary>
+    public static ReplicationMessageKind KindOf(ReadOnlySpan<byte> payload) => payload.IsEmpty ? 0 : (ReplicationMessageKind)payload[0];
+
+    /// <exception cref="ReplicationRefusedException">Not a resync request, short, or a block size the journal cannot carry.</exception>
+    public static int ReadResyncRequest(ReadOnlySpan<byte> payload)
+    {
+        Expect(payload, ReplicationMessageKind.ResyncRequest, 1 + 4);
+        new BigEndianReader(payload[1..]).Read32(out var blockSize);
+        if (blockSize is 0 or > JournalCodec.MaxBlockSize)
+        {
+            throw new ReplicationRefusedException($"a resync request with block size {blockSize}: 1 to {JournalCodec.MaxBlockSize} bytes");
+        }
+
+        return (int)blockSize;
+    }
+
+    /// <exception cref="ReplicationRefusedException">Not a manifest end, or short.</exception>
+    public static ulong ReadManifestEnd(ReadOnlySpan<byte> payload)
+    {
+        Expect(payload, ReplicationMessageKind.ManifestEnd, 1 + 8);
+        new BigEndianReader(payload[1..]).Read64(out var entries);
+        return entries;
+    }
+
+    /// <exception cref="ReplicationRefusedException">Not a resync start, or short.</exception>
+    public static ulong ReadResyncFrom(ReadOnlySpan<byte> payload)
+    {
+        Expect(payload, ReplicationMessageKind.ResyncFrom, 1 + 8);
+        new BigEndianReader(payload[1..]).Read64(out var first);
+        return first;
     }
 
     public static byte[] Record(JournalRecord record)

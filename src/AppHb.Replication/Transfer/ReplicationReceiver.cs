@@ -1,15 +1,24 @@
+using AppHb.Core.Cluster;
 using AppHb.Replication.Apply;
 using AppHb.Replication.Journal;
+using AppHb.Replication.Resync;
 
 namespace AppHb.Replication.Transfer;
 
 /// <summary>The standby's end of a replication connection: says where its replica stands, then applies the records
 /// it receives strictly in sequence, a cut at a time (<see cref="CutApplier"/>), and acknowledges each cut once it is
-/// durable. A record out of sequence, a frame that fails authentication or a record that does not decode ends the
-/// connection with the reason; what was received of the unfinished cut is dropped, never applied.</summary>
-public sealed class ReplicationReceiver(CutApplier applier)
+/// durable. Asked for a difference resync, it sends what its replica holds (<see cref="TreeManifest"/>) and applies
+/// the records that follow from the sequence the sender names. A record out of sequence, a frame that fails
+/// authentication or a record that does not decode ends the connection with the reason; what was received of the
+/// unfinished cut is dropped, never applied.</summary>
+/// <param name="cutApplied">Called after each cut is durable, with its generation and whether it closed a difference
+/// resync (the replica then equals the active's tree as it was compared).</param>
+public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneration, ulong, bool>? cutApplied = null)
 {
     private readonly CutApplier _applier = applier ?? throw new ArgumentNullException(nameof(applier));
+
+    /// <summary>Whether a difference resync is under way: from the sender's request to its cut.</summary>
+    public bool Resyncing { get; private set; }
 
     /// <summary>Runs until the connection ends: by <paramref name="cancellationToken"/>, or with a
     /// <see cref="ReplicationRefusedException"/> saying what was wrong.</summary>
@@ -20,24 +29,62 @@ public sealed class ReplicationReceiver(CutApplier applier)
         await channel.SendAsync(ReplicationMessage.Resume(generation, applied), cancellationToken);
         var cut = new List<JournalRecord>();
         var next = applied + 1;
-        while (true)
+        try
         {
-            var record = ReplicationMessage.ReadRecord(await channel.ReceiveAsync(cancellationToken));
-            if (record.Sequence != next)
+            while (true)
             {
-                throw new ReplicationRefusedException($"record {record.Sequence} where record {next} was due: the journal's sequence numbers follow each other, so records were lost or reordered");
-            }
+                var payload = await channel.ReceiveAsync(cancellationToken);
+                switch (ReplicationMessage.KindOf(payload))
+                {
+                    case ReplicationMessageKind.ResyncRequest when cut.Count == 0:
+                        Resyncing = true;
+                        await SendManifestAsync(channel, ReplicationMessage.ReadResyncRequest(payload), cancellationToken);
+                        // The sender's journal numbers them, which may be another node's than the one the replica
+                        // followed before: the position only has to follow on from here.
+                        next = ReplicationMessage.ReadResyncFrom(await channel.ReceiveAsync(cancellationToken));
+                        continue;
+                }
 
-            next++;
-            cut.Add(record);
-            if (record is CutRecord)
-            {
-                // Applying blocks this connection's reader, which is what it should: nothing is read ahead of a
-                // cut that is not durable yet, and the sender's window is the socket's buffer.
-                _applier.ApplyCut(cut);
-                cut.Clear();
-                await channel.SendAsync(ReplicationMessage.Acknowledged(record.Sequence), cancellationToken);
+                var record = ReplicationMessage.ReadRecord(payload);
+                if (record.Sequence != next)
+                {
+                    throw new ReplicationRefusedException($"record {record.Sequence} where record {next} was due: the journal's sequence numbers follow each other, so records were lost or reordered");
+                }
+
+                next++;
+                cut.Add(record);
+                if (record is CutRecord)
+                {
+                    // Applying blocks this connection's reader, which is what it should: nothing is read ahead of a
+                    // cut that is not durable yet, and the sender's window is the socket's buffer.
+                    _applier.ApplyCut(cut);
+                    cut.Clear();
+                    var closedResync = Resyncing;
+                    Resyncing = false;
+                    cutApplied?.Invoke(record.Generation, record.Sequence, closedResync);
+                    await channel.SendAsync(ReplicationMessage.Acknowledged(record.Sequence), cancellationToken);
+                }
             }
         }
+        finally
+        {
+            Resyncing = false;
+        }
+    }
+
+    private async Task SendManifestAsync(ReplicationChannel channel, int blockSize, CancellationToken cancellationToken)
+    {
+        ulong entries = 0;
+        var counted = TreeManifest.Walk(_applier.ReplicaRoot, blockSize).Select(e =>
+        {
+            entries++;
+            return e;
+        });
+        foreach (var part in TreeManifest.Encode(counted))
+        {
+            await channel.SendAsync(part, cancellationToken);
+        }
+
+        await channel.SendAsync(ReplicationMessage.ManifestEnd(entries), cancellationToken);
     }
 }

@@ -1,18 +1,30 @@
 using AppHb.Replication.Journal;
+using AppHb.Replication.Resync;
 
 namespace AppHb.Replication.Transfer;
 
 /// <summary>The active node's end of a replication connection: learns where the peer's replica stands, sends the
 /// journal's records after it in order, then each new one as the journaler calls <see cref="Appended"/>, and follows
 /// the peer's acknowledgements (<see cref="Acknowledged"/>, <see cref="WaitAcknowledgedAsync"/>: the barrier's
-/// ground).</summary>
-public sealed class ReplicationSender(IJournalReader journal) : IDisposable
+/// ground). With a <see cref="IResyncSource"/>, a replica this journal cannot continue (a new peer, one that was
+/// apart, an apphbd restart here, the other node's journal) gets a difference resync instead of a refusal.</summary>
+/// <param name="resync">Null: the journal holds every record from the first (a replica at 0 is empty), and a replica
+/// it cannot continue is refused.</param>
+public sealed class ReplicationSender(IJournalReader journal, IResyncSource? resync = null) : IDisposable
 {
     private readonly IJournalReader _journal = journal ?? throw new ArgumentNullException(nameof(journal));
     private readonly SemaphoreSlim _appended = new(0, 1);
     private readonly Lock _gate = new();
     private TaskCompletionSource _acknowledgedChanged = New();
     private ulong _acknowledged;
+
+    /// <summary>The first replica position this journal continues: a replica at or after the last resync's cut
+    /// applied this journal's records on top of what the resync compared. None before a resync (a resync source
+    /// knows nothing of a replica it has not compared).</summary>
+    private ulong _continuesFrom = resync is null ? 0 : ulong.MaxValue;
+
+    /// <summary>Difference resyncs started (each connection that could not continue the replica's position).</summary>
+    public long Resyncs { get; private set; }
 
     /// <summary>The last sequence the peer acknowledged as applied and durable (0 before it said).</summary>
     public ulong Acknowledged
@@ -71,13 +83,23 @@ public sealed class ReplicationSender(IJournalReader journal) : IDisposable
     {
         ArgumentNullException.ThrowIfNull(channel);
         var (generation, applied) = ReplicationMessage.ReadResume(await channel.ReceiveAsync(cancellationToken));
-        if (applied > _journal.LastSequence)
+        var continues = applied >= Volatile.Read(ref _continuesFrom) && applied <= _journal.LastSequence
+            && (resync is null || generation == resync.Generation);
+        if (continues)
         {
-            throw new ReplicationRefusedException($"the peer's replica is at record {applied} of generation {generation}, past this journal's last record {_journal.LastSequence}: it went on without this node (a resync in reverse is due)");
+            Advance(applied);
+            Sent = applied;
         }
-
-        Advance(applied);
-        Sent = applied;
+        else if (resync is null)
+        {
+            throw new ReplicationRefusedException(applied > _journal.LastSequence
+                ? $"the peer's replica is at record {applied} of generation {generation}, past this journal's last record {_journal.LastSequence}: it went on without this node (a resync in reverse is due)"
+                : $"the peer's replica is at record {applied} of generation {generation}, before what this journal continues: a difference resync is due");
+        }
+        else
+        {
+            Sent = await ResyncAsync(channel, resync, cancellationToken) - 1;
+        }
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var acknowledgements = FollowAcknowledgementsAsync(channel, stop.Token);
         try
@@ -121,6 +143,36 @@ public sealed class ReplicationSender(IJournalReader journal) : IDisposable
                 // Ending with the connection: the exception that ended the loop above is the one reported.
             }
         }
+    }
+
+    /// <summary>Asks the replica what it holds, has the journal record what differs, and returns the first sequence
+    /// of those records (announced to the receiver, which applies them from there).</summary>
+    private async Task<ulong> ResyncAsync(ReplicationChannel channel, IResyncSource source, CancellationToken cancellationToken)
+    {
+        Resyncs++;
+        await channel.SendAsync(ReplicationMessage.ResyncRequest(source.BlockSize), cancellationToken);
+        var manifest = new List<ManifestEntry>();
+        while (true)
+        {
+            var payload = await channel.ReceiveAsync(cancellationToken);
+            if (ReplicationMessage.KindOf(payload) != ReplicationMessageKind.ManifestPart)
+            {
+                var count = ReplicationMessage.ReadManifestEnd(payload);
+                if (count != (ulong)manifest.Count)
+                {
+                    throw new ReplicationRefusedException($"the peer's manifest ended saying {count} entries, and {manifest.Count} arrived");
+                }
+
+                break;
+            }
+
+            manifest.AddRange(TreeManifest.Decode(payload, source.BlockSize));
+        }
+
+        var (first, cut) = await source.ResyncAsync(manifest, cancellationToken);
+        Volatile.Write(ref _continuesFrom, cut);
+        await channel.SendAsync(ReplicationMessage.ResyncFrom(first), cancellationToken);
+        return first;
     }
 
     private async Task FollowAcknowledgementsAsync(ReplicationChannel channel, CancellationToken cancellationToken)

@@ -1,0 +1,190 @@
+using System.Buffers.Binary;
+using AppHb.Core.Wire;
+using AppHb.Replication.Blocks;
+using AppHb.Replication.Journal;
+using AppHb.Replication.Transfer;
+
+namespace AppHb.Replication.Resync;
+
+public enum ManifestEntryKind : byte
+{
+    File = 1,
+    Directory = 2,
+    Symlink = 3,
+}
+
+/// <summary>One thing a replica holds, as a difference resync compares it: a file by its block hashes, a directory,
+/// a symlink by its target.</summary>
+public sealed record ManifestEntry(string Path, ManifestEntryKind Kind, BlockIndex? Blocks = null, string? Target = null);
+
+/// <summary>What a replica holds, for a difference resync (docs/replication-design.md, "Resync"): the standby walks
+/// its replica and sends this; the active adopts it as what the peer has and journals only what differs, so a resync
+/// after days apart reads both trees once and sends only the differing blocks, and one interrupted halfway starts
+/// again from whatever the replica reached.</summary>
+public static class TreeManifest
+{
+    /// <summary>About how large one manifest message grows before it is sent (a file's hashes are never split).</summary>
+    public const int PartBytes = 1 << 20;
+
+    /// <summary>Every entry under <paramref name="root"/> (not the root itself), parents before children; symlinks
+    /// are not followed.</summary>
+    public static IEnumerable<ManifestEntry> Walk(string root, int blockSize)
+    {
+        var full = Path.GetFullPath(root);
+        var pending = new Stack<DirectoryInfo>();
+        pending.Push(new DirectoryInfo(full));
+        while (pending.Count > 0)
+        {
+            List<FileSystemInfo> entries;
+            try
+            {
+                entries = [.. pending.Pop().EnumerateFileSystemInfos()];
+            }
+            catch (DirectoryNotFoundException)
+            {
+                continue;
+            }
+
+            foreach (var entry in entries)
+            {
+                var path = Path.GetRelativePath(full, entry.FullName);
+                if (entry.LinkTarget is { } target)
+                {
+                    yield return new ManifestEntry(path, ManifestEntryKind.Symlink, Target: target);
+                }
+                else if (entry is DirectoryInfo directory)
+                {
+                    yield return new ManifestEntry(path, ManifestEntryKind.Directory);
+                    pending.Push(directory);
+                }
+                else if (Index(entry.FullName, blockSize) is { } blocks)
+                {
+                    yield return new ManifestEntry(path, ManifestEntryKind.File, blocks);
+                }
+            }
+        }
+    }
+
+    private static BlockIndex? Index(string path, int blockSize)
+    {
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
+            return BlockIndex.Of(stream, blockSize, static (_, _, _) => { });
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            // Gone meanwhile: nothing writes the replica but the applier, which is not running during the walk.
+            return null;
+        }
+    }
+
+    /// <summary>The entries as ManifestPart messages of about <see cref="PartBytes"/> each.</summary>
+    public static IEnumerable<byte[]> Encode(IEnumerable<ManifestEntry> entries)
+    {
+        ArgumentNullException.ThrowIfNull(entries);
+        var body = new List<byte> { (byte)ReplicationMessageKind.ManifestPart };
+        var hash = new byte[16];
+        foreach (var entry in entries)
+        {
+            body.Add((byte)entry.Kind);
+            BigEndianWriter.AddString(body, entry.Path, JournalPath.MaxBytes, "a manifest path");
+            switch (entry.Kind)
+            {
+                case ManifestEntryKind.File:
+                    var blocks = entry.Blocks!;
+                    BigEndianWriter.AddUInt64(body, (ulong)blocks.Length);
+                    foreach (var h in blocks.Hashes)
+                    {
+                        BinaryPrimitives.WriteUInt128BigEndian(hash, h);
+                        body.AddRange(hash);
+                    }
+
+                    break;
+                case ManifestEntryKind.Symlink:
+                    BigEndianWriter.AddString(body, entry.Target!, JournalPath.MaxBytes, "a symlink's target");
+                    break;
+            }
+
+            if (body.Count >= PartBytes)
+            {
+                yield return [.. body];
+                body = [(byte)ReplicationMessageKind.ManifestPart];
+            }
+        }
+
+        if (body.Count > 1)
+        {
+            yield return [.. body];
+        }
+    }
+
+    /// <summary>The entries of one ManifestPart message; a file's hash count follows from its length.</summary>
+    /// <exception cref="ReplicationRefusedException">The part does not decode, or names a path that could leave the
+    /// replicated root (the reason says which).</exception>
+    public static IReadOnlyList<ManifestEntry> Decode(ReadOnlySpan<byte> payload, int blockSize)
+    {
+        if (payload.Length < 1 || payload[0] != (byte)ReplicationMessageKind.ManifestPart)
+        {
+            throw new ReplicationRefusedException("a message that is not a manifest part where one was due");
+        }
+
+        var reader = new BigEndianReader(payload[1..]);
+        var entries = new List<ManifestEntry>();
+        while (!reader.AtEnd)
+        {
+            if (!reader.Read8(out var kind) || !reader.ReadText(JournalPath.MaxBytes, out var path))
+            {
+                throw Malformed(entries.Count, "it ends inside an entry's kind or path");
+            }
+
+            if (JournalPath.Problem(path) is { } problem)
+            {
+                throw Malformed(entries.Count, problem);
+            }
+
+            switch ((ManifestEntryKind)kind)
+            {
+                case ManifestEntryKind.File:
+                    if (!reader.Read64(out var length) || length > long.MaxValue - (ulong)blockSize)
+                    {
+                        throw Malformed(entries.Count, $"{path}: its length is missing or impossible");
+                    }
+
+                    var count = (length + (ulong)blockSize - 1) / (ulong)blockSize;
+                    if (count > (ulong)reader.Left / 16)
+                    {
+                        throw Malformed(entries.Count, $"{path}: {length} bytes need {count} block hashes and the part ends first");
+                    }
+
+                    var hashes = new UInt128[count];
+                    for (var i = 0; i < hashes.Length; i++)
+                    {
+                        reader.ReadBytes(16, out var bytes);
+                        hashes[i] = BinaryPrimitives.ReadUInt128BigEndian(bytes);
+                    }
+
+                    entries.Add(new ManifestEntry(path, ManifestEntryKind.File, BlockIndex.FromHashes((long)length, blockSize, hashes)));
+                    break;
+                case ManifestEntryKind.Directory:
+                    entries.Add(new ManifestEntry(path, ManifestEntryKind.Directory));
+                    break;
+                case ManifestEntryKind.Symlink:
+                    if (!reader.ReadText(JournalPath.MaxBytes, out var target))
+                    {
+                        throw Malformed(entries.Count, $"{path}: its symlink target is missing");
+                    }
+
+                    entries.Add(new ManifestEntry(path, ManifestEntryKind.Symlink, Target: target));
+                    break;
+                default:
+                    throw Malformed(entries.Count, $"{path}: entry kind {kind} is unknown");
+            }
+        }
+
+        return entries;
+    }
+
+    private static ReplicationRefusedException Malformed(int index, string problem) =>
+        new($"the peer's manifest is malformed at entry {index + 1} of a part: {problem}");
+}

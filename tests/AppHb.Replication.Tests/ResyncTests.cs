@@ -1,0 +1,200 @@
+using System.Security.Cryptography;
+using AppHb.Core.Cluster;
+using AppHb.Replication.Apply;
+using AppHb.Replication.Blocks;
+using AppHb.Replication.Capture;
+using AppHb.Replication.Journal;
+using AppHb.Replication.Resync;
+using AppHb.Replication.Transfer;
+using AppHb.Testing;
+
+namespace AppHb.Replication.Tests;
+
+/// <summary>The difference resync (docs/replication-design.md, "Resync"): a replica the active's journal cannot
+/// continue (apart for days, an apphbd restart on the active, the other node active meanwhile) is compared by block
+/// hashes and gets only what differs; over real loopback TCP, real trees, real notifications.</summary>
+public sealed class ResyncTests : IDisposable
+{
+    private const int BlockSize = JournalCodec.DefaultBlockSize;
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
+    private readonly TempDirectory _directory = new();
+    private readonly byte[] _key = RandomNumberGenerator.GetBytes(32);
+
+    public void Dispose() => _directory.Dispose();
+
+    [Fact]
+    public async Task A_replica_apart_for_days_gets_only_the_blocks_that_differ_and_ends_identical()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = Directory.CreateDirectory(_directory.File("replica")).FullName;
+        var random = new Random(20261201);
+        Directory.CreateDirectory(Path.Combine(source, "db"));
+        for (var i = 0; i < 8; i++)
+        {
+            File.WriteAllBytes(Path.Combine(source, "db", $"table{i}"), RandomBytes(random, 16 * BlockSize));
+        }
+
+        File.WriteAllText(Path.Combine(source, "removed-while-apart"), "the active deleted this meanwhile");
+        CopyTree(source, replica);
+
+        // While apart: five blocks rewritten in place, a file made, a file deleted; the replica holds a stray file
+        // and a directory where the source has a file.
+        foreach (var (table, block) in new[] { (0, 3), (0, 9), (2, 0), (5, 15), (7, 7) })
+        {
+            using var file = File.OpenWrite(Path.Combine(source, "db", $"table{table}"));
+            file.Position = (long)block * BlockSize + 100;
+            file.Write(RandomBytes(random, 4096));
+        }
+
+        File.WriteAllText(Path.Combine(source, "made-while-apart"), "new");
+        File.Delete(Path.Combine(source, "removed-while-apart"));
+        File.WriteAllText(Path.Combine(source, "db", "shape"), "a file on the active");
+        Directory.CreateDirectory(Path.Combine(replica, "db", "shape"));
+        File.WriteAllText(Path.Combine(replica, "stray"), "only on the replica");
+
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(4, 1)), journal);
+        await SyncAsync(pump, replica, "state");
+
+        AssertIdentical(source, replica);
+        var shipped = ShippedBlocks(journal);
+        // The five rewritten blocks and the two small new files: nothing of the 8 × 16 blocks that did not change.
+        Assert.Equal(7, shipped);
+        Assert.Equal(1, pump.Sender.Resyncs);
+    }
+
+    [Fact]
+    public async Task After_the_other_node_was_active_the_returning_replica_is_resynced_and_then_followed()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = Directory.CreateDirectory(_directory.File("replica")).FullName;
+        var random = new Random(7);
+        File.WriteAllBytes(Path.Combine(source, "data"), RandomBytes(random, 10 * BlockSize));
+
+        // First the replica follows this journal under generation 4 (a full resync of an empty replica).
+        using (var journal = JournalFile.Open(_directory.File("journal")))
+        {
+            await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(4, 1)), journal);
+            await SyncAsync(pump, replica, "state");
+            Assert.Equal(10, ShippedBlocks(journal));
+        }
+
+        // Then this node restarts under generation 5 with one block changed: the replica's position belongs to the
+        // journal as it was, so it is compared, and only that block goes.
+        using (var file = File.OpenWrite(Path.Combine(source, "data")))
+        {
+            file.Position = 4 * BlockSize;
+            file.Write(RandomBytes(random, 10));
+        }
+
+        using var reopened = JournalFile.Open(_directory.File("journal"));
+        var before = reopened.LastSequence;
+        await using var restarted = CapturePump.Start(source, new Journaler(source, reopened, new DataGeneration(5, 1)), reopened);
+        await using var connection = await Connected.OpenAsync(_key, _key);
+        using var stop = new CancellationTokenSource();
+        var sending = restarted.Sender.RunAsync(connection.Sender, stop.Token);
+        var receiving = new ReplicationReceiver(new CutApplier(replica, _directory.File("state"))).RunAsync(connection.Receiver, stop.Token);
+        await restarted.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        AssertIdentical(source, replica);
+        Assert.Equal(1, ShippedBlocks(reopened, after: before));
+
+        // Then followed record by record on the same connection.
+        await File.WriteAllTextAsync(Path.Combine(source, "later"), "after the resync", TestContext.Current.CancellationToken);
+        await restarted.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        Assert.Equal("after the resync", File.ReadAllText(Path.Combine(replica, "later")));
+        Assert.Equal(1, restarted.Sender.Resyncs);
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<Exception>(() => Task.WhenAll(sending, receiving));
+    }
+
+    [Fact]
+    public async Task A_replica_at_a_cut_of_this_journal_is_continued_without_a_resync()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = Directory.CreateDirectory(_directory.File("replica")).FullName;
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(4, 1)), journal);
+        await File.WriteAllTextAsync(Path.Combine(source, "a"), "one", TestContext.Current.CancellationToken);
+        await SyncAsync(pump, replica, "state");
+
+        // Apart for a while (the connection gone), changes journaled meanwhile are replayed, not compared.
+        await File.WriteAllTextAsync(Path.Combine(source, "b"), "two", TestContext.Current.CancellationToken);
+        await SyncAsync(pump, replica, "state");
+        Assert.Equal("two", File.ReadAllText(Path.Combine(replica, "b")));
+        Assert.Equal(1, pump.Sender.Resyncs);
+    }
+
+    [Fact]
+    public void A_manifest_round_trips_and_one_naming_a_path_outside_the_root_is_refused()
+    {
+        var random = new Random(3);
+        ManifestEntry[] entries =
+        [
+            new("d", ManifestEntryKind.Directory),
+            new("d/f", ManifestEntryKind.File, BlockIndex.Of(RandomBytes(random, 3 * 1000 + 1), 1000)),
+            new("d/empty", ManifestEntryKind.File, BlockIndex.Empty(1000)),
+            new("link", ManifestEntryKind.Symlink, Target: "d/f"),
+        ];
+        var parts = TreeManifest.Encode(entries).ToList();
+        var decoded = parts.SelectMany(p => TreeManifest.Decode(p, 1000)).ToList();
+        Assert.Equal(entries.Select(e => (e.Path, e.Kind, e.Target, e.Blocks?.Length)), decoded.Select(e => (e.Path, e.Kind, e.Target, e.Blocks?.Length)));
+        Assert.Equal(entries[1].Blocks!.Hashes, decoded[1].Blocks!.Hashes);
+
+        var escaping = TreeManifest.Encode([new ManifestEntry("../etc", ManifestEntryKind.Directory)]).Single();
+        var refused = Assert.Throws<ReplicationRefusedException>(() => TreeManifest.Decode(escaping, 1000));
+        Assert.Contains("outside the replicated root", refused.Message, StringComparison.Ordinal);
+        var truncated = Assert.Throws<ReplicationRefusedException>(() => TreeManifest.Decode(parts[0].AsSpan(0, parts[0].Length - 5), 1000));
+        Assert.Contains("malformed", truncated.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>One connection: resync or replay as the sender decides, then a barrier, then closed.</summary>
+    private async Task SyncAsync(CapturePump pump, string replica, string state)
+    {
+        await using var connection = await Connected.OpenAsync(_key, _key);
+        using var stop = new CancellationTokenSource();
+        var sending = pump.Sender.RunAsync(connection.Sender, stop.Token);
+        var receiving = new ReplicationReceiver(new CutApplier(replica, _directory.File(state))).RunAsync(connection.Receiver, stop.Token);
+        try
+        {
+            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        }
+        catch (TimeoutException e)
+        {
+            Assert.Fail($"{e.Message} (sending: {sending.Status} {sending.Exception?.InnerException?.Message}; receiving: {receiving.Status} {receiving.Exception?.InnerException?.Message})");
+        }
+
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<Exception>(() => Task.WhenAll(sending, receiving));
+    }
+
+    private static int ShippedBlocks(JournalFile journal, ulong after = 0) =>
+        journal.ReadAfter(after).OfType<WriteRecord>().Sum(w => w.Blocks.Count);
+
+    private static void AssertIdentical(string source, string replica)
+    {
+        var want = ChurnTests.Snapshot(source);
+        var have = ChurnTests.Snapshot(replica);
+        var differences = want.Keys.Union(have.Keys).Where(p => want.GetValueOrDefault(p) != have.GetValueOrDefault(p)).Order(StringComparer.Ordinal).ToList();
+        Assert.True(differences.Count == 0, $"{differences.Count} of {want.Count} paths differ:\n" + string.Join("\n", differences.Take(20).Select(p => $"{p}: source {want.GetValueOrDefault(p) ?? "(none)"}, replica {have.GetValueOrDefault(p) ?? "(none)"}")));
+    }
+
+    private static byte[] RandomBytes(Random random, int count)
+    {
+        var bytes = new byte[count];
+        random.NextBytes(bytes);
+        return bytes;
+    }
+
+    private static void CopyTree(string from, string to)
+    {
+        foreach (var directory in Directory.EnumerateDirectories(from, "*", SearchOption.AllDirectories))
+        {
+            Directory.CreateDirectory(Path.Combine(to, Path.GetRelativePath(from, directory)));
+        }
+
+        foreach (var file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
+        {
+            File.Copy(file, Path.Combine(to, Path.GetRelativePath(from, file)));
+        }
+    }
+}
