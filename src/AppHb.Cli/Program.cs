@@ -177,6 +177,24 @@ resolve.SetAction(async (parse, ct) => await Run(async () =>
     Console.WriteLine((await new AppHbControl(parse.GetValue(socketOption)).ControlAsync(ControlAction.Resolve, parse.GetValue(survivorOption)!, 0, ct)).Message)));
 cluster.Subcommands.Add(resolve);
 
+var replicationJsonOption = new Option<bool>("--json") { Description = "Print JSON instead of text" };
+var replicationStatus = new Command("status", "Show this node's side of replication: journal, confirmed, applied, resyncs, the last connection's end")
+{
+    replicationJsonOption,
+};
+replicationStatus.SetAction(async (parse, ct) => await Run(async () =>
+{
+    var document = await new AppHbControl(parse.GetValue(socketOption)).GetStatusAsync(ct);
+    var replicating = document.Replication ?? throw new AppHbException(ErrorCode.Failed, "this node replicates nothing: apphbd.yaml has no replication section");
+    Console.Write(parse.GetValue(replicationJsonOption)
+        ? JsonSerializer.Serialize(replicating, ProtocolJsonContext.Default.ReplicationStatus) + Environment.NewLine
+        : StatusPrinter.RenderReplication(replicating));
+}));
+var replicationSync = new Command("sync", "On the active node: return once every change made in the replicated directory before it is durable on the peer (fails after replication.barrier-timeout)");
+replicationSync.SetAction(async (parse, ct) => await Run(async () =>
+    Console.WriteLine((await new AppHbControl(parse.GetValue(socketOption)).ControlAsync(ControlAction.ReplicationSync, string.Empty, 0, ct)).Message)));
+var replication = new Command("replication", "Replication of the group's data to the standby") { replicationStatus, replicationSync };
+
 Command PairCommand(string verb, string description, ControlAction action)
 {
     var command = new Command(verb, description);
@@ -191,7 +209,7 @@ var root = new RootCommand("apphbctl: inspect and drive apphbd")
     ServiceCommand("start", "Start a service (and forget its restart history)", ControlAction.Start),
     ServiceCommand("stop", "Stop a service (and what requires it); it stays stopped until started", ControlAction.Stop),
     ServiceCommand("restart", "Restart a service; what requires it restarts after it", ControlAction.Restart),
-    logs, reload, cluster,
+    logs, reload, cluster, replication,
     PairCommand("switchover", "Move the pair's group to the other node (refused when it cannot take it); returns when it runs there", ControlAction.Switchover),
     PairCommand("failback", "Return the pair's group to the preferred node, once its data has caught up", ControlAction.Failback),
     PairCommand("standby", "Keep this node from becoming active (the group is handed over first if it runs here)", ControlAction.Standby),

@@ -76,6 +76,21 @@ internal static class StatusPrinter
         return text.ToString();
     }
 
+    /// <summary>Replication: what <c>apphbctl replication status</c> prints.</summary>
+    public static string RenderReplication(ReplicationStatus r)
+    {
+        var text = new StringBuilder();
+        var side = r.Side switch
+        {
+            "source" => string.Create(CultureInfo.InvariantCulture, $"{r.Path}: source (active node); journaled to record {r.Journaled}, the peer confirmed {r.Acknowledged} (lag {r.Journaled - r.Acknowledged} records); resyncs {r.Resyncs}{(r.Resyncing ? "; the peer's replica is not compared yet: a difference resync is due" : string.Empty)}"),
+            "replica" => string.Create(CultureInfo.InvariantCulture, $"{r.Path}: replica (standby); applied to record {r.Applied} ({r.AppliedGeneration}){(r.Resyncing ? "; a difference resync is under way" : string.Empty)}"),
+            _ => string.Create(CultureInfo.InvariantCulture, $"{r.Path}: idle (this node is taking over, or its side failed to start: see the events)"),
+        };
+        text.AppendLine(side);
+        text.AppendLine(CultureInfo.InvariantCulture, $"connections {r.Connections}; last ended: {r.LastEnded ?? "-"}");
+        return text.ToString();
+    }
+
     /// <summary>One service: what <c>apphbctl status NAME</c> prints.</summary>
     public static string RenderService(ServiceStatus s)
     {

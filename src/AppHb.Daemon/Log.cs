@@ -175,4 +175,14 @@ internal static partial class Log
 
     [LoggerMessage(805, LogLevel.Information, "Pair: the peer knows this node is stopping on purpose (its silence is not a failure)")]
     public static partial void ClusterLeft(ILogger logger);
+
+    // 9xx: replication
+    [LoggerMessage(900, LogLevel.Information, "Replication: this node is the {Side} of {Path} (peer {Peer})")]
+    public static partial void ReplicationSide(ILogger logger, string side, string path, string peer);
+
+    [LoggerMessage(901, LogLevel.Warning, "Replication: a connection ended: {Reason}")]
+    public static partial void ReplicationEnded(ILogger logger, string reason);
+
+    [LoggerMessage(902, LogLevel.Error, "Replication: the {Side} side could not start: {Message}")]
+    public static partial void ReplicationFailed(ILogger logger, string side, string message);
 }

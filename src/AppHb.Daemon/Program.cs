@@ -167,6 +167,13 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Cluster.ClusterHost>());
     }
 
+    builder.Services.AddSingleton<AppHb.Daemon.Cluster.ReplicationHost>();
+    if (options.Replication is not null)
+    {
+        // After the pair (it follows the pair's roles), stopped before it.
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Cluster.ReplicationHost>());
+    }
+
     if (options.Metrics.Listen is not null)
     {
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Export.MetricsServer>());

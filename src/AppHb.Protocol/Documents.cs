@@ -5,8 +5,31 @@ namespace AppHb.Protocol;
 
 /// <summary>The document in a <see cref="FrameType.Status"/> frame.</summary>
 /// <param name="Cluster">This node's side of the pair; null on a single node.</param>
+/// <param name="Replication">This node's side of replication; null when it replicates nothing.</param>
 public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog, IReadOnlyList<ClientStatus> Clients, IReadOnlyList<ServiceStatus> Services,
-    ClusterStatus? Cluster = null);
+    ClusterStatus? Cluster = null, ReplicationStatus? Replication = null);
+
+/// <summary>This node's side of replication (issue 14's `apphbctl replication status`).</summary>
+/// <param name="Side">source (the active node: capture, journal, sender), replica (the standby: receiver, applier)
+/// or idle (taking over, or the side failed to start).</param>
+/// <param name="Connections">Replication connections since apphbd started.</param>
+/// <param name="LastEnded">Why the latest connection ended; null if none has.</param>
+/// <param name="Journaled">Source: the journal's last record.</param>
+/// <param name="Acknowledged">Source: the last record the peer confirmed applied and durable.</param>
+/// <param name="Applied">Replica: the last record of the last cut applied; AppliedGeneration its data generation.</param>
+/// <param name="Resyncs">Source: difference resyncs since this side started.</param>
+/// <param name="Resyncing">A difference resync is due or under way (source: the peer's replica is not compared yet).</param>
+public sealed record ReplicationStatus(
+    string Path,
+    string Side,
+    long Connections,
+    string? LastEnded,
+    ulong? Journaled,
+    ulong? Acknowledged,
+    ulong? Applied,
+    string? AppliedGeneration,
+    long? Resyncs,
+    bool Resyncing);
 
 /// <summary>This node's side of the pair (level 3).</summary>
 /// <param name="Role">starting, standby, taking-over, active or releasing; PeerRole likewise, null before the peer was heard.</param>
@@ -163,6 +186,7 @@ public sealed record EventDocument(
 [JsonSerializable(typeof(ControlResultDocument))]
 [JsonSerializable(typeof(ServiceStatus))]
 [JsonSerializable(typeof(ClusterStatus))]
+[JsonSerializable(typeof(ReplicationStatus))]
 public sealed partial class ProtocolJsonContext : JsonSerializerContext
 {
     /// <summary>Decodes a status payload.</summary>

@@ -172,6 +172,8 @@ public enum ControlAction : byte
     Unstandby = 9,
     /// <summary>The pair: after a split brain, the node named in the request's name keeps its data.</summary>
     Resolve = 10,
+    /// <summary>Replication: returns once every change made before it is durable on the peer (the barrier).</summary>
+    ReplicationSync = 11,
 }
 
 /// <summary>Control a supervised service, reload (Name empty), or the pair (Name empty, or the survivor's node name
@@ -193,9 +195,9 @@ public sealed record ControlRequest(ControlAction Action, string Name, uint Line
     {
         var reader = new PayloadReader(Type, payload);
         var action = reader.ReadByte("action");
-        if (action is < (byte)ControlAction.Start or > (byte)ControlAction.Resolve)
+        if (action is < (byte)ControlAction.Start or > (byte)ControlAction.ReplicationSync)
         {
-            throw new ProtocolException(ErrorCode.InvalidArgument, $"Control frame: field 'action' {action} is not 1 (start) to 10 (resolve)");
+            throw new ProtocolException(ErrorCode.InvalidArgument, $"Control frame: field 'action' {action} is not 1 (start) to 11 (replication sync)");
         }
 
         var name = reader.ReadString("name", FrameFormat.MaxNameBytes);

@@ -113,8 +113,9 @@ public sealed partial class PairRig : IAsyncDisposable
     /// <summary>Node <paramref name="me"/>'s apphbd.yaml (its services and its cluster section).</summary>
     /// <param name="group">The group's services: by default the app, which then runs on the active node only; empty,
     /// the app runs on both nodes and only the address moves.</param>
+    /// <param name="extra">More top-level sections (e.g. <c>replication:</c>).</param>
     public string Config(int me, string app, string? fence = null, string fenceDelay = "200ms", string keepalive = "100ms",
-        string warntime = "300ms", string deadtime = "1s", string initdead = "10s", string group = "[app]", string linkHold = "5s") => $"""
+        string warntime = "300ms", string deadtime = "1s", string initdead = "10s", string group = "[app]", string linkHold = "5s", string extra = "") => $"""
         services:
           app:
             {app}
@@ -156,6 +157,7 @@ public sealed partial class PairRig : IAsyncDisposable
           fence-agent-directory: {Path.Combine(Directory, "agents")}
           fence:
             {fence ?? AgentFence(Node(3 - me))}
+        {extra}
         """;
 
     /// <summary>Starts node <paramref name="me"/>'s apphbd with <see cref="Config"/>.</summary>

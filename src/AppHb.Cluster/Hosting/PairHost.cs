@@ -99,6 +99,7 @@ public sealed class PairHost : IAsyncDisposable
     private readonly List<Task> _running = [];
     private NodeState _state;
     private volatile ClusterRole _role = ClusterRole.Starting;
+    private ClusterRole _announcedRole = ClusterRole.Starting;
     private volatile PairStatus? _status;
     private readonly long[] _refusedByReason = new long[(int)PeerRejection.Malformed + 1];
     private readonly long[] _refusalReportedAt = new long[(int)PeerRejection.Malformed + 1];
@@ -136,6 +137,19 @@ public sealed class PairHost : IAsyncDisposable
 
     /// <summary>This node's role as last decided.</summary>
     public ClusterRole Role => _role;
+
+    /// <summary>Raised on the pair's loop each time this node's role changes; a handler must only take note (it
+    /// holds the loop).</summary>
+    public event Action<ClusterRole>? RoleChanged;
+
+    /// <summary>Run after the group stopped on a hand-over, before the peer is told it may take over: replication's
+    /// "every change is on the peer". A <see cref="TimeoutException"/> or <see cref="IOException"/> from it is reported
+    /// and the hand-over goes on.</summary>
+    public Func<CancellationToken, Task>? HandOverBarrier { get; set; }
+
+    /// <summary>Replication brought this node's data up to the peer's (a difference resync finished): a stale node
+    /// takes the peer's generations; otherwise nothing changes.</summary>
+    public void CaughtUp() => Post(() => _machine.CaughtUp());
 
     /// <summary>The peer's role as its latest heartbeat said, or null before the first.</summary>
     public ClusterRole? PeerRole => _status?.PeerRole;
@@ -397,11 +411,13 @@ public sealed class PairHost : IAsyncDisposable
         }
     }
 
+    private void SetRole() => _role = _machine.Role;
+
     /// <summary>Carries out what the machine asked, in order; what takes time runs beside the loop and answers
     /// through it.</summary>
     private void Act()
     {
-        _role = _machine.Role;
+        SetRole();
         while (_machine.TryTakeCommand(out var command))
         {
             switch (command)
@@ -435,8 +451,7 @@ public sealed class PairHost : IAsyncDisposable
                     _ = StopGroupAsync(_stopping.Token);
                     break;
                 case ClusterCommand.SendReleased:
-                    _ = Observe(_requester.AskAsync(PeerRequestKind.Released, "the group is stopped and the service IP released",
-                        _options.Timings.DeadTime, _options.Timings.Keepalive, _stopping.Token), "telling the peer it may take over");
+                    _ = Observe(SendReleasedAsync(_stopping.Token), "telling the peer it may take over");
                     break;
                 case ClusterCommand.SendHeartbeat:
                     SendHeartbeats();
@@ -457,7 +472,7 @@ public sealed class PairHost : IAsyncDisposable
                     break;
             }
 
-            _role = _machine.Role;
+            SetRole();
         }
 
         var peer = _machine.Peer;
@@ -465,6 +480,12 @@ public sealed class PairHost : IAsyncDisposable
             peer is not null && _machine.Generations.CompareWith(peer.Generations) == GenerationRelation.Same, _machine.IsSplitBrain, _machine.IsStale, _machine.InStandbyMode, _machine.IsPeerFenced,
             _machine.ReachesPingTargets, _machine.Peer?.ReachesPingTargets, _group.IsRunning,
             [.. _linkStates.Select(l => new PairLinkStatus(l.Name, l.Kind, l.StateAt(_time.GetTimestamp(), _options.Timings, _time), l.LastHeard))]);
+        if (_role != _announcedRole)
+        {
+            // After the status: a handler reading it sees the generations that go with the role.
+            _announcedRole = _role;
+            RoleChanged?.Invoke(_role);
+        }
     }
 
     private void CountRefusal(PeerRejection reason, IPEndPoint source, ClusterLink link)
@@ -725,6 +746,28 @@ public sealed class PairHost : IAsyncDisposable
                 ? "the peer did not answer the request to release the group"
                 : $"the peer refused to release the group: {reply.Message}"));
         }
+    }
+
+    /// <summary>The group is stopped: what it wrote reaches the peer (<see cref="HandOverBarrier"/>), then the peer
+    /// is told it may take over.</summary>
+    private async Task SendReleasedAsync(CancellationToken cancellationToken)
+    {
+        if (HandOverBarrier is { } barrier)
+        {
+            try
+            {
+                await barrier(cancellationToken);
+            }
+            catch (Exception e) when (e is TimeoutException or IOException or InvalidOperationException)
+            {
+                // Handing over anyway: the group is stopped on both nodes until the peer takes it, and holding it
+                // back does not bring the peer's copy closer. Said loudly: what was not confirmed may be missing there.
+                _publish(new ClusterEvent("hand-over-unsynced", $"handing over without confirming the last data on the peer: {e.Message}"));
+            }
+        }
+
+        await _requester.AskAsync(PeerRequestKind.Released, "the group is stopped and the service IP released",
+            _options.Timings.DeadTime, _options.Timings.Keepalive, cancellationToken);
     }
 
     private async Task Observe(Task work, string what)

@@ -11,7 +11,7 @@ namespace AppHb.Daemon.Clients;
 /// <summary>Carries out apphbctl's start / stop / restart / logs / reload and the pair's switchover / failback /
 /// standby / unstandby / resolve. Heartbeat clients and status readers may
 /// be any member of the socket's group; control is for root and the daemon's own user only.</summary>
-internal sealed class ControlHandler(ServiceSupervisor supervisor, Cluster.ClusterHost cluster)
+internal sealed class ControlHandler(ServiceSupervisor supervisor, Cluster.ClusterHost cluster, Cluster.ReplicationHost replication)
 {
     /// <param name="cancellationToken">Cancelled when apphbctl leaves or apphbd stops: what was asked is done, the
     /// wait for its outcome ends.</param>
@@ -37,6 +37,7 @@ internal sealed class ControlHandler(ServiceSupervisor supervisor, Cluster.Clust
                 ControlAction.Standby => await cluster.StandbyAsync(on: true, cancellationToken),
                 ControlAction.Unstandby => await cluster.StandbyAsync(on: false, cancellationToken),
                 ControlAction.Resolve => await cluster.ResolveAsync(request.Name, cancellationToken),
+                ControlAction.ReplicationSync => await replication.SyncAsync(cancellationToken),
                 _ => throw new ProtocolException(ErrorCode.InvalidArgument, $"Control: unknown action {request.Action}"),
             };
         }

@@ -139,7 +139,8 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
         }
 
         var node = new PairNodeOptions(cluster.ClusterId, cluster.NodeId, cluster.PeerId, cluster.Preferred, cluster.Timings, cluster.Links,
-            cluster.PingTargets, cluster.ServiceIps, cluster.Fence, cluster.StateFile, FenceAgentDirectory: cluster.FenceAgentDirectory);
+            cluster.PingTargets, cluster.ServiceIps, cluster.Fence, cluster.StateFile, ReplicatesData: options.Replication is not null,
+            FenceAgentDirectory: cluster.FenceAgentDirectory);
         _host = PairHost.Open(node, key, new SupervisedGroup(supervisor), reason =>
         {
             Log.ClusterStopsFeeding(logger, reason);

@@ -13,12 +13,13 @@ public sealed record ApphbdOptions(
     IReadOnlyList<AppHb.Core.Supervision.ServiceDefinition> Services,
     MetricsOptions Metrics,
     SnmpOptions Snmp,
-    ClusterOptions? Cluster = null)
+    ClusterOptions? Cluster = null,
+    ReplicationOptions? Replication = null)
 {
     /// <summary>By value, services included (a record compares lists by reference).</summary>
     public bool Equals(ApphbdOptions? other) => other is not null && Socket == other.Socket && Clients == other.Clients
         && Watchdog == other.Watchdog && Realtime == other.Realtime && Events == other.Events && Metrics == other.Metrics && Snmp == other.Snmp
-        && Cluster?.Canonical() == other.Cluster?.Canonical()
+        && Cluster?.Canonical() == other.Cluster?.Canonical() && Replication?.Canonical() == other.Replication?.Canonical()
         && Services.Select(s => s.Canonical()).SequenceEqual(other.Services.Select(s => s.Canonical()), StringComparer.Ordinal);
 
     public override int GetHashCode() => HashCode.Combine(Socket, Clients, Watchdog, Realtime, Events, Services.Count);

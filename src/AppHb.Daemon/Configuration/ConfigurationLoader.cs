@@ -48,7 +48,7 @@ public static class ConfigurationLoader
         var user = Parse(yaml, source, errors);
         var defaults = Parse(DefaultConfiguration.Yaml, "(defaults)", errors);
         var root = new YamlSection(source, string.Empty, user, defaults, errors);
-        root.RejectUnknownKeys("socket", "clients", "watchdog", "realtime", "events", "services", "metrics", "snmp", "cluster");
+        root.RejectUnknownKeys("socket", "clients", "watchdog", "realtime", "events", "services", "metrics", "snmp", "cluster", "replication");
 
         var socket = root.Child("socket");
         socket.RejectUnknownKeys("path", "mode", "group");
@@ -84,6 +84,8 @@ public static class ConfigurationLoader
             services = [.. services.Select(s => cluster.Group.Contains(s.Name) ? s with { ResourceGroup = ServiceDefinition.PairGroup } : s)];
         }
 
+        var replication = ReplicationConfiguration.Read(root);
+
         var metrics = root.Child("metrics");
         metrics.RejectUnknownKeys("listen");
         System.Net.IPEndPoint? listen = null;
@@ -107,7 +109,7 @@ public static class ConfigurationLoader
             throw new ConfigurationException(errors);
         }
 
-        return new ApphbdOptions(socketOptions, clientLimits, watchdog, realtimeOptions, eventOptions, services, new MetricsOptions(listen), new SnmpOptions(agentx), cluster);
+        return new ApphbdOptions(socketOptions, clientLimits, watchdog, realtimeOptions, eventOptions, services, new MetricsOptions(listen), new SnmpOptions(agentx), cluster, replication);
     }
 
     private static WatchdogOptions ReadWatchdog(YamlSection section)

@@ -15,14 +15,16 @@ internal sealed class StatusReporter
     private readonly DaemonHealth _health;
     private readonly Services.ServiceSupervisor _supervisor;
     private readonly Cluster.ClusterHost? _cluster;
+    private readonly Cluster.ReplicationHost? _replication;
     private readonly TimeProvider _time;
     private readonly DateTimeOffset _startedAt;
     private readonly long _startedTimestamp;
 
     public StatusReporter(HeartbeatRegistry registry, WatchdogTickler tickler, DaemonHealth health, Services.ServiceSupervisor supervisor, TimeProvider time,
-        Cluster.ClusterHost? cluster = null)
+        Cluster.ClusterHost? cluster = null, Cluster.ReplicationHost? replication = null)
     {
         _cluster = cluster;
+        _replication = replication;
         _supervisor = supervisor;
         _registry = registry;
         _tickler = tickler;
@@ -76,7 +78,7 @@ internal sealed class StatusReporter
             device is null ? [] : FlagNames(device.BootStatus),
             tickle.P99Ms,
             tickle.MaxMs);
-        return new StatusDocument(daemon, watchdog, clients, _supervisor.Snapshot(), _cluster?.Status());
+        return new StatusDocument(daemon, watchdog, clients, _supervisor.Snapshot(), _cluster?.Status(), _replication?.Status());
     }
 
     /// <summary>Runs every serialisation once, at start: whatever the runtime loads or initialises for them (an

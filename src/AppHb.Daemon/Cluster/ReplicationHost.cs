@@ -1,0 +1,261 @@
+using System.Net;
+using System.Threading.Channels;
+using AppHb.Cluster.Hosting;
+using AppHb.Core.Cluster;
+using AppHb.Core.Events;
+using AppHb.Daemon.Configuration;
+using AppHb.Protocol;
+using AppHb.Replication.Apply;
+using AppHb.Replication.Capture;
+using AppHb.Replication.Journal;
+using AppHb.Replication.Transfer;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace AppHb.Daemon.Cluster;
+
+/// <summary>Replication of the group's data (apphbd.yaml's <c>replication:</c>) as the pair's roles say: on the
+/// active node the capture journals the directory and sends it over the dedicated link; on the standby the replica
+/// listens and applies; on a node taking over, neither (the old active may still be sending). Started after the pair
+/// and stopped before it.</summary>
+internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster, EventStream events, TimeProvider time,
+    ILogger<ReplicationHost> logger) : IHostedService, IAsyncDisposable
+{
+    private const string NotReplicating = "this node replicates nothing: apphbd.yaml has no replication section";
+    private readonly Channel<ClusterRole> _roles = Channel.CreateUnbounded<ClusterRole>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _running = Task.CompletedTask;
+    private volatile Side? _side;
+    private volatile string? _lastEnded;
+    private long _connections;
+
+    /// <summary>What runs for the current role, stopped as a whole when the role changes.</summary>
+    private abstract class Side(CancellationTokenSource stop)
+    {
+        public CancellationTokenSource Stop { get; } = stop;
+
+        public Task Link { get; set; } = Task.CompletedTask;
+
+        public abstract string Name { get; }
+
+        public virtual ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+
+    private sealed class Source(CancellationTokenSource stop, JournalFile journal, CapturePump pump) : Side(stop)
+    {
+        public JournalFile Journal { get; } = journal;
+
+        public CapturePump Pump { get; } = pump;
+
+        public override string Name => "source";
+
+        public override async ValueTask DisposeAsync()
+        {
+            await Pump.DisposeAsync();
+            Journal.Dispose();
+        }
+    }
+
+    private sealed class Replica(CancellationTokenSource stop, CutApplier applier, ReplicationReceiver receiver) : Side(stop)
+    {
+        public CutApplier Applier { get; } = applier;
+
+        public ReplicationReceiver Receiver { get; } = receiver;
+
+        public override string Name => "replica";
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        var pair = cluster.Pair ?? throw new InvalidOperationException("replication starts after the pair");
+        pair.RoleChanged += role => _roles.Writer.TryWrite(role);
+        pair.HandOverBarrier = HandOverAsync;
+        _roles.Writer.TryWrite(pair.Role);
+        _running = Task.Run(() => FollowRolesAsync(pair, _stopping.Token), CancellationToken.None);
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _roles.Writer.TryComplete();
+        await _stopping.CancelAsync();
+        try
+        {
+            await _running;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        await SwitchAsync(null, null);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(CancellationToken.None);
+        _stopping.Dispose();
+    }
+
+    /// <summary>`apphbctl replication sync`: returns once every change made in the replicated directory before the
+    /// call is durable on the peer.</summary>
+    /// <exception cref="InvalidOperationException">Not the active node, not replicating, or the peer did not confirm
+    /// in time (the message says how far it got).</exception>
+    public async Task<ControlResultDocument> SyncAsync(CancellationToken cancellationToken)
+    {
+        var replication = options.Replication ?? throw new InvalidOperationException(NotReplicating);
+        if (_side is not Source source)
+        {
+            throw new InvalidOperationException($"sync refused: this node is not the active one (it holds the {_side?.Name ?? "no"} side of {replication.Path}); sync on the active node");
+        }
+
+        try
+        {
+            await source.Pump.BarrierAsync(replication.BarrierTimeout, cancellationToken);
+        }
+        catch (TimeoutException e)
+        {
+            throw new InvalidOperationException($"sync failed: {e.Message}", e);
+        }
+
+        return new ControlResultDocument($"every change made in {replication.Path} before this call is durable on {options.Cluster!.Peer} (record {source.Pump.Sender.Acknowledged})", []);
+    }
+
+    /// <summary>This node's replication for the status document; null when it replicates nothing.</summary>
+    public ReplicationStatus? Status()
+    {
+        if (options.Replication is not { } replication)
+        {
+            return null;
+        }
+
+        return _side switch
+        {
+            Source s => new ReplicationStatus(replication.Path, "source", Interlocked.Read(ref _connections), _lastEnded, s.Journal.LastSequence,
+                s.Pump.Sender.Acknowledged, null, null, s.Pump.Sender.Resyncs, !s.Pump.Compared),
+            Replica r => new ReplicationStatus(replication.Path, "replica", Interlocked.Read(ref _connections), _lastEnded, null, null,
+                r.Applier.LastApplied.Sequence, r.Applier.LastApplied.Generation.ToString(), null, r.Receiver.Resyncing),
+            _ => new ReplicationStatus(replication.Path, "idle", Interlocked.Read(ref _connections), _lastEnded, null, null, null, null, null, false),
+        };
+    }
+
+    private async Task HandOverAsync(CancellationToken cancellationToken)
+    {
+        if (_side is Source source)
+        {
+            await source.Pump.BarrierAsync(options.Replication!.BarrierTimeout, cancellationToken);
+        }
+    }
+
+    private async Task FollowRolesAsync(PairHost pair, CancellationToken stopping)
+    {
+        await foreach (var role in _roles.Reader.ReadAllAsync(stopping))
+        {
+            // Releasing keeps the source: the hand-over's barrier drains it to the peer.
+            var want = role switch
+            {
+                ClusterRole.Active or ClusterRole.Releasing => "source",
+                ClusterRole.Standby or ClusterRole.Starting => "replica",
+                _ => null,
+            };
+            if (want == _side?.Name)
+            {
+                continue;
+            }
+
+            try
+            {
+                await SwitchAsync(want, pair);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or System.Net.Sockets.SocketException)
+            {
+                Log.ReplicationFailed(logger, want ?? "idle", e.Message);
+                Publish("replication-failed", $"could not start the {want} side of {options.Replication!.Path}: {e.Message}");
+            }
+        }
+    }
+
+    private async Task SwitchAsync(string? want, PairHost? pair)
+    {
+        if (_side is { } old)
+        {
+            _side = null;
+            await old.Stop.CancelAsync();
+            try
+            {
+                await old.Link;
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            await old.DisposeAsync();
+            old.Stop.Dispose();
+        }
+
+        if (want is null || pair is null)
+        {
+            return;
+        }
+
+        var replication = options.Replication!;
+        var pairOptions = options.Cluster!;
+        var dedicated = pairOptions.Links.First(l => l.Kind == LinkKind.Dedicated);
+        var key = File.ReadAllBytes(pairOptions.KeyFile);
+        Directory.CreateDirectory(replication.Path);
+        var stop = new CancellationTokenSource();
+        if (want == "source")
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(replication.Journal)!);
+            var journal = JournalFile.Open(replication.Journal);
+            if (journal.Recovery is { } recovery)
+            {
+                Publish("replication-journal-recovered", $"{replication.Journal}: {recovery}");
+            }
+
+            var generation = pair.Status?.Generations[0] ?? throw new InvalidOperationException("the pair has no data generation yet");
+            var pump = CapturePump.Start(replication.Path, new Journaler(replication.Path, journal, generation, excluded: replication.IsExcluded), journal);
+            var source = new Source(stop, journal, pump);
+            source.Link = ReplicationLink.ConnectAsync(new IPEndPoint(dedicated.Peer, replication.Port), new IPEndPoint(dedicated.Local, 0), key,
+                pairOptions.NodeId, pairOptions.PeerId, Counted(pump.Sender.RunAsync), Ended, TimeSpan.FromMilliseconds(50), time, stop.Token);
+            _side = source;
+        }
+        else
+        {
+            var applier = new CutApplier(replication.Path, replication.StateDirectory);
+            if (applier.Recover() is { } recovered)
+            {
+                Publish("replication-cut-recovered", $"{replication.Path}: {recovered}");
+            }
+
+            var receiver = new ReplicationReceiver(applier, (generation, sequence, closedResync) =>
+            {
+                if (closedResync)
+                {
+                    Publish("replication-resynced", $"{replication.Path} holds the peer's data as of record {sequence} ({generation})");
+                    pair.CaughtUp();
+                }
+            });
+            var replica = new Replica(stop, applier, receiver);
+            replica.Link = ReplicationLink.ListenAsync(new IPEndPoint(dedicated.Local, replication.Port), dedicated.Peer, key,
+                pairOptions.NodeId, pairOptions.PeerId, Counted(receiver.RunAsync), Ended, stop.Token);
+            _side = replica;
+        }
+
+        Log.ReplicationSide(logger, want, replication.Path, $"{dedicated.Peer}:{replication.Port}");
+    }
+
+    private ReplicationLink.Session Counted(ReplicationLink.Session session) => (channel, cancellationToken) =>
+    {
+        Interlocked.Increment(ref _connections);
+        return session(channel, cancellationToken);
+    };
+
+    private void Ended(string reason)
+    {
+        _lastEnded = reason;
+        Log.ReplicationEnded(logger, reason);
+    }
+
+    private void Publish(string kind, string message) =>
+        events.Publish(new PairEvent(new ClusterEvent(kind, message)) { At = time.GetUtcNow() });
+}

@@ -1,0 +1,70 @@
+namespace AppHb.Daemon.Configuration;
+
+/// <summary>Replication of the group's data to the standby (apphbd.yaml(5), "replication"): absent means none.</summary>
+/// <param name="Path">The replicated directory: the same path on both nodes; written by the group on the active
+/// node, only by replication on the standby.</param>
+/// <param name="Exclude">Paths under <paramref name="Path"/> (relative) never replicated, nor anything under them.</param>
+/// <param name="Port">The TCP port on the dedicated link's addresses (the standby listens, the active connects).</param>
+/// <param name="Journal">The journal file on the active node (outside the replicated directory).</param>
+/// <param name="StateDirectory">The standby's staging area and redo log: on the replicated directory's filesystem
+/// (staged files are renamed into it), outside it.</param>
+/// <param name="BarrierTimeout">How long `apphbctl replication sync` waits for the peer before it fails.</param>
+public sealed record ReplicationOptions(string Path, IReadOnlyList<string> Exclude, int Port, string Journal, string StateDirectory, TimeSpan BarrierTimeout)
+{
+    public const int DefaultPort = 7791;
+
+    /// <summary>Everything, as text: a reload compares this.</summary>
+    public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout);
+
+    /// <summary>Whether a path relative to <see cref="Path"/> is excluded.</summary>
+    public bool IsExcluded(string relative) =>
+        Exclude.Any(e => relative == e || relative.StartsWith(e + "/", StringComparison.Ordinal));
+}
+
+/// <summary>Reads and checks the <c>replication:</c> section. Every error names file:line:column and key.</summary>
+internal static class ReplicationConfiguration
+{
+    public static ReplicationOptions? Read(YamlSection root)
+    {
+        if (!root.IsSet("replication"))
+        {
+            return null;
+        }
+
+        var section = root.Child("replication");
+        section.RejectUnknownKeys("path", "exclude", "port", "journal", "state-directory", "barrier-timeout");
+        if (!root.IsSet("cluster"))
+        {
+            section.Error("path", "replication needs a cluster section: the peer, and the dedicated link it replicates over");
+        }
+
+        // Null when refused (the error is recorded): the other keys are still checked.
+        var path = ((string?)section.String("path", Absolute) ?? "/invalid").TrimEnd('/');
+        var exclude = (section.OptionalStringList("exclude") ?? []).Select(e => e.TrimEnd('/')).ToList();
+        foreach (var e in exclude.Where(e => AppHb.Replication.Journal.JournalPath.Problem(e) is not null))
+        {
+            section.Error("exclude", $"\"{e}\": {AppHb.Replication.Journal.JournalPath.Problem(e)}");
+        }
+
+        var port = section.IsSet("port") ? section.Integer("port", 1, 65535) : ReplicationOptions.DefaultPort;
+        var parent = System.IO.Path.GetDirectoryName(path) ?? "/";
+        var name = System.IO.Path.GetFileName(path);
+        var journal = section.IsSet("journal") ? section.String("journal", Absolute) : $"/var/lib/apphb/replication/{name}.journal";
+        var state = section.IsSet("state-directory") ? section.String("state-directory", Absolute) : System.IO.Path.Combine(parent, $".apphb-replica-{name}");
+        foreach (var (key, value) in new[] { ("journal", journal), ("state-directory", state) })
+        {
+            if (path.Length > 1 && (value == path || value.StartsWith(path + "/", StringComparison.Ordinal)))
+            {
+                section.Error(key, $"\"{value}\" is inside the replicated directory {path}: it would replicate itself");
+            }
+        }
+
+        var barrierTimeout = section.IsSet("barrier-timeout")
+            ? section.Duration("barrier-timeout", TimeSpan.FromMilliseconds(10), TimeSpan.FromHours(1))
+            : TimeSpan.FromSeconds(5);
+        return new ReplicationOptions(path, exclude, port, journal, state, barrierTimeout);
+    }
+
+    private static string? Absolute(string path) =>
+        path.StartsWith('/') && path.TrimEnd('/').Length > 0 ? null : "must be an absolute path, not the root";
+}

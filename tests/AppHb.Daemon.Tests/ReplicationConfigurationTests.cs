@@ -1,0 +1,87 @@
+using AppHb.Daemon.Configuration;
+
+namespace AppHb.Daemon.Tests;
+
+/// <summary>The <c>replication:</c> section (issue 14): read with its defaults, every error at its file:line:column
+/// and key; it needs the pair.</summary>
+public sealed class ReplicationConfigurationTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("apphb-replication-config-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private string Pair(string replication)
+    {
+        var key = Path.Combine(_directory, "cluster.key");
+        File.WriteAllBytes(key, new byte[32]);
+        File.SetUnixFileMode(key, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        return $"""
+            cluster:
+              node: alpha
+              node-id: 1
+              peer: beta
+              peer-id: 2
+              cluster-id: 7
+              key-file: {key}
+              links:
+                - name: cross
+                  kind: dedicated
+                  interface: eth1
+                  local: 10.0.0.1
+                  peer: 10.0.0.2
+                  port: 694
+                - name: lan
+                  kind: lan
+                  interface: eth0
+                  local: 192.168.1.2
+                  peer: 192.168.1.3
+                  port: 694
+              ping: [192.168.1.1]
+              fence:
+                - method: peer-link
+            {replication}
+            """;
+    }
+
+    [Fact]
+    public void Nothing_is_replicated_without_the_section()
+    {
+        Assert.Null(ConfigurationLoader.Defaults().Replication);
+    }
+
+    [Fact]
+    public void A_replicated_directory_is_read_with_its_defaults()
+    {
+        var replication = ConfigurationLoader.Load(Pair("replication:\n  path: /srv/data/\n  exclude: [cache, tmp/]"), "pair.yaml").Replication!;
+        Assert.Equal("/srv/data", replication.Path);
+        Assert.Equal(["cache", "tmp"], replication.Exclude);
+        Assert.Equal(ReplicationOptions.DefaultPort, replication.Port);
+        Assert.Equal("/var/lib/apphb/replication/data.journal", replication.Journal);
+        // Beside the directory: on its filesystem (staged files are renamed into it), outside it.
+        Assert.Equal("/srv/.apphb-replica-data", replication.StateDirectory);
+        Assert.Equal(TimeSpan.FromSeconds(5), replication.BarrierTimeout);
+        Assert.True(replication.IsExcluded("cache/x"));
+        Assert.True(replication.IsExcluded("tmp"));
+        Assert.False(replication.IsExcluded("cached"));
+    }
+
+    [Fact]
+    public void Replication_without_a_pair_is_refused_at_its_line()
+    {
+        var e = Assert.Throws<ConfigurationException>(() => ConfigurationLoader.Load("replication:\n  path: /srv/data\n", "single.yaml"));
+        Assert.Contains(e.Errors, error => error.StartsWith("single.yaml:2:", StringComparison.Ordinal) && error.Contains("replication.path: replication needs a cluster section", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("replication:\n  path: srv/data", "replication.path: must be an absolute path")]
+    [InlineData("replication:\n  path: /srv/data\n  journal: /srv/data/.journal", "replication.journal: \"/srv/data/.journal\" is inside the replicated directory /srv/data")]
+    [InlineData("replication:\n  path: /srv/data\n  state-directory: /srv/data/state", "replication.state-directory: \"/srv/data/state\" is inside the replicated directory")]
+    [InlineData("replication:\n  path: /srv/data\n  exclude: [../etc]", "replication.exclude: \"../etc\":")]
+    [InlineData("replication:\n  path: /srv/data\n  mode: sync", "replication.mode: unknown key")]
+    [InlineData("replication:\n  path: /srv/data\n  port: 70000", "replication.port:")]
+    public void A_wrong_value_is_refused_naming_file_line_and_key(string section, string expected)
+    {
+        var e = Assert.Throws<ConfigurationException>(() => ConfigurationLoader.Load(Pair(section), "pair.yaml"));
+        Assert.Contains(e.Errors, error => error.StartsWith("pair.yaml:", StringComparison.Ordinal) && error.Contains(expected, StringComparison.Ordinal));
+    }
+}
