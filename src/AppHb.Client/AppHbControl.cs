@@ -37,6 +37,15 @@ public sealed class AppHbControl
         return ProtocolJsonContext.ReadControlResult(document);
     }
 
+    /// <summary>The replication barrier (apphbd.yaml's <c>replication:</c>): returns once every change made in the
+    /// replicated directory before the call is durable on the standby, so an application that commits, calls this,
+    /// then acknowledges its user loses nothing it acknowledged if the active node dies. Call it on the active node;
+    /// any user that may connect to apphbd's socket may call it (it changes nothing).</summary>
+    /// <exception cref="AppHbException">Not confirmed: the peer is unreachable or behind past replication.barrier-timeout,
+    /// this node is not the active one, or it replicates nothing (the message says which). Never a false success.</exception>
+    public async Task SyncReplicationAsync(CancellationToken cancellationToken = default) =>
+        await ControlAsync(ControlAction.ReplicationSync, string.Empty, 0, cancellationToken);
+
     private static async Task<byte[]> ReceiveDocumentAsync(FrameConnection connection, FrameType type, CancellationToken cancellationToken)
     {
         using var document = new MemoryStream();

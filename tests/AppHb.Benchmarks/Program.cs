@@ -5,7 +5,7 @@ using AppHb.Benchmarks;
 // apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]
 // Runs as root on Linux. Publishes apphbd as it ships (NativeAOT) and installs Debian's heartbeat
 // package for the peer if it is missing.
-if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or "packages" or "hostile" or "partition" or "failover"))
+if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or "packages" or "hostile" or "partition" or "failover" or "replication-crash"))
 {
     Console.Error.WriteLine("usage: apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]");
     Console.Error.WriteLine("       apphb-bench respawn [--kills 200] [--only floor,apphbd,runit,s6,daemontools,cl_respawn]");
@@ -14,6 +14,7 @@ if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or 
     Console.Error.WriteLine("       apphb-bench hostile [--floods 20] [--hold 30] [--seconds 180] [--rate 2000 fuzzed frames/s, 0: unpaced]");
     Console.Error.WriteLine("       apphb-bench partition [--trials 1000] [--seed N]");
     Console.Error.WriteLine("       apphb-bench failover [--trials 20] [--only failover,faults,switchover,cost]");
+    Console.Error.WriteLine("       apphb-bench replication-crash [--trials 100] [--seed N]");
     Console.Error.WriteLine("  every command: [--daemon PUBLISHED/apphbd] to use an apphbd already published instead of publishing one");
     return 2;
 }
@@ -105,11 +106,12 @@ var report = args[0] switch
     "scrape" => await new ScrapeBenchmark(Path.Combine(published, "apphbd"), work, Math.Max(seconds ?? 20, 34)).RunAsync(),
     "hostile" => await new HostileBenchmark(Path.Combine(published, "apphbd"), floods, TimeSpan.FromSeconds(hold), TimeSpan.FromSeconds(seconds ?? 180), rate).RunAsync(),
     "partition" => await new PartitionBenchmark(Path.Combine(published, "apphbd"), trials ?? 1000, seed).RunAsync(),
+    "replication-crash" => await new ReplicationCrashBenchmark(Path.Combine(published, "apphbd"), trials ?? 100, seed).RunAsync(),
     "failover" => await new FailoverBenchmark(Path.Combine(published, "apphbd"), trials ?? 20, only).RunAsync(),
     "packages" => await new PackagesBenchmark(Path.Combine(published, "apphbd"), work).RunAsync(),
     _ => await new HeartbeatBenchmark(Path.Combine(published, "apphbd"), work, clients, seconds ?? 5).RunAsync(),
 };
-Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Monitoring endpoints (/metrics and SNMP)", "packages" => "The project card's packages against AppHb's own code", "hostile" => "apphbd under hostile and careless clients", "partition" => "The pair under random faults (the randomized partition checker)", "failover" => "The pair against keepalived and heartbeat", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
+Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Monitoring endpoints (/metrics and SNMP)", "packages" => "The project card's packages against AppHb's own code", "hostile" => "apphbd under hostile and careless clients", "partition" => "The pair under random faults (the randomized partition checker)", "failover" => "The pair against keepalived and heartbeat", "replication-crash" => "Replication: the active node crashed mid-load", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
 Console.WriteLine();
 Console.Write(report);
 Directory.Delete(work, recursive: true);

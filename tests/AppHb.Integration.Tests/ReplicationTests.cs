@@ -112,6 +112,18 @@ public sealed class ReplicationTests : IAsyncLifetime
         AssertIdentical(Data(1), Data(2));
     }
 
+    [Fact]
+    public async Task When_the_active_node_crashes_mid_load_every_write_the_barrier_confirmed_is_on_the_node_that_takes_over()
+    {
+        // Issue 14's crash trials, a few here (apphb-bench replication-crash runs a hundred): power-off or apphbd
+        // killed, at a random moment of a writer confirming each write with the barrier.
+        await ReplicationCrashTrials.StartPairAsync(_rig);
+        var log = new List<string>();
+        var report = await new ReplicationCrashTrials(_rig, 20261201, log.Add).RunAsync(4, TestContext.Current.CancellationToken);
+        Assert.True(report.Failures.Count == 0 && report.Missing == 0, report.ToString());
+        Assert.True(report.Confirmed >= 4, report.ToString());
+    }
+
     private static void AssertIdentical(string source, string replica)
     {
         var want = Snapshot(source);

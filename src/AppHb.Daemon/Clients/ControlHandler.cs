@@ -17,7 +17,9 @@ internal sealed class ControlHandler(ServiceSupervisor supervisor, Cluster.Clust
     /// wait for its outcome ends.</param>
     public async Task<byte[]> HandleAsync(ControlRequest request, uint sequence, PeerCredentials peer, CancellationToken cancellationToken)
     {
-        if (peer.Uid != 0 && peer.Uid != UnixAccounts.EffectiveUserId)
+        // The replication barrier changes nothing: any user the socket lets in may wait on it (an application that
+        // commits, then syncs, then acknowledges its user).
+        if (peer.Uid != 0 && peer.Uid != UnixAccounts.EffectiveUserId && request.Action != ControlAction.ReplicationSync)
         {
             return Error(ErrorCode.PermissionDenied, $"Control: uid {peer.Uid} may not control services or the pair; only root or apphbd's own user may", sequence);
         }
