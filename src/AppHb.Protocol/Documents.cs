@@ -17,7 +17,9 @@ public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog
 /// <param name="Journaled">Source: the journal's last record.</param>
 /// <param name="Acknowledged">Source: the last record the peer confirmed applied and durable.</param>
 /// <param name="Applied">Replica: the last record of the last cut applied; AppliedGeneration its data generation.</param>
-/// <param name="Resyncs">Source: difference resyncs since this side started.</param>
+/// <param name="LagSeconds">Source: how long the oldest change the peer has not acknowledged has waited (0 when it has
+/// them all): the data a crash now would lose, in time.</param>
+/// <param name="Resyncs">Difference resyncs this node started as the source since apphbd started.</param>
 /// <param name="Resyncing">A difference resync is due or under way (source: the peer's replica is not compared yet).</param>
 public sealed record ReplicationStatus(
     string Path,
@@ -26,9 +28,10 @@ public sealed record ReplicationStatus(
     string? LastEnded,
     ulong? Journaled,
     ulong? Acknowledged,
+    double? LagSeconds,
     ulong? Applied,
     string? AppliedGeneration,
-    long? Resyncs,
+    long Resyncs,
     bool Resyncing);
 
 /// <summary>This node's side of the pair (level 3).</summary>

@@ -28,6 +28,10 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
     private volatile Side? _side;
     private volatile string? _lastEnded;
     private long _connections;
+    private long _resyncsOfEarlierSources;
+
+    /// <summary>Difference resyncs this node started as the source since apphbd started.</summary>
+    private long Resyncs => Interlocked.Read(ref _resyncsOfEarlierSources) + (_side is Source s ? s.Pump.Sender.Resyncs : 0);
 
     /// <summary>What runs for the current role, stopped as a whole when the role changes.</summary>
     private abstract class Side(CancellationTokenSource stop)
@@ -128,13 +132,14 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             return null;
         }
 
+        var connections = Interlocked.Read(ref _connections);
         return _side switch
         {
-            Source s => new ReplicationStatus(replication.Path, "source", Interlocked.Read(ref _connections), _lastEnded, s.Journal.LastSequence,
-                s.Pump.Sender.Acknowledged, null, null, s.Pump.Sender.Resyncs, !s.Pump.Compared),
-            Replica r => new ReplicationStatus(replication.Path, "replica", Interlocked.Read(ref _connections), _lastEnded, null, null,
-                r.Applier.LastApplied.Sequence, r.Applier.LastApplied.Generation.ToString(), null, r.Receiver.Resyncing),
-            _ => new ReplicationStatus(replication.Path, "idle", Interlocked.Read(ref _connections), _lastEnded, null, null, null, null, null, false),
+            Source s => new ReplicationStatus(replication.Path, "source", connections, _lastEnded, s.Journal.LastSequence,
+                s.Pump.Sender.Acknowledged, Math.Round(s.Pump.Sender.LagSeconds, 6), null, null, Resyncs, !s.Pump.Compared),
+            Replica r => new ReplicationStatus(replication.Path, "replica", connections, _lastEnded, null, null, null,
+                r.Applier.LastApplied.Sequence, r.Applier.LastApplied.Generation.ToString(), Resyncs, r.Receiver.Resyncing),
+            _ => new ReplicationStatus(replication.Path, "idle", connections, _lastEnded, null, null, null, null, null, Resyncs, false),
         };
     }
 
@@ -186,6 +191,11 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             }
             catch (OperationCanceledException)
             {
+            }
+
+            if (old is Source source)
+            {
+                Interlocked.Add(ref _resyncsOfEarlierSources, source.Pump.Sender.Resyncs);
             }
 
             await old.DisposeAsync();

@@ -19,7 +19,8 @@ internal sealed class StatusMetrics : IDisposable
     private int _generation;
 
     public StatusMetrics(CollectorRegistry registry, StatusReporter status, EventStream events, SnmpAgent snmp, Configuration.ApphbdOptions options,
-        Clients.ClientSocketServer server, AppHb.Core.Heartbeats.HeartbeatRegistry heartbeats, Cluster.ClusterHost cluster)
+        Clients.ClientSocketServer server, AppHb.Core.Heartbeats.HeartbeatRegistry heartbeats, Cluster.ClusterHost cluster,
+        Cluster.ReplicationHost replication)
     {
         _events = events.Subscribe(capacity: 100_000);
         var build = registry.CreateGauge("apphb_build_info", "apphbd's version (the value is 1).", "version");
@@ -71,6 +72,11 @@ internal sealed class StatusMetrics : IDisposable
         if (options.Cluster is not null)
         {
             AddPair(registry, cluster);
+        }
+
+        if (options.Replication is not null)
+        {
+            AddReplication(registry, replication);
         }
 
         registry.AddBeforeCollectCallback(() =>
@@ -279,6 +285,41 @@ internal sealed class StatusMetrics : IDisposable
             {
                 refused.WithLabels(reason.ToString().ToLowerInvariant()).IncTo(pair.RefusedFor(reason));
             }
+        });
+    }
+
+    private static void AddReplication(CollectorRegistry registry, Cluster.ReplicationHost replication)
+    {
+        string[] sides = ["source", "replica", "idle"];
+        var side = registry.CreateGauge("apphb_replication_side", "1 for this node's side of replication: source (active), replica (standby) or idle (taking over, or failed to start).", "side");
+        var journaled = registry.CreateGauge("apphb_replication_journaled_records", "The source's last journaled record (NaN on the replica).");
+        var acknowledged = registry.CreateGauge("apphb_replication_acknowledged_records", "The last record the peer confirmed applied and durable (NaN on the replica).");
+        var lagRecords = registry.CreateGauge("apphb_replication_lag_records", "Records journaled on the source and not yet confirmed by the peer (NaN on the replica).");
+        var lagSeconds = registry.CreateGauge("apphb_replication_lag_seconds", "How long the oldest change the peer has not confirmed has waited: what a crash now would lose, in time (NaN on the replica).");
+        var applied = registry.CreateGauge("apphb_replication_applied_records", "The replica's last applied record (NaN on the source).");
+        var resyncing = registry.CreateGauge("apphb_replication_resyncing", "1 while a difference resync is due or under way.");
+        var connections = registry.CreateCounter("apphb_replication_connections_total", "Replication connections since apphbd started.");
+        var resyncs = registry.CreateCounter("apphb_replication_resyncs_total", "Difference resyncs this node started as the source since apphbd started.");
+        registry.AddBeforeCollectCallback(() =>
+        {
+            if (replication.Status() is not { } status)
+            {
+                return;
+            }
+
+            foreach (var s in sides)
+            {
+                side.WithLabels(s).Set(status.Side == s ? 1 : 0);
+            }
+
+            journaled.Set(status.Journaled ?? double.NaN);
+            acknowledged.Set(status.Acknowledged ?? double.NaN);
+            lagRecords.Set(status.Journaled is { } j && status.Acknowledged is { } a ? j - a : double.NaN);
+            lagSeconds.Set(status.LagSeconds ?? double.NaN);
+            applied.Set(status.Applied ?? double.NaN);
+            resyncing.Set(status.Resyncing ? 1 : 0);
+            connections.WithLabels().IncTo(status.Connections);
+            resyncs.WithLabels().IncTo(status.Resyncs);
         });
     }
 

@@ -140,6 +140,7 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
                     {
                         var result = _journaler.Resync(resync.PeerHas);
                         _compared = true;
+                        _sender.Journaled(result.Cut);
                         _sender.Appended();
                         resync.Done.TrySetResult(result);
                     }
@@ -183,6 +184,7 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
     {
         if (_compared && batch.Count > 0 && _journaler.Journal(batch) > 0)
         {
+            _sender.Journaled(_journal.LastSequence);
             _sender.Appended();
         }
 

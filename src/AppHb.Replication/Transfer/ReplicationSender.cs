@@ -26,6 +26,35 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
     /// <summary>Difference resyncs started (each connection that could not continue the replica's position).</summary>
     public long Resyncs { get; private set; }
 
+    /// <summary>When each batch not yet acknowledged was journaled (its last sequence, a Stopwatch timestamp), oldest
+    /// first: the lag in seconds is the age of the oldest.</summary>
+    private readonly Queue<(ulong Last, long At)> _unacknowledged = new();
+
+    /// <summary>The journal holds records up to <paramref name="last"/> from now on (for <see cref="LagSeconds"/>).</summary>
+    public void Journaled(ulong last)
+    {
+        lock (_gate)
+        {
+            if (last > _acknowledged)
+            {
+                _unacknowledged.Enqueue((last, System.Diagnostics.Stopwatch.GetTimestamp()));
+            }
+        }
+    }
+
+    /// <summary>How long the oldest change the peer has not acknowledged has waited (0 when it has them all): the
+    /// recovery point if this node died now.</summary>
+    public double LagSeconds
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _unacknowledged.TryPeek(out var oldest) ? System.Diagnostics.Stopwatch.GetElapsedTime(oldest.At).TotalSeconds : 0;
+            }
+        }
+    }
+
     /// <summary>The last sequence the peer acknowledged as applied and durable (0 before it said).</summary>
     public ulong Acknowledged
     {
@@ -200,6 +229,11 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
             }
 
             _acknowledged = sequence;
+            while (_unacknowledged.TryPeek(out var oldest) && oldest.Last <= sequence)
+            {
+                _unacknowledged.Dequeue();
+            }
+
             changed = _acknowledgedChanged;
             _acknowledgedChanged = New();
         }
