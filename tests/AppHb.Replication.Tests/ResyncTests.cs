@@ -125,6 +125,35 @@ public sealed class ResyncTests : IDisposable
     }
 
     [Fact]
+    public async Task After_a_split_brain_resolved_against_it_the_replicas_diverged_data_is_kept_aside_before_the_resync()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = Directory.CreateDirectory(_directory.File("replica")).FullName;
+        await File.WriteAllTextAsync(Path.Combine(source, "orders"), "the survivor's orders", TestContext.Current.CancellationToken);
+        Directory.CreateDirectory(Path.Combine(replica, "db"));
+        await File.WriteAllTextAsync(Path.Combine(replica, "orders"), "taken while apart", TestContext.Current.CancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(replica, "db", "only-here"), "made while apart", TestContext.Current.CancellationToken);
+        var state = _directory.File("state");
+        DivergedData.Mark(state, "split brain resolved for the peer");
+
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(6, 1)), journal);
+        var now = new DateTimeOffset(2026, 12, 1, 20, 15, 0, TimeSpan.Zero);
+        await SyncAsync(pump, replica, "state", () => DivergedData.KeepAsideIfMarked(replica, state, now));
+
+        AssertIdentical(source, replica);
+        var kept = replica + ".apphb-diverged-20261201-201500";
+        Assert.Equal("taken while apart", File.ReadAllText(Path.Combine(kept, "orders")));
+        Assert.Equal("made while apart", File.ReadAllText(Path.Combine(kept, "db", "only-here")));
+        Assert.False(DivergedData.IsMarked(state));
+
+        // Kept once: the next resync (a restart under another generation) replaces without another copy.
+        await using var restarted = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(7, 1)), journal);
+        await SyncAsync(restarted, replica, "state", () => Assert.Null(DivergedData.KeepAsideIfMarked(replica, state, now.AddHours(1))));
+        Assert.Single(Directory.EnumerateDirectories(_directory.Path, "replica.apphb-diverged-*"));
+    }
+
+    [Fact]
     public void A_manifest_round_trips_and_one_naming_a_path_outside_the_root_is_refused()
     {
         var random = new Random(3);
@@ -148,12 +177,12 @@ public sealed class ResyncTests : IDisposable
     }
 
     /// <summary>One connection: resync or replay as the sender decides, then a barrier, then closed.</summary>
-    private async Task SyncAsync(CapturePump pump, string replica, string state)
+    private async Task SyncAsync(CapturePump pump, string replica, string state, Action? beforeResync = null)
     {
         await using var connection = await Connected.OpenAsync(_key, _key);
         using var stop = new CancellationTokenSource();
         var sending = pump.Sender.RunAsync(connection.Sender, stop.Token);
-        var receiving = new ReplicationReceiver(new CutApplier(replica, _directory.File(state))).RunAsync(connection.Receiver, stop.Token);
+        var receiving = new ReplicationReceiver(new CutApplier(replica, _directory.File(state)), beforeResync: beforeResync).RunAsync(connection.Receiver, stop.Token);
         try
         {
             await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);

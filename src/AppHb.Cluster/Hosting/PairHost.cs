@@ -142,6 +142,11 @@ public sealed class PairHost : IAsyncDisposable
     /// holds the loop).</summary>
     public event Action<ClusterRole>? RoleChanged;
 
+    /// <summary>Raised on the pair's loop when a split brain was resolved against this node, before its generations
+    /// change: replication keeps the diverged data aside before the survivor's replaces it. A handler must be quick
+    /// and durable (it holds the loop).</summary>
+    public event Action? DataDiverged;
+
     /// <summary>Run after the group stopped on a hand-over, before the peer is told it may take over: replication's
     /// "every change is on the peer". A <see cref="TimeoutException"/> or <see cref="IOException"/> from it is reported
     /// and the hand-over goes on.</summary>
@@ -424,6 +429,9 @@ public sealed class PairHost : IAsyncDisposable
             {
                 case ClusterCommand.Fence fence:
                     _ = FenceAsync(fence.Reason, _stopping.Token);
+                    break;
+                case ClusterCommand.KeepDivergedData:
+                    DataDiverged?.Invoke();
                     break;
                 case ClusterCommand.PersistGenerations persist:
                     _state = _state with { Generations = persist.NewestFirst };

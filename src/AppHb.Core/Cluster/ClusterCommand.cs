@@ -60,6 +60,13 @@ public abstract record ClusterCommand
         public override string ToString() => "fence";
     }
 
+    /// <summary>A split brain was resolved against this node: its data diverged from the survivor's, and before the
+    /// survivor's data replaces it, replication keeps it aside (never deleted).</summary>
+    public sealed record KeepDivergedData : ClusterCommand
+    {
+        public override string ToString() => "keep-diverged-data";
+    }
+
     /// <summary>Write the generations to disk and fsync before anything else happens.</summary>
     public sealed record PersistGenerations(IReadOnlyList<DataGeneration> NewestFirst) : ClusterCommand
     {

@@ -512,6 +512,7 @@ public sealed class FailoverMachine
         else
         {
             // The losing side's diverged data is kept aside by replication, never deleted; from here it is behind.
+            Command(new ClusterCommand.KeepDivergedData());
             Generations.Adopt(_peer.Generations);
             Command(new ClusterCommand.PersistGenerations([.. Generations.NewestFirst]));
             Publish("split-brain-resolved", "split brain resolved: the peer's data survives; this node steps back to standby");

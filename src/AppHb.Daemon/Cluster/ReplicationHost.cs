@@ -74,6 +74,12 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         var pair = cluster.Pair ?? throw new InvalidOperationException("replication starts after the pair");
         pair.RoleChanged += role => _roles.Writer.TryWrite(role);
         pair.HandOverBarrier = HandOverAsync;
+        pair.DataDiverged += () =>
+        {
+            // On the pair's loop, before the generations change: durable before the survivor's data can arrive.
+            DivergedData.Mark(options.Replication!.StateDirectory, $"split brain resolved for {options.Cluster!.Peer} at {time.GetUtcNow():O}");
+            Publish("replication-diverged", $"{options.Replication.Path} diverged from {options.Cluster.Peer}'s data: it is kept aside before the resync replaces it");
+        };
         _roles.Writer.TryWrite(pair.Role);
         _running = Task.Run(() => FollowRolesAsync(pair, _stopping.Token), CancellationToken.None);
         return Task.CompletedTask;
@@ -243,6 +249,12 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
                 {
                     Publish("replication-resynced", $"{replication.Path} holds the peer's data as of record {sequence} ({generation})");
                     pair.CaughtUp();
+                }
+            }, () =>
+            {
+                if (DivergedData.KeepAsideIfMarked(replication.Path, replication.StateDirectory, time.GetUtcNow()) is { } kept)
+                {
+                    Publish("replication-diverged-kept", $"{replication.Path} as it was when the split brain was resolved is kept in {kept}");
                 }
             });
             var replica = new Replica(stop, applier, receiver);

@@ -13,7 +13,9 @@ namespace AppHb.Replication.Transfer;
 /// unfinished cut is dropped, never applied.</summary>
 /// <param name="cutApplied">Called after each cut is durable, with its generation and whether it closed a difference
 /// resync (the replica then equals the active's tree as it was compared).</param>
-public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneration, ulong, bool>? cutApplied = null)
+/// <param name="beforeResync">Called when a difference resync is asked, before the replica is walked (where diverged
+/// data is kept aside, <see cref="DivergedData"/>); an exception from it ends the connection, nothing replaced.</param>
+public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneration, ulong, bool>? cutApplied = null, Action? beforeResync = null)
 {
     private readonly CutApplier _applier = applier ?? throw new ArgumentNullException(nameof(applier));
 
@@ -38,6 +40,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                 {
                     case ReplicationMessageKind.ResyncRequest when cut.Count == 0:
                         Resyncing = true;
+                        beforeResync?.Invoke();
                         await SendManifestAsync(channel, ReplicationMessage.ReadResyncRequest(payload), cancellationToken);
                         // The sender's journal numbers them, which may be another node's than the one the replica
                         // followed before: the position only has to follow on from here.
