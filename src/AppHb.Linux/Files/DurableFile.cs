@@ -79,4 +79,28 @@ public static class DurableFile
             _ = Interop.Close(fd);
         }
     }
+
+    /// <summary>syncfs(2) of the filesystem holding <paramref name="directory"/>: every file written, renamed or
+    /// removed on it so far is durable when this returns (a group commit for many files at once).</summary>
+    /// <exception cref="IOException">The directory cannot be opened, or the filesystem reported a write error.</exception>
+    public static void SyncFileSystem(string directory)
+    {
+        var fd = Interop.Open(directory, Interop.O_RDONLY | Interop.O_DIRECTORY | Interop.O_CLOEXEC);
+        if (fd < 0)
+        {
+            throw new IOException($"cannot open {directory} to sync its filesystem: {Interop.Describe(Marshal.GetLastPInvokeError())}");
+        }
+
+        try
+        {
+            if (Interop.SyncFs(fd) != 0)
+            {
+                throw new IOException($"cannot sync the filesystem of {directory}: {Interop.Describe(Marshal.GetLastPInvokeError())}");
+            }
+        }
+        finally
+        {
+            _ = Interop.Close(fd);
+        }
+    }
 }

@@ -12,5 +12,10 @@ internal static partial class Interop
     [LibraryImport(Libc, EntryPoint = "fsync", SetLastError = true)]
     internal static partial int FSync(int fd);
 
+    /// <summary>syncfs(2): everything written to the filesystem holding the descriptor is on stable storage when it
+    /// returns: one call where a batch of files would each need an fsync.</summary>
+    [LibraryImport(Libc, EntryPoint = "syncfs", SetLastError = true)]
+    internal static partial int SyncFs(int fd);
+
     internal const int O_DIRECTORY = 0x10000;
 }

@@ -65,6 +65,7 @@ public sealed class CutApplier
         var steps = new List<string>();
         var holds = new Dictionary<string, string?>(StringComparer.Ordinal);
         var renames = new List<(string From, string To)>();
+        var stagedFiles = 0;
         string? Holding(string path)
         {
             if (holds.TryGetValue(path, out var file))
@@ -89,10 +90,20 @@ public sealed class CutApplier
             switch (record)
             {
                 case WriteRecord or CreateRecord:
-                    var file = Path.Combine(_staging, $"{cut.Sequence}.{steps.Count}");
-                    ReplicaApplier.Build(file, Holding(record.Path), record);
+                    var file = Path.Combine(_staging, $"{cut.Sequence}.{stagedFiles++}");
+                    ReplicaApplier.Build(file, Holding(record.Path), record, sync: false);
                     holds[record.Path] = file;
-                    steps.Add($"install {Path.GetFileName(file)} {Encode(record.Path)}");
+                    // Installs are not made durable one by one, so two of one path in a row could reach the disk in
+                    // either order after a crash: only the later one is installed (it was built from the earlier).
+                    var install = $"install {Path.GetFileName(file)} {Encode(record.Path)}";
+                    var target = $" {Encode(record.Path)}";
+                    var superseded = steps.FindLastIndex(s => !s.StartsWith("install ", StringComparison.Ordinal) || s.EndsWith(target, StringComparison.Ordinal));
+                    if (superseded >= 0 && steps[superseded].EndsWith(target, StringComparison.Ordinal) && steps[superseded].StartsWith("install ", StringComparison.Ordinal))
+                    {
+                        steps.RemoveAt(superseded);
+                    }
+
+                    steps.Add(install);
                     continue;
                 case RenameRecord rename:
                     holds[rename.NewPath] = Holding(rename.Path);
@@ -107,7 +118,8 @@ public sealed class CutApplier
             steps.Add($"record {Convert.ToBase64String(JournalCodec.Encode(record))}");
         }
 
-        DurableFile.SyncDirectory(_staging);
+        // Every staged file at once (one syncfs, not an fsync each), before the log names them.
+        DurableFile.SyncFileSystem(_staging);
         DurableFile.Replace(LogPath, Encoding.UTF8.GetBytes($"cut {cut.Sequence} {cut.Generation.Number} {cut.Generation.Node}\n{string.Join('\n', steps)}\n{End}\n"));
         Carry(header: $"cut {cut.Sequence} {cut.Generation.Number} {cut.Generation.Node}", steps, done: 0);
     }
@@ -148,24 +160,33 @@ public sealed class CutApplier
                 {
                     var file = Path.Combine(_staging, parts[1]);
                     var target = Path.Combine(_replica.Root, Decode(parts[2]));
-                    // Installed already when the crash came after the rename and before its "done".
+                    // Installed already when the crash came after the rename and before its "done". An install is
+                    // safe to carry out again (its staged file exists until it is installed), so it is not made
+                    // durable on its own: the next record step's syncfs, or the cut's at the end, does.
                     if (File.Exists(file))
                     {
                         Directory.CreateDirectory(Path.GetDirectoryName(target)!);
                         File.Move(file, target, overwrite: true);
-                        DurableFile.SyncDirectory(Path.GetDirectoryName(target)!);
                     }
+
+                    log.Write(Encoding.UTF8.GetBytes($"done {i}\n"));
+                    log.Flush();
                 }
                 else
                 {
+                    // A record step (a rename, a deletion) is not safe to carry out again once a later step reused
+                    // its path: it and its "done" are durable, with every step before it, before the next step runs.
                     var record = JournalCodec.Decode(Convert.FromBase64String(parts[1])).Record!;
                     ApplyOnce(record);
+                    log.Write(Encoding.UTF8.GetBytes($"done {i}\n"));
+                    log.Flush();
+                    DurableFile.SyncFileSystem(_state);
                 }
-
-                log.Write(Encoding.UTF8.GetBytes($"done {i}\n"));
-                log.Flush(flushToDisk: true);
             }
         }
+
+        // The installs since the last record step, durable before the replica's position says the cut is in.
+        DurableFile.SyncFileSystem(_replica.Root);
 
         // Where the replica stands is recorded before the log goes: a crash between the two finds the log whole and
         // its steps done, and only records the cut again.

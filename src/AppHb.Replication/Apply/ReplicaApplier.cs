@@ -107,9 +107,9 @@ public sealed class ReplicaApplier(string root)
     private static UnixFileMode? CurrentMode(string path) => File.Exists(path) ? File.GetUnixFileMode(path) : null;
 
     /// <summary>Builds the version a write or create record makes of <paramref name="basis"/> (a file that may not
-    /// exist; null: nothing) as the file <paramref name="file"/>, fsync'd: what a cut stages before it installs
-    /// anything.</summary>
-    internal static void Build(string file, string? basis, JournalRecord record)
+    /// exist; null: nothing) as the file <paramref name="file"/>: what a cut stages before it installs anything.</summary>
+    /// <param name="sync">fsync it; false when the caller makes a whole batch durable at once (syncfs).</param>
+    internal static void Build(string file, string? basis, JournalRecord record, bool sync = true)
     {
         using var stream = new FileStream(file, new FileStreamOptions
         {
@@ -123,7 +123,7 @@ public sealed class ReplicaApplier(string root)
             Patch(basis, stream, write);
         }
 
-        stream.Flush(flushToDisk: true);
+        stream.Flush(flushToDisk: sync);
     }
 
     /// <summary>Writes the new version into <paramref name="file"/> (the temporary file): the old content, then the
