@@ -55,6 +55,10 @@ public sealed class ReplicationChannel : IDisposable
         return new ReplicationChannel(stream, peer, new FrameSealer(seal), new FrameOpener(open));
     }
 
+    /// <summary>Whether more of the peer's bytes are already waiting to be read (a TCP connection's receive queue):
+    /// the receiver then reads on before it applies, and makes several cuts durable at once.</summary>
+    public bool MoreWaiting => _stream is System.Net.Sockets.NetworkStream { DataAvailable: true };
+
     public async Task SendAsync(byte[] payload, CancellationToken cancellationToken)
     {
         await _sending.WaitAsync(cancellationToken);

@@ -19,6 +19,9 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
 {
     private readonly CutApplier _applier = applier ?? throw new ArgumentNullException(nameof(applier));
 
+    /// <summary>At most this much of consecutive cuts already received is applied together.</summary>
+    private const long MergeBytes = 64L << 20;
+
     /// <summary>Whether a difference resync is under way: from the sender's request to its cut.</summary>
     public bool Resyncing { get; private set; }
 
@@ -31,14 +34,33 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
         await channel.SendAsync(ReplicationMessage.Resume(generation, applied), cancellationToken);
         var cut = new List<JournalRecord>();
         var next = applied + 1;
+        long held = 0;
+        // The index in cut of the last whole cut received and not yet applied (cuts already here are merged), or -1.
+        var whole = -1;
+        void ApplyWhole()
+        {
+            // One cut made of the merged ones: their own cut records inside would only stop the replica between them.
+            var last = cut[whole];
+            _applier.ApplyCut([.. cut.Take(whole + 1).Where((r, i) => r is not CutRecord || i == whole)]);
+            cut.RemoveRange(0, whole + 1);
+            whole = -1;
+            held = 0;
+            var closedResync = Resyncing;
+            Resyncing = false;
+            cutApplied?.Invoke(last.Generation, last.Sequence, closedResync);
+        }
+
         try
         {
             while (true)
             {
-                var payload = await channel.ReceiveAsync(cancellationToken);
-                switch (ReplicationMessage.KindOf(payload))
+                byte[] payload;
+                JournalRecord record;
+                try
                 {
-                    case ReplicationMessageKind.ResyncRequest when cut.Count == 0:
+                    payload = await channel.ReceiveAsync(cancellationToken);
+                    if (ReplicationMessage.KindOf(payload) == ReplicationMessageKind.ResyncRequest && cut.Count == 0)
+                    {
                         Resyncing = true;
                         beforeResync?.Invoke();
                         await SendManifestAsync(channel, ReplicationMessage.ReadResyncRequest(payload), cancellationToken);
@@ -46,27 +68,40 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                         // followed before: the position only has to follow on from here.
                         next = ReplicationMessage.ReadResyncFrom(await channel.ReceiveAsync(cancellationToken));
                         continue;
-                }
+                    }
 
-                var record = ReplicationMessage.ReadRecord(payload);
-                if (record.Sequence != next)
+                    record = ReplicationMessage.ReadRecord(payload);
+                    if (record.Sequence != next)
+                    {
+                        throw new ReplicationRefusedException($"record {record.Sequence} where record {next} was due: the journal's sequence numbers follow each other, so records were lost or reordered");
+                    }
+                }
+                catch (ReplicationRefusedException) when (whole >= 0)
                 {
-                    throw new ReplicationRefusedException($"record {record.Sequence} where record {next} was due: the journal's sequence numbers follow each other, so records were lost or reordered");
+                    // Cuts held to be merged are whole and authenticated: what ends the connection does not undo them.
+                    ApplyWhole();
+                    throw;
                 }
 
                 next++;
+                held += payload.Length;
                 cut.Add(record);
-                if (record is CutRecord)
+                if (record is not CutRecord)
                 {
-                    // Applying blocks this connection's reader, which is what it should: nothing is read ahead of a
-                    // cut that is not durable yet, and the sender's window is the socket's buffer.
-                    _applier.ApplyCut(cut);
-                    cut.Clear();
-                    var closedResync = Resyncing;
-                    Resyncing = false;
-                    cutApplied?.Invoke(record.Generation, record.Sequence, closedResync);
-                    await channel.SendAsync(ReplicationMessage.Acknowledged(record.Sequence), cancellationToken);
+                    continue;
                 }
+
+                whole = cut.Count - 1;
+                if (channel.MoreWaiting && held < MergeBytes)
+                {
+                    // The next cuts are already here: applied together, the syncs are paid once for all of them.
+                    continue;
+                }
+
+                // Applying blocks this connection's reader, which is what it should: nothing is read ahead of a cut
+                // that is not durable yet beyond what the socket holds, and the sender's window is its buffer.
+                ApplyWhole();
+                await channel.SendAsync(ReplicationMessage.Acknowledged(record.Sequence), cancellationToken);
             }
         }
         finally
