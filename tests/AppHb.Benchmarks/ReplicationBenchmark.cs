@@ -202,20 +202,20 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds)
     }
 
     private static string Summary(Row row) =>
-        string.Create(CultureInfo.InvariantCulture, $"p50 {P(row.Milliseconds, 0.5)} / p99 {P(row.Milliseconds, 0.99)} / max {P(row.Milliseconds, 1)} ms; {row.Missing} of {row.Written} not there {Drain.TotalSeconds:0} s after the last write");
+        string.Create(CultureInfo.InvariantCulture, $"p50 {P(row.Milliseconds, 0.5)} / p99 {P(row.Milliseconds, 0.99)} / max {P(row.Milliseconds, 1)}; {row.Missing} of {row.Written} not there {Drain.TotalSeconds:0} s after the last write");
 
     private static string P(IReadOnlyList<double> sorted, double q) => Percentiles.NearestRank(sorted, q) switch
     {
         double.NaN => "-",
         var v when v >= 1000 => (v / 1000).ToString("0.00", CultureInfo.InvariantCulture) + " s",
-        var v => v.ToString("0.0", CultureInfo.InvariantCulture),
+        var v => v.ToString("0.0", CultureInfo.InvariantCulture) + " ms",
     };
 
     private string Report(List<Row> rows, List<double> barriers)
     {
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"Recovery point: how long after a write its file is whole on the standby ({seconds:0} s of writes per row, 100-byte files).");
-        text.AppendLine("| writer | contender | p50 (ms) | p99 (ms) | max (ms) | not there after 40 s | p99 against apphbd |");
+        text.AppendLine("| writer | contender | p50 | p99 | max | not there after 40 s | p99 against apphbd |");
         text.AppendLine("|---|---|---|---|---|---|---|");
         foreach (var row in rows)
         {
@@ -226,7 +226,7 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds)
         }
 
         text.AppendLine();
-        text.AppendLine(CultureInfo.InvariantCulture, $"apphbd's barrier (write, then AppHb.Client's SyncReplicationAsync; 300 calls, idle writer): p50 {P(barriers, 0.5)} / p99 {P(barriers, 0.99)} / max {P(barriers, 1)} ms (target p99 2 ms); lsyncd has no barrier.");
+        text.AppendLine(CultureInfo.InvariantCulture, $"apphbd's barrier (write, then AppHb.Client's SyncReplicationAsync; 300 calls, idle writer): p50 {P(barriers, 0.5)} / p99 {P(barriers, 0.99)} / max {P(barriers, 1)} (target p99 2 ms); lsyncd has no barrier.");
         text.AppendLine("Targets (issue 14): async recovery point p99 <= 50 ms; barrier p99 <= 2 ms.");
         return text.ToString();
     }
