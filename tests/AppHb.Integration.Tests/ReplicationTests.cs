@@ -119,6 +119,45 @@ public sealed class ReplicationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Writes_made_while_the_dedicated_link_is_cut_reach_the_standby_once_it_returns_and_sync_fails_meanwhile_saying_so()
+    {
+        Directory.CreateDirectory(Data(1));
+        var a = await _rig.StartAsync(1, Config(1));
+        var b = await _rig.StartAsync(2, Config(2));
+        Assert.True(await UntilAsync(async () => await ReplicationAsync(a) is { Side: "source", Resyncing: false } && await ReplicationAsync(b) is { Side: "replica" }),
+            $"node1 never replicated:\n{string.Join('\n', a.Lines)}\n--- node2:\n{string.Join('\n', b.Lines)}");
+
+        // The cable is pulled for 15 s (the issue asks for a minute; the mechanism does not change with the length)
+        // while the application goes on writing: the pair moves nothing, replication is cut.
+        await _rig.CutDedicatedAsync(true);
+        var random = new Random(3);
+        for (var i = 0; i < 150; i++)
+        {
+            var path = Path.Combine(Data(1), "apart", $"f{random.Next(40)}");
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            await File.AppendAllTextAsync(path, $"write {i}\n", TestContext.Current.CancellationToken);
+            if (i % 50 == 49)
+            {
+                File.Delete(Path.Combine(Data(1), "apart", $"f{random.Next(40)}"));
+            }
+
+            await Task.Delay(100, TestContext.Current.CancellationToken);
+        }
+
+        var (code, _, error) = await CliAsync(a, "replication", "sync");
+        Assert.Equal(1, code);
+        Assert.Contains("did not confirm", error, StringComparison.Ordinal);
+        Assert.Equal("active", (await PairAsync(a))!.Role);
+
+        await _rig.CutDedicatedAsync(false);
+        var confirmed = await UntilAsync(async () => (await CliAsync(a, "replication", "sync")).Code == 0);
+        Assert.True(confirmed, $"sync never succeeded after the link returned:\n{string.Join('\n', a.Lines)}");
+        AssertIdentical(Data(1), Data(2));
+        // Replayed from the journal, not compared again: the journal held everything made while apart.
+        Assert.Equal(1, (await ReplicationAsync(a))!.Resyncs);
+    }
+
+    [Fact]
     public async Task When_the_active_node_crashes_mid_load_every_write_the_barrier_confirmed_is_on_the_node_that_takes_over()
     {
         // Issue 14's crash trials, a few here (apphb-bench replication-crash runs a hundred): power-off or apphbd
