@@ -22,7 +22,8 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
     ILogger<ReplicationHost> logger) : IHostedService, IAsyncDisposable
 {
     private const string NotReplicating = "this node replicates nothing: apphbd.yaml has no replication section";
-    private readonly Channel<ClusterRole> _roles = Channel.CreateUnbounded<ClusterRole>(new UnboundedChannelOptions { SingleReader = true });
+    /// <summary>The pair's roles as they change; null: start the current side again (its capture failed).</summary>
+    private readonly Channel<ClusterRole?> _roles = Channel.CreateUnbounded<ClusterRole?>(new UnboundedChannelOptions { SingleReader = true });
     private readonly CancellationTokenSource _stopping = new();
     private Task _running = Task.CompletedTask;
     private volatile Side? _side;
@@ -159,16 +160,16 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
 
     private async Task FollowRolesAsync(PairHost pair, CancellationToken stopping)
     {
-        await foreach (var role in _roles.Reader.ReadAllAsync(stopping))
+        await foreach (var changed in _roles.Reader.ReadAllAsync(stopping))
         {
             // Releasing keeps the source: the hand-over's barrier drains it to the peer.
-            var want = role switch
+            var want = (changed ?? pair.Role) switch
             {
                 ClusterRole.Active or ClusterRole.Releasing => "source",
                 ClusterRole.Standby or ClusterRole.Starting => "replica",
                 _ => null,
             };
-            if (want == _side?.Name)
+            if (want == _side?.Name && changed is not null)
             {
                 continue;
             }
@@ -177,11 +178,27 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             {
                 await SwitchAsync(want, pair);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or System.Net.Sockets.SocketException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or InvalidDataException or System.Net.Sockets.SocketException)
             {
                 Log.ReplicationFailed(logger, want ?? "idle", e.Message);
-                Publish("replication-failed", $"could not start the {want} side of {options.Replication!.Path}: {e.Message}");
+                Publish("replication-failed", $"could not start the {want} side of {options.Replication!.Path}: {e.Message}; trying again in {RetryAfter.TotalSeconds:0} s");
+                _ = RetryLaterAsync(stopping);
             }
+        }
+    }
+
+    /// <summary>How long after a side failed to start (or its capture stopped) it is started again.</summary>
+    private static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(5);
+
+    private async Task RetryLaterAsync(CancellationToken stopping)
+    {
+        try
+        {
+            await Task.Delay(RetryAfter, time, stopping);
+            _roles.Writer.TryWrite(null);
+        }
+        catch (OperationCanceledException)
+        {
         }
     }
 
@@ -231,6 +248,14 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             var generation = pair.Status?.Generations[0] ?? throw new InvalidOperationException("the pair has no data generation yet");
             var pump = CapturePump.Start(replication.Path, new Journaler(replication.Path, journal, generation, excluded: replication.IsExcluded), journal);
             var source = new Source(stop, journal, pump);
+            _ = pump.Completion.ContinueWith(done =>
+            {
+                // The capture stopped by itself (the journal's disk refused): said, and the side started again.
+                var why = done.Exception?.InnerException?.Message ?? "it stopped";
+                Log.ReplicationFailed(logger, "source", why);
+                Publish("replication-failed", $"the capture of {replication.Path} stopped: {why}; starting it again in {RetryAfter.TotalSeconds:0} s");
+                _ = RetryLaterAsync(_stopping.Token);
+            }, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
             source.Link = ReplicationLink.ConnectAsync(new IPEndPoint(dedicated.Peer, replication.Port), new IPEndPoint(dedicated.Local, 0), key,
                 pairOptions.NodeId, pairOptions.PeerId, Counted(pump.Sender.RunAsync), Ended, TimeSpan.FromMilliseconds(50), time, stop.Token);
             _side = source;

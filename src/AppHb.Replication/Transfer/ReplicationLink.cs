@@ -185,5 +185,11 @@ public static class ReplicationLink
         {
             return $"the replication connection with {peer} failed: {e.Message}";
         }
+        catch (Exception e) when (e is InvalidDataException or InvalidOperationException or ArgumentException or UnauthorizedAccessException)
+        {
+            // This node's own trouble (a replica's state file unreadable, a directory refused): said, and the
+            // connection tried again, never a silent end of replication.
+            return $"the replication connection with {peer} failed on this node: {e.Message}";
+        }
     }
 }
