@@ -60,6 +60,7 @@ public sealed class ReplicationConfigurationTests : IDisposable
         // Beside the directory: on its filesystem (staged files are renamed into it), outside it.
         Assert.Equal("/srv/.apphb-replica-data", replication.StateDirectory);
         Assert.Equal(TimeSpan.FromSeconds(5), replication.BarrierTimeout);
+        Assert.Equal(1024, replication.JournalLimitMiB);
         Assert.True(replication.IsExcluded("cache/x"));
         Assert.True(replication.IsExcluded("tmp"));
         Assert.False(replication.IsExcluded("cached"));

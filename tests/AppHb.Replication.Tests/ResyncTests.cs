@@ -154,6 +154,51 @@ public sealed class ResyncTests : IDisposable
     }
 
     [Fact]
+    public async Task Past_its_size_limit_the_journal_starts_again_and_a_replica_that_was_away_is_resynced_not_lost()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = Directory.CreateDirectory(_directory.File("replica")).FullName;
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(4, 1)), journal, journalLimit: 64 * 1024);
+        var random = new Random(11);
+        await SyncAsync(pump, replica, "state");
+
+        // Connected: the journal starts again only once the peer has everything, so the replica goes on by replay.
+        await using (var connection = await Connected.OpenAsync(_key, _key))
+        {
+            using var stop = new CancellationTokenSource();
+            var sending = pump.Sender.RunAsync(connection.Sender, stop.Token);
+            var receiving = new ReplicationReceiver(new CutApplier(replica, _directory.File("state"))).RunAsync(connection.Receiver, stop.Token);
+            for (var i = 0; i < 20; i++)
+            {
+                await File.WriteAllBytesAsync(Path.Combine(source, $"connected{i}"), RandomBytes(random, 20_000), TestContext.Current.CancellationToken);
+                await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+            }
+
+            await stop.CancelAsync();
+            await Assert.ThrowsAnyAsync<Exception>(() => Task.WhenAll(sending, receiving));
+        }
+
+        AssertIdentical(source, replica);
+        Assert.True(pump.JournalRestarts > 0, "the journal never passed its limit");
+        Assert.Equal(1, pump.Sender.Resyncs);
+        Assert.True(journal.Length < 200_000, $"the journal holds {journal.Length} bytes");
+
+        // Away: the journal starts again without the peer's records; when it returns it is resynced, nothing lost.
+        var restartsBefore = pump.JournalRestarts;
+        for (var i = 0; i < 20; i++)
+        {
+            await File.WriteAllBytesAsync(Path.Combine(source, $"away{i}"), RandomBytes(random, 20_000), TestContext.Current.CancellationToken);
+        }
+
+        await File.WriteAllTextAsync(Path.Combine(source, "last"), "made last", TestContext.Current.CancellationToken);
+        Assert.True(await Polling.UntilAsync(() => Task.FromResult(pump.JournalRestarts > restartsBefore), Patience, TestContext.Current.CancellationToken));
+        await SyncAsync(pump, replica, "state");
+        AssertIdentical(source, replica);
+        Assert.Equal(2, pump.Sender.Resyncs);
+    }
+
+    [Fact]
     public void A_manifest_round_trips_and_one_naming_a_path_outside_the_root_is_refused()
     {
         var random = new Random(3);

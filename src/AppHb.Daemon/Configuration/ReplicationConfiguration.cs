@@ -9,12 +9,17 @@ namespace AppHb.Daemon.Configuration;
 /// <param name="StateDirectory">The standby's staging area and redo log: on the replicated directory's filesystem
 /// (staged files are renamed into it), outside it.</param>
 /// <param name="BarrierTimeout">How long `apphbctl replication sync` waits for the peer before it fails.</param>
-public sealed record ReplicationOptions(string Path, IReadOnlyList<string> Exclude, int Port, string Journal, string StateDirectory, TimeSpan BarrierTimeout)
+/// <param name="JournalLimitMiB">The journal's size limit: past it, it starts again from its last record once the
+/// peer has everything (or is away; it is then resynced when it returns).</param>
+public sealed record ReplicationOptions(string Path, IReadOnlyList<string> Exclude, int Port, string Journal, string StateDirectory, TimeSpan BarrierTimeout,
+    int JournalLimitMiB = ReplicationOptions.DefaultJournalLimitMiB)
 {
+    public const int DefaultJournalLimitMiB = 1024;
+
     public const int DefaultPort = 7791;
 
     /// <summary>Everything, as text: a reload compares this.</summary>
-    public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout);
+    public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout, JournalLimitMiB);
 
     /// <summary>Whether a path relative to <see cref="Path"/> is excluded.</summary>
     public bool IsExcluded(string relative) =>
@@ -32,7 +37,7 @@ internal static class ReplicationConfiguration
         }
 
         var section = root.Child("replication");
-        section.RejectUnknownKeys("path", "exclude", "port", "journal", "state-directory", "barrier-timeout");
+        section.RejectUnknownKeys("path", "exclude", "port", "journal", "journal-limit-mib", "state-directory", "barrier-timeout");
         if (!root.IsSet("cluster"))
         {
             section.Error("path", "replication needs a cluster section: the peer, and the dedicated link it replicates over");
@@ -62,7 +67,8 @@ internal static class ReplicationConfiguration
         var barrierTimeout = section.IsSet("barrier-timeout")
             ? section.Duration("barrier-timeout", TimeSpan.FromMilliseconds(10), TimeSpan.FromHours(1))
             : TimeSpan.FromSeconds(5);
-        return new ReplicationOptions(path, exclude, port, journal, state, barrierTimeout);
+        var limit = section.IsSet("journal-limit-mib") ? section.Integer("journal-limit-mib", 1, 1 << 20) : ReplicationOptions.DefaultJournalLimitMiB;
+        return new ReplicationOptions(path, exclude, port, journal, state, barrierTimeout, limit);
     }
 
     private static string? Absolute(string path) =>

@@ -43,8 +43,11 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
 
     private sealed record ResyncAsked(IReadOnlyList<ManifestEntry> PeerHas, TaskCompletionSource<(ulong, ulong)> Done) : Input;
 
-    private CapturePump(string root, Journaler journaler, JournalFile journal)
+    private readonly long _journalLimit;
+
+    private CapturePump(string root, Journaler journaler, JournalFile journal, long journalLimit)
     {
+        _journalLimit = journalLimit;
         _root = root;
         _journaler = journaler;
         _journal = journal;
@@ -55,11 +58,16 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
 
     /// <summary>Watches <paramref name="root"/> and journals every change once a first difference resync (asked by
     /// the peer's first connection) has compared the tree with its replica.</summary>
-    public static CapturePump Start(string root, Journaler journaler, JournalFile journal)
+    /// <param name="journalLimit">The journal's size limit in bytes: past it, the journal starts again from its last
+    /// record after a batch, and a replica behind that is resynced instead of replayed.</param>
+    public static CapturePump Start(string root, Journaler journaler, JournalFile journal, long journalLimit = long.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(journaler);
-        return new CapturePump(Path.GetFullPath(root), journaler, journal ?? throw new ArgumentNullException(nameof(journal)));
+        return new CapturePump(Path.GetFullPath(root), journaler, journal ?? throw new ArgumentNullException(nameof(journal)), journalLimit);
     }
+
+    /// <summary>Times the journal was started again for its size limit.</summary>
+    public long JournalRestarts { get; private set; }
 
     /// <summary>What runs the replication connections of this pump's journal (<see cref="ReplicationSender.RunAsync"/>).</summary>
     public ReplicationSender Sender => _sender;
@@ -189,6 +197,20 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
         }
 
         batch.Clear();
+        KeepToLimit();
+    }
+
+    /// <summary>Past the size limit, the journal starts again from its last record: at once when the peer has every
+    /// record (nothing is lost to it), or when no peer is connected (it is away longer than the journal holds, and is
+    /// resynced when it returns); a connected peer still receiving keeps what it needs.</summary>
+    private void KeepToLimit()
+    {
+        if (_journal.Length > _journalLimit && (_sender.Acknowledged >= _journal.LastSequence || !_sender.Connected))
+        {
+            _journal.Restart();
+            _sender.JournalRestarted(_journal.LastSequence);
+            JournalRestarts++;
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -6,7 +6,7 @@ namespace AppHb.Replication.Journal;
 /// <see cref="Recovery"/> says what was dropped. Not thread-safe: one journaler writes it.</summary>
 public sealed class JournalFile : IJournalReader, IDisposable
 {
-    private readonly FileStream _stream;
+    private FileStream _stream;
     /// <summary>Where each record starts, in sequence order: the sender reads from the first one it needs instead of
     /// parsing the journal from its start at every batch. Shared with the sender's thread, under <see cref="_gate"/>.</summary>
     private readonly List<(ulong Sequence, long Offset)> _offsets;
@@ -34,7 +34,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
     public string? Recovery { get; }
 
     /// <summary>Opens (or creates) the journal at <paramref name="path"/> and recovers its end. It reads the journal
-    /// whole: the journal is bounded by its size limit (segments and trimming are to come with the sender).</summary>
+    /// whole: the journal is bounded by its size limit (<see cref="Restart"/>).</summary>
     public static JournalFile Open(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
@@ -113,11 +113,13 @@ public sealed class JournalFile : IJournalReader, IDisposable
     private ulong _durable;
 
     /// <summary>The durable records after <paramref name="sequence"/>, in order, from the first one after it (an offset
-    /// index, not a parse from the start): a reader of its own, so the sender may call it while the journaler appends;
-    /// records appended but not yet synced are left for a later call.</summary>
+    /// index, not a parse from the start), read a record at a time as they are enumerated (a resync's gigabyte never
+    /// sits in memory): a reader of its own, so the sender may enumerate while the journaler appends; records appended
+    /// but not yet synced are left for a later call.</summary>
+    /// <exception cref="InvalidDataException">A record in the journal is damaged (while enumerating).</exception>
     public IEnumerable<JournalRecord> ReadAfter(ulong sequence)
     {
-        long start;
+        FileStream reader;
         ulong durable;
         lock (_gate)
         {
@@ -143,43 +145,99 @@ public sealed class JournalFile : IJournalReader, IDisposable
                 return [];
             }
 
-            start = _offsets[low].Offset;
+            // Opened under the lock: a restart of the journal (Restart) replaces the file, and the offset is this one's.
+            reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16);
+            reader.Position = _offsets[low].Offset;
         }
 
-        using var reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        reader.Position = start;
-        var bytes = new byte[reader.Length - start];
-        reader.ReadExactly(bytes);
-        var at = 0;
-        var found = new List<JournalRecord>();
-        while (at < bytes.Length)
+        return Read(reader, sequence, durable);
+    }
+
+    private IEnumerable<JournalRecord> Read(FileStream reader, ulong after, ulong durable)
+    {
+        using (reader)
         {
-            var decoded = JournalCodec.Decode(bytes.AsSpan(at));
-            if (decoded.Status == JournalDecodeStatus.Incomplete)
+            var header = new byte[4];
+            while (true)
             {
-                break;
-            }
+                var at = reader.Position;
+                if (reader.ReadAtLeast(header, header.Length, throwOnEndOfStream: false) < header.Length)
+                {
+                    yield break;
+                }
 
-            if (decoded.Status != JournalDecodeStatus.Decoded)
-            {
-                throw new InvalidDataException($"{Path}: at offset {start + at}: {decoded.Status.ToString().ToLowerInvariant()} record ({decoded.Problem})");
-            }
+                var length = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header);
+                if (length > JournalCodec.MaxRecordSize)
+                {
+                    throw new InvalidDataException($"{Path}: at offset {at}: a record announcing {length} bytes (at most {JournalCodec.MaxRecordSize})");
+                }
 
-            if (decoded.Record!.Sequence > durable)
-            {
-                // Appended, not yet synced: sent once it is durable here, never before.
-                break;
-            }
+                var bytes = new byte[4 + length];
+                header.CopyTo(bytes, 0);
+                if (reader.ReadAtLeast(bytes.AsSpan(4), (int)length, throwOnEndOfStream: false) < length)
+                {
+                    // Being appended: read at a later call.
+                    yield break;
+                }
 
-            if (decoded.Record.Sequence > sequence)
-            {
-                found.Add(decoded.Record);
-            }
+                var decoded = JournalCodec.Decode(bytes);
+                if (decoded.Status != JournalDecodeStatus.Decoded)
+                {
+                    throw new InvalidDataException($"{Path}: at offset {at}: {decoded.Status.ToString().ToLowerInvariant()} record ({decoded.Problem})");
+                }
 
-            at += decoded.Consumed;
+                if (decoded.Record!.Sequence > durable)
+                {
+                    // Appended, not yet synced: sent once it is durable here, never before.
+                    yield break;
+                }
+
+                if (decoded.Record.Sequence > after)
+                {
+                    yield return decoded.Record;
+                }
+            }
         }
+    }
 
-        return found;
+    /// <summary>How many bytes the journal holds.</summary>
+    public long Length
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _stream.Length;
+            }
+        }
+    }
+
+    /// <summary>Starts the journal again from its last record (kept, so its sequence numbers go on where they were):
+    /// for its size limit. A replica behind that record can no longer be continued from it and is resynced. Call it
+    /// between batches (everything appended is synced).</summary>
+    public void Restart()
+    {
+        lock (_gate)
+        {
+            if (_offsets.Count == 0)
+            {
+                return;
+            }
+
+            var (last, offset) = _offsets[^1];
+            _stream.Flush(flushToDisk: true);
+            var kept = new byte[_stream.Length - offset];
+            _stream.Position = offset;
+            _stream.ReadExactly(kept);
+            AppHb.Linux.Files.DurableFile.Replace(Path, kept);
+            _stream.Dispose();
+            _stream = new FileStream(Path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, 1, FileOptions.None);
+            _stream.Seek(0, SeekOrigin.End);
+            _offsets.Clear();
+            _offsets.Add((last, 0));
+            Records = 1;
+            _durable = LastSequence;
+        }
     }
 
     public void Dispose() => _stream.Dispose();

@@ -1,3 +1,4 @@
+using AppHb.Core.Cluster;
 using AppHb.Replication.Journal;
 using AppHb.Replication.Resync;
 
@@ -29,6 +30,16 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
     /// <summary>When each batch not yet acknowledged was journaled (its last sequence, a Stopwatch timestamp), oldest
     /// first: the lag in seconds is the age of the oldest.</summary>
     private readonly Queue<(ulong Last, long At)> _unacknowledged = new();
+
+    /// <summary>The journal was started again from record <paramref name="last"/> (its size limit): a replica behind it
+    /// is resynced, not continued (a connection streaming it ends at the gap and the next one resyncs).</summary>
+    public void JournalRestarted(ulong last)
+    {
+        if (Volatile.Read(ref _continuesFrom) < last)
+        {
+            Volatile.Write(ref _continuesFrom, last);
+        }
+    }
 
     /// <summary>The journal holds records up to <paramref name="last"/> from now on (for <see cref="LagSeconds"/>).</summary>
     public void Journaled(ulong last)
@@ -66,6 +77,11 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
             }
         }
     }
+
+    /// <summary>Whether a connection is running (from the peer's first message to its end).</summary>
+    public bool Connected => _connected;
+
+    private volatile bool _connected;
 
     /// <summary>The last sequence sent on the current connection.</summary>
     public ulong Sent { get; private set; }
@@ -112,6 +128,19 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
     {
         ArgumentNullException.ThrowIfNull(channel);
         var (generation, applied) = ReplicationMessage.ReadResume(await channel.ReceiveAsync(cancellationToken));
+        _connected = true;
+        try
+        {
+            await SendAsync(channel, generation, applied, cancellationToken);
+        }
+        finally
+        {
+            _connected = false;
+        }
+    }
+
+    private async Task SendAsync(ReplicationChannel channel, DataGeneration generation, ulong applied, CancellationToken cancellationToken)
+    {
         var continues = applied >= Volatile.Read(ref _continuesFrom) && applied <= _journal.LastSequence
             && (resync is null || generation == resync.Generation);
         if (continues)
