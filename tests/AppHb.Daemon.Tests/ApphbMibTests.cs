@@ -54,7 +54,8 @@ public sealed class ApphbMibTests
         new ClusterStatus("alpha", "beta", true, "active", null, "peer-silent", "4@1", null, false, false, false, false, true, true,
             ["db"], ["192.0.2.10/24 on eth0"], ["192.0.2.1"], true, null,
             [new ClusterLinkStatus("cross", "dedicated", "eth1", "10.0.0.2:694", "dead", 3100), new ClusterLinkStatus("lan", "lan", "eth0", "192.0.2.3:694", "late", 400)],
-            new ClusterFenceStatus(DateTimeOffset.UnixEpoch, "agent fence_ipmilan", true, "the peer is off"), 2, 17));
+            new ClusterFenceStatus(DateTimeOffset.UnixEpoch, "agent fence_ipmilan", true, "the peer is off"), 2, 17),
+        new ReplicationStatus("/srv/data", "source", 3, "the peer closed the connection", 120, 117, 0.012, null, null, 1, false));
 
     private static StatusMib Mib(StatusDocument document) =>
         new(() => document, ConfigurationLoader.Load("services:\n  db:\n    command: [/bin/true]\n  web:\n    command: [/bin/true]\n", "test"), TimeProvider.System);
@@ -71,7 +72,7 @@ public sealed class ApphbMibTests
     {
         var objects = await ObjectsAsync();
         var readable = objects.Where(o => o.Access == "readonly").ToList();
-        Assert.Equal(9 + 9 + 9 + 8 + 13, readable.Count); // daemon, watchdog and pair scalars, service and client columns
+        Assert.Equal(9 + 9 + 9 + 8 + 13 + 7, readable.Count); // daemon, watchdog, service and client columns, pair and replication scalars
         var store = Mib(Sample()).Build(Sample());
         foreach (var o in readable)
         {
@@ -108,6 +109,8 @@ public sealed class ApphbMibTests
         Assert.Equal(objects["apphbNotifyLink"].Oid, ApphbMib.NotifyLink);
         Assert.Equal(objects["apphbClusterNode"].Oid, ApphbMib.Cluster.Node);
         Assert.Equal(objects["apphbClusterLastFence"].Oid, ApphbMib.Cluster.LastFence);
+        Assert.Equal(objects["apphbReplicationPath"].Oid, ApphbMib.Replication.Path);
+        Assert.Equal(objects["apphbReplicationConnections"].Oid, ApphbMib.Replication.Connections);
         Assert.Equal(objects["apphbNotifyMessage"].Oid, ApphbMib.NotifyMessage);
         Assert.Equal(objects["apphbServiceName"].Oid, ApphbMib.Service.Name);
         Assert.Equal(objects["apphbClientBeats"].Oid, ApphbMib.Client.Beats);
@@ -123,6 +126,7 @@ public sealed class ApphbMibTests
         Assert.Equal(Named("apphbClientState"), AppHb.Core.Heartbeats.ClientStates.All.Select((n, i) => (n, i + 1)));
         Assert.Equal(Named("apphbClusterRole").Select(r => r.Number), AppHb.Core.Cluster.ClusterRoles.All.Select((_, i) => i + 1));
         Assert.Equal<(string, int)>(Named("apphbClusterPeerRole"), [.. Named("apphbClusterRole"), ("unheard", AppHb.Core.Cluster.ClusterRoles.All.Count + 1)]);
+        Assert.Equal(Named("apphbReplicationSide"), ApphbMib.Replication.Sides.Select((n, i) => (n, i + 1)));
         Assert.Same(AppHb.Core.Supervision.ServiceRunStates.All, ApphbMib.Service.States);
         Assert.Same(AppHb.Core.Heartbeats.ClientStates.All, ApphbMib.Client.States);
     }

@@ -113,6 +113,17 @@ internal sealed class StatusMib
             b.AddScalar(ApphbMib.Cluster.LastFence, ApphbMib.Display(LastFence(c.LastFence)));
         }
 
+        if (document.Replication is { } r)
+        {
+            b.AddScalar(ApphbMib.Replication.Path, ApphbMib.Display(r.Path));
+            b.AddScalar(ApphbMib.Replication.Side, ApphbMib.Enumeration(ApphbMib.Replication.Sides, r.Side));
+            b.AddScalar(ApphbMib.Replication.LagRecords, new Gauge32((uint)Math.Min(uint.MaxValue, r.Journaled - r.Acknowledged ?? 0)));
+            b.AddScalar(ApphbMib.Replication.LagMilliseconds, new Gauge32((uint)Math.Min(uint.MaxValue, (r.LagSeconds ?? 0) * 1000)));
+            b.AddScalar(ApphbMib.Replication.Resyncing, ApphbMib.Truth(r.Resyncing));
+            b.AddScalar(ApphbMib.Replication.Resyncs, new Counter32(unchecked((uint)r.Resyncs)));
+            b.AddScalar(ApphbMib.Replication.Connections, new Counter32(unchecked((uint)r.Connections)));
+        }
+
         // The tables read the document's own records when a request reaches a cell: nothing per cell is built here.
         b.AddTable(TableObject.Create(ApphbMib.Service.Entry, ServiceColumns,
             document.Services.Select(s => (ServiceIndex(s.Name), s))));

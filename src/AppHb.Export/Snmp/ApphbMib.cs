@@ -140,6 +140,27 @@ public static class ApphbMib
         public static IReadOnlyList<string> Roles => AppHb.Core.Cluster.ClusterRoles.All;
     }
 
+    /// <summary>apphbReplication scalars: served by a node with a replication section only.</summary>
+    public static class Replication
+    {
+        public static ObjectIdentifier Path { get; } = Objects.Append(7, 1);
+
+        public static ObjectIdentifier Side { get; } = Objects.Append(7, 2);
+
+        public static ObjectIdentifier LagRecords { get; } = Objects.Append(7, 3);
+
+        public static ObjectIdentifier LagMilliseconds { get; } = Objects.Append(7, 4);
+
+        public static ObjectIdentifier Resyncing { get; } = Objects.Append(7, 5);
+
+        public static ObjectIdentifier Resyncs { get; } = Objects.Append(7, 6);
+
+        public static ObjectIdentifier Connections { get; } = Objects.Append(7, 7);
+
+        /// <summary>apphbReplicationSide's enumeration, in the status document's words.</summary>
+        public static IReadOnlyList<string> Sides { get; } = ["source", "replica", "idle"];
+    }
+
     public static ObjectIdentifier NotifyMessage { get; } = Objects.Append(5, 1);
 
     public static ObjectIdentifier NotifyLink { get; } = Objects.Append(5, 2);
