@@ -173,7 +173,7 @@ public sealed class PairTests : IAsyncLifetime
         (_, output, _) = await CliAsync(a, "events");
         Assert.Contains("switchover", output, StringComparison.Ordinal);
         Assert.Contains("takeover", output, StringComparison.Ordinal);
-        var metrics = await ScrapeAsync(a, _a);
+        var metrics = await _rig.ScrapeAsync(1);
         Assert.Contains("apphb_cluster_role{role=\"active\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains("apphb_cluster_peer_role{role=\"standby\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains("apphb_cluster_link_up{link=\"cross\",kind=\"dedicated\"} 1", metrics, StringComparison.Ordinal);
@@ -216,15 +216,6 @@ public sealed class PairTests : IAsyncLifetime
     {
         var (code, output, error) = await ProcessRunner.RunAsync("dotnet", [RepositoryPaths.CliDll, "--socket", daemon.SocketPath, .. args]);
         return (code, output, error);
-    }
-
-    private static async Task<string> ScrapeAsync(DaemonProcess daemon, NetworkNamespace node)
-    {
-        var line = await daemon.WaitForLineAsync("Prometheus scrapes", TimeSpan.FromSeconds(10));
-        var url = System.Text.RegularExpressions.Regex.Match(line, @"http://\S+/metrics").Value;
-        var (code, output) = await ProcessRunner.RunAsync("ip", "netns", "exec", node.Name, "curl", "-sS", "--max-time", "10", url);
-        Assert.True(code == 0, output);
-        return output;
     }
 
     private async Task<(DaemonProcess A, DaemonProcess B)> StartAnsweringPairAsync(string fenceDelay = "200ms", string deadtime = "1s")
@@ -319,7 +310,7 @@ public sealed class PairTests : IAsyncLifetime
         var pair = (await new AppHbControl(a.SocketPath).GetStatusAsync()).Cluster!;
         Assert.Equal(("active", "standby", false, 60L), (pair.Role, pair.PeerRole, pair.SplitBrain, pair.DatagramsRefused));
         Assert.Equal("node1", await _rig.AnswerOnServiceIpAsync());
-        var metrics = await ScrapeAsync(a, _a);
+        var metrics = await _rig.ScrapeAsync(1);
         var refused = string.Join('\n', metrics.Split('\n').Where(l => l.Contains("datagrams_refused", StringComparison.Ordinal)));
         // The source address is checked before anything else: from the client's address, none of them is even
         // authenticated (the HMAC, cluster id and replay checks are PeerReceiver's unit tests, with the peer's address).
@@ -366,7 +357,7 @@ public sealed class PairTests : IAsyncLifetime
         Assert.Equal(("active", "standby", false), (pair.Role, pair.PeerRole, pair.SplitBrain));
         Assert.Equal("node1", await _rig.AnswerOnServiceIpAsync());
         Assert.False(await _rig.HoldsServiceIpAsync(2), Story(a, b));
-        var refused = string.Join('\n', (await ScrapeAsync(a, _a)).Split('\n').Where(l => l.Contains("datagrams_refused", StringComparison.Ordinal)));
+        var refused = string.Join('\n', (await _rig.ScrapeAsync(1)).Split('\n').Where(l => l.Contains("datagrams_refused", StringComparison.Ordinal)));
         foreach (var reason in new[] { "forged", "replayed", "truncated" })
         {
             Assert.True(refused.Contains($"apphb_cluster_datagrams_refused_total{{reason=\"{reason}\"}} 10", StringComparison.Ordinal), refused);

@@ -70,12 +70,12 @@ public sealed class ReplicationTests : IAsyncLifetime
 
         AssertIdentical(Data(1), Data(2));
         Assert.Equal("node2's own", File.ReadAllText(Path.Combine(Data(2), "cache", "local")));
-        var metrics = await ScrapeAsync(a, _rig.A);
+        var metrics = await _rig.ScrapeAsync(1);
         Assert.Contains("apphb_replication_side{side=\"source\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains("apphb_replication_lag_records 0", metrics, StringComparison.Ordinal);
         Assert.Contains("apphb_replication_lag_seconds 0", metrics, StringComparison.Ordinal);
         Assert.Matches(@"apphb_replication_acknowledged_records [1-9]", metrics);
-        Assert.Contains("apphb_replication_side{side=\"replica\"} 1", await ScrapeAsync(b, _rig.B), StringComparison.Ordinal);
+        Assert.Contains("apphb_replication_side{side=\"replica\"} 1", await _rig.ScrapeAsync(2), StringComparison.Ordinal);
         var (refusedCode, _, refused) = await CliAsync(b, "replication", "sync");
         Assert.Equal(1, refusedCode);
         Assert.Contains("not the active one", refused, StringComparison.Ordinal);
@@ -167,15 +167,6 @@ public sealed class ReplicationTests : IAsyncLifetime
         var report = await new ReplicationCrashTrials(_rig, 20261201, log.Add).RunAsync(4, TestContext.Current.CancellationToken);
         Assert.True(report.Failures.Count == 0 && report.Missing == 0, report.ToString());
         Assert.True(report.Confirmed >= 4, report.ToString());
-    }
-
-    private static async Task<string> ScrapeAsync(DaemonProcess daemon, NetworkNamespace node)
-    {
-        var line = await daemon.WaitForLineAsync("Prometheus scrapes", TimeSpan.FromSeconds(10));
-        var url = System.Text.RegularExpressions.Regex.Match(line, @"http://\S+/metrics").Value;
-        var (code, output) = await ProcessRunner.RunAsync("ip", "netns", "exec", node.Name, "curl", "-sS", "--max-time", "10", url);
-        Assert.True(code == 0, output);
-        return output;
     }
 
     private static void AssertIdentical(string source, string replica)

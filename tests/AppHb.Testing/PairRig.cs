@@ -169,6 +169,17 @@ public sealed partial class PairRig : IAsyncDisposable
         return daemon;
     }
 
+    /// <summary>The node's /metrics, fetched from inside its namespace (where its apphbd listens).</summary>
+    /// <exception cref="InvalidOperationException">The scrape failed (its output says why).</exception>
+    public async Task<string> ScrapeAsync(int me)
+    {
+        var daemon = _daemons[me] ?? throw new InvalidOperationException($"node{me}'s apphbd was never started");
+        var line = await daemon.WaitForLineAsync("Prometheus scrapes", TimeSpan.FromSeconds(10));
+        var url = System.Text.RegularExpressions.Regex.Match(line, @"http://\S+/metrics").Value;
+        var (code, output) = await ProcessRunner.RunAsync("ip", "netns", "exec", Node(me).Name, "curl", "-sS", "--max-time", "10", url);
+        return code == 0 ? output : throw new InvalidOperationException($"scraping node{me} failed: {output}");
+    }
+
     /// <summary>Whether the service IP is on the node's LAN interface and that interface is up.</summary>
     public async Task<bool> HoldsServiceIpAsync(int me) =>
         (await Node(me).IpAsync("-o", "address", "show", "dev", "lan0", "up")).Contains($" {ServiceIp}/24", StringComparison.Ordinal);

@@ -59,43 +59,26 @@ public static class DurableFile
 
     /// <summary>fsync(2) of a directory: makes a rename, a creation or a removal in it durable.</summary>
     /// <exception cref="IOException">The directory cannot be opened or synced.</exception>
-    public static void SyncDirectory(string directory)
-    {
-        var fd = Interop.Open(directory, Interop.O_RDONLY | Interop.O_DIRECTORY | Interop.O_CLOEXEC);
-        if (fd < 0)
-        {
-            throw new IOException($"cannot open {directory} to sync it: {Interop.Describe(Marshal.GetLastPInvokeError())}");
-        }
-
-        try
-        {
-            if (Interop.FSync(fd) != 0)
-            {
-                throw new IOException($"cannot sync directory {directory}: {Interop.Describe(Marshal.GetLastPInvokeError())}");
-            }
-        }
-        finally
-        {
-            _ = Interop.Close(fd);
-        }
-    }
+    public static void SyncDirectory(string directory) => OnDirectory(directory, Interop.FSync, "fsync");
 
     /// <summary>syncfs(2) of the filesystem holding <paramref name="directory"/>: every file written, renamed or
     /// removed on it so far is durable when this returns (a group commit for many files at once).</summary>
     /// <exception cref="IOException">The directory cannot be opened, or the filesystem reported a write error.</exception>
-    public static void SyncFileSystem(string directory)
+    public static void SyncFileSystem(string directory) => OnDirectory(directory, Interop.SyncFs, "syncfs");
+
+    private static void OnDirectory(string directory, Func<int, int> call, string name)
     {
         var fd = Interop.Open(directory, Interop.O_RDONLY | Interop.O_DIRECTORY | Interop.O_CLOEXEC);
         if (fd < 0)
         {
-            throw new IOException($"cannot open {directory} to sync its filesystem: {Interop.Describe(Marshal.GetLastPInvokeError())}");
+            throw new IOException($"cannot open {directory} for {name}: {Interop.Describe(Marshal.GetLastPInvokeError())}");
         }
 
         try
         {
-            if (Interop.SyncFs(fd) != 0)
+            if (call(fd) != 0)
             {
-                throw new IOException($"cannot sync the filesystem of {directory}: {Interop.Describe(Marshal.GetLastPInvokeError())}");
+                throw new IOException($"{name} of {directory} failed: {Interop.Describe(Marshal.GetLastPInvokeError())}");
             }
         }
         finally
