@@ -161,17 +161,18 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
     // After the socket (services may connect to it at once), before READY=1: systemd hears READY when they run.
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ServiceSupervisor>());
     builder.Services.AddSingleton<AppHb.Daemon.Cluster.ClusterHost>();
+    builder.Services.AddSingleton<AppHb.Daemon.Cluster.ReplicationHost>();
+    if (options.Replication is not null)
+    {
+        // Before the pair, stopped after it: the pair's orderly-stop hand-over drains replication first. It follows
+        // the pair's roles from when the pair opens.
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Cluster.ReplicationHost>());
+    }
+
     if (options.Cluster is not null)
     {
         // After the supervisor (the pair's group exists, inactive), stopped before it.
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Cluster.ClusterHost>());
-    }
-
-    builder.Services.AddSingleton<AppHb.Daemon.Cluster.ReplicationHost>();
-    if (options.Replication is not null)
-    {
-        // After the pair (it follows the pair's roles), stopped before it.
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<AppHb.Daemon.Cluster.ReplicationHost>());
     }
 
     if (options.Metrics.Listen is not null)

@@ -24,6 +24,10 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
 
     public ClusterRole? Role => _host?.Role;
 
+    /// <summary>Raised once the pair is open, before it starts deciding: replication, which starts before the pair
+    /// and stops after it (an orderly stop's hand-over drains replication first), attaches here.</summary>
+    public event Action<PairHost>? Opened;
+
     /// <summary>The running pair, for the metrics exporter; null on a single node or before it started.</summary>
     public PairHost? Pair => _host;
 
@@ -154,6 +158,7 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
             var refusal = await host.SwitchoverAsync();
             Log.ClusterFailover(logger, service, reason, refusal ?? "handing the group to the peer");
         };
+        Opened?.Invoke(_host);
         _host.Start();
         return Task.CompletedTask;
     }

@@ -16,8 +16,9 @@ namespace AppHb.Daemon.Cluster;
 
 /// <summary>Replication of the group's data (apphbd.yaml's <c>replication:</c>) as the pair's roles say: on the
 /// active node the capture journals the directory and sends it over the dedicated link; on the standby the replica
-/// listens and applies; on a node taking over, neither (the old active may still be sending). Started after the pair
-/// and stopped before it.</summary>
+/// listens and applies; on a node taking over, neither (the old active may still be sending). Started before the pair
+/// and stopped after it, so that an orderly stop's hand-over still has replication to drain (it attaches when the
+/// pair opens).</summary>
 internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster, EventStream events, TimeProvider time,
     ILogger<ReplicationHost> logger) : IHostedService, IAsyncDisposable
 {
@@ -72,22 +73,40 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        var pair = cluster.Pair ?? throw new InvalidOperationException("replication starts after the pair");
+        cluster.Opened += Attach;
+        if (cluster.Pair is { } open)
+        {
+            Attach(open);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private void Attach(PairHost pair)
+    {
         pair.RoleChanged += role => _roles.Writer.TryWrite(role);
         pair.HandOverBarrier = HandOverAsync;
         pair.DataDiverged += () =>
         {
             // On the pair's loop, before the generations change: durable before the survivor's data can arrive.
-            DivergedData.Mark(options.Replication!.StateDirectory, $"split brain resolved for {options.Cluster!.Peer} at {time.GetUtcNow():O}");
-            Publish("replication-diverged", $"{options.Replication.Path} diverged from {options.Cluster.Peer}'s data: it is kept aside before the resync replaces it");
+            try
+            {
+                DivergedData.Mark(options.Replication!.StateDirectory, $"split brain resolved for {options.Cluster!.Peer} at {time.GetUtcNow():O}");
+                Publish("replication-diverged", $"{options.Replication.Path} diverged from {options.Cluster.Peer}'s data: it is kept aside before the resync replaces it");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Log.ReplicationFailed(logger, "replica", e.Message);
+                Publish("replication-failed", $"{options.Replication!.Path} diverged from {options.Cluster!.Peer}'s data and could not be marked to be kept aside: {e.Message}; copy it by hand before the next resync");
+            }
         };
         _roles.Writer.TryWrite(pair.Role);
         _running = Task.Run(() => FollowRolesAsync(pair, _stopping.Token), CancellationToken.None);
-        return Task.CompletedTask;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        cluster.Opened -= Attach;
         _roles.Writer.TryComplete();
         await _stopping.CancelAsync();
         try
