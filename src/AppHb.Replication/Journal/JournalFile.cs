@@ -33,39 +33,39 @@ public sealed class JournalFile : IJournalReader, IDisposable
     /// end are not in the journal, so the engine marks what it may have touched dirty for a resync.</summary>
     public string? Recovery { get; }
 
-    /// <summary>Opens (or creates) the journal at <paramref name="path"/> and recovers its end. It reads the journal
-    /// whole: the journal is bounded by its size limit (<see cref="Restart"/>).</summary>
+    /// <summary>Opens (or creates) the journal at <paramref name="path"/> and recovers its end, reading it a record at
+    /// a time (it is bounded by its size limit, <see cref="Restart"/>, and never held in memory whole).</summary>
     public static JournalFile Open(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, 1, FileOptions.None);
         try
         {
-            var bytes = new byte[stream.Length];
-            stream.ReadExactly(bytes);
-            long at = 0;
+            long end = 0;
             long records = 0;
             ulong last = 0;
             string? recovery = null;
             var offsets = new List<(ulong, long)>();
-            while (at < bytes.Length)
+            using (var reader = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, ReadBuffer))
             {
-                var decoded = JournalCodec.Decode(bytes.AsSpan((int)at));
-                if (decoded.Status != JournalDecodeStatus.Decoded)
+                foreach (var (at, decoded) in Scan(reader))
                 {
-                    recovery = $"{path}: {bytes.Length - at} bytes at offset {at} after record {last} cut off ({decoded.Status.ToString().ToLowerInvariant()}: {decoded.Problem})";
-                    break;
-                }
+                    if (decoded.Status != JournalDecodeStatus.Decoded)
+                    {
+                        recovery = $"{path}: {reader.Length - at} bytes at offset {at} after record {last} cut off ({decoded.Status.ToString().ToLowerInvariant()}: {decoded.Problem})";
+                        break;
+                    }
 
-                last = decoded.Record!.Sequence;
-                offsets.Add((last, at));
-                records++;
-                at += decoded.Consumed;
+                    last = decoded.Record!.Sequence;
+                    offsets.Add((last, at));
+                    records++;
+                    end = at + decoded.Consumed;
+                }
             }
 
-            if (at < bytes.Length)
+            if (end < stream.Length)
             {
-                stream.SetLength(at);
+                stream.SetLength(end);
                 stream.Flush(flushToDisk: true);
             }
 
@@ -76,6 +76,42 @@ public sealed class JournalFile : IJournalReader, IDisposable
         {
             stream.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>How much a reader of the journal reads from the disk at a time.</summary>
+    private const int ReadBuffer = 1 << 16;
+
+    /// <summary>The records of <paramref name="stream"/> from its position on, each with its offset, read one at a
+    /// time; at the first one that is not whole and intact (the end torn, or damaged), that one's decoding, then
+    /// nothing more. What opening the journal and the sender's reads both walk.</summary>
+    private static IEnumerable<(long Offset, JournalDecoding Decoded)> Scan(FileStream stream)
+    {
+        var header = new byte[4];
+        while (true)
+        {
+            var at = stream.Position;
+            var read = stream.ReadAtLeast(header, header.Length, throwOnEndOfStream: false);
+            if (read == 0)
+            {
+                yield break;
+            }
+
+            // The length alone: an impossible one is refused before anything is allocated for it.
+            var decoded = JournalCodec.Decode(header.AsSpan(0, read));
+            if (decoded.Status == JournalDecodeStatus.Incomplete && read == header.Length)
+            {
+                var bytes = new byte[header.Length + System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header)];
+                header.CopyTo(bytes, 0);
+                read += stream.ReadAtLeast(bytes.AsSpan(header.Length), bytes.Length - header.Length, throwOnEndOfStream: false);
+                decoded = JournalCodec.Decode(bytes.AsSpan(0, read));
+            }
+
+            yield return (at, decoded);
+            if (decoded.Status != JournalDecodeStatus.Decoded)
+            {
+                yield break;
+            }
         }
     }
 
@@ -146,7 +182,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
             }
 
             // Opened under the lock: a restart of the journal (Restart) replaces the file, and the offset is this one's.
-            reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16);
+            reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, ReadBuffer);
             reader.Position = _offsets[low].Offset;
         }
 
@@ -157,30 +193,14 @@ public sealed class JournalFile : IJournalReader, IDisposable
     {
         using (reader)
         {
-            var header = new byte[4];
-            while (true)
+            foreach (var (at, decoded) in Scan(reader))
             {
-                var at = reader.Position;
-                if (reader.ReadAtLeast(header, header.Length, throwOnEndOfStream: false) < header.Length)
-                {
-                    yield break;
-                }
-
-                var length = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header);
-                if (length > JournalCodec.MaxRecordSize)
-                {
-                    throw new InvalidDataException($"{Path}: at offset {at}: a record announcing {length} bytes (at most {JournalCodec.MaxRecordSize})");
-                }
-
-                var bytes = new byte[4 + length];
-                header.CopyTo(bytes, 0);
-                if (reader.ReadAtLeast(bytes.AsSpan(4), (int)length, throwOnEndOfStream: false) < length)
+                if (decoded.Status == JournalDecodeStatus.Incomplete)
                 {
                     // Being appended: read at a later call.
                     yield break;
                 }
 
-                var decoded = JournalCodec.Decode(bytes);
                 if (decoded.Status != JournalDecodeStatus.Decoded)
                 {
                     throw new InvalidDataException($"{Path}: at offset {at}: {decoded.Status.ToString().ToLowerInvariant()} record ({decoded.Problem})");
