@@ -62,7 +62,9 @@ public sealed class CutApplier
         // Stage: new file versions are built in the staging area from what the path holds at that point of the cut
         // (the replica's file, a version staged earlier in the cut, or what a rename in the cut brought there);
         // every other record becomes a step as it is.
-        var steps = new List<string>();
+        var steps = new List<string?>();
+        // Installs since the last record step, by path (their place in steps): see below.
+        var installs = new Dictionary<string, int>(StringComparer.Ordinal);
         var holds = new Dictionary<string, string?>(StringComparer.Ordinal);
         var renames = new List<(string From, string To)>();
         var stagedFiles = 0;
@@ -95,15 +97,13 @@ public sealed class CutApplier
                     holds[record.Path] = file;
                     // Installs are not made durable one by one, so two of one path in a row could reach the disk in
                     // either order after a crash: only the later one is installed (it was built from the earlier).
-                    var install = $"install {Path.GetFileName(file)} {Encode(record.Path)}";
-                    var target = $" {Encode(record.Path)}";
-                    var superseded = steps.FindLastIndex(s => !s.StartsWith("install ", StringComparison.Ordinal) || s.EndsWith(target, StringComparison.Ordinal));
-                    if (superseded >= 0 && steps[superseded].EndsWith(target, StringComparison.Ordinal) && steps[superseded].StartsWith("install ", StringComparison.Ordinal))
+                    if (installs.TryGetValue(record.Path, out var superseded))
                     {
-                        steps.RemoveAt(superseded);
+                        steps[superseded] = null;
                     }
 
-                    steps.Add(install);
+                    installs[record.Path] = steps.Count;
+                    steps.Add($"install {Path.GetFileName(file)} {Encode(record.Path)}");
                     continue;
                 case RenameRecord rename:
                     holds[rename.NewPath] = Holding(rename.Path);
@@ -115,13 +115,17 @@ public sealed class CutApplier
                     break;
             }
 
+            // A record step is made durable before the next step runs, so installs on either side of it land in order.
+            installs.Clear();
             steps.Add($"record {Convert.ToBase64String(JournalCodec.Encode(record))}");
         }
 
         // Every staged file at once (one syncfs, not an fsync each), before the log names them.
         DurableFile.SyncFileSystem(_staging);
-        DurableFile.Replace(LogPath, Encoding.UTF8.GetBytes($"cut {cut.Sequence} {cut.Generation.Number} {cut.Generation.Node}\n{string.Join('\n', steps)}\n{End}\n"));
-        Carry(header: $"cut {cut.Sequence} {cut.Generation.Number} {cut.Generation.Node}", steps, done: 0);
+        var header = $"cut {cut.Sequence} {cut.Generation.Number} {cut.Generation.Node}";
+        List<string> kept = [.. steps.OfType<string>()];
+        DurableFile.Replace(LogPath, Encoding.UTF8.GetBytes($"{header}\n{string.Join('\n', kept)}\n{End}\n"));
+        Carry(header, kept, done: 0);
     }
 
     /// <summary>At start: finishes the cut a crash interrupted (its log is whole), or discards one that never began
@@ -156,7 +160,8 @@ public sealed class CutApplier
             for (var i = done; i < steps.Count; i++)
             {
                 var parts = steps[i].Split(' ');
-                if (parts[0] == "install")
+                var install = parts[0] == "install";
+                if (install)
                 {
                     var file = Path.Combine(_staging, parts[1]);
                     var target = Path.Combine(_replica.Root, Decode(parts[2]));
@@ -168,18 +173,18 @@ public sealed class CutApplier
                         Directory.CreateDirectory(Path.GetDirectoryName(target)!);
                         File.Move(file, target, overwrite: true);
                     }
-
-                    log.Write(Encoding.UTF8.GetBytes($"done {i}\n"));
-                    log.Flush();
                 }
                 else
                 {
+                    ApplyOnce(JournalCodec.Decode(Convert.FromBase64String(parts[1])).Record!);
+                }
+
+                log.Write(Encoding.UTF8.GetBytes($"done {i}\n"));
+                log.Flush();
+                if (!install)
+                {
                     // A record step (a rename, a deletion) is not safe to carry out again once a later step reused
                     // its path: it and its "done" are durable, with every step before it, before the next step runs.
-                    var record = JournalCodec.Decode(Convert.FromBase64String(parts[1])).Record!;
-                    ApplyOnce(record);
-                    log.Write(Encoding.UTF8.GetBytes($"done {i}\n"));
-                    log.Flush();
                     DurableFile.SyncFileSystem(_state);
                 }
             }
