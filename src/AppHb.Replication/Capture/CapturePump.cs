@@ -149,7 +149,6 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
                         var result = _journaler.Resync(resync.PeerHas);
                         _compared = true;
                         _sender.Journaled(result.Cut);
-                        _sender.Appended();
                         resync.Done.TrySetResult(result);
                     }
                     catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
@@ -193,7 +192,6 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
         if (_compared && batch.Count > 0 && _journaler.Journal(batch) > 0)
         {
             _sender.Journaled(_journal.LastSequence);
-            _sender.Appended();
         }
 
         batch.Clear();

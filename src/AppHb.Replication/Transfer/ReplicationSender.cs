@@ -28,8 +28,11 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
     public long Resyncs { get; private set; }
 
     /// <summary>When each batch not yet acknowledged was journaled (its last sequence, a Stopwatch timestamp), oldest
-    /// first: the lag in seconds is the age of the oldest.</summary>
-    private readonly Queue<(ulong Last, long At)> _unacknowledged = new();
+    /// first: the lag in seconds is the age of the oldest. At most <see cref="MaxLagMarks"/>: past that (a peer away
+    /// for long), a batch joins the newest mark, whose older time only makes the lag read longer, never shorter.</summary>
+    private readonly LinkedList<(ulong Last, long At)> _unacknowledged = new();
+
+    private const int MaxLagMarks = 4096;
 
     /// <summary>The journal was started again from record <paramref name="last"/> (its size limit): a replica behind it
     /// is resynced, not continued (a connection streaming it ends at the gap and the next one resyncs).</summary>
@@ -41,16 +44,26 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         }
     }
 
-    /// <summary>The journal holds records up to <paramref name="last"/> from now on (for <see cref="LagSeconds"/>).</summary>
+    /// <summary>The journaler appended and synced records up to <paramref name="last"/>: they are sent (as
+    /// <see cref="Appended"/>), and the lag (<see cref="LagSeconds"/>) counts from now for them.</summary>
     public void Journaled(ulong last)
     {
         lock (_gate)
         {
             if (last > _acknowledged)
             {
-                _unacknowledged.Enqueue((last, System.Diagnostics.Stopwatch.GetTimestamp()));
+                if (_unacknowledged.Count < MaxLagMarks)
+                {
+                    _unacknowledged.AddLast((last, System.Diagnostics.Stopwatch.GetTimestamp()));
+                }
+                else
+                {
+                    _unacknowledged.Last!.Value = (last, _unacknowledged.Last.Value.At);
+                }
             }
         }
+
+        Appended();
     }
 
     /// <summary>How long the oldest change the peer has not acknowledged has waited (0 when it has them all): the
@@ -61,7 +74,7 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         {
             lock (_gate)
             {
-                return _unacknowledged.TryPeek(out var oldest) ? System.Diagnostics.Stopwatch.GetElapsedTime(oldest.At).TotalSeconds : 0;
+                return _unacknowledged.First is { } oldest ? System.Diagnostics.Stopwatch.GetElapsedTime(oldest.Value.At).TotalSeconds : 0;
             }
         }
     }
@@ -258,9 +271,9 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
             }
 
             _acknowledged = sequence;
-            while (_unacknowledged.TryPeek(out var oldest) && oldest.Last <= sequence)
+            while (_unacknowledged.First is { } oldest && oldest.Value.Last <= sequence)
             {
-                _unacknowledged.Dequeue();
+                _unacknowledged.RemoveFirst();
             }
 
             changed = _acknowledgedChanged;
