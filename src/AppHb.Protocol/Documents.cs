@@ -32,7 +32,13 @@ public sealed record ReplicationStatus(
     ulong? Applied,
     string? AppliedGeneration,
     long Resyncs,
-    bool Resyncing);
+    bool Resyncing)
+{
+    /// <summary>Source: records journaled and not yet confirmed by the peer (lag_records in the document).</summary>
+    public ulong? LagRecords => Journaled is { } journaled && Acknowledged is { } acknowledged
+        ? journaled - Math.Min(journaled, acknowledged)
+        : null;
+}
 
 /// <summary>This node's side of the pair (level 3).</summary>
 /// <param name="Role">starting, standby, taking-over, active or releasing; PeerRole likewise, null before the peer was heard.</param>

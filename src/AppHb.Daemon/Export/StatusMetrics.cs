@@ -290,7 +290,6 @@ internal sealed class StatusMetrics : IDisposable
 
     private static void AddReplication(CollectorRegistry registry, Cluster.ReplicationHost replication)
     {
-        string[] sides = ["source", "replica", "idle"];
         var side = registry.CreateGauge("apphb_replication_side", "1 for this node's side of replication: source (active), replica (standby) or idle (taking over, or failed to start).", "side");
         var journaled = registry.CreateGauge("apphb_replication_journaled_records", "The source's last journaled record (NaN on the replica).");
         var acknowledged = registry.CreateGauge("apphb_replication_acknowledged_records", "The last record the peer confirmed applied and durable (NaN on the replica).");
@@ -307,14 +306,14 @@ internal sealed class StatusMetrics : IDisposable
                 return;
             }
 
-            foreach (var s in sides)
+            foreach (var s in AppHb.Export.Snmp.ApphbMib.Replication.Sides)
             {
                 side.WithLabels(s).Set(status.Side == s ? 1 : 0);
             }
 
             journaled.Set(status.Journaled ?? double.NaN);
             acknowledged.Set(status.Acknowledged ?? double.NaN);
-            lagRecords.Set(status.Journaled is { } j && status.Acknowledged is { } a ? j - a : double.NaN);
+            lagRecords.Set(status.LagRecords ?? double.NaN);
             lagSeconds.Set(status.LagSeconds ?? double.NaN);
             applied.Set(status.Applied ?? double.NaN);
             resyncing.Set(status.Resyncing ? 1 : 0);

@@ -117,7 +117,7 @@ internal sealed class StatusMib
         {
             b.AddScalar(ApphbMib.Replication.Path, ApphbMib.Display(r.Path));
             b.AddScalar(ApphbMib.Replication.Side, ApphbMib.Enumeration(ApphbMib.Replication.Sides, r.Side));
-            b.AddScalar(ApphbMib.Replication.LagRecords, new Gauge32((uint)Math.Min(uint.MaxValue, r.Journaled - r.Acknowledged ?? 0)));
+            b.AddScalar(ApphbMib.Replication.LagRecords, new Gauge32((uint)Math.Min(uint.MaxValue, r.LagRecords ?? 0)));
             b.AddScalar(ApphbMib.Replication.LagMilliseconds, new Gauge32((uint)Math.Min(uint.MaxValue, (r.LagSeconds ?? 0) * 1000)));
             b.AddScalar(ApphbMib.Replication.Resyncing, ApphbMib.Truth(r.Resyncing));
             b.AddScalar(ApphbMib.Replication.Resyncs, new Counter32(unchecked((uint)r.Resyncs)));

@@ -157,7 +157,7 @@ public static class ApphbMib
 
         public static ObjectIdentifier Connections { get; } = Objects.Append(7, 7);
 
-        /// <summary>apphbReplicationSide's enumeration, in the status document's words.</summary>
+        /// <summary>apphbReplicationSide's enumeration, in the status document's words (the metrics' side labels too).</summary>
         public static IReadOnlyList<string> Sides { get; } = ["source", "replica", "idle"];
     }
 
