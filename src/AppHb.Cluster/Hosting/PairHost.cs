@@ -416,13 +416,11 @@ public sealed class PairHost : IAsyncDisposable
         }
     }
 
-    private void SetRole() => _role = _machine.Role;
-
     /// <summary>Carries out what the machine asked, in order; what takes time runs beside the loop and answers
     /// through it.</summary>
     private void Act()
     {
-        SetRole();
+        _role = _machine.Role;
         while (_machine.TryTakeCommand(out var command))
         {
             switch (command)
@@ -480,7 +478,7 @@ public sealed class PairHost : IAsyncDisposable
                     break;
             }
 
-            SetRole();
+            _role = _machine.Role;
         }
 
         var peer = _machine.Peer;

@@ -199,15 +199,22 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or InvalidDataException or System.Net.Sockets.SocketException)
             {
-                Log.ReplicationFailed(logger, want ?? "idle", e.Message);
-                Publish("replication-failed", $"could not start the {want} side of {options.Replication!.Path}: {e.Message}; trying again in {RetryAfter.TotalSeconds:0} s");
-                _ = RetryLaterAsync(stopping);
+                Failed(want ?? "idle", e.Message, $"could not start the {want} side of {options.Replication!.Path}: {e.Message}");
             }
         }
     }
 
     /// <summary>How long after a side failed to start (or its capture stopped) it is started again.</summary>
     private static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(5);
+
+    /// <summary>A side failed to start, or its capture stopped: said, and the current side started again after
+    /// <see cref="RetryAfter"/>.</summary>
+    private void Failed(string side, string why, string what)
+    {
+        Log.ReplicationFailed(logger, side, why);
+        Publish("replication-failed", $"{what}; trying again in {RetryAfter.TotalSeconds:0} s");
+        _ = RetryLaterAsync(_stopping.Token);
+    }
 
     private async Task RetryLaterAsync(CancellationToken stopping)
     {
@@ -270,11 +277,9 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             var source = new Source(stop, journal, pump);
             _ = pump.Completion.ContinueWith(done =>
             {
-                // The capture stopped by itself (the journal's disk refused): said, and the side started again.
+                // The capture stopped by itself (the journal's disk refused).
                 var why = done.Exception?.InnerException?.Message ?? "it stopped";
-                Log.ReplicationFailed(logger, "source", why);
-                Publish("replication-failed", $"the capture of {replication.Path} stopped: {why}; starting it again in {RetryAfter.TotalSeconds:0} s");
-                _ = RetryLaterAsync(_stopping.Token);
+                Failed("source", why, $"the capture of {replication.Path} stopped: {why}");
             }, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
             source.Link = ReplicationLink.ConnectAsync(new IPEndPoint(dedicated.Peer, replication.Port), new IPEndPoint(dedicated.Local, 0), key,
                 pairOptions.NodeId, pairOptions.PeerId, Counted(pump.Sender.RunAsync), Ended, TimeSpan.FromMilliseconds(50), time, stop.Token);

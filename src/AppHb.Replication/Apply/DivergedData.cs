@@ -33,10 +33,11 @@ public static class DivergedData
         }
 
         var root = Path.GetFullPath(replicaRoot).TrimEnd('/');
-        var kept = $"{root}.apphb-diverged-{now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}";
+        var stem = $"{root}.apphb-diverged-{now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}";
+        var kept = stem;
         for (var n = 2; Path.Exists(kept); n++)
         {
-            kept = $"{root}.apphb-diverged-{now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}-{n}";
+            kept = $"{stem}-{n}";
         }
 
         HardLinkedCopy.Make(root, kept);
