@@ -53,44 +53,6 @@ public sealed class BlockIndex
         return new BlockIndex(content.Length, blockSize, hashes);
     }
 
-    /// <summary>Indexes a stream from its current position to its end, a block at a time.</summary>
-    public static async Task<BlockIndex> OfAsync(Stream stream, int blockSize, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(stream);
-        CheckSize(blockSize);
-        var hashes = new List<UInt128>();
-        var buffer = new byte[blockSize];
-        long length = 0;
-        while (true)
-        {
-            var filled = 0;
-            while (filled < blockSize)
-            {
-                var read = await stream.ReadAsync(buffer.AsMemory(filled), cancellationToken);
-                if (read == 0)
-                {
-                    break;
-                }
-
-                filled += read;
-            }
-
-            if (filled == 0)
-            {
-                break;
-            }
-
-            hashes.Add(XxHash128.HashToUInt128(buffer.AsSpan(0, filled)));
-            length += filled;
-            if (filled < blockSize)
-            {
-                break;
-            }
-        }
-
-        return new BlockIndex(length, blockSize, [.. hashes]);
-    }
-
     /// <summary>Indexes a stream from its current position to its end, a block at a time, handing each block (its
     /// number, its bytes, valid only during the call, and its hash) to <paramref name="block"/>: what is shipped and
     /// what is indexed come from the same read, so they agree even while the file changes underneath.</summary>
