@@ -19,34 +19,30 @@ public static class HardLinkedCopy
         }
 
         var files = 0;
-        var directories = new List<string>();
-        var pending = new Stack<(string From, string To)>();
-        pending.Push((Path.GetFullPath(source), Path.GetFullPath(destination)));
-        while (pending.Count > 0)
+        var top = Path.GetFullPath(destination);
+        Directory.CreateDirectory(top);
+        List<string> directories = [top];
+        // A directory comes before what it holds, so its copy is there for its entries.
+        foreach (var (relative, entry) in FileTree.Walk(source, source))
         {
-            var (from, to) = pending.Pop();
-            Directory.CreateDirectory(to);
-            directories.Add(to);
-            foreach (var entry in new DirectoryInfo(from).EnumerateFileSystemInfos())
+            var target = Path.Combine(top, relative);
+            if (entry.LinkTarget is { } link)
             {
-                var target = Path.Combine(to, entry.Name);
-                if (entry.LinkTarget is { } link)
-                {
-                    File.CreateSymbolicLink(target, link);
-                }
-                else if (entry is DirectoryInfo)
-                {
-                    pending.Push((entry.FullName, target));
-                }
-                else if (Interop.Link(entry.FullName, target) != 0)
-                {
-                    var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
-                    throw new IOException($"cannot link {entry.FullName} as {target}: {Interop.Describe(errno)} (errno {errno})");
-                }
-                else
-                {
-                    files++;
-                }
+                File.CreateSymbolicLink(target, link);
+            }
+            else if (entry is DirectoryInfo)
+            {
+                Directory.CreateDirectory(target);
+                directories.Add(target);
+            }
+            else if (Interop.Link(entry.FullName, target) != 0)
+            {
+                var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+                throw new IOException($"cannot link {entry.FullName} as {target}: {Interop.Describe(errno)} (errno {errno})");
+            }
+            else
+            {
+                files++;
             }
         }
 

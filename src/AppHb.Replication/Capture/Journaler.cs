@@ -384,38 +384,11 @@ public sealed class Journaler
 
     private void RescanUnder(string relative, Batch records)
     {
-        var top = relative.Length == 0 ? _root : Full(relative);
         var present = new HashSet<string>(StringComparer.Ordinal);
-        var pending = new Stack<string>();
-        pending.Push(top);
-        while (pending.Count > 0)
+        foreach (var (path, _) in FileTree.Walk(_root, relative.Length == 0 ? _root : Full(relative), _excluded))
         {
-            var directory = pending.Pop();
-            IEnumerable<FileSystemInfo> entries;
-            try
-            {
-                entries = new DirectoryInfo(directory).EnumerateFileSystemInfos().ToList();
-            }
-            catch (DirectoryNotFoundException)
-            {
-                continue;
-            }
-
-            foreach (var entry in entries)
-            {
-                var path = Path.GetRelativePath(_root, entry.FullName).Replace('\\', '/');
-                if (_excluded(path))
-                {
-                    continue;
-                }
-
-                present.Add(path);
-                Refresh(path, records);
-                if (entry is DirectoryInfo && entry.LinkTarget is null)
-                {
-                    pending.Push(entry.FullName);
-                }
-            }
+            present.Add(path);
+            Refresh(path, records);
         }
 
         var prefix = relative.Length == 0 ? string.Empty : relative + "/";

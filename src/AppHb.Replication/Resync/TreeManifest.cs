@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using AppHb.Core.Wire;
+using AppHb.Linux.Files;
 using AppHb.Replication.Blocks;
 using AppHb.Replication.Journal;
 using AppHb.Replication.Transfer;
@@ -30,37 +31,19 @@ public static class TreeManifest
     /// are not followed.</summary>
     public static IEnumerable<ManifestEntry> Walk(string root, int blockSize)
     {
-        var full = Path.GetFullPath(root);
-        var pending = new Stack<DirectoryInfo>();
-        pending.Push(new DirectoryInfo(full));
-        while (pending.Count > 0)
+        foreach (var (path, entry) in FileTree.Walk(root, root))
         {
-            List<FileSystemInfo> entries;
-            try
+            if (entry.LinkTarget is { } target)
             {
-                entries = [.. pending.Pop().EnumerateFileSystemInfos()];
+                yield return new ManifestEntry(path, ManifestEntryKind.Symlink, Target: target);
             }
-            catch (DirectoryNotFoundException)
+            else if (entry is DirectoryInfo)
             {
-                continue;
+                yield return new ManifestEntry(path, ManifestEntryKind.Directory);
             }
-
-            foreach (var entry in entries)
+            else if (Index(entry.FullName, blockSize) is { } blocks)
             {
-                var path = Path.GetRelativePath(full, entry.FullName);
-                if (entry.LinkTarget is { } target)
-                {
-                    yield return new ManifestEntry(path, ManifestEntryKind.Symlink, Target: target);
-                }
-                else if (entry is DirectoryInfo directory)
-                {
-                    yield return new ManifestEntry(path, ManifestEntryKind.Directory);
-                    pending.Push(directory);
-                }
-                else if (Index(entry.FullName, blockSize) is { } blocks)
-                {
-                    yield return new ManifestEntry(path, ManifestEntryKind.File, blocks);
-                }
+                yield return new ManifestEntry(path, ManifestEntryKind.File, blocks);
             }
         }
     }
