@@ -1,4 +1,3 @@
-using System.IO.Hashing;
 using System.Security.Cryptography;
 using AppHb.Core.Cluster;
 using AppHb.Replication.Apply;
@@ -59,13 +58,11 @@ public sealed class ChurnTests : IDisposable
             Assert.Fail($"{e.Message} (sending: {sending.Status} {sending.Exception?.InnerException?.Message}; receiving: {receiving.Status} {receiving.Exception?.InnerException?.Message})");
         }
 
-        var want = Snapshot(source);
-        var have = Snapshot(replica);
-        var differences = want.Keys.Union(have.Keys).Where(p => want.GetValueOrDefault(p) != have.GetValueOrDefault(p)).Order(StringComparer.Ordinal).ToList();
-        Assert.True(differences.Count == 0, $"{differences.Count} of {want.Count} paths differ:\n" + string.Join("\n", differences.Take(20).Select(p => $"{p}: source {want.GetValueOrDefault(p) ?? "(none)"}, replica {have.GetValueOrDefault(p) ?? "(none)"}")));
+        var (paths, differences) = TreeSnapshot.Compare(source, replica);
+        Assert.True(differences is null, differences);
         // Not an empty comparison. (How many records it took depends on how the changes fell into batches: a file made
         // and removed within one batch costs none.)
-        Assert.True(want.Count > 20, $"the churn left {want.Count} paths ({journal.LastSequence} records)");
+        Assert.True(paths > 20, $"the churn left {paths} paths ({journal.LastSequence} records)");
 
         await stop.CancelAsync();
         await Assert.ThrowsAnyAsync<Exception>(() => Task.WhenAll(sending, receiving));
@@ -138,20 +135,5 @@ public sealed class ChurnTests : IDisposable
                 File.CreateSymbolicLink(Path.Combine(AnyDirectory(), NewName()), Path.GetRelativePath(root, files[random.Next(files.Count)]));
                 break;
         }
-    }
-
-    /// <summary>Every path under the root with what it is: a directory, a symlink and its target, or a file's length and hash.</summary>
-    internal static Dictionary<string, string> Snapshot(string root)
-    {
-        var snapshot = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var entry in new DirectoryInfo(root).EnumerateFileSystemInfos("*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 }))
-        {
-            var path = Path.GetRelativePath(root, entry.FullName);
-            snapshot[path] = entry.LinkTarget is { } target ? $"symlink to {target}"
-                : entry is DirectoryInfo ? "directory"
-                : $"file of {((FileInfo)entry).Length} bytes, {Convert.ToHexString(XxHash128.Hash(File.ReadAllBytes(entry.FullName)))}";
-        }
-
-        return snapshot;
     }
 }

@@ -246,10 +246,8 @@ public sealed class ResyncTests : IDisposable
 
     private static void AssertIdentical(string source, string replica)
     {
-        var want = ChurnTests.Snapshot(source);
-        var have = ChurnTests.Snapshot(replica);
-        var differences = want.Keys.Union(have.Keys).Where(p => want.GetValueOrDefault(p) != have.GetValueOrDefault(p)).Order(StringComparer.Ordinal).ToList();
-        Assert.True(differences.Count == 0, $"{differences.Count} of {want.Count} paths differ:\n" + string.Join("\n", differences.Take(20).Select(p => $"{p}: source {want.GetValueOrDefault(p) ?? "(none)"}, replica {have.GetValueOrDefault(p) ?? "(none)"}")));
+        var (_, differences) = TreeSnapshot.Compare(source, replica);
+        Assert.True(differences is null, differences);
     }
 
     private static byte[] RandomBytes(Random random, int count)
