@@ -99,26 +99,32 @@ public sealed class TreeWatcherTests : IDisposable
         using var hold = new ManualResetEventSlim(false);
         using var watcher = TreeWatcher.Start(Root, change =>
         {
-            // The first change holds the watcher's thread (as a busy journaler would) while the kernel's queue fills.
-            hold.Wait(Patience);
+            // The first change holds the watcher's thread (as a busy journaler would) while the kernel's queue fills:
+            // bounded far above Patience, as the writes below may crawl on a busy machine (a CI run saw over 20 s).
+            hold.Wait(TimeSpan.FromMinutes(5));
             _changes.Enqueue(change);
         });
         var a = Path.Combine(Root, "a");
         var b = Path.Combine(Root, "b");
         File.WriteAllText(a, string.Empty);
         File.WriteAllText(b, string.Empty);
-        using (var first = new FileStream(a, FileMode.Append))
-        using (var second = new FileStream(b, FileMode.Append))
+        try
         {
-            // Alternating files: the kernel merges only an event identical to the one before it.
-            for (var i = 0; i < limit + 100; i++)
+            using var first = new FileStream(a, FileMode.Append);
+            using var second = new FileStream(b, FileMode.Append);
+            // Alternating files: the kernel merges only an event identical to the one before it. Twice the limit: a
+            // margin of 100 was seen to end just short of an overflow (16,492 changes queued, every one delivered).
+            for (var i = 0; i < 2 * limit + 100; i++)
             {
                 (i % 2 == 0 ? first : second).WriteByte(1);
                 (i % 2 == 0 ? first : second).Flush();
             }
         }
+        finally
+        {
+            hold.Set();
+        }
 
-        hold.Set();
         Assert.True(await Seen(c => c.Kind == TreeChangeKind.Overflow), $"no overflow among {_changes.Count} changes");
     }
 }
