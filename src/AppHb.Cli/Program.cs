@@ -193,7 +193,25 @@ replicationStatus.SetAction(async (parse, ct) => await Run(async () =>
 var replicationSync = new Command("sync", "On the active node: return once every change made in the replicated directory before it is durable on the peer (fails after replication.barrier-timeout)");
 replicationSync.SetAction(async (parse, ct) => await Run(async () =>
     Console.WriteLine((await new AppHbControl(parse.GetValue(socketOption)).ControlAsync(ControlAction.ReplicationSync, string.Empty, 0, ct)).Message)));
-var replication = new Command("replication", "Replication of the group's data to the standby") { replicationStatus, replicationSync };
+var repairOption = new Option<bool>("--repair") { Description = "Resync a replica found to differ (only what differs is sent), then verify again" };
+var replicationVerify = new Command("verify", "On the active node: compare the replica with the replicated directory by block hashes and list the differences (exit 1 when any)")
+{
+    repairOption,
+};
+replicationVerify.SetAction(async (parse, ct) => await RunForCode(async () =>
+{
+    var result = await new AppHbControl(parse.GetValue(socketOption)).ControlAsync(
+        parse.GetValue(repairOption) ? ControlAction.ReplicationRepair : ControlAction.ReplicationVerify, string.Empty, 0, ct);
+    Console.WriteLine(result.Message);
+    foreach (var line in result.Lines)
+    {
+        Console.WriteLine("  " + line);
+    }
+
+    // Differences found and not repaired are a failure a script must see (the message's first word is the verdict).
+    return result.Message.StartsWith("differs:", StringComparison.Ordinal) ? 1 : 0;
+}));
+var replication = new Command("replication", "Replication of the group's data to the standby") { replicationStatus, replicationSync, replicationVerify };
 
 Command PairCommand(string verb, string description, ControlAction action)
 {
@@ -221,12 +239,17 @@ static TimeSpan ParseDuration(string text, string option) => Durations.TryParse(
     ? value
     : throw new UsageException($"{option}: \"{text}\" is not a duration; use a number with ms, s, m or h (e.g. 500ms, 10s)");
 
-static async Task<int> Run(Func<Task> action)
+static Task<int> Run(Func<Task> action) => RunForCode(async () =>
+{
+    await action();
+    return 0;
+});
+
+static async Task<int> RunForCode(Func<Task<int>> action)
 {
     try
     {
-        await action();
-        return 0;
+        return await action();
     }
     catch (UsageException e)
     {

@@ -88,6 +88,11 @@ internal static class StatusPrinter
         };
         text.AppendLine(side);
         text.AppendLine(CultureInfo.InvariantCulture, $"connections {r.Connections}; last ended: {r.LastEnded ?? "-"}");
+        if (r.LastVerify is { } v)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"last verify {v.At:u}{(v.Repaired ? " (after a repair)" : string.Empty)}: {(v.Differences == 0 ? "identical" : $"{v.Differences} differences")}, {v.Compared} entries compared at record {v.Cut}, {v.Changing} changing");
+        }
+
         return text.ToString();
     }
 

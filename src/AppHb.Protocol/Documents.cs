@@ -21,6 +21,7 @@ public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog
 /// them all): the data a crash now would lose, in time.</param>
 /// <param name="Resyncs">Difference resyncs this node started as the source since apphbd started.</param>
 /// <param name="Resyncing">A difference resync is due or under way (source: the peer's replica is not compared yet).</param>
+/// <param name="LastVerify">The last `apphbctl replication verify` on this node since apphbd started; null if none.</param>
 public sealed record ReplicationStatus(
     string Path,
     string Side,
@@ -32,13 +33,20 @@ public sealed record ReplicationStatus(
     ulong? Applied,
     string? AppliedGeneration,
     long Resyncs,
-    bool Resyncing)
+    bool Resyncing,
+    VerifyStatus? LastVerify = null)
 {
     /// <summary>Source: records journaled and not yet confirmed by the peer (lag_records in the document).</summary>
     public ulong? LagRecords => Journaled is { } journaled && Acknowledged is { } acknowledged
         ? journaled - Math.Min(journaled, acknowledged)
         : null;
 }
+
+/// <summary>What a verify found: the replica at record <paramref name="Cut"/> compared with the active's tree,
+/// <paramref name="Compared"/> entries (<paramref name="Changing"/> left out: changed meanwhile), and how many
+/// differed; <paramref name="Repaired"/>: the result after a repair's resync; <paramref name="Verifies"/>: verifies
+/// run on this node since apphbd started, this one included.</summary>
+public sealed record VerifyStatus(DateTimeOffset At, ulong Cut, int Compared, int Changing, int Differences, bool Repaired, long Verifies);
 
 /// <summary>This node's side of the pair (level 3).</summary>
 /// <param name="Role">starting, standby, taking-over, active or releasing; PeerRole likewise, null before the peer was heard.</param>

@@ -174,6 +174,10 @@ public enum ControlAction : byte
     Resolve = 10,
     /// <summary>Replication: returns once every change made before it is durable on the peer (the barrier).</summary>
     ReplicationSync = 11,
+    /// <summary>Replication: compare the replica with the active's tree by block hashes; list the differences.</summary>
+    ReplicationVerify = 12,
+    /// <summary>Replication: verify, and resync a replica found to differ, then verify again.</summary>
+    ReplicationRepair = 13,
 }
 
 /// <summary>Control a supervised service, reload (Name empty), or the pair (Name empty, or the survivor's node name
@@ -195,9 +199,9 @@ public sealed record ControlRequest(ControlAction Action, string Name, uint Line
     {
         var reader = new PayloadReader(Type, payload);
         var action = reader.ReadByte("action");
-        if (action is < (byte)ControlAction.Start or > (byte)ControlAction.ReplicationSync)
+        if (action is < (byte)ControlAction.Start or > (byte)ControlAction.ReplicationRepair)
         {
-            throw new ProtocolException(ErrorCode.InvalidArgument, $"Control frame: field 'action' {action} is not 1 (start) to 11 (replication sync)");
+            throw new ProtocolException(ErrorCode.InvalidArgument, $"Control frame: field 'action' {action} is not 1 (start) to 13 (replication repair)");
         }
 
         var name = reader.ReadString("name", FrameFormat.MaxNameBytes);

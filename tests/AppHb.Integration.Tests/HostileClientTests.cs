@@ -56,11 +56,11 @@ public sealed class HostileClientTests
         Assert.Equal(3u, empty.Header.Sequence);
         Assert.Contains("'name' must not be empty", ErrorReply.Read(empty.Payload).Message, StringComparison.Ordinal);
 
-        // A Control action outside 1-11 (the test runs as root, who may send Control): answered, still open.
+        // A Control action outside 1-13 (the test runs as root, who may send Control): answered, still open.
         var control = FrameWriter.ToArray(new ControlRequest(ControlAction.Start, "one", 0), 4);
-        control[FrameFormat.HeaderSize] = 12;
+        control[FrameFormat.HeaderSize] = 14;
         await raw.SendAsync(control);
-        Assert.Contains("'action' 12 is not 1 (start) to 11 (replication sync)", ErrorReply.Read((await ExpectErrorAsync(raw, ErrorCode.InvalidArgument)).Payload).Message, StringComparison.Ordinal);
+        Assert.Contains("'action' 14 is not 1 (start) to 13 (replication repair)", ErrorReply.Read((await ExpectErrorAsync(raw, ErrorCode.InvalidArgument)).Payload).Message, StringComparison.Ordinal);
 
         // A pair action on a single node: refused with the reason, still open.
         await raw.SendAsync(FrameWriter.ToArray(new ControlRequest(ControlAction.Switchover, string.Empty, 0), 6));

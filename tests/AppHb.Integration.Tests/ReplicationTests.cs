@@ -83,6 +83,29 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal(0, statusCode);
         Assert.Contains("replica (standby); applied to record", statusText, StringComparison.Ordinal);
 
+        // verify: identical; then the replica is changed behind replication's back, and verify names it (exit 1);
+        // --repair resyncs only that and verifies again.
+        var (verifyCode, verifyOutput, verifyError) = await CliAsync(a, "replication", "verify");
+        Assert.True(verifyCode == 0, $"{verifyOutput}{verifyError}");
+        Assert.StartsWith("identical:", verifyOutput, StringComparison.Ordinal);
+        await File.WriteAllTextAsync(Path.Combine(Data(2), "db", "orders"), "order 1\nforged\n", TestContext.Current.CancellationToken);
+        (verifyCode, verifyOutput, verifyError) = await CliAsync(a, "replication", "verify");
+        Assert.True(verifyCode == 1, $"{verifyOutput}{verifyError}");
+        Assert.Contains("1 differences", verifyOutput, StringComparison.Ordinal);
+        Assert.Contains("  db/orders: ", verifyOutput, StringComparison.Ordinal);
+        Assert.Contains("apphb_replication_verify_differences 1", await _rig.ScrapeAsync(1), StringComparison.Ordinal);
+        (verifyCode, verifyOutput, verifyError) = await CliAsync(a, "replication", "verify", "--repair");
+        Assert.True(verifyCode == 0, $"{verifyOutput}{verifyError}\n{string.Join('\n', a.Lines)}");
+        Assert.StartsWith("repaired:", verifyOutput, StringComparison.Ordinal);
+        AssertIdentical(Data(1), Data(2));
+        metrics = await _rig.ScrapeAsync(1);
+        Assert.Contains("apphb_replication_verify_differences 0", metrics, StringComparison.Ordinal);
+        Assert.Contains("apphb_replication_verifies_total 4", metrics, StringComparison.Ordinal);
+        Assert.Contains(a.Lines, l => l.Contains("replication-differs", StringComparison.Ordinal));
+        var (notActiveCode, _, notActive) = await CliAsync(b, "replication", "verify");
+        Assert.Equal(1, notActiveCode);
+        Assert.Contains("not the active one", notActive, StringComparison.Ordinal);
+
         // node1's apphbd dies: node2 fences it, takes over, and becomes the source; it writes while node1 is down.
         Assert.True(ProcessRunner.Signal(a.Pid, 9));
         Assert.True(await UntilAsync(async () => await ReplicationAsync(b) is { Side: "source" } && await PairAsync(b) is { Role: "active" }),

@@ -19,8 +19,8 @@ public class ControlFrameTests
     }
 
     [Theory]
-    [InlineData("00" + "0003776562" + "00000000", "field 'action' 0 is not 1 (start) to 11 (replication sync)")]
-    [InlineData("0C" + "0003776562" + "00000000", "field 'action' 12")]
+    [InlineData("00" + "0003776562" + "00000000", "field 'action' 0 is not 1 (start) to 13 (replication repair)")]
+    [InlineData("0E" + "0003776562" + "00000000", "field 'action' 14")]
     [InlineData("0A" + "0000" + "00000000", "field 'name' must name the surviving node for Resolve")]
     [InlineData("02" + "0000" + "00000000", "field 'name' must name a service for Stop")]
     [InlineData("02" + "0003776562", "lines")]

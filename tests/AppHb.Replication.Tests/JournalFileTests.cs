@@ -40,6 +40,43 @@ public sealed class JournalFileTests : IDisposable
         Assert.Empty(journal.ReadAfter(11));
     }
 
+    /// <summary>The size limit: the journal starts again with what the peer still needs (or its last record alone),
+    /// numbering goes on, a reader already open finishes from the replaced file, and a reopen finds the same.</summary>
+    [Fact]
+    public void A_restart_keeps_the_records_after_the_point_given_and_numbering_goes_on()
+    {
+        var path = _directory.File("journal");
+        using (var journal = JournalFile.Open(path))
+        {
+            for (ulong i = 1; i <= 30; i++)
+            {
+                journal.Append(Record(i));
+            }
+
+            journal.Sync();
+            using var reading = journal.ReadAfter(0).GetEnumerator();
+            Assert.True(reading.MoveNext());
+            var bytesAfter24 = journal.BytesAfter(24);
+            Assert.Equal(25UL, journal.Restart(keepAfter: 24));
+            Assert.Equal(bytesAfter24, journal.Length);
+            Assert.Equal(Enumerable.Range(25, 6).Select(i => (ulong)i), journal.ReadAfter(0).Select(r => r.Sequence));
+            var rest = new List<ulong>();
+            while (reading.MoveNext())
+            {
+                rest.Add(reading.Current.Sequence);
+            }
+
+            Assert.Equal(Enumerable.Range(2, 29).Select(i => (ulong)i), rest);
+            journal.Append(Record(31));
+            journal.Sync();
+            Assert.Equal(31UL, journal.Restart());
+            Assert.Equal([31UL], journal.ReadAfter(0).Select(r => r.Sequence));
+        }
+
+        using var reopened = JournalFile.Open(path);
+        Assert.Equal((31UL, 1L, (string?)null), (reopened.LastSequence, reopened.Records, reopened.Recovery));
+    }
+
     [Fact]
     public void Records_appended_and_synced_come_back_in_order_after_a_reopen()
     {

@@ -163,7 +163,7 @@ public sealed class ResyncTests : IDisposable
         var random = new Random(11);
         await SyncAsync(pump, replica, "state");
 
-        // Connected: the journal starts again only once the peer has everything, so the replica goes on by replay.
+        // Connected: the journal starts again keeping what the peer has not acknowledged, so it goes on by replay.
         await using (var connection = await Connected.OpenAsync(_key, _key))
         {
             using var stop = new CancellationTokenSource();
@@ -185,17 +185,52 @@ public sealed class ResyncTests : IDisposable
         Assert.True(journal.Length < 200_000, $"the journal holds {journal.Length} bytes");
 
         // Away: the journal starts again without the peer's records; when it returns it is resynced, nothing lost.
-        var restartsBefore = pump.JournalRestarts;
+        var replicaAt = pump.Sender.Acknowledged;
         for (var i = 0; i < 20; i++)
         {
             await File.WriteAllBytesAsync(Path.Combine(source, $"away{i}"), RandomBytes(random, 20_000), TestContext.Current.CancellationToken);
         }
 
         await File.WriteAllTextAsync(Path.Combine(source, "last"), "made last", TestContext.Current.CancellationToken);
-        Assert.True(await Polling.UntilAsync(() => Task.FromResult(pump.JournalRestarts > restartsBefore), Patience, TestContext.Current.CancellationToken));
-        await SyncAsync(pump, replica, "state");
+        // (It may also start again at once, from the peer's last record, which it could still continue.)
+        Assert.True(await Polling.UntilAsync(() => Task.FromResult(journal.ReadAfter(0).First().Sequence > replicaAt + 1), Patience, TestContext.Current.CancellationToken));
+        // Reconnecting as apphbd does: a connection that began by replay ends when the journal, past its limit, drops
+        // records the peer still needs (more than the limit behind), and the next one resyncs.
+        await using (var replication = Replicating.Start(pump, replica, _key, _directory.File("state")))
+        {
+            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        }
+
         AssertIdentical(source, replica);
         Assert.Equal(2, pump.Sender.Resyncs);
+    }
+
+    /// <summary>Under steady writing the peer is always a batch behind: a restart only when it had everything would
+    /// never come, and the journal would grow past its limit without end. It keeps what the peer still needs.</summary>
+    [Fact]
+    public async Task Under_steady_writing_with_the_peer_connected_the_journal_keeps_to_its_limit()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = Directory.CreateDirectory(_directory.File("replica")).FullName;
+        const long limit = 1 << 20;
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(4, 1)), journal, journalLimit: limit);
+        await using var replication = Replicating.Start(pump, replica, _key, _directory.File("state"));
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        var random = new Random(12);
+        long largest = 0;
+        for (var i = 0; i < 600; i++)
+        {
+            await File.WriteAllBytesAsync(Path.Combine(source, $"steady{i % 40}"), RandomBytes(random, 6000), TestContext.Current.CancellationToken);
+            largest = Math.Max(largest, journal.Length);
+            await Task.Delay(1, TestContext.Current.CancellationToken);
+        }
+
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        AssertIdentical(source, replica);
+        Assert.True(pump.JournalRestarts > 0, "the journal never started again");
+        // 600 writes of 6 KB is ~3.6 MB journaled; the journal held at most its limit and about one batch more.
+        Assert.True(largest < 2 * limit, $"the journal grew to {largest} bytes (limit {limit})");
     }
 
     [Fact]

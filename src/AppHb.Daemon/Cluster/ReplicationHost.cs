@@ -150,6 +150,68 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         return new ControlResultDocument($"every change made in {replication.Path} before this call is durable on {options.Cluster!.Peer} (record {source.Pump.Sender.Acknowledged})", []);
     }
 
+    /// <summary>How long a repair waits for its resync to be applied before it says the resync goes on without it.</summary>
+    private static readonly TimeSpan RepairPatience = TimeSpan.FromMinutes(10);
+
+    /// <summary>`apphbctl replication verify [--repair]`: compares the replicated directory with the peer's replica
+    /// by block hashes and lists where they differ; with <paramref name="repair"/>, a replica found to differ is
+    /// compared again and given what differs (a difference resync on a new connection), then verified again.</summary>
+    /// <exception cref="InvalidOperationException">Not the active node, not replicating, no replica connected, or
+    /// the connection ended meanwhile (the message says which).</exception>
+    public async Task<ControlResultDocument> VerifyAsync(bool repair, CancellationToken cancellationToken)
+    {
+        var replication = options.Replication ?? throw new InvalidOperationException(NotReplicating);
+        if (_side is not Source source)
+        {
+            throw new InvalidOperationException($"verify refused: this node is not the active one (it holds the {_side?.Name ?? "no"} side of {replication.Path}); verify on the active node");
+        }
+
+        var peer = options.Cluster!.Peer;
+        var found = await source.Pump.VerifyAsync(cancellationToken);
+        var lines = found.Differences.Select(d => $"{d.Path}: {d.Detail}").ToList();
+        var compared = $"{found.Compared} entries compared with {peer}'s replica at record {found.At}{(found.Changing > 0 ? $" ({found.Changing} changing meanwhile, left out)" : string.Empty)}";
+        if (found.Differences.Count == 0)
+        {
+            Verified(found, repaired: false);
+            Publish("replication-verified", $"{replication.Path}: {compared}: identical");
+            return new ControlResultDocument($"identical: {replication.Path}: {compared}", lines);
+        }
+
+        Verified(found, repaired: false);
+        Publish("replication-differs", $"{replication.Path}: {found.Differences.Count} differences ({compared}); first: {lines[0]}");
+        if (!repair)
+        {
+            return new ControlResultDocument($"differs: {replication.Path}: {found.Differences.Count} differences: {compared}; `apphbctl replication verify --repair` resyncs them", lines);
+        }
+
+        source.Pump.Sender.ResyncNow($"a verify found {found.Differences.Count} differences: the replica is compared again and repaired by a difference resync");
+        try
+        {
+            await source.Pump.Sender.WaitContinuedAsync(cancellationToken).WaitAsync(RepairPatience, time, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            throw new InvalidOperationException($"repair: {found.Differences.Count} differences found; the resync that repairs them was not applied within {RepairPatience.TotalMinutes:0} minutes and goes on (see apphbctl replication status)");
+        }
+
+        var after = await source.Pump.VerifyAsync(cancellationToken);
+        Verified(after, repaired: true);
+        Publish(after.Differences.Count == 0 ? "replication-verified" : "replication-differs",
+            $"{replication.Path}: after the repair, {after.Differences.Count} differences ({after.Compared} entries compared at record {after.At})");
+        lines.AddRange(after.Differences.Select(d => $"still differs after the repair: {d.Path}: {d.Detail}"));
+        return new ControlResultDocument(after.Differences.Count == 0
+            ? $"repaired: {replication.Path}: {found.Differences.Count} differences repaired by a difference resync; verified again: identical ({after.Compared} entries at record {after.At})"
+            : $"differs: {replication.Path}: {found.Differences.Count} differences; after a difference resync {after.Differences.Count} still differ", lines);
+    }
+
+    private volatile VerifyStatus? _lastVerify;
+
+    private long _verifies;
+
+    private void Verified(VerifyResult result, bool repaired) =>
+        _lastVerify = new VerifyStatus(time.GetUtcNow(), result.At, result.Compared, result.Changing, result.Differences.Count, repaired,
+            Interlocked.Increment(ref _verifies));
+
     /// <summary>This node's replication for the status document; null when it replicates nothing.</summary>
     public ReplicationStatus? Status()
     {
@@ -162,10 +224,10 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         return _side switch
         {
             Source s => new ReplicationStatus(replication.Path, "source", connections, _lastEnded, s.Journal.LastSequence,
-                s.Pump.Sender.Acknowledged, Math.Round(s.Pump.Sender.LagSeconds, 6), null, null, Resyncs, !s.Pump.Compared),
+                s.Pump.Sender.Acknowledged, Math.Round(s.Pump.Sender.LagSeconds, 6), null, null, Resyncs, !s.Pump.Compared, _lastVerify),
             Replica r => new ReplicationStatus(replication.Path, "replica", connections, _lastEnded, null, null, null,
-                r.Applier.LastApplied.Sequence, r.Applier.LastApplied.Generation.ToString(), Resyncs, r.Receiver.Resyncing),
-            _ => new ReplicationStatus(replication.Path, "idle", connections, _lastEnded, null, null, null, null, null, Resyncs, false),
+                r.Applier.LastApplied.Sequence, r.Applier.LastApplied.Generation.ToString(), Resyncs, r.Receiver.Resyncing, _lastVerify),
+            _ => new ReplicationStatus(replication.Path, "idle", connections, _lastEnded, null, null, null, null, null, Resyncs, false, _lastVerify),
         };
     }
 

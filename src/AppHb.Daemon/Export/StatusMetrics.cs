@@ -299,6 +299,9 @@ internal sealed class StatusMetrics : IDisposable
         var resyncing = registry.CreateGauge("apphb_replication_resyncing", "1 while a difference resync is due or under way.");
         var connections = registry.CreateCounter("apphb_replication_connections_total", "Replication connections since apphbd started.");
         var resyncs = registry.CreateCounter("apphb_replication_resyncs_total", "Difference resyncs this node started as the source since apphbd started.");
+        var verifies = registry.CreateCounter("apphb_replication_verifies_total", "`apphbctl replication verify` runs on this node since apphbd started (a repair counts its second verify too).");
+        var verifyDifferences = registry.CreateGauge("apphb_replication_verify_differences", "Paths where the last verify found the replica differing from the active's tree (NaN before any verify).");
+        var verifyTime = registry.CreateGauge("apphb_replication_verify_timestamp_seconds", "When the last verify ended, Unix time (NaN before any verify).");
         registry.AddBeforeCollectCallback(() =>
         {
             if (replication.Status() is not { } status)
@@ -319,6 +322,9 @@ internal sealed class StatusMetrics : IDisposable
             resyncing.Set(status.Resyncing ? 1 : 0);
             connections.WithLabels().IncTo(status.Connections);
             resyncs.WithLabels().IncTo(status.Resyncs);
+            verifies.WithLabels().IncTo(status.LastVerify?.Verifies ?? 0);
+            verifyDifferences.Set(status.LastVerify?.Differences ?? double.NaN);
+            verifyTime.Set(status.LastVerify is { } v ? v.At.ToUnixTimeMilliseconds() / 1000.0 : double.NaN);
         });
     }
 

@@ -157,6 +157,10 @@ public static class ApphbMib
 
         public static ObjectIdentifier Connections { get; } = Objects.Append(7, 7);
 
+        public static ObjectIdentifier Verifies { get; } = Objects.Append(7, 8);
+
+        public static ObjectIdentifier VerifyDifferences { get; } = Objects.Append(7, 9);
+
         /// <summary>apphbReplicationSide's enumeration, in the status document's words (the metrics' side labels too).</summary>
         public static IReadOnlyList<string> Sides { get; } = ["source", "replica", "idle"];
     }

@@ -100,6 +100,23 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
     /// or behind): never a false success.</exception>
     public async Task BarrierAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        try
+        {
+            var sequence = await JournaledAsync(deadline.Token);
+            await _sender.WaitAcknowledgedAsync(sequence, deadline.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"the peer did not confirm the changes before this barrier within {timeout.TotalSeconds:0.###} s (it acknowledged up to record {_sender.Acknowledged}, the journal holds {_journal.LastSequence}): it is unreachable or behind; nothing is confirmed");
+        }
+    }
+
+    /// <summary>Returns the sequence of a record at or after which every change made under the tree before this
+    /// call is journaled (the barrier's first half: the kernel's notifications read, the journal synced).</summary>
+    private async Task<ulong> JournaledAsync(CancellationToken cancellationToken)
+    {
         var captured = new TaskCompletionSource<ulong>(TaskCreationOptions.RunContinuationsAsynchronously);
         long ticket;
         lock (_gate)
@@ -109,17 +126,10 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
         }
 
         var file = Path.Combine(_root, BarrierFilePrefix + ticket.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        await File.WriteAllBytesAsync(file, [], cancellationToken);
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        deadline.CancelAfter(timeout);
         try
         {
-            var sequence = await captured.Task.WaitAsync(deadline.Token);
-            await _sender.WaitAcknowledgedAsync(sequence, deadline.Token);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            throw new TimeoutException($"the peer did not confirm the changes before this barrier within {timeout.TotalSeconds:0.###} s (it acknowledged up to record {_sender.Acknowledged}, the journal holds {_journal.LastSequence}): it is unreachable or behind; nothing is confirmed");
+            await File.WriteAllBytesAsync(file, [], cancellationToken);
+            return await captured.Task.WaitAsync(cancellationToken);
         }
         finally
         {
@@ -130,6 +140,94 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
 
             File.Delete(file);
         }
+    }
+
+    /// <summary>`apphbctl replication verify`: compares the tree with the connected replica by block hashes and
+    /// returns where they differ. The replica is walked at a cut (<see cref="ReplicationSender.AskReplicaManifest"/>)
+    /// while writers go on here; a path the journal changed after that cut, up to every change made before this
+    /// tree's walk ended, is left out of the comparison (counted as changing), and a difference is checked again
+    /// against the file as it is at the end, so that a write under way is never reported as a difference.</summary>
+    /// <exception cref="InvalidOperationException">No replica connected, a verify running, the connection ended,
+    /// or the journal started again during the verify (the message says which; nothing was compared).</exception>
+    public async Task<VerifyResult> VerifyAsync(CancellationToken cancellationToken)
+    {
+        if (!_compared)
+        {
+            throw new InvalidOperationException("the replica has not been compared with this tree since apphbd started (its first resync is under way or not begun): there is nothing to verify yet");
+        }
+
+        var (atTask, manifestTask) = _sender.AskReplicaManifest(BlockSize);
+        var at = await atTask.WaitAsync(cancellationToken);
+        var ours = await Task.Run(() => TreeManifest.Walk(_root, BlockSize, _journaler.IsExcluded).ToList(), cancellationToken);
+        var theirs = await manifestTask.WaitAsync(cancellationToken);
+        var through = await JournaledAsync(cancellationToken);
+        var changing = ChangedAfter(at, through);
+        bool Changing(string path)
+        {
+            // At or under a path the journal changed: a directory renamed or deleted changes all under it.
+            for (var p = path; p.Length > 0; p = p[..Math.Max(0, p.LastIndexOf('/'))])
+            {
+                if (changing.Contains(p))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+
+        var compared = ours.Where(e => !Changing(e.Path)).ToList();
+        var replica = theirs.Where(e => !_journaler.IsExcluded(e.Path) && !Changing(e.Path)).ToDictionary(e => e.Path, StringComparer.Ordinal);
+        var differences = TreeComparison.Compare(compared, replica.Values)
+            .Where(d => StillDiffers(d.Path, replica.GetValueOrDefault(d.Path)))
+            .ToList();
+        return new VerifyResult(at, compared.Count, ours.Count - compared.Count, differences);
+    }
+
+    /// <summary>The paths the journal's records after <paramref name="at"/> up to <paramref name="through"/> name
+    /// (both paths of a rename).</summary>
+    private HashSet<string> ChangedAfter(ulong at, ulong through)
+    {
+        var changed = new HashSet<string>(StringComparer.Ordinal);
+        var expected = at + 1;
+        foreach (var record in _journal.ReadAfter(at))
+        {
+            if (record.Sequence != expected)
+            {
+                throw new InvalidOperationException($"the journal started again during the verify (it holds record {record.Sequence}, not {expected}): what changed meanwhile is unknown; verify again");
+            }
+
+            if (record.Sequence > through)
+            {
+                break;
+            }
+
+            expected++;
+            if (record is not CutRecord)
+            {
+                changed.Add(record.Path);
+            }
+
+            if (record is RenameRecord rename)
+            {
+                changed.Add(rename.NewPath);
+            }
+        }
+
+        if (expected <= through)
+        {
+            throw new InvalidOperationException($"the journal started again during the verify (record {expected} is gone): what changed meanwhile is unknown; verify again");
+        }
+
+        return changed;
+    }
+
+    /// <summary>Whether a difference holds against the tree as it is now: the walk may have read a path while it was
+    /// being written, or made and removed within one batch (so that no record names it).</summary>
+    private bool StillDiffers(string path, ManifestEntry? copy)
+    {
+        var now = TreeManifest.Entry(_root, path, BlockSize);
+        return now is null || copy is null ? (now is null) != (copy is null) : TreeComparison.Differs(now, copy) is not null;
     }
 
     private async Task PumpAsync(CancellationToken cancellationToken)
@@ -198,15 +296,16 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
         KeepToLimit();
     }
 
-    /// <summary>Past the size limit, the journal starts again from its last record: at once when the peer has every
-    /// record (nothing is lost to it), or when no peer is connected (it is away longer than the journal holds, and is
-    /// resynced when it returns); a connected peer still receiving keeps what it needs.</summary>
+    /// <summary>Past the size limit, the journal starts again with only what the peer still needs
+    /// (<see cref="ReplicationSender.RestartJournal"/>): the records a connected peer has not acknowledged, or, with
+    /// no peer connected (resynced when it returns, not continued), the last one.</summary>
     private void KeepToLimit()
     {
-        if (_journal.Length > _journalLimit && (_sender.Acknowledged >= _journal.LastSequence || !_sender.Connected))
+        // Past the limit, and with something to drop: a connected peer's backlog alone is kept, not restarted at
+        // every batch.
+        if (_journal.Length > _journalLimit && (!_sender.Connected || _journal.BytesAfter(_sender.Acknowledged) < _journal.Length / 2))
         {
-            _journal.Restart();
-            _sender.JournalRestarted(_journal.LastSequence);
+            _sender.RestartJournal(_journal);
             JournalRestarts++;
         }
     }
@@ -228,3 +327,7 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
         _sender.Dispose();
     }
 }
+
+/// <summary>What a verify found: the replica at cut <paramref name="At"/> compared with the tree, entry by entry
+/// (<paramref name="Compared"/>), leaving out <paramref name="Changing"/> entries changed meanwhile.</summary>
+public sealed record VerifyResult(ulong At, int Compared, int Changing, IReadOnlyList<TreeDifference> Differences);

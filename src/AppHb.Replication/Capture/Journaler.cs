@@ -36,6 +36,9 @@ public sealed class Journaler
         _blockSize = blockSize;
     }
 
+    /// <summary>Whether a path (relative, '/'-separated) is left out of replication: excluded, or the barrier's.</summary>
+    public bool IsExcluded(string path) => _excluded(path);
+
     /// <summary>The generation records are journaled under (the pair's current one on the active node).</summary>
     public DataGeneration Generation { get; }
 

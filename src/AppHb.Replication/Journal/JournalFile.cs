@@ -160,22 +160,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
         lock (_gate)
         {
             durable = _durable;
-            // The first record after the sequence (offsets are in sequence order).
-            var low = 0;
-            var high = _offsets.Count;
-            while (low < high)
-            {
-                var middle = (low + high) / 2;
-                if (_offsets[middle].Sequence <= sequence)
-                {
-                    low = middle + 1;
-                }
-                else
-                {
-                    high = middle;
-                }
-            }
-
+            var low = FirstAfter(sequence);
             if (low == _offsets.Count)
             {
                 return [];
@@ -232,32 +217,69 @@ public sealed class JournalFile : IJournalReader, IDisposable
         }
     }
 
-    /// <summary>Starts the journal again from its last record (kept, so its sequence numbers go on where they were):
-    /// for its size limit. A replica behind that record can no longer be continued from it and is resynced. Call it
-    /// between batches (everything appended is synced).</summary>
-    public void Restart()
+    /// <summary>Starts the journal again with only the records after <paramref name="keepAfter"/> (at least the last
+    /// one, so its sequence numbers go on where they were): for its size limit. A replica before the first record kept
+    /// can no longer be continued from it and is resynced. Call it between batches (everything appended is synced).</summary>
+    /// <returns>The first record kept (0 when the journal holds none).</returns>
+    public ulong Restart(ulong keepAfter = ulong.MaxValue)
     {
         lock (_gate)
         {
             if (_offsets.Count == 0)
             {
-                return;
+                return 0;
             }
 
-            var (last, offset) = _offsets[^1];
+            var from = Math.Min(FirstAfter(keepAfter), _offsets.Count - 1);
+            var (first, offset) = _offsets[from];
             _stream.Flush(flushToDisk: true);
             var kept = new byte[_stream.Length - offset];
             _stream.Position = offset;
             _stream.ReadExactly(kept);
+            // A reader already open goes on reading the replaced file; the next one opens this.
             AppHb.Linux.Files.DurableFile.Replace(Path, kept);
             _stream.Dispose();
             _stream = new FileStream(Path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, 1, FileOptions.None);
             _stream.Seek(0, SeekOrigin.End);
+            var keptOffsets = _offsets.Skip(from).Select(o => (o.Sequence, o.Offset - offset)).ToList();
             _offsets.Clear();
-            _offsets.Add((last, 0));
-            Records = 1;
+            _offsets.AddRange(keptOffsets);
+            Records = keptOffsets.Count;
             _durable = LastSequence;
+            return first;
         }
+    }
+
+    /// <summary>How many bytes the records after <paramref name="sequence"/> take.</summary>
+    public long BytesAfter(ulong sequence)
+    {
+        lock (_gate)
+        {
+            var index = FirstAfter(sequence);
+            return index == _offsets.Count ? 0 : _stream.Length - _offsets[index].Offset;
+        }
+    }
+
+    /// <summary>The index in the offsets of the first record after <paramref name="sequence"/> (their count when
+    /// none is); under the lock.</summary>
+    private int FirstAfter(ulong sequence)
+    {
+        var low = 0;
+        var high = _offsets.Count;
+        while (low < high)
+        {
+            var middle = (low + high) / 2;
+            if (_offsets[middle].Sequence <= sequence)
+            {
+                low = middle + 1;
+            }
+            else
+            {
+                high = middle;
+            }
+        }
+
+        return low;
     }
 
     public void Dispose() => _stream.Dispose();

@@ -29,9 +29,10 @@ public static class TreeManifest
 
     /// <summary>Every entry under <paramref name="root"/> (not the root itself), parents before children; symlinks
     /// are not followed.</summary>
-    public static IEnumerable<ManifestEntry> Walk(string root, int blockSize)
+    /// <param name="excluded">Paths (relative) left out, with everything under them.</param>
+    public static IEnumerable<ManifestEntry> Walk(string root, int blockSize, Func<string, bool>? excluded = null)
     {
-        foreach (var (path, entry) in FileTree.Walk(root, root))
+        foreach (var (path, entry) in FileTree.Walk(root, root, excluded))
         {
             if (entry.LinkTarget is { } target)
             {
@@ -46,6 +47,26 @@ public static class TreeManifest
                 yield return new ManifestEntry(path, ManifestEntryKind.File, blocks);
             }
         }
+    }
+
+    /// <summary>What <paramref name="relative"/> under <paramref name="root"/> holds now, or null when nothing is there.</summary>
+    public static ManifestEntry? Entry(string root, string relative, int blockSize)
+    {
+        var full = Path.Combine(root, relative);
+        FileSystemInfo info = new FileInfo(full);
+        if (!info.Exists)
+        {
+            info = new DirectoryInfo(full);
+            if (!info.Exists)
+            {
+                return null;
+            }
+        }
+
+        return info.LinkTarget is { } target ? new ManifestEntry(relative, ManifestEntryKind.Symlink, Target: target)
+            : info is DirectoryInfo ? new ManifestEntry(relative, ManifestEntryKind.Directory)
+            : Index(full, blockSize) is { } blocks ? new ManifestEntry(relative, ManifestEntryKind.File, blocks)
+            : null;
     }
 
     private static BlockIndex? Index(string path, int blockSize)

@@ -22,6 +22,9 @@ public enum ReplicationMessageKind : byte
     ManifestEnd = 6,
     /// <summary>Sender to receiver: the resync's records follow, starting with this sequence.</summary>
     ResyncFrom = 7,
+    /// <summary>Sender to receiver, right after a cut: send what the replica holds now (at that cut), hashed in blocks
+    /// of this size, for a verify; the records that follow are applied after it.</summary>
+    VerifyRequest = 8,
 }
 
 /// <summary>Encodes and decodes the payloads of sealed frames (big-endian, as the rest of the pair's wire).</summary>
@@ -50,6 +53,13 @@ public static class ReplicationMessage
         return [.. body];
     }
 
+    public static byte[] VerifyRequest(int blockSize)
+    {
+        var body = ResyncRequest(blockSize);
+        body[0] = (byte)ReplicationMessageKind.VerifyRequest;
+        return body;
+    }
+
     public static byte[] ManifestEnd(ulong entries)
     {
         List<byte> body = [(byte)ReplicationMessageKind.ManifestEnd];
@@ -68,13 +78,18 @@ public static class ReplicationMessage
     public static ReplicationMessageKind KindOf(ReadOnlySpan<byte> payload) => payload.IsEmpty ? 0 : (ReplicationMessageKind)payload[0];
 
     /// <exception cref="ReplicationRefusedException">Not a resync request, short, or a block size the journal cannot carry.</exception>
-    public static int ReadResyncRequest(ReadOnlySpan<byte> payload)
+    public static int ReadResyncRequest(ReadOnlySpan<byte> payload) => ReadManifestRequest(payload, ReplicationMessageKind.ResyncRequest);
+
+    /// <exception cref="ReplicationRefusedException">Not a verify request, short, or a block size the journal cannot carry.</exception>
+    public static int ReadVerifyRequest(ReadOnlySpan<byte> payload) => ReadManifestRequest(payload, ReplicationMessageKind.VerifyRequest);
+
+    private static int ReadManifestRequest(ReadOnlySpan<byte> payload, ReplicationMessageKind kind)
     {
-        Expect(payload, ReplicationMessageKind.ResyncRequest, 1 + 4);
+        Expect(payload, kind, 1 + 4);
         new BigEndianReader(payload[1..]).Read32(out var blockSize);
         if (blockSize is 0 or > JournalCodec.MaxBlockSize)
         {
-            throw new ReplicationRefusedException($"a resync request with block size {blockSize}: 1 to {JournalCodec.MaxBlockSize} bytes");
+            throw new ReplicationRefusedException($"a {kind.ToString().ToLowerInvariant()} message with block size {blockSize}: 1 to {JournalCodec.MaxBlockSize} bytes");
         }
 
         return (int)blockSize;

@@ -8,7 +8,8 @@ namespace AppHb.Replication.Transfer;
 /// <summary>The standby's end of a replication connection: says where its replica stands, then applies the records
 /// it receives strictly in sequence, a cut at a time (<see cref="CutApplier"/>), and acknowledges each cut once it is
 /// durable. Asked for a difference resync, it sends what its replica holds (<see cref="TreeManifest"/>) and applies
-/// the records that follow from the sequence the sender names. A record out of sequence, a frame that fails
+/// the records that follow from the sequence the sender names; asked for a verify (right after a cut), it applies the
+/// cuts it holds and sends what its replica holds then. A record out of sequence, a frame that fails
 /// authentication or a record that does not decode ends the connection with the reason; what was received of the
 /// unfinished cut is dropped, never applied.</summary>
 /// <param name="cutApplied">Called after each cut is durable, with its generation and whether it closed a difference
@@ -67,6 +68,26 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                         // The sender's journal numbers them, which may be another node's than the one the replica
                         // followed before: the position only has to follow on from here.
                         next = ReplicationMessage.ReadResyncFrom(await channel.ReceiveAsync(cancellationToken));
+                        continue;
+                    }
+
+                    if (ReplicationMessage.KindOf(payload) == ReplicationMessageKind.VerifyRequest)
+                    {
+                        var blockSize = ReplicationMessage.ReadVerifyRequest(payload);
+                        if (cut.Count != whole + 1)
+                        {
+                            throw new ReplicationRefusedException($"a verify request inside a cut (after record {next - 1}): it is due only right after one");
+                        }
+
+                        // What the replica holds at the cut just received: the cuts held are applied first.
+                        if (whole >= 0)
+                        {
+                            var last = cut[whole].Sequence;
+                            ApplyWhole();
+                            await channel.SendAsync(ReplicationMessage.Acknowledged(last), cancellationToken);
+                        }
+
+                        await SendManifestAsync(channel, blockSize, cancellationToken);
                         continue;
                     }
 

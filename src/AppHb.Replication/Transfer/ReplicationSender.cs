@@ -24,6 +24,76 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
     /// knows nothing of a replica it has not compared).</summary>
     private ulong _continuesFrom = resync is null ? 0 : ulong.MaxValue;
 
+    /// <summary>A request for the replica's manifest (a verify), from the call until its last part arrived.</summary>
+    private sealed class ManifestAsked(int blockSize)
+    {
+        public int BlockSize { get; } = blockSize;
+
+        /// <summary>Whether the request went out (after the cut <see cref="At"/> names); read by the acknowledgement
+        /// reader's thread.</summary>
+        public bool Sent
+        {
+            get => Volatile.Read(ref _sent);
+            set => Volatile.Write(ref _sent, value);
+        }
+
+        private bool _sent;
+
+        public TaskCompletionSource<ulong> At { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource<IReadOnlyList<ManifestEntry>> Manifest { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public List<ManifestEntry> Entries { get; } = [];
+
+        public void Fail(Exception e)
+        {
+            At.TrySetException(e);
+            Manifest.TrySetException(e);
+        }
+    }
+
+    private ManifestAsked? _manifestAsked;
+    private CancellationTokenSource? _connectionStop;
+    private string? _resyncDemanded;
+
+    /// <summary>Asks the connected replica what it holds (for a verify): the request goes right after a cut, whose
+    /// sequence <c>At</c> gives, and the replica walks its tree with every record up to that cut applied and none
+    /// after; <c>Manifest</c> is what it found. Both fail if the connection ends first.</summary>
+    /// <exception cref="InvalidOperationException">No replica is connected, or a verify is already asking.</exception>
+    public (Task<ulong> At, Task<IReadOnlyList<ManifestEntry>> Manifest) AskReplicaManifest(int blockSize)
+    {
+        ManifestAsked asked;
+        lock (_gate)
+        {
+            if (!_connected)
+            {
+                throw new InvalidOperationException("no replica is connected: there is nothing to compare with");
+            }
+
+            if (_manifestAsked is not null)
+            {
+                throw new InvalidOperationException("a verify is already running; wait for it");
+            }
+
+            _manifestAsked = asked = new ManifestAsked(blockSize);
+        }
+
+        Appended();
+        return (asked.At.Task, asked.Manifest.Task);
+    }
+
+    /// <summary>Ends the current connection with <paramref name="reason"/>, and has the next one compare the replica
+    /// (a difference resync) instead of continuing it: for a replica found to differ from what it was sent.</summary>
+    public void ResyncNow(string reason)
+    {
+        lock (_gate)
+        {
+            Volatile.Write(ref _continuesFrom, ulong.MaxValue);
+            _resyncDemanded = reason;
+            _connectionStop?.Cancel();
+        }
+    }
+
     /// <summary>Difference resyncs started (each connection that could not continue the replica's position).</summary>
     public long Resyncs { get; private set; }
 
@@ -34,13 +104,24 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
 
     private const int MaxLagMarks = 4096;
 
-    /// <summary>The journal was started again from record <paramref name="last"/> (its size limit): a replica behind it
-    /// is resynced, not continued (a connection streaming it ends at the gap and the next one resyncs).</summary>
-    public void JournalRestarted(ulong last)
+    /// <summary>Starts <paramref name="journal"/> again (its size limit) without what nobody needs: with a peer
+    /// connected, the records it has not acknowledged are kept, however many (dropping them would end the connection
+    /// and resync, and a resync larger than the limit would then never finish); with none, only the last record (the
+    /// peer is resynced when it returns, not continued). Decided under the same lock as a new connection's choice
+    /// between continuing and resyncing, so that a peer is never continued from records the restart just dropped.</summary>
+    /// <returns>The first record kept.</returns>
+    public ulong RestartJournal(Journal.JournalFile journal)
     {
-        if (Volatile.Read(ref _continuesFrom) < last)
+        ArgumentNullException.ThrowIfNull(journal);
+        lock (_gate)
         {
-            Volatile.Write(ref _continuesFrom, last);
+            var first = journal.Restart(_connected ? _acknowledged : ulong.MaxValue);
+            if (first > 0 && _continuesFrom < first - 1)
+            {
+                _continuesFrom = first - 1;
+            }
+
+            return first;
         }
     }
 
@@ -135,27 +216,71 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         }
     }
 
+    /// <summary>Returns once the replica stands at a position this journal continues and has acknowledged it: after
+    /// <see cref="ResyncNow"/>, when the resync it asked for is applied.</summary>
+    public async Task WaitContinuedAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task changed;
+            lock (_gate)
+            {
+                var from = Volatile.Read(ref _continuesFrom);
+                if (from != ulong.MaxValue && _acknowledged >= from)
+                {
+                    return;
+                }
+
+                changed = _acknowledgedChanged.Task;
+            }
+
+            await changed.WaitAsync(cancellationToken);
+        }
+    }
+
     /// <summary>Runs until the connection ends: by <paramref name="cancellationToken"/>, or with a
     /// <see cref="ReplicationRefusedException"/> saying what was wrong.</summary>
     public async Task RunAsync(ReplicationChannel channel, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(channel);
         var (generation, applied) = ReplicationMessage.ReadResume(await channel.ReceiveAsync(cancellationToken));
-        _connected = true;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        bool continues;
+        lock (_gate)
+        {
+            _connected = true;
+            _connectionStop = stop;
+            _resyncDemanded = null;
+            continues = applied >= _continuesFrom && applied <= _journal.LastSequence && (resync is null || generation == resync.Generation);
+        }
+
         try
         {
-            await SendAsync(channel, generation, applied, cancellationToken);
+            await SendAsync(channel, continues, generation, applied, stop.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _resyncDemanded is { } reason)
+        {
+            throw new ReplicationRefusedException(reason);
         }
         finally
         {
-            _connected = false;
+            ManifestAsked? unanswered;
+            lock (_gate)
+            {
+                _connected = false;
+                _connectionStop = null;
+                unanswered = _manifestAsked;
+                _manifestAsked = null;
+            }
+
+            unanswered?.Fail(new InvalidOperationException("the replication connection ended before the replica's manifest arrived"));
         }
     }
 
-    private async Task SendAsync(ReplicationChannel channel, DataGeneration generation, ulong applied, CancellationToken cancellationToken)
+    private async Task SendAsync(ReplicationChannel channel, bool continues, DataGeneration generation, ulong applied, CancellationToken cancellationToken)
     {
-        var continues = applied >= Volatile.Read(ref _continuesFrom) && applied <= _journal.LastSequence
-            && (resync is null || generation == resync.Generation);
+        // A verify's request goes only where the replica stands at a cut: where it continues, or after the resync's.
+        var atCut = continues;
         if (continues)
         {
             Advance(applied);
@@ -188,6 +313,22 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
                     first = false;
                     await channel.SendAsync(ReplicationMessage.Record(record), stop.Token);
                     Sent = record.Sequence;
+                    atCut = record is CutRecord;
+                }
+
+                ManifestAsked? asked;
+                lock (_gate)
+                {
+                    asked = _manifestAsked;
+                }
+
+                if (asked is { Sent: false } && atCut)
+                {
+                    // Marked before it goes: the replica's answer may reach the acknowledgement reader before
+                    // SendAsync returns here.
+                    asked.Sent = true;
+                    await channel.SendAsync(ReplicationMessage.VerifyRequest(asked.BlockSize), stop.Token);
+                    asked.At.TrySetResult(Sent);
                 }
 
                 var waiting = _appended.WaitAsync(stop.Token);
@@ -241,7 +382,11 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         }
 
         var (first, cut) = await source.ResyncAsync(manifest, cancellationToken);
-        Volatile.Write(ref _continuesFrom, cut);
+        lock (_gate)
+        {
+            _continuesFrom = cut;
+        }
+
         await channel.SendAsync(ReplicationMessage.ResyncFrom(first), cancellationToken);
         return first;
     }
@@ -250,7 +395,15 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
     {
         while (true)
         {
-            var sequence = ReplicationMessage.ReadAcknowledged(await channel.ReceiveAsync(cancellationToken));
+            var payload = await channel.ReceiveAsync(cancellationToken);
+            var kind = ReplicationMessage.KindOf(payload);
+            if (kind is ReplicationMessageKind.ManifestPart or ReplicationMessageKind.ManifestEnd)
+            {
+                Manifest(payload, kind);
+                continue;
+            }
+
+            var sequence = ReplicationMessage.ReadAcknowledged(payload);
             if (sequence > Sent)
             {
                 throw new ReplicationRefusedException($"the peer acknowledged record {sequence}, and only {Sent} were sent");
@@ -258,6 +411,40 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
 
             Advance(sequence);
         }
+    }
+
+    /// <summary>A part of the manifest a verify asked for.</summary>
+    private void Manifest(byte[] payload, ReplicationMessageKind kind)
+    {
+        ManifestAsked? asked;
+        lock (_gate)
+        {
+            asked = _manifestAsked;
+        }
+
+        if (asked is not { Sent: true })
+        {
+            throw new ReplicationRefusedException("the peer sent a manifest nobody asked for");
+        }
+
+        if (kind == ReplicationMessageKind.ManifestPart)
+        {
+            asked.Entries.AddRange(TreeManifest.Decode(payload, asked.BlockSize));
+            return;
+        }
+
+        var count = ReplicationMessage.ReadManifestEnd(payload);
+        if (count != (ulong)asked.Entries.Count)
+        {
+            throw new ReplicationRefusedException($"the peer's manifest ended saying {count} entries, and {asked.Entries.Count} arrived");
+        }
+
+        lock (_gate)
+        {
+            _manifestAsked = null;
+        }
+
+        asked.Manifest.TrySetResult(asked.Entries);
     }
 
     private void Advance(ulong sequence)
