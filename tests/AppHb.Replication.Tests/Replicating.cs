@@ -11,7 +11,8 @@ internal sealed class Replicating : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private Task _running = Task.CompletedTask;
 
-    public static Replicating Start(CapturePump pump, string replica, byte[] key, string state)
+    /// <param name="ended">Told why each connection ended (the sender's reason), as apphbd logs it.</param>
+    public static Replicating Start(CapturePump pump, string replica, byte[] key, string state, Action<string>? ended = null)
     {
         var replicating = new Replicating();
         var stop = replicating._stop.Token;
@@ -20,17 +21,25 @@ internal sealed class Replicating : IAsyncDisposable
             while (!stop.IsCancellationRequested)
             {
                 await using var connection = await Connected.OpenAsync(key, key);
-                using var ended = CancellationTokenSource.CreateLinkedTokenSource(stop);
-                var sending = pump.Sender.RunAsync(connection.Sender, ended.Token);
-                var receiving = new ReplicationReceiver(new CutApplier(replica, state)).RunAsync(connection.Receiver, ended.Token);
+                using var stopping = CancellationTokenSource.CreateLinkedTokenSource(stop);
+                var sending = pump.Sender.RunAsync(connection.Sender, stopping.Token);
+                var receiving = new ReplicationReceiver(new CutApplier(replica, state)).RunAsync(connection.Receiver, stopping.Token);
                 await Task.WhenAny(sending, receiving);
-                await ended.CancelAsync();
+                await stopping.CancelAsync();
                 try
                 {
                     await Task.WhenAll(sending, receiving);
                 }
                 catch (Exception e) when (e is OperationCanceledException or ReplicationRefusedException or IOException)
                 {
+                }
+
+                if (sending.Exception?.InnerException is ReplicationRefusedException refused)
+                {
+                    lock (replicating._stop)
+                    {
+                        ended?.Invoke(refused.Message);
+                    }
                 }
             }
         });

@@ -41,6 +41,8 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
 
     private sealed record Changed(TreeChange Change) : Input;
 
+    private sealed record Damaged(string Problem) : Input;
+
     private sealed record ResyncAsked(IReadOnlyList<ManifestEntry> PeerHas, TaskCompletionSource<(ulong, ulong)> Done) : Input;
 
     private readonly long _journalLimit;
@@ -86,6 +88,11 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
     /// <summary>Has the next batch compare the whole tree with what the peer has, as a queue overflow does: for when
     /// changes may have been missed (a capture restarted, an overflow reported elsewhere).</summary>
     public void CompareWholeTree() => _inputs.Writer.TryWrite(new Changed(new TreeChange(TreeChangeKind.Overflow, string.Empty, IsDirectory: true)));
+
+    public void JournalDamaged(string problem) => _inputs.Writer.TryWrite(new Damaged(problem));
+
+    /// <summary>Times the journal was found damaged and started again (the replica resynced).</summary>
+    public long JournalDamages { get; private set; }
 
     public async Task<(ulong First, ulong Cut)> ResyncAsync(IReadOnlyList<ManifestEntry> peerHas, CancellationToken cancellationToken)
     {
@@ -238,6 +245,16 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
             long seen = 0;
             while (_inputs.Reader.TryRead(out var input))
             {
+                if (input is Damaged)
+                {
+                    // What was read before is journaled first; then nothing of the journal is kept but its last
+                    // record's number (the sender already resyncs the next connection).
+                    Journal(batch);
+                    _sender.DropJournal(_journal);
+                    JournalDamages++;
+                    continue;
+                }
+
                 if (input is ResyncAsked resync)
                 {
                     // In order: what was read before the request is journaled first (against the old knowledge).

@@ -70,7 +70,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
             }
 
             stream.Seek(0, SeekOrigin.End);
-            return new JournalFile(path, stream, last, records, recovery, offsets) { _durable = last };
+            return new JournalFile(path, stream, last, records, recovery, offsets) { _durable = last, _durableLength = end };
         }
         catch
         {
@@ -142,8 +142,12 @@ public sealed class JournalFile : IJournalReader, IDisposable
         lock (_gate)
         {
             _durable = LastSequence;
+            _durableLength = _stream.Length;
         }
     }
+
+    /// <summary>How many bytes of the file <see cref="Sync"/> made durable: a record starting before this is whole.</summary>
+    private long _durableLength;
 
     /// <summary>The last record made durable by <see cref="Sync"/> (all of them, for a journal just opened).</summary>
     private ulong _durable;
@@ -157,9 +161,11 @@ public sealed class JournalFile : IJournalReader, IDisposable
     {
         FileStream reader;
         ulong durable;
+        long durableLength;
         lock (_gate)
         {
             durable = _durable;
+            durableLength = _durableLength;
             var low = FirstAfter(sequence);
             if (low == _offsets.Count)
             {
@@ -171,19 +177,25 @@ public sealed class JournalFile : IJournalReader, IDisposable
             reader.Position = _offsets[low].Offset;
         }
 
-        return Read(reader, sequence, durable);
+        return Read(reader, sequence, durable, durableLength);
     }
 
-    private IEnumerable<JournalRecord> Read(FileStream reader, ulong after, ulong durable)
+    private IEnumerable<JournalRecord> Read(FileStream reader, ulong after, ulong durable, long durableLength)
     {
         using (reader)
         {
             foreach (var (at, decoded) in Scan(reader))
             {
-                if (decoded.Status == JournalDecodeStatus.Incomplete)
+                if (decoded.Status == JournalDecodeStatus.Incomplete && at >= durableLength)
                 {
                     // Being appended: read at a later call.
                     yield break;
+                }
+
+                if (decoded.Status == JournalDecodeStatus.Incomplete)
+                {
+                    // It starts in what was synced whole: its length field was damaged into one past the end.
+                    throw new InvalidDataException($"{Path}: at offset {at}: corrupt record (its length runs past the {durableLength} bytes synced)");
                 }
 
                 if (decoded.Status != JournalDecodeStatus.Decoded)
@@ -246,6 +258,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
             _offsets.AddRange(keptOffsets);
             Records = keptOffsets.Count;
             _durable = LastSequence;
+            _durableLength = _stream.Length;
             return first;
         }
     }

@@ -15,4 +15,9 @@ public interface IResyncSource
     /// even when nothing differs: the replica then stands at a position the journal continues), and returns the first
     /// record's sequence and the cut's.</summary>
     Task<(ulong First, ulong Cut)> ResyncAsync(IReadOnlyList<ManifestEntry> peerHas, CancellationToken cancellationToken);
+
+    /// <summary>A record of the journal on disk is damaged (<paramref name="problem"/> says where): its records
+    /// from there on can never be sent. The journal is started again (in order with the batches, by the one that
+    /// writes it), and the replica, which can no longer be continued, is resynced by its next connection.</summary>
+    void JournalDamaged(string problem);
 }

@@ -125,6 +125,18 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         }
     }
 
+    /// <summary>Starts <paramref name="journal"/> again from its last record whatever the peer has (it was found
+    /// damaged): every replica is resynced, none continued.</summary>
+    public void DropJournal(Journal.JournalFile journal)
+    {
+        ArgumentNullException.ThrowIfNull(journal);
+        lock (_gate)
+        {
+            journal.Restart();
+            _continuesFrom = ulong.MaxValue;
+        }
+    }
+
     /// <summary>The journaler appended and synced records up to <paramref name="last"/>: they are sent (as
     /// <see cref="Appended"/>), and the lag (<see cref="LagSeconds"/>) counts from now for them.</summary>
     public void Journaled(ulong last)
@@ -303,7 +315,7 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
             while (true)
             {
                 var first = true;
-                foreach (var record in _journal.ReadAfter(Sent))
+                foreach (var record in ReadJournalAfter(Sent))
                 {
                     if (first && record.Sequence != Sent + 1)
                     {
@@ -354,6 +366,41 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
             {
                 // Ending with the connection: the exception that ended the loop above is the one reported.
             }
+        }
+    }
+
+    /// <summary>The journal's records after <paramref name="sequence"/>; a damaged one ends the connection with the
+    /// reason, after the resync source (if any) is told, so that the next connection resyncs instead of stopping at
+    /// the same record forever.</summary>
+    private IEnumerable<JournalRecord> ReadJournalAfter(ulong sequence)
+    {
+        using var records = _journal.ReadAfter(sequence).GetEnumerator();
+        while (true)
+        {
+            try
+            {
+                if (!records.MoveNext())
+                {
+                    yield break;
+                }
+            }
+            catch (InvalidDataException e)
+            {
+                if (resync is null)
+                {
+                    throw new ReplicationRefusedException($"the journal is damaged: {e.Message}");
+                }
+
+                lock (_gate)
+                {
+                    _continuesFrom = ulong.MaxValue;
+                }
+
+                resync.JournalDamaged(e.Message);
+                throw new ReplicationRefusedException($"the journal is damaged ({e.Message}): it starts again, and the replica is resynced by the next connection");
+            }
+
+            yield return records.Current;
         }
     }
 
