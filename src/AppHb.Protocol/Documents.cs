@@ -22,6 +22,8 @@ public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog
 /// <param name="Resyncs">Difference resyncs this node started as the source since apphbd started.</param>
 /// <param name="Resyncing">A difference resync is due or under way (source: the peer's replica is not compared yet).</param>
 /// <param name="LastVerify">The last `apphbctl replication verify` on this node since apphbd started; null if none.</param>
+/// <param name="LagBytes">Source: how many bytes of the journal the peer has not acknowledged (the data a crash now
+/// would lose, in journal bytes).</param>
 public sealed record ReplicationStatus(
     string Path,
     string Side,
@@ -34,7 +36,8 @@ public sealed record ReplicationStatus(
     string? AppliedGeneration,
     long Resyncs,
     bool Resyncing,
-    VerifyStatus? LastVerify = null)
+    VerifyStatus? LastVerify = null,
+    long? LagBytes = null)
 {
     /// <summary>Source: records journaled and not yet confirmed by the peer (lag_records in the document).</summary>
     public ulong? LagRecords => Journaled is { } journaled && Acknowledged is { } acknowledged

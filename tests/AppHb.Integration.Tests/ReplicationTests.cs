@@ -74,6 +74,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Contains("apphb_replication_side{side=\"source\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains("apphb_replication_lag_records 0", metrics, StringComparison.Ordinal);
         Assert.Contains("apphb_replication_lag_seconds 0", metrics, StringComparison.Ordinal);
+        Assert.Contains("apphb_replication_lag_bytes 0", metrics, StringComparison.Ordinal);
         Assert.Matches(@"apphb_replication_acknowledged_records [1-9]", metrics);
         Assert.Contains("apphb_replication_side{side=\"replica\"} 1", await _rig.ScrapeAsync(2), StringComparison.Ordinal);
         var (refusedCode, _, refused) = await CliAsync(b, "replication", "sync");
@@ -171,6 +172,9 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal(1, code);
         Assert.Contains("did not confirm", error, StringComparison.Ordinal);
         Assert.Equal("active", (await PairAsync(a))!.Role);
+        // What a crash now would lose, in all three measures.
+        var apart = (await ReplicationAsync(a))!;
+        Assert.True(apart is { LagRecords: > 0, LagBytes: > 0, LagSeconds: > 0 }, $"lag while apart: {apart}");
 
         await _rig.CutDedicatedAsync(false);
         var confirmed = await UntilAsync(async () => (await CliAsync(a, "replication", "sync")).Code == 0);

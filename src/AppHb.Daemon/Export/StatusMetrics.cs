@@ -295,6 +295,7 @@ internal sealed class StatusMetrics : IDisposable
         var acknowledged = registry.CreateGauge("apphb_replication_acknowledged_records", "The last record the peer confirmed applied and durable (NaN on the replica).");
         var lagRecords = registry.CreateGauge("apphb_replication_lag_records", "Records journaled on the source and not yet confirmed by the peer (NaN on the replica).");
         var lagSeconds = registry.CreateGauge("apphb_replication_lag_seconds", "How long the oldest change the peer has not confirmed has waited: what a crash now would lose, in time (NaN on the replica).");
+        var lagBytes = registry.CreateGauge("apphb_replication_lag_bytes", "Bytes of the journal the peer has not confirmed (NaN on the replica).");
         var applied = registry.CreateGauge("apphb_replication_applied_records", "The replica's last applied record (NaN on the source).");
         var resyncing = registry.CreateGauge("apphb_replication_resyncing", "1 while a difference resync is due or under way.");
         var connections = registry.CreateCounter("apphb_replication_connections_total", "Replication connections since apphbd started.");
@@ -318,6 +319,7 @@ internal sealed class StatusMetrics : IDisposable
             acknowledged.Set(status.Acknowledged ?? double.NaN);
             lagRecords.Set(status.LagRecords ?? double.NaN);
             lagSeconds.Set(status.LagSeconds ?? double.NaN);
+            lagBytes.Set(status.LagBytes ?? double.NaN);
             applied.Set(status.Applied ?? double.NaN);
             resyncing.Set(status.Resyncing ? 1 : 0);
             connections.WithLabels().IncTo(status.Connections);

@@ -124,6 +124,7 @@ internal sealed class StatusMib
             b.AddScalar(ApphbMib.Replication.Connections, new Counter32(unchecked((uint)r.Connections)));
             b.AddScalar(ApphbMib.Replication.Verifies, new Counter32(unchecked((uint)(r.LastVerify?.Verifies ?? 0))));
             b.AddScalar(ApphbMib.Replication.VerifyDifferences, new Gauge32((uint)(r.LastVerify?.Differences ?? 0)));
+            b.AddScalar(ApphbMib.Replication.LagKiB, new Gauge32((uint)Math.Min(uint.MaxValue, (r.LagBytes ?? 0) / 1024)));
         }
 
         // The tables read the document's own records when a request reaches a cell: nothing per cell is built here.

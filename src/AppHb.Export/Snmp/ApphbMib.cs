@@ -161,6 +161,8 @@ public static class ApphbMib
 
         public static ObjectIdentifier VerifyDifferences { get; } = Objects.Append(7, 9);
 
+        public static ObjectIdentifier LagKiB { get; } = Objects.Append(7, 10);
+
         /// <summary>apphbReplicationSide's enumeration, in the status document's words (the metrics' side labels too).</summary>
         public static IReadOnlyList<string> Sides { get; } = ["source", "replica", "idle"];
     }
