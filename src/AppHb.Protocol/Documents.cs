@@ -24,6 +24,8 @@ public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog
 /// <param name="LastVerify">The last `apphbctl replication verify` on this node since apphbd started; null if none.</param>
 /// <param name="LagBytes">Source: how many bytes of the journal the peer has not acknowledged (the data a crash now
 /// would lose, in journal bytes).</param>
+/// <param name="ResyncSentBytes">Source, while a difference resync is sent and not yet confirmed: its bytes sent so
+/// far; ResyncTotalBytes its bytes in all (what differed).</param>
 public sealed record ReplicationStatus(
     string Path,
     string Side,
@@ -37,7 +39,9 @@ public sealed record ReplicationStatus(
     long Resyncs,
     bool Resyncing,
     VerifyStatus? LastVerify = null,
-    long? LagBytes = null)
+    long? LagBytes = null,
+    long? ResyncSentBytes = null,
+    long? ResyncTotalBytes = null)
 {
     /// <summary>Source: records journaled and not yet confirmed by the peer (lag_records in the document).</summary>
     public ulong? LagRecords => Journaled is { } journaled && Acknowledged is { } acknowledged

@@ -56,7 +56,7 @@ public sealed class ApphbMibTests
             [new ClusterLinkStatus("cross", "dedicated", "eth1", "10.0.0.2:694", "dead", 3100), new ClusterLinkStatus("lan", "lan", "eth0", "192.0.2.3:694", "late", 400)],
             new ClusterFenceStatus(DateTimeOffset.UnixEpoch, "agent fence_ipmilan", true, "the peer is off"), 2, 17),
         new ReplicationStatus("/srv/data", "source", 3, "the peer closed the connection", 120, 117, 0.012, null, null, 1, false,
-            new VerifyStatus(DateTimeOffset.UnixEpoch, 110, 40, 2, 1, false, 3), 3000));
+            new VerifyStatus(DateTimeOffset.UnixEpoch, 110, 40, 2, 1, false, 3), 3000, 500, 2000));
 
     private static StatusMib Mib(StatusDocument document) =>
         new(() => document, ConfigurationLoader.Load("services:\n  db:\n    command: [/bin/true]\n  web:\n    command: [/bin/true]\n", "test"), TimeProvider.System);
@@ -73,7 +73,7 @@ public sealed class ApphbMibTests
     {
         var objects = await ObjectsAsync();
         var readable = objects.Where(o => o.Access == "readonly").ToList();
-        Assert.Equal(9 + 9 + 9 + 8 + 13 + 10, readable.Count); // daemon, watchdog, service and client columns, pair and replication scalars
+        Assert.Equal(9 + 9 + 9 + 8 + 13 + 11, readable.Count); // daemon, watchdog, service and client columns, pair and replication scalars
         var store = Mib(Sample()).Build(Sample());
         foreach (var o in readable)
         {

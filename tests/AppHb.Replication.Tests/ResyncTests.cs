@@ -294,6 +294,51 @@ public sealed class ResyncTests : IDisposable
         Assert.Contains(ended, e => e.Contains("the journal is damaged", StringComparison.Ordinal) && e.Contains("corrupt", StringComparison.Ordinal));
     }
 
+    /// <summary>The rate limit is the resync's own: 8 MiB at 4 MiB/s take about two seconds (never much less; a busy
+    /// machine only makes it longer), progress is seen on the way, and changes after the resync are not held back.</summary>
+    [Fact]
+    public async Task A_rate_limited_resync_keeps_to_its_rate_and_shows_its_progress()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = Directory.CreateDirectory(_directory.File("replica")).FullName;
+        var random = new Random(17);
+        for (var i = 0; i < 8; i++)
+        {
+            File.WriteAllBytes(Path.Combine(source, $"big{i}"), RandomBytes(random, 1 << 20));
+        }
+
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(4, 1)), journal, resyncBytesPerSecond: 4 << 20);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var seen = new List<(long Sent, long Total)>();
+        await using (var replication = Replicating.Start(pump, replica, _key, _directory.File("state")))
+        {
+            var barrier = pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+            while (!barrier.IsCompleted)
+            {
+                if (pump.Sender.ResyncProgress is { } progress)
+                {
+                    seen.Add(progress);
+                }
+
+                await Task.Delay(50, TestContext.Current.CancellationToken);
+            }
+
+            await barrier;
+            var elapsed = watch.Elapsed;
+            AssertIdentical(source, replica);
+            Assert.True(elapsed >= TimeSpan.FromSeconds(1.5), $"8 MiB at 4 MiB/s took {elapsed.TotalSeconds:0.00} s");
+            Assert.Contains(seen, p => p.Sent > 0 && p.Sent < p.Total);
+            Assert.All(seen, p => Assert.True(p.Total >= 8 << 20, $"total {p.Total}"));
+            Assert.Null(pump.Sender.ResyncProgress);
+
+            // After the resync, a change goes at once.
+            File.WriteAllBytes(Path.Combine(source, "after"), RandomBytes(random, 1 << 20));
+            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+            Assert.Equal(1, pump.Sender.Resyncs);
+        }
+    }
+
     [Fact]
     public void A_manifest_round_trips_and_one_naming_a_path_outside_the_root_is_refused()
     {

@@ -213,6 +213,8 @@ public sealed class TransferTests : IDisposable
 
         public ulong LastSequence => inner.LastSequence;
 
+        public long BytesAfter(ulong sequence) => inner.BytesAfter(sequence);
+
         public IEnumerable<JournalRecord> ReadAfter(ulong sequence)
         {
             foreach (var record in inner.ReadAfter(sequence))

@@ -224,8 +224,8 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         return _side switch
         {
             Source s => new ReplicationStatus(replication.Path, "source", connections, _lastEnded, s.Journal.LastSequence,
-                s.Pump.Sender.Acknowledged, Math.Round(s.Pump.Sender.LagSeconds, 6), null, null, Resyncs, !s.Pump.Compared, _lastVerify,
-                s.Journal.BytesAfter(s.Pump.Sender.Acknowledged)),
+                s.Pump.Sender.Acknowledged, Math.Round(s.Pump.Sender.LagSeconds, 6), null, null, Resyncs, !s.Pump.Compared || s.Pump.Sender.ResyncProgress is not null, _lastVerify,
+                s.Journal.BytesAfter(s.Pump.Sender.Acknowledged), s.Pump.Sender.ResyncProgress?.Sent, s.Pump.Sender.ResyncProgress?.Total),
             Replica r => new ReplicationStatus(replication.Path, "replica", connections, _lastEnded, null, null, null,
                 r.Applier.LastApplied.Sequence, r.Applier.LastApplied.Generation.ToString(), Resyncs, r.Receiver.Resyncing, _lastVerify),
             _ => new ReplicationStatus(replication.Path, "idle", connections, _lastEnded, null, null, null, null, null, Resyncs, false, _lastVerify),
@@ -336,7 +336,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
 
             var generation = pair.Status?.Generations[0] ?? throw new InvalidOperationException("the pair has no data generation yet");
             var pump = CapturePump.Start(replication.Path, new Journaler(replication.Path, journal, generation, excluded: replication.IsExcluded), journal,
-                (long)replication.JournalLimitMiB << 20);
+                (long)replication.JournalLimitMiB << 20, (long)replication.ResyncRateMiB << 20);
             var source = new Source(stop, journal, pump);
             _ = pump.Completion.ContinueWith(done =>
             {

@@ -11,15 +11,17 @@ namespace AppHb.Daemon.Configuration;
 /// <param name="BarrierTimeout">How long `apphbctl replication sync` waits for the peer before it fails.</param>
 /// <param name="JournalLimitMiB">The journal's size limit: past it, it starts again from its last record once the
 /// peer has everything (or is away; it is then resynced when it returns).</param>
+/// <param name="ResyncRateMiB">At most this many MiB a second of a difference resync go over the dedicated link;
+/// 0: no limit.</param>
 public sealed record ReplicationOptions(string Path, IReadOnlyList<string> Exclude, int Port, string Journal, string StateDirectory, TimeSpan BarrierTimeout,
-    int JournalLimitMiB = ReplicationOptions.DefaultJournalLimitMiB)
+    int JournalLimitMiB = ReplicationOptions.DefaultJournalLimitMiB, int ResyncRateMiB = 0)
 {
     public const int DefaultJournalLimitMiB = 1024;
 
     public const int DefaultPort = 7791;
 
     /// <summary>Everything, as text: a reload compares this.</summary>
-    public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout, JournalLimitMiB);
+    public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout, JournalLimitMiB, ResyncRateMiB);
 
     /// <summary>Whether a path relative to <see cref="Path"/> is excluded.</summary>
     public bool IsExcluded(string relative) =>
@@ -37,7 +39,7 @@ internal static class ReplicationConfiguration
         }
 
         var section = root.Child("replication");
-        section.RejectUnknownKeys("path", "exclude", "port", "journal", "journal-limit-mib", "state-directory", "barrier-timeout");
+        section.RejectUnknownKeys("path", "exclude", "port", "journal", "journal-limit-mib", "state-directory", "barrier-timeout", "resync-rate-mib");
         if (!root.IsSet("cluster"))
         {
             section.Error("path", "replication needs a cluster section: the peer, and the dedicated link it replicates over");
@@ -68,7 +70,8 @@ internal static class ReplicationConfiguration
             ? section.Duration("barrier-timeout", TimeSpan.FromMilliseconds(10), TimeSpan.FromHours(1))
             : TimeSpan.FromSeconds(5);
         var limit = section.IsSet("journal-limit-mib") ? section.Integer("journal-limit-mib", 1, 1 << 20) : ReplicationOptions.DefaultJournalLimitMiB;
-        return new ReplicationOptions(path, exclude, port, journal, state, barrierTimeout, limit);
+        var rate = section.IsSet("resync-rate-mib") ? section.Integer("resync-rate-mib", 0, 1 << 20) : 0;
+        return new ReplicationOptions(path, exclude, port, journal, state, barrierTimeout, limit, rate);
     }
 
     private static string? Absolute(string path) =>

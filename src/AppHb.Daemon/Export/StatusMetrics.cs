@@ -298,6 +298,8 @@ internal sealed class StatusMetrics : IDisposable
         var lagBytes = registry.CreateGauge("apphb_replication_lag_bytes", "Bytes of the journal the peer has not confirmed (NaN on the replica).");
         var applied = registry.CreateGauge("apphb_replication_applied_records", "The replica's last applied record (NaN on the source).");
         var resyncing = registry.CreateGauge("apphb_replication_resyncing", "1 while a difference resync is due or under way.");
+        var resyncSent = registry.CreateGauge("apphb_replication_resync_sent_bytes", "Bytes of the difference resync under way sent so far (NaN when none is).");
+        var resyncTotal = registry.CreateGauge("apphb_replication_resync_total_bytes", "Bytes of the difference resync under way in all: what differed (NaN when none is).");
         var connections = registry.CreateCounter("apphb_replication_connections_total", "Replication connections since apphbd started.");
         var resyncs = registry.CreateCounter("apphb_replication_resyncs_total", "Difference resyncs this node started as the source since apphbd started.");
         var verifies = registry.CreateCounter("apphb_replication_verifies_total", "`apphbctl replication verify` runs on this node since apphbd started (a repair counts its second verify too).");
@@ -322,6 +324,8 @@ internal sealed class StatusMetrics : IDisposable
             lagBytes.Set(status.LagBytes ?? double.NaN);
             applied.Set(status.Applied ?? double.NaN);
             resyncing.Set(status.Resyncing ? 1 : 0);
+            resyncSent.Set(status.ResyncSentBytes ?? double.NaN);
+            resyncTotal.Set(status.ResyncTotalBytes ?? double.NaN);
             connections.WithLabels().IncTo(status.Connections);
             resyncs.WithLabels().IncTo(status.Resyncs);
             verifies.WithLabels().IncTo(status.LastVerify?.Verifies ?? 0);

@@ -124,6 +124,9 @@ internal sealed class StatusMib
             b.AddScalar(ApphbMib.Replication.Connections, new Counter32(unchecked((uint)r.Connections)));
             b.AddScalar(ApphbMib.Replication.Verifies, new Counter32(unchecked((uint)(r.LastVerify?.Verifies ?? 0))));
             b.AddScalar(ApphbMib.Replication.VerifyDifferences, new Gauge32((uint)(r.LastVerify?.Differences ?? 0)));
+            b.AddScalar(ApphbMib.Replication.ResyncPercent, new Gauge32(r.ResyncTotalBytes is > 0 and var total
+                ? (uint)Math.Min(100, 100 * (r.ResyncSentBytes ?? 0) / total)
+                : 100));
             b.AddScalar(ApphbMib.Replication.LagKiB, new Gauge32((uint)Math.Min(uint.MaxValue, (r.LagBytes ?? 0) / 1024)));
         }
 

@@ -163,6 +163,8 @@ public static class ApphbMib
 
         public static ObjectIdentifier LagKiB { get; } = Objects.Append(7, 10);
 
+        public static ObjectIdentifier ResyncPercent { get; } = Objects.Append(7, 11);
+
         /// <summary>apphbReplicationSide's enumeration, in the status document's words (the metrics' side labels too).</summary>
         public static IReadOnlyList<string> Sides { get; } = ["source", "replica", "idle"];
     }

@@ -47,13 +47,13 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
 
     private readonly long _journalLimit;
 
-    private CapturePump(string root, Journaler journaler, JournalFile journal, long journalLimit)
+    private CapturePump(string root, Journaler journaler, JournalFile journal, long journalLimit, long resyncBytesPerSecond)
     {
         _journalLimit = journalLimit;
         _root = root;
         _journaler = journaler;
         _journal = journal;
-        _sender = new ReplicationSender(journal, this);
+        _sender = new ReplicationSender(journal, this) { ResyncBytesPerSecond = resyncBytesPerSecond };
         _watcher = TreeWatcher.Start(root, change => _inputs.Writer.TryWrite(new Changed(change)));
         _pumping = Task.Run(() => PumpAsync(_stop.Token));
     }
@@ -62,10 +62,11 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
     /// the peer's first connection) has compared the tree with its replica.</summary>
     /// <param name="journalLimit">The journal's size limit in bytes: past it, the journal starts again from its last
     /// record after a batch, and a replica behind that is resynced instead of replayed.</param>
-    public static CapturePump Start(string root, Journaler journaler, JournalFile journal, long journalLimit = long.MaxValue)
+    /// <param name="resyncBytesPerSecond">The difference resync's rate limit (<see cref="ReplicationSender.ResyncBytesPerSecond"/>; 0: none).</param>
+    public static CapturePump Start(string root, Journaler journaler, JournalFile journal, long journalLimit = long.MaxValue, long resyncBytesPerSecond = 0)
     {
         ArgumentNullException.ThrowIfNull(journaler);
-        return new CapturePump(Path.GetFullPath(root), journaler, journal ?? throw new ArgumentNullException(nameof(journal)), journalLimit);
+        return new CapturePump(Path.GetFullPath(root), journaler, journal ?? throw new ArgumentNullException(nameof(journal)), journalLimit, resyncBytesPerSecond);
     }
 
     /// <summary>Times the journal was started again for its size limit.</summary>

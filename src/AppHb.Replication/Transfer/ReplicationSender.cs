@@ -24,6 +24,30 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
     /// knows nothing of a replica it has not compared).</summary>
     private ulong _continuesFrom = resync is null ? 0 : ulong.MaxValue;
 
+    /// <summary>At most this many bytes a second of a difference resync's records are sent (0: no limit), so that a
+    /// resync after days apart leaves room on the dedicated link for the pair's heartbeats and the changes made
+    /// meanwhile. Changes journaled after the resync's cut are not limited.</summary>
+    public long ResyncBytesPerSecond { get; init; }
+
+    /// <summary>The last difference resync's cut, its records' bytes, how many of them were sent, and when sending
+    /// began (Stopwatch); written by the connection's loop, read by status.</summary>
+    private ulong _resyncCut;
+    private long _resyncTotal;
+    private long _resyncSent;
+    private long _resyncStarted;
+
+    /// <summary>While a difference resync is sent and not yet acknowledged: its records' bytes sent so far, and in all.</summary>
+    public (long Sent, long Total)? ResyncProgress
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _resyncCut > 0 && _acknowledged < _resyncCut ? (Interlocked.Read(ref _resyncSent), _resyncTotal) : null;
+            }
+        }
+    }
+
     /// <summary>A request for the replica's manifest (a verify), from the call until its last part arrived.</summary>
     private sealed class ManifestAsked(int blockSize)
     {
@@ -323,7 +347,13 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
                     }
 
                     first = false;
-                    await channel.SendAsync(ReplicationMessage.Record(record), stop.Token);
+                    var payload = ReplicationMessage.Record(record);
+                    if (record.Sequence <= _resyncCut)
+                    {
+                        await PaceResyncAsync(payload.Length, stop.Token);
+                    }
+
+                    await channel.SendAsync(payload, stop.Token);
                     Sent = record.Sequence;
                     atCut = record is CutRecord;
                 }
@@ -404,6 +434,23 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         }
     }
 
+    /// <summary>Counts a resync record's bytes, first waiting as long as <see cref="ResyncBytesPerSecond"/> says
+    /// the bytes sent before it should have taken.</summary>
+    private async Task PaceResyncAsync(int bytes, CancellationToken cancellationToken)
+    {
+        var sent = Interlocked.Add(ref _resyncSent, bytes) - bytes;
+        if (ResyncBytesPerSecond <= 0)
+        {
+            return;
+        }
+
+        var due = TimeSpan.FromSeconds((double)sent / ResyncBytesPerSecond) - System.Diagnostics.Stopwatch.GetElapsedTime(_resyncStarted);
+        if (due > TimeSpan.Zero)
+        {
+            await Task.Delay(due, cancellationToken);
+        }
+    }
+
     /// <summary>Asks the replica what it holds, has the journal record what differs, and returns the first sequence
     /// of those records (announced to the receiver, which applies them from there).</summary>
     private async Task<ulong> ResyncAsync(ReplicationChannel channel, IResyncSource source, CancellationToken cancellationToken)
@@ -432,6 +479,10 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         lock (_gate)
         {
             _continuesFrom = cut;
+            _resyncCut = cut;
+            _resyncTotal = _journal.BytesAfter(first - 1) - _journal.BytesAfter(cut);
+            Interlocked.Exchange(ref _resyncSent, 0);
+            _resyncStarted = System.Diagnostics.Stopwatch.GetTimestamp();
         }
 
         await channel.SendAsync(ReplicationMessage.ResyncFrom(first), cancellationToken);
