@@ -26,6 +26,8 @@ public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog
 /// would lose, in journal bytes).</param>
 /// <param name="ResyncSentBytes">Source, while a difference resync is sent and not yet confirmed: its bytes sent so
 /// far; ResyncTotalBytes its bytes in all (what differed).</param>
+/// <param name="CaptureOverflows">Source: times the kernel's notification queue overflowed since this side started
+/// (each made the journaler compare the whole tree with what the peer has: nothing is lost, it costs reads).</param>
 public sealed record ReplicationStatus(
     string Path,
     string Side,
@@ -41,7 +43,8 @@ public sealed record ReplicationStatus(
     VerifyStatus? LastVerify = null,
     long? LagBytes = null,
     long? ResyncSentBytes = null,
-    long? ResyncTotalBytes = null)
+    long? ResyncTotalBytes = null,
+    long? CaptureOverflows = null)
 {
     /// <summary>Source: records journaled and not yet confirmed by the peer (lag_records in the document).</summary>
     public ulong? LagRecords => Journaled is { } journaled && Acknowledged is { } acknowledged

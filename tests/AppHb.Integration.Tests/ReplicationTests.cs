@@ -196,6 +196,68 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.True(report.Confirmed >= 4, report.ToString());
     }
 
+    /// <summary>lsyncd's churn test between the two nodes, with the kernel's notification queue overflowing for real
+    /// halfway (node1's apphbd stopped while twice the queue's worth of changes are made): the overflow makes node1
+    /// compare the whole tree, and nothing is lost.</summary>
+    [Fact]
+    public async Task After_500_random_changes_and_a_capture_overflow_midway_the_standby_is_identical()
+    {
+        // A longer deadtime: node1 is stopped for a moment on purpose, and must not be taken over meanwhile.
+        string Slow(int me) => _rig.Config(me, "command: [/bin/sleep, \"1000\"]", warntime: "2s", deadtime: "8s", extra: $"""
+            replication:
+              path: {Data(me)}
+              journal: {Path.Combine(_rig.Directory, $"node{me}.journal")}
+              barrier-timeout: 10s
+            """);
+        Directory.CreateDirectory(Data(1));
+        Directory.CreateDirectory(Data(2));
+        var a = await _rig.StartAsync(1, Slow(1));
+        var b = await _rig.StartAsync(2, Slow(2));
+        Assert.True(await UntilAsync(async () => await ReplicationAsync(a) is { Side: "source", Resyncing: false } && await ReplicationAsync(b) is { Side: "replica" }),
+            $"node1 never replicated:\n{string.Join('\n', a.Lines)}");
+
+        var random = new Random(20261202);
+        for (var op = 0; op < 250; op++)
+        {
+            TreeChurn.Change(Data(1), random);
+        }
+
+        var limit = int.Parse(File.ReadAllText("/proc/sys/fs/inotify/max_queued_events").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        Directory.CreateDirectory(Path.Combine(Data(1), "overflow"));
+        await File.WriteAllTextAsync(Path.Combine(Data(1), "overflow", "a"), string.Empty, TestContext.Current.CancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(Data(1), "overflow", "b"), string.Empty, TestContext.Current.CancellationToken);
+        Assert.True(ProcessRunner.Signal(a.Pid, 19));
+        try
+        {
+            using var first = new FileStream(Path.Combine(Data(1), "overflow", "a"), FileMode.Append);
+            using var second = new FileStream(Path.Combine(Data(1), "overflow", "b"), FileMode.Append);
+            for (var i = 0; i < 2 * limit + 100; i++)
+            {
+                (i % 2 == 0 ? first : second).WriteByte((byte)(i & 0x7f));
+                (i % 2 == 0 ? first : second).Flush();
+            }
+        }
+        finally
+        {
+            Assert.True(ProcessRunner.Signal(a.Pid, 18));
+        }
+
+        for (var op = 0; op < 250; op++)
+        {
+            TreeChurn.Change(Data(1), random);
+        }
+
+        Assert.True(await UntilAsync(async () => (await CliAsync(a, "replication", "sync")).Code == 0),
+            $"sync never succeeded:\n{string.Join('\n', a.Lines)}");
+        var (paths, differences) = TreeSnapshot.Compare(Data(1), Data(2));
+        Assert.True(differences is null, differences);
+        Assert.True(paths > 20, $"the churn left {paths} paths");
+        var status = (await ReplicationAsync(a))!;
+        Assert.True(status.CaptureOverflows >= 1, $"no overflow was reported: {status}");
+        Assert.Contains("apphb_replication_capture_overflows", await _rig.ScrapeAsync(1), StringComparison.Ordinal);
+        Assert.Equal("active", (await PairAsync(a))!.Role);
+    }
+
     /// <summary>Identical but for node2's own cache, which is never replicated.</summary>
     private static void AssertIdentical(string source, string replica)
     {

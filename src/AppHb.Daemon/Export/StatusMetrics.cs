@@ -302,6 +302,7 @@ internal sealed class StatusMetrics : IDisposable
         var resyncTotal = registry.CreateGauge("apphb_replication_resync_total_bytes", "Bytes of the difference resync under way in all: what differed (NaN when none is).");
         var connections = registry.CreateCounter("apphb_replication_connections_total", "Replication connections since apphbd started.");
         var resyncs = registry.CreateCounter("apphb_replication_resyncs_total", "Difference resyncs this node started as the source since apphbd started.");
+        var overflows = registry.CreateGauge("apphb_replication_capture_overflows", "Times the kernel's notification queue overflowed since the source side started; each costs a comparison of the whole tree (NaN on the replica).");
         var verifies = registry.CreateCounter("apphb_replication_verifies_total", "`apphbctl replication verify` runs on this node since apphbd started (a repair counts its second verify too).");
         var verifyDifferences = registry.CreateGauge("apphb_replication_verify_differences", "Paths where the last verify found the replica differing from the active's tree (NaN before any verify).");
         var verifyTime = registry.CreateGauge("apphb_replication_verify_timestamp_seconds", "When the last verify ended, Unix time (NaN before any verify).");
@@ -322,6 +323,7 @@ internal sealed class StatusMetrics : IDisposable
             lagRecords.Set(status.LagRecords ?? double.NaN);
             lagSeconds.Set(status.LagSeconds ?? double.NaN);
             lagBytes.Set(status.LagBytes ?? double.NaN);
+            overflows.Set(status.CaptureOverflows ?? double.NaN);
             applied.Set(status.Applied ?? double.NaN);
             resyncing.Set(status.Resyncing ? 1 : 0);
             resyncSent.Set(status.ResyncSentBytes ?? double.NaN);

@@ -54,7 +54,15 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
         _journaler = journaler;
         _journal = journal;
         _sender = new ReplicationSender(journal, this) { ResyncBytesPerSecond = resyncBytesPerSecond };
-        _watcher = TreeWatcher.Start(root, change => _inputs.Writer.TryWrite(new Changed(change)));
+        _watcher = TreeWatcher.Start(root, change =>
+        {
+            if (change.Kind == TreeChangeKind.Overflow)
+            {
+                Interlocked.Increment(ref _overflows);
+            }
+
+            _inputs.Writer.TryWrite(new Changed(change));
+        });
         _pumping = Task.Run(() => PumpAsync(_stop.Token));
     }
 
@@ -68,6 +76,11 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
         ArgumentNullException.ThrowIfNull(journaler);
         return new CapturePump(Path.GetFullPath(root), journaler, journal ?? throw new ArgumentNullException(nameof(journal)), journalLimit, resyncBytesPerSecond);
     }
+
+    private long _overflows;
+
+    /// <summary>Times the kernel's notification queue overflowed (each costs a comparison of the whole tree).</summary>
+    public long CaptureOverflows => Interlocked.Read(ref _overflows);
 
     /// <summary>Times the journal was started again for its size limit.</summary>
     public long JournalRestarts { get; private set; }
