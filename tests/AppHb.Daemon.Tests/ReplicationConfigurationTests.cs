@@ -62,16 +62,18 @@ public sealed class ReplicationConfigurationTests : IDisposable
         Assert.Equal(TimeSpan.FromSeconds(5), replication.BarrierTimeout);
         Assert.Equal(1024, replication.JournalLimitMiB);
         Assert.Equal(0, replication.ResyncRateMiB);
+        Assert.False(replication.AllowLan);
         Assert.True(replication.IsExcluded("cache/x"));
         Assert.True(replication.IsExcluded("tmp"));
         Assert.False(replication.IsExcluded("cached"));
     }
 
     [Fact]
-    public void The_resync_rate_limit_is_read_in_mib_a_second()
+    public void The_resync_rate_limit_and_the_lan_fallback_are_read()
     {
-        var replication = ConfigurationLoader.Load(Pair("replication:\n  path: /srv/data\n  resync-rate-mib: 40"), "pair.yaml").Replication!;
+        var replication = ConfigurationLoader.Load(Pair("replication:\n  path: /srv/data\n  resync-rate-mib: 40\n  allow-lan: true"), "pair.yaml").Replication!;
         Assert.Equal(40, replication.ResyncRateMiB);
+        Assert.True(replication.AllowLan);
     }
 
     [Fact]
@@ -89,6 +91,7 @@ public sealed class ReplicationConfigurationTests : IDisposable
     [InlineData("replication:\n  path: /srv/data\n  mode: sync", "replication.mode: unknown key")]
     [InlineData("replication:\n  path: /srv/data\n  port: 70000", "replication.port:")]
     [InlineData("replication:\n  path: /srv/data\n  resync-rate-mib: -1", "replication.resync-rate-mib:")]
+    [InlineData("replication:\n  path: /srv/data\n  allow-lan: sometimes", "replication.allow-lan:")]
     public void A_wrong_value_is_refused_naming_file_line_and_key(string section, string expected)
     {
         var e = Assert.Throws<ConfigurationException>(() => ConfigurationLoader.Load(Pair(section), "pair.yaml"));

@@ -196,6 +196,29 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.True(report.Confirmed >= 4, report.ToString());
     }
 
+    /// <summary>`allow-lan: true`: with the dedicated link cut, replication goes on over the LAN (encrypted and
+    /// authenticated as ever), so the barrier still confirms; once the dedicated link is back, a new connection
+    /// prefers it again.</summary>
+    [Fact]
+    public async Task With_allow_lan_replication_goes_on_over_the_lan_while_the_dedicated_link_is_cut()
+    {
+        string OverLan(int me) => Config(me).Replace("  barrier-timeout: 10s", "  barrier-timeout: 10s\n  allow-lan: true", StringComparison.Ordinal);
+        Directory.CreateDirectory(Data(1));
+        var a = await _rig.StartAsync(1, OverLan(1));
+        var b = await _rig.StartAsync(2, OverLan(2));
+        Assert.True(await UntilAsync(async () => await ReplicationAsync(a) is { Side: "source", Resyncing: false } && await ReplicationAsync(b) is { Side: "replica" }),
+            $"node1 never replicated:\n{string.Join('\n', a.Lines)}\n--- node2:\n{string.Join('\n', b.Lines)}");
+
+        await _rig.CutDedicatedAsync(true);
+        await File.WriteAllTextAsync(Path.Combine(Data(1), "while-cut"), "over the LAN", TestContext.Current.CancellationToken);
+        Assert.True(await UntilAsync(async () => (await CliAsync(a, "replication", "sync")).Code == 0),
+            $"sync never succeeded over the LAN:\n{string.Join('\n', a.Lines)}");
+        Assert.Equal("over the LAN", File.ReadAllText(Path.Combine(Data(2), "while-cut")));
+        Assert.Contains(a.Lines, l => l.Contains("cannot connect to 10.216.1.2", StringComparison.Ordinal));
+        Assert.Equal("active", (await PairAsync(a))!.Role);
+        AssertIdentical(Data(1), Data(2));
+    }
+
     /// <summary>lsyncd's churn test between the two nodes, with the kernel's notification queue overflowing for real
     /// halfway (node1's apphbd stopped while twice the queue's worth of changes are made): the overflow makes node1
     /// compare the whole tree, and nothing is lost.</summary>

@@ -322,7 +322,8 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
 
         var replication = options.Replication!;
         var pairOptions = options.Cluster!;
-        var dedicated = pairOptions.Links.First(l => l.Kind == LinkKind.Dedicated);
+        // The dedicated link first; the LAN only when allowed, and only when the dedicated link does not connect.
+        var links = pairOptions.Links.Where(l => l.Kind == LinkKind.Dedicated || replication.AllowLan).OrderBy(l => l.Kind == LinkKind.Dedicated ? 0 : 1).ToList();
         var key = File.ReadAllBytes(pairOptions.KeyFile);
         Directory.CreateDirectory(replication.Path);
         var stop = new CancellationTokenSource();
@@ -345,7 +346,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
                 var why = done.Exception?.InnerException?.Message ?? "it stopped";
                 Failed("source", why, $"the capture of {replication.Path} stopped: {why}");
             }, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
-            source.Link = ReplicationLink.ConnectAsync(new IPEndPoint(dedicated.Peer, replication.Port), new IPEndPoint(dedicated.Local, 0), key,
+            source.Link = ReplicationLink.ConnectAsync([.. links.Select(l => (new IPEndPoint(l.Peer, replication.Port), (IPEndPoint?)new IPEndPoint(l.Local, 0)))], key,
                 pairOptions.NodeId, pairOptions.PeerId, Counted(pump.Sender.RunAsync), Ended, TimeSpan.FromMilliseconds(50), time, stop.Token);
             _side = source;
         }
@@ -372,12 +373,12 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
                 }
             });
             var replica = new Replica(stop, applier, receiver);
-            replica.Link = ReplicationLink.ListenAsync(new IPEndPoint(dedicated.Local, replication.Port), dedicated.Peer, key,
+            replica.Link = ReplicationLink.ListenAsync([.. links.Select(l => (new IPEndPoint(l.Local, replication.Port), l.Peer))], key,
                 pairOptions.NodeId, pairOptions.PeerId, Counted(receiver.RunAsync), Ended, stop.Token);
             _side = replica;
         }
 
-        Log.ReplicationSide(logger, want, replication.Path, $"{dedicated.Peer}:{replication.Port}");
+        Log.ReplicationSide(logger, want, replication.Path, string.Join(", then ", links.Select(l => $"{l.Peer}:{replication.Port}")));
     }
 
     private ReplicationLink.Session Counted(ReplicationLink.Session session) => (channel, cancellationToken) =>

@@ -13,15 +13,17 @@ namespace AppHb.Daemon.Configuration;
 /// peer has everything (or is away; it is then resynced when it returns).</param>
 /// <param name="ResyncRateMiB">At most this many MiB a second of a difference resync go over the dedicated link;
 /// 0: no limit.</param>
+/// <param name="AllowLan">Whether replication may go over the LAN link when the dedicated one does not connect (it
+/// is encrypted and authenticated either way); false: the dedicated link only, as the documents ask by default.</param>
 public sealed record ReplicationOptions(string Path, IReadOnlyList<string> Exclude, int Port, string Journal, string StateDirectory, TimeSpan BarrierTimeout,
-    int JournalLimitMiB = ReplicationOptions.DefaultJournalLimitMiB, int ResyncRateMiB = 0)
+    int JournalLimitMiB = ReplicationOptions.DefaultJournalLimitMiB, int ResyncRateMiB = 0, bool AllowLan = false)
 {
     public const int DefaultJournalLimitMiB = 1024;
 
     public const int DefaultPort = 7791;
 
     /// <summary>Everything, as text: a reload compares this.</summary>
-    public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout, JournalLimitMiB, ResyncRateMiB);
+    public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout, JournalLimitMiB, ResyncRateMiB, AllowLan);
 
     /// <summary>Whether a path relative to <see cref="Path"/> is excluded.</summary>
     public bool IsExcluded(string relative) =>
@@ -39,7 +41,7 @@ internal static class ReplicationConfiguration
         }
 
         var section = root.Child("replication");
-        section.RejectUnknownKeys("path", "exclude", "port", "journal", "journal-limit-mib", "state-directory", "barrier-timeout", "resync-rate-mib");
+        section.RejectUnknownKeys("path", "exclude", "port", "journal", "journal-limit-mib", "state-directory", "barrier-timeout", "resync-rate-mib", "allow-lan");
         if (!root.IsSet("cluster"))
         {
             section.Error("path", "replication needs a cluster section: the peer, and the dedicated link it replicates over");
@@ -71,7 +73,8 @@ internal static class ReplicationConfiguration
             : TimeSpan.FromSeconds(5);
         var limit = section.IsSet("journal-limit-mib") ? section.Integer("journal-limit-mib", 1, 1 << 20) : ReplicationOptions.DefaultJournalLimitMiB;
         var rate = section.IsSet("resync-rate-mib") ? section.Integer("resync-rate-mib", 0, 1 << 20) : 0;
-        return new ReplicationOptions(path, exclude, port, journal, state, barrierTimeout, limit, rate);
+        var allowLan = section.IsSet("allow-lan") && section.Boolean("allow-lan");
+        return new ReplicationOptions(path, exclude, port, journal, state, barrierTimeout, limit, rate, allowLan);
     }
 
     private static string? Absolute(string path) =>

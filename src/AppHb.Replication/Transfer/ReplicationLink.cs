@@ -18,77 +18,116 @@ public static class ReplicationLink
     /// <summary>The standby's side: listens on <paramref name="local"/> and serves one connection at a time, only
     /// from <paramref name="peer"/>; every connection that ends is reported through <paramref name="ended"/> with its
     /// reason. Runs until cancelled.</summary>
-    public static async Task ListenAsync(IPEndPoint local, IPAddress peer, ReadOnlyMemory<byte> clusterKey, ushort nodeId, ushort peerNodeId,
-        Session session, Action<string> ended, CancellationToken cancellationToken)
+    public static Task ListenAsync(IPEndPoint local, IPAddress peer, ReadOnlyMemory<byte> clusterKey, ushort nodeId, ushort peerNodeId,
+        Session session, Action<string> ended, CancellationToken cancellationToken) =>
+        ListenAsync([(local, peer)], clusterKey, nodeId, peerNodeId, session, ended, cancellationToken);
+
+    /// <summary>The standby's side over several links (the dedicated one, and the LAN when replication may use it):
+    /// listens on each route's local address for its peer address, and serves one connection at a time, whichever
+    /// link it came over, the newest.</summary>
+    public static async Task ListenAsync(IReadOnlyList<(IPEndPoint Local, IPAddress Peer)> routes, ReadOnlyMemory<byte> clusterKey, ushort nodeId,
+        ushort peerNodeId, Session session, Action<string> ended, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(local);
+        ArgumentNullException.ThrowIfNull(routes);
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(ended);
-        using var listener = new Socket(local.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-        listener.Bind(local);
-        listener.Listen(4);
-        // One session at a time, the newest: a connection whose cable was pulled may never say it ended, and the
-        // peer's new one must not wait behind it.
-        CancellationTokenSource? current = null;
-        Task running = Task.CompletedTask;
-        async Task StopCurrentAsync()
-        {
-            if (current is not null)
-            {
-                await current.CancelAsync();
-                await running;
-                current.Dispose();
-                current = null;
-            }
-        }
-
+        var listeners = new List<Socket>();
         try
         {
-            while (!cancellationToken.IsCancellationRequested)
+            foreach (var (local, _) in routes)
             {
-                Socket accepted;
-                try
-                {
-                    accepted = await listener.AcceptAsync(cancellationToken);
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
+                var listener = new Socket(local.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                listeners.Add(listener);
+                listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                listener.Bind(local);
+                listener.Listen(4);
+            }
 
-                var from = (IPEndPoint)accepted.RemoteEndPoint!;
-                if (!from.Address.Equals(peer) && !(from.Address.IsIPv4MappedToIPv6 && from.Address.MapToIPv4().Equals(peer)))
+            // One session at a time, the newest: a connection whose cable was pulled may never say it ended, and the
+            // peer's new one (over the same link or another) must not wait behind it.
+            using var turn = new SemaphoreSlim(1, 1);
+            CancellationTokenSource? current = null;
+            var running = Task.CompletedTask;
+            async Task StopCurrentAsync()
+            {
+                if (current is not null)
                 {
-                    accepted.Dispose();
-                    ended($"refused a replication connection from {from}: the peer replicates from {peer} only");
-                    continue;
+                    await current.CancelAsync();
+                    await running;
+                    current.Dispose();
+                    current = null;
                 }
+            }
 
-                await StopCurrentAsync();
-                current = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                var token = current.Token;
-                running = Task.Run(async () =>
+            async Task AcceptAsync(Socket listener, IPAddress peer)
+            {
+                while (!cancellationToken.IsCancellationRequested)
                 {
-                    using (accepted)
+                    Socket accepted;
+                    try
                     {
-                        try
-                        {
-                            ended(await RunOneAsync(accepted, clusterKey, ReplicationSide.Receiver, nodeId, peerNodeId, session, token));
-                        }
-                        catch (OperationCanceledException)
-                        {
-                            ended(cancellationToken.IsCancellationRequested
-                                ? $"the replication connection with {from} closed: replication is stopping"
-                                : $"the replication connection with {from} was replaced by a newer one from the peer");
-                        }
+                        accepted = await listener.AcceptAsync(cancellationToken);
                     }
-                }, CancellationToken.None);
+                    catch (OperationCanceledException)
+                    {
+                        return;
+                    }
+
+                    var from = (IPEndPoint)accepted.RemoteEndPoint!;
+                    if (!from.Address.Equals(peer) && !(from.Address.IsIPv4MappedToIPv6 && from.Address.MapToIPv4().Equals(peer)))
+                    {
+                        accepted.Dispose();
+                        ended($"refused a replication connection from {from}: the peer replicates from {peer} only");
+                        continue;
+                    }
+
+                    await turn.WaitAsync(CancellationToken.None);
+                    try
+                    {
+                        await StopCurrentAsync();
+                        current = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                        var token = current.Token;
+                        running = Task.Run(async () =>
+                        {
+                            using (accepted)
+                            {
+                                try
+                                {
+                                    ended(await RunOneAsync(accepted, clusterKey, ReplicationSide.Receiver, nodeId, peerNodeId, session, token));
+                                }
+                                catch (OperationCanceledException)
+                                {
+                                    ended(cancellationToken.IsCancellationRequested
+                                        ? $"the replication connection with {from} closed: replication is stopping"
+                                        : $"the replication connection with {from} was replaced by a newer one from the peer");
+                                }
+                            }
+                        }, CancellationToken.None);
+                    }
+                    finally
+                    {
+                        turn.Release();
+                    }
+                }
+            }
+
+            try
+            {
+                await Task.WhenAll(listeners.Select((l, i) => AcceptAsync(l, routes[i].Peer)));
+            }
+            finally
+            {
+                await turn.WaitAsync(CancellationToken.None);
+                await StopCurrentAsync();
+                turn.Release();
             }
         }
         finally
         {
-            await StopCurrentAsync();
+            foreach (var listener in listeners)
+            {
+                listener.Dispose();
+            }
         }
     }
 
@@ -109,41 +148,75 @@ public static class ReplicationLink
     /// the dedicated link's own address), runs the session, and after it ends reconnects, waiting
     /// <paramref name="retry"/> at first and twice as long after each failure in a row, up to ten times
     /// <paramref name="retry"/>. Runs until cancelled.</summary>
-    public static async Task ConnectAsync(IPEndPoint peer, IPEndPoint? local, ReadOnlyMemory<byte> clusterKey, ushort nodeId, ushort peerNodeId,
-        Session session, Action<string> ended, TimeSpan retry, TimeProvider time, CancellationToken cancellationToken)
+    public static Task ConnectAsync(IPEndPoint peer, IPEndPoint? local, ReadOnlyMemory<byte> clusterKey, ushort nodeId, ushort peerNodeId,
+        Session session, Action<string> ended, TimeSpan retry, TimeProvider time, CancellationToken cancellationToken) =>
+        ConnectAsync([(peer, local)], clusterKey, nodeId, peerNodeId, session, ended, retry, time, cancellationToken);
+
+    /// <summary>How long one attempt over a route waits for the peer to answer when another route could be tried:
+    /// a link whose packets vanish would otherwise hold the attempt for TCP's minutes of SYN retries.</summary>
+    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(3);
+
+    /// <summary>The active node's side over several routes, in order of preference (the dedicated link first, then
+    /// the LAN when replication may use it): each round tries them in order until one connects, runs the session,
+    /// and starts again from the first when it ends (so replication returns to the dedicated link once it works).</summary>
+    public static async Task ConnectAsync(IReadOnlyList<(IPEndPoint Peer, IPEndPoint? Local)> routes, ReadOnlyMemory<byte> clusterKey, ushort nodeId,
+        ushort peerNodeId, Session session, Action<string> ended, TimeSpan retry, TimeProvider time, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(peer);
+        ArgumentNullException.ThrowIfNull(routes);
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(ended);
         ArgumentNullException.ThrowIfNull(time);
         var delay = retry;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var socket = new Socket(peer.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            using (socket)
+            foreach (var (peer, local) in routes)
             {
-                string reason;
-                try
+                var socket = new Socket(peer.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                using (socket)
                 {
-                    if (local is not null)
+                    string reason;
+                    try
                     {
-                        socket.Bind(local);
+                        if (local is not null)
+                        {
+                            socket.Bind(local);
+                        }
+
+                        using (var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+                        {
+                            if (routes.Count > 1)
+                            {
+                                attempt.CancelAfter(ConnectTimeout);
+                            }
+
+                            try
+                            {
+                                await socket.ConnectAsync(peer, attempt.Token);
+                            }
+                            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                            {
+                                ended($"cannot connect to {peer}: no answer within {ConnectTimeout.TotalSeconds:0} s");
+                                continue;
+                            }
+                        }
+
+                        delay = retry;
+                        reason = await RunOneAsync(socket, clusterKey, ReplicationSide.Sender, nodeId, peerNodeId, session, cancellationToken);
+                    }
+                    catch (SocketException e)
+                    {
+                        ended($"cannot connect to {peer}: {e.Message}");
+                        continue;
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return;
                     }
 
-                    await socket.ConnectAsync(peer, cancellationToken);
-                    delay = retry;
-                    reason = await RunOneAsync(socket, clusterKey, ReplicationSide.Sender, nodeId, peerNodeId, session, cancellationToken);
+                    ended(reason);
+                    // A session ran: the next round starts again with the preferred route.
+                    break;
                 }
-                catch (SocketException e)
-                {
-                    reason = $"cannot connect to {peer}: {e.Message}";
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-
-                ended(reason);
             }
 
             try
