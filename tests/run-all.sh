@@ -21,6 +21,8 @@ command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 # The pair's tests make their own network namespaces, veth pairs and per-namespace sysctls.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v sysctl >/dev/null 2>&1 || missing+=(procps)
+# Replication's sync-mode test blocks the replication port alone in a node's namespace with nftables.
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 # The pair's tests scrape /metrics inside a node's namespace with curl.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # Supervisor tests: a real HTTP server and an unmodified sd_notify daemon (python3), setpriv for service users.

@@ -63,17 +63,19 @@ public sealed class ReplicationConfigurationTests : IDisposable
         Assert.Equal(1024, replication.JournalLimitMiB);
         Assert.Equal(0, replication.ResyncRateMiB);
         Assert.False(replication.AllowLan);
+        Assert.False(replication.Synchronous);
         Assert.True(replication.IsExcluded("cache/x"));
         Assert.True(replication.IsExcluded("tmp"));
         Assert.False(replication.IsExcluded("cached"));
     }
 
     [Fact]
-    public void The_resync_rate_limit_and_the_lan_fallback_are_read()
+    public void The_resync_rate_limit_the_lan_fallback_and_the_mode_are_read()
     {
-        var replication = ConfigurationLoader.Load(Pair("replication:\n  path: /srv/data\n  resync-rate-mib: 40\n  allow-lan: true"), "pair.yaml").Replication!;
+        var replication = ConfigurationLoader.Load(Pair("replication:\n  path: /srv/data\n  resync-rate-mib: 40\n  allow-lan: true\n  mode: sync"), "pair.yaml").Replication!;
         Assert.Equal(40, replication.ResyncRateMiB);
         Assert.True(replication.AllowLan);
+        Assert.True(replication.Synchronous);
     }
 
     [Fact]
@@ -88,7 +90,8 @@ public sealed class ReplicationConfigurationTests : IDisposable
     [InlineData("replication:\n  path: /srv/data\n  journal: /srv/data/.journal", "replication.journal: \"/srv/data/.journal\" is inside the replicated directory /srv/data")]
     [InlineData("replication:\n  path: /srv/data\n  state-directory: /srv/data/state", "replication.state-directory: \"/srv/data/state\" is inside the replicated directory")]
     [InlineData("replication:\n  path: /srv/data\n  exclude: [../etc]", "replication.exclude: \"../etc\":")]
-    [InlineData("replication:\n  path: /srv/data\n  mode: sync", "replication.mode: unknown key")]
+    [InlineData("replication:\n  path: /srv/data\n  mode: eventually", "replication.mode:")]
+    [InlineData("replication:\n  path: /srv/data\n  compress: yes", "replication.compress: unknown key")]
     [InlineData("replication:\n  path: /srv/data\n  port: 70000", "replication.port:")]
     [InlineData("replication:\n  path: /srv/data\n  resync-rate-mib: -1", "replication.resync-rate-mib:")]
     [InlineData("replication:\n  path: /srv/data\n  allow-lan: sometimes", "replication.allow-lan:")]

@@ -196,6 +196,45 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.True(report.Confirmed >= 4, report.ToString());
     }
 
+    /// <summary>mode: sync: a switchover waits for the peer to confirm the data first, and is refused (the group
+    /// staying where it runs) while replication cannot reach it; once it can, the switchover goes.</summary>
+    [Fact]
+    public async Task In_sync_mode_a_switchover_is_refused_while_the_peer_cannot_confirm_the_data()
+    {
+        string Sync(int me) => Config(me).Replace("  barrier-timeout: 10s", "  barrier-timeout: 2s\n  mode: sync", StringComparison.Ordinal);
+        Directory.CreateDirectory(Data(1));
+        var a = await _rig.StartAsync(1, Sync(1));
+        var b = await _rig.StartAsync(2, Sync(2));
+        Assert.True(await UntilAsync(async () => await ReplicationAsync(a) is { Side: "source", Resyncing: false } && await ReplicationAsync(b) is { Side: "replica" }
+            && await PairAsync(b) is { InSync: true, Role: "standby" } pair && pair.Links.All(l => l.State == "up")),
+            $"node1 never replicated:\n{string.Join('\n', a.Lines)}\n--- node2:\n{string.Join('\n', b.Lines)}");
+
+        // Replication's port alone blocked on node2: the pair is healthy, the data cannot be confirmed.
+        await _rig.BlockTcpPortAsync(2, ReplicationOptionsPort, block: true);
+        try
+        {
+            await File.WriteAllTextAsync(Path.Combine(Data(1), "unconfirmed"), "written on node1", TestContext.Current.CancellationToken);
+            var (code, output, error) = await CliAsync(a, "switchover");
+            Assert.True(code == 1, $"{output}{error}");
+            Assert.Contains("switchover refused: replication (mode: sync)", error, StringComparison.Ordinal);
+            Assert.Equal("active", (await PairAsync(a))!.Role);
+            Assert.True((await PairAsync(a))!.GroupRunning);
+        }
+        finally
+        {
+            await _rig.BlockTcpPortAsync(2, ReplicationOptionsPort, block: false);
+        }
+
+        // Reachable again: the switchover goes, and node2 starts the group on node1's last data.
+        Assert.True(await UntilAsync(async () => (await CliAsync(a, "replication", "sync")).Code == 0), $"sync never succeeded again:\n{string.Join('\n', a.Lines)}");
+        var (again, againOutput, againError) = await CliAsync(a, "switchover");
+        Assert.True(again == 0, $"{againOutput}{againError}\n{string.Join('\n', a.Lines)}");
+        Assert.True(await UntilAsync(async () => await PairAsync(b) is { Role: "active" }), string.Join('\n', b.Lines));
+        Assert.Equal("written on node1", File.ReadAllText(Path.Combine(Data(2), "unconfirmed")));
+    }
+
+    private const int ReplicationOptionsPort = 7791;
+
     /// <summary>`allow-lan: true`: with the dedicated link cut, replication goes on over the LAN (encrypted and
     /// authenticated as ever), so the barrier still confirms; once the dedicated link is back, a new connection
     /// prefers it again.</summary>

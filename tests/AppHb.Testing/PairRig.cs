@@ -206,6 +206,27 @@ public sealed partial class PairRig : IAsyncDisposable
     /// <summary>Cuts (or heals) the dedicated link.</summary>
     public Task CutDedicatedAsync(bool cut) => A.IpAsync("link", "set", "ded0", cut ? "down" : "up");
 
+    /// <summary>Drops (or lets through again) every TCP segment to <paramref name="port"/> arriving at node
+    /// <paramref name="me"/> (nftables in its namespace): one protocol cut, the links and the pair's heartbeats
+    /// untouched.</summary>
+    public async Task BlockTcpPortAsync(int me, int port, bool block)
+    {
+        var name = Node(me).Name;
+        string[][] commands = block
+            ? [["add", "table", "inet", "apphbtest"],
+               ["add", "chain", "inet", "apphbtest", "input", "{ type filter hook input priority 0; }"],
+               ["add", "rule", "inet", "apphbtest", "input", "tcp", "dport", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "drop"]]
+            : [["delete", "table", "inet", "apphbtest"]];
+        foreach (var command in commands)
+        {
+            var (code, output) = await ProcessRunner.RunAsync("ip", ["netns", "exec", name, "nft", .. command]);
+            if (code != 0)
+            {
+                throw new InvalidOperationException($"nft {string.Join(' ', command)} in {name} failed: {output}");
+            }
+        }
+    }
+
     /// <summary>Cuts (or heals) the LAN between the two nodes only: their switch ports are isolated from each other
     /// (every frame, unicast, broadcast and multicast alike, as a misconfigured switch would drop them); both still
     /// reach the gateway.</summary>

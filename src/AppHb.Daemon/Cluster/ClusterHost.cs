@@ -60,9 +60,22 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
     /// <summary>`apphbctl switchover` (and `failback`): asks, then waits until the group runs on the other node, at
     /// most the hand-over bound.</summary>
     /// <exception cref="InvalidOperationException">Refused, with the reason; or not a pair.</exception>
+    /// <summary>Asked before a controlled hand-over from the active node (switchover, failback, standby): a reason to
+    /// refuse it (replication in sync mode whose peer does not confirm the data), or null. Set by replication.</summary>
+    public Func<CancellationToken, Task<string?>>? HandOverCheck { get; set; }
+
+    private async Task RefuseUnlessReadyAsync(PairHost host, string what, CancellationToken cancellationToken)
+    {
+        if (host.Role == ClusterRole.Active && HandOverCheck is { } check && await check(cancellationToken) is { } refusal)
+        {
+            throw new InvalidOperationException($"{what} refused: {refusal}");
+        }
+    }
+
     public async Task<ControlResultDocument> SwitchoverAsync(bool failback, CancellationToken cancellationToken)
     {
         var host = Running();
+        await RefuseUnlessReadyAsync(host, failback ? "failback" : "switchover", cancellationToken);
         var before = host.Role;
         if (await (failback ? host.FailbackAsync() : host.SwitchoverAsync()) is { } refusal)
         {
@@ -84,6 +97,11 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
     public async Task<ControlResultDocument> StandbyAsync(bool on, CancellationToken cancellationToken)
     {
         var host = Running();
+        if (on)
+        {
+            await RefuseUnlessReadyAsync(host, "standby", cancellationToken);
+        }
+
         var wasActive = host.Role == ClusterRole.Active;
         if (await host.StandbyAsync(on) is { } refusal)
         {

@@ -73,6 +73,11 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        if (options.Replication is { Synchronous: true })
+        {
+            cluster.HandOverCheck = ConfirmedForHandOverAsync;
+        }
+
         cluster.Opened += Attach;
         if (cluster.Pair is { } open)
         {
@@ -231,6 +236,26 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
                 r.Applier.LastApplied.Sequence, r.Applier.LastApplied.Generation.ToString(), Resyncs, r.Receiver.Resyncing, _lastVerify),
             _ => new ReplicationStatus(replication.Path, "idle", connections, _lastEnded, null, null, null, null, null, Resyncs, false, _lastVerify),
         };
+    }
+
+    /// <summary>mode: sync: a controlled hand-over goes only once the peer confirms every change made so far (the
+    /// group still runs here meanwhile; the barrier after it stops is then quick).</summary>
+    private async Task<string?> ConfirmedForHandOverAsync(CancellationToken cancellationToken)
+    {
+        if (_side is not Source source)
+        {
+            return $"replication (mode: sync) is not running as the source here (it holds the {_side?.Name ?? "no"} side): the peer's data cannot be confirmed";
+        }
+
+        try
+        {
+            await source.Pump.BarrierAsync(options.Replication!.BarrierTimeout, cancellationToken);
+            return null;
+        }
+        catch (TimeoutException e)
+        {
+            return $"replication (mode: sync): {e.Message}; the group stays here";
+        }
     }
 
     private async Task HandOverAsync(CancellationToken cancellationToken)

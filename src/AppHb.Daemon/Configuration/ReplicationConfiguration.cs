@@ -15,15 +15,18 @@ namespace AppHb.Daemon.Configuration;
 /// 0: no limit.</param>
 /// <param name="AllowLan">Whether replication may go over the LAN link when the dedicated one does not connect (it
 /// is encrypted and authenticated either way); false: the dedicated link only, as the documents ask by default.</param>
+/// <param name="Synchronous">mode: sync. A controlled hand-over (switchover, failback, standby on the active node)
+/// is refused unless the peer confirms every change first (the barrier), so the group never moves to a node without
+/// its data while both nodes are up. async (false, the default): it goes on, said by a hand-over-unsynced event.</param>
 public sealed record ReplicationOptions(string Path, IReadOnlyList<string> Exclude, int Port, string Journal, string StateDirectory, TimeSpan BarrierTimeout,
-    int JournalLimitMiB = ReplicationOptions.DefaultJournalLimitMiB, int ResyncRateMiB = 0, bool AllowLan = false)
+    int JournalLimitMiB = ReplicationOptions.DefaultJournalLimitMiB, int ResyncRateMiB = 0, bool AllowLan = false, bool Synchronous = false)
 {
     public const int DefaultJournalLimitMiB = 1024;
 
     public const int DefaultPort = 7791;
 
     /// <summary>Everything, as text: a reload compares this.</summary>
-    public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout, JournalLimitMiB, ResyncRateMiB, AllowLan);
+    public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout, JournalLimitMiB, ResyncRateMiB, AllowLan, Synchronous);
 
     /// <summary>Whether a path relative to <see cref="Path"/> is excluded.</summary>
     public bool IsExcluded(string relative) =>
@@ -33,6 +36,12 @@ public sealed record ReplicationOptions(string Path, IReadOnlyList<string> Exclu
 /// <summary>Reads and checks the <c>replication:</c> section. Every error names file:line:column and key.</summary>
 internal static class ReplicationConfiguration
 {
+    private static readonly Dictionary<string, bool> Modes = new(StringComparer.Ordinal)
+    {
+        ["async"] = false,
+        ["sync"] = true,
+    };
+
     public static ReplicationOptions? Read(YamlSection root)
     {
         if (!root.IsSet("replication"))
@@ -41,7 +50,7 @@ internal static class ReplicationConfiguration
         }
 
         var section = root.Child("replication");
-        section.RejectUnknownKeys("path", "exclude", "port", "journal", "journal-limit-mib", "state-directory", "barrier-timeout", "resync-rate-mib", "allow-lan");
+        section.RejectUnknownKeys("path", "exclude", "port", "journal", "journal-limit-mib", "state-directory", "barrier-timeout", "resync-rate-mib", "allow-lan", "mode");
         if (!root.IsSet("cluster"))
         {
             section.Error("path", "replication needs a cluster section: the peer, and the dedicated link it replicates over");
@@ -74,7 +83,8 @@ internal static class ReplicationConfiguration
         var limit = section.IsSet("journal-limit-mib") ? section.Integer("journal-limit-mib", 1, 1 << 20) : ReplicationOptions.DefaultJournalLimitMiB;
         var rate = section.IsSet("resync-rate-mib") ? section.Integer("resync-rate-mib", 0, 1 << 20) : 0;
         var allowLan = section.IsSet("allow-lan") && section.Boolean("allow-lan");
-        return new ReplicationOptions(path, exclude, port, journal, state, barrierTimeout, limit, rate, allowLan);
+        var synchronous = section.IsSet("mode") && section.Choice("mode", Modes);
+        return new ReplicationOptions(path, exclude, port, journal, state, barrierTimeout, limit, rate, allowLan, synchronous);
     }
 
     private static string? Absolute(string path) =>
