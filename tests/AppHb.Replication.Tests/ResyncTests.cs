@@ -339,6 +339,37 @@ public sealed class ResyncTests : IDisposable
         }
     }
 
+    /// <summary>A service running as its own user must own its files on the standby after a failover: a file's and a
+    /// directory's owner, group and exact mode (not narrowed by the umask) are replicated on creation, and a write,
+    /// which replaces the replica's file with a new one, keeps them.</summary>
+    [Fact]
+    public async Task Owners_groups_and_modes_are_replicated_and_kept_across_writes()
+    {
+        Assert.Equal(0u, AppHb.Linux.Accounts.UnixAccounts.EffectiveUserId);
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = Directory.CreateDirectory(_directory.File("replica")).FullName;
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(4, 1)), journal);
+        await using var replication = Replicating.Start(pump, replica, _key, _directory.File("state"));
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+
+        var directory = Directory.CreateDirectory(Path.Combine(source, "spool")).FullName;
+        File.SetUnixFileMode(directory, (UnixFileMode)0b111_111_000);
+        AppHb.Linux.Accounts.UnixAccounts.ChangeOwner(directory, 1234, 5678);
+        var file = Path.Combine(directory, "orders");
+        await File.WriteAllTextAsync(file, "order 1\n", TestContext.Current.CancellationToken);
+        File.SetUnixFileMode(file, (UnixFileMode)0b110_110_100);
+        AppHb.Linux.Accounts.UnixAccounts.ChangeOwner(file, 1234, 5678);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        Assert.Equal((1234u, 5678u, (UnixFileMode)0b111_111_000), AppHb.Linux.Accounts.UnixAccounts.OwnerOf(Path.Combine(replica, "spool")));
+        Assert.Equal((1234u, 5678u, (UnixFileMode)0b110_110_100), AppHb.Linux.Accounts.UnixAccounts.OwnerOf(Path.Combine(replica, "spool", "orders")));
+
+        await File.AppendAllTextAsync(file, "order 2\n", TestContext.Current.CancellationToken);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        Assert.Equal("order 1\norder 2\n", File.ReadAllText(Path.Combine(replica, "spool", "orders")));
+        Assert.Equal((1234u, 5678u, (UnixFileMode)0b110_110_100), AppHb.Linux.Accounts.UnixAccounts.OwnerOf(Path.Combine(replica, "spool", "orders")));
+    }
+
     [Fact]
     public void A_manifest_round_trips_and_one_naming_a_path_outside_the_root_is_refused()
     {

@@ -28,10 +28,15 @@ public sealed class ReplicaApplier(string root)
         switch (record)
         {
             case WriteRecord write:
-                DurableFile.Replace(path, file => Patch(path, file, write), CurrentMode(path) ?? UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                var (mode, owner, group) = Ownership(path, write);
+                DurableFile.Replace(path, file =>
+                {
+                    Patch(path, file, write);
+                    Own(file, mode, owner, group);
+                }, mode);
                 break;
             case CreateRecord create:
-                DurableFile.Replace(path, _ => { }, (UnixFileMode)(create.Mode & 0xfff));
+                DurableFile.Replace(path, file => Own(file, (UnixFileMode)(create.Mode & 0xfff), create.Owner, create.Group), (UnixFileMode)(create.Mode & 0xfff));
                 break;
             case DeleteRecord:
                 if (Directory.Exists(path) && !File.GetAttributes(path).HasFlag(FileAttributes.ReparsePoint))
@@ -71,7 +76,10 @@ public sealed class ReplicaApplier(string root)
 
                 break;
             case DirectoryRecord directory:
-                Directory.CreateDirectory(path, (UnixFileMode)(directory.Mode & 0xfff));
+                Directory.CreateDirectory(path);
+                // Exactly the active's mode: creating it with the mode would let the umask narrow it.
+                File.SetUnixFileMode(path, (UnixFileMode)(directory.Mode & 0xfff));
+                ChangeOwner(path, directory.Owner, directory.Group);
                 DurableFile.SyncDirectory(Path.GetDirectoryName(path)!);
                 break;
             case SymlinkRecord symlink:
@@ -84,7 +92,7 @@ public sealed class ReplicaApplier(string root)
                 break;
             case AttributesRecord attributes:
                 File.SetUnixFileMode(path, (UnixFileMode)(attributes.Mode & 0xfff));
-                UnixAccounts.ChangeOwner(path, attributes.Owner, attributes.Group);
+                ChangeOwner(path, attributes.Owner, attributes.Group);
                 File.SetLastWriteTimeUtc(path, DateTime.UnixEpoch.AddTicks(attributes.ModifiedNanoseconds / 100));
                 break;
         }
@@ -104,25 +112,61 @@ public sealed class ReplicaApplier(string root)
         return full;
     }
 
-    private static UnixFileMode? CurrentMode(string path) => File.Exists(path) ? File.GetUnixFileMode(path) : null;
+    /// <summary>The mode, owner and group a new version of <paramref name="basis"/> gets: the create record's, or
+    /// the basis's own (a write replaces the file with a new one, which would otherwise be the applier's and take
+    /// the umask off its mode).</summary>
+    private static (UnixFileMode Mode, uint Owner, uint Group) Ownership(string? basis, JournalRecord record)
+    {
+        if (record is CreateRecord create)
+        {
+            return ((UnixFileMode)(create.Mode & 0xfff), create.Owner, create.Group);
+        }
+
+        if (basis is not null && File.Exists(basis))
+        {
+            var (uid, gid, mode) = UnixAccounts.OwnerOf(basis);
+            return (mode, uid, gid);
+        }
+
+        return (UnixFileMode.UserRead | UnixFileMode.UserWrite, JournalRecord.NoOwner, JournalRecord.NoOwner);
+    }
+
+    /// <summary>Gives a new version its mode exactly (not narrowed by the umask) and its owner.</summary>
+    private static void Own(FileStream file, UnixFileMode mode, uint owner, uint group)
+    {
+        File.SetUnixFileMode(file.SafeFileHandle, mode);
+        ChangeOwner(file.Name, owner, group);
+    }
+
+    /// <summary>chown, when an owner is given and this process may give files away (root); a non-root apphbd's
+    /// replica is its own.</summary>
+    private static void ChangeOwner(string path, uint owner, uint group)
+    {
+        if ((owner != JournalRecord.NoOwner || group != JournalRecord.NoOwner) && UnixAccounts.EffectiveUserId == 0)
+        {
+            UnixAccounts.ChangeOwner(path, owner, group);
+        }
+    }
 
     /// <summary>Builds the version a write or create record makes of <paramref name="basis"/> (a file that may not
     /// exist; null: nothing) as the file <paramref name="file"/>: what a cut stages before it installs anything.</summary>
     /// <param name="sync">fsync it; false when the caller makes a whole batch durable at once (syncfs).</param>
     internal static void Build(string file, string? basis, JournalRecord record, bool sync = true)
     {
+        var (mode, owner, group) = Ownership(basis, record);
         using var stream = new FileStream(file, new FileStreamOptions
         {
             Mode = FileMode.Create,
             Access = FileAccess.ReadWrite,
             Share = FileShare.None,
-            UnixCreateMode = record is CreateRecord create ? (UnixFileMode)(create.Mode & 0xfff) : (basis is null ? null : CurrentMode(basis)) ?? UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            UnixCreateMode = mode,
         });
         if (record is WriteRecord write)
         {
             Patch(basis, stream, write);
         }
 
+        Own(stream, mode, owner, group);
         stream.Flush(flushToDisk: sync);
     }
 

@@ -201,7 +201,8 @@ public sealed class Journaler
             if (!_directories.Contains(path))
             {
                 Replace(path, records);
-                records.Add(new DirectoryRecord(0, Generation, path, (uint)info.UnixFileMode));
+                var (uid, gid) = OwnerOf(full);
+                records.Add(new DirectoryRecord(0, Generation, path, (uint)info.UnixFileMode, uid, gid));
                 _directories.Add(path);
             }
 
@@ -223,7 +224,8 @@ public sealed class Journaler
             if (!_files.TryGetValue(path, out var peer))
             {
                 Replace(path, records);
-                records.Add(new CreateRecord(0, Generation, path, (uint)info.UnixFileMode));
+                var (uid, gid) = OwnerOf(full);
+                records.Add(new CreateRecord(0, Generation, path, (uint)info.UnixFileMode, uid, gid));
                 peer = BlockIndex.Empty(_blockSize);
             }
 
@@ -274,8 +276,23 @@ public sealed class Journaler
             var directory = missing.Pop();
             Replace(directory, records);
             var mode = Directory.Exists(Full(directory)) ? (uint)new DirectoryInfo(Full(directory)).UnixFileMode : 0b111_101_101u;
-            records.Add(new DirectoryRecord(0, Generation, directory, mode));
+            var (uid, gid) = OwnerOf(Full(directory));
+            records.Add(new DirectoryRecord(0, Generation, directory, mode, uid, gid));
             _directories.Add(directory);
+        }
+    }
+
+    /// <summary>Who owns the path (for the replica's copy); unknown when it is gone meanwhile.</summary>
+    private static (uint Uid, uint Gid) OwnerOf(string full)
+    {
+        try
+        {
+            var (uid, gid, _) = UnixAccounts.OwnerOf(full);
+            return (uid, gid);
+        }
+        catch (IOException)
+        {
+            return (JournalRecord.NoOwner, JournalRecord.NoOwner);
         }
     }
 

@@ -78,6 +78,8 @@ public static class JournalCodec
                 break;
             case CreateRecord create:
                 BigEndianWriter.AddUInt32(body, create.Mode);
+                BigEndianWriter.AddUInt32(body, create.Owner);
+                BigEndianWriter.AddUInt32(body, create.Group);
                 break;
             case RenameRecord rename:
                 if (JournalPath.Problem(rename.NewPath) is { } renameProblem)
@@ -98,6 +100,8 @@ public static class JournalCodec
                 break;
             case DirectoryRecord directory:
                 BigEndianWriter.AddUInt32(body, directory.Mode);
+                BigEndianWriter.AddUInt32(body, directory.Owner);
+                BigEndianWriter.AddUInt32(body, directory.Group);
                 break;
         }
 
@@ -164,13 +168,15 @@ public static class JournalCodec
         JournalRecord? record = (JournalRecordKind)kind switch
         {
             JournalRecordKind.Write => ReadWrite(ref reader, sequence, generation, path),
-            JournalRecordKind.Create => reader.Read32(out var mode) ? new CreateRecord(sequence, generation, path, mode) : null,
+            JournalRecordKind.Create => reader.Read32(out var mode) && reader.Read32(out var createOwner) && reader.Read32(out var createGroup)
+                ? new CreateRecord(sequence, generation, path, mode, createOwner, createGroup) : null,
             JournalRecordKind.Delete => new DeleteRecord(sequence, generation, path),
             JournalRecordKind.Rename => reader.ReadText(JournalPath.MaxBytes, out var newPath) && JournalPath.Problem(newPath) is null ? new RenameRecord(sequence, generation, path, newPath) : null,
             JournalRecordKind.Attributes => reader.Read32(out var m) && reader.Read32(out var owner) && reader.Read32(out var group) && reader.Read64(out var mtime)
                 ? new AttributesRecord(sequence, generation, path, m, owner, group, unchecked((long)mtime)) : null,
             JournalRecordKind.Symlink => reader.ReadText(JournalPath.MaxBytes, out var target) && target.Length > 0 ? new SymlinkRecord(sequence, generation, path, target) : null,
-            JournalRecordKind.Directory => reader.Read32(out var directoryMode) ? new DirectoryRecord(sequence, generation, path, directoryMode) : null,
+            JournalRecordKind.Directory => reader.Read32(out var directoryMode) && reader.Read32(out var directoryOwner) && reader.Read32(out var directoryGroup)
+                ? new DirectoryRecord(sequence, generation, path, directoryMode, directoryOwner, directoryGroup) : null,
             JournalRecordKind.Cut => path.Length == 0 ? new CutRecord(sequence, generation) : null,
             _ => null,
         };

@@ -27,6 +27,9 @@ public enum JournalRecordKind : byte
 /// <see cref="JournalPath"/>); the sequence number orders every record of a generation.</summary>
 public abstract record JournalRecord(ulong Sequence, DataGeneration Generation, string Path)
 {
+    /// <summary>An owner or group not given (chown's -1: left as it is made).</summary>
+    public const uint NoOwner = uint.MaxValue;
+
     public abstract JournalRecordKind Kind { get; }
 }
 
@@ -42,7 +45,11 @@ public sealed record WriteRecord(ulong Sequence, DataGeneration Generation, stri
     public override JournalRecordKind Kind => JournalRecordKind.Write;
 }
 
-public sealed record CreateRecord(ulong Sequence, DataGeneration Generation, string Path, uint Mode) : JournalRecord(Sequence, Generation, Path)
+/// <param name="Owner">The file's owner and <paramref name="Group"/> its group on the active node, so that a service
+/// running as its own user owns its files on the standby too; <see cref="JournalRecord.NoOwner"/>: as the applier
+/// makes it.</param>
+public sealed record CreateRecord(ulong Sequence, DataGeneration Generation, string Path, uint Mode, uint Owner = JournalRecord.NoOwner, uint Group = JournalRecord.NoOwner)
+    : JournalRecord(Sequence, Generation, Path)
 {
     public override JournalRecordKind Kind => JournalRecordKind.Create;
 }
@@ -69,7 +76,9 @@ public sealed record SymlinkRecord(ulong Sequence, DataGeneration Generation, st
     public override JournalRecordKind Kind => JournalRecordKind.Symlink;
 }
 
-public sealed record DirectoryRecord(ulong Sequence, DataGeneration Generation, string Path, uint Mode) : JournalRecord(Sequence, Generation, Path)
+/// <param name="Owner">As for <see cref="CreateRecord"/>.</param>
+public sealed record DirectoryRecord(ulong Sequence, DataGeneration Generation, string Path, uint Mode, uint Owner = JournalRecord.NoOwner, uint Group = JournalRecord.NoOwner)
+    : JournalRecord(Sequence, Generation, Path)
 {
     public override JournalRecordKind Kind => JournalRecordKind.Directory;
 }
