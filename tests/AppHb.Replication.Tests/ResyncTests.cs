@@ -31,7 +31,7 @@ public sealed class ResyncTests : IDisposable
         Directory.CreateDirectory(Path.Combine(source, "db"));
         for (var i = 0; i < 8; i++)
         {
-            File.WriteAllBytes(Path.Combine(source, "db", $"table{i}"), RandomBytes(random, 16 * BlockSize));
+            File.WriteAllBytes(Path.Combine(source, "db", $"table{i}"), Bytes.Random(random, 16 * BlockSize));
         }
 
         File.WriteAllText(Path.Combine(source, "removed-while-apart"), "the active deleted this meanwhile");
@@ -43,7 +43,7 @@ public sealed class ResyncTests : IDisposable
         {
             using var file = File.OpenWrite(Path.Combine(source, "db", $"table{table}"));
             file.Position = (long)block * BlockSize + 100;
-            file.Write(RandomBytes(random, 4096));
+            file.Write(Bytes.Random(random, 4096));
         }
 
         File.WriteAllText(Path.Combine(source, "made-while-apart"), "new");
@@ -69,7 +69,7 @@ public sealed class ResyncTests : IDisposable
         var source = Directory.CreateDirectory(_directory.File("source")).FullName;
         var replica = Directory.CreateDirectory(_directory.File("replica")).FullName;
         var random = new Random(7);
-        File.WriteAllBytes(Path.Combine(source, "data"), RandomBytes(random, 10 * BlockSize));
+        File.WriteAllBytes(Path.Combine(source, "data"), Bytes.Random(random, 10 * BlockSize));
 
         // First the replica follows this journal under generation 4 (a full resync of an empty replica).
         using (var journal = JournalFile.Open(_directory.File("journal")))
@@ -84,7 +84,7 @@ public sealed class ResyncTests : IDisposable
         using (var file = File.OpenWrite(Path.Combine(source, "data")))
         {
             file.Position = 4 * BlockSize;
-            file.Write(RandomBytes(random, 10));
+            file.Write(Bytes.Random(random, 10));
         }
 
         using var reopened = JournalFile.Open(_directory.File("journal"));
@@ -171,7 +171,7 @@ public sealed class ResyncTests : IDisposable
             var receiving = new ReplicationReceiver(new CutApplier(replica, _directory.File("state"))).RunAsync(connection.Receiver, stop.Token);
             for (var i = 0; i < 20; i++)
             {
-                await File.WriteAllBytesAsync(Path.Combine(source, $"connected{i}"), RandomBytes(random, 20_000), TestContext.Current.CancellationToken);
+                await File.WriteAllBytesAsync(Path.Combine(source, $"connected{i}"), Bytes.Random(random, 20_000), TestContext.Current.CancellationToken);
                 await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
             }
 
@@ -188,7 +188,7 @@ public sealed class ResyncTests : IDisposable
         var replicaAt = pump.Sender.Acknowledged;
         for (var i = 0; i < 20; i++)
         {
-            await File.WriteAllBytesAsync(Path.Combine(source, $"away{i}"), RandomBytes(random, 20_000), TestContext.Current.CancellationToken);
+            await File.WriteAllBytesAsync(Path.Combine(source, $"away{i}"), Bytes.Random(random, 20_000), TestContext.Current.CancellationToken);
         }
 
         await File.WriteAllTextAsync(Path.Combine(source, "last"), "made last", TestContext.Current.CancellationToken);
@@ -222,7 +222,7 @@ public sealed class ResyncTests : IDisposable
         for (var i = 0; i < 600; i++)
         {
             // A file of its own each time: every write is journaled, whatever the batches (3.6 MB in all).
-            await File.WriteAllBytesAsync(Path.Combine(source, $"steady{i}"), RandomBytes(random, 6000), TestContext.Current.CancellationToken);
+            await File.WriteAllBytesAsync(Path.Combine(source, $"steady{i}"), Bytes.Random(random, 6000), TestContext.Current.CancellationToken);
             largest = Math.Max(largest, journal.Length);
             await Task.Delay(1, TestContext.Current.CancellationToken);
         }
@@ -253,7 +253,7 @@ public sealed class ResyncTests : IDisposable
         var random = new Random(13);
         for (var i = 0; i < 3; i++)
         {
-            await File.WriteAllBytesAsync(Path.Combine(source, $"away{i}"), RandomBytes(random, 30_000), TestContext.Current.CancellationToken);
+            await File.WriteAllBytesAsync(Path.Combine(source, $"away{i}"), Bytes.Random(random, 30_000), TestContext.Current.CancellationToken);
             Assert.True(await Polling.UntilAsync(() => Task.FromResult(journal.ReadAfter(0).OfType<WriteRecord>().Any(w => w.Path == $"away{i}")), Patience, TestContext.Current.CancellationToken));
         }
 
@@ -304,7 +304,7 @@ public sealed class ResyncTests : IDisposable
         var random = new Random(17);
         for (var i = 0; i < 8; i++)
         {
-            File.WriteAllBytes(Path.Combine(source, $"big{i}"), RandomBytes(random, 1 << 20));
+            File.WriteAllBytes(Path.Combine(source, $"big{i}"), Bytes.Random(random, 1 << 20));
         }
 
         using var journal = JournalFile.Open(_directory.File("journal"));
@@ -333,7 +333,7 @@ public sealed class ResyncTests : IDisposable
             Assert.Null(pump.Sender.ResyncProgress);
 
             // After the resync, a change goes at once.
-            File.WriteAllBytes(Path.Combine(source, "after"), RandomBytes(random, 1 << 20));
+            File.WriteAllBytes(Path.Combine(source, "after"), Bytes.Random(random, 1 << 20));
             await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
             Assert.Equal(1, pump.Sender.Resyncs);
         }
@@ -377,7 +377,7 @@ public sealed class ResyncTests : IDisposable
         ManifestEntry[] entries =
         [
             new("d", ManifestEntryKind.Directory),
-            new("d/f", ManifestEntryKind.File, BlockIndex.Of(RandomBytes(random, 3 * 1000 + 1), 1000)),
+            new("d/f", ManifestEntryKind.File, BlockIndex.Of(Bytes.Random(random, 3 * 1000 + 1), 1000)),
             new("d/empty", ManifestEntryKind.File, BlockIndex.Empty(1000)),
             new("link", ManifestEntryKind.Symlink, Target: "d/f"),
         ];
@@ -422,12 +422,6 @@ public sealed class ResyncTests : IDisposable
         Assert.True(differences is null, differences);
     }
 
-    private static byte[] RandomBytes(Random random, int count)
-    {
-        var bytes = new byte[count];
-        random.NextBytes(bytes);
-        return bytes;
-    }
 
     private static void CopyTree(string from, string to)
     {

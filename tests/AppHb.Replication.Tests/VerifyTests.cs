@@ -31,7 +31,7 @@ public sealed class VerifyTests : IDisposable
         Directory.CreateDirectory(Path.Combine(source, "db"));
         for (var i = 0; i < 4; i++)
         {
-            File.WriteAllBytes(Path.Combine(source, "db", $"table{i}"), RandomBytes(random, 4 * BlockSize));
+            File.WriteAllBytes(Path.Combine(source, "db", $"table{i}"), Bytes.Random(random, 4 * BlockSize));
         }
 
         File.CreateSymbolicLink(Path.Combine(source, "current"), "db/table0");
@@ -97,7 +97,7 @@ public sealed class VerifyTests : IDisposable
         var random = new Random(15);
         for (var i = 0; i < 50; i++)
         {
-            File.WriteAllBytes(Path.Combine(source, $"steady{i}"), RandomBytes(random, 3 * BlockSize));
+            File.WriteAllBytes(Path.Combine(source, $"steady{i}"), Bytes.Random(random, 3 * BlockSize));
         }
 
         using var journal = JournalFile.Open(_directory.File("journal"));
@@ -112,7 +112,7 @@ public sealed class VerifyTests : IDisposable
             for (var n = 0; !stop.IsCancellationRequested; n++)
             {
                 var name = Path.Combine(source, $"busy{n % 7}");
-                await File.WriteAllBytesAsync(name, RandomBytes(writes, writes.Next(1, 2 * BlockSize)), CancellationToken.None);
+                await File.WriteAllBytesAsync(name, Bytes.Random(writes, writes.Next(1, 2 * BlockSize)), CancellationToken.None);
                 if (n % 5 == 0)
                 {
                     File.Move(name, Path.Combine(source, $"moved{n % 3}"), overwrite: true);
@@ -159,12 +159,5 @@ public sealed class VerifyTests : IDisposable
 
         var away = await Assert.ThrowsAsync<InvalidOperationException>(() => pump.VerifyAsync(TestContext.Current.CancellationToken));
         Assert.Contains("no replica is connected", away.Message, StringComparison.Ordinal);
-    }
-
-    private static byte[] RandomBytes(Random random, int count)
-    {
-        var bytes = new byte[count];
-        random.NextBytes(bytes);
-        return bytes;
     }
 }
