@@ -332,9 +332,10 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
     /// no peer connected (resynced when it returns, not continued), the last one.</summary>
     private void KeepToLimit()
     {
-        // Past the limit, and with something to drop: a connected peer's backlog alone is kept, not restarted at
-        // every batch.
-        if (_journal.Length > _journalLimit && (!_sender.Connected || _journal.BytesAfter(_sender.Acknowledged) < _journal.Length / 2))
+        // Past the limit, and with something to drop: a connected peer's backlog is copied into the new journal only
+        // while it is at most half the limit (a larger one waits in the journal until the peer catches up, rather
+        // than being copied again at every batch).
+        if (_journal.Length > _journalLimit && (!_sender.Connected || _journal.BytesAfter(_sender.Acknowledged) <= _journalLimit / 2))
         {
             _sender.RestartJournal(_journal);
             JournalRestarts++;

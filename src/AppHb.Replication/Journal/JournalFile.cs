@@ -245,11 +245,13 @@ public sealed class JournalFile : IJournalReader, IDisposable
             var from = Math.Min(FirstAfter(keepAfter), _offsets.Count - 1);
             var (first, offset) = _offsets[from];
             _stream.Flush(flushToDisk: true);
-            var kept = new byte[_stream.Length - offset];
-            _stream.Position = offset;
-            _stream.ReadExactly(kept);
-            // A reader already open goes on reading the replaced file; the next one opens this.
-            AppHb.Linux.Files.DurableFile.Replace(Path, kept);
+            // Streamed, never held whole: what a connected peer still needs may be large. A reader already open goes
+            // on reading the replaced file; the next one opens this.
+            AppHb.Linux.Files.DurableFile.Replace(Path, file =>
+            {
+                _stream.Position = offset;
+                _stream.CopyTo(file, ReadBuffer);
+            });
             _stream.Dispose();
             _stream = new FileStream(Path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, 1, FileOptions.None);
             _stream.Seek(0, SeekOrigin.End);
