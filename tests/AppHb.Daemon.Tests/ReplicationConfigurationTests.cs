@@ -64,6 +64,7 @@ public sealed class ReplicationConfigurationTests : IDisposable
         Assert.Equal(0, replication.ResyncRateMiB);
         Assert.False(replication.AllowLan);
         Assert.False(replication.Synchronous);
+        Assert.Equal(64, replication.BlockSizeKiB);
         Assert.True(replication.IsExcluded("cache/x"));
         Assert.True(replication.IsExcluded("tmp"));
         Assert.False(replication.IsExcluded("cached"));
@@ -72,10 +73,11 @@ public sealed class ReplicationConfigurationTests : IDisposable
     [Fact]
     public void The_resync_rate_limit_the_lan_fallback_and_the_mode_are_read()
     {
-        var replication = ConfigurationLoader.Load(Pair("replication:\n  path: /srv/data\n  resync-rate-mib: 40\n  allow-lan: true\n  mode: sync"), "pair.yaml").Replication!;
+        var replication = ConfigurationLoader.Load(Pair("replication:\n  path: /srv/data\n  resync-rate-mib: 40\n  allow-lan: true\n  mode: sync\n  block-size-kib: 4"), "pair.yaml").Replication!;
         Assert.Equal(40, replication.ResyncRateMiB);
         Assert.True(replication.AllowLan);
         Assert.True(replication.Synchronous);
+        Assert.Equal(4, replication.BlockSizeKiB);
     }
 
     [Fact]
@@ -95,6 +97,7 @@ public sealed class ReplicationConfigurationTests : IDisposable
     [InlineData("replication:\n  path: /srv/data\n  port: 70000", "replication.port:")]
     [InlineData("replication:\n  path: /srv/data\n  resync-rate-mib: -1", "replication.resync-rate-mib:")]
     [InlineData("replication:\n  path: /srv/data\n  allow-lan: sometimes", "replication.allow-lan:")]
+    [InlineData("replication:\n  path: /srv/data\n  block-size-kib: 2048", "replication.block-size-kib:")]
     public void A_wrong_value_is_refused_naming_file_line_and_key(string section, string expected)
     {
         var e = Assert.Throws<ConfigurationException>(() => ConfigurationLoader.Load(Pair(section), "pair.yaml"));

@@ -260,7 +260,7 @@ public sealed class ReplicationTests : IAsyncLifetime
 
     /// <summary>lsyncd's churn test between the two nodes, with the kernel's notification queue overflowing for real
     /// halfway (node1's apphbd stopped while twice the queue's worth of changes are made): the overflow makes node1
-    /// compare the whole tree, and nothing is lost.</summary>
+    /// compare the whole tree, and nothing is lost. In 4 KiB blocks (`block-size-kib`), as a database's pages.</summary>
     [Fact]
     public async Task After_500_random_changes_and_a_capture_overflow_midway_the_standby_is_identical()
     {
@@ -270,6 +270,7 @@ public sealed class ReplicationTests : IAsyncLifetime
               path: {Data(me)}
               journal: {Path.Combine(_rig.Directory, $"node{me}.journal")}
               barrier-timeout: 10s
+              block-size-kib: 4
             """);
         Directory.CreateDirectory(Data(1));
         Directory.CreateDirectory(Data(2));

@@ -362,7 +362,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             }
 
             var generation = pair.Status?.Generations[0] ?? throw new InvalidOperationException("the pair has no data generation yet");
-            var pump = CapturePump.Start(replication.Path, new Journaler(replication.Path, journal, generation, excluded: replication.IsExcluded), journal,
+            var pump = CapturePump.Start(replication.Path, new Journaler(replication.Path, journal, generation, replication.BlockSizeKiB * 1024, replication.IsExcluded), journal,
                 (long)replication.JournalLimitMiB << 20, (long)replication.ResyncRateMiB << 20);
             var source = new Source(stop, journal, pump);
             _ = pump.Completion.ContinueWith(done =>

@@ -18,15 +18,20 @@ namespace AppHb.Daemon.Configuration;
 /// <param name="Synchronous">mode: sync. A controlled hand-over (switchover, failback, standby on the active node)
 /// is refused unless the peer confirms every change first (the barrier), so the group never moves to a node without
 /// its data while both nodes are up. async (false, the default): it goes on, said by a hand-over-unsynced event.</param>
+/// <param name="BlockSizeKiB">The block a changed file is compared and shipped in (and a resync hashes): smaller
+/// ships less of a small change (a database's 4 KiB pages) for more hashes to keep and compare.</param>
 public sealed record ReplicationOptions(string Path, IReadOnlyList<string> Exclude, int Port, string Journal, string StateDirectory, TimeSpan BarrierTimeout,
-    int JournalLimitMiB = ReplicationOptions.DefaultJournalLimitMiB, int ResyncRateMiB = 0, bool AllowLan = false, bool Synchronous = false)
+    int JournalLimitMiB = ReplicationOptions.DefaultJournalLimitMiB, int ResyncRateMiB = 0, bool AllowLan = false, bool Synchronous = false,
+    int BlockSizeKiB = ReplicationOptions.DefaultBlockSizeKiB)
 {
     public const int DefaultJournalLimitMiB = 1024;
+
+    public const int DefaultBlockSizeKiB = AppHb.Replication.Journal.JournalCodec.DefaultBlockSize / 1024;
 
     public const int DefaultPort = 7791;
 
     /// <summary>Everything, as text: a reload compares this.</summary>
-    public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout, JournalLimitMiB, ResyncRateMiB, AllowLan, Synchronous);
+    public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout, JournalLimitMiB, ResyncRateMiB, AllowLan, Synchronous, BlockSizeKiB);
 
     /// <summary>Whether a path relative to <see cref="Path"/> is excluded.</summary>
     public bool IsExcluded(string relative) =>
@@ -50,7 +55,8 @@ internal static class ReplicationConfiguration
         }
 
         var section = root.Child("replication");
-        section.RejectUnknownKeys("path", "exclude", "port", "journal", "journal-limit-mib", "state-directory", "barrier-timeout", "resync-rate-mib", "allow-lan", "mode");
+        section.RejectUnknownKeys("path", "exclude", "port", "journal", "journal-limit-mib", "state-directory", "barrier-timeout", "resync-rate-mib", "allow-lan", "mode",
+            "block-size-kib");
         if (!root.IsSet("cluster"))
         {
             section.Error("path", "replication needs a cluster section: the peer, and the dedicated link it replicates over");
@@ -84,7 +90,10 @@ internal static class ReplicationConfiguration
         var rate = section.IsSet("resync-rate-mib") ? section.Integer("resync-rate-mib", 0, 1 << 20) : 0;
         var allowLan = section.IsSet("allow-lan") && section.Boolean("allow-lan");
         var synchronous = section.IsSet("mode") && section.Choice("mode", Modes);
-        return new ReplicationOptions(path, exclude, port, journal, state, barrierTimeout, limit, rate, allowLan, synchronous);
+        var blockSize = section.IsSet("block-size-kib")
+            ? section.Integer("block-size-kib", 1, AppHb.Replication.Journal.JournalCodec.MaxBlockSize / 1024)
+            : ReplicationOptions.DefaultBlockSizeKiB;
+        return new ReplicationOptions(path, exclude, port, journal, state, barrierTimeout, limit, rate, allowLan, synchronous, blockSize);
     }
 
     private static string? Absolute(string path) =>
