@@ -175,14 +175,13 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         var found = await source.Pump.VerifyAsync(cancellationToken);
         var lines = found.Differences.Select(d => $"{d.Path}: {d.Detail}").ToList();
         var compared = $"{found.Compared} entries compared with {peer}'s replica at record {found.At}{(found.Changing > 0 ? $" ({found.Changing} changing meanwhile, left out)" : string.Empty)}";
+        Verified(found, repaired: false);
         if (found.Differences.Count == 0)
         {
-            Verified(found, repaired: false);
             Publish("replication-verified", $"{replication.Path}: {compared}: identical");
             return new ControlResultDocument($"identical: {replication.Path}: {compared}", lines);
         }
 
-        Verified(found, repaired: false);
         Publish("replication-differs", $"{replication.Path}: {found.Differences.Count} differences ({compared}); first: {lines[0]}");
         if (!repair)
         {

@@ -41,7 +41,7 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
 
     private sealed record Changed(TreeChange Change) : Input;
 
-    private sealed record Damaged(string Problem) : Input;
+    private sealed record Damaged : Input;
 
     private sealed record ResyncAsked(IReadOnlyList<ManifestEntry> PeerHas, TaskCompletionSource<(ulong, ulong)> Done) : Input;
 
@@ -103,7 +103,7 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
     /// changes may have been missed (a capture restarted, an overflow reported elsewhere).</summary>
     public void CompareWholeTree() => _inputs.Writer.TryWrite(new Changed(new TreeChange(TreeChangeKind.Overflow, string.Empty, IsDirectory: true)));
 
-    public void JournalDamaged(string problem) => _inputs.Writer.TryWrite(new Damaged(problem));
+    public void JournalDamaged() => _inputs.Writer.TryWrite(new Damaged());
 
     /// <summary>Times the journal was found damaged and started again (the replica resynced).</summary>
     public long JournalDamages { get; private set; }

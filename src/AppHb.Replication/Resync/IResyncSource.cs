@@ -16,8 +16,9 @@ public interface IResyncSource
     /// record's sequence and the cut's.</summary>
     Task<(ulong First, ulong Cut)> ResyncAsync(IReadOnlyList<ManifestEntry> peerHas, CancellationToken cancellationToken);
 
-    /// <summary>A record of the journal on disk is damaged (<paramref name="problem"/> says where): its records
-    /// from there on can never be sent. The journal is started again (in order with the batches, by the one that
-    /// writes it), and the replica, which can no longer be continued, is resynced by its next connection.</summary>
-    void JournalDamaged(string problem);
+    /// <summary>A record of the journal on disk is damaged (the sender reports where, as the reason its connection
+    /// ended): its records from there on can never be sent. The journal is started again (in order with the batches,
+    /// by the one that writes it), and the replica, which can no longer be continued, is resynced by its next
+    /// connection.</summary>
+    void JournalDamaged();
 }

@@ -51,6 +51,13 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
             cutApplied?.Invoke(last.Generation, last.Sequence, closedResync);
         }
 
+        async Task ApplyAndAcknowledgeAsync()
+        {
+            var last = cut[whole].Sequence;
+            ApplyWhole();
+            await channel.SendAsync(ReplicationMessage.Acknowledged(last), cancellationToken);
+        }
+
         try
         {
             while (true)
@@ -82,9 +89,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                         // What the replica holds at the cut just received: the cuts held are applied first.
                         if (whole >= 0)
                         {
-                            var last = cut[whole].Sequence;
-                            ApplyWhole();
-                            await channel.SendAsync(ReplicationMessage.Acknowledged(last), cancellationToken);
+                            await ApplyAndAcknowledgeAsync();
                         }
 
                         await SendManifestAsync(channel, blockSize, cancellationToken);
@@ -121,8 +126,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
 
                 // Applying blocks this connection's reader, which is what it should: nothing is read ahead of a cut
                 // that is not durable yet beyond what the socket holds, and the sender's window is its buffer.
-                ApplyWhole();
-                await channel.SendAsync(ReplicationMessage.Acknowledged(record.Sequence), cancellationToken);
+                await ApplyAndAcknowledgeAsync();
             }
         }
         finally

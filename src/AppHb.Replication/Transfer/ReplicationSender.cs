@@ -426,7 +426,7 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
                     _continuesFrom = ulong.MaxValue;
                 }
 
-                resync.JournalDamaged(e.Message);
+                resync.JournalDamaged();
                 throw new ReplicationRefusedException($"the journal is damaged ({e.Message}): it starts again, and the replica is resynced by the next connection");
             }
 
