@@ -378,14 +378,14 @@ public sealed class ResyncTests : IDisposable
         var random = new Random(3);
         ManifestEntry[] entries =
         [
-            new("d", ManifestEntryKind.Directory),
-            new("d/f", ManifestEntryKind.File, BlockIndex.Of(Bytes.Random(random, 3 * 1000 + 1), 1000)),
+            new("d", ManifestEntryKind.Directory, Attributes: new EntryAttributes(0b111_101_000, 1234, 5678)),
+            new("d/f", ManifestEntryKind.File, BlockIndex.Of(Bytes.Random(random, 3 * 1000 + 1), 1000), Attributes: new EntryAttributes(0b110_100_000, 0, 0)),
             new("d/empty", ManifestEntryKind.File, BlockIndex.Empty(1000)),
             new("link", ManifestEntryKind.Symlink, Target: "d/f"),
         ];
         var parts = TreeManifest.Encode(entries).ToList();
         var decoded = parts.SelectMany(p => TreeManifest.Decode(p, 1000)).ToList();
-        Assert.Equal(entries.Select(e => (e.Path, e.Kind, e.Target, e.Blocks?.Length)), decoded.Select(e => (e.Path, e.Kind, e.Target, e.Blocks?.Length)));
+        Assert.Equal(entries.Select(e => (e.Path, e.Kind, e.Target, e.Blocks?.Length, e.Attributes)), decoded.Select(e => (e.Path, e.Kind, e.Target, e.Blocks?.Length, e.Attributes)));
         Assert.Equal(entries[1].Blocks!.Hashes, decoded[1].Blocks!.Hashes);
 
         var escaping = TreeManifest.Encode([new ManifestEntry("../etc", ManifestEntryKind.Directory)]).Single();

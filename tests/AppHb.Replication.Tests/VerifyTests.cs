@@ -62,18 +62,26 @@ public sealed class VerifyTests : IDisposable
         File.CreateSymbolicLink(Path.Combine(replica, "current"), "db/table2");
         Directory.CreateDirectory(Path.Combine(replica, "cache"));
         File.WriteAllText(Path.Combine(replica, "cache", "scratch"), "the standby's own");
+        // Attributes alone: a table's mode narrowed, the directory given away (a service could not write it after a
+        // failover).
+        File.SetUnixFileMode(Path.Combine(replica, "db", "table2"), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        AppHb.Linux.Accounts.UnixAccounts.ChangeOwner(Path.Combine(replica, "db"), 4321, 4322);
 
         var found = await pump.VerifyAsync(TestContext.Current.CancellationToken);
         Assert.Equal(
             [
                 ("current", TreeDifferenceKind.TargetDiffers),
+                ("db", TreeDifferenceKind.AttributesDiffer),
                 ("db/table1", TreeDifferenceKind.ContentDiffers),
+                ("db/table2", TreeDifferenceKind.AttributesDiffer),
                 ("db/table3", TreeDifferenceKind.MissingOnReplica),
                 ("stray", TreeDifferenceKind.OnlyOnReplica),
             ],
             found.Differences.Select(d => (d.Path, d.Kind)));
-        Assert.Contains("1 of 4 blocks", found.Differences[1].Detail, StringComparison.Ordinal);
-        Assert.Contains("(2)", found.Differences[1].Detail, StringComparison.Ordinal);
+        Assert.Contains("1 of 4 blocks", found.Differences[2].Detail, StringComparison.Ordinal);
+        Assert.Contains("(2)", found.Differences[2].Detail, StringComparison.Ordinal);
+        Assert.Contains("owner 4321:4322 on the replica", found.Differences[1].Detail, StringComparison.Ordinal);
+        Assert.Contains("mode 0600 owner 0:0 on the replica", found.Differences[3].Detail, StringComparison.Ordinal);
 
         // The repair: the connection ends, the next one compares and ships what differs; then nothing differs.
         var resyncs = pump.Sender.Resyncs;
@@ -85,6 +93,8 @@ public sealed class VerifyTests : IDisposable
         Assert.Equal(File.ReadAllBytes(Path.Combine(source, "db", "table1")), File.ReadAllBytes(Path.Combine(replica, "db", "table1")));
         Assert.False(File.Exists(Path.Combine(replica, "stray")));
         Assert.Equal("the standby's own", File.ReadAllText(Path.Combine(replica, "cache", "scratch")));
+        Assert.Equal(File.GetUnixFileMode(Path.Combine(source, "db", "table2")), File.GetUnixFileMode(Path.Combine(replica, "db", "table2")));
+        Assert.Equal(AppHb.Linux.Accounts.UnixAccounts.OwnerOf(Path.Combine(source, "db")), AppHb.Linux.Accounts.UnixAccounts.OwnerOf(Path.Combine(replica, "db")));
         // One block of table1 and table3's four: nothing that did not differ.
         Assert.Equal(5, journal.ReadAfter(before).OfType<WriteRecord>().Sum(w => w.Blocks.Count));
     }

@@ -22,6 +22,9 @@ public sealed class Journaler
     private readonly Dictionary<string, BlockIndex> _files = new(StringComparer.Ordinal);
     private readonly HashSet<string> _directories = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _symlinks = new(StringComparer.Ordinal);
+    // The mode, owner and group the peer's files and directories have, where known: a rescan sends what differs (a
+    // chmod made while the peer was away raises no change this journal sees again).
+    private readonly Dictionary<string, EntryAttributes> _attributes = new(StringComparer.Ordinal);
 
     private readonly Func<string, bool> _excluded;
 
@@ -113,8 +116,14 @@ public sealed class Journaler
         _files.Clear();
         _directories.Clear();
         _symlinks.Clear();
+        _attributes.Clear();
         foreach (var entry in peerHas.Where(e => !_excluded(e.Path)))
         {
+            if (entry.Attributes is { } attributes)
+            {
+                _attributes[entry.Path] = attributes;
+            }
+
             switch (entry.Kind)
             {
                 case ManifestEntryKind.File when entry.Blocks!.BlockSize == _blockSize:
@@ -204,6 +213,7 @@ public sealed class Journaler
                 var (uid, gid) = OwnerOf(full);
                 records.Add(new DirectoryRecord(0, Generation, path, (uint)info.UnixFileMode, uid, gid));
                 _directories.Add(path);
+                PeerGets(path, (uint)info.UnixFileMode, uid, gid);
             }
 
             return;
@@ -226,6 +236,7 @@ public sealed class Journaler
                 Replace(path, records);
                 var (uid, gid) = OwnerOf(full);
                 records.Add(new CreateRecord(0, Generation, path, (uint)info.UnixFileMode, uid, gid));
+                PeerGets(path, (uint)info.UnixFileMode, uid, gid);
                 peer = BlockIndex.Empty(_blockSize);
             }
 
@@ -279,6 +290,7 @@ public sealed class Journaler
             var (uid, gid) = OwnerOf(Full(directory));
             records.Add(new DirectoryRecord(0, Generation, directory, mode, uid, gid));
             _directories.Add(directory);
+            PeerGets(directory, mode, uid, gid);
         }
     }
 
@@ -293,6 +305,18 @@ public sealed class Journaler
         catch (IOException)
         {
             return (JournalRecord.NoOwner, JournalRecord.NoOwner);
+        }
+    }
+
+    private void PeerGets(string path, uint mode, uint uid, uint gid)
+    {
+        if (uid == JournalRecord.NoOwner)
+        {
+            _attributes.Remove(path);
+        }
+        else
+        {
+            _attributes[path] = new EntryAttributes(mode & 0xfff, uid, gid);
         }
     }
 
@@ -334,11 +358,26 @@ public sealed class Journaler
             var (uid, gid, mode) = UnixAccounts.OwnerOf(Full(path));
             var modified = File.GetLastWriteTimeUtc(Full(path));
             records.Add(new AttributesRecord(0, Generation, path, (uint)mode, uid, gid, (modified - DateTime.UnixEpoch).Ticks * 100));
+            PeerGets(path, (uint)mode, uid, gid);
         }
         catch (IOException)
         {
             // Gone again.
         }
+    }
+
+    /// <summary>After a rescan's <see cref="Refresh"/>: the mode, owner or group of a file or directory the peer
+    /// has, when they differ from what it has (or are not known, as after an overflow).</summary>
+    private void RefreshAttributes(string path, Batch records)
+    {
+        if ((!_files.ContainsKey(path) && !_directories.Contains(path))
+            || EntryAttributes.Of(Full(path)) is not { } now
+            || (_attributes.TryGetValue(path, out var known) && known == now))
+        {
+            return;
+        }
+
+        Attributes(path, records);
     }
 
     /// <summary>Deletes, deepest first, everything the peer has at or under <paramref name="path"/>.</summary>
@@ -351,6 +390,7 @@ public sealed class Journaler
         foreach (var p in gone)
         {
             records.Add(new DeleteRecord(0, Generation, p));
+            _attributes.Remove(p);
             _files.Remove(p);
             _symlinks.Remove(p);
             _directories.Remove(p);
@@ -377,6 +417,7 @@ public sealed class Journaler
         records.Add(new RenameRecord(0, Generation, from, to));
         Move(_files, from, to);
         Move(_symlinks, from, to);
+        Move(_attributes, from, to);
         foreach (var directory in _directories.Where(d => IsAtOrUnder(d, from)).ToList())
         {
             _directories.Remove(directory);
@@ -409,6 +450,7 @@ public sealed class Journaler
         {
             present.Add(path);
             Refresh(path, records);
+            RefreshAttributes(path, records);
         }
 
         var prefix = relative.Length == 0 ? string.Empty : relative + "/";

@@ -12,6 +12,8 @@ public enum TreeDifferenceKind
     KindDiffers,
     /// <summary>A symlink on both, pointing elsewhere.</summary>
     TargetDiffers,
+    /// <summary>A file (same content) or a directory on both, with another mode, owner or group.</summary>
+    AttributesDiffer,
 }
 
 /// <summary>One path where two trees differ, and how (<see cref="Detail"/> says it for a person).</summary>
@@ -80,11 +82,20 @@ public static class TreeComparison
                         $"{changed.Count} of {blocks.Hashes.Count} blocks of {blocks.BlockSize} bytes differ ({shown}{(changed.Count > 8 ? ", ..." : string.Empty)})");
                 }
 
-                return null;
+                return AttributesDiffer(original, copy);
+            case ManifestEntryKind.Directory:
+                return AttributesDiffer(original, copy);
             default:
                 return null;
         }
     }
+
+    /// <summary>Mode, owner or group, when both sides know theirs. (A file's content is compared first: a difference
+    /// in both is reported as content, and the resync that repairs it sends the attributes too.)</summary>
+    private static TreeDifference? AttributesDiffer(ManifestEntry original, ManifestEntry copy) =>
+        original.Attributes is { } ours && copy.Attributes is { } theirs && ours != theirs
+            ? new TreeDifference(original.Path, TreeDifferenceKind.AttributesDiffer, $"{ours} on the active node, {theirs} on the replica")
+            : null;
 
     private static string Name(ManifestEntryKind kind) => kind switch
     {

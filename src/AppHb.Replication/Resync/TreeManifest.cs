@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using AppHb.Core.Wire;
+using AppHb.Linux.Accounts;
 using AppHb.Linux.Files;
 using AppHb.Replication.Blocks;
 using AppHb.Replication.Journal;
@@ -14,9 +15,31 @@ public enum ManifestEntryKind : byte
     Symlink = 3,
 }
 
+/// <summary>A file's or a directory's permission bits, owner and group, as a resync and a verify compare them (not
+/// its modification time: every applied write sets the replica's own).</summary>
+public readonly record struct EntryAttributes(uint Mode, uint Owner, uint Group)
+{
+    /// <summary>The path's attributes now (symlinks followed), or null when it is gone.</summary>
+    public static EntryAttributes? Of(string fullPath)
+    {
+        try
+        {
+            var (uid, gid, mode) = UnixAccounts.OwnerOf(fullPath);
+            return new EntryAttributes((uint)mode, uid, gid);
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    public override string ToString() => $"mode {Convert.ToString(Mode, 8).PadLeft(4, '0')} owner {Owner}:{Group}";
+}
+
 /// <summary>One thing a replica holds, as a difference resync compares it: a file by its block hashes, a directory,
-/// a symlink by its target.</summary>
-public sealed record ManifestEntry(string Path, ManifestEntryKind Kind, BlockIndex? Blocks = null, string? Target = null);
+/// a symlink by its target; a file and a directory with their <see cref="Attributes"/> (null: not known, never
+/// compared).</summary>
+public sealed record ManifestEntry(string Path, ManifestEntryKind Kind, BlockIndex? Blocks = null, string? Target = null, EntryAttributes? Attributes = null);
 
 /// <summary>What a replica holds, for a difference resync (docs/replication-design.md, "Resync"): the standby walks
 /// its replica and sends this; the active adopts it as what the peer has and journals only what differs, so a resync
@@ -40,11 +63,11 @@ public static class TreeManifest
             }
             else if (entry is DirectoryInfo)
             {
-                yield return new ManifestEntry(path, ManifestEntryKind.Directory);
+                yield return new ManifestEntry(path, ManifestEntryKind.Directory, Attributes: EntryAttributes.Of(entry.FullName));
             }
             else if (Index(entry.FullName, blockSize) is { } blocks)
             {
-                yield return new ManifestEntry(path, ManifestEntryKind.File, blocks);
+                yield return new ManifestEntry(path, ManifestEntryKind.File, blocks, Attributes: EntryAttributes.Of(entry.FullName));
             }
         }
     }
@@ -64,8 +87,8 @@ public static class TreeManifest
         }
 
         return info.LinkTarget is { } target ? new ManifestEntry(relative, ManifestEntryKind.Symlink, Target: target)
-            : info is DirectoryInfo ? new ManifestEntry(relative, ManifestEntryKind.Directory)
-            : Index(full, blockSize) is { } blocks ? new ManifestEntry(relative, ManifestEntryKind.File, blocks)
+            : info is DirectoryInfo ? new ManifestEntry(relative, ManifestEntryKind.Directory, Attributes: EntryAttributes.Of(full))
+            : Index(full, blockSize) is { } blocks ? new ManifestEntry(relative, ManifestEntryKind.File, blocks, Attributes: EntryAttributes.Of(full))
             : null;
     }
 
@@ -93,6 +116,15 @@ public static class TreeManifest
         {
             body.Add((byte)entry.Kind);
             BigEndianWriter.AddString(body, entry.Path, JournalPath.MaxBytes, "a manifest path");
+            if (entry.Kind is ManifestEntryKind.File or ManifestEntryKind.Directory)
+            {
+                // Unknown (gone between the walk's listing and its stat) travels as NoOwner, never compared.
+                var attributes = entry.Attributes ?? new EntryAttributes(JournalRecord.NoOwner, JournalRecord.NoOwner, JournalRecord.NoOwner);
+                BigEndianWriter.AddUInt32(body, attributes.Mode);
+                BigEndianWriter.AddUInt32(body, attributes.Owner);
+                BigEndianWriter.AddUInt32(body, attributes.Group);
+            }
+
             switch (entry.Kind)
             {
                 case ManifestEntryKind.File:
@@ -147,6 +179,17 @@ public static class TreeManifest
                 throw Malformed(entries.Count, problem);
             }
 
+            EntryAttributes? attributes = null;
+            if ((ManifestEntryKind)kind is ManifestEntryKind.File or ManifestEntryKind.Directory)
+            {
+                if (!reader.Read32(out var mode) || !reader.Read32(out var owner) || !reader.Read32(out var group))
+                {
+                    throw Malformed(entries.Count, $"{path}: it ends inside its mode, owner and group");
+                }
+
+                attributes = mode == JournalRecord.NoOwner ? null : new EntryAttributes(mode, owner, group);
+            }
+
             switch ((ManifestEntryKind)kind)
             {
                 case ManifestEntryKind.File:
@@ -168,10 +211,10 @@ public static class TreeManifest
                         hashes[i] = BinaryPrimitives.ReadUInt128BigEndian(bytes);
                     }
 
-                    entries.Add(new ManifestEntry(path, ManifestEntryKind.File, BlockIndex.FromHashes((long)length, blockSize, hashes)));
+                    entries.Add(new ManifestEntry(path, ManifestEntryKind.File, BlockIndex.FromHashes((long)length, blockSize, hashes), Attributes: attributes));
                     break;
                 case ManifestEntryKind.Directory:
-                    entries.Add(new ManifestEntry(path, ManifestEntryKind.Directory));
+                    entries.Add(new ManifestEntry(path, ManifestEntryKind.Directory, Attributes: attributes));
                     break;
                 case ManifestEntryKind.Symlink:
                     if (!reader.ReadText(JournalPath.MaxBytes, out var target))

@@ -19,8 +19,9 @@ public sealed record ReplicationHello(ushort Version, ReplicationSide Side, usho
 {
     public const int Size = 4 + 2 + 1 + 2 + ChannelKeys.SaltSize;
 
-    /// <summary>The version this build speaks; a peer speaking another is refused, naming both.</summary>
-    public const ushort CurrentVersion = 1;
+    /// <summary>The version this build speaks; a peer speaking another is refused, naming both. (2: a manifest entry
+    /// carries its mode, owner and group.)</summary>
+    public const ushort CurrentVersion = 2;
 
     private static ReadOnlySpan<byte> Magic => "AHRP"u8;
 
