@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using AppHb.Core.Heartbeats;
+using AppHb.Core.Limits;
 using AppHb.Daemon.Configuration;
 using AppHb.Daemon.Events;
 using AppHb.Daemon.Loops;
@@ -18,9 +19,10 @@ namespace AppHb.Daemon.Clients;
 /// thread, each with a <see cref="ClientConnection"/> once it speaks.
 /// The socket is bound in <see cref="StartAsync"/> so that a daemon that cannot listen does not start at all.
 /// <para>What clients do never takes the daemon down: a uid holds at most <c>clients.max-connections-per-uid</c>
-/// connections (root's and apphbd's own beyond it may ask for status and control only); at the open-file limit new
-/// connections are refused at once with an Error frame, through a few descriptors held in reserve for exactly that,
-/// while root and apphbd's own user are still served; the condition is logged once per episode. When apphbd begins to
+/// connections (root's and apphbd's own beyond it may ask for status and control only); near the open-file limit (a
+/// <see cref="DescriptorBudget"/> keeps some free for apphbd's own work) new connections are refused at once with an
+/// Error frame, and at the limit itself through a few descriptors held in reserve for exactly that, while root and
+/// apphbd's own user are still served; the condition is logged once per episode. When apphbd begins to
 /// stop, new connections are refused with ShuttingDown, and at the end every open one is told so and closed.</para></summary>
 internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, IConnectionLoopHost
 {
@@ -40,6 +42,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
     private readonly CancellationTokenRegistration _stoppingRegistration;
     private Socket? _listener;
     private ConnectionLoop? _loop;
+    private DescriptorBudget? _budget;
     private volatile bool _shuttingDown;
     private bool _atFileLimit;
     private long _refused;
@@ -104,6 +107,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
         }
 
         RefillReserve();
+        _budget = new DescriptorBudget(CountDescriptors, _time);
         _listener = listener;
         _loop = new ConnectionLoop(listener, this, FrameFormat.MaxRequestFrameSize, _limits.ReadTimeout, _limits.SendTimeout, _time);
         // Every client's beats go through this one thread: the watchdog is fed only while it turns.
@@ -156,9 +160,14 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
         {
             (code, refusal) = (ErrorCode.ShuttingDown, "apphbd is shutting down");
         }
-        else if (fromReserve && !privileged)
+        else if (!privileged && (fromReserve || _budget?.MayHold(OpenConnections) == false))
         {
             refusal = "apphbd is at its open-file limit; try again when connections have closed";
+            if (!fromReserve)
+            {
+                // Refused before the limit itself: the descriptors kept free for apphbd's own work.
+                NoteFileLimit(reached: true);
+            }
         }
 
         if (refusal is null)
@@ -265,8 +274,9 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
         }
     }
 
-    /// <summary>Logs the open-file limit once per episode: when it is first hit, and when a connection is accepted
-    /// without the reserve while the reserve is whole again. (At the edge of the limit, one descriptor freed lets one
+    /// <summary>Logs the open-file limit once per episode: when it (or the budget's ceiling below it) is first hit, and
+    /// when a connection is accepted without the reserve while the reserve is whole again and the budget comfortable.
+    /// (At the edge of the limit, one descriptor freed lets one
     /// accept through before the reserve is refilled; counting that as the end of the episode logged it again and again
     /// while the flood went on.)</summary>
     private void NoteFileLimit(bool reached)
@@ -280,7 +290,7 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
         int open;
         lock (_gate)
         {
-            if (_atFileLimit == reached || (!reached && _reserve.Count < ReserveDescriptors))
+            if (_atFileLimit == reached || (!reached && (_reserve.Count < ReserveDescriptors || _budget?.Comfortable(OpenConnections) == false)))
             {
                 return;
             }
@@ -298,6 +308,9 @@ internal sealed class ClientSocketServer : IHostedService, IAsyncDisposable, ICo
             Log.FileLimitRecovered(_logger, open, Refused);
         }
     }
+
+    private static DescriptorCount? CountDescriptors() =>
+        SelfResources.OpenDescriptors() is var (open, limit) ? new DescriptorCount(open, limit) : null;
 
     private bool ReleaseOneReserve()
     {

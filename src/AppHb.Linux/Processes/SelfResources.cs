@@ -19,4 +19,24 @@ public static class SelfResources
         var pages = long.Parse(second < 0 ? fields : fields[..second], NumberStyles.None, CultureInfo.InvariantCulture);
         return pages * Environment.SystemPageSize;
     }
+
+    /// <summary>Descriptors open now (the directory read to count them left out) and RLIMIT_NOFILE's soft limit;
+    /// null when no descriptor is free to read <c>/proc/self/fd</c> with.</summary>
+    public static unsafe (int Open, ulong Limit)? OpenDescriptors()
+    {
+        Interop.RLimit limit;
+        if (Interop.GetRLimit(Interop.RLIMIT_NOFILE, &limit) != 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            return (Directory.EnumerateFileSystemEntries("/proc/self/fd").Count() - 1, limit.Current);
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
 }
