@@ -69,6 +69,35 @@ public class BlockIndexTests
         Assert.Equal(content.Length, indexed.Length);
     }
 
+    [Theory]
+    [InlineData(4096)]
+    [InlineData(65_536)]
+    [InlineData(1000)]
+    [InlineData(300_000)]
+    public void A_stream_read_many_blocks_at_a_time_hands_over_every_block_once_at_any_length(int blockSize)
+    {
+        var random = new Random(blockSize);
+        foreach (var length in new[] { 0, 1, blockSize - 1, blockSize, BlockIndex.ReadBytes - 1, BlockIndex.ReadBytes, BlockIndex.ReadBytes + 1, (3 * BlockIndex.ReadBytes) + blockSize + 7 })
+        {
+            var content = new byte[Math.Max(0, length)];
+            random.NextBytes(content);
+            using var stream = new MemoryStream(content);
+            var handed = new MemoryStream();
+            var numbers = new List<uint>();
+
+            var indexed = BlockIndex.Of(stream, blockSize, (number, bytes, hash) =>
+            {
+                numbers.Add(number);
+                Assert.Equal(System.IO.Hashing.XxHash128.HashToUInt128(bytes), hash);
+                handed.Write(bytes);
+            });
+
+            Assert.Equal(BlockIndex.Of(content, blockSize).Hashes, indexed.Hashes);
+            Assert.Equal(content, handed.ToArray());
+            Assert.Equal(Enumerable.Range(0, indexed.Hashes.Count).Select(n => (uint)n), numbers);
+        }
+    }
+
     private sealed class TrickleStream(byte[] content) : MemoryStream(content)
     {
         public override int Read(Span<byte> buffer) => base.Read(buffer[..Math.Min(buffer.Length, 1000)]);

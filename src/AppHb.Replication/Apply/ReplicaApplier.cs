@@ -31,7 +31,13 @@ public sealed class ReplicaApplier(string root)
                 var (mode, owner, group) = Ownership(path, write);
                 DurableFile.Replace(path, file =>
                 {
-                    Patch(path, file, write);
+                    if (File.Exists(path))
+                    {
+                        using var old = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+                        old.CopyTo(file);
+                    }
+
+                    Patch(file, write);
                     Own(file, mode, owner, group);
                 }, mode);
                 break;
@@ -154,32 +160,43 @@ public sealed class ReplicaApplier(string root)
     internal static void Build(string file, string? basis, JournalRecord record, bool sync = true)
     {
         var (mode, owner, group) = Ownership(basis, record);
-        using var stream = new FileStream(file, new FileStreamOptions
-        {
-            Mode = FileMode.Create,
-            Access = FileAccess.ReadWrite,
-            Share = FileShare.None,
-            UnixCreateMode = mode,
-        });
+        // The old content first, copied by the kernel (copy_file_range; a reflink where the filesystem shares
+        // extents), not through this process's buffers: a resync patches a few blocks of many large files.
+        var copied = record is WriteRecord && basis is not null && TryCopy(basis, file);
+        using var stream = new FileStream(file, copied
+            ? new FileStreamOptions { Mode = FileMode.Open, Access = FileAccess.ReadWrite, Share = FileShare.None }
+            : new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.ReadWrite, Share = FileShare.None, UnixCreateMode = mode });
         if (record is WriteRecord write)
         {
-            Patch(basis, stream, write);
+            Patch(stream, write);
         }
 
         Own(stream, mode, owner, group);
         stream.Flush(flushToDisk: sync);
     }
 
-    /// <summary>Writes the new version into <paramref name="file"/> (the temporary file): the old content, then the
-    /// record's blocks over it, then the new length.</summary>
-    private static void Patch(string? path, FileStream file, WriteRecord write)
+    private static bool TryCopy(string basis, string file)
     {
-        if (path is not null && File.Exists(path))
+        if (!File.Exists(basis))
         {
-            using var old = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            old.CopyTo(file);
+            return false;
         }
 
+        try
+        {
+            File.Copy(basis, file, overwrite: true);
+            return true;
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Writes the new version into <paramref name="file"/> (the temporary file, holding the old content):
+    /// the record's blocks over it, then the new length.</summary>
+    private static void Patch(FileStream file, WriteRecord write)
+    {
         foreach (var block in write.Blocks)
         {
             file.Seek((long)block.Index * write.BlockSize, SeekOrigin.Begin);

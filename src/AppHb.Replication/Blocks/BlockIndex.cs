@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.IO.Hashing;
 
 namespace AppHb.Replication.Blocks;
@@ -55,35 +56,48 @@ public sealed class BlockIndex
 
     /// <summary>Indexes a stream from its current position to its end, a block at a time, handing each block (its
     /// number, its bytes, valid only during the call, and its hash) to <paramref name="block"/>: what is shipped and
-    /// what is indexed come from the same read, so they agree even while the file changes underneath.</summary>
+    /// what is indexed come from the same read, so they agree even while the file changes underneath. It reads
+    /// <see cref="ReadBytes"/> at a time (whole blocks): a read per 4 KiB block made hashing a large file cost a
+    /// system call per page.</summary>
     public static BlockIndex Of(Stream stream, int blockSize, Action<uint, ReadOnlySpan<byte>, UInt128> block)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(block);
         CheckSize(blockSize);
         var hashes = new List<UInt128>();
-        var buffer = new byte[blockSize];
+        var chunk = Math.Max(1, ReadBytes / blockSize) * blockSize;
+        var buffer = ArrayPool<byte>.Shared.Rent(chunk);
         long length = 0;
-        while (true)
+        try
         {
-            var filled = stream.ReadAtLeast(buffer, blockSize, throwOnEndOfStream: false);
-            if (filled == 0)
+            while (true)
             {
-                break;
-            }
+                var filled = stream.ReadAtLeast(buffer.AsSpan(0, chunk), chunk, throwOnEndOfStream: false);
+                for (var at = 0; at < filled; at += blockSize)
+                {
+                    var bytes = buffer.AsSpan(at, Math.Min(blockSize, filled - at));
+                    var hash = XxHash128.HashToUInt128(bytes);
+                    block((uint)hashes.Count, bytes, hash);
+                    hashes.Add(hash);
+                    length += bytes.Length;
+                }
 
-            var hash = XxHash128.HashToUInt128(buffer.AsSpan(0, filled));
-            block((uint)hashes.Count, buffer.AsSpan(0, filled), hash);
-            hashes.Add(hash);
-            length += filled;
-            if (filled < blockSize)
-            {
-                break;
+                if (filled < chunk)
+                {
+                    break;
+                }
             }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
 
         return new BlockIndex(length, blockSize, [.. hashes]);
     }
+
+    /// <summary>How much <see cref="Of(Stream, int, Action{uint, ReadOnlySpan{byte}, UInt128})"/> reads at a time.</summary>
+    public const int ReadBytes = 256 * 1024;
 
     /// <summary>The blocks of this content that a copy indexed as <paramref name="copy"/> lacks or has otherwise: sent
     /// with this length, they turn that copy into this content (a copy that is longer is truncated by the length).</summary>

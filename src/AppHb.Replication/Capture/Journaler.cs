@@ -51,8 +51,17 @@ public sealed class Journaler
     {
         ArgumentNullException.ThrowIfNull(changes);
         var records = new Batch(_journal, Generation);
+        // Paths already read in this batch since its last rename, deletion or rescan: Refresh reads what a path holds
+        // now, after every change of the batch was made, so a second write event of the same path finds nothing new
+        // (a writer rewriting pages of a large file queues an event per write; each read the whole file again).
+        var refreshed = new HashSet<string>(StringComparer.Ordinal);
         foreach (var change in changes)
         {
+            if (change.Kind is not (TreeChangeKind.Created or TreeChangeKind.Written or TreeChangeKind.Attributes))
+            {
+                refreshed.Clear();
+            }
+
             if (change.Kind == TreeChangeKind.Renamed && (_excluded(change.Path) || _excluded(change.NewPath!)))
             {
                 // Into or out of what is not replicated: to the peer, a deletion or a creation.
@@ -79,7 +88,11 @@ public sealed class Journaler
                     Rescan(records);
                     break;
                 case TreeChangeKind.Created or TreeChangeKind.Written:
-                    Refresh(change.Path, records);
+                    if (refreshed.Add(change.Path))
+                    {
+                        Refresh(change.Path, records);
+                    }
+
                     break;
                 case TreeChangeKind.Attributes:
                     Attributes(change.Path, records);
