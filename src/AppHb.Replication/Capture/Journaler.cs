@@ -160,6 +160,11 @@ public sealed class Journaler
         return (first, _journal.LastSequence);
     }
 
+    /// <summary>About how much file content one write record carries: a large change is several records of one cut,
+    /// each encoded, written, read and sent as a unit (256 blocks of 64 KiB made records of 16 MiB, each allocated
+    /// whole at every step).</summary>
+    public const int RecordContentBytes = 1 << 20;
+
     /// <summary>The block size files are compared and shipped in.</summary>
     public int BlockSize => _blockSize;
 
@@ -254,7 +259,7 @@ public sealed class Journaler
             }
 
             // One read: each block is hashed and, when the peer's differs, shipped from the same bytes; a record
-            // holds at most MaxBlocksPerRecord blocks, so a large change is several records of one cut, each
+            // holds at most MaxBlocksPerRecord blocks and about RecordContentBytes, so a large change is several records of one cut, each
             // appended as it fills (the length they carry is the one at the start; the last carries the end's).
             var lengthAtStart = stream.Length;
             long? recordedLength = null;
@@ -267,7 +272,7 @@ public sealed class Journaler
                 }
 
                 changed.Add(new BlockChange(number, bytes.ToArray()));
-                if (changed.Count == JournalCodec.MaxBlocksPerRecord)
+                if (changed.Count == JournalCodec.MaxBlocksPerRecord || changed.Count * (long)_blockSize >= RecordContentBytes)
                 {
                     records.Add(new WriteRecord(0, Generation, path, (ulong)lengthAtStart, _blockSize, changed));
                     recordedLength = lengthAtStart;

@@ -68,13 +68,7 @@ public static class JournalCodec
                 BigEndianWriter.AddUInt64(body, write.Length);
                 BigEndianWriter.AddUInt32(body, (uint)write.BlockSize);
                 BigEndianWriter.AddUInt16(body, (ushort)write.Blocks.Count);
-                foreach (var block in write.Blocks)
-                {
-                    BigEndianWriter.AddUInt32(body, block.Index);
-                    BigEndianWriter.AddUInt32(body, (uint)block.Content.Length);
-                    body.AddRange(block.Content);
-                }
-
+                // The blocks themselves are copied once, straight into the record below.
                 break;
             case CreateRecord create:
                 BigEndianWriter.AddUInt32(body, create.Mode);
@@ -105,15 +99,27 @@ public static class JournalCodec
                 break;
         }
 
-        var bytes = new byte[LengthSize + body.Count + CrcSize];
-        BinaryPrimitives.WriteUInt32BigEndian(bytes, (uint)(body.Count + CrcSize));
-        body.CopyTo(bytes, LengthSize);
-        BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(LengthSize + body.Count), Crc32.HashToUInt32(bytes.AsSpan(LengthSize, body.Count)));
-        if (bytes.Length > MaxRecordSize)
+        var blocks = record is WriteRecord { Blocks: var written } ? written : [];
+        var bodyLength = body.Count + blocks.Sum(b => 8L + b.Content.Length);
+        if (LengthSize + bodyLength + CrcSize > MaxRecordSize)
         {
-            throw new ArgumentException($"the record is {bytes.Length} bytes, more than {MaxRecordSize}", nameof(record));
+            throw new ArgumentException($"the record is {LengthSize + bodyLength + CrcSize} bytes, more than {MaxRecordSize}", nameof(record));
         }
 
+        // Every byte is written below: a record of megabytes is not zeroed first.
+        var bytes = GC.AllocateUninitializedArray<byte>(LengthSize + (int)bodyLength + CrcSize);
+        BinaryPrimitives.WriteUInt32BigEndian(bytes, (uint)(bodyLength + CrcSize));
+        body.CopyTo(bytes, LengthSize);
+        var at = LengthSize + body.Count;
+        foreach (var block in blocks)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(at), block.Index);
+            BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(at + 4), (uint)block.Content.Length);
+            block.Content.CopyTo(bytes.AsSpan(at + 8));
+            at += 8 + block.Content.Length;
+        }
+
+        BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(at), Crc32.HashToUInt32(bytes.AsSpan(LengthSize, (int)bodyLength)));
         return bytes;
     }
 

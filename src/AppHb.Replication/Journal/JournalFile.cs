@@ -101,7 +101,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
             var decoded = JournalCodec.Decode(header.AsSpan(0, read));
             if (decoded.Status == JournalDecodeStatus.Incomplete && read == header.Length)
             {
-                var bytes = new byte[header.Length + System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header)];
+                var bytes = GC.AllocateUninitializedArray<byte>(header.Length + (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header));
                 header.CopyTo(bytes, 0);
                 read += stream.ReadAtLeast(bytes.AsSpan(header.Length), bytes.Length - header.Length, throwOnEndOfStream: false);
                 decoded = JournalCodec.Decode(bytes.AsSpan(0, read));
