@@ -49,6 +49,30 @@ public sealed class CutApplierTests : IDisposable
     }
 
     [Fact]
+    public void A_large_change_in_several_write_records_of_one_cut_builds_one_version_from_all_of_them()
+    {
+        Directory.CreateDirectory(Replica);
+        File.WriteAllText(Path.Combine(Replica, "big"), "0123456789");
+        File.SetUnixFileMode(Path.Combine(Replica, "big"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+        var cuts = new CutApplier(Replica, State);
+
+        // As the journaler splits one read of a file: each record carries the length at the start, the last the end's.
+        cuts.ApplyCut(
+        [
+            new WriteRecord(1, Generation, "big", 10, 4, [new BlockChange(0, "ABCD"u8.ToArray())]),
+            new WriteRecord(2, Generation, "big", 10, 4, [new BlockChange(1, "EFGH"u8.ToArray())]),
+            new WriteRecord(3, Generation, "big", 14, 4, [new BlockChange(2, "IJKL"u8.ToArray()), new BlockChange(3, "MN"u8.ToArray())]),
+            new WriteRecord(4, Generation, "other", 2, 4, [new BlockChange(0, "ok"u8.ToArray())]),
+            new CutRecord(5, Generation),
+        ]);
+
+        Assert.Equal("ABCDEFGHIJKLMN", File.ReadAllText(Path.Combine(Replica, "big")));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead, File.GetUnixFileMode(Path.Combine(Replica, "big")));
+        Assert.Equal("ok", File.ReadAllText(Path.Combine(Replica, "other")));
+        Assert.Empty(Directory.GetFiles(Path.Combine(State, "staging")));
+    }
+
+    [Fact]
     public void A_write_under_a_directory_renamed_earlier_in_the_cut_builds_on_the_file_the_rename_carried()
     {
         Directory.CreateDirectory(Path.Combine(Replica, "dir", "sub"));

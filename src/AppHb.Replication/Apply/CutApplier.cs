@@ -91,6 +91,11 @@ public sealed class CutApplier
         {
             switch (record)
             {
+                case WriteRecord write when installs.ContainsKey(record.Path) && holds.GetValueOrDefault(record.Path) is { } staged:
+                    // The next part of a large change (several write records of one path, nothing between them but
+                    // installs): into the version this cut staged already, not a copy of it per record.
+                    ReplicaApplier.PatchStaged(staged, write);
+                    continue;
                 case WriteRecord or CreateRecord:
                     var file = Path.Combine(_staging, $"{cut.Sequence}.{stagedFiles++}");
                     ReplicaApplier.Build(file, Holding(record.Path), record, sync: false);

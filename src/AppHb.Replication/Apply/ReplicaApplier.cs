@@ -175,6 +175,13 @@ public sealed class ReplicaApplier(string root)
         stream.Flush(flushToDisk: sync);
     }
 
+    /// <summary>Writes a further write record of the same path into a version <see cref="Build"/> staged.</summary>
+    internal static void PatchStaged(string file, WriteRecord write)
+    {
+        using var stream = new FileStream(file, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+        Patch(stream, write);
+    }
+
     private static bool TryCopy(string basis, string file)
     {
         if (!File.Exists(basis))
