@@ -55,6 +55,23 @@ public sealed class ReplicationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Both_nodes_replicating_stop_in_order_and_exit_zero()
+    {
+        Directory.CreateDirectory(Data(1));
+        Directory.CreateDirectory(Data(2));
+        await File.WriteAllTextAsync(Path.Combine(Data(1), "data"), "replicated", TestContext.Current.CancellationToken);
+        var (a, b) = await StartReplicatingAsync(Config);
+        Assert.True(await UntilAsync(() => Task.FromResult(File.Exists(Path.Combine(Data(2), "data")))));
+
+        // The standby first (the active goes on alone), then the active.
+        foreach (var (node, daemon) in new[] { (2, b), (1, a) })
+        {
+            var code = await daemon.StopAsync();
+            Assert.True(code == 0, $"node{node}'s apphbd exited {code}:\n{string.Join('\n', daemon.Lines.TakeLast(60))}");
+        }
+    }
+
+    [Fact]
     public async Task The_standby_follows_the_active_node_a_takeover_reverses_it_and_failback_waits_for_the_returning_node_to_catch_up()
     {
         // Before the pair starts: node1 holds the data, node2 an old copy with a stray file and a local cache.

@@ -26,6 +26,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
     /// <summary>The pair's roles as they change; null: start the current side again (its capture failed).</summary>
     private readonly Channel<ClusterRole?> _roles = Channel.CreateUnbounded<ClusterRole?>(new UnboundedChannelOptions { SingleReader = true });
     private readonly CancellationTokenSource _stopping = new();
+    private int _disposed;
     private Task _running = Task.CompletedTask;
     private volatile Side? _side;
     private volatile string? _lastEnded;
@@ -127,6 +128,13 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
 
     public async ValueTask DisposeAsync()
     {
+        // The container disposes it twice (as itself and as the hosted service its factory returned): the second
+        // time found the token source disposed and apphbd exited 1 from an orderly stop.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await StopAsync(CancellationToken.None);
         _stopping.Dispose();
     }
