@@ -5,7 +5,7 @@ using AppHb.Benchmarks;
 // apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]
 // Runs as root on Linux. Publishes apphbd as it ships (NativeAOT) and installs Debian's heartbeat
 // package for the peer if it is missing.
-if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or "packages" or "hostile" or "partition" or "failover" or "replication-crash" or "replication"))
+if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or "packages" or "hostile" or "partition" or "failover" or "replication-crash" or "replication" or "replication-resync"))
 {
     Console.Error.WriteLine("usage: apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]");
     Console.Error.WriteLine("       apphb-bench respawn [--kills 200] [--only floor,apphbd,runit,s6,daemontools,cl_respawn]");
@@ -16,6 +16,7 @@ if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or 
     Console.Error.WriteLine("       apphb-bench failover [--trials 20] [--only failover,faults,switchover,cost]");
     Console.Error.WriteLine("       apphb-bench replication-crash [--trials 100] [--seed N]");
     Console.Error.WriteLine("       apphb-bench replication [--seconds 20]");
+    Console.Error.WriteLine("       apphb-bench replication-resync [--seed N]");
     Console.Error.WriteLine("  every command: [--daemon PUBLISHED/apphbd] to use an apphbd already published instead of publishing one");
     return 2;
 }
@@ -83,7 +84,7 @@ while (!File.Exists(Path.Combine(root, "AppHb.sln")))
 
 if (!File.Exists(LinuxHaDaemon.Binary) || (args[0] == "respawn" && !(File.Exists("/usr/bin/runsv") && File.Exists("/usr/bin/s6-supervise") && File.Exists("/usr/bin/supervise")))
     || (args[0] == "failover" && !File.Exists("/usr/sbin/keepalived"))
-    || (args[0] == "replication" && !(File.Exists("/usr/bin/lsyncd") && File.Exists("/usr/bin/rsync"))))
+    || (args[0] is "replication" or "replication-resync" && !(File.Exists("/usr/bin/lsyncd") && File.Exists("/usr/bin/rsync"))))
 {
     Console.Error.WriteLine("installing the peers: apt-get install heartbeat keepalived runit s6 daemontools lsyncd rsync");
     Machine.Run("sh", "-c", "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q heartbeat keepalived runit s6 daemontools lsyncd rsync >/dev/null");
@@ -109,12 +110,13 @@ var report = args[0] switch
     "hostile" => await new HostileBenchmark(Path.Combine(published, "apphbd"), floods, TimeSpan.FromSeconds(hold), TimeSpan.FromSeconds(seconds ?? 180), rate).RunAsync(),
     "partition" => await new PartitionBenchmark(Path.Combine(published, "apphbd"), trials ?? 1000, seed).RunAsync(),
     "replication" => await new ReplicationBenchmark(Path.Combine(published, "apphbd"), seconds ?? 20).RunAsync(),
+    "replication-resync" => await new ReplicationResyncBenchmark(Path.Combine(published, "apphbd"), seed).RunAsync(),
     "replication-crash" => await new ReplicationCrashBenchmark(Path.Combine(published, "apphbd"), trials ?? 100, seed).RunAsync(),
     "failover" => await new FailoverBenchmark(Path.Combine(published, "apphbd"), trials ?? 20, only).RunAsync(),
     "packages" => await new PackagesBenchmark(Path.Combine(published, "apphbd"), work).RunAsync(),
     _ => await new HeartbeatBenchmark(Path.Combine(published, "apphbd"), work, clients, seconds ?? 5).RunAsync(),
 };
-Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Monitoring endpoints (/metrics and SNMP)", "packages" => "The project card's packages against AppHb's own code", "hostile" => "apphbd under hostile and careless clients", "partition" => "The pair under random faults (the randomized partition checker)", "failover" => "The pair against keepalived and heartbeat", "replication-crash" => "Replication: the active node crashed mid-load", "replication" => "Replication: recovery point against lsyncd + rsync", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
+Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "Monitoring endpoints (/metrics and SNMP)", "packages" => "The project card's packages against AppHb's own code", "hostile" => "apphbd under hostile and careless clients", "partition" => "The pair under random faults (the randomized partition checker)", "failover" => "The pair against keepalived and heartbeat", "replication-crash" => "Replication: the active node crashed mid-load", "replication" => "Replication: recovery point against lsyncd + rsync", "replication-resync" => "Replication: difference resync and bulk throughput against rsync", _ => "Heartbeat daemons" }}, one run on {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {started.Elapsed.TotalSeconds:0} s:");
 Console.WriteLine();
 Console.Write(report);
 Directory.Delete(work, recursive: true);
