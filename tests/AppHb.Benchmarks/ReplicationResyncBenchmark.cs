@@ -23,7 +23,13 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
     private const long TreeBytes = (long)Files * FileBytes;
     private static readonly TimeSpan Bound = TimeSpan.FromMinutes(10);
 
-    private sealed record Row(string Contender, double Seconds, long PayloadBytes, long LinkBytes, string Note);
+    private const int ManyFiles = 100_000;
+
+    private sealed record Row(string Contender, double Seconds, long PayloadBytes, long LinkBytes, string Note, double Cpu = double.NaN);
+
+    /// <summary>Replicating <see cref="ManyFiles"/> small files from empty: time, CPU of every process of the
+    /// contender on both nodes, and their resident memory after.</summary>
+    private sealed record ManyRow(string Contender, double Seconds, double Cpu, long ResidentBytes, string Note);
 
     public async Task<string> RunAsync()
     {
@@ -31,17 +37,18 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
         var ours = new List<Row>();
         var rsync = new List<Row>();
         var bulk = new List<Row>();
+        var many = new List<ManyRow>();
         foreach (var blockKiB in new[] { 64, 4 })
         {
             // A pair of its own each: the same tree, the same changes (one seed), from empty.
             await using var rig = await PairRig.CreateAsync();
             await ShapeAsync(rig);
-            var (full, resync) = await ApphbdAsync(rig, blockKiB, rsyncRounds: blockKiB == 4 ? rsync : null);
-            bulk.Add(full);
+            var (full, resync) = await ApphbdAsync(rig, blockKiB, rsyncRounds: blockKiB == 4 ? rsync : null, bulk, many: blockKiB == 64 ? many : null);
+            bulk.Insert(bulk.Count(r => r.Contender.StartsWith("apphbd", StringComparison.Ordinal)), full);
             ours.Add(resync);
         }
 
-        return Report([.. ours, .. rsync], bulk);
+        return Report([.. ours, .. rsync], bulk, many);
     }
 
     /// <summary>Both ends of the dedicated link send at most 1 Gbit/s.</summary>
@@ -57,7 +64,7 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
         }
     }
 
-    private async Task<(Row Full, Row Resync)> ApphbdAsync(PairRig rig, int blockKiB, List<Row>? rsyncRounds)
+    private async Task<(Row Full, Row Resync)> ApphbdAsync(PairRig rig, int blockKiB, List<Row>? rsyncRounds, List<Row> bulk, List<ManyRow>? many)
     {
         foreach (var me in new[] { 1, 2 })
         {
@@ -80,10 +87,12 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
         // Bulk: the tree written on the active node, timed until the standby confirms all of it.
         var source = Path.Combine(ReplicationCrashTrials.Data(rig, 1), "tree");
         var linkBefore = await LinkBytesAsync(rig);
+        var cpuBefore = Cpu(rig.Daemon(1)!.Pid) + Cpu(rig.Daemon(2)!.Pid);
         var watch = Stopwatch.StartNew();
         WriteTree(source);
         await CaughtUpAsync(control, "the first sync");
-        var full = new Row($"apphbd, {blockKiB} KiB blocks", watch.Elapsed.TotalSeconds, TreeBytes, await LinkBytesAsync(rig) - linkBefore, "1 GiB written and replicated from empty");
+        var full = new Row($"apphbd, {blockKiB} KiB blocks", watch.Elapsed.TotalSeconds, TreeBytes, await LinkBytesAsync(rig) - linkBefore, "1 GiB written and replicated from empty",
+            Cpu(rig.Daemon(1)!.Pid) + Cpu(rig.Daemon(2)!.Pid) - cpuBefore);
         Console.Error.WriteLine($"{full.Contender}: first sync {full.Seconds:0.0} s, {Rate(full)}");
 
         // rsync's copies of the tree as it was, mtimes kept (its quick check skips the unchanged files).
@@ -108,13 +117,15 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
         var changed = ChangeBlocks(source);
         await Task.Delay(TimeSpan.FromSeconds(2));
         linkBefore = await LinkBytesAsync(rig);
+        cpuBefore = Cpu(rig.Daemon(1)!.Pid);
         await rig.Daemon(2)!.StartProcessAsync();
         // From the new connection (the standby's walk of its replica included) to the standby confirming the resync.
         var connected = await UntilAsync(async () => (await control.GetStatusAsync()).Replication is { } r && r.Connections > before.Connections, "the standby's new connection");
         var resyncStarted = Stopwatch.StartNew();
         var status = await CaughtUpAsync(control, "the resync");
         var resync = new Row($"apphbd, {blockKiB} KiB blocks", resyncStarted.Elapsed.TotalSeconds, status.ResyncTotalBytes ?? -1, await LinkBytesAsync(rig) - linkBefore,
-            $"{status.Resyncs - before.Resyncs} resync; the standby's apphbd start not counted ({connected.TotalSeconds:0.0} s)");
+            $"{status.Resyncs - before.Resyncs} resync; the standby's apphbd start not counted ({connected.TotalSeconds:0.0} s)",
+            Cpu(rig.Daemon(1)!.Pid) - cpuBefore + Cpu(rig.Daemon(2)!.Pid));
         Console.Error.WriteLine($"{resync.Contender}: resync {resync.Seconds:0.00} s, {resync.PayloadBytes} payload bytes, {resync.LinkBytes} on the link ({changed} blocks changed)");
         Identical(source, Path.Combine(ReplicationCrashTrials.Data(rig, 2), "tree"), resync.Contender);
 
@@ -122,6 +133,15 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
         {
             rsyncRounds.Add(await RsyncAsync(rig, source, copies[0], "--inplace"));
             rsyncRounds.Add(await RsyncAsync(rig, source, copies[1], null));
+            // rsync's bulk: the whole tree into an empty directory over the same link.
+            var empty = Directory.CreateDirectory(Path.Combine(rig.Directory, "rsync-empty")).FullName;
+            bulk.Add((await RsyncAsync(rig, source, empty, null)) with { Contender = "rsync -a, into an empty directory", Note = "the tree already written" });
+        }
+
+        if (many is not null)
+        {
+            many.Add(await ApphbdManyAsync(rig, control));
+            many.Add(await LsyncdManyAsync(rig));
         }
 
         return (full, resync);
@@ -236,7 +256,7 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
             await Task.Delay(TimeSpan.FromSeconds(1));
             var linkBefore = await LinkBytesAsync(rig);
             var watch = Stopwatch.StartNew();
-            string[] args = ["netns", "exec", rig.A.Name, "rsync", "-a", "--stats", .. option is null ? Array.Empty<string>() : [option], source + "/", $"rsync://10.216.1.2:{RsyncPort}/data/"];
+            string[] args = ["netns", "exec", rig.A.Name, "/usr/bin/time", "-f", "client cpu %U %S", "rsync", "-a", "--stats", .. option is null ? Array.Empty<string>() : [option], source + "/", $"rsync://10.216.1.2:{RsyncPort}/data/"];
             var (code, output) = await ProcessRunner.RunAsync("ip", args);
             var seconds = watch.Elapsed.TotalSeconds;
             if (code != 0)
@@ -246,7 +266,11 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
 
             var sent = long.Parse(System.Text.RegularExpressions.Regex.Match(output, @"Total bytes sent: ([\d,]+)").Groups[1].Value.Replace(",", string.Empty, StringComparison.Ordinal), CultureInfo.InvariantCulture);
             var received = long.Parse(System.Text.RegularExpressions.Regex.Match(output, @"Total bytes received: ([\d,]+)").Groups[1].Value.Replace(",", string.Empty, StringComparison.Ordinal), CultureInfo.InvariantCulture);
-            var row = new Row($"rsync -a{(option is null ? string.Empty : " " + option)}", seconds, sent + received, await LinkBytesAsync(rig) - linkBefore, "its quick check skips files of the same size and mtime");
+            var client = System.Text.RegularExpressions.Regex.Match(output, @"client cpu ([\d.]+) ([\d.]+)");
+            // The daemon's per-connection process is reaped by the daemon: its time is in the daemon's children's.
+            await Task.Delay(TimeSpan.FromMilliseconds(300));
+            var cpu = double.Parse(client.Groups[1].Value, CultureInfo.InvariantCulture) + double.Parse(client.Groups[2].Value, CultureInfo.InvariantCulture) + Cpu(daemon.Id, children: true);
+            var row = new Row($"rsync -a{(option is null ? string.Empty : " " + option)}", seconds, sent + received, await LinkBytesAsync(rig) - linkBefore, "its quick check skips files of the same size and mtime", cpu);
             Console.Error.WriteLine($"{row.Contender}: {row.Seconds:0.00} s, {sent} sent + {received} received, {row.LinkBytes} on the link");
             Identical(source, copy, row.Contender);
             return row;
@@ -256,6 +280,116 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
             daemon.Kill(entireProcessTree: true);
             await daemon.WaitForExitAsync();
             daemon.Dispose();
+        }
+    }
+
+    /// <summary>CPU seconds a process used (utime + stime), with its waited-for children's when asked.</summary>
+    private static double Cpu(int pid, bool children = false)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        // After the command: state is field 3; utime 14, stime 15, cutime 16, cstime 17 (proc(5)).
+        var ticks = long.Parse(fields[14 - 3], CultureInfo.InvariantCulture) + long.Parse(fields[15 - 3], CultureInfo.InvariantCulture);
+        if (children)
+        {
+            ticks += long.Parse(fields[16 - 3], CultureInfo.InvariantCulture) + long.Parse(fields[17 - 3], CultureInfo.InvariantCulture);
+        }
+
+        return ticks / 100.0;
+    }
+
+    private static long Resident(int pid) =>
+        long.Parse(File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+
+    /// <summary>Writes <see cref="ManyFiles"/> files of 1 KiB in 100 directories under <paramref name="root"/>.</summary>
+    private static void WriteMany(string root)
+    {
+        var content = new byte[1024];
+        for (var i = 0; i < ManyFiles; i++)
+        {
+            var directory = Path.Combine(root, $"d{i % 100:D2}");
+            if (i < 100)
+            {
+                Directory.CreateDirectory(directory);
+            }
+
+            content[0] = (byte)(i & 0xff);
+            File.WriteAllBytes(Path.Combine(directory, $"f{i:D6}"), content);
+        }
+    }
+
+    private static int CountFiles(string root) =>
+        Directory.Exists(root) ? Directory.EnumerateFiles(root, "f*", SearchOption.AllDirectories).Count() : 0;
+
+    private static async Task<ManyRow> ApphbdManyAsync(PairRig rig, AppHbControl control)
+    {
+        var (one, two) = (rig.Daemon(1)!.Pid, rig.Daemon(2)!.Pid);
+        var cpuBefore = Cpu(one) + Cpu(two);
+        var watch = Stopwatch.StartNew();
+        WriteMany(Path.Combine(ReplicationCrashTrials.Data(rig, 1), "many"));
+        await CaughtUpAsync(control, "100,000 files");
+        var seconds = watch.Elapsed.TotalSeconds;
+        if (CountFiles(Path.Combine(ReplicationCrashTrials.Data(rig, 2), "many")) != ManyFiles)
+        {
+            throw new InvalidOperationException("apphbd: the standby does not hold the 100,000 files");
+        }
+
+        var row = new ManyRow("apphbd (both nodes)", seconds, Cpu(one) + Cpu(two) - cpuBefore, Resident(one) + Resident(two),
+            $"node1 {Resident(one) / 1e6:0} MB + node2 {Resident(two) / 1e6:0} MB; the 1 GiB tree is there too");
+        Console.Error.WriteLine($"{row.Contender}: 100,000 files in {row.Seconds:0.0} s, {row.Cpu:0.0} CPU s, {row.ResidentBytes / 1e6:0} MB resident");
+        return row;
+    }
+
+    /// <summary>lsyncd (delay 1 s) on node1 and an rsync daemon on node2, from empty, the same files.</summary>
+    private static async Task<ManyRow> LsyncdManyAsync(PairRig rig)
+    {
+        var source = Directory.CreateDirectory(Path.Combine(rig.Directory, "lsyncd-many-source")).FullName;
+        var replica = Directory.CreateDirectory(Path.Combine(rig.Directory, "lsyncd-many-replica")).FullName;
+        var conf = Path.Combine(rig.Directory, "lsyncd-many.conf");
+        await File.WriteAllTextAsync(conf, $"""
+            use chroot = no
+            uid = root
+            gid = root
+            [data]
+              path = {replica}
+              read only = no
+
+            """);
+        var lua = Path.Combine(rig.Directory, "lsyncd-many.lua");
+        await File.WriteAllTextAsync(lua, $$"""
+            settings { nodaemon = true, insist = true, statusFile = "{{Path.Combine(rig.Directory, "lsyncd-many.status")}}" }
+            sync { default.rsync, source = "{{source}}", target = "rsync://10.216.1.2:{{RsyncPort}}/data/", delay = 1 }
+
+            """);
+        var daemon = Process.Start(new ProcessStartInfo("ip", ["netns", "exec", rig.B.Name, "rsync", "--daemon", "--no-detach", $"--config={conf}", $"--port={RsyncPort}", "--address=10.216.1.2"]))!;
+        var lsyncd = Process.Start(new ProcessStartInfo("ip", ["netns", "exec", rig.A.Name, "lsyncd", lua]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        lsyncd.OutputDataReceived += (_, _) => { };
+        lsyncd.ErrorDataReceived += (_, _) => { };
+        lsyncd.BeginOutputReadLine();
+        lsyncd.BeginErrorReadLine();
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(3));
+            var cpuBefore = Cpu(lsyncd.Id, children: true) + Cpu(daemon.Id, children: true);
+            var watch = Stopwatch.StartNew();
+            WriteMany(source);
+            await UntilAsync(() => Task.FromResult(CountFiles(replica) >= ManyFiles), "lsyncd's copy of 100,000 files");
+            var seconds = watch.Elapsed.TotalSeconds;
+            // Its last rsync reaped, so that its time is counted.
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            var row = new ManyRow("lsyncd + rsync, delay 1 s", seconds, Cpu(lsyncd.Id, children: true) + Cpu(daemon.Id, children: true) - cpuBefore, Resident(lsyncd.Id) + Resident(daemon.Id),
+                $"lsyncd {Resident(lsyncd.Id) / 1e6:0.0} MB + rsync daemon {Resident(daemon.Id) / 1e6:0.0} MB (its rsync runs come and go)");
+            Console.Error.WriteLine($"{row.Contender}: 100,000 files in {row.Seconds:0.0} s, {row.Cpu:0.0} CPU s, {row.ResidentBytes / 1e6:0} MB resident");
+            return row;
+        }
+        finally
+        {
+            foreach (var process in new[] { lsyncd, daemon })
+            {
+                process.Kill(entireProcessTree: true);
+                await process.WaitForExitAsync();
+                process.Dispose();
+            }
         }
     }
 
@@ -276,26 +410,37 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
 
     private static string Megabytes(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e6:0.0} MB");
 
-    private string Report(List<Row> rows, List<Row> bulk)
+    private static string CpuText(double cpu) => double.IsNaN(cpu) ? "-" : string.Create(CultureInfo.InvariantCulture, $"{cpu:0.0} s");
+
+    private string Report(List<Row> rows, List<Row> bulk, List<ManyRow> many)
     {
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"Difference resync: a 1 GiB tree (256 files of 4 MiB) with 1 % of its 4 KiB blocks rewritten at random while apart (seed {seed}); dedicated link shaped to 1 Gbit/s.");
-        text.AppendLine("| contender | time | payload (apphbd: what differed; rsync: sent + received) | bytes on the link, both ways | time against rsync --inplace | link bytes against rsync --inplace | note |");
-        text.AppendLine("|---|---|---|---|---|---|---|");
+        text.AppendLine("| contender | time | payload (apphbd: what differed; rsync: sent + received) | bytes on the link, both ways | CPU, both nodes | time against rsync --inplace | link bytes against rsync --inplace | note |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|");
         var reference = rows.First(r => r.Contender.EndsWith("--inplace", StringComparison.Ordinal));
         foreach (var row in rows)
         {
             text.AppendLine(CultureInfo.InvariantCulture,
-                $"| {row.Contender} | {row.Seconds:0.00} s | {Megabytes(row.PayloadBytes)} | {Megabytes(row.LinkBytes)} | {row.Seconds / reference.Seconds:0.00}x | {(double)row.LinkBytes / reference.LinkBytes:0.00}x | {row.Note} |");
+                $"| {row.Contender} | {row.Seconds:0.00} s | {Megabytes(row.PayloadBytes)} | {Megabytes(row.LinkBytes)} | {CpuText(row.Cpu)} | {row.Seconds / reference.Seconds:0.00}x | {(double)row.LinkBytes / reference.LinkBytes:0.00}x | {row.Note} |");
         }
 
         text.AppendLine();
         text.AppendLine("Bulk: the same tree written on the active node from empty, until the standby confirms all of it (write and replication overlap).");
-        text.AppendLine("| contender | time | throughput | bytes on the link |");
-        text.AppendLine("|---|---|---|---|");
+        text.AppendLine("| contender | time | throughput | bytes on the link | CPU, both nodes | CPU per GB |");
+        text.AppendLine("|---|---|---|---|---|---|");
         foreach (var row in bulk)
         {
-            text.AppendLine(CultureInfo.InvariantCulture, $"| {row.Contender} | {row.Seconds:0.0} s | {Rate(row)} | {Megabytes(row.LinkBytes)} |");
+            text.AppendLine(CultureInfo.InvariantCulture, $"| {row.Contender} | {row.Seconds:0.0} s | {Rate(row)} | {Megabytes(row.LinkBytes)} | {CpuText(row.Cpu)} | {CpuText(row.Cpu / (row.PayloadBytes / 1e9))} |");
+        }
+
+        text.AppendLine();
+        text.AppendLine(CultureInfo.InvariantCulture, $"{ManyFiles:N0} files of 1 KiB in 100 directories, written on the active node into a replicated tree (apphbd: beside the 1 GiB tree; lsyncd: an empty one), until all are on the standby.");
+        text.AppendLine("| contender | time | CPU, both nodes | resident memory after | note |");
+        text.AppendLine("|---|---|---|---|---|");
+        foreach (var row in many)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"| {row.Contender} | {row.Seconds:0.0} s | {CpuText(row.Cpu)} | {row.ResidentBytes / 1e6:0} MB | {row.Note} |");
         }
 
         text.AppendLine();
