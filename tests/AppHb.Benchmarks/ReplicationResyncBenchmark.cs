@@ -175,7 +175,7 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
             }
 
             resyncBytes = Math.Max(resyncBytes ?? 0, last.ResyncTotalBytes ?? 0);
-            var state = $"resyncing {last.Resyncing}, resync {last.ResyncSentBytes}/{last.ResyncTotalBytes}, journaled {last.Journaled}, acknowledged {last.Acknowledged}";
+            var state = $"resyncing {last.Resyncing}, resync {last.ResyncSentBytes}/{last.ResyncTotalBytes}, journaled {last.Journaled}, acknowledged {last.Acknowledged}, connections {last.Connections}, last ended: {last.LastEnded ?? "-"}";
             if (state != shown)
             {
                 Console.Error.WriteLine($"  {what} +{watch.Elapsed.TotalSeconds:0.00} s: {state}");

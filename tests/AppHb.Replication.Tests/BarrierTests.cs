@@ -45,6 +45,19 @@ public sealed class BarrierTests : IDisposable
     }
 
     [Fact]
+    public async Task A_barrier_file_a_crash_left_behind_is_removed_when_the_pump_starts()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        File.WriteAllBytes(Path.Combine(source, CapturePump.BarrierFilePrefix + "2"), []);
+        File.WriteAllText(Path.Combine(source, "data"), "the application's");
+        using var journal = JournalFile.Open(_directory.File("journal"));
+
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(1, 1)), journal);
+
+        Assert.Equal(["data"], Directory.GetFiles(source).Select(Path.GetFileName));
+    }
+
+    [Fact]
     public async Task With_the_peer_unreachable_the_barrier_fails_after_its_timeout_saying_so()
     {
         var source = Directory.CreateDirectory(_directory.File("source")).FullName;

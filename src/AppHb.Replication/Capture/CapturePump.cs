@@ -74,7 +74,23 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
     public static CapturePump Start(string root, Journaler journaler, JournalFile journal, long journalLimit = long.MaxValue, long resyncBytesPerSecond = 0)
     {
         ArgumentNullException.ThrowIfNull(journaler);
+        RemoveBarrierFiles(Path.GetFullPath(root));
         return new CapturePump(Path.GetFullPath(root), journaler, journal ?? throw new ArgumentNullException(nameof(journal)), journalLimit, resyncBytesPerSecond);
+    }
+
+    /// <summary>Barrier files are this pump's and never replicated: one a crash left between its write and its
+    /// deletion would stay in the application's directory for good (and differ from the peer's).</summary>
+    private static void RemoveBarrierFiles(string root)
+    {
+        if (!Directory.Exists(root))
+        {
+            return;
+        }
+
+        foreach (var file in Directory.EnumerateFiles(root, BarrierFilePrefix + "*"))
+        {
+            File.Delete(file);
+        }
     }
 
     private long _overflows;
@@ -353,6 +369,16 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
         }
         catch (OperationCanceledException)
         {
+        }
+
+        // A barrier whose file the pump will never read fails now rather than at its timeout, and deletes its file
+        // (a two-node run found one left in the standby's directory after a failback).
+        lock (_gate)
+        {
+            foreach (var (_, captured) in _barriers)
+            {
+                captured.TrySetException(new TimeoutException("replication stopped on this node before the changes before this barrier were journaled: nothing is confirmed"));
+            }
         }
 
         _stop.Dispose();
