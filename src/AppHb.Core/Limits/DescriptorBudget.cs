@@ -59,20 +59,23 @@ public sealed class DescriptorBudget
     /// count: the end of a refusal episode (ending it at the ceiling itself would end and begin it again with every
     /// connection that closes and the next that comes).</summary>
     public bool Comfortable(int connections) =>
-        EstimatedOpen(connections) + PerConnection <= (long)Math.Min(_counted.Limit, int.MaxValue) - Headroom(_counted.Limit) - (Headroom(_counted.Limit) / 2);
+        EstimatedOpen(connections) + PerConnection <= Ceiling(_counted) - (Headroom(_counted.Limit) / 2);
+
+    /// <summary>Descriptors clients may bring the process to under <paramref name="count"/>'s limit.</summary>
+    private static long Ceiling(DescriptorCount count) => (long)Math.Min(count.Limit, int.MaxValue) - Headroom(count.Limit);
 
     /// <summary>Whether a new connection (already accepted, its socket counted by the next count) may be held while
     /// <paramref name="connections"/> others are.</summary>
     public bool MayHold(int connections)
     {
-        var ceiling = (long)Math.Min(_counted.Limit, int.MaxValue) - Headroom(_counted.Limit);
+        var age = _time.GetElapsedTime(_countedAt);
         // Far below the ceiling, a recent estimate is enough (a count per accept would cost more than the accept).
-        if (EstimatedOpen(connections) + PerConnection <= ceiling - Headroom(_counted.Limit) && _time.GetElapsedTime(_countedAt) < StaleAfter)
+        if (EstimatedOpen(connections) + PerConnection <= Ceiling(_counted) - Headroom(_counted.Limit) && age < StaleAfter)
         {
             return true;
         }
 
-        if (_time.GetElapsedTime(_countedAt) >= RecountInterval)
+        if (age >= RecountInterval)
         {
             _countedAt = _time.GetTimestamp();
             if (_count() is not { } now)
@@ -83,9 +86,8 @@ public sealed class DescriptorBudget
 
             _counted = now with { Open = now.Open - 1 };
             _connectionsAtCount = connections;
-            ceiling = (long)Math.Min(now.Limit, int.MaxValue) - Headroom(now.Limit);
         }
 
-        return EstimatedOpen(connections) + PerConnection <= ceiling;
+        return EstimatedOpen(connections) + PerConnection <= Ceiling(_counted);
     }
 }

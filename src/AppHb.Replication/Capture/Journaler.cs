@@ -1,5 +1,4 @@
 using AppHb.Core.Cluster;
-using AppHb.Linux.Accounts;
 using AppHb.Linux.Files;
 using AppHb.Replication.Blocks;
 using AppHb.Replication.Journal;
@@ -313,18 +312,8 @@ public sealed class Journaler
     }
 
     /// <summary>Who owns the path (for the replica's copy); unknown when it is gone meanwhile.</summary>
-    private static (uint Uid, uint Gid) OwnerOf(string full)
-    {
-        try
-        {
-            var (uid, gid, _) = UnixAccounts.OwnerOf(full);
-            return (uid, gid);
-        }
-        catch (IOException)
-        {
-            return (JournalRecord.NoOwner, JournalRecord.NoOwner);
-        }
-    }
+    private static (uint Uid, uint Gid) OwnerOf(string full) =>
+        EntryAttributes.Of(full) is { } attributes ? (attributes.Owner, attributes.Group) : (JournalRecord.NoOwner, JournalRecord.NoOwner);
 
     private void PeerGets(string path, uint mode, uint uid, uint gid)
     {
@@ -371,17 +360,18 @@ public sealed class Journaler
             return;
         }
 
-        try
+        // Null: gone again.
+        if (EntryAttributes.Of(Full(path)) is { } now)
         {
-            var (uid, gid, mode) = UnixAccounts.OwnerOf(Full(path));
-            var modified = File.GetLastWriteTimeUtc(Full(path));
-            records.Add(new AttributesRecord(0, Generation, path, (uint)mode, uid, gid, (modified - DateTime.UnixEpoch).Ticks * 100));
-            PeerGets(path, (uint)mode, uid, gid);
+            RecordAttributes(path, now, records);
         }
-        catch (IOException)
-        {
-            // Gone again.
-        }
+    }
+
+    private void RecordAttributes(string path, EntryAttributes now, Batch records)
+    {
+        var modified = File.GetLastWriteTimeUtc(Full(path));
+        records.Add(new AttributesRecord(0, Generation, path, now.Mode, now.Owner, now.Group, (modified - DateTime.UnixEpoch).Ticks * 100));
+        PeerGets(path, now.Mode, now.Owner, now.Group);
     }
 
     /// <summary>After a rescan's <see cref="Refresh"/>: the mode, owner or group of a file or directory the peer
@@ -395,7 +385,7 @@ public sealed class Journaler
             return;
         }
 
-        Attributes(path, records);
+        RecordAttributes(path, now, records);
     }
 
     /// <summary>Deletes, deepest first, everything the peer has at or under <paramref name="path"/>.</summary>
