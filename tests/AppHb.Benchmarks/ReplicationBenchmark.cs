@@ -49,7 +49,7 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds)
         {
             var lsyncdSource = Directory.CreateDirectory(Path.Combine(rig.Directory, $"lsyncd-source-{delay}")).FullName;
             var lsyncdReplica = Directory.CreateDirectory(Path.Combine(rig.Directory, $"lsyncd-replica-{delay}")).FullName;
-            using var contender = StartLsyncd(rig, lsyncdSource, lsyncdReplica, delay);
+            using var contender = RsyncContenders.StartLsyncd(rig, $"{delay}", lsyncdSource, lsyncdReplica, delay, RsyncPort);
             foreach (var rate in Rates)
             {
                 rows.Add(await MeasureAsync($"lsyncd + rsync, delay {delay} s", lsyncdSource, lsyncdReplica, rate));
@@ -139,66 +139,6 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds)
 
         samples.Sort();
         return samples;
-    }
-
-    /// <summary>An rsync daemon on node2 (the dedicated link's address) and lsyncd on node1 syncing to it.</summary>
-    private static Contender StartLsyncd(PairRig rig, string source, string replica, int delay)
-    {
-        var rsyncd = Path.Combine(rig.Directory, $"rsyncd-{delay}.conf");
-        File.WriteAllText(rsyncd, $"""
-            use chroot = no
-            uid = root
-            gid = root
-            [data]
-              path = {replica}
-              read only = no
-
-            """);
-        var lsyncd = Path.Combine(rig.Directory, $"lsyncd-{delay}.lua");
-        File.WriteAllText(lsyncd, $$"""
-            settings { nodaemon = true, insist = true, statusFile = "{{Path.Combine(rig.Directory, $"lsyncd-{delay}.status")}}" }
-            sync { default.rsync, source = "{{source}}", target = "rsync://10.216.1.2:{{RsyncPort}}/data/", delay = {{delay}} }
-
-            """);
-        return new Contender(
-            Start(rig.B.Name, "rsync", "--daemon", "--no-detach", $"--config={rsyncd}", $"--port={RsyncPort}", "--address=10.216.1.2"),
-            Start(rig.A.Name, "lsyncd", lsyncd));
-    }
-
-    private static Process Start(string netns, string file, params string[] args)
-    {
-        var info = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { "netns", "exec", netns, file }.Concat(args))
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
-    private sealed class Contender(params Process[] processes) : IDisposable
-    {
-        public void Dispose()
-        {
-            foreach (var process in processes)
-            {
-                try
-                {
-                    process.Kill(entireProcessTree: true);
-                    process.WaitForExit(5000);
-                }
-                catch (InvalidOperationException)
-                {
-                }
-
-                process.Dispose();
-            }
-        }
     }
 
     private static string Summary(Row row) =>

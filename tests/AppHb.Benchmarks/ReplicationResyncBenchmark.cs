@@ -239,48 +239,29 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
     /// <summary>rsync from node1 to an rsync daemon on node2 whose module is the old copy.</summary>
     private static async Task<Row> RsyncAsync(PairRig rig, string source, string copy, string? option)
     {
-        var name = Path.GetFileName(copy);
-        var conf = Path.Combine(rig.Directory, $"{name}.conf");
-        await File.WriteAllTextAsync(conf, $"""
-            use chroot = no
-            uid = root
-            gid = root
-            [data]
-              path = {copy}
-              read only = no
-
-            """);
-        var daemon = Process.Start(new ProcessStartInfo("ip", ["netns", "exec", rig.B.Name, "rsync", "--daemon", "--no-detach", $"--config={conf}", $"--port={RsyncPort}", "--address=10.216.1.2"]))!;
-        try
+        using var contender = new Contender(RsyncContenders.StartDaemon(rig, Path.GetFileName(copy), copy, RsyncPort));
+        var daemon = contender.Processes[0];
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        var linkBefore = await LinkBytesAsync(rig);
+        var watch = Stopwatch.StartNew();
+        string[] args = ["netns", "exec", rig.A.Name, "/usr/bin/time", "-f", "client cpu %U %S", "rsync", "-a", "--stats", .. option is null ? Array.Empty<string>() : [option], source + "/", $"rsync://10.216.1.2:{RsyncPort}/data/"];
+        var (code, output) = await ProcessRunner.RunAsync("ip", args);
+        var seconds = watch.Elapsed.TotalSeconds;
+        if (code != 0)
         {
-            await Task.Delay(TimeSpan.FromSeconds(1));
-            var linkBefore = await LinkBytesAsync(rig);
-            var watch = Stopwatch.StartNew();
-            string[] args = ["netns", "exec", rig.A.Name, "/usr/bin/time", "-f", "client cpu %U %S", "rsync", "-a", "--stats", .. option is null ? Array.Empty<string>() : [option], source + "/", $"rsync://10.216.1.2:{RsyncPort}/data/"];
-            var (code, output) = await ProcessRunner.RunAsync("ip", args);
-            var seconds = watch.Elapsed.TotalSeconds;
-            if (code != 0)
-            {
-                throw new InvalidOperationException($"rsync {option}: {output}");
-            }
+            throw new InvalidOperationException($"rsync {option}: {output}");
+        }
 
-            var sent = long.Parse(System.Text.RegularExpressions.Regex.Match(output, @"Total bytes sent: ([\d,]+)").Groups[1].Value.Replace(",", string.Empty, StringComparison.Ordinal), CultureInfo.InvariantCulture);
-            var received = long.Parse(System.Text.RegularExpressions.Regex.Match(output, @"Total bytes received: ([\d,]+)").Groups[1].Value.Replace(",", string.Empty, StringComparison.Ordinal), CultureInfo.InvariantCulture);
-            var client = System.Text.RegularExpressions.Regex.Match(output, @"client cpu ([\d.]+) ([\d.]+)");
-            // The daemon's per-connection process is reaped by the daemon: its time is in the daemon's children's.
-            await Task.Delay(TimeSpan.FromMilliseconds(300));
-            var cpu = double.Parse(client.Groups[1].Value, CultureInfo.InvariantCulture) + double.Parse(client.Groups[2].Value, CultureInfo.InvariantCulture) + Cpu(daemon.Id, children: true);
-            var row = new Row($"rsync -a{(option is null ? string.Empty : " " + option)}", seconds, sent + received, await LinkBytesAsync(rig) - linkBefore, "its quick check skips files of the same size and mtime", cpu);
-            Console.Error.WriteLine($"{row.Contender}: {row.Seconds:0.00} s, {sent} sent + {received} received, {row.LinkBytes} on the link");
-            Identical(source, copy, row.Contender);
-            return row;
-        }
-        finally
-        {
-            daemon.Kill(entireProcessTree: true);
-            await daemon.WaitForExitAsync();
-            daemon.Dispose();
-        }
+        var sent = long.Parse(System.Text.RegularExpressions.Regex.Match(output, @"Total bytes sent: ([\d,]+)").Groups[1].Value.Replace(",", string.Empty, StringComparison.Ordinal), CultureInfo.InvariantCulture);
+        var received = long.Parse(System.Text.RegularExpressions.Regex.Match(output, @"Total bytes received: ([\d,]+)").Groups[1].Value.Replace(",", string.Empty, StringComparison.Ordinal), CultureInfo.InvariantCulture);
+        var client = System.Text.RegularExpressions.Regex.Match(output, @"client cpu ([\d.]+) ([\d.]+)");
+        // The daemon's per-connection process is reaped by the daemon: its time is in the daemon's children's.
+        await Task.Delay(TimeSpan.FromMilliseconds(300));
+        var cpu = double.Parse(client.Groups[1].Value, CultureInfo.InvariantCulture) + double.Parse(client.Groups[2].Value, CultureInfo.InvariantCulture) + Cpu(daemon.Id, children: true);
+        var row = new Row($"rsync -a{(option is null ? string.Empty : " " + option)}", seconds, sent + received, await LinkBytesAsync(rig) - linkBefore, "its quick check skips files of the same size and mtime", cpu);
+        Console.Error.WriteLine($"{row.Contender}: {row.Seconds:0.00} s, {sent} sent + {received} received, {row.LinkBytes} on the link");
+        Identical(source, copy, row.Contender);
+        return row;
     }
 
     /// <summary>CPU seconds a process used (utime + stime), with its waited-for children's when asked.</summary>
@@ -345,52 +326,20 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
     {
         var source = Directory.CreateDirectory(Path.Combine(rig.Directory, "lsyncd-many-source")).FullName;
         var replica = Directory.CreateDirectory(Path.Combine(rig.Directory, "lsyncd-many-replica")).FullName;
-        var conf = Path.Combine(rig.Directory, "lsyncd-many.conf");
-        await File.WriteAllTextAsync(conf, $"""
-            use chroot = no
-            uid = root
-            gid = root
-            [data]
-              path = {replica}
-              read only = no
-
-            """);
-        var lua = Path.Combine(rig.Directory, "lsyncd-many.lua");
-        await File.WriteAllTextAsync(lua, $$"""
-            settings { nodaemon = true, insist = true, statusFile = "{{Path.Combine(rig.Directory, "lsyncd-many.status")}}" }
-            sync { default.rsync, source = "{{source}}", target = "rsync://10.216.1.2:{{RsyncPort}}/data/", delay = 1 }
-
-            """);
-        var daemon = Process.Start(new ProcessStartInfo("ip", ["netns", "exec", rig.B.Name, "rsync", "--daemon", "--no-detach", $"--config={conf}", $"--port={RsyncPort}", "--address=10.216.1.2"]))!;
-        var lsyncd = Process.Start(new ProcessStartInfo("ip", ["netns", "exec", rig.A.Name, "lsyncd", lua]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        lsyncd.OutputDataReceived += (_, _) => { };
-        lsyncd.ErrorDataReceived += (_, _) => { };
-        lsyncd.BeginOutputReadLine();
-        lsyncd.BeginErrorReadLine();
-        try
-        {
-            await Task.Delay(TimeSpan.FromSeconds(3));
-            var cpuBefore = Cpu(lsyncd.Id, children: true) + Cpu(daemon.Id, children: true);
-            var watch = Stopwatch.StartNew();
-            WriteMany(source);
-            await UntilAsync(() => Task.FromResult(CountFiles(replica) >= ManyFiles), "lsyncd's copy of 100,000 files");
-            var seconds = watch.Elapsed.TotalSeconds;
-            // Its last rsync reaped, so that its time is counted.
-            await Task.Delay(TimeSpan.FromSeconds(2));
-            var row = new ManyRow("lsyncd + rsync, delay 1 s", seconds, Cpu(lsyncd.Id, children: true) + Cpu(daemon.Id, children: true) - cpuBefore, Resident(lsyncd.Id) + Resident(daemon.Id),
-                $"lsyncd {Resident(lsyncd.Id) / 1e6:0.0} MB + rsync daemon {Resident(daemon.Id) / 1e6:0.0} MB (its rsync runs come and go)");
-            Console.Error.WriteLine($"{row.Contender}: 100,000 files in {row.Seconds:0.0} s, {row.Cpu:0.0} CPU s, {row.ResidentBytes / 1e6:0} MB resident");
-            return row;
-        }
-        finally
-        {
-            foreach (var process in new[] { lsyncd, daemon })
-            {
-                process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync();
-                process.Dispose();
-            }
-        }
+        using var contender = RsyncContenders.StartLsyncd(rig, "many", source, replica, 1, RsyncPort);
+        var (daemon, lsyncd) = (contender.Processes[0], contender.Processes[1]);
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        var cpuBefore = Cpu(lsyncd.Id, children: true) + Cpu(daemon.Id, children: true);
+        var watch = Stopwatch.StartNew();
+        WriteMany(source);
+        await UntilAsync(() => Task.FromResult(CountFiles(replica) >= ManyFiles), "lsyncd's copy of 100,000 files");
+        var seconds = watch.Elapsed.TotalSeconds;
+        // Its last rsync reaped, so that its time is counted.
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        var row = new ManyRow("lsyncd + rsync, delay 1 s", seconds, Cpu(lsyncd.Id, children: true) + Cpu(daemon.Id, children: true) - cpuBefore, Resident(lsyncd.Id) + Resident(daemon.Id),
+            $"lsyncd {Resident(lsyncd.Id) / 1e6:0.0} MB + rsync daemon {Resident(daemon.Id) / 1e6:0.0} MB (its rsync runs come and go)");
+        Console.Error.WriteLine($"{row.Contender}: 100,000 files in {row.Seconds:0.0} s, {row.Cpu:0.0} CPU s, {row.ResidentBytes / 1e6:0} MB resident");
+        return row;
     }
 
     private static void Identical(string source, string copy, string contender)
