@@ -94,6 +94,71 @@ public sealed class CutApplierTests : IDisposable
     }
 
     [Fact]
+    public void A_cut_is_staged_on_disk_record_by_record_before_its_cut_record_arrives()
+    {
+        Directory.CreateDirectory(Replica);
+        var cuts = new CutApplier(Replica, State);
+        var content = new byte[1 << 20];
+        Random.Shared.NextBytes(content);
+
+        using (var staged = cuts.Begin())
+        {
+            staged.Add(new WriteRecord(1, Generation, "big", (ulong)content.Length, content.Length, [new BlockChange(0, content)]));
+            // The version is on disk already (the record need not stay in memory), and not in the replica.
+            var file = Assert.Single(Directory.GetFiles(Path.Combine(State, "staging")));
+            Assert.Equal(content, File.ReadAllBytes(file));
+            Assert.False(File.Exists(Path.Combine(Replica, "big")));
+            Assert.Throws<InvalidOperationException>(staged.Apply);
+        }
+
+        // Disposed without its cut record: what it staged is gone, the replica never saw it.
+        Assert.Empty(Directory.GetFiles(Path.Combine(State, "staging")));
+        Assert.False(File.Exists(Path.Combine(Replica, "big")));
+        Assert.Equal((DataGeneration.None, 0ul), cuts.LastApplied);
+    }
+
+    [Fact]
+    public void Consecutive_cuts_staged_together_apply_up_to_the_last_whole_one_unless_later_records_changed_its_versions()
+    {
+        Directory.CreateDirectory(Replica);
+        File.WriteAllText(Path.Combine(Replica, "a"), "01234567");
+        var cuts = new CutApplier(Replica, State);
+
+        using (var staged = cuts.Begin())
+        {
+            staged.Add(new WriteRecord(1, Generation, "a", 8, 4, [new BlockChange(0, "ABCD"u8.ToArray())]));
+            staged.Add(new CutRecord(2, Generation));
+            staged.Add(new WriteRecord(3, Generation, "b", 2, 4, [new BlockChange(0, "bb"u8.ToArray())]));
+            Assert.Equal(1, staged.RecordsAfterCut);
+            Assert.False(staged.ChangedBeforeCut);
+            // The connection ends here: the whole cut is applied, the unfinished one dropped.
+            staged.Apply();
+        }
+
+        Assert.Equal("ABCD4567", File.ReadAllText(Path.Combine(Replica, "a")));
+        Assert.False(File.Exists(Path.Combine(Replica, "b")));
+        Assert.Equal((Generation, 2ul), cuts.LastApplied);
+        Assert.Empty(Directory.GetFiles(Path.Combine(State, "staging")));
+
+        using (var staged = cuts.Begin())
+        {
+            staged.Add(new WriteRecord(3, Generation, "a", 8, 4, [new BlockChange(1, "EFGH"u8.ToArray())]));
+            staged.Add(new CutRecord(4, Generation));
+            // The next part of "a" goes into the version cut 4 staged: cut 4 alone can no longer be installed.
+            staged.Add(new WriteRecord(5, Generation, "a", 8, 4, [new BlockChange(0, "wxyz"u8.ToArray())]));
+            Assert.True(staged.ChangedBeforeCut);
+            var refused = Assert.Throws<InvalidOperationException>(staged.Apply);
+            Assert.Contains("changed versions it staged", refused.Message, StringComparison.Ordinal);
+            // Once whole again, both cuts are applied as one.
+            staged.Add(new CutRecord(6, Generation));
+            staged.Apply();
+        }
+
+        Assert.Equal("wxyzEFGH", File.ReadAllText(Path.Combine(Replica, "a")));
+        Assert.Equal((Generation, 6ul), cuts.LastApplied);
+    }
+
+    [Fact]
     public void A_cut_left_unfinished_must_be_recovered_before_the_next_one_is_applied()
     {
         var cuts = new CutApplier(Replica, State);

@@ -48,89 +48,57 @@ public sealed class CutApplier
     public void ApplyCut(IReadOnlyList<JournalRecord> records)
     {
         ArgumentNullException.ThrowIfNull(records);
-        if (records.Count == 0 || records[^1] is not CutRecord cut)
+        if (records.Count == 0 || records[^1] is not CutRecord)
         {
             throw new ArgumentException("a cut's records end with its cut record", nameof(records));
         }
 
+        using var staged = Begin();
+        foreach (var record in records)
+        {
+            staged.Add(record);
+        }
+
+        staged.Apply();
+    }
+
+    /// <summary>Starts staging the next cut (or several consecutive ones, applied as one) record by record as they
+    /// arrive, so that only the steps, never the records' contents, stay in memory however large the cut.</summary>
+    /// <exception cref="InvalidOperationException">A crash left a cut unfinished and <see cref="Recover"/> has not run.</exception>
+    public StagedCut Begin()
+    {
         if (File.Exists(LogPath))
         {
             // Writing this cut's log would lose the unfinished one's steps, and the replica would stay between cuts.
             throw new InvalidOperationException($"{LogPath}: a cut is unfinished: Recover() before applying the next one");
         }
 
-        // Stage: new file versions are built in the staging area from what the path holds at that point of the cut
-        // (the replica's file, a version staged earlier in the cut, or what a rename in the cut brought there);
-        // every other record becomes a step as it is.
-        var steps = new List<string?>();
-        // Installs since the last record step, by path (their place in steps): see below.
-        var installs = new Dictionary<string, int>(StringComparer.Ordinal);
-        var holds = new Dictionary<string, string?>(StringComparer.Ordinal);
-        var renames = new List<(string From, string To)>();
-        var stagedFiles = 0;
-        string? Holding(string path)
+        return new StagedCut(this, _replica.Root, _staging);
+    }
+
+    /// <summary>Installs a staged cut: every staged file made durable at once (one syncfs, not an fsync each) before
+    /// the redo log names them, then the log, then its steps.</summary>
+    internal void Install(CutRecord cut, IReadOnlyList<string> steps)
+    {
+        if (File.Exists(LogPath))
         {
-            if (holds.TryGetValue(path, out var file))
-            {
-                return file;
-            }
-
-            // Under a directory the cut renamed (latest first): what is there now came from under its old path.
-            for (var i = renames.Count - 1; i >= 0; i--)
-            {
-                var (from, to) = renames[i];
-                if (path.StartsWith(to + "/", StringComparison.Ordinal))
-                {
-                    return Holding(from + path[to.Length..]);
-                }
-            }
-
-            return Path.Combine(_replica.Root, path);
-        }
-        foreach (var record in records.Take(records.Count - 1))
-        {
-            switch (record)
-            {
-                case WriteRecord write when installs.ContainsKey(record.Path) && holds.GetValueOrDefault(record.Path) is { } staged:
-                    // The next part of a large change (several write records of one path, nothing between them but
-                    // installs): into the version this cut staged already, not a copy of it per record.
-                    ReplicaApplier.PatchStaged(staged, write);
-                    continue;
-                case WriteRecord or CreateRecord:
-                    var file = Path.Combine(_staging, $"{cut.Sequence}.{stagedFiles++}");
-                    ReplicaApplier.Build(file, Holding(record.Path), record, sync: false);
-                    holds[record.Path] = file;
-                    // Installs are not made durable one by one, so two of one path in a row could reach the disk in
-                    // either order after a crash: only the later one is installed (it was built from the earlier).
-                    if (installs.TryGetValue(record.Path, out var superseded))
-                    {
-                        steps[superseded] = null;
-                    }
-
-                    installs[record.Path] = steps.Count;
-                    steps.Add($"install {Path.GetFileName(file)} {Encode(record.Path)}");
-                    continue;
-                case RenameRecord rename:
-                    holds[rename.NewPath] = Holding(rename.Path);
-                    holds[rename.Path] = null;
-                    renames.Add((rename.Path, rename.NewPath));
-                    break;
-                case DeleteRecord:
-                    holds[record.Path] = null;
-                    break;
-            }
-
-            // A record step is made durable before the next step runs, so installs on either side of it land in order.
-            installs.Clear();
-            steps.Add($"record {Convert.ToBase64String(JournalCodec.Encode(record))}");
+            throw new InvalidOperationException($"{LogPath}: a cut is unfinished: Recover() before applying the next one");
         }
 
-        // Every staged file at once (one syncfs, not an fsync each), before the log names them.
         DurableFile.SyncFileSystem(_staging);
         var header = $"cut {cut.Sequence} {cut.Generation.Number} {cut.Generation.Node}";
-        List<string> kept = [.. steps.OfType<string>()];
-        DurableFile.Replace(LogPath, Encoding.UTF8.GetBytes($"{header}\n{string.Join('\n', kept)}\n{End}\n"));
-        Carry(header, kept, done: 0);
+        DurableFile.Replace(LogPath, Encoding.UTF8.GetBytes($"{header}\n{string.Join('\n', steps)}\n{End}\n"));
+        Carry(header, steps, done: 0);
+    }
+
+    /// <summary>Removes what a staged cut that is not applied left in the staging area; never while a redo log
+    /// names staged files (a recovery needs them).</summary>
+    internal void DiscardStaged()
+    {
+        if (!File.Exists(LogPath))
+        {
+            Discard();
+        }
     }
 
     /// <summary>At start: finishes the cut a crash interrupted (its log is whole), or discards one that never began
@@ -251,7 +219,7 @@ public sealed class CutApplier
         }
     }
 
-    private static string Encode(string path) => Convert.ToBase64String(Encoding.UTF8.GetBytes(path));
+    internal static string Encode(string path) => Convert.ToBase64String(Encoding.UTF8.GetBytes(path));
 
     private static string Decode(string text) => Encoding.UTF8.GetString(Convert.FromBase64String(text));
 }

@@ -6,7 +6,8 @@ using AppHb.Replication.Resync;
 namespace AppHb.Replication.Transfer;
 
 /// <summary>The standby's end of a replication connection: says where its replica stands, then applies the records
-/// it receives strictly in sequence, a cut at a time (<see cref="CutApplier"/>), and acknowledges each cut once it is
+/// it receives strictly in sequence, a cut at a time (<see cref="CutApplier"/>; each record staged as it arrives, so
+/// no cut is held in memory: <see cref="StagedCut"/>), and acknowledges each cut once it is
 /// durable. Asked for a difference resync, it sends what its replica holds (<see cref="TreeManifest"/>) and applies
 /// the records that follow from the sequence the sender names; asked for a verify (right after a cut), it applies the
 /// cuts it holds and sends what its replica holds then. A record out of sequence, a frame that fails
@@ -33,18 +34,16 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
         ArgumentNullException.ThrowIfNull(channel);
         var (generation, applied) = _applier.LastApplied;
         await channel.SendAsync(ReplicationMessage.Resume(generation, applied), cancellationToken);
-        var cut = new List<JournalRecord>();
         var next = applied + 1;
         long held = 0;
-        // The index in cut of the last whole cut received and not yet applied (cuts already here are merged), or -1.
-        var whole = -1;
-        void ApplyWhole()
+        // The records received since the last cut applied, staged as they come (cuts already here are merged).
+        StagedCut? staged = null;
+        void ApplyStaged()
         {
-            // One cut made of the merged ones: their own cut records inside would only stop the replica between them.
-            var last = cut[whole];
-            _applier.ApplyCut([.. cut.Take(whole + 1).Where((r, i) => r is not CutRecord || i == whole)]);
-            cut.RemoveRange(0, whole + 1);
-            whole = -1;
+            var last = staged!.LastCut!;
+            staged.Apply();
+            staged.Dispose();
+            staged = null;
             held = 0;
             var closedResync = Resyncing;
             Resyncing = false;
@@ -53,8 +52,8 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
 
         async Task ApplyAndAcknowledgeAsync()
         {
-            var last = cut[whole].Sequence;
-            ApplyWhole();
+            var last = staged!.LastCut!.Sequence;
+            ApplyStaged();
             await channel.SendAsync(ReplicationMessage.Acknowledged(last), cancellationToken);
         }
 
@@ -67,7 +66,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                 try
                 {
                     payload = await channel.ReceiveAsync(cancellationToken);
-                    if (ReplicationMessage.KindOf(payload) == ReplicationMessageKind.ResyncRequest && cut.Count == 0)
+                    if (ReplicationMessage.KindOf(payload) == ReplicationMessageKind.ResyncRequest && staged is null)
                     {
                         Resyncing = true;
                         beforeResync?.Invoke();
@@ -81,13 +80,13 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                     if (ReplicationMessage.KindOf(payload) == ReplicationMessageKind.VerifyRequest)
                     {
                         var blockSize = ReplicationMessage.ReadVerifyRequest(payload);
-                        if (cut.Count != whole + 1)
+                        if (staged is { RecordsAfterCut: > 0 })
                         {
                             throw new ReplicationRefusedException($"a verify request inside a cut (after record {next - 1}): it is due only right after one");
                         }
 
                         // What the replica holds at the cut just received: the cuts held are applied first.
-                        if (whole >= 0)
+                        if (staged is not null)
                         {
                             await ApplyAndAcknowledgeAsync();
                         }
@@ -102,22 +101,24 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                         throw new ReplicationRefusedException($"record {record.Sequence} where record {next} was due: the journal's sequence numbers follow each other, so records were lost or reordered");
                     }
                 }
-                catch (ReplicationRefusedException) when (whole >= 0)
+                catch (ReplicationRefusedException) when (staged is { HoldsCut: true, ChangedBeforeCut: false })
                 {
-                    // Cuts held to be merged are whole and authenticated: what ends the connection does not undo them.
-                    ApplyWhole();
+                    // Cuts held to be merged are whole and authenticated: what ends the connection does not undo them
+                    // (unless what came after them already changed a version they staged: then the sender sends them
+                    // again with the rest).
+                    ApplyStaged();
                     throw;
                 }
 
                 next++;
                 held += payload.Length;
-                cut.Add(record);
+                staged ??= _applier.Begin();
+                staged.Add(record);
                 if (record is not CutRecord)
                 {
                     continue;
                 }
 
-                whole = cut.Count - 1;
                 if (channel.MoreWaiting && held < MergeBytes)
                 {
                     // The next cuts are already here: applied together, the syncs are paid once for all of them.
@@ -132,6 +133,8 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
         finally
         {
             Resyncing = false;
+            // What was staged of a cut not applied: removed; the replica never saw it.
+            staged?.Dispose();
         }
     }
 

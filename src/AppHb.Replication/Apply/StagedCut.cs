@@ -1,0 +1,150 @@
+using AppHb.Replication.Journal;
+
+namespace AppHb.Replication.Apply;
+
+/// <summary>A cut (or several consecutive cuts applied as one) staged record by record as the records arrive: each
+/// new file version is built in the staging area from what its path holds at that point (the replica's file, a
+/// version staged earlier, or what a rename brought there) and every other record becomes a step as it is; only the
+/// steps stay in memory, so a resync of gigabytes needs no more of the standby's memory than one record.
+/// <see cref="Apply"/> installs everything up to the last cut record added (<see cref="CutApplier"/>'s redo log);
+/// disposed without it, what was staged is removed and the replica never sees it. Not thread-safe.</summary>
+public sealed class StagedCut : IDisposable
+{
+    private readonly CutApplier _owner;
+    private readonly string _root;
+    private readonly string _staging;
+    private readonly List<string?> _steps = [];
+    /// <summary>Installs since the last record step, by path (their place in the steps): see <see cref="Add"/>.</summary>
+    private readonly Dictionary<string, int> _installs = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string?> _holds = new(StringComparer.Ordinal);
+    private readonly List<(string From, string To)> _renames = [];
+    private int _stagedFiles;
+    private string? _prefix;
+    /// <summary>How many steps the records up to <see cref="LastCut"/> made.</summary>
+    private int _stepsAtCut;
+    private bool _applied;
+
+    internal StagedCut(CutApplier owner, string root, string staging)
+    {
+        _owner = owner;
+        _root = root;
+        _staging = staging;
+    }
+
+    /// <summary>Records added after the last cut record (all of them while none was added).</summary>
+    public int RecordsAfterCut { get; private set; }
+
+    /// <summary>The last cut record added: what <see cref="Apply"/> would install up to; null while none was.</summary>
+    public CutRecord? LastCut { get; private set; }
+
+    /// <summary>Whether a cut record was added: there is something whole to apply.</summary>
+    public bool HoldsCut => LastCut is not null;
+
+    /// <summary>Whether the records added after the last cut record changed a version staged before it (a further
+    /// part written into it, or its install superseded), so that what is staged no longer says what that cut alone
+    /// would install: <see cref="Apply"/> is then refused until the next cut record.</summary>
+    public bool ChangedBeforeCut { get; private set; }
+
+    /// <summary>Stages one record. A cut record inside (consecutive cuts applied together) only marks where the
+    /// records are whole: its own step would only stop the replica between them.</summary>
+    /// <exception cref="IOException">The replica or the staging area refused; the message names the path.</exception>
+    public void Add(JournalRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        ObjectDisposedException.ThrowIf(_applied, this);
+        _prefix ??= record.Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        RecordsAfterCut++;
+        switch (record)
+        {
+            case CutRecord cut:
+                LastCut = cut;
+                _stepsAtCut = _steps.Count;
+                RecordsAfterCut = 0;
+                ChangedBeforeCut = false;
+                return;
+            case WriteRecord write when _installs.TryGetValue(record.Path, out var install) && _holds.GetValueOrDefault(record.Path) is { } staged:
+                // The next part of a large change (several write records of one path, nothing between them but
+                // installs): into the version staged already, not a copy of it per record.
+                ChangedBeforeCut |= install < _stepsAtCut;
+                ReplicaApplier.PatchStaged(staged, write);
+                return;
+            case WriteRecord or CreateRecord:
+                var file = Path.Combine(_staging, $"{_prefix}.{_stagedFiles++}");
+                ReplicaApplier.Build(file, Holding(record.Path), record, sync: false);
+                _holds[record.Path] = file;
+                // Installs are not made durable one by one, so two of one path in a row could reach the disk in
+                // either order after a crash: only the later one is installed (it was built from the earlier).
+                if (_installs.TryGetValue(record.Path, out var superseded))
+                {
+                    ChangedBeforeCut |= superseded < _stepsAtCut;
+                    _steps[superseded] = null;
+                }
+
+                _installs[record.Path] = _steps.Count;
+                _steps.Add($"install {Path.GetFileName(file)} {CutApplier.Encode(record.Path)}");
+                return;
+            case RenameRecord rename:
+                _holds[rename.NewPath] = Holding(rename.Path);
+                _holds[rename.Path] = null;
+                _renames.Add((rename.Path, rename.NewPath));
+                break;
+            case DeleteRecord:
+                _holds[record.Path] = null;
+                break;
+        }
+
+        // A record step is made durable before the next step runs, so installs on either side of it land in order.
+        _installs.Clear();
+        _steps.Add($"record {Convert.ToBase64String(JournalCodec.Encode(record))}");
+    }
+
+    /// <summary>Installs every record up to the last cut record added; what was staged after it is dropped (the
+    /// sender sends it again from the replica's position).</summary>
+    /// <exception cref="InvalidOperationException">No cut record was added, or <see cref="ChangedBeforeCut"/>.</exception>
+    public void Apply()
+    {
+        ObjectDisposedException.ThrowIf(_applied, this);
+        if (LastCut is null)
+        {
+            throw new InvalidOperationException("nothing whole to apply: no cut record was staged");
+        }
+
+        if (RecordsAfterCut > 0 && ChangedBeforeCut)
+        {
+            throw new InvalidOperationException($"the records after cut {LastCut.Sequence} changed versions it staged: it cannot be applied alone");
+        }
+
+        _owner.Install(LastCut, [.. _steps.Take(_stepsAtCut).OfType<string>()]);
+        _applied = true;
+    }
+
+    /// <summary>The file that holds what <paramref name="path"/> names at this point of the cut; under a directory
+    /// the cut renamed (latest first), what is there now came from under its old path.</summary>
+    private string? Holding(string path)
+    {
+        if (_holds.TryGetValue(path, out var file))
+        {
+            return file;
+        }
+
+        for (var i = _renames.Count - 1; i >= 0; i--)
+        {
+            var (from, to) = _renames[i];
+            if (path.StartsWith(to + "/", StringComparison.Ordinal))
+            {
+                return Holding(from + path[to.Length..]);
+            }
+        }
+
+        return Path.Combine(_root, path);
+    }
+
+    public void Dispose()
+    {
+        if (!_applied)
+        {
+            _applied = true;
+            _owner.DiscardStaged();
+        }
+    }
+}
