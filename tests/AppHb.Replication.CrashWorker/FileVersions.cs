@@ -5,7 +5,8 @@ using AppHb.Replication.Journal;
 namespace AppHb.Replication.CrashWorker;
 
 /// <summary>The versions the worker writes, the same for the worker and the test that checks the replica: version 0
-/// of a file is empty; each next one edits a few random blocks and changes the length (grows or shrinks).</summary>
+/// of a file is empty; each next one edits a few random blocks and changes the length (grows or shrinks); odd files
+/// keep one length of 256 KiB.</summary>
 public sealed class FileVersions(int file, int blockSize)
 {
     private readonly Random _random = new(file * 1_000_003 + 17);
@@ -23,6 +24,13 @@ public sealed class FileVersions(int file, int blockSize)
         if (length > 400_000)
         {
             length = _random.Next(0, 100_000);
+        }
+
+        if (file % 2 == 1)
+        {
+            // Odd files keep 256 KiB after their first version: their edits are small changes to a large file, which
+            // a cut writes in place under its redo log instead of as a new version.
+            length = 256 << 10;
         }
 
         var next = new byte[length];

@@ -159,6 +159,77 @@ public sealed class CutApplierTests : IDisposable
     }
 
     [Fact]
+    public void A_small_change_to_a_large_file_is_written_in_place_and_the_mode_and_owner_stay()
+    {
+        Directory.CreateDirectory(Replica);
+        var path = Path.Combine(Replica, "db");
+        var content = new byte[1 << 20];
+        Random.Shared.NextBytes(content);
+        File.WriteAllBytes(path, content);
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+        // A second name for the file, outside the replica: it sees what is written into the file, not a new version.
+        var link = Path.Combine(_directory.Path, "db.link");
+        LinkTo(path, link);
+        var cuts = new CutApplier(Replica, State);
+
+        var page = new byte[4096];
+        Random.Shared.NextBytes(page);
+        cuts.ApplyCut([new WriteRecord(1, Generation, "db", (ulong)content.Length, 4096, [new BlockChange(7, page)]), new CutRecord(2, Generation)]);
+
+        page.CopyTo(content, 7 * 4096);
+        Assert.Equal(content, File.ReadAllBytes(path));
+        // The same file, not a new version copied whole: a database's page writes must not copy the database.
+        Assert.Equal(content, File.ReadAllBytes(link));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead, File.GetUnixFileMode(path));
+        Assert.Empty(Directory.GetFiles(Path.Combine(State, "staging")));
+
+        // A large rewrite is still a new version, installed whole.
+        var rewrite = new byte[content.Length];
+        Random.Shared.NextBytes(rewrite);
+        cuts.ApplyCut([new WriteRecord(3, Generation, "db", (ulong)rewrite.Length, rewrite.Length, [new BlockChange(0, rewrite)]), new CutRecord(4, Generation)]);
+        Assert.Equal(rewrite, File.ReadAllBytes(path));
+        Assert.Equal(content, File.ReadAllBytes(link));
+    }
+
+    [Fact]
+    public void A_file_patched_in_place_earlier_in_the_cut_is_what_a_rename_and_a_later_write_build_on()
+    {
+        Directory.CreateDirectory(Replica);
+        var content = new byte[64 << 10];
+        Random.Shared.NextBytes(content);
+        File.WriteAllBytes(Path.Combine(Replica, "a"), content);
+        File.WriteAllBytes(Path.Combine(Replica, "b"), content);
+        var cuts = new CutApplier(Replica, State);
+        byte[] Page(byte value) => Enumerable.Repeat(value, 4096).ToArray();
+
+        cuts.ApplyCut(
+        [
+            // "a": patched, renamed, then written again under its new name: the last write builds on the patched file.
+            new WriteRecord(1, Generation, "a", (ulong)content.Length, 4096, [new BlockChange(0, Page(1))]),
+            new RenameRecord(2, Generation, "a", "c"),
+            new WriteRecord(3, Generation, "c", (ulong)content.Length, 4096, [new BlockChange(2, Page(3))]),
+            // "b": patched, then rewritten whole in the same run of steps: the patch gives way to the new version.
+            new WriteRecord(4, Generation, "b", (ulong)content.Length, 4096, [new BlockChange(1, Page(4))]),
+            new WriteRecord(5, Generation, "b", 4096, 4096, [new BlockChange(0, Page(5))]),
+            new CutRecord(6, Generation),
+        ]);
+
+        var expected = (byte[])content.Clone();
+        Page(1).CopyTo(expected, 0);
+        Page(3).CopyTo(expected, 2 * 4096);
+        Assert.Equal(expected, File.ReadAllBytes(Path.Combine(Replica, "c")));
+        Assert.False(File.Exists(Path.Combine(Replica, "a")));
+        Assert.Equal(Page(5), File.ReadAllBytes(Path.Combine(Replica, "b")));
+    }
+
+    private static void LinkTo(string path, string link)
+    {
+        using var ln = System.Diagnostics.Process.Start("ln", [path, link]);
+        ln.WaitForExit();
+        Assert.Equal(0, ln.ExitCode);
+    }
+
+    [Fact]
     public void A_cut_left_unfinished_must_be_recovered_before_the_next_one_is_applied()
     {
         var cuts = new CutApplier(Replica, State);

@@ -8,9 +8,9 @@ namespace AppHb.Replication.Apply;
 
 /// <summary>Makes a cut (every record up to a <see cref="CutRecord"/>) visible in the replica together, so that the
 /// replica is always at a cut, never between two, even after a crash (docs/replication-design.md, "What write order
-/// can mean"). The records are first staged outside the replica (each new file version built and fsync'd), then the
-/// steps that install them are written to a redo log and fsync'd, then carried out in order, each one's completion
-/// appended to the log. <see cref="Recover"/> (at start) finishes a cut whose log is whole, or discards one whose log
+/// can mean"). The records are first staged outside the replica (each new file version built, or a small change to a
+/// large file kept as a patch to write in place), then the steps that install them are written to a redo log and made
+/// durable, then carried out in order, each one's completion appended to the log. <see cref="Recover"/> (at start) finishes a cut whose log is whole, or discards one whose log
 /// is not (the replica never saw it). Not thread-safe: one applier per replica.</summary>
 public sealed class CutApplier
 {
@@ -130,11 +130,24 @@ public sealed class CutApplier
     {
         using (var log = new FileStream(LogPath, FileMode.Append, FileAccess.Write))
         {
+            var patched = false;
             for (var i = done; i < steps.Count; i++)
             {
                 var parts = steps[i].Split(' ');
-                var install = parts[0] == "install";
-                if (install)
+                var install = parts[0] is "install" or "patch";
+                if (parts[0] == "patch")
+                {
+                    // Safe to carry out again for the same reason as an install: no later step of the cut replaces
+                    // its file before a record step has made it durable (StagedCut supersedes it otherwise). Absent,
+                    // the file was renamed or deleted by the record step after it, durable with the patch before.
+                    var target = Path.Combine(_replica.Root, Decode(parts[2]));
+                    if (File.Exists(target))
+                    {
+                        ReplicaApplier.PatchInPlace(target, (WriteRecord)JournalCodec.Decode(File.ReadAllBytes(Path.Combine(_staging, parts[1]))).Record!);
+                        patched = true;
+                    }
+                }
+                else if (install)
                 {
                     var file = Path.Combine(_staging, parts[1]);
                     var target = Path.Combine(_replica.Root, Decode(parts[2]));
@@ -149,6 +162,14 @@ public sealed class CutApplier
                 }
                 else
                 {
+                    if (patched)
+                    {
+                        // A patch's blocks are written in place, not in a staged file synced before the log: they
+                        // reach the disk before a rename or a deletion could carry their file away unpatched.
+                        DurableFile.SyncFileSystem(_replica.Root);
+                        patched = false;
+                    }
+
                     ApplyOnce(JournalCodec.Decode(Convert.FromBase64String(parts[1])).Record!);
                 }
 

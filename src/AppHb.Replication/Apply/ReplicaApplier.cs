@@ -182,6 +182,14 @@ public sealed class ReplicaApplier(string root)
         Patch(stream, write);
     }
 
+    /// <summary>Writes a write record's blocks into the replica's file where they belong (a cut's patch step, under
+    /// its redo log: not atomic on its own, made durable with the cut).</summary>
+    internal static void PatchInPlace(string file, WriteRecord write)
+    {
+        using var stream = new FileStream(file, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        Patch(stream, write);
+    }
+
     private static bool TryCopy(string basis, string file)
     {
         if (!File.Exists(basis))

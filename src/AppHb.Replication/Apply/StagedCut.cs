@@ -4,7 +4,8 @@ namespace AppHb.Replication.Apply;
 
 /// <summary>A cut (or several consecutive cuts applied as one) staged record by record as the records arrive: each
 /// new file version is built in the staging area from what its path holds at that point (the replica's file, a
-/// version staged earlier, or what a rename brought there) and every other record becomes a step as it is; only the
+/// version staged earlier, or what a rename brought there), or a small change to a large file is staged as a patch
+/// written in place when the cut is installed, and every other record becomes a step as it is; only the
 /// steps stay in memory, so a resync of gigabytes needs no more of the standby's memory than one record.
 /// <see cref="Apply"/> installs everything up to the last cut record added (<see cref="CutApplier"/>'s redo log);
 /// disposed without it, what was staged is removed and the replica never sees it. Not thread-safe.</summary>
@@ -18,6 +19,13 @@ public sealed class StagedCut : IDisposable
     private readonly Dictionary<string, int> _installs = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string?> _holds = new(StringComparer.Ordinal);
     private readonly List<(string From, string To)> _renames = [];
+    /// <summary>Paths this cut deleted or renamed away: a write under one is never patched in place.</summary>
+    private readonly List<string> _removed = [];
+    /// <summary>The staged records of the writes patched in place, by path, in order (what the replica's file will
+    /// hold once they are carried out is rebuilt from them when a later record needs it).</summary>
+    private readonly Dictionary<string, List<string>> _patches = new(StringComparer.Ordinal);
+    /// <summary>Patch steps since the last record step, by path (their places in the steps).</summary>
+    private readonly Dictionary<string, List<int>> _patchSteps = new(StringComparer.Ordinal);
     private int _stagedFiles;
     private string? _prefix;
     /// <summary>How many steps the records up to <see cref="LastCut"/> made.</summary>
@@ -68,16 +76,32 @@ public sealed class StagedCut : IDisposable
                 ChangedBeforeCut |= install < _stepsAtCut;
                 ReplicaApplier.PatchStaged(staged, write);
                 return;
+            case WriteRecord write when PatchesInPlace(write):
+                // A few blocks of a large file: written where they belong when the step is carried out, from the
+                // record staged here (so a crash redoes them), instead of a new version copied whole. A database's
+                // page writes would otherwise copy the whole database per cut.
+                var patch = NewStagedFile();
+                File.WriteAllBytes(patch, JournalCodec.Encode(write));
+                (_patches.TryGetValue(record.Path, out var patches) ? patches : _patches[record.Path] = []).Add(patch);
+                (_patchSteps.TryGetValue(record.Path, out var steps) ? steps : _patchSteps[record.Path] = []).Add(_steps.Count);
+                _steps.Add($"patch {Path.GetFileName(patch)} {CutApplier.Encode(record.Path)}");
+                return;
             case WriteRecord or CreateRecord:
-                var file = Path.Combine(_staging, $"{_prefix}.{_stagedFiles++}");
-                ReplicaApplier.Build(file, Holding(record.Path), record, sync: false);
+                var file = NewStagedFile();
+                // A create's version starts empty: what the path held does not matter.
+                ReplicaApplier.Build(file, record is WriteRecord ? Holding(record.Path) : null, record, sync: false);
                 _holds[record.Path] = file;
-                // Installs are not made durable one by one, so two of one path in a row could reach the disk in
-                // either order after a crash: only the later one is installed (it was built from the earlier).
+                // Installs and patches are not made durable one by one, so two of one path in a row could reach the
+                // disk in either order after a crash (or a patch be carried out again over the later version): only
+                // the later one is installed (it was built from the earlier, patches included).
                 if (_installs.TryGetValue(record.Path, out var superseded))
                 {
-                    ChangedBeforeCut |= superseded < _stepsAtCut;
-                    _steps[superseded] = null;
+                    Supersede(superseded);
+                }
+
+                if (_patchSteps.Remove(record.Path, out var patched))
+                {
+                    patched.ForEach(Supersede);
                 }
 
                 _installs[record.Path] = _steps.Count;
@@ -87,14 +111,18 @@ public sealed class StagedCut : IDisposable
                 _holds[rename.NewPath] = Holding(rename.Path);
                 _holds[rename.Path] = null;
                 _renames.Add((rename.Path, rename.NewPath));
+                _removed.Add(rename.Path);
                 break;
             case DeleteRecord:
                 _holds[record.Path] = null;
+                _removed.Add(record.Path);
                 break;
         }
 
-        // A record step is made durable before the next step runs, so installs on either side of it land in order.
+        // A record step is made durable before the next step runs, so installs and patches on either side of it land
+        // in order.
         _installs.Clear();
+        _patchSteps.Clear();
         _steps.Add($"record {Convert.ToBase64String(JournalCodec.Encode(record))}");
     }
 
@@ -118,8 +146,39 @@ public sealed class StagedCut : IDisposable
         _applied = true;
     }
 
+    private string NewStagedFile() => Path.Combine(_staging, $"{_prefix}.{_stagedFiles++}");
+
+    private void Supersede(int step)
+    {
+        ChangedBeforeCut |= step < _stepsAtCut;
+        _steps[step] = null;
+    }
+
+    /// <summary>Whether <paramref name="write"/> is patched into the replica's file in place: the file is the
+    /// replica's own at that path (nothing earlier in the cut staged, renamed or deleted it or a directory above it),
+    /// a regular file, and the record changes at most a quarter of it.</summary>
+    private bool PatchesInPlace(WriteRecord write)
+    {
+        var path = write.Path;
+        if (_holds.ContainsKey(path) || _removed.Exists(r => path == r || path.StartsWith(r + "/", StringComparison.Ordinal))
+            || _renames.Exists(r => path.StartsWith(r.To + "/", StringComparison.Ordinal)))
+        {
+            return false;
+        }
+
+        var info = new FileInfo(Path.Combine(_root, path));
+        long changed = 0;
+        foreach (var block in write.Blocks)
+        {
+            changed += block.Content.Length;
+        }
+
+        return info.Exists && info.LinkTarget is null && changed * 4 <= info.Length;
+    }
+
     /// <summary>The file that holds what <paramref name="path"/> names at this point of the cut; under a directory
-    /// the cut renamed (latest first), what is there now came from under its old path.</summary>
+    /// the cut renamed (latest first), what is there now came from under its old path. A replica file with patches
+    /// staged is rebuilt (copied, patched) in the staging area first: that is what it will hold by then.</summary>
     private string? Holding(string path)
     {
         if (_holds.TryGetValue(path, out var file))
@@ -136,7 +195,21 @@ public sealed class StagedCut : IDisposable
             }
         }
 
-        return Path.Combine(_root, path);
+        var replica = Path.Combine(_root, path);
+        if (!_patches.Remove(path, out var patches))
+        {
+            return replica;
+        }
+
+        var rebuilt = NewStagedFile();
+        File.Copy(replica, rebuilt);
+        foreach (var patch in patches)
+        {
+            ReplicaApplier.PatchStaged(rebuilt, (WriteRecord)JournalCodec.Decode(File.ReadAllBytes(patch)).Record!);
+        }
+
+        _holds[path] = rebuilt;
+        return rebuilt;
     }
 
     public void Dispose()
