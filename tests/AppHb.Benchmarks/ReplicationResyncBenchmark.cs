@@ -90,7 +90,7 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
         var cpuBefore = Cpu(rig.Daemon(1)!.Pid) + Cpu(rig.Daemon(2)!.Pid);
         var watch = Stopwatch.StartNew();
         WriteTree(source);
-        await CaughtUpAsync(control, "the first sync");
+        await CaughtUpAsync(rig, control, "the first sync");
         var full = new Row($"apphbd, {blockKiB} KiB blocks", watch.Elapsed.TotalSeconds, TreeBytes, await LinkBytesAsync(rig) - linkBefore, "1 GiB written and replicated from empty",
             Cpu(rig.Daemon(1)!.Pid) + Cpu(rig.Daemon(2)!.Pid) - cpuBefore);
         Console.Error.WriteLine($"{full.Contender}: first sync {full.Seconds:0.0} s, {Rate(full)}");
@@ -122,7 +122,7 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
         // From the new connection (the standby's walk of its replica included) to the standby confirming the resync.
         var connected = await UntilAsync(async () => (await control.GetStatusAsync()).Replication is { } r && r.Connections > before.Connections, "the standby's new connection");
         var resyncStarted = Stopwatch.StartNew();
-        var status = await CaughtUpAsync(control, "the resync");
+        var status = await CaughtUpAsync(rig, control, "the resync");
         var resync = new Row($"apphbd, {blockKiB} KiB blocks", resyncStarted.Elapsed.TotalSeconds, status.ResyncTotalBytes ?? -1, await LinkBytesAsync(rig) - linkBefore,
             $"{status.Resyncs - before.Resyncs} resync; the standby's apphbd start not counted ({connected.TotalSeconds:0.0} s)",
             Cpu(rig.Daemon(1)!.Pid) - cpuBefore + Cpu(rig.Daemon(2)!.Pid));
@@ -160,6 +160,20 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
 
     /// <summary>Waits until the standby confirms everything journaled; says on stderr when the replication status
     /// changes on the way (where the time goes), and returns the largest resync seen.</summary>
+    private static async Task<ReplicationStatus> CaughtUpAsync(PairRig rig, AppHbControl control, string what)
+    {
+        try
+        {
+            return await CaughtUpAsync(control, what);
+        }
+        catch (DaemonUnavailableException e)
+        {
+            // Where it stopped, from both daemons' own output.
+            throw new InvalidOperationException($"{what}: {e.Message}\n" + string.Join('\n', new[] { 1, 2 }.Select(n =>
+                $"node{n}'s apphbd ({(rig.Daemon(n)!.IsRunning ? "running" : "exited")}), last lines:\n  " + string.Join("\n  ", rig.Daemon(n)!.Lines.TakeLast(30)))), e);
+        }
+    }
+
     private static async Task<ReplicationStatus> CaughtUpAsync(AppHbControl control, string what)
     {
         ReplicationStatus? last = null;
@@ -308,7 +322,7 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
         var cpuBefore = Cpu(one) + Cpu(two);
         var watch = Stopwatch.StartNew();
         WriteMany(Path.Combine(ReplicationCrashTrials.Data(rig, 1), "many"));
-        await CaughtUpAsync(control, "100,000 files");
+        await CaughtUpAsync(rig, control, "100,000 files");
         var seconds = watch.Elapsed.TotalSeconds;
         if (CountFiles(Path.Combine(ReplicationCrashTrials.Data(rig, 2), "many")) != ManyFiles)
         {

@@ -54,4 +54,46 @@ public sealed class JournalerTests : IDisposable
         // Nothing changed: nothing journaled.
         Assert.Equal(0, journaler.Journal([new TreeChange(TreeChangeKind.Written, "big", IsDirectory: false)]));
     }
+
+    [Fact]
+    public void The_dirty_set_names_what_changed_after_a_position_and_forgets_what_the_peer_acknowledged()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var generation = new DataGeneration(1, 1);
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        var journaler = new Journaler(source, journal, generation, blockSize: 4096);
+        Directory.CreateDirectory(Path.Combine(source, "dir"));
+        File.WriteAllText(Path.Combine(source, "dir", "a"), "a");
+        File.WriteAllText(Path.Combine(source, "b"), "b");
+        File.WriteAllText(Path.Combine(source, "c"), "c");
+
+        // Before its first comparison a journaler cannot say what a replica lacks.
+        Assert.Null(journaler.DirtySince(generation, 0));
+        var (_, cut) = journaler.Resync([]);
+        Assert.Empty(journaler.DirtySince(generation, cut)!);
+
+        File.WriteAllText(Path.Combine(source, "dir", "a"), "a2");
+        journaler.Journal([new TreeChange(TreeChangeKind.Written, "dir/a", IsDirectory: false)]);
+        var afterA = journal.LastSequence;
+        File.WriteAllText(Path.Combine(source, "b"), "b2");
+        journaler.Journal([new TreeChange(TreeChangeKind.Written, "b", IsDirectory: false)]);
+        Assert.Equal(["b", "dir/a"], journaler.DirtySince(generation, cut));
+        Assert.Equal(["b"], journaler.DirtySince(generation, afterA));
+        // Another generation's replica, or one at a position before the comparison: the whole tree.
+        Assert.Null(journaler.DirtySince(new DataGeneration(2, 1), cut));
+        Assert.Null(journaler.DirtySince(generation, cut - 1));
+
+        // A resync of "dir/a" alone, asked before "b" changed: "b" is missing from it, and nothing is journaled.
+        var last = journal.LastSequence;
+        Assert.Null(journaler.TryResync([], ["dir/a"], cut, out var missing));
+        Assert.Equal(["b"], missing);
+        Assert.Equal(last, journal.LastSequence);
+        Assert.NotNull(journaler.TryResync([], ["dir/a", "b"], cut, out missing));
+        Assert.Empty(missing);
+
+        // Acknowledged through the end: nothing left to say.
+        journaler.Acknowledged(journal.LastSequence);
+        Assert.Empty(journaler.DirtySince(generation, journal.LastSequence)!);
+        Assert.Null(journaler.DirtySince(generation, last));
+    }
 }

@@ -61,6 +61,62 @@ public sealed class ResyncTests : IDisposable
         // The five rewritten blocks and the two small new files: nothing of the 8 × 16 blocks that did not change.
         Assert.Equal(7, shipped);
         Assert.Equal(1, pump.Sender.Resyncs);
+        // A journaler that has not compared since it started knows no dirty set: the whole tree was compared.
+        Assert.Null(pump.Sender.LastResyncPaths);
+    }
+
+    [Fact]
+    public async Task A_replica_back_from_apart_is_compared_only_where_the_active_changed_meanwhile()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = Directory.CreateDirectory(_directory.File("replica")).FullName;
+        var random = new Random(12);
+        Directory.CreateDirectory(Path.Combine(source, "kept"));
+        for (var i = 0; i < 10; i++)
+        {
+            File.WriteAllBytes(Path.Combine(source, "kept", $"file{i}"), Bytes.Random(random, 3 * BlockSize));
+        }
+
+        File.WriteAllText(Path.Combine(source, "changed"), "before");
+        File.WriteAllText(Path.Combine(source, "gone"), "deleted while apart");
+        Directory.CreateDirectory(Path.Combine(source, "moved-away"));
+        File.WriteAllText(Path.Combine(source, "moved-away", "inside"), "renamed with its directory");
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(4, 1)), journal, journalLimit: 64 * 1024);
+        await SyncAsync(pump, replica, "state");
+        AssertIdentical(source, replica);
+        Assert.Null(pump.Sender.LastResyncPaths);
+
+        // Apart: a file the active never touches is altered on the replica (what only a whole comparison would see),
+        // and the active changes a few paths, then writes past its journal's limit so that it cannot replay them.
+        var replicaAt = pump.Sender.Acknowledged;
+        File.WriteAllText(Path.Combine(replica, "kept", "file3"), "altered on the replica behind apphbd's back");
+        File.WriteAllText(Path.Combine(source, "changed"), "after");
+        File.Delete(Path.Combine(source, "gone"));
+        Directory.Move(Path.Combine(source, "moved-away"), Path.Combine(source, "moved-here"));
+        for (var i = 0; i < 8; i++)
+        {
+            await File.WriteAllBytesAsync(Path.Combine(source, $"away{i}"), Bytes.Random(random, 20_000), TestContext.Current.CancellationToken);
+        }
+
+        Assert.True(await Polling.UntilAsync(() => Task.FromResult(journal.ReadAfter(0).First().Sequence > replicaAt + 1), Patience, TestContext.Current.CancellationToken));
+        await using (var replication = Replicating.Start(pump, replica, _key, _directory.File("state")))
+        {
+            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        }
+
+        Assert.Equal(2, pump.Sender.Resyncs);
+        // Compared: the changed file, the deleted one, both names of the moved directory, the new files.
+        Assert.Equal(12, pump.Sender.LastResyncPaths);
+        Assert.Equal("after", File.ReadAllText(Path.Combine(replica, "changed")));
+        Assert.False(File.Exists(Path.Combine(replica, "gone")));
+        Assert.Equal("renamed with its directory", File.ReadAllText(Path.Combine(replica, "moved-here", "inside")));
+        Assert.False(Directory.Exists(Path.Combine(replica, "moved-away")));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(source, "away7")), File.ReadAllBytes(Path.Combine(replica, "away7")));
+        // Not compared, so not repaired: the dirty set is what the active changed (verify --repair finds the rest).
+        Assert.Equal("altered on the replica behind apphbd's back", File.ReadAllText(Path.Combine(replica, "kept", "file3")));
+        File.Copy(Path.Combine(source, "kept", "file3"), Path.Combine(replica, "kept", "file3"), overwrite: true);
+        AssertIdentical(source, replica);
     }
 
     [Fact]

@@ -45,6 +45,11 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
 
     private sealed record ResyncAsked(IReadOnlyList<ManifestEntry> PeerHas, TaskCompletionSource<(ulong, ulong)> Done) : Input;
 
+    private sealed record DirtyResyncAsked(IReadOnlyList<ManifestEntry> PeerHas, IReadOnlyCollection<string> Dirty, ulong Applied,
+        TaskCompletionSource<((ulong First, ulong Cut)? Done, IReadOnlyList<string> Missing)> Result) : Input;
+
+    private sealed record DirtyAsked(DataGeneration Generation, ulong Applied, TaskCompletionSource<IReadOnlyList<string>?> Result) : Input;
+
     private readonly long _journalLimit;
 
     private CapturePump(string root, Journaler journaler, JournalFile journal, long journalLimit, long resyncBytesPerSecond)
@@ -130,6 +135,20 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
         ObjectDisposedException.ThrowIf(!_inputs.Writer.TryWrite(new ResyncAsked(peerHas, done)), this);
 
         return await done.Task.WaitAsync(cancellationToken);
+    }
+
+    public async Task<IReadOnlyList<string>?> DirtySinceAsync(DataGeneration generation, ulong applied, CancellationToken cancellationToken)
+    {
+        var result = new TaskCompletionSource<IReadOnlyList<string>?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        ObjectDisposedException.ThrowIf(!_inputs.Writer.TryWrite(new DirtyAsked(generation, applied, result)), this);
+        return await result.Task.WaitAsync(cancellationToken);
+    }
+
+    public async Task<((ulong First, ulong Cut)? Done, IReadOnlyList<string> Missing)> ResyncAsync(IReadOnlyList<ManifestEntry> peerHas, IReadOnlyCollection<string> dirty, ulong applied, CancellationToken cancellationToken)
+    {
+        var result = new TaskCompletionSource<((ulong First, ulong Cut)? Done, IReadOnlyList<string> Missing)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        ObjectDisposedException.ThrowIf(!_inputs.Writer.TryWrite(new DirtyResyncAsked(peerHas, dirty, applied, result)), this);
+        return await result.Task.WaitAsync(cancellationToken);
     }
 
     /// <summary>Returns once every change made under the tree before this call is applied and durable on the peer.</summary>
@@ -285,6 +304,35 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
                     continue;
                 }
 
+                if (input is DirtyAsked asked)
+                {
+                    // In order: what was read before is journaled first, so that the dirty set names it.
+                    Journal(batch);
+                    asked.Result.TrySetResult(_compared ? _journaler.DirtySince(asked.Generation, asked.Applied) : null);
+                    continue;
+                }
+
+                if (input is DirtyResyncAsked dirtyResync)
+                {
+                    Journal(batch);
+                    try
+                    {
+                        var done = _journaler.TryResync(dirtyResync.PeerHas, dirtyResync.Dirty, dirtyResync.Applied, out var missing);
+                        if (done is { } result)
+                        {
+                            _sender.Journaled(result.Cut);
+                        }
+
+                        dirtyResync.Result.TrySetResult((done, missing));
+                    }
+                    catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
+                    {
+                        dirtyResync.Result.TrySetException(e);
+                    }
+
+                    continue;
+                }
+
                 if (input is ResyncAsked resync)
                 {
                     // In order: what was read before the request is journaled first (against the old knowledge).
@@ -338,6 +386,8 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
         {
             _sender.Journaled(_journal.LastSequence);
         }
+
+        _journaler.Acknowledged(_sender.Acknowledged);
 
         batch.Clear();
         KeepToLimit();

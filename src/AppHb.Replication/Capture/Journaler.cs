@@ -27,6 +27,19 @@ public sealed class Journaler
 
     private readonly Func<string, bool> _excluded;
 
+    // The dirty set (what a difference resync compares when the journal no longer holds what the peer lacks): every
+    // path a record changed, with the last record that changed it, for the records after the peer acknowledged
+    // through _acknowledgedThrough. It says everything a peer at a position from _coveredFrom on may lack: set by a
+    // resync's cut (the peer then holds the tree as compared), never for a journaler that has not compared yet (an
+    // apphbd restart: changes made meanwhile are in no record).
+    private readonly Dictionary<string, ulong> _touched = new(StringComparer.Ordinal);
+    private readonly Queue<(ulong Sequence, string Path)> _touchOrder = new();
+    private ulong _acknowledgedThrough;
+    private ulong _coveredFrom = ulong.MaxValue;
+
+    /// <summary>At most this many paths in the dirty set; past it, the next resync compares the whole tree.</summary>
+    public const int MaxDirtyPaths = 100_000;
+
     /// <param name="excluded">Paths (relative, '/'-separated) never replicated, nor anything under them.</param>
     public Journaler(string root, JournalFile journal, DataGeneration generation, int blockSize = JournalCodec.DefaultBlockSize, Func<string, bool>? excluded = null)
     {
@@ -49,7 +62,7 @@ public sealed class Journaler
     public int Journal(IEnumerable<TreeChange> changes)
     {
         ArgumentNullException.ThrowIfNull(changes);
-        var records = new Batch(_journal, Generation);
+        var records = new Batch(_journal, Generation, Touched);
         // Paths already read in this batch since its last rename, deletion or rescan: Refresh reads what a path holds
         // now, after every change of the batch was made, so a second write event of the same path finds nothing new
         // (a writer rewriting pages of a large file queues an event per write; each read the whole file again).
@@ -112,7 +125,7 @@ public sealed class Journaler
     /// a queue overflow, and at start (the first rescan of an empty peer is a full sync).</summary>
     public int Rescan()
     {
-        var records = new Batch(_journal, Generation);
+        var records = new Batch(_journal, Generation, Touched);
         Rescan(records);
         return records.Close();
     }
@@ -122,13 +135,52 @@ public sealed class Journaler
     /// nothing differs (the replica then stands at a position this journal continues). Returns the first record's
     /// sequence and the cut's. Entries under excluded paths are left out: what is not replicated is the peer's own.</summary>
     /// <exception cref="ArgumentException">A file of the manifest is hashed in blocks of another size.</exception>
-    public (ulong First, ulong Cut) Resync(IEnumerable<ManifestEntry> peerHas)
+    public (ulong First, ulong Cut) Resync(IEnumerable<ManifestEntry> peerHas) => TryResync(peerHas, null, 0, out _)!.Value;
+
+    /// <summary>A difference resync of only <paramref name="dirty"/> (each path with everything under it; null: the
+    /// whole tree), for a replica at <paramref name="applied"/>: <paramref name="peerHas"/> holds what the replica
+    /// has there, and what this journal believes the peer has elsewhere stays. When paths changed after
+    /// <paramref name="applied"/> that <paramref name="dirty"/> does not cover (changes journaled since the dirty set
+    /// was read), nothing is done, null is returned and <paramref name="missing"/> names them: the replica is asked
+    /// for them too. Null with nothing missing: the dirty set no longer says; compare the whole tree.</summary>
+    public (ulong First, ulong Cut)? TryResync(IEnumerable<ManifestEntry> peerHas, IReadOnlyCollection<string>? dirty, ulong applied, out IReadOnlyList<string> missing)
     {
+        missing = [];
         ArgumentNullException.ThrowIfNull(peerHas);
-        _files.Clear();
-        _directories.Clear();
-        _symlinks.Clear();
-        _attributes.Clear();
+        HashSet<string>? compared = null;
+        if (dirty is not null)
+        {
+            compared = dirty.ToHashSet(StringComparer.Ordinal);
+            var now = DirtySince(Generation, applied);
+            if (now is null)
+            {
+                // The dirty set no longer says (too many paths meanwhile): the caller compares the whole tree.
+                return null;
+            }
+
+            missing = [.. now.Where(p => !UnderAny(p, compared))];
+            if (missing.Count > 0)
+            {
+                return null;
+            }
+
+            // What this journal believes the peer has under the compared paths gives way to what it says it has.
+            foreach (var path in Known.Concat(_attributes.Keys).Where(p => UnderAny(p, compared)).ToList())
+            {
+                _files.Remove(path);
+                _directories.Remove(path);
+                _symlinks.Remove(path);
+                _attributes.Remove(path);
+            }
+        }
+        else
+        {
+            _files.Clear();
+            _directories.Clear();
+            _symlinks.Clear();
+            _attributes.Clear();
+        }
+
         foreach (var entry in peerHas.Where(e => !_excluded(e.Path)))
         {
             if (entry.Attributes is { } attributes)
@@ -153,10 +205,141 @@ public sealed class Journaler
         }
 
         var first = _journal.LastSequence + 1;
-        var records = new Batch(_journal, Generation);
-        Rescan(records);
+        var records = new Batch(_journal, Generation, Touched);
+        if (compared is null)
+        {
+            Rescan(records);
+        }
+        else
+        {
+            foreach (var path in compared.Order(StringComparer.Ordinal))
+            {
+                RescanPath(path, records);
+            }
+        }
+
         records.Close(always: true);
+        // From the cut on, the replica holds the tree as compared: the dirty set says what it lacks after that.
+        if (_coveredFrom == ulong.MaxValue)
+        {
+            _touched.Clear();
+            _touchOrder.Clear();
+        }
+
+        _coveredFrom = _journal.LastSequence;
         return (first, _journal.LastSequence);
+    }
+
+    /// <summary>A dirty path of a difference resync: what it holds now (and under it, for a directory) against what
+    /// the peer has there.</summary>
+    private void RescanPath(string path, Batch records)
+    {
+        if (_excluded(path))
+        {
+            return;
+        }
+
+        var full = Full(path);
+        var directory = new DirectoryInfo(full);
+        if (directory.Exists && directory.LinkTarget is null)
+        {
+            Refresh(path, records);
+            RefreshAttributes(path, records);
+            RescanUnder(path, records);
+        }
+        else if (new FileInfo(full).Exists)
+        {
+            Refresh(path, records);
+            RefreshAttributes(path, records);
+        }
+        else
+        {
+            // Gone: what the peer has there goes, with everything under it.
+            Replace(path, records);
+        }
+    }
+
+    /// <summary>The peer acknowledged every record through <paramref name="sequence"/>: those leave the dirty set.</summary>
+    public void Acknowledged(ulong sequence)
+    {
+        if (sequence <= _acknowledgedThrough)
+        {
+            return;
+        }
+
+        _acknowledgedThrough = sequence;
+        while (_touchOrder.TryPeek(out var oldest) && oldest.Sequence <= sequence)
+        {
+            _touchOrder.Dequeue();
+            if (_touched.TryGetValue(oldest.Path, out var last) && last == oldest.Sequence)
+            {
+                _touched.Remove(oldest.Path);
+            }
+        }
+    }
+
+    /// <summary>What may differ between the tree and a replica at <paramref name="applied"/> of
+    /// <paramref name="generation"/>: the paths changed after it (a directory with everything under it), or null when
+    /// the dirty set cannot say (another generation, a position before what it covers, a journaler that has not
+    /// compared since it started, or too many paths): then the whole tree is compared.</summary>
+    public IReadOnlyList<string>? DirtySince(DataGeneration generation, ulong applied)
+    {
+        if (generation != Generation || applied < _coveredFrom || applied < _acknowledgedThrough || applied > _journal.LastSequence)
+        {
+            return null;
+        }
+
+        var paths = _touched.Where(t => t.Value > applied).Select(t => t.Key).ToHashSet(StringComparer.Ordinal);
+        return [.. paths.Where(p => !UnderAny(Parent(p), paths)).Order(StringComparer.Ordinal)];
+    }
+
+    /// <summary>Whether <paramref name="path"/> or a directory above it is one of <paramref name="paths"/>.</summary>
+    private static bool UnderAny(string path, HashSet<string> paths)
+    {
+        for (var p = path; p.Length > 0; p = Parent(p))
+        {
+            if (paths.Contains(p))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private void Touched(JournalRecord record)
+    {
+        if (record is CutRecord || _coveredFrom == ulong.MaxValue)
+        {
+            return;
+        }
+
+        Touch(record.Path, record.Sequence);
+        if (record is RenameRecord rename)
+        {
+            Touch(rename.NewPath, record.Sequence);
+        }
+
+        if (_touched.Count > MaxDirtyPaths)
+        {
+            // Too many to compare path by path: the next resync compares the whole tree.
+            _coveredFrom = ulong.MaxValue;
+            _touched.Clear();
+            _touchOrder.Clear();
+        }
+        else if (_touchOrder.Count > (2 * _touched.Count) + 1024)
+        {
+            // A path changed over and over queues once per record: keep only its last.
+            var latest = _touched.OrderBy(t => t.Value).Select(t => (t.Value, t.Key)).ToList();
+            _touchOrder.Clear();
+            latest.ForEach(_touchOrder.Enqueue);
+        }
+    }
+
+    private void Touch(string path, ulong sequence)
+    {
+        _touched[path] = sequence;
+        _touchOrder.Enqueue((sequence, path));
     }
 
     /// <summary>About how much file content one write record carries: a large change is several records of one cut,
@@ -169,13 +352,15 @@ public sealed class Journaler
 
     /// <summary>The records of one batch, appended to the journal as they are made (numbered in order), so that a
     /// large file's blocks are never all held in memory; closed by a cut and one fdatasync.</summary>
-    private sealed class Batch(JournalFile journal, DataGeneration generation)
+    private sealed class Batch(JournalFile journal, DataGeneration generation, Action<JournalRecord> touched)
     {
         public int Count { get; private set; }
 
         public void Add(JournalRecord record)
         {
-            journal.Append(record with { Sequence = journal.LastSequence + 1 });
+            var numbered = record with { Sequence = journal.LastSequence + 1 };
+            journal.Append(numbered);
+            touched(numbered);
             Count++;
         }
 

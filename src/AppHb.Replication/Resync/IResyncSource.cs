@@ -16,6 +16,15 @@ public interface IResyncSource
     /// record's sequence and the cut's.</summary>
     Task<(ulong First, ulong Cut)> ResyncAsync(IReadOnlyList<ManifestEntry> peerHas, CancellationToken cancellationToken);
 
+    /// <summary>The paths that may differ for a replica at <paramref name="applied"/> of <paramref name="generation"/>
+    /// (the dirty set recorded while apart), or null: compare the whole tree.</summary>
+    Task<IReadOnlyList<string>?> DirtySinceAsync(AppHb.Core.Cluster.DataGeneration generation, ulong applied, CancellationToken cancellationToken);
+
+    /// <summary>A difference resync of only <paramref name="dirty"/>, <paramref name="peerHas"/> holding what the
+    /// replica has there: the first record's sequence and the cut's; or the paths changed meanwhile that the replica
+    /// must be asked for too (Missing, nothing journaled); or neither: compare the whole tree.</summary>
+    Task<((ulong First, ulong Cut)? Done, IReadOnlyList<string> Missing)> ResyncAsync(IReadOnlyList<ManifestEntry> peerHas, IReadOnlyCollection<string> dirty, ulong applied, CancellationToken cancellationToken);
+
     /// <summary>A record of the journal on disk is damaged (the sender reports where, as the reason its connection
     /// ended): its records from there on can never be sent. The journal is started again (in order with the batches,
     /// by the one that writes it), and the replica, which can no longer be continued, is resynced by its next

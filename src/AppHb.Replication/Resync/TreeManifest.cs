@@ -53,9 +53,35 @@ public static class TreeManifest
     /// <summary>Every entry under <paramref name="root"/> (not the root itself), parents before children; symlinks
     /// are not followed.</summary>
     /// <param name="excluded">Paths (relative) left out, with everything under them.</param>
-    public static IEnumerable<ManifestEntry> Walk(string root, int blockSize, Func<string, bool>? excluded = null)
+    public static IEnumerable<ManifestEntry> Walk(string root, int blockSize, Func<string, bool>? excluded = null) =>
+        WalkFrom(root, root, blockSize, excluded);
+
+    /// <summary>What the tree holds at each of <paramref name="paths"/> (relative) and, for a directory, everything
+    /// under it: a difference resync's manifest when only those paths may differ.</summary>
+    public static IEnumerable<ManifestEntry> Walk(string root, int blockSize, IEnumerable<string> paths)
     {
-        foreach (var (path, entry) in FileTree.Walk(root, root, excluded))
+        ArgumentNullException.ThrowIfNull(paths);
+        foreach (var path in paths)
+        {
+            if (Entry(root, path, blockSize) is not { } entry)
+            {
+                continue;
+            }
+
+            yield return entry;
+            if (entry.Kind == ManifestEntryKind.Directory)
+            {
+                foreach (var under in WalkFrom(root, Path.Combine(root, path), blockSize, null))
+                {
+                    yield return under;
+                }
+            }
+        }
+    }
+
+    private static IEnumerable<ManifestEntry> WalkFrom(string root, string start, int blockSize, Func<string, bool>? excluded)
+    {
+        foreach (var (path, entry) in FileTree.Walk(root, start, excluded))
         {
             if (entry.LinkTarget is { } target)
             {

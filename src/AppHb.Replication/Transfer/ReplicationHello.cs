@@ -20,8 +20,8 @@ public sealed record ReplicationHello(ushort Version, ReplicationSide Side, usho
     public const int Size = 4 + 2 + 1 + 2 + ChannelKeys.SaltSize;
 
     /// <summary>The version this build speaks; a peer speaking another is refused, naming both. (2: a manifest entry
-    /// carries its mode, owner and group.)</summary>
-    public const ushort CurrentVersion = 2;
+    /// carries its mode, owner and group; 3: a resync request may name the paths it compares.)</summary>
+    public const ushort CurrentVersion = 3;
 
     private static ReadOnlySpan<byte> Magic => "AHRP"u8;
 

@@ -46,10 +46,21 @@ public static class ReplicationMessage
         return [.. body];
     }
 
-    public static byte[] ResyncRequest(int blockSize)
+    /// <param name="paths">Only these paths (each with everything under it) may differ: the replica sends what it
+    /// holds there; null: the whole tree.</param>
+    public static byte[] ResyncRequest(int blockSize, IReadOnlyCollection<string>? paths = null)
     {
         List<byte> body = [(byte)ReplicationMessageKind.ResyncRequest];
         BigEndianWriter.AddUInt32(body, (uint)blockSize);
+        if (paths is not null)
+        {
+            BigEndianWriter.AddUInt32(body, (uint)paths.Count);
+            foreach (var path in paths)
+            {
+                BigEndianWriter.AddString(body, path, JournalPath.MaxBytes, "a path");
+            }
+        }
+
         return [.. body];
     }
 
@@ -78,7 +89,38 @@ public static class ReplicationMessage
     public static ReplicationMessageKind KindOf(ReadOnlySpan<byte> payload) => payload.IsEmpty ? 0 : (ReplicationMessageKind)payload[0];
 
     /// <exception cref="ReplicationRefusedException">Not a resync request, short, or a block size the journal cannot carry.</exception>
-    public static int ReadResyncRequest(ReadOnlySpan<byte> payload) => ReadManifestRequest(payload, ReplicationMessageKind.ResyncRequest);
+    public static (int BlockSize, IReadOnlyList<string>? Paths) ReadResyncRequest(ReadOnlySpan<byte> payload)
+    {
+        if (payload.Length <= 1 + 4)
+        {
+            return (ReadManifestRequest(payload, ReplicationMessageKind.ResyncRequest), null);
+        }
+
+        var blockSize = ReadManifestRequest(payload[..5], ReplicationMessageKind.ResyncRequest);
+        var reader = new BigEndianReader(payload[5..]);
+        if (!reader.Read32(out var count) || count > (uint)reader.Left / 2)
+        {
+            throw new ReplicationRefusedException($"a resync request naming {count} paths in {payload.Length} bytes");
+        }
+
+        var paths = new List<string>((int)count);
+        for (var i = 0; i < count; i++)
+        {
+            if (!reader.ReadText(JournalPath.MaxBytes, out var path) || JournalPath.Problem(path) is not null)
+            {
+                throw new ReplicationRefusedException($"a resync request whose path {i + 1} of {count} is cut short or not a path under the tree ({JournalPath.Problem(path ?? string.Empty) ?? "cut short"})");
+            }
+
+            paths.Add(path);
+        }
+
+        if (!reader.AtEnd)
+        {
+            throw new ReplicationRefusedException($"a resync request with {reader.Left} bytes after its {count} paths");
+        }
+
+        return (blockSize, paths);
+    }
 
     /// <exception cref="ReplicationRefusedException">Not a verify request, short, or a block size the journal cannot carry.</exception>
     public static int ReadVerifyRequest(ReadOnlySpan<byte> payload) => ReadManifestRequest(payload, ReplicationMessageKind.VerifyRequest);

@@ -24,6 +24,11 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
     /// <summary>At most this much of consecutive cuts already received is applied together.</summary>
     private const long MergeBytes = 64L << 20;
 
+    /// <summary>... and for at most this long from the first: records are staged as they arrive, so under steady
+    /// writing more are always waiting, and merging until the bytes ran out held acknowledgements back for seconds
+    /// (a test saw the journal's backlog never fall to where it may start again).</summary>
+    private static readonly TimeSpan MergeTime = TimeSpan.FromMilliseconds(20);
+
     /// <summary>Whether a difference resync is under way: from the sender's request to its cut.</summary>
     public bool Resyncing { get; private set; }
 
@@ -38,6 +43,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
         long held = 0;
         // The records received since the last cut applied, staged as they come (cuts already here are merged).
         StagedCut? staged = null;
+        long stagedSince = 0;
         void ApplyStaged()
         {
             var last = staged!.LastCut!;
@@ -70,10 +76,18 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                     {
                         Resyncing = true;
                         beforeResync?.Invoke();
-                        await SendManifestAsync(channel, ReplicationMessage.ReadResyncRequest(payload), cancellationToken);
+                        // Asked again (for paths that changed on the active meanwhile, or the whole tree) until the
+                        // records start.
+                        while (ReplicationMessage.KindOf(payload) == ReplicationMessageKind.ResyncRequest)
+                        {
+                            var (blockSize, paths) = ReplicationMessage.ReadResyncRequest(payload);
+                            await SendManifestAsync(channel, blockSize, paths, cancellationToken);
+                            payload = await channel.ReceiveAsync(cancellationToken);
+                        }
+
                         // The sender's journal numbers them, which may be another node's than the one the replica
                         // followed before: the position only has to follow on from here.
-                        next = ReplicationMessage.ReadResyncFrom(await channel.ReceiveAsync(cancellationToken));
+                        next = ReplicationMessage.ReadResyncFrom(payload);
                         continue;
                     }
 
@@ -91,7 +105,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                             await ApplyAndAcknowledgeAsync();
                         }
 
-                        await SendManifestAsync(channel, blockSize, cancellationToken);
+                        await SendManifestAsync(channel, blockSize, null, cancellationToken);
                         continue;
                     }
 
@@ -112,14 +126,19 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
 
                 next++;
                 held += payload.Length;
-                staged ??= _applier.Begin();
+                if (staged is null)
+                {
+                    staged = _applier.Begin();
+                    stagedSince = System.Diagnostics.Stopwatch.GetTimestamp();
+                }
+
                 staged.Add(record);
                 if (record is not CutRecord)
                 {
                     continue;
                 }
 
-                if (channel.MoreWaiting && held < MergeBytes)
+                if (channel.MoreWaiting && held < MergeBytes && System.Diagnostics.Stopwatch.GetElapsedTime(stagedSince) < MergeTime)
                 {
                     // The next cuts are already here: applied together, the syncs are paid once for all of them.
                     continue;
@@ -138,10 +157,12 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
         }
     }
 
-    private async Task SendManifestAsync(ReplicationChannel channel, int blockSize, CancellationToken cancellationToken)
+    /// <param name="paths">Only these (each with everything under it); null: the whole replica.</param>
+    private async Task SendManifestAsync(ReplicationChannel channel, int blockSize, IReadOnlyList<string>? paths, CancellationToken cancellationToken)
     {
         ulong entries = 0;
-        var counted = TreeManifest.Walk(_applier.ReplicaRoot, blockSize).Select(e =>
+        var walked = paths is null ? TreeManifest.Walk(_applier.ReplicaRoot, blockSize) : TreeManifest.Walk(_applier.ReplicaRoot, blockSize, paths);
+        var counted = walked.Select(e =>
         {
             entries++;
             return e;

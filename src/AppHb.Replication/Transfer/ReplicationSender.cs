@@ -114,9 +114,14 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         {
             Volatile.Write(ref _continuesFrom, ulong.MaxValue);
             _resyncDemanded = reason;
+            // What a verify found was changed behind replication's back: no dirty set names it.
+            _wholeTreeDemanded = true;
             _connectionStop?.Cancel();
         }
     }
+
+    /// <summary>Set by <see cref="ResyncNow"/>: the next resync compares the whole tree.</summary>
+    private bool _wholeTreeDemanded;
 
     /// <summary>Difference resyncs started (each connection that could not continue the replica's position).</summary>
     public long Resyncs { get; private set; }
@@ -232,6 +237,10 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         }
     }
 
+    /// <summary>How many paths the last difference resync compared (the dirty set recorded while apart), or null when
+    /// it compared the whole tree (or none ran).</summary>
+    public int? LastResyncPaths { get; private set; }
+
     /// <summary>Returns once the peer has acknowledged <paramref name="sequence"/> (a cut at or after it).</summary>
     public async Task WaitAcknowledgedAsync(ulong sequence, CancellationToken cancellationToken)
     {
@@ -330,7 +339,7 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         }
         else
         {
-            Sent = await ResyncAsync(channel, resync, cancellationToken) - 1;
+            Sent = await ResyncAsync(channel, resync, generation, applied, cancellationToken) - 1;
         }
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var acknowledgements = FollowAcknowledgementsAsync(channel, stop.Token);
@@ -453,10 +462,69 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
 
     /// <summary>Asks the replica what it holds, has the journal record what differs, and returns the first sequence
     /// of those records (announced to the receiver, which applies them from there).</summary>
-    private async Task<ulong> ResyncAsync(ReplicationChannel channel, IResyncSource source, CancellationToken cancellationToken)
+    private async Task<ulong> ResyncAsync(ReplicationChannel channel, IResyncSource source, DataGeneration generation, ulong applied, CancellationToken cancellationToken)
     {
         Resyncs++;
-        await channel.SendAsync(ReplicationMessage.ResyncRequest(source.BlockSize), cancellationToken);
+        // Only what changed while apart when the dirty set says what that is; the paths changed while the replica
+        // was answering are asked for in turn (a few rounds at most, then the whole tree).
+        bool whole;
+        lock (_gate)
+        {
+            whole = _wholeTreeDemanded;
+            _wholeTreeDemanded = false;
+        }
+
+        var dirty = !whole && await source.DirtySinceAsync(generation, applied, cancellationToken) is { } paths ? new List<string>(paths) : null;
+        IReadOnlyCollection<string>? asking = dirty;
+        var manifest = new List<ManifestEntry>();
+        ulong first, cut;
+        for (var round = 1; ; round++)
+        {
+            await channel.SendAsync(ReplicationMessage.ResyncRequest(source.BlockSize, asking), cancellationToken);
+            manifest.AddRange(await ReceiveManifestAsync(channel, source.BlockSize, cancellationToken));
+            if (dirty is null)
+            {
+                (first, cut) = await source.ResyncAsync(manifest, cancellationToken);
+                LastResyncPaths = null;
+                break;
+            }
+
+            var (done, missing) = await source.ResyncAsync(manifest, dirty, applied, cancellationToken);
+            if (done is { } result)
+            {
+                (first, cut) = result;
+                LastResyncPaths = dirty.Count;
+                break;
+            }
+
+            if (missing.Count > 0 && round < 3)
+            {
+                dirty.AddRange(missing);
+                asking = missing;
+            }
+            else
+            {
+                dirty = null;
+                asking = null;
+                manifest.Clear();
+            }
+        }
+
+        lock (_gate)
+        {
+            _continuesFrom = cut;
+            _resyncCut = cut;
+            _resyncTotal = _journal.BytesAfter(first - 1) - _journal.BytesAfter(cut);
+            Interlocked.Exchange(ref _resyncSent, 0);
+            _resyncStarted = System.Diagnostics.Stopwatch.GetTimestamp();
+        }
+
+        await channel.SendAsync(ReplicationMessage.ResyncFrom(first), cancellationToken);
+        return first;
+    }
+
+    private static async Task<List<ManifestEntry>> ReceiveManifestAsync(ReplicationChannel channel, int blockSize, CancellationToken cancellationToken)
+    {
         var manifest = new List<ManifestEntry>();
         while (true)
         {
@@ -469,24 +537,11 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
                     throw new ReplicationRefusedException($"the peer's manifest ended saying {count} entries, and {manifest.Count} arrived");
                 }
 
-                break;
+                return manifest;
             }
 
-            manifest.AddRange(TreeManifest.Decode(payload, source.BlockSize));
+            manifest.AddRange(TreeManifest.Decode(payload, blockSize));
         }
-
-        var (first, cut) = await source.ResyncAsync(manifest, cancellationToken);
-        lock (_gate)
-        {
-            _continuesFrom = cut;
-            _resyncCut = cut;
-            _resyncTotal = _journal.BytesAfter(first - 1) - _journal.BytesAfter(cut);
-            Interlocked.Exchange(ref _resyncSent, 0);
-            _resyncStarted = System.Diagnostics.Stopwatch.GetTimestamp();
-        }
-
-        await channel.SendAsync(ReplicationMessage.ResyncFrom(first), cancellationToken);
-        return first;
     }
 
     private async Task FollowAcknowledgementsAsync(ReplicationChannel channel, CancellationToken cancellationToken)
