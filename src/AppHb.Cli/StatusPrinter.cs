@@ -82,7 +82,7 @@ internal static class StatusPrinter
         var text = new StringBuilder();
         var side = r.Side switch
         {
-            "source" => string.Create(CultureInfo.InvariantCulture, $"{r.Path}: source (active node); journaled to record {r.Journaled}, the peer confirmed {r.Acknowledged} (lag {r.LagRecords} records, {r.LagBytes} bytes, {r.LagSeconds:0.000} s); resyncs {r.Resyncs}{(r.ResyncTotalBytes is { } total ? $"; a difference resync is under way: {r.ResyncSentBytes} of {total} bytes sent" : r.Resyncing ? "; the peer's replica is not compared yet: a difference resync is due" : string.Empty)}"),
+            "source" => string.Create(CultureInfo.InvariantCulture, $"{r.Path}: source (active node); journaled to record {r.Journaled}, the peer confirmed {r.Acknowledged} (lag {r.LagRecords} records, {r.LagBytes} bytes, {r.LagSeconds:0.000} s); resyncs {r.Resyncs}{(r.Resyncs > 0 ? (r.LastResyncPaths is { } paths ? $" (the last compared the {paths} paths changed while apart)" : " (the last compared the whole tree)") : string.Empty)}{(r.ResyncTotalBytes is { } total ? $"; a difference resync is under way: {r.ResyncSentBytes} of {total} bytes sent" : r.Resyncing ? "; the peer's replica is not compared yet: a difference resync is due" : string.Empty)}"),
             "replica" => string.Create(CultureInfo.InvariantCulture, $"{r.Path}: replica (standby); applied to record {r.Applied} ({r.AppliedGeneration}){(r.Resyncing ? "; a difference resync is under way" : string.Empty)}"),
             _ => string.Create(CultureInfo.InvariantCulture, $"{r.Path}: idle (this node is taking over, or its side failed to start: see the events)"),
         };

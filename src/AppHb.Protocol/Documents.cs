@@ -28,6 +28,8 @@ public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog
 /// far; ResyncTotalBytes its bytes in all (what differed).</param>
 /// <param name="CaptureOverflows">Source: times the kernel's notification queue overflowed since this side started
 /// (each made the journaler compare the whole tree with what the peer has: nothing is lost, it costs reads).</param>
+/// <param name="LastResyncPaths">Source: how many paths the last difference resync compared (the paths changed while
+/// the replica was apart); null when it compared the whole tree, or none ran.</param>
 public sealed record ReplicationStatus(
     string Path,
     string Side,
@@ -44,7 +46,8 @@ public sealed record ReplicationStatus(
     long? LagBytes = null,
     long? ResyncSentBytes = null,
     long? ResyncTotalBytes = null,
-    long? CaptureOverflows = null)
+    long? CaptureOverflows = null,
+    int? LastResyncPaths = null)
 {
     /// <summary>Source: records journaled and not yet confirmed by the peer (lag_records in the document).</summary>
     public ulong? LagRecords => Journaled is { } journaled && Acknowledged is { } acknowledged

@@ -238,7 +238,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             Source s => new ReplicationStatus(replication.Path, "source", connections, _lastEnded, s.Journal.LastSequence,
                 s.Pump.Sender.Acknowledged, Math.Round(s.Pump.Sender.LagSeconds, 6), null, null, Resyncs, !s.Pump.Compared || s.Pump.Sender.ResyncProgress is not null, _lastVerify,
                 s.Journal.BytesAfter(s.Pump.Sender.Acknowledged), s.Pump.Sender.ResyncProgress?.Sent, s.Pump.Sender.ResyncProgress?.Total,
-                s.Pump.CaptureOverflows),
+                s.Pump.CaptureOverflows, s.Pump.Sender.LastResyncPaths),
             Replica r => new ReplicationStatus(replication.Path, "replica", connections, _lastEnded, null, null, null,
                 r.Applier.LastApplied.Sequence, r.Applier.LastApplied.Generation.ToString(), Resyncs, r.Receiver.Resyncing, _lastVerify),
             _ => new ReplicationStatus(replication.Path, "idle", connections, _lastEnded, null, null, null, null, null, Resyncs, false, _lastVerify),
