@@ -212,9 +212,17 @@ public sealed class Journaler
         }
         else
         {
+            // Every compared path walked, then one pass for what the peer has there and the tree no longer does (a
+            // pass per directory would read every path the peer has once for each).
+            var present = new HashSet<string>(StringComparer.Ordinal);
             foreach (var path in compared.Order(StringComparer.Ordinal))
             {
-                RescanPath(path, records);
+                RescanPath(path, records, present);
+            }
+
+            foreach (var path in Known.Where(p => UnderAny(p, compared) && !present.Contains(p)).ToList())
+            {
+                Replace(path, records);
             }
         }
 
@@ -231,8 +239,8 @@ public sealed class Journaler
     }
 
     /// <summary>A dirty path of a difference resync: what it holds now (and under it, for a directory) against what
-    /// the peer has there.</summary>
-    private void RescanPath(string path, Batch records)
+    /// the peer has there; what it found goes into <paramref name="present"/>.</summary>
+    private void RescanPath(string path, Batch records, HashSet<string> present)
     {
         if (_excluded(path))
         {
@@ -241,21 +249,22 @@ public sealed class Journaler
 
         var full = Full(path);
         var directory = new DirectoryInfo(full);
-        if (directory.Exists && directory.LinkTarget is null)
+        var isDirectory = directory.Exists && directory.LinkTarget is null;
+        if (isDirectory || new FileInfo(full).Exists)
         {
-            Refresh(path, records);
-            RefreshAttributes(path, records);
-            RescanUnder(path, records);
-        }
-        else if (new FileInfo(full).Exists)
-        {
+            present.Add(path);
             Refresh(path, records);
             RefreshAttributes(path, records);
         }
-        else
+
+        if (isDirectory)
         {
-            // Gone: what the peer has there goes, with everything under it.
-            Replace(path, records);
+            foreach (var (under, _) in FileTree.Walk(_root, full, _excluded))
+            {
+                present.Add(under);
+                Refresh(under, records);
+                RefreshAttributes(under, records);
+            }
         }
     }
 
@@ -576,6 +585,20 @@ public sealed class Journaler
     /// <summary>Deletes, deepest first, everything the peer has at or under <paramref name="path"/>.</summary>
     private void Forget(string path, Batch records)
     {
+        if (!_directories.Contains(path))
+        {
+            // Nothing is under what the peer has as a file or a symlink: no pass over every path it has.
+            if (PeerHas(path))
+            {
+                records.Add(new DeleteRecord(0, Generation, path));
+                _attributes.Remove(path);
+                _files.Remove(path);
+                _symlinks.Remove(path);
+            }
+
+            return;
+        }
+
         var gone = Known
             .Where(p => IsAtOrUnder(p, path))
             .OrderByDescending(p => p.Count(c => c == '/')).ThenByDescending(p => p, StringComparer.Ordinal)
