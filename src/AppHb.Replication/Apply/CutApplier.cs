@@ -10,8 +10,9 @@ namespace AppHb.Replication.Apply;
 /// replica is always at a cut, never between two, even after a crash (docs/replication-design.md, "What write order
 /// can mean"). The records are first staged outside the replica (each new file version built, or a small change to a
 /// large file kept as a patch to write in place), then the steps that install them are written to a redo log and made
-/// durable, then carried out in order, each one's completion appended to the log. <see cref="Recover"/> (at start) finishes a cut whose log is whole, or discards one whose log
-/// is not (the replica never saw it). Not thread-safe: one applier per replica.</summary>
+/// durable, then carried out in order, each one's completion appended to the log. <see cref="Recover"/> (at start)
+/// finishes a cut whose log is whole, or discards one whose log is not (the replica never saw it). Not thread-safe:
+/// one applier per replica.</summary>
 public sealed class CutApplier
 {
     private const string LogName = "redo.log";
@@ -67,12 +68,7 @@ public sealed class CutApplier
     /// <exception cref="InvalidOperationException">A crash left a cut unfinished and <see cref="Recover"/> has not run.</exception>
     public StagedCut Begin()
     {
-        if (File.Exists(LogPath))
-        {
-            // Writing this cut's log would lose the unfinished one's steps, and the replica would stay between cuts.
-            throw new InvalidOperationException($"{LogPath}: a cut is unfinished: Recover() before applying the next one");
-        }
-
+        ThrowIfUnfinished();
         return new StagedCut(this, _replica.Root, _staging);
     }
 
@@ -80,15 +76,21 @@ public sealed class CutApplier
     /// the redo log names them, then the log, then its steps.</summary>
     internal void Install(CutRecord cut, IReadOnlyList<string> steps)
     {
-        if (File.Exists(LogPath))
-        {
-            throw new InvalidOperationException($"{LogPath}: a cut is unfinished: Recover() before applying the next one");
-        }
-
+        ThrowIfUnfinished();
         DurableFile.SyncFileSystem(_staging);
         var header = $"cut {cut.Sequence} {cut.Generation.Number} {cut.Generation.Node}";
         DurableFile.Replace(LogPath, Encoding.UTF8.GetBytes($"{header}\n{string.Join('\n', steps)}\n{End}\n"));
         Carry(header, steps, done: 0);
+    }
+
+    /// <summary>Writing a cut's log over an unfinished one's would lose its steps, and the replica would stay between
+    /// cuts.</summary>
+    private void ThrowIfUnfinished()
+    {
+        if (File.Exists(LogPath))
+        {
+            throw new InvalidOperationException($"{LogPath}: a cut is unfinished: Recover() before applying the next one");
+        }
     }
 
     /// <summary>Removes what a staged cut that is not applied left in the staging area; never while a redo log
@@ -134,7 +136,7 @@ public sealed class CutApplier
             for (var i = done; i < steps.Count; i++)
             {
                 var parts = steps[i].Split(' ');
-                var install = parts[0] is "install" or "patch";
+                var recordStep = parts[0] == "record";
                 if (parts[0] == "patch")
                 {
                     // Safe to carry out again for the same reason as an install: no later step of the cut replaces
@@ -147,7 +149,7 @@ public sealed class CutApplier
                         patched = true;
                     }
                 }
-                else if (install)
+                else if (!recordStep)
                 {
                     var file = Path.Combine(_staging, parts[1]);
                     var target = Path.Combine(_replica.Root, Decode(parts[2]));
@@ -175,7 +177,7 @@ public sealed class CutApplier
 
                 log.Write(Encoding.UTF8.GetBytes($"done {i}\n"));
                 log.Flush();
-                if (!install)
+                if (recordStep)
                 {
                     // A record step (a rename, a deletion) is not safe to carry out again once a later step reused
                     // its path: it and its "done" are durable, with every step before it, before the next step runs.

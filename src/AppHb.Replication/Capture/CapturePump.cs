@@ -43,9 +43,7 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
 
     private sealed record Damaged : Input;
 
-    private sealed record ResyncAsked(IReadOnlyList<ManifestEntry> PeerHas, TaskCompletionSource<(ulong, ulong)> Done) : Input;
-
-    private sealed record DirtyResyncAsked(IReadOnlyList<ManifestEntry> PeerHas, IReadOnlyCollection<string> Dirty, ulong Applied,
+    private sealed record ResyncAsked(IReadOnlyList<ManifestEntry> PeerHas, IReadOnlyCollection<string>? Dirty, ulong Applied,
         TaskCompletionSource<((ulong First, ulong Cut)? Done, IReadOnlyList<string> Missing)> Result) : Input;
 
     private sealed record DirtyAsked(DataGeneration Generation, ulong Applied, TaskCompletionSource<IReadOnlyList<string>?> Result) : Input;
@@ -129,14 +127,6 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
     /// <summary>Times the journal was found damaged and started again (the replica resynced).</summary>
     public long JournalDamages { get; private set; }
 
-    public async Task<(ulong First, ulong Cut)> ResyncAsync(IReadOnlyList<ManifestEntry> peerHas, CancellationToken cancellationToken)
-    {
-        var done = new TaskCompletionSource<(ulong, ulong)>(TaskCreationOptions.RunContinuationsAsynchronously);
-        ObjectDisposedException.ThrowIf(!_inputs.Writer.TryWrite(new ResyncAsked(peerHas, done)), this);
-
-        return await done.Task.WaitAsync(cancellationToken);
-    }
-
     public async Task<IReadOnlyList<string>?> DirtySinceAsync(DataGeneration generation, ulong applied, CancellationToken cancellationToken)
     {
         var result = new TaskCompletionSource<IReadOnlyList<string>?>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -144,10 +134,10 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
         return await result.Task.WaitAsync(cancellationToken);
     }
 
-    public async Task<((ulong First, ulong Cut)? Done, IReadOnlyList<string> Missing)> ResyncAsync(IReadOnlyList<ManifestEntry> peerHas, IReadOnlyCollection<string> dirty, ulong applied, CancellationToken cancellationToken)
+    public async Task<((ulong First, ulong Cut)? Done, IReadOnlyList<string> Missing)> ResyncAsync(IReadOnlyList<ManifestEntry> peerHas, IReadOnlyCollection<string>? dirty, ulong applied, CancellationToken cancellationToken)
     {
         var result = new TaskCompletionSource<((ulong First, ulong Cut)? Done, IReadOnlyList<string> Missing)>(TaskCreationOptions.RunContinuationsAsynchronously);
-        ObjectDisposedException.ThrowIf(!_inputs.Writer.TryWrite(new DirtyResyncAsked(peerHas, dirty, applied, result)), this);
+        ObjectDisposedException.ThrowIf(!_inputs.Writer.TryWrite(new ResyncAsked(peerHas, dirty, applied, result)), this);
         return await result.Task.WaitAsync(cancellationToken);
     }
 
@@ -312,41 +302,24 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
                     continue;
                 }
 
-                if (input is DirtyResyncAsked dirtyResync)
-                {
-                    Journal(batch);
-                    try
-                    {
-                        var done = _journaler.TryResync(dirtyResync.PeerHas, dirtyResync.Dirty, dirtyResync.Applied, out var missing);
-                        if (done is { } result)
-                        {
-                            _sender.Journaled(result.Cut);
-                        }
-
-                        dirtyResync.Result.TrySetResult((done, missing));
-                    }
-                    catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
-                    {
-                        dirtyResync.Result.TrySetException(e);
-                    }
-
-                    continue;
-                }
-
                 if (input is ResyncAsked resync)
                 {
                     // In order: what was read before the request is journaled first (against the old knowledge).
                     Journal(batch);
                     try
                     {
-                        var result = _journaler.Resync(resync.PeerHas);
-                        _compared = true;
-                        _sender.Journaled(result.Cut);
-                        resync.Done.TrySetResult(result);
+                        var done = _journaler.TryResync(resync.PeerHas, resync.Dirty, resync.Applied, out var missing);
+                        if (done is { } result)
+                        {
+                            _compared = true;
+                            _sender.Journaled(result.Cut);
+                        }
+
+                        resync.Result.TrySetResult((done, missing));
                     }
                     catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
                     {
-                        resync.Done.TrySetException(e);
+                        resync.Result.TrySetException(e);
                     }
 
                     continue;

@@ -252,19 +252,29 @@ public sealed class Journaler
         var isDirectory = directory.Exists && directory.LinkTarget is null;
         if (isDirectory || new FileInfo(full).Exists)
         {
-            present.Add(path);
-            Refresh(path, records);
-            RefreshAttributes(path, records);
+            RefreshPresent(path, records, present);
         }
 
         if (isDirectory)
         {
-            foreach (var (under, _) in FileTree.Walk(_root, full, _excluded))
-            {
-                present.Add(under);
-                Refresh(under, records);
-                RefreshAttributes(under, records);
-            }
+            RefreshTree(full, records, present);
+        }
+    }
+
+    /// <summary>What a path holds now and its attributes, against what the peer has; noted as present.</summary>
+    private void RefreshPresent(string path, Batch records, HashSet<string> present)
+    {
+        present.Add(path);
+        Refresh(path, records);
+        RefreshAttributes(path, records);
+    }
+
+    /// <summary><see cref="RefreshPresent"/> for everything under the directory <paramref name="full"/>.</summary>
+    private void RefreshTree(string full, Batch records, HashSet<string> present)
+    {
+        foreach (var (path, _) in FileTree.Walk(_root, full, _excluded))
+        {
+            RefreshPresent(path, records, present);
         }
     }
 
@@ -662,12 +672,7 @@ public sealed class Journaler
     private void RescanUnder(string relative, Batch records)
     {
         var present = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (path, _) in FileTree.Walk(_root, relative.Length == 0 ? _root : Full(relative), _excluded))
-        {
-            present.Add(path);
-            Refresh(path, records);
-            RefreshAttributes(path, records);
-        }
+        RefreshTree(relative.Length == 0 ? _root : Full(relative), records, present);
 
         var prefix = relative.Length == 0 ? string.Empty : relative + "/";
         var missing = Known

@@ -482,22 +482,15 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         {
             await channel.SendAsync(ReplicationMessage.ResyncRequest(source.BlockSize, asking), cancellationToken);
             manifest.AddRange(await ReceiveManifestAsync(channel, source.BlockSize, cancellationToken));
-            if (dirty is null)
-            {
-                (first, cut) = await source.ResyncAsync(manifest, cancellationToken);
-                LastResyncPaths = null;
-                break;
-            }
-
             var (done, missing) = await source.ResyncAsync(manifest, dirty, applied, cancellationToken);
             if (done is { } result)
             {
                 (first, cut) = result;
-                LastResyncPaths = dirty.Count;
+                LastResyncPaths = dirty?.Count;
                 break;
             }
 
-            if (missing.Count > 0 && round < 3)
+            if (dirty is not null && missing.Count > 0 && round < 3)
             {
                 dirty.AddRange(missing);
                 asking = missing;
