@@ -13,7 +13,7 @@ namespace AppHb.Benchmarks;
 /// sees each arrive, whole (both contenders rename a finished file into place). apphbd replicates over the pair's
 /// dedicated link; lsyncd + rsync run in the same namespaces over the same link (rsync daemon on node2), with its
 /// default delay of 15 s and with delay = 1. Then apphbd's barrier latency, which lsyncd does not have.</summary>
-internal sealed class ReplicationBenchmark(string apphbd, double seconds)
+internal sealed class ReplicationBenchmark(string apphbd, double seconds, string[]? only = null)
 {
     private const int RsyncPort = 8730;
     private static readonly int[] Rates = [100, 1000];
@@ -38,14 +38,14 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds)
         }
 
         var rows = new List<Row>();
-        foreach (var rate in Rates)
+        foreach (var rate in Part("recovery") ? Rates : [])
         {
             rows.Add(await MeasureAsync("apphbd (async)", source, replica, rate));
         }
 
-        var barriers = await BarriersAsync(control, source);
+        var barriers = Part("barrier") ? await BarriersAsync(control, source) : [];
 
-        foreach (var delay in new[] { 1, 15 })
+        foreach (var delay in Part("lsyncd") ? [1, 15] : Array.Empty<int>())
         {
             var lsyncdSource = Directory.CreateDirectory(Path.Combine(rig.Directory, $"lsyncd-source-{delay}")).FullName;
             var lsyncdReplica = Directory.CreateDirectory(Path.Combine(rig.Directory, $"lsyncd-replica-{delay}")).FullName;
@@ -58,6 +58,9 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds)
 
         return Report(rows, barriers);
     }
+
+    /// <summary>Whether <c>--only</c> (parts: recovery, barrier, lsyncd) leaves this part in; all by default.</summary>
+    private bool Part(string name) => only is null || only.Contains(name, StringComparer.Ordinal);
 
     /// <summary>Writes <c>rate × seconds</c> files, one every 1/rate s, and times each one's arrival on the replica.</summary>
     private async Task<Row> MeasureAsync(string contender, string source, string replica, int rate)
