@@ -230,6 +230,34 @@ public sealed class CutApplierTests : IDisposable
     }
 
     [Fact]
+    public void An_installed_cut_is_visible_and_survives_a_crash_before_it_is_finished()
+    {
+        Directory.CreateDirectory(Replica);
+        var cuts = new CutApplier(Replica, State);
+        cuts.ApplyCut([new CreateRecord(1, Generation, "a", 0b110_000_000), new CutRecord(2, Generation)]);
+
+        using (var staged = cuts.Begin())
+        {
+            staged.Add(new WriteRecord(3, Generation, "a", 5, 4096, [new BlockChange(0, "after"u8.ToArray())]));
+            staged.Add(new CutRecord(4, Generation));
+            // What the receiver acknowledges: the cut durable and visible, its position not recorded yet.
+            staged.Install();
+            Assert.Equal("after", File.ReadAllText(Path.Combine(Replica, "a")));
+            Assert.Equal((Generation, 2ul), cuts.LastApplied);
+            Assert.Throws<InvalidOperationException>(() => staged.Add(new CutRecord(5, Generation)));
+            // The process dies here: disposed without being applied, the installed cut is kept for the recovery.
+        }
+
+        var next = new CutApplier(Replica, State);
+        Assert.Equal((Generation, 2ul), next.LastApplied);
+        Assert.Equal($"{Path.Combine(State, "redo.log")}: cut 4 finished (all 1 of its steps were carried out; its position is recorded now)", next.Recover());
+        Assert.Equal((Generation, 4ul), next.LastApplied);
+        Assert.Equal("after", File.ReadAllText(Path.Combine(Replica, "a")));
+        next.ApplyCut([new CutRecord(5, Generation)]);
+        Assert.Equal((Generation, 5ul), new CutApplier(Replica, State).LastApplied);
+    }
+
+    [Fact]
     public void A_cut_left_unfinished_must_be_recovered_before_the_next_one_is_applied()
     {
         var cuts = new CutApplier(Replica, State);

@@ -64,6 +64,15 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
     /// refuse it (replication in sync mode whose peer does not confirm the data), or null. Set by replication.</summary>
     public Func<CancellationToken, Task<string?>>? HandOverCheck { get; set; }
 
+    /// <summary>Awaited before the group starts on this node (it becomes active): replication's "the replica is
+    /// no longer being written" (a cut acknowledged to the peer may still be carried out into it). Set by
+    /// replication; at most <see cref="GroupStartPatience"/>, then the group starts anyway, said by an event.</summary>
+    public Func<CancellationToken, Task>? BeforeGroupStart { get; set; }
+
+    /// <summary>How long the group's start waits for <see cref="BeforeGroupStart"/>: far beyond a cut's steps (a
+    /// merged cut is at most 64 MiB), so only a fault reaches it.</summary>
+    public static readonly TimeSpan GroupStartPatience = TimeSpan.FromSeconds(30);
+
     private async Task RefuseUnlessReadyAsync(PairHost host, string what, CancellationToken cancellationToken)
     {
         if (host.Role == ClusterRole.Active && HandOverCheck is { } check && await check(cancellationToken) is { } refusal)
@@ -163,7 +172,8 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
         var node = new PairNodeOptions(cluster.ClusterId, cluster.NodeId, cluster.PeerId, cluster.Preferred, cluster.Timings, cluster.Links,
             cluster.PingTargets, cluster.ServiceIps, cluster.Fence, cluster.StateFile, ReplicatesData: options.Replication is not null,
             FenceAgentDirectory: cluster.FenceAgentDirectory);
-        _host = PairHost.Open(node, key, new SupervisedGroup(supervisor), reason =>
+        _host = PairHost.Open(node, key, new GatedPairGroup(new SupervisedGroup(supervisor), () => BeforeGroupStart, GroupStartPatience, time,
+            why => events.Publish(new PairEvent(new ClusterEvent("group-start-unwaited", $"starting the group without waiting for the replica any longer: {why}")) { At = time.GetUtcNow() })), reason =>
         {
             Log.ClusterStopsFeeding(logger, reason);
             tickler.StopFeeding(reason);

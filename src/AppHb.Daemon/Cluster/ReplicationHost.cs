@@ -29,6 +29,8 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
     private int _disposed;
     private Task _running = Task.CompletedTask;
     private volatile Side? _side;
+    /// <summary>Done while no replica side runs here (the group may write the replicated directory).</summary>
+    private volatile TaskCompletionSource _replicaStopped = Done();
     private volatile string? _lastEnded;
     private long _connections;
     private long _resyncsOfEarlierSources;
@@ -88,8 +90,18 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         return Task.CompletedTask;
     }
 
+    private static TaskCompletionSource Done()
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        done.SetResult();
+        return done;
+    }
+
     private void Attach(PairHost pair)
     {
+        // The group starts once the replica side has stopped: its last cut, acknowledged once durable, may still be
+        // carried out into the directory the group is about to write.
+        cluster.BeforeGroupStart = _ => _replicaStopped.Task;
         pair.RoleChanged += role => _roles.Writer.TryWrite(role);
         pair.HandOverBarrier = HandOverAsync;
         pair.DataDiverged += () =>
@@ -345,6 +357,10 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
 
             await old.DisposeAsync();
             old.Stop.Dispose();
+            if (old is Replica)
+            {
+                _replicaStopped.TrySetResult();
+            }
         }
 
         if (want is null || pair is null)
@@ -405,6 +421,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
                 }
             });
             var replica = new Replica(stop, applier, receiver);
+            _replicaStopped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             replica.Link = ReplicationLink.ListenAsync([.. links.Select(l => (new IPEndPoint(l.Local, replication.Port), l.Peer))], key,
                 pairOptions.NodeId, pairOptions.PeerId, Counted(receiver.RunAsync), Ended, stop.Token);
             _side = replica;

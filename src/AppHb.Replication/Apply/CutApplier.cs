@@ -73,14 +73,18 @@ public sealed class CutApplier
     }
 
     /// <summary>Installs a staged cut: every staged file made durable at once (one syncfs, not an fsync each) before
-    /// the redo log names them, then the log, then its steps.</summary>
-    internal void Install(CutRecord cut, IReadOnlyList<string> steps)
+    /// the redo log names them, then the log, then its steps carried out. When this returns the cut is durable (a
+    /// crash from here on is finished by <see cref="Recover"/>) and visible in the replica, so the peer may be told;
+    /// <see cref="Finish"/> then makes the steps themselves durable and moves the replica's recorded position.</summary>
+    /// <returns>The log's first line, which <see cref="Finish"/> takes.</returns>
+    internal string Install(CutRecord cut, IReadOnlyList<string> steps)
     {
         ThrowIfUnfinished();
         DurableFile.SyncFileSystem(_staging);
         var header = $"cut {cut.Sequence} {cut.Generation.Number} {cut.Generation.Node}";
         DurableFile.Replace(LogPath, Encoding.UTF8.GetBytes($"{header}\n{string.Join('\n', steps)}\n{End}\n"));
-        Carry(header, steps, done: 0);
+        CarryOut(steps, done: 0);
+        return header;
     }
 
     /// <summary>Writing a cut's log over an unfinished one's would lose its steps, and the replica would stay between
@@ -125,10 +129,19 @@ public sealed class CutApplier
         var steps = lines[1..end];
         var done = lines.Skip(end + 1).Count(l => l.StartsWith("done ", StringComparison.Ordinal));
         Carry(lines[0], steps, done);
-        return $"{LogPath}: {string.Join(' ', lines[0].Split(' ').Take(2))} finished from step {done + 1} of {steps.Length}";
+        var cut = string.Join(' ', lines[0].Split(' ').Take(2));
+        return done < steps.Length
+            ? $"{LogPath}: {cut} finished from step {done + 1} of {steps.Length}"
+            : $"{LogPath}: {cut} finished (all {steps.Length} of its steps were carried out; its position is recorded now)";
     }
 
     private void Carry(string header, IReadOnlyList<string> steps, int done)
+    {
+        CarryOut(steps, done);
+        Finish(header);
+    }
+
+    private void CarryOut(IReadOnlyList<string> steps, int done)
     {
         using (var log = new FileStream(LogPath, FileMode.Append, FileAccess.Write))
         {
@@ -186,6 +199,12 @@ public sealed class CutApplier
             }
         }
 
+    }
+
+    /// <summary>The end of a cut whose steps are carried out: the installs since the last record step made durable,
+    /// then the replica's position recorded, then the redo log removed.</summary>
+    internal void Finish(string header)
+    {
         // The installs since the last record step, durable before the replica's position says the cut is in.
         DurableFile.SyncFileSystem(_replica.Root);
 

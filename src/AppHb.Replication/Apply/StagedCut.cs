@@ -31,6 +31,8 @@ public sealed class StagedCut : IDisposable
     /// <summary>How many steps the records up to <see cref="LastCut"/> made.</summary>
     private int _stepsAtCut;
     private bool _applied;
+    /// <summary>The redo log's header once <see cref="Install"/> carried it out.</summary>
+    private string? _installed;
 
     internal StagedCut(CutApplier owner, string root, string staging)
     {
@@ -58,6 +60,11 @@ public sealed class StagedCut : IDisposable
     /// <exception cref="IOException">The replica or the staging area refused; the message names the path.</exception>
     public void Add(JournalRecord record)
     {
+        if (_installed is not null)
+        {
+            throw new InvalidOperationException($"cut {LastCut!.Sequence} is installed: nothing more is staged with it");
+        }
+
         ArgumentNullException.ThrowIfNull(record);
         ObjectDisposedException.ThrowIf(_applied, this);
         _prefix ??= record.Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -126,12 +133,20 @@ public sealed class StagedCut : IDisposable
         _steps.Add($"record {Convert.ToBase64String(JournalCodec.Encode(record))}");
     }
 
-    /// <summary>Installs every record up to the last cut record added; what was staged after it is dropped (the
-    /// sender sends it again from the replica's position).</summary>
+    /// <summary>Installs every record up to the last cut record added (<see cref="CutApplier"/>'s redo log, then its
+    /// steps): when this returns the cut is durable on this node (a crash from here on is finished by the applier's
+    /// recovery) and visible in the replica, so it may be acknowledged before <see cref="Apply"/> finishes it (the
+    /// syncs of the steps themselves, the replica's new position). What was staged after it is dropped (the sender
+    /// sends it again from the replica's position); nothing more is staged.</summary>
     /// <exception cref="InvalidOperationException">No cut record was added, or <see cref="ChangedBeforeCut"/>.</exception>
-    public void Apply()
+    public void Install()
     {
         ObjectDisposedException.ThrowIf(_applied, this);
+        if (_installed is not null)
+        {
+            return;
+        }
+
         if (LastCut is null)
         {
             throw new InvalidOperationException("nothing whole to apply: no cut record was staged");
@@ -142,8 +157,17 @@ public sealed class StagedCut : IDisposable
             throw new InvalidOperationException($"the records after cut {LastCut.Sequence} changed versions it staged: it cannot be applied alone");
         }
 
-        _owner.Install(LastCut, [.. _steps.Take(_stepsAtCut).OfType<string>()]);
+        _installed = _owner.Install(LastCut, [.. _steps.Take(_stepsAtCut).OfType<string>()]);
+    }
+
+    /// <summary>Installs (unless <see cref="Install"/> did) and finishes the cut: the replica's recorded position is
+    /// the last cut record added when this returns.</summary>
+    /// <exception cref="InvalidOperationException">No cut record was added, or <see cref="ChangedBeforeCut"/>.</exception>
+    public void Apply()
+    {
+        Install();
         _applied = true;
+        _owner.Finish(_installed!);
     }
 
     private string NewStagedFile() => Path.Combine(_staging, $"{_prefix}.{_stagedFiles++}");
@@ -212,6 +236,8 @@ public sealed class StagedCut : IDisposable
         return rebuilt;
     }
 
+    /// <summary>Removes what was staged, unless <see cref="Install"/> wrote its redo log: then the log stays for the
+    /// applier's recovery to finish (the peer may have been told the cut is durable).</summary>
     public void Dispose()
     {
         if (!_applied)

@@ -12,7 +12,8 @@ namespace AppHb.Replication.Transfer;
 /// the records that follow from the sequence the sender names; asked for a verify (right after a cut), it applies the
 /// cuts it holds and sends what its replica holds then. A record out of sequence, a frame that fails
 /// authentication or a record that does not decode ends the connection with the reason; what was received of the
-/// unfinished cut is dropped, never applied.</summary>
+/// unfinished cut is dropped, never applied. A cut is acknowledged as soon as it is durable and visible (its redo
+/// log written, its steps carried out), and finished (its position recorded) right after.</summary>
 /// <param name="cutApplied">Called after each cut is durable, with its generation and whether it closed a difference
 /// resync (the replica then equals the active's tree as it was compared).</param>
 /// <param name="beforeResync">Called when a difference resync is asked, before the replica is walked (where diverged
@@ -58,9 +59,20 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
 
         async Task ApplyAndAcknowledgeAsync()
         {
+            // Acknowledged once durable and visible here (its redo log written and its steps carried out: a crash
+            // now finishes it at the next start), before it is finished: a barrier waits for the acknowledgement,
+            // and the finish (the syncs of the steps themselves, the replica's new position, the log removed) is
+            // half of the cut's syncs. It is finished whatever the sending does: nothing is read in between.
             var last = staged!.LastCut!.Sequence;
-            ApplyStaged();
-            await channel.SendAsync(ReplicationMessage.Acknowledged(last), cancellationToken);
+            staged.Install();
+            try
+            {
+                await channel.SendAsync(ReplicationMessage.Acknowledged(last), cancellationToken);
+            }
+            finally
+            {
+                ApplyStaged();
+            }
         }
 
         try
