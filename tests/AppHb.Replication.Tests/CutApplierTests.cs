@@ -44,8 +44,10 @@ public sealed class CutApplierTests : IDisposable
         Assert.False(File.Exists(Path.Combine(Replica, "old")));
         Assert.Equal("hi", File.ReadAllText(Path.Combine(Replica, "gone")));
         Assert.Empty(Directory.GetFiles(Path.Combine(State, "staging")));
-        Assert.False(File.Exists(Path.Combine(State, "redo.log")));
+        // The redo log stays (written in place for the next cut), finished: its cut is the replica's position.
         Assert.Null(cuts.Recover());
+        Assert.Null(new CutApplier(Replica, State).Recover());
+        Assert.Equal((Generation, 7ul), new CutApplier(Replica, State).LastApplied);
     }
 
     [Fact]
@@ -255,6 +257,80 @@ public sealed class CutApplierTests : IDisposable
         Assert.Equal("after", File.ReadAllText(Path.Combine(Replica, "a")));
         next.ApplyCut([new CutRecord(5, Generation)]);
         Assert.Equal((Generation, 5ul), new CutApplier(Replica, State).LastApplied);
+    }
+
+    /// <summary>A redo log as the applier writes it: "cut2 SEQ GEN NODE LENGTH CRC", the steps, "end".</summary>
+    private void WriteLog(ulong sequence, string steps, string after = "")
+    {
+        var body = System.Text.Encoding.UTF8.GetBytes($"{steps}\nend\n");
+        var crc = System.IO.Hashing.Crc32.HashToUInt32(body);
+        File.WriteAllText(Path.Combine(State, "redo.log"), $"cut2 {sequence} 1 1 {body.Length} {crc:x8}\n{System.Text.Encoding.UTF8.GetString(body)}{after}");
+    }
+
+    [Fact]
+    public void A_redo_log_torn_while_written_is_discarded_and_done_lines_of_another_cut_never_count()
+    {
+        var cuts = new CutApplier(Replica, State);
+        cuts.ApplyCut([new CreateRecord(1, Generation, "a", 0b110_000_000), new CutRecord(2, Generation)]);
+        var install = $"install 4.0 {Convert.ToBase64String("b"u8)}";
+
+        // Torn: the steps shorter than the first line says (a crash while the log was written over the last one).
+        File.WriteAllText(Path.Combine(State, "staging", "4.0"), "staged");
+        WriteLog(4, install);
+        var torn = File.ReadAllBytes(Path.Combine(State, "redo.log"));
+        File.WriteAllBytes(Path.Combine(State, "redo.log"), torn[..^3]);
+        var next = new CutApplier(Replica, State);
+        Assert.Throws<InvalidOperationException>(next.Begin);
+        Assert.Equal($"{Path.Combine(State, "redo.log")}: an unfinished log discarded: the replica stays at the cut before", next.Recover());
+        Assert.False(File.Exists(Path.Combine(Replica, "b")));
+        Assert.Equal((Generation, 2ul), next.LastApplied);
+
+        // Whole, followed by "done" lines an earlier, longer log left (its shortening did not reach the disk): they
+        // name another cut, so the step is carried out, not skipped.
+        File.WriteAllText(Path.Combine(State, "staging", "4.0"), "staged");
+        WriteLog(4, install, after: "done 2 1 1 0\ndone 0\n");
+        next = new CutApplier(Replica, State);
+        Assert.Equal($"{Path.Combine(State, "redo.log")}: cut 4 finished from step 1 of 1", next.Recover());
+        Assert.Equal("staged", File.ReadAllText(Path.Combine(Replica, "b")));
+        Assert.Equal((Generation, 4ul), new CutApplier(Replica, State).LastApplied);
+    }
+
+    [Fact]
+    public void A_position_torn_while_written_leaves_the_one_before_and_the_redo_log_records_it_again()
+    {
+        var cuts = new CutApplier(Replica, State);
+        cuts.ApplyCut([new CreateRecord(1, Generation, "a", 0b110_000_000), new CutRecord(2, Generation)]);
+        cuts.ApplyCut([new CreateRecord(3, Generation, "b", 0b110_000_000), new CutRecord(4, Generation)]);
+        var position = Path.Combine(State, "position");
+        var slots = File.ReadAllBytes(position);
+        Assert.Equal(128, slots.Length);
+
+        // The slot written last (cut 4's) damaged: cut 2 is read, and the redo log (cut 4's, done) records cut 4 again.
+        var latest = System.Text.Encoding.ASCII.GetString(slots, 0, 64).Contains(" 4 1 1 ", StringComparison.Ordinal) ? 0 : 64;
+        slots[latest + 20] ^= 0x01;
+        File.WriteAllBytes(position, slots);
+        var next = new CutApplier(Replica, State);
+        Assert.Equal((Generation, 2ul), next.LastApplied);
+        Assert.Equal($"{Path.Combine(State, "redo.log")}: cut 4 finished (all 1 of its steps were carried out; its position is recorded now)", next.Recover());
+        Assert.Equal((Generation, 4ul), new CutApplier(Replica, State).LastApplied);
+
+        // Both slots damaged: the position is unknown, said, never guessed.
+        File.WriteAllBytes(position, new byte[128]);
+        var unknown = Assert.Throws<InvalidDataException>(() => new CutApplier(Replica, State));
+        Assert.Contains("a full resync must rebuild it", unknown.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_position_file_of_the_earlier_format_is_read_and_replaced()
+    {
+        Directory.CreateDirectory(State);
+        File.WriteAllText(Path.Combine(State, "applied"), "2 1 1\n");
+        var cuts = new CutApplier(Replica, State);
+        Assert.Equal((Generation, 2ul), cuts.LastApplied);
+
+        cuts.ApplyCut([new CreateRecord(3, Generation, "a", 0b110_000_000), new CutRecord(4, Generation)]);
+        Assert.False(File.Exists(Path.Combine(State, "applied")));
+        Assert.Equal((Generation, 4ul), new CutApplier(Replica, State).LastApplied);
     }
 
     [Fact]

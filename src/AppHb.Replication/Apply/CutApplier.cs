@@ -16,9 +16,8 @@ namespace AppHb.Replication.Apply;
 public sealed class CutApplier
 {
     private const string LogName = "redo.log";
-    private const string AppliedName = "applied";
-    private const string End = "end";
     private readonly ReplicaApplier _replica;
+    private readonly ReplicaPosition _position;
     private readonly string _state;
     private readonly string _staging;
 
@@ -31,8 +30,13 @@ public sealed class CutApplier
         _state = Path.GetFullPath(stateDirectory);
         _staging = Path.Combine(_state, "staging");
         Directory.CreateDirectory(_staging);
-        LastApplied = ReadApplied(Path.Combine(_state, AppliedName));
+        _position = new ReplicaPosition(_state);
+        _unfinished = LogUnfinished();
     }
+
+    /// <summary>Whether the redo log names a cut the replica's position does not hold yet (a crash, or an install
+    /// not finished): no other cut may begin before it is finished.</summary>
+    private bool _unfinished;
 
     /// <summary>The replica's root (absolute).</summary>
     public string ReplicaRoot => _replica.Root;
@@ -41,7 +45,7 @@ public sealed class CutApplier
 
     /// <summary>The last cut the replica holds whole (its sequence and generation): persisted with the cut, so a
     /// receiver that restarts resumes right after it. (0, none) for a replica that never applied one.</summary>
-    public (DataGeneration Generation, ulong Sequence) LastApplied { get; private set; }
+    public (DataGeneration Generation, ulong Sequence) LastApplied => _position.Current;
 
     /// <summary>Applies the records of one cut; the last must be its <see cref="CutRecord"/>.</summary>
     /// <exception cref="IOException">The replica or the state directory refused; the message names the path.</exception>
@@ -76,22 +80,23 @@ public sealed class CutApplier
     /// the redo log names them, then the log, then its steps carried out. When this returns the cut is durable (a
     /// crash from here on is finished by <see cref="Recover"/>) and visible in the replica, so the peer may be told;
     /// <see cref="Finish"/> then makes the steps themselves durable and moves the replica's recorded position.</summary>
-    /// <returns>The log's first line, which <see cref="Finish"/> takes.</returns>
-    internal string Install(CutRecord cut, IReadOnlyList<string> steps)
+    /// <returns>The cut, which <see cref="Finish"/> takes.</returns>
+    internal (DataGeneration Generation, ulong Sequence) Install(CutRecord cut, IReadOnlyList<string> steps)
     {
         ThrowIfUnfinished();
         DurableFile.SyncFileSystem(_staging);
-        var header = $"cut {cut.Sequence} {cut.Generation.Number} {cut.Generation.Node}";
-        DurableFile.Replace(LogPath, Encoding.UTF8.GetBytes($"{header}\n{string.Join('\n', steps)}\n{End}\n"));
-        CarryOut(steps, done: 0);
-        return header;
+        var installing = (cut.Generation, cut.Sequence);
+        _unfinished = true;
+        RedoLog.Write(LogPath, installing, steps);
+        CarryOut(installing, steps, done: 0);
+        return installing;
     }
 
     /// <summary>Writing a cut's log over an unfinished one's would lose its steps, and the replica would stay between
     /// cuts.</summary>
     private void ThrowIfUnfinished()
     {
-        if (File.Exists(LogPath))
+        if (_unfinished)
         {
             throw new InvalidOperationException($"{LogPath}: a cut is unfinished: Recover() before applying the next one");
         }
@@ -101,7 +106,7 @@ public sealed class CutApplier
     /// names staged files (a recovery needs them).</summary>
     internal void DiscardStaged()
     {
-        if (!File.Exists(LogPath))
+        if (!_unfinished)
         {
             Discard();
         }
@@ -109,39 +114,53 @@ public sealed class CutApplier
 
     /// <summary>At start: finishes the cut a crash interrupted (its log is whole), or discards one that never began
     /// (its log is not). What it did, or null when there was nothing to do.</summary>
+    /// <exception cref="InvalidDataException">The log is whole but not a log (named in the message).</exception>
     public string? Recover()
     {
-        if (!File.Exists(LogPath))
+        var log = RedoLog.Read(LogPath);
+        if (log is null && File.Exists(LogPath))
         {
-            Discard();
-            return null;
-        }
-
-        var lines = File.ReadAllLines(LogPath);
-        var end = Array.IndexOf(lines, End);
-        if (end < 1)
-        {
+            // Torn while it was written: no step of it was carried out.
             File.Delete(LogPath);
+            _unfinished = false;
             Discard();
             return $"{LogPath}: an unfinished log discarded: the replica stays at the cut before";
         }
 
-        var steps = lines[1..end];
-        var done = lines.Skip(end + 1).Count(l => l.StartsWith("done ", StringComparison.Ordinal));
-        Carry(lines[0], steps, done);
-        var cut = string.Join(' ', lines[0].Split(' ').Take(2));
-        return done < steps.Length
-            ? $"{LogPath}: {cut} finished from step {done + 1} of {steps.Length}"
-            : $"{LogPath}: {cut} finished (all {steps.Length} of its steps were carried out; its position is recorded now)";
+        if (log is null || log.Cut == LastApplied)
+        {
+            _unfinished = false;
+            Discard();
+            return null;
+        }
+
+        Carry(log.Cut, log.Steps, log.Done);
+        var cut = $"cut {log.Cut.Sequence}";
+        return log.Done < log.Steps.Count
+            ? $"{LogPath}: {cut} finished from step {log.Done + 1} of {log.Steps.Count}"
+            : $"{LogPath}: {cut} finished (all {log.Steps.Count} of its steps were carried out; its position is recorded now)";
     }
 
-    private void Carry(string header, IReadOnlyList<string> steps, int done)
+    private bool LogUnfinished()
     {
-        CarryOut(steps, done);
-        Finish(header);
+        try
+        {
+            return RedoLog.Read(LogPath) is { } log ? log.Cut != LastApplied : File.Exists(LogPath);
+        }
+        catch (InvalidDataException)
+        {
+            // Recover() says what is wrong with it.
+            return true;
+        }
     }
 
-    private void CarryOut(IReadOnlyList<string> steps, int done)
+    private void Carry((DataGeneration Generation, ulong Sequence) cut, IReadOnlyList<string> steps, int done)
+    {
+        CarryOut(cut, steps, done);
+        Finish(cut);
+    }
+
+    private void CarryOut((DataGeneration Generation, ulong Sequence) cut, IReadOnlyList<string> steps, int done)
     {
         using (var log = new FileStream(LogPath, FileMode.Append, FileAccess.Write))
         {
@@ -188,7 +207,7 @@ public sealed class CutApplier
                     ApplyOnce(JournalCodec.Decode(Convert.FromBase64String(parts[1])).Record!);
                 }
 
-                log.Write(Encoding.UTF8.GetBytes($"done {i}\n"));
+                log.Write(RedoLog.DoneLine(cut, i));
                 log.Flush();
                 if (recordStep)
                 {
@@ -202,39 +221,14 @@ public sealed class CutApplier
     }
 
     /// <summary>The end of a cut whose steps are carried out: the installs since the last record step made durable,
-    /// then the replica's position recorded, then the redo log removed.</summary>
-    internal void Finish(string header)
+    /// then the replica's position recorded (the redo log stays: a log whose cut is the position is finished).</summary>
+    internal void Finish((DataGeneration Generation, ulong Sequence) cut)
     {
         // The installs since the last record step, durable before the replica's position says the cut is in.
         DurableFile.SyncFileSystem(_replica.Root);
-
-        // Where the replica stands is recorded before the log goes: a crash between the two finds the log whole and
-        // its steps done, and only records the cut again.
-        var fields = header.Split(' ');
-        var applied = (new DataGeneration(ulong.Parse(fields[2], CultureInfo.InvariantCulture), ushort.Parse(fields[3], CultureInfo.InvariantCulture)),
-            ulong.Parse(fields[1], CultureInfo.InvariantCulture));
-        DurableFile.Replace(Path.Combine(_state, AppliedName), Encoding.UTF8.GetBytes($"{applied.Item2} {applied.Item1.Number} {applied.Item1.Node}\n"));
-        LastApplied = applied;
-        File.Delete(LogPath);
-        DurableFile.SyncDirectory(_state);
+        _position.Record(cut);
+        _unfinished = false;
         Discard();
-    }
-
-    private static (DataGeneration, ulong) ReadApplied(string path)
-    {
-        if (!File.Exists(path))
-        {
-            return (DataGeneration.None, 0);
-        }
-
-        var parts = File.ReadAllText(path).Split(' ', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        if (parts.Length != 3 || !ulong.TryParse(parts[0], CultureInfo.InvariantCulture, out var sequence)
-            || !ulong.TryParse(parts[1], CultureInfo.InvariantCulture, out var number) || !ushort.TryParse(parts[2], CultureInfo.InvariantCulture, out var node))
-        {
-            throw new InvalidDataException($"{path}: not \"SEQUENCE GENERATION NODE\": the replica's position is unknown; a full resync must rebuild it");
-        }
-
-        return (new DataGeneration(number, node), sequence);
     }
 
     /// <summary>A step that is not an install, carried out again after a crash only when it had not taken effect.</summary>

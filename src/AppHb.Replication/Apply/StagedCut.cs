@@ -31,8 +31,8 @@ public sealed class StagedCut : IDisposable
     /// <summary>How many steps the records up to <see cref="LastCut"/> made.</summary>
     private int _stepsAtCut;
     private bool _applied;
-    /// <summary>The redo log's header once <see cref="Install"/> carried it out.</summary>
-    private string? _installed;
+    /// <summary>The cut <see cref="Install"/> carried out.</summary>
+    private (AppHb.Core.Cluster.DataGeneration Generation, ulong Sequence)? _installed;
 
     internal StagedCut(CutApplier owner, string root, string staging)
     {
@@ -167,7 +167,7 @@ public sealed class StagedCut : IDisposable
     {
         Install();
         _applied = true;
-        _owner.Finish(_installed!);
+        _owner.Finish(_installed!.Value);
     }
 
     private string NewStagedFile() => Path.Combine(_staging, $"{_prefix}.{_stagedFiles++}");
