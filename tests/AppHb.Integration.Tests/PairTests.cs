@@ -250,6 +250,28 @@ public sealed class PairTests : IAsyncLifetime
         Assert.Equal("node1", await _rig.AnswerOnServiceIpAsync());
     }
 
+    /// <summary>Both nodes start while the crossover cable is out: they hear each other over the LAN only, elect the
+    /// preferred one through its announced generation (no fence: the peer is alive and says so), and the client
+    /// reaches it; the cable back, nothing moves.</summary>
+    [Fact]
+    public async Task Two_nodes_started_with_the_dedicated_link_down_elect_one_over_the_LAN_without_a_fence()
+    {
+        await _a.IpAsync("link", "set", "ded0", "down");
+        var a = await StartAsync(1, _rig.Answering(1));
+        var b = await StartAsync(2, _rig.Answering(2));
+
+        Assert.True(await UntilAsync(async () => await _rig.AnswerOnServiceIpAsync() == "node1"), Story(a, b));
+        Assert.False(await _rig.HoldsServiceIpAsync(2), Story(a, b));
+        Assert.Contains(a.Lines, l => l.Contains("heard over the LAN only", StringComparison.Ordinal));
+        Assert.DoesNotContain(a.Lines.Concat(b.Lines), l => l.Contains("Pair: fencing", StringComparison.Ordinal));
+
+        await _a.IpAsync("link", "set", "ded0", "up");
+        Assert.True(await UntilAsync(async () => (await new AppHbControl(b.SocketPath).GetStatusAsync()).Cluster is { Role: "standby", PeerRole: "active" } cluster
+            && cluster.Links.All(l => l.State == "up")), Story(a, b));
+        Assert.Equal("node1", await _rig.AnswerOnServiceIpAsync());
+        Assert.False(await _rig.HoldsServiceIpAsync(2), Story(a, b));
+    }
+
     [Fact]
     public async Task The_active_node_losing_the_LAN_hands_over_and_the_client_reaches_node2_through_its_announcement()
     {

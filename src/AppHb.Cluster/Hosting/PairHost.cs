@@ -543,7 +543,7 @@ public sealed class PairHost : IAsyncDisposable
                 {
                     _newestHeartbeat = sent;
                     _newestReport = new PeerReport(heartbeat.Role, heartbeat.Generations, heartbeat.ReachesPingTargets, heartbeat.HeldStandby,
-                        heartbeat.HearsReceiverOn(_state.BootEpoch, l => l < _linkStates.Count && _linkStates[l].Kind == LinkKind.Dedicated));
+                        heartbeat.HearsReceiverOn(_state.BootEpoch, l => l < _linkStates.Count));
                 }
 
                 _machine.Heard(link.Name, _newestReport);

@@ -60,11 +60,11 @@ public sealed record PeerHeartbeat(PeerHeader Header, ClusterRole Role, byte Lin
     public override PeerDatagramType Type => PeerDatagramType.Heartbeat;
 
     /// <summary>Whether the sender says it hears the receiver, in the receiver's boot <paramref name="receiverEpoch"/>,
-    /// on one of the links <paramref name="isDedicated"/> names (up or late).</summary>
-    public bool HearsReceiverOn(ulong receiverEpoch, Func<byte, bool> isDedicated)
+    /// on one of the links <paramref name="counts"/> names (up or late).</summary>
+    public bool HearsReceiverOn(ulong receiverEpoch, Func<byte, bool> counts)
     {
-        ArgumentNullException.ThrowIfNull(isDedicated);
-        return HeardEpoch == receiverEpoch && Heard.Any(h => isDedicated(h.Link) && h.State is LinkState.Up or LinkState.Late);
+        ArgumentNullException.ThrowIfNull(counts);
+        return HeardEpoch == receiverEpoch && Heard.Any(h => counts(h.Link) && h.State is LinkState.Up or LinkState.Late);
     }
 }
 

@@ -30,7 +30,7 @@ public static class ClusterRoles
 /// <param name="ReachesPingTargets">Whether it reaches at least one of the LAN's ping targets.</param>
 /// <param name="HeldStandby">It is held standby (`apphbctl standby`, or fenced over the dedicated link): it will not
 /// become active, so it is never the one chosen, and the group is not switched over to it.</param>
-/// <param name="HearsThisNode">It says it hears this node on a dedicated link: the report was made while this node
+/// <param name="HearsThisNode">It says it hears this node on one of the links: the report was made while this node
 /// was running, not queued somewhere from before (a kernel holds datagrams for a neighbour it cannot resolve, and
 /// sends them when it can). Only such a report may make this node take the group because the peer says it is not active.</param>
 public sealed record PeerReport(ClusterRole Role, IReadOnlyList<DataGeneration> Generations, bool ReachesPingTargets, bool HeldStandby = false,

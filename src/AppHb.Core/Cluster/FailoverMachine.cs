@@ -674,10 +674,15 @@ public sealed class FailoverMachine
                     }
 
                     var handingOver = _releasedToPeerAt != long.MaxValue && _time.GetElapsedTime(_releasedToPeerAt, now) < _timings.DeadTime;
-                    if (_peer is { Role: ClusterRole.Standby, HearsThisNode: true } && dedicatedUp && IsChosen() && !handingOver && !_splitBrain && !IsStale && !_maintenance)
+                    if (_peer is { Role: ClusterRole.Standby, HearsThisNode: true } && (dedicatedUp || lanUp) && IsChosen() && !handingOver && !_splitBrain && !IsStale && !_maintenance)
                     {
-                        // Neither is active and the peer, heard over the dedicated link, says it is not: the chosen one takes it.
-                        Announce("neither node is active and this one is chosen (preferred, or the newer data)");
+                        // Neither is active and the peer, heard over a link, says it is not: the chosen one takes it.
+                        // Over the LAN alone too (both nodes restarted while the crossover cable was out): the announced
+                        // generation is what makes an election safe (active only once the peer has taken it), and
+                        // it travels on every link; without it no node would serve until the cable is back.
+                        Announce(dedicatedUp
+                            ? "neither node is active and this one is chosen (preferred, or the newer data)"
+                            : "neither node is active and this one is chosen (preferred, or the newer data); heard over the LAN only: the dedicated link is down, replication waits for it");
                     }
 
                     ConsiderFailback(now, dedicatedUp && lanUp);

@@ -48,6 +48,25 @@ public class PairSimulationTests
         Assert.Equal(0, pair.Violations);
     }
 
+    /// <summary>Both nodes booted while the dedicated link is down (a crossover cable unplugged during maintenance,
+    /// then both restarted): they hear each other over the LAN only, and one of them must serve; the election's
+    /// announced generation makes it as safe over the LAN as over the dedicated link.</summary>
+    [Fact]
+    public void Two_nodes_that_hear_each_other_over_the_lan_only_elect_one_without_fencing()
+    {
+        var pair = new Pair { Dedicated = false };
+        pair.Run(TimeSpan.FromSeconds(5));
+        Assert.True((pair.A.Machine.Role, pair.B.Machine.Role) == (ClusterRole.Active, ClusterRole.Standby), pair.ToString());
+        Assert.True(pair.A.HoldsIp && !pair.B.HoldsIp);
+        Assert.True(pair.A.On && pair.B.On);
+
+        // The link returns: nothing moves.
+        pair.Dedicated = true;
+        pair.Run(TimeSpan.FromSeconds(5));
+        Assert.Equal((ClusterRole.Active, ClusterRole.Standby), (pair.A.Machine.Role, pair.B.Machine.Role));
+        Assert.Equal(0, pair.Violations);
+    }
+
     /// <summary>The partition checker's trial 822 on real daemons: the active node lost the LAN and handed the group
     /// over; the new active node was powered off the moment it took over; the old one fenced it and took the group
     /// back. Both had become active under generations the other never heard of, and the returning node found a split
