@@ -72,13 +72,20 @@ public sealed class JournalerTests : IDisposable
         var (_, cut) = journaler.Resync([]);
         Assert.Empty(journaler.DirtySince(generation, cut)!);
 
-        File.WriteAllText(Path.Combine(source, "dir", "a"), "a2");
-        journaler.Journal([new TreeChange(TreeChangeKind.Written, "dir/a", IsDirectory: false)]);
+        // Changed otherwise than by writes (a mode, a file made anew): compared by hashes at a resync.
+        File.SetUnixFileMode(Path.Combine(source, "dir", "a"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+        journaler.Journal([new TreeChange(TreeChangeKind.Attributes, "dir/a", IsDirectory: false)]);
         var afterA = journal.LastSequence;
+        File.Delete(Path.Combine(source, "b"));
+        journaler.Journal([new TreeChange(TreeChangeKind.Deleted, "b", IsDirectory: false)]);
         File.WriteAllText(Path.Combine(source, "b"), "b2");
-        journaler.Journal([new TreeChange(TreeChangeKind.Written, "b", IsDirectory: false)]);
+        journaler.Journal([new TreeChange(TreeChangeKind.Created, "b", IsDirectory: false)]);
+        // Only written: its written blocks go again, no comparison.
+        File.WriteAllText(Path.Combine(source, "c"), "c2");
+        journaler.Journal([new TreeChange(TreeChangeKind.Written, "c", IsDirectory: false)]);
         Assert.Equal(["b", "dir/a"], journaler.DirtySince(generation, cut));
         Assert.Equal(["b"], journaler.DirtySince(generation, afterA));
+        Assert.Equal([("c", [0u])], journaler.WrittenSince(cut).Select(w => (w.Path, w.Blocks.ToArray())));
         // Another generation's replica, or one at a position before the comparison: the whole tree.
         Assert.Null(journaler.DirtySince(new DataGeneration(2, 1), cut));
         Assert.Null(journaler.DirtySince(generation, cut - 1));

@@ -78,6 +78,7 @@ public sealed class ResyncTests : IDisposable
         }
 
         File.WriteAllText(Path.Combine(source, "changed"), "before");
+        File.WriteAllBytes(Path.Combine(source, "db"), Bytes.Random(random, 48 * BlockSize));
         File.WriteAllText(Path.Combine(source, "gone"), "deleted while apart");
         Directory.CreateDirectory(Path.Combine(source, "moved-away"));
         File.WriteAllText(Path.Combine(source, "moved-away", "inside"), "renamed with its directory");
@@ -92,6 +93,22 @@ public sealed class ResyncTests : IDisposable
         var replicaAt = pump.Sender.Acknowledged;
         File.WriteAllText(Path.Combine(replica, "kept", "file3"), "altered on the replica behind apphbd's back");
         File.WriteAllText(Path.Combine(source, "changed"), "after");
+        // A database's pages written in place on the active; another page altered on the replica behind its back.
+        using (var db = new FileStream(Path.Combine(source, "db"), FileMode.Open, FileAccess.Write))
+        {
+            foreach (var page in new[] { 5, 40 })
+            {
+                db.Position = (page * BlockSize) + 100;
+                db.Write(Bytes.Random(random, 1000));
+            }
+        }
+
+        using (var db = new FileStream(Path.Combine(replica, "db"), FileMode.Open, FileAccess.Write))
+        {
+            db.Position = 20 * BlockSize;
+            db.Write("altered behind apphbd's back"u8);
+        }
+
         File.Delete(Path.Combine(source, "gone"));
         Directory.Move(Path.Combine(source, "moved-away"), Path.Combine(source, "moved-here"));
         for (var i = 0; i < 8; i++)
@@ -106,9 +123,16 @@ public sealed class ResyncTests : IDisposable
         }
 
         Assert.Equal(2, pump.Sender.Resyncs);
-        // Compared: the changed file, the deleted one, both names of the moved directory, the new files.
-        Assert.Equal(12, pump.Sender.LastResyncPaths);
+        // Compared: the deleted file, both names of the moved directory, the new files. The files only written meanwhile
+        // ("changed", "db") are not compared: the blocks their writes changed are sent as they are now.
+        Assert.Equal(11, pump.Sender.LastResyncPaths);
         Assert.Equal("after", File.ReadAllText(Path.Combine(replica, "changed")));
+        var sourceDb = File.ReadAllBytes(Path.Combine(source, "db"));
+        var replicaDb = File.ReadAllBytes(Path.Combine(replica, "db"));
+        Assert.Equal(sourceDb.AsSpan(5 * BlockSize, BlockSize).ToArray(), replicaDb.AsSpan(5 * BlockSize, BlockSize).ToArray());
+        Assert.Equal(sourceDb.AsSpan(40 * BlockSize, BlockSize).ToArray(), replicaDb.AsSpan(40 * BlockSize, BlockSize).ToArray());
+        Assert.NotEqual(sourceDb.AsSpan(20 * BlockSize, BlockSize).ToArray(), replicaDb.AsSpan(20 * BlockSize, BlockSize).ToArray());
+        File.Copy(Path.Combine(source, "db"), Path.Combine(replica, "db"), overwrite: true);
         Assert.False(File.Exists(Path.Combine(replica, "gone")));
         Assert.Equal("renamed with its directory", File.ReadAllText(Path.Combine(replica, "moved-here", "inside")));
         Assert.False(Directory.Exists(Path.Combine(replica, "moved-away")));

@@ -34,11 +34,20 @@ public sealed class Journaler
     // apphbd restart: changes made meanwhile are in no record).
     private readonly Dictionary<string, ulong> _touched = new(StringComparer.Ordinal);
     private readonly Queue<(ulong Sequence, string Path)> _touchOrder = new();
+    // For a dirty path that only write records changed (no creation, rename, deletion, attributes), the blocks they
+    // wrote: a resync sends those blocks as they are now, without either side reading and hashing the whole file (the
+    // replica's copy equals this file at the replica's position everywhere else). Absent: compared by hashes.
+    private readonly Dictionary<string, HashSet<uint>> _writtenBlocks = new(StringComparer.Ordinal);
+    private long _writtenBlockCount;
     private ulong _acknowledgedThrough;
     private ulong _coveredFrom = ulong.MaxValue;
 
     /// <summary>At most this many paths in the dirty set; past it, the next resync compares the whole tree.</summary>
     public const int MaxDirtyPaths = 100_000;
+
+    /// <summary>At most this many written blocks are kept for the dirty set's files (16 MB of numbers); past it, a
+    /// file written further is compared by hashes instead.</summary>
+    public const int MaxWrittenBlocks = 4_000_000;
 
     /// <param name="excluded">Paths (relative, '/'-separated) never replicated, nor anything under them.</param>
     public Journaler(string root, JournalFile journal, DataGeneration generation, int blockSize = JournalCodec.DefaultBlockSize, Func<string, bool>? excluded = null)
@@ -148,6 +157,7 @@ public sealed class Journaler
         missing = [];
         ArgumentNullException.ThrowIfNull(peerHas);
         HashSet<string>? compared = null;
+        List<(string Path, HashSet<uint> Blocks)> written = [];
         if (dirty is not null)
         {
             compared = dirty.ToHashSet(StringComparer.Ordinal);
@@ -159,6 +169,10 @@ public sealed class Journaler
             }
 
             missing = [.. now.Where(p => !UnderAny(p, compared))];
+            // Files only written since: their written blocks are sent, unless a compared path covers them. One this
+            // journal holds no index of, or that is no longer a regular file, is compared instead.
+            written = WrittenSince(applied).Where(w => !UnderAny(w.Path, compared)).ToList();
+            missing = [.. missing, .. written.Where(w => !_files.ContainsKey(w.Path) || !IsRegularFile(Full(w.Path))).Select(w => w.Path)];
             if (missing.Count > 0)
             {
                 return null;
@@ -224,14 +238,18 @@ public sealed class Journaler
             {
                 Replace(path, records);
             }
+
+            foreach (var (path, blocks) in written)
+            {
+                ResendBlocks(path, blocks, records);
+            }
         }
 
         records.Close(always: true);
         // From the cut on, the replica holds the tree as compared: the dirty set says what it lacks after that.
         if (_coveredFrom == ulong.MaxValue)
         {
-            _touched.Clear();
-            _touchOrder.Clear();
+            ForgetDirty();
         }
 
         _coveredFrom = _journal.LastSequence;
@@ -293,6 +311,7 @@ public sealed class Journaler
             if (_touched.TryGetValue(oldest.Path, out var last) && last == oldest.Sequence)
             {
                 _touched.Remove(oldest.Path);
+                ForgetWritten(oldest.Path);
             }
         }
     }
@@ -308,8 +327,73 @@ public sealed class Journaler
             return null;
         }
 
-        var paths = _touched.Where(t => t.Value > applied).Select(t => t.Key).ToHashSet(StringComparer.Ordinal);
+        var paths = _touched.Where(t => t.Value > applied && !_writtenBlocks.ContainsKey(t.Key)).Select(t => t.Key).ToHashSet(StringComparer.Ordinal);
         return [.. paths.Where(p => !UnderAny(Parent(p), paths)).Order(StringComparer.Ordinal)];
+    }
+
+    /// <summary>The files changed after <paramref name="applied"/> by write records only, with the blocks those wrote
+    /// (the caller has checked <see cref="DirtySince"/> says: the dirty set covers <paramref name="applied"/>). They
+    /// are not in <see cref="DirtySince"/>'s paths: a resync sends the blocks instead of comparing.</summary>
+    public IReadOnlyList<(string Path, HashSet<uint> Blocks)> WrittenSince(ulong applied) =>
+        [.. _writtenBlocks.Where(w => _touched.TryGetValue(w.Key, out var last) && last > applied).Select(w => (w.Key, w.Value)).OrderBy(w => w.Key, StringComparer.Ordinal)];
+
+    private static bool IsRegularFile(string full)
+    {
+        var info = new FileInfo(full);
+        return info.Exists && info.LinkTarget is null;
+    }
+
+    /// <summary>A file only written while the peer was away: the blocks those writes changed go again as they are now
+    /// (and every block past what this journal last recorded of its length, which a change not read yet may have
+    /// added), with the length it has now; the index takes their hashes. A file gone meanwhile is left to its
+    /// deletion, which the capture has queued.</summary>
+    private void ResendBlocks(string path, HashSet<uint> blocks, Batch records)
+    {
+        var peer = _files[path];
+        FileStream stream;
+        try
+        {
+            stream = new FileStream(Full(path), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException)
+        {
+            return;
+        }
+
+        using (stream)
+        {
+            var length = stream.Length;
+            var count = (int)((length + _blockSize - 1) / _blockSize);
+            var hashes = new UInt128[count];
+            for (var i = 0; i < Math.Min(count, peer.Hashes.Count); i++)
+            {
+                hashes[i] = peer.Hashes[i];
+            }
+
+            var send = new SortedSet<uint>(blocks.Where(b => b < count));
+            for (var i = length == peer.Length ? count : Math.Max(0, peer.Hashes.Count - 1); i < count; i++)
+            {
+                send.Add((uint)i);
+            }
+
+            var buffer = new byte[_blockSize];
+            var changed = new List<BlockChange>();
+            foreach (var number in send)
+            {
+                var read = RandomAccess.Read(stream.SafeFileHandle, buffer, (long)number * _blockSize);
+                var bytes = buffer.AsSpan(0, read);
+                hashes[number] = System.IO.Hashing.XxHash128.HashToUInt128(bytes);
+                changed.Add(new BlockChange(number, bytes.ToArray()));
+                if (changed.Count == JournalCodec.MaxBlocksPerRecord || changed.Count * (long)_blockSize >= RecordContentBytes)
+                {
+                    records.Add(new WriteRecord(0, Generation, path, (ulong)length, _blockSize, changed));
+                    changed = [];
+                }
+            }
+
+            records.Add(new WriteRecord(0, Generation, path, (ulong)length, _blockSize, changed));
+            _files[path] = BlockIndex.FromHashes(length, _blockSize, hashes);
+        }
     }
 
     /// <summary>Whether <paramref name="path"/> or a directory above it is one of <paramref name="paths"/>.</summary>
@@ -333,18 +417,37 @@ public sealed class Journaler
             return;
         }
 
+        var firstTouch = !_touched.ContainsKey(record.Path);
         Touch(record.Path, record.Sequence);
+        if (record is WriteRecord write && (firstTouch || _writtenBlocks.ContainsKey(record.Path)) && _writtenBlockCount + write.Blocks.Count <= MaxWrittenBlocks)
+        {
+            if (!_writtenBlocks.TryGetValue(record.Path, out var blocks))
+            {
+                _writtenBlocks[record.Path] = blocks = [];
+            }
+
+            foreach (var block in write.Blocks)
+            {
+                _writtenBlockCount += blocks.Add(block.Index) ? 1 : 0;
+            }
+        }
+        else
+        {
+            // Created, renamed, deleted, its attributes changed (or past the blocks kept): compared by hashes.
+            ForgetWritten(record.Path);
+        }
+
         if (record is RenameRecord rename)
         {
             Touch(rename.NewPath, record.Sequence);
+            ForgetWritten(rename.NewPath);
         }
 
         if (_touched.Count > MaxDirtyPaths)
         {
             // Too many to compare path by path: the next resync compares the whole tree.
             _coveredFrom = ulong.MaxValue;
-            _touched.Clear();
-            _touchOrder.Clear();
+            ForgetDirty();
         }
         else if (_touchOrder.Count > (2 * _touched.Count) + 1024)
         {
@@ -353,6 +456,22 @@ public sealed class Journaler
             _touchOrder.Clear();
             latest.ForEach(_touchOrder.Enqueue);
         }
+    }
+
+    private void ForgetWritten(string path)
+    {
+        if (_writtenBlocks.Remove(path, out var blocks))
+        {
+            _writtenBlockCount -= blocks.Count;
+        }
+    }
+
+    private void ForgetDirty()
+    {
+        _touched.Clear();
+        _touchOrder.Clear();
+        _writtenBlocks.Clear();
+        _writtenBlockCount = 0;
     }
 
     private void Touch(string path, ulong sequence)
