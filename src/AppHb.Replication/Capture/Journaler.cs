@@ -380,7 +380,8 @@ public sealed class Journaler
             var changed = new List<BlockChange>();
             foreach (var number in send)
             {
-                var read = RandomAccess.Read(stream.SafeFileHandle, buffer, (long)number * _blockSize);
+                // Within the length taken above, even if the file grew since (what it grew by is read with its change).
+                var read = RandomAccess.Read(stream.SafeFileHandle, buffer.AsSpan(0, (int)Math.Min(_blockSize, length - ((long)number * _blockSize))), (long)number * _blockSize);
                 var bytes = buffer.AsSpan(0, read);
                 hashes[number] = System.IO.Hashing.XxHash128.HashToUInt128(bytes);
                 changed.Add(new BlockChange(number, bytes.ToArray()));
@@ -596,8 +597,13 @@ public sealed class Journaler
                 changed.Add(new BlockChange(number, bytes.ToArray()));
                 if (changed.Count == JournalCodec.MaxBlocksPerRecord || changed.Count * (long)_blockSize >= RecordContentBytes)
                 {
-                    records.Add(new WriteRecord(0, Generation, path, (ulong)lengthAtStart, _blockSize, changed));
-                    recordedLength = lengthAtStart;
+                    // A file that grows while it is read has blocks past the length it had at the start: the record's
+                    // length covers its blocks (one beyond its length is malformed: the journal would be found
+                    // damaged and started again, and the replica resynced whole; the resync benchmark's bulk copy did
+                    // that in every run until 2026-12-02).
+                    var covered = Math.Max(lengthAtStart, ((long)number * _blockSize) + bytes.Length);
+                    records.Add(new WriteRecord(0, Generation, path, (ulong)covered, _blockSize, changed));
+                    recordedLength = covered;
                     changed = [];
                 }
             });
