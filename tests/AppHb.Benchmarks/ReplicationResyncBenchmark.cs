@@ -99,7 +99,7 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
         var copies = new List<string>();
         if (rsyncRounds is not null)
         {
-            foreach (var name in new[] { "rsync-inplace", "rsync-default" })
+            foreach (var name in new[] { "rsync-inplace", "rsync-default", "rsync-inplace-fsync" })
             {
                 var copy = Path.Combine(rig.Directory, name);
                 Machine.Run("cp", "-a", source, copy);
@@ -133,6 +133,9 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
         {
             rsyncRounds.Add(await RsyncAsync(rig, source, copies[0], "--inplace"));
             rsyncRounds.Add(await RsyncAsync(rig, source, copies[1], null));
+            // Durable when it ends, as apphbd's resync is (its cut synced before it is acknowledged): rsync alone
+            // leaves what it wrote in the page cache.
+            rsyncRounds.Add(await RsyncAsync(rig, source, copies[2], "--inplace --fsync"));
             // rsync's bulk: the whole tree into an empty directory over the same link.
             var empty = Directory.CreateDirectory(Path.Combine(rig.Directory, "rsync-empty")).FullName;
             bulk.Add((await RsyncAsync(rig, source, empty, null)) with { Contender = "rsync -a, into an empty directory", Note = "the tree already written" });
@@ -258,7 +261,7 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
         await Task.Delay(TimeSpan.FromSeconds(1));
         var linkBefore = await LinkBytesAsync(rig);
         var watch = Stopwatch.StartNew();
-        string[] args = ["netns", "exec", rig.A.Name, "/usr/bin/time", "-f", "client cpu %U %S", "rsync", "-a", "--stats", .. option is null ? Array.Empty<string>() : [option], source + "/", $"rsync://10.216.1.2:{RsyncPort}/data/"];
+        string[] args = ["netns", "exec", rig.A.Name, "/usr/bin/time", "-f", "client cpu %U %S", "rsync", "-a", "--stats", .. option is null ? Array.Empty<string>() : option.Split(' '), source + "/", $"rsync://10.216.1.2:{RsyncPort}/data/"];
         var (code, output) = await ProcessRunner.RunAsync("ip", args);
         var seconds = watch.Elapsed.TotalSeconds;
         if (code != 0)
@@ -272,7 +275,8 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed)
         // The daemon's per-connection process is reaped by the daemon: its time is in the daemon's children's.
         await Task.Delay(TimeSpan.FromMilliseconds(300));
         var cpu = double.Parse(client.Groups[1].Value, CultureInfo.InvariantCulture) + double.Parse(client.Groups[2].Value, CultureInfo.InvariantCulture) + Cpu(daemon.Id, children: true);
-        var row = new Row($"rsync -a{(option is null ? string.Empty : " " + option)}", seconds, sent + received, await LinkBytesAsync(rig) - linkBefore, "its quick check skips files of the same size and mtime", cpu);
+        var row = new Row($"rsync -a{(option is null ? string.Empty : " " + option)}", seconds, sent + received, await LinkBytesAsync(rig) - linkBefore,
+            "its quick check skips files of the same size and mtime" + (option?.Contains("--fsync", StringComparison.Ordinal) == true ? "; every file it wrote fsync'd (durable when it ends, as apphbd's resync)" : string.Empty), cpu);
         Console.Error.WriteLine($"{row.Contender}: {row.Seconds:0.00} s, {sent} sent + {received} received, {row.LinkBytes} on the link");
         Identical(source, copy, row.Contender);
         return row;
