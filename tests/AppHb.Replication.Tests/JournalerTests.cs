@@ -67,26 +67,26 @@ public sealed class JournalerTests : IDisposable
         journaler.Resync([]);
         var path = Path.Combine(source, "growing");
         File.WriteAllBytes(path, []);
-        using var stop = new CancellationTokenSource();
         var writer = Task.Run(() =>
         {
             var chunk = new byte[64 * 1024];
             using var file = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
-            while (!stop.IsCancellationRequested && file.Length < (64L << 20))
+            while (file.Length < (64L << 20))
             {
                 Random.Shared.NextBytes(chunk);
                 file.Write(chunk);
             }
         }, TestContext.Current.CancellationToken);
 
+        // Read while it grows (on a busy machine the writer may start late: the reads wait for it).
+        Assert.True(await Polling.UntilAsync(() => Task.FromResult(new FileInfo(path).Length > 0 || writer.IsCompleted), TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken));
         var reads = 0;
-        while (!writer.IsCompleted && reads < 400)
+        while (!writer.IsCompleted)
         {
             journaler.Journal([new TreeChange(TreeChangeKind.Written, "growing", IsDirectory: false)]);
             reads++;
         }
 
-        await stop.CancelAsync();
         await writer;
         journaler.Journal([new TreeChange(TreeChangeKind.Written, "growing", IsDirectory: false)]);
 
