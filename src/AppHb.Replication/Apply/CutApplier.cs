@@ -177,7 +177,7 @@ public sealed class CutApplier
                     var target = Path.Combine(_replica.Root, Decode(parts[2]));
                     if (File.Exists(target))
                     {
-                        ReplicaApplier.PatchInPlace(target, (WriteRecord)JournalCodec.Decode(File.ReadAllBytes(Path.Combine(_staging, parts[1]))).Record!);
+                        ReplicaApplier.PatchInPlace(target, ReadPatch(_staging, parts[1]));
                         patched = true;
                     }
                 }
@@ -253,6 +253,33 @@ public sealed class CutApplier
         {
             File.Delete(file);
         }
+    }
+
+    /// <summary>The write record a patch step names: "FILE:OFFSET:LENGTH" in the staging area's patch file of its cut,
+    /// or (a redo log from before 2026-12-02) a staged file holding that record alone.</summary>
+    /// <exception cref="InvalidDataException">The bytes there are not a write record.</exception>
+    internal static WriteRecord ReadPatch(string staging, string where)
+    {
+        var parts = where.Split(':');
+        byte[] bytes;
+        if (parts.Length == 3)
+        {
+            using var file = File.OpenHandle(Path.Combine(staging, parts[0]));
+            bytes = new byte[int.Parse(parts[2], CultureInfo.InvariantCulture)];
+            var offset = long.Parse(parts[1], CultureInfo.InvariantCulture);
+            for (var read = 0; read < bytes.Length;)
+            {
+                var got = RandomAccess.Read(file, bytes.AsSpan(read), offset + read);
+                read += got > 0 ? got : throw new InvalidDataException($"{Path.Combine(staging, parts[0])}: the patch at {parts[1]} ends before its {parts[2]} bytes");
+            }
+        }
+        else
+        {
+            bytes = File.ReadAllBytes(Path.Combine(staging, where));
+        }
+
+        return JournalCodec.Decode(bytes).Record as WriteRecord
+            ?? throw new InvalidDataException($"{Path.Combine(staging, parts[0])}: the patch at {where} is not a write record");
     }
 
     internal static string Encode(string path) => Convert.ToBase64String(Encoding.UTF8.GetBytes(path));

@@ -27,6 +27,7 @@ public sealed class StagedCut : IDisposable
     /// <summary>Patch steps since the last record step, by path (their places in the steps).</summary>
     private readonly Dictionary<string, List<int>> _patchSteps = new(StringComparer.Ordinal);
     private int _stagedFiles;
+    private (string Name, FileStream Stream)? _patchFile;
     private string? _prefix;
     /// <summary>How many steps the records up to <see cref="LastCut"/> made.</summary>
     private int _stepsAtCut;
@@ -87,11 +88,10 @@ public sealed class StagedCut : IDisposable
                 // A few blocks of a large file: written where they belong when the step is carried out, from the
                 // record staged here (so a crash redoes them), instead of a new version copied whole. A database's
                 // page writes would otherwise copy the whole database per cut.
-                var patch = NewStagedFile();
-                File.WriteAllBytes(patch, JournalCodec.Encode(write));
+                var patch = StagePatch(write);
                 (_patches.TryGetValue(record.Path, out var patches) ? patches : _patches[record.Path] = []).Add(patch);
                 (_patchSteps.TryGetValue(record.Path, out var steps) ? steps : _patchSteps[record.Path] = []).Add(_steps.Count);
-                _steps.Add($"patch {Path.GetFileName(patch)} {CutApplier.Encode(record.Path)}");
+                _steps.Add($"patch {patch} {CutApplier.Encode(record.Path)}");
                 return;
             case WriteRecord or CreateRecord:
                 var file = NewStagedFile();
@@ -157,6 +157,7 @@ public sealed class StagedCut : IDisposable
             throw new InvalidOperationException($"the records after cut {LastCut.Sequence} changed versions it staged: it cannot be applied alone");
         }
 
+        ClosePatches();
         _installed = _owner.Install(LastCut, [.. _steps.Take(_stepsAtCut).OfType<string>()]);
     }
 
@@ -171,6 +172,31 @@ public sealed class StagedCut : IDisposable
     }
 
     private string NewStagedFile() => Path.Combine(_staging, $"{_prefix}.{_stagedFiles++}");
+
+    /// <summary>Appends a patch's record to the cut's one patch file (a file per record cost a file's creation each:
+    /// a resync of 2,607 blocks in 256 files spent ~150 ms making them) and returns where it is, as a patch step
+    /// names it: "FILE:OFFSET:LENGTH" (<see cref="CutApplier.ReadPatch"/>).</summary>
+    private string StagePatch(WriteRecord write)
+    {
+        if (_patchFile is null)
+        {
+            var name = $"{_prefix}.patches";
+            _patchFile = (name, new FileStream(Path.Combine(_staging, name), FileMode.Create, FileAccess.Write, FileShare.Read, bufferSize: 1 << 16));
+        }
+
+        var bytes = JournalCodec.Encode(write);
+        var at = _patchFile.Value.Stream.Position;
+        _patchFile.Value.Stream.Write(bytes);
+        return FormattableString.Invariant($"{_patchFile.Value.Name}:{at}:{bytes.Length}");
+    }
+
+    /// <summary>What the patch file holds reaches the file system (not the disk: the cut's syncfs does that) before
+    /// anything reads it or the redo log names it; closed, so that nothing is left open on a discarded cut.</summary>
+    private void ClosePatches()
+    {
+        _patchFile?.Stream.Dispose();
+        _patchFile = null;
+    }
 
     private void Supersede(int step)
     {
@@ -227,9 +253,10 @@ public sealed class StagedCut : IDisposable
 
         var rebuilt = NewStagedFile();
         File.Copy(replica, rebuilt);
+        _patchFile?.Stream.Flush();
         foreach (var patch in patches)
         {
-            ReplicaApplier.PatchStaged(rebuilt, (WriteRecord)JournalCodec.Decode(File.ReadAllBytes(patch)).Record!);
+            ReplicaApplier.PatchStaged(rebuilt, CutApplier.ReadPatch(_staging, patch));
         }
 
         _holds[path] = rebuilt;
@@ -240,6 +267,7 @@ public sealed class StagedCut : IDisposable
     /// applier's recovery to finish (the peer may have been told the cut is durable).</summary>
     public void Dispose()
     {
+        ClosePatches();
         if (!_applied)
         {
             _applied = true;
