@@ -321,6 +321,22 @@ public sealed class CutApplierTests : IDisposable
     }
 
     [Fact]
+    public void A_patch_step_of_the_earlier_kind_a_staged_record_file_of_its_own_is_still_carried_out()
+    {
+        var cuts = new CutApplier(Replica, State);
+        cuts.ApplyCut([new CreateRecord(1, Generation, "db", 0b110_000_000), new WriteRecord(2, Generation, "db", 8192, 4096, [new BlockChange(0, new byte[4096]), new BlockChange(1, new byte[4096])]), new CutRecord(3, Generation)]);
+        // A crash left a cut whose patch was staged the former way (one file per record) and not carried out.
+        File.WriteAllBytes(Path.Combine(State, "staging", "4.0"), JournalCodec.Encode(new WriteRecord(4, Generation, "db", 8192, 4096, [new BlockChange(1, "page"u8.ToArray())])));
+        WriteLog(5, $"patch 4.0 {Convert.ToBase64String("db"u8)}");
+
+        var next = new CutApplier(Replica, State);
+        Assert.Equal($"{Path.Combine(State, "redo.log")}: cut 5 finished from step 1 of 1", next.Recover());
+        var db = File.ReadAllBytes(Path.Combine(Replica, "db"));
+        Assert.Equal(8192, db.Length);
+        Assert.Equal("page"u8.ToArray(), db[4096..4100]);
+    }
+
+    [Fact]
     public void The_position_file_of_the_earlier_format_is_read_and_replaced()
     {
         Directory.CreateDirectory(State);
