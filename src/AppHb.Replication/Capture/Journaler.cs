@@ -385,7 +385,7 @@ public sealed class Journaler
                 var bytes = buffer.AsSpan(0, read);
                 hashes[number] = System.IO.Hashing.XxHash128.HashToUInt128(bytes);
                 changed.Add(new BlockChange(number, bytes.ToArray()));
-                if (changed.Count == JournalCodec.MaxBlocksPerRecord || changed.Count * (long)_blockSize >= RecordContentBytes)
+                if (FillsRecord(changed))
                 {
                     records.Add(new WriteRecord(0, Generation, path, (ulong)length, _blockSize, changed));
                     changed = [];
@@ -485,6 +485,11 @@ public sealed class Journaler
     /// each encoded, written, read and sent as a unit (256 blocks of 64 KiB made records of 16 MiB, each allocated
     /// whole at every step).</summary>
     public const int RecordContentBytes = 1 << 20;
+
+    /// <summary>Whether <paramref name="changed"/> is a whole write record's worth: at most
+    /// <see cref="JournalCodec.MaxBlocksPerRecord"/> blocks and about <see cref="RecordContentBytes"/>.</summary>
+    private bool FillsRecord(List<BlockChange> changed) =>
+        changed.Count == JournalCodec.MaxBlocksPerRecord || changed.Count * (long)_blockSize >= RecordContentBytes;
 
     /// <summary>The block size files are compared and shipped in.</summary>
     public int BlockSize => _blockSize;
@@ -595,7 +600,7 @@ public sealed class Journaler
                 }
 
                 changed.Add(new BlockChange(number, bytes.ToArray()));
-                if (changed.Count == JournalCodec.MaxBlocksPerRecord || changed.Count * (long)_blockSize >= RecordContentBytes)
+                if (FillsRecord(changed))
                 {
                     // A file that grows while it is read has blocks past the length it had at the start: the record's
                     // length covers its blocks (one beyond its length is malformed: the journal would be found
