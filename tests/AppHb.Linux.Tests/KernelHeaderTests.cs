@@ -104,6 +104,11 @@ public sealed class KernelHeaderTests : IDisposable
             P("offsetof(statx, stx_uid)", offsetof(struct statx, stx_uid));
             P("offsetof(statx, stx_gid)", offsetof(struct statx, stx_gid));
             P("offsetof(statx, stx_mode)", offsetof(struct statx, stx_mode));
+            P("offsetof(statx, stx_nlink)", offsetof(struct statx, stx_nlink));
+            P("offsetof(statx, stx_dev_major)", offsetof(struct statx, stx_dev_major));
+            P("offsetof(statx, stx_dev_minor)", offsetof(struct statx, stx_dev_minor));
+            P("STATX_NLINK", STATX_NLINK);
+            P("AT_SYMLINK_NOFOLLOW", AT_SYMLINK_NOFOLLOW);
             P("offsetof(ucred.uid)", offsetof(struct ucred, uid));
             P("offsetof(ucred.gid)", offsetof(struct ucred, gid));
             P("AF_INET", AF_INET);
@@ -222,6 +227,11 @@ public sealed class KernelHeaderTests : IDisposable
         { "offsetof(statx, stx_uid)", (ulong)Interop.StatxUidOffset },
         { "offsetof(statx, stx_gid)", (ulong)Interop.StatxGidOffset },
         { "offsetof(statx, stx_mode)", (ulong)Interop.StatxModeOffset },
+        { "offsetof(statx, stx_nlink)", (ulong)Interop.StatxNlinkOffset },
+        { "offsetof(statx, stx_dev_major)", (ulong)Interop.StatxDevMajorOffset },
+        { "offsetof(statx, stx_dev_minor)", (ulong)Interop.StatxDevMinorOffset },
+        { "STATX_NLINK", Interop.STATX_NLINK },
+        { "AT_SYMLINK_NOFOLLOW", (ulong)Interop.AT_SYMLINK_NOFOLLOW },
         { "offsetof(ucred.uid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Uid") },
         { "offsetof(ucred.gid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Gid") },
         { "AF_INET", (ulong)Interop.AF_INET },

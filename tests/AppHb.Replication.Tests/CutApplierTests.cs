@@ -169,9 +169,15 @@ public sealed class CutApplierTests : IDisposable
         Random.Shared.NextBytes(content);
         File.WriteAllBytes(path, content);
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
-        // A second name for the file, outside the replica: it sees what is written into the file, not a new version.
-        var link = Path.Combine(_directory.Path, "db.link");
-        LinkTo(path, link);
+        // The file opened before: it sees what is written into the file, not a new version renamed over it.
+        using var opened = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        byte[] SeenThroughOpened()
+        {
+            var bytes = new byte[content.Length];
+            Assert.Equal(bytes.Length, RandomAccess.Read(opened, bytes, 0));
+            return bytes;
+        }
+
         var cuts = new CutApplier(Replica, State);
 
         var page = new byte[4096];
@@ -181,16 +187,29 @@ public sealed class CutApplierTests : IDisposable
         page.CopyTo(content, 7 * 4096);
         Assert.Equal(content, File.ReadAllBytes(path));
         // The same file, not a new version copied whole: a database's page writes must not copy the database.
-        Assert.Equal(content, File.ReadAllBytes(link));
+        Assert.Equal(content, SeenThroughOpened());
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead, File.GetUnixFileMode(path));
         Assert.Empty(Directory.GetFiles(Path.Combine(State, "staging")));
+
+        // A file with a second name (a diverged replica's copy kept aside is hard-linked) is never written in place:
+        // the other name keeps what it held.
+        var link = Path.Combine(_directory.Path, "db.link");
+        LinkTo(path, link);
+        Random.Shared.NextBytes(page);
+        cuts.ApplyCut([new WriteRecord(3, Generation, "db", (ulong)content.Length, 4096, [new BlockChange(9, page)]), new CutRecord(4, Generation)]);
+        var before = (byte[])content.Clone();
+        page.CopyTo(content, 9 * 4096);
+        Assert.Equal(content, File.ReadAllBytes(path));
+        Assert.Equal(before, File.ReadAllBytes(link));
+        File.Delete(link);
 
         // A large rewrite is still a new version, installed whole.
         var rewrite = new byte[content.Length];
         Random.Shared.NextBytes(rewrite);
-        cuts.ApplyCut([new WriteRecord(3, Generation, "db", (ulong)rewrite.Length, rewrite.Length, [new BlockChange(0, rewrite)]), new CutRecord(4, Generation)]);
+        cuts.ApplyCut([new WriteRecord(5, Generation, "db", (ulong)rewrite.Length, rewrite.Length, [new BlockChange(0, rewrite)]), new CutRecord(6, Generation)]);
         Assert.Equal(rewrite, File.ReadAllBytes(path));
-        Assert.Equal(content, File.ReadAllBytes(link));
+        // The file opened at the start still holds the version before the second name's write: replaced since.
+        Assert.NotEqual(rewrite, SeenThroughOpened());
     }
 
     [Fact]

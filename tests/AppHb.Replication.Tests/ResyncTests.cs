@@ -234,6 +234,31 @@ public sealed class ResyncTests : IDisposable
     }
 
     [Fact]
+    public async Task A_diverged_file_kept_aside_is_not_changed_when_the_resync_patches_the_replicas_copy_in_place()
+    {
+        // The copy kept aside is hard-linked: a block written in place into the replica's file would be written into
+        // the kept one too, and the diverged data lost after all.
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = Directory.CreateDirectory(_directory.File("replica")).FullName;
+        var database = Bytes.Random(new Random(3), 1 << 20);
+        await File.WriteAllBytesAsync(Path.Combine(source, "database"), database, TestContext.Current.CancellationToken);
+        var diverged = (byte[])database.Clone();
+        diverged[5000] ^= 0xFF;
+        await File.WriteAllBytesAsync(Path.Combine(replica, "database"), diverged, TestContext.Current.CancellationToken);
+        var state = _directory.File("state");
+        DivergedData.Mark(state, "split brain resolved for the peer");
+
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(6, 1)), journal);
+        var now = new DateTimeOffset(2026, 12, 2, 11, 50, 0, TimeSpan.Zero);
+        await SyncAsync(pump, replica, "state", () => DivergedData.KeepAsideIfMarked(replica, state, now));
+
+        AssertIdentical(source, replica);
+        Assert.Equal(1, ShippedBlocks(journal));
+        Assert.Equal(diverged, File.ReadAllBytes(replica + ".apphb-diverged-20261202-115000/database"));
+    }
+
+    [Fact]
     public async Task Past_its_size_limit_the_journal_starts_again_and_a_replica_that_was_away_is_resynced_not_lost()
     {
         var source = Directory.CreateDirectory(_directory.File("source")).FullName;

@@ -13,6 +13,11 @@ internal static partial class Interop
     internal const int StatxUidOffset = 20;
     internal const int StatxGidOffset = 24;
     internal const int StatxModeOffset = 28;
+    internal const int StatxNlinkOffset = 16;
+    internal const int StatxDevMajorOffset = 136;
+    internal const int StatxDevMinorOffset = 140;
+    internal const uint STATX_NLINK = 0x4;
+    internal const int AT_SYMLINK_NOFOLLOW = 0x100;
 
     [LibraryImport(Libc, EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     internal static unsafe partial int Statx(int dirfd, string path, int flags, uint mask, byte* buffer);

@@ -206,7 +206,8 @@ public sealed class StagedCut : IDisposable
 
     /// <summary>Whether <paramref name="write"/> is patched into the replica's file in place: the file is the
     /// replica's own at that path (nothing earlier in the cut staged, renamed or deleted it or a directory above it),
-    /// a regular file, and the record changes at most a quarter of it.</summary>
+    /// a regular file with no other name (a diverged replica's copy kept aside is hard-linked to it: a block written
+    /// in place would change that copy too), and the record changes at most a quarter of it.</summary>
     private bool PatchesInPlace(WriteRecord write)
     {
         var path = write.Path;
@@ -223,7 +224,7 @@ public sealed class StagedCut : IDisposable
             changed += block.Content.Length;
         }
 
-        return info.Exists && info.LinkTarget is null && changed * 4 <= info.Length;
+        return info.Exists && info.LinkTarget is null && changed * 4 <= info.Length && AppHb.Linux.Files.FileSystems.LinkCount(info.FullName) == 1;
     }
 
     /// <summary>The file that holds what <paramref name="path"/> names at this point of the cut; under a directory

@@ -1,0 +1,56 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+
+namespace AppHb.Linux.Files;
+
+/// <summary>Which filesystem a path is on (statx's device numbers): a rename, or a hard link, stays on one.</summary>
+public static class FileSystems
+{
+    /// <summary>Whether <paramref name="a"/> and <paramref name="b"/> are on one filesystem; a path that does not
+    /// exist yet counts as its nearest existing directory's (where it would be made).</summary>
+    /// <exception cref="IOException">statx refused (the message names the path).</exception>
+    public static bool Same(string a, string b) => DeviceOf(Existing(a)) == DeviceOf(Existing(b));
+
+    /// <summary>The device (major, minor) holding <paramref name="path"/>, as statx reports it.</summary>
+    /// <exception cref="IOException">statx refused (the message names the path).</exception>
+    public static unsafe (uint Major, uint Minor) DeviceOf(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var buffer = stackalloc byte[Interop.StatxSize];
+        // The device is among the basic fields statx always fills in; no mask bit asks for it.
+        if (Interop.Statx(Interop.AT_FDCWD, path, Interop.AT_SYMLINK_NOFOLLOW, Interop.STATX_MODE, buffer) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw new IOException($"{path}: statx failed: {Interop.Describe(errno)}");
+        }
+
+        var span = new ReadOnlySpan<byte>(buffer, Interop.StatxSize);
+        return (BinaryPrimitives.ReadUInt32LittleEndian(span[Interop.StatxDevMajorOffset..]), BinaryPrimitives.ReadUInt32LittleEndian(span[Interop.StatxDevMinorOffset..]));
+    }
+
+    /// <summary>How many names (hard links) the file <paramref name="path"/> has.</summary>
+    /// <exception cref="IOException">statx refused (the message names the path).</exception>
+    public static unsafe uint LinkCount(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var buffer = stackalloc byte[Interop.StatxSize];
+        if (Interop.Statx(Interop.AT_FDCWD, path, Interop.AT_SYMLINK_NOFOLLOW, Interop.STATX_NLINK, buffer) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw new IOException($"{path}: statx failed: {Interop.Describe(errno)}");
+        }
+
+        return BinaryPrimitives.ReadUInt32LittleEndian(new ReadOnlySpan<byte>(buffer, Interop.StatxSize)[Interop.StatxNlinkOffset..]);
+    }
+
+    private static string Existing(string path)
+    {
+        var at = Path.GetFullPath(path);
+        while (!Path.Exists(at) && Path.GetDirectoryName(at) is { } parent)
+        {
+            at = parent;
+        }
+
+        return at;
+    }
+}
