@@ -14,7 +14,7 @@ if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or 
     Console.Error.WriteLine("       apphb-bench hostile [--floods 20] [--hold 30] [--seconds 180] [--rate 2000 fuzzed frames/s, 0: unpaced]");
     Console.Error.WriteLine("       apphb-bench partition [--trials 1000] [--seed N]");
     Console.Error.WriteLine("       apphb-bench failover [--trials 20] [--only failover,faults,switchover,cost]");
-    Console.Error.WriteLine("       apphb-bench replication-crash [--trials 100] [--seed N]");
+    Console.Error.WriteLine("       apphb-bench replication-crash [--trials 100] [--loss-trials 20] [--seed N] [--only sync,async,lsyncd]");
     Console.Error.WriteLine("       apphb-bench replication [--seconds 20] [--only recovery,barrier,lsyncd]");
     Console.Error.WriteLine("       apphb-bench replication-resync [--seed N]");
     Console.Error.WriteLine("  every command: [--daemon PUBLISHED/apphbd] to use an apphbd already published instead of publishing one");
@@ -24,6 +24,7 @@ if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or 
 var clients = new[] { 1000, 10_000 };
 var kills = 200;
 int? trials = null;
+var lossTrials = 20;
 var seed = Random.Shared.Next();
 double? seconds = null;
 var floods = 20;
@@ -44,6 +45,10 @@ for (var i = 1; i < args.Length - 1; i++)
     else if (args[i] == "--trials")
     {
         trials = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+    }
+    else if (args[i] == "--loss-trials")
+    {
+        lossTrials = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
     }
     else if (args[i] == "--seed")
     {
@@ -111,7 +116,7 @@ var report = args[0] switch
     "partition" => await new PartitionBenchmark(Path.Combine(published, "apphbd"), trials ?? 1000, seed).RunAsync(),
     "replication" => await new ReplicationBenchmark(Path.Combine(published, "apphbd"), seconds ?? 20, only).RunAsync(),
     "replication-resync" => await new ReplicationResyncBenchmark(Path.Combine(published, "apphbd"), seed).RunAsync(),
-    "replication-crash" => await new ReplicationCrashBenchmark(Path.Combine(published, "apphbd"), trials ?? 100, seed).RunAsync(),
+    "replication-crash" => await new ReplicationCrashBenchmark(Path.Combine(published, "apphbd"), trials ?? 100, seed, lossTrials, only).RunAsync(),
     "failover" => await new FailoverBenchmark(Path.Combine(published, "apphbd"), trials ?? 20, only).RunAsync(),
     "packages" => await new PackagesBenchmark(Path.Combine(published, "apphbd"), work).RunAsync(),
     _ => await new HeartbeatBenchmark(Path.Combine(published, "apphbd"), work, clients, seconds ?? 5).RunAsync(),

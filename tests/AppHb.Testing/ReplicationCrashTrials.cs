@@ -10,7 +10,10 @@ namespace AppHb.Testing;
 /// replication barrier (<see cref="AppHbControl.SyncReplicationAsync"/>) before the next, as an application
 /// acknowledges its users; at a random moment the active node is powered off or its apphbd killed; the peer fences it
 /// and takes over; then every confirmed write must be on the new active node, byte for byte. The killed node is
-/// rebooted, resynced in reverse, and is the standby of the next trial (so the roles alternate).</summary>
+/// rebooted, resynced in reverse, and is the standby of the next trial (so the roles alternate).
+/// <para>With <see cref="PacedWritesPerSecond"/> the writer does not call the barrier: it writes at that rate and
+/// counts each write acknowledged once written, as an application of an asynchronous replica (or of lsyncd) does; the
+/// trials then count how many acknowledged writes the crash lost instead of failing on the first.</para></summary>
 public sealed class ReplicationCrashTrials(PairRig rig, int seed, Action<string>? progress = null)
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(60);
@@ -21,7 +24,20 @@ public sealed class ReplicationCrashTrials(PairRig rig, int seed, Action<string>
     private long _confirmed;
     private long _missing;
     private long _unconfirmedPresent;
+    private readonly List<int> _lostPerTrial = [];
+    /// <summary>When the trial's crash began (a timestamp; 0 before it).</summary>
+    private long _crashedAt;
     private int _trials;
+
+    /// <summary>0: every write waits for the barrier (nothing acknowledged may be lost). Otherwise the writes per
+    /// second of a writer that never waits (its losses are counted, not failed).</summary>
+    public int PacedWritesPerSecond { get; init; }
+
+    /// <summary>Begins every written file's name: trials of another run on the same pair must not meet this one's files.</summary>
+    public string Label { get; init; } = "t";
+
+    /// <summary>When, after the writer starts, the active node dies: uniformly in [Min, Max) ms.</summary>
+    public (int Min, int Max) CrashAfterMilliseconds { get; init; } = (300, 2000);
 
     /// <summary>The node's replicated directory (each node its own path: both share this machine's filesystem).</summary>
     public static string Data(PairRig rig, int me) => Path.Combine((rig ?? throw new ArgumentNullException(nameof(rig))).Directory, $"data{me}");
@@ -50,7 +66,11 @@ public sealed class ReplicationCrashTrials(PairRig rig, int seed, Action<string>
             await TrialAsync(i, cancellationToken);
         }
 
-        return new ReplicationCrashReport(seed, _trials, _confirmed, _missing, _unconfirmedPresent, [.. _takeovers], [.. _barriers], [.. _failures], watch.Elapsed);
+        return new ReplicationCrashReport(seed, _trials, _confirmed, _missing, _unconfirmedPresent, [.. _takeovers], [.. _barriers], [.. _failures], watch.Elapsed)
+        {
+            PacedWritesPerSecond = PacedWritesPerSecond,
+            LostPerTrial = [.. _lostPerTrial],
+        };
     }
 
     private async Task TrialAsync(int number, CancellationToken cancellationToken)
@@ -64,12 +84,14 @@ public sealed class ReplicationCrashTrials(PairRig rig, int seed, Action<string>
 
         var standby = 3 - active;
         var powerOff = _random.Next(2) == 0;
-        var crashAfter = TimeSpan.FromMilliseconds(_random.Next(300, 2000));
+        var crashAfter = TimeSpan.FromMilliseconds(_random.Next(CrashAfterMilliseconds.Min, CrashAfterMilliseconds.Max));
         var confirmed = new List<string>();
         var written = new List<string>();
+        Interlocked.Exchange(ref _crashedAt, 0);
         using var stopWriter = new CancellationTokenSource();
         var writer = WriteAsync(active, number, confirmed, written, stopWriter.Token);
         await Task.Delay(crashAfter, cancellationToken);
+        Interlocked.Exchange(ref _crashedAt, Stopwatch.GetTimestamp());
         var crashed = Stopwatch.StartNew();
         if (powerOff)
         {
@@ -100,10 +122,11 @@ public sealed class ReplicationCrashTrials(PairRig rig, int seed, Action<string>
         _confirmed += confirmed.Count;
         _missing += missing.Count;
         _unconfirmedPresent += present;
+        _lostPerTrial.Add(missing.Count);
         var story = string.Create(CultureInfo.InvariantCulture,
-            $"trial {number}: node{active} {(powerOff ? "powered off" : "apphbd killed")} after {crashAfter.TotalSeconds:0.0} s; {confirmed.Count} writes confirmed, {missing.Count} of them missing on node{standby}; {present} of {written.Count - confirmed.Count} unconfirmed there anyway; took over in {crashed.Elapsed.TotalSeconds:0.0} s");
+            $"trial {number}: node{active} {(powerOff ? "powered off" : "apphbd killed")} after {crashAfter.TotalSeconds:0.0} s; {confirmed.Count} writes {(PacedWritesPerSecond > 0 ? "acknowledged (written, no barrier)" : "confirmed")}, {missing.Count} of them missing on node{standby}; {present} of {written.Count - confirmed.Count} unconfirmed there anyway; took over in {crashed.Elapsed.TotalSeconds:0.0} s");
         progress?.Invoke(story);
-        if (missing.Count > 0)
+        if (missing.Count > 0 && PacedWritesPerSecond == 0)
         {
             Fail(number, $"{story}: missing {string.Join(", ", missing.Take(10))}", active, standby);
         }
@@ -116,15 +139,46 @@ public sealed class ReplicationCrashTrials(PairRig rig, int seed, Action<string>
     }
 
     /// <summary>One write after another into the active node's directory, each followed by the barrier; stops at the
-    /// first barrier that fails.</summary>
+    /// first barrier that fails. Paced: one write every 1/rate s, each acknowledged once written, until the directory
+    /// refuses (the node powered off) or <see cref="Bound"/>'s stop.</summary>
     private async Task WriteAsync(int active, int trial, List<string> confirmed, List<string> written, CancellationToken cancellationToken)
     {
         var control = new AppHbControl(rig.Daemon(active)!.SocketPath);
+        var started = Stopwatch.GetTimestamp();
         for (var i = 0; !cancellationToken.IsCancellationRequested; i++)
         {
-            var name = string.Create(CultureInfo.InvariantCulture, $"w/t{trial:D4}-{i:D5}");
+            var name = string.Create(CultureInfo.InvariantCulture, $"w/{Label}{trial:D4}-{i:D5}");
+            if (PacedWritesPerSecond > 0)
+            {
+                var due = TimeSpan.FromSeconds((double)i / PacedWritesPerSecond) - Stopwatch.GetElapsedTime(started);
+                if (due > TimeSpan.Zero)
+                {
+                    try
+                    {
+                        await Task.Delay(due, cancellationToken);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return;
+                    }
+                }
+            }
+
             await File.WriteAllTextAsync(Path.Combine(Data(rig, active), name), Expected(name), cancellationToken);
             written.Add(name);
+            if (PacedWritesPerSecond > 0)
+            {
+                // Acknowledged only if done before the crash: the application dies with its node (a write that
+                // ended after it would never have been acknowledged).
+                if (Interlocked.Read(ref _crashedAt) != 0)
+                {
+                    return;
+                }
+
+                confirmed.Add(name);
+                continue;
+            }
+
             var barrier = Stopwatch.StartNew();
             try
             {
@@ -224,10 +278,17 @@ public sealed class ReplicationCrashTrials(PairRig rig, int seed, Action<string>
     }
 }
 
-/// <summary>What the crash trials found: the only number that must be zero is <see cref="Missing"/>.</summary>
+/// <summary>What the crash trials found: the only number that must be zero is <see cref="Missing"/> (with the
+/// barrier; a paced writer's losses are its measure).</summary>
 public sealed record ReplicationCrashReport(int Seed, int Trials, long Confirmed, long Missing, long UnconfirmedPresent,
     IReadOnlyList<double> TakeoverSeconds, IReadOnlyList<double> BarrierMilliseconds, IReadOnlyList<string> Failures, TimeSpan Elapsed)
 {
+    /// <summary>0: the writer waited for the barrier; otherwise its rate, and it never waited.</summary>
+    public int PacedWritesPerSecond { get; init; }
+
+    /// <summary>Acknowledged writes missing on the new active node, trial by trial.</summary>
+    public IReadOnlyList<int> LostPerTrial { get; init; } = [];
+
     public override string ToString()
     {
         var text = new StringBuilder();
@@ -239,8 +300,16 @@ public sealed record ReplicationCrashReport(int Seed, int Trials, long Confirmed
         }
 
         text.AppendLine(CultureInfo.InvariantCulture, $"trials {Trials} (seed {Seed}), {Elapsed.TotalMinutes:0.0} min");
-        text.AppendLine(CultureInfo.InvariantCulture, $"writes confirmed by the barrier: {Confirmed}; missing on the new active node: {Missing}; unconfirmed but there anyway: {UnconfirmedPresent}");
-        text.AppendLine(CultureInfo.InvariantCulture, $"barrier (ms, apphbctl's client API over the control socket): {Spread(BarrierMilliseconds, "0.0")}");
+        if (PacedWritesPerSecond > 0)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"writes acknowledged once written ({PacedWritesPerSecond}/s, no barrier): {Confirmed}; lost (missing on the new active node): {Missing}; per crash: {Spread([.. LostPerTrial.Select(l => (double)l)], "0")}");
+        }
+        else
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"writes confirmed by the barrier: {Confirmed}; missing on the new active node: {Missing}; unconfirmed but there anyway: {UnconfirmedPresent}");
+            text.AppendLine(CultureInfo.InvariantCulture, $"barrier (ms, apphbctl's client API over the control socket): {Spread(BarrierMilliseconds, "0.0")}");
+        }
+
         text.AppendLine(CultureInfo.InvariantCulture, $"crash to the peer active as the replication source (s): {Spread(TakeoverSeconds, "0.00")}");
         text.AppendLine(CultureInfo.InvariantCulture, $"failed trials: {Failures.Count}");
         foreach (var failure in Failures)
