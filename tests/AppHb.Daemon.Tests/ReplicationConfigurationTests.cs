@@ -71,6 +71,27 @@ public sealed class ReplicationConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void Several_directories_and_single_files_share_one_journal_relative_to_the_directory_above_them()
+    {
+        var replication = ConfigurationLoader.Load(Pair("replication:\n  paths: [/srv/data/, /etc/apphb, /etc/hosts]\n  exclude: [/srv/data/cache]\n  state-directory: /var/lib/apphb/replica"), "pair.yaml").Replication!;
+        Assert.Equal("/", replication.Path);
+        Assert.Equal(["srv/data", "etc/apphb", "etc/hosts"], replication.Members);
+        Assert.Equal(["srv/data/cache"], replication.Exclude);
+        Assert.Equal("/var/lib/apphb/replication/paths.journal", replication.Journal);
+        Assert.Equal("/srv/data, /etc/apphb, /etc/hosts", replication.Shown);
+        var scope = replication.Scope();
+        Assert.True(scope.Replicates("etc/hosts"));
+        Assert.False(scope.Replicates("etc/passwd"));
+        Assert.False(scope.Replicates("srv/data/cache/x"));
+        Assert.True(scope.Replicates("srv/data/orders"));
+
+        // Under one directory: the paths are relative to it.
+        var under = ConfigurationLoader.Load(Pair("replication:\n  paths: [/srv/a, /srv/b/c.db]\n  state-directory: /srv/.replica"), "pair.yaml").Replication!;
+        Assert.Equal("/srv", under.Path);
+        Assert.Equal(["a", "b/c.db"], under.Members);
+    }
+
+    [Fact]
     public void The_resync_rate_limit_the_lan_fallback_and_the_mode_are_read()
     {
         var replication = ConfigurationLoader.Load(Pair("replication:\n  path: /srv/data\n  resync-rate-mib: 40\n  allow-lan: true\n  mode: sync\n  block-size-kib: 4"), "pair.yaml").Replication!;
@@ -98,6 +119,13 @@ public sealed class ReplicationConfigurationTests : IDisposable
     [InlineData("replication:\n  path: /srv/data\n  resync-rate-mib: -1", "replication.resync-rate-mib:")]
     [InlineData("replication:\n  path: /srv/data\n  allow-lan: sometimes", "replication.allow-lan:")]
     [InlineData("replication:\n  path: /srv/data\n  block-size-kib: 2048", "replication.block-size-kib:")]
+    [InlineData("replication:\n  path: /srv/data\n  paths: [/etc/apphb]\n  state-directory: /srv/s", "replication.path: give either path (one directory) or paths")]
+    [InlineData("replication:\n  paths: [etc/apphb]\n  state-directory: /srv/s", "replication.paths: \"etc/apphb\": must be an absolute path")]
+    [InlineData("replication:\n  paths: [/srv/data, /etc/apphb]", "replication.paths: with paths, state-directory is needed")]
+    [InlineData("replication:\n  paths: [/srv/data, /srv/data/db]\n  state-directory: /srv/s", "replication.paths: \"/srv/data/db\" is under \"/srv/data\"")]
+    [InlineData("replication:\n  paths: [/srv/data, /srv/data]\n  state-directory: /srv/s", "replication.paths: \"/srv/data\" is given twice")]
+    [InlineData("replication:\n  paths: [/srv/data, /etc/apphb]\n  exclude: [/var/log]\n  state-directory: /srv/s", "replication.exclude: \"/var/log\": with paths, an exclude is an absolute path under one of them")]
+    [InlineData("replication:\n  paths: [/srv/data, /etc/apphb]\n  state-directory: /etc/apphb/state", "replication.state-directory: \"/etc/apphb/state\" is inside the replicated path /etc/apphb")]
     public void A_wrong_value_is_refused_naming_file_line_and_key(string section, string expected)
     {
         var e = Assert.Throws<ConfigurationException>(() => ConfigurationLoader.Load(Pair(section), "pair.yaml"));

@@ -339,6 +339,74 @@ public sealed class ReplicationTests : IAsyncLifetime
     }
 
     /// <summary>Identical but for node2's own cache, which is never replicated.</summary>
+    [Fact]
+    public async Task Several_directories_and_a_single_file_replicate_in_one_journal_and_come_back_after_a_takeover()
+    {
+        // paths: a data directory and a single configuration file under each node's own root (both nodes share this
+        // machine's filesystem); what is beside them is each node's own.
+        string Root(int me) => Path.Combine(_rig.Directory, $"root{me}");
+        string At(int me, string relative) => Path.Combine(Root(me), relative);
+        string PathsConfig(int me) => _rig.Config(me, "command: [/bin/sleep, \"1000\"]", extra: $"""
+            replication:
+              paths: [{At(me, "srv/data")}, {At(me, "etc/app.yaml")}]
+              exclude: [{At(me, "srv/data/cache")}]
+              journal: {Path.Combine(_rig.Directory, $"node{me}.journal")}
+              state-directory: {Path.Combine(_rig.Directory, $"state{me}")}
+              barrier-timeout: 10s
+            """);
+        foreach (var me in new[] { 1, 2 })
+        {
+            Directory.CreateDirectory(At(me, "srv/data/cache"));
+            Directory.CreateDirectory(At(me, "etc"));
+            await File.WriteAllTextAsync(At(me, "etc/other"), $"node{me}'s own", TestContext.Current.CancellationToken);
+        }
+
+        Directory.CreateDirectory(At(1, "srv/data/db"));
+        await File.WriteAllTextAsync(At(1, "srv/data/db/orders"), "order 1\n", TestContext.Current.CancellationToken);
+        await File.WriteAllTextAsync(At(1, "etc/app.yaml"), "version: 1\n", TestContext.Current.CancellationToken);
+        await File.WriteAllTextAsync(At(1, "srv/data/cache/local"), "node1's cache", TestContext.Current.CancellationToken);
+
+        var (a, b) = await StartReplicatingAsync(PathsConfig);
+        async Task SyncAsync(DaemonProcess daemon)
+        {
+            var (code, output, error) = await CliAsync(daemon, "replication", "sync");
+            Assert.True(code == 0, $"sync failed: {output}{error}\n{string.Join('\n', daemon.Lines)}");
+        }
+
+        await SyncAsync(a);
+        Assert.Equal("order 1\n", File.ReadAllText(At(2, "srv/data/db/orders")));
+        Assert.Equal("version: 1\n", File.ReadAllText(At(2, "etc/app.yaml")));
+        Assert.Equal("node2's own", File.ReadAllText(At(2, "etc/other")));
+        Assert.False(File.Exists(At(2, "srv/data/cache/local")));
+
+        // The file replaced as an editor saves it, and the data written: in one journal, both arrive by the barrier.
+        await File.WriteAllTextAsync(At(1, "etc/app.yaml.new"), "version: 2\n", TestContext.Current.CancellationToken);
+        File.Move(At(1, "etc/app.yaml.new"), At(1, "etc/app.yaml"), overwrite: true);
+        await File.AppendAllTextAsync(At(1, "srv/data/db/orders"), "order 2\n", TestContext.Current.CancellationToken);
+        await SyncAsync(a);
+        Assert.Equal("version: 2\n", File.ReadAllText(At(2, "etc/app.yaml")));
+        Assert.Equal("order 1\norder 2\n", File.ReadAllText(At(2, "srv/data/db/orders")));
+        Assert.False(File.Exists(At(2, "etc/app.yaml.new")));
+        var (verifyCode, verifyOutput, verifyError) = await CliAsync(a, "replication", "verify");
+        Assert.True(verifyCode == 0, $"{verifyOutput}{verifyError}");
+        Assert.StartsWith($"identical: {At(1, "srv/data")}, {At(1, "etc/app.yaml")}:", verifyOutput, StringComparison.Ordinal);
+
+        // node1 dies; node2 takes over and changes both; node1 returns and is resynced in reverse, its own file kept.
+        Assert.True(ProcessRunner.Signal(a.Pid, 9));
+        Assert.True(await UntilAsync(async () => await ReplicationAsync(b) is { Side: "source" } && await PairAsync(b) is { Role: "active" }),
+            $"node2 never took over:\n{string.Join('\n', b.Lines)}");
+        await File.WriteAllTextAsync(At(2, "etc/app.yaml"), "version: 3 (on node2)\n", TestContext.Current.CancellationToken);
+        await File.AppendAllTextAsync(At(2, "srv/data/db/orders"), "order 3 (on node2)\n", TestContext.Current.CancellationToken);
+        await _rig.RebootAsync(1);
+        Assert.True(await UntilAsync(async () => await PairAsync(a) is { Stale: false, Role: "standby" } && await ReplicationAsync(a) is { Side: "replica" }),
+            $"node1 never caught up:\n{string.Join('\n', a.Lines)}\n--- node2:\n{string.Join('\n', b.Lines)}");
+        await SyncAsync(b);
+        Assert.Equal("version: 3 (on node2)\n", File.ReadAllText(At(1, "etc/app.yaml")));
+        Assert.Equal("order 1\norder 2\norder 3 (on node2)\n", File.ReadAllText(At(1, "srv/data/db/orders")));
+        Assert.Equal("node1's own", File.ReadAllText(At(1, "etc/other")));
+        Assert.Equal("node1's cache", File.ReadAllText(At(1, "srv/data/cache/local")));
+    }
+
     private static void AssertIdentical(string source, string replica)
     {
         var (paths, differences) = TreeSnapshot.Compare(source, replica, path => path == "cache");

@@ -92,6 +92,37 @@ public sealed class TreeWatcherTests : IDisposable
     }
 
     [Fact]
+    public async Task Only_the_directories_it_is_told_to_watch_are_watched_and_scanned()
+    {
+        // The replicated members under a root (srv/data; etc leads to the single file etc/hosts): nothing else under
+        // the root costs a watch, however large (a root of / would otherwise watch the whole system).
+        foreach (var directory in new[] { "srv/data/db", "srv/other/deep", "etc", "usr/lib" })
+        {
+            Directory.CreateDirectory(Path.Combine(Root, directory));
+        }
+
+        static bool Watched(string path) => path is "" or "srv" or "etc" or "srv/data" || path.StartsWith("srv/data/", StringComparison.Ordinal) || path == "etc/hosts";
+        using var watcher = TreeWatcher.Start(Root, _changes.Enqueue, Watched);
+        Assert.Equal(5, watcher.Directories);
+
+        // A directory made where nothing is watched is not entered; one made in a member is, and scanned.
+        Directory.CreateDirectory(Path.Combine(Root, "srv/other/new"));
+        File.WriteAllText(Path.Combine(Root, "srv/other/new/f"), "x");
+        Directory.CreateDirectory(Path.Combine(Root, "srv/data/new"));
+        File.WriteAllText(Path.Combine(Root, "srv/data/new/f"), "x");
+        File.WriteAllText(Path.Combine(Root, "etc/hosts"), "x");
+        Assert.True(await Seen(c => c.Path == "etc/hosts"), Said);
+        Assert.True(await Seen(c => c.Path == "srv/data/new/f"), Said);
+        Assert.Equal(6, watcher.Directories);
+        Assert.DoesNotContain(_changes, c => c.Path.StartsWith("srv/other/", StringComparison.Ordinal) || c.Path.StartsWith("usr/", StringComparison.Ordinal));
+
+        // A member's directory moved where nothing is watched loses its watches.
+        Directory.Move(Path.Combine(Root, "srv/data"), Path.Combine(Root, "srv/elsewhere"));
+        Assert.True(await Seen(c => c is { Kind: TreeChangeKind.Renamed, Path: "srv/data", NewPath: "srv/elsewhere" }), Said);
+        Assert.True(await Polling.UntilAsync(() => watcher.Directories == 3, Patience, TestContext.Current.CancellationToken), $"{watcher.Directories} directories watched");
+    }
+
+    [Fact]
     public async Task A_queue_overflow_is_reported_never_silent()
     {
         var limit = int.Parse(File.ReadAllText("/proc/sys/fs/inotify/max_queued_events").Trim(), System.Globalization.CultureInfo.InvariantCulture);

@@ -4,6 +4,7 @@ using AppHb.Cluster.Hosting;
 using AppHb.Core.Cluster;
 using AppHb.Core.Events;
 using AppHb.Daemon.Configuration;
+using AppHb.Linux.Files;
 using AppHb.Protocol;
 using AppHb.Replication.Apply;
 using AppHb.Replication.Capture;
@@ -110,12 +111,12 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             try
             {
                 DivergedData.Mark(options.Replication!.StateDirectory, $"split brain resolved for {options.Cluster!.Peer} at {time.GetUtcNow():O}");
-                Publish("replication-diverged", $"{options.Replication.Path} diverged from {options.Cluster.Peer}'s data: it is kept aside before the resync replaces it");
+                Publish("replication-diverged", $"{options.Replication.Shown} diverged from {options.Cluster.Peer}'s data: it is kept aside before the resync replaces it");
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 Log.ReplicationFailed(logger, "replica", e.Message);
-                Publish("replication-failed", $"{options.Replication!.Path} diverged from {options.Cluster!.Peer}'s data and could not be marked to be kept aside: {e.Message}; copy it by hand before the next resync");
+                Publish("replication-failed", $"{options.Replication!.Shown} diverged from {options.Cluster!.Peer}'s data and could not be marked to be kept aside: {e.Message}; copy it by hand before the next resync");
             }
         };
         _roles.Writer.TryWrite(pair.Role);
@@ -160,7 +161,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         var replication = options.Replication ?? throw new InvalidOperationException(NotReplicating);
         if (_side is not Source source)
         {
-            throw new InvalidOperationException($"sync refused: this node is not the active one (it holds the {_side?.Name ?? "no"} side of {replication.Path}); sync on the active node");
+            throw new InvalidOperationException($"sync refused: this node is not the active one (it holds the {_side?.Name ?? "no"} side of {replication.Shown}); sync on the active node");
         }
 
         try
@@ -172,7 +173,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             throw new InvalidOperationException($"sync failed: {e.Message}", e);
         }
 
-        return new ControlResultDocument($"every change made in {replication.Path} before this call is durable on {options.Cluster!.Peer} (record {source.Pump.Sender.Acknowledged})", []);
+        return new ControlResultDocument($"every change made in {replication.Shown} before this call is durable on {options.Cluster!.Peer} (record {source.Pump.Sender.Acknowledged})", []);
     }
 
     /// <summary>How long a repair waits for its resync to be applied before it says the resync goes on without it.</summary>
@@ -188,7 +189,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         var replication = options.Replication ?? throw new InvalidOperationException(NotReplicating);
         if (_side is not Source source)
         {
-            throw new InvalidOperationException($"verify refused: this node is not the active one (it holds the {_side?.Name ?? "no"} side of {replication.Path}); verify on the active node");
+            throw new InvalidOperationException($"verify refused: this node is not the active one (it holds the {_side?.Name ?? "no"} side of {replication.Shown}); verify on the active node");
         }
 
         var peer = options.Cluster!.Peer;
@@ -198,14 +199,14 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         Verified(found, repaired: false);
         if (found.Differences.Count == 0)
         {
-            Publish("replication-verified", $"{replication.Path}: {compared}: identical");
-            return new ControlResultDocument($"identical: {replication.Path}: {compared}", lines);
+            Publish("replication-verified", $"{replication.Shown}: {compared}: identical");
+            return new ControlResultDocument($"identical: {replication.Shown}: {compared}", lines);
         }
 
-        Publish("replication-differs", $"{replication.Path}: {found.Differences.Count} differences ({compared}); first: {lines[0]}");
+        Publish("replication-differs", $"{replication.Shown}: {found.Differences.Count} differences ({compared}); first: {lines[0]}");
         if (!repair)
         {
-            return new ControlResultDocument($"differs: {replication.Path}: {found.Differences.Count} differences: {compared}; `apphbctl replication verify --repair` resyncs them", lines);
+            return new ControlResultDocument($"differs: {replication.Shown}: {found.Differences.Count} differences: {compared}; `apphbctl replication verify --repair` resyncs them", lines);
         }
 
         source.Pump.Sender.ResyncNow($"a verify found {found.Differences.Count} differences: the replica is compared again and repaired by a difference resync");
@@ -221,11 +222,11 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         var after = await source.Pump.VerifyAsync(cancellationToken);
         Verified(after, repaired: true);
         Publish(after.Differences.Count == 0 ? "replication-verified" : "replication-differs",
-            $"{replication.Path}: after the repair, {after.Differences.Count} differences ({after.Compared} entries compared at record {after.At})");
+            $"{replication.Shown}: after the repair, {after.Differences.Count} differences ({after.Compared} entries compared at record {after.At})");
         lines.AddRange(after.Differences.Select(d => $"still differs after the repair: {d.Path}: {d.Detail}"));
         return new ControlResultDocument(after.Differences.Count == 0
-            ? $"repaired: {replication.Path}: {found.Differences.Count} differences repaired by a difference resync; verified again: identical ({after.Compared} entries at record {after.At})"
-            : $"differs: {replication.Path}: {found.Differences.Count} differences; after a difference resync {after.Differences.Count} still differ", lines);
+            ? $"repaired: {replication.Shown}: {found.Differences.Count} differences repaired by a difference resync; verified again: identical ({after.Compared} entries at record {after.At})"
+            : $"differs: {replication.Shown}: {found.Differences.Count} differences; after a difference resync {after.Differences.Count} still differ", lines);
     }
 
     private volatile VerifyStatus? _lastVerify;
@@ -247,13 +248,13 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         var connections = Interlocked.Read(ref _connections);
         return _side switch
         {
-            Source s => new ReplicationStatus(replication.Path, "source", connections, _lastEnded, s.Journal.LastSequence,
+            Source s => new ReplicationStatus(replication.Shown, "source", connections, _lastEnded, s.Journal.LastSequence,
                 s.Pump.Sender.Acknowledged, Math.Round(s.Pump.Sender.LagSeconds, 6), null, null, Resyncs, !s.Pump.Compared || s.Pump.Sender.ResyncProgress is not null, _lastVerify,
                 s.Journal.BytesAfter(s.Pump.Sender.Acknowledged), s.Pump.Sender.ResyncProgress?.Sent, s.Pump.Sender.ResyncProgress?.Total,
                 s.Pump.CaptureOverflows, s.Pump.Sender.LastResyncPaths),
-            Replica r => new ReplicationStatus(replication.Path, "replica", connections, _lastEnded, null, null, null,
+            Replica r => new ReplicationStatus(replication.Shown, "replica", connections, _lastEnded, null, null, null,
                 r.Applier.LastApplied.Sequence, r.Applier.LastApplied.Generation.ToString(), Resyncs, r.Receiver.Resyncing, _lastVerify),
-            _ => new ReplicationStatus(replication.Path, "idle", connections, _lastEnded, null, null, null, null, null, Resyncs, false, _lastVerify),
+            _ => new ReplicationStatus(replication.Shown, "idle", connections, _lastEnded, null, null, null, null, null, Resyncs, false, _lastVerify),
         };
     }
 
@@ -307,7 +308,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or InvalidDataException or System.Net.Sockets.SocketException)
             {
-                Failed(want ?? "idle", e.Message, $"could not start the {want} side of {options.Replication!.Path}: {e.Message}");
+                Failed(want ?? "idle", e.Message, $"could not start the {want} side of {options.Replication!.Shown}: {e.Message}");
             }
         }
     }
@@ -373,7 +374,9 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         // The dedicated link first; the LAN only when allowed, and only when the dedicated link does not connect.
         var links = pairOptions.Links.Where(l => l.Kind == LinkKind.Dedicated || replication.AllowLan).OrderBy(l => l.Kind == LinkKind.Dedicated ? 0 : 1).ToList();
         var key = File.ReadAllBytes(pairOptions.KeyFile);
-        Directory.CreateDirectory(replication.Path);
+        var scope = replication.Scope();
+        // The root: what is watched from (the members may be made later; they are watched once they are).
+        Directory.CreateDirectory(scope.Root);
         var stop = new CancellationTokenSource();
         if (want == "source")
         {
@@ -385,14 +388,14 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             }
 
             var generation = pair.Status?.Generations[0] ?? throw new InvalidOperationException("the pair has no data generation yet");
-            var pump = CapturePump.Start(replication.Path, new Journaler(replication.Path, journal, generation, replication.BlockSizeKiB * 1024, replication.IsExcluded), journal,
+            var pump = CapturePump.Start(new Journaler(scope, journal, generation, replication.BlockSizeKiB * 1024), journal,
                 (long)replication.JournalLimitMiB << 20, (long)replication.ResyncRateMiB << 20);
             var source = new Source(stop, journal, pump);
             _ = pump.Completion.ContinueWith(done =>
             {
                 // The capture stopped by itself (the journal's disk refused).
                 var why = done.Exception?.InnerException?.Message ?? "it stopped";
-                Failed("source", why, $"the capture of {replication.Path} stopped: {why}");
+                Failed("source", why, $"the capture of {replication.Shown} stopped: {why}");
             }, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
             source.Link = ReplicationLink.ConnectAsync([.. links.Select(l => (new IPEndPoint(l.Peer, replication.Port), (IPEndPoint?)new IPEndPoint(l.Local, 0)))], key,
                 pairOptions.NodeId, pairOptions.PeerId, Counted(pump.Sender.RunAsync), Ended, TimeSpan.FromMilliseconds(50), time, stop.Token);
@@ -400,24 +403,30 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         }
         else
         {
-            var applier = new CutApplier(replication.Path, replication.StateDirectory);
+            Directory.CreateDirectory(replication.StateDirectory);
+            if (!scope.IsWhole && scope.Members.Select(scope.Full).FirstOrDefault(m => !FileSystems.Same(m, replication.StateDirectory)) is { } elsewhere)
+            {
+                throw new InvalidOperationException($"{elsewhere} is on another filesystem than the state directory {replication.StateDirectory}: a staged file is renamed into place, which cannot cross filesystems; replicate only paths of one filesystem, with the state directory on it");
+            }
+
+            var applier = new CutApplier(scope, replication.StateDirectory);
             if (applier.Recover() is { } recovered)
             {
-                Publish("replication-cut-recovered", $"{replication.Path}: {recovered}");
+                Publish("replication-cut-recovered", $"{replication.Shown}: {recovered}");
             }
 
             var receiver = new ReplicationReceiver(applier, (generation, sequence, closedResync) =>
             {
                 if (closedResync)
                 {
-                    Publish("replication-resynced", $"{replication.Path} holds the peer's data as of record {sequence} ({generation})");
+                    Publish("replication-resynced", $"{replication.Shown} holds the peer's data as of record {sequence} ({generation})");
                     pair.CaughtUp();
                 }
             }, () =>
             {
-                if (DivergedData.KeepAsideIfMarked(replication.Path, replication.StateDirectory, time.GetUtcNow()) is { } kept)
+                if (DivergedData.KeepAsideIfMarked(scope, replication.StateDirectory, time.GetUtcNow()) is { } kept)
                 {
-                    Publish("replication-diverged-kept", $"{replication.Path} as it was when the split brain was resolved is kept in {kept}");
+                    Publish("replication-diverged-kept", $"{replication.Shown} as it was when the split brain was resolved is kept in {kept}");
                 }
             });
             var replica = new Replica(stop, applier, receiver);
@@ -427,7 +436,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             _side = replica;
         }
 
-        Log.ReplicationSide(logger, want, replication.Path, string.Join(", then ", links.Select(l => $"{l.Peer}:{replication.Port}")));
+        Log.ReplicationSide(logger, want, replication.Shown, string.Join(", then ", links.Select(l => $"{l.Peer}:{replication.Port}")));
     }
 
     private ReplicationLink.Session Counted(ReplicationLink.Session session) => (channel, cancellationToken) =>

@@ -2,7 +2,8 @@ namespace AppHb.Daemon.Configuration;
 
 /// <summary>Replication of the group's data to the standby (apphbd.yaml(5), "replication"): absent means none.</summary>
 /// <param name="Path">The replicated directory: the same path on both nodes; written by the group on the active
-/// node, only by replication on the standby.</param>
+/// node, only by replication on the standby. With <paramref name="Members"/>: the directory above them all, which
+/// journal paths are relative to (not replicated itself).</param>
 /// <param name="Exclude">Paths under <paramref name="Path"/> (relative) never replicated, nor anything under them.</param>
 /// <param name="Port">The TCP port on the dedicated link's addresses (the standby listens, the active connects).</param>
 /// <param name="Journal">The journal file on the active node (outside the replicated directory).</param>
@@ -20,9 +21,11 @@ namespace AppHb.Daemon.Configuration;
 /// its data while both nodes are up. async (false, the default): it goes on, said by a hand-over-unsynced event.</param>
 /// <param name="BlockSizeKiB">The block a changed file is compared and shipped in (and a resync hashes): smaller
 /// ships less of a small change (a database's 4 KiB pages) for more hashes to keep and compare.</param>
+/// <param name="Members">`paths:` (relative to <paramref name="Path"/>): the directories and single files
+/// replicated, in one journal whose sequence orders them all; null or empty: the whole of <paramref name="Path"/>.</param>
 public sealed record ReplicationOptions(string Path, IReadOnlyList<string> Exclude, int Port, string Journal, string StateDirectory, TimeSpan BarrierTimeout,
     int JournalLimitMiB = ReplicationOptions.DefaultJournalLimitMiB, int ResyncRateMiB = 0, bool AllowLan = false, bool Synchronous = false,
-    int BlockSizeKiB = ReplicationOptions.DefaultBlockSizeKiB)
+    int BlockSizeKiB = ReplicationOptions.DefaultBlockSizeKiB, IReadOnlyList<string>? Members = null)
 {
     public const int DefaultJournalLimitMiB = 1024;
 
@@ -31,7 +34,16 @@ public sealed record ReplicationOptions(string Path, IReadOnlyList<string> Exclu
     public const int DefaultPort = 7791;
 
     /// <summary>Everything, as text: a reload compares this.</summary>
-    public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout, JournalLimitMiB, ResyncRateMiB, AllowLan, Synchronous, BlockSizeKiB);
+    public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout, JournalLimitMiB, ResyncRateMiB, AllowLan, Synchronous, BlockSizeKiB,
+        string.Join(',', Members ?? []));
+
+    /// <summary>What is replicated, as the engine takes it.</summary>
+    public AppHb.Replication.Journal.ReplicatedScope Scope() => Members is { Count: > 0 }
+        ? AppHb.Replication.Journal.ReplicatedScope.Of(Path, Members, IsExcluded)
+        : AppHb.Replication.Journal.ReplicatedScope.Whole(Path, IsExcluded);
+
+    /// <summary>For messages: the directory, or the replicated paths.</summary>
+    public string Shown => Members is { Count: > 0 } ? string.Join(", ", Members.Select(m => System.IO.Path.Combine(Path, m))) : Path;
 
     /// <summary>Whether a path relative to <see cref="Path"/> is excluded.</summary>
     public bool IsExcluded(string relative) =>
@@ -55,11 +67,16 @@ internal static class ReplicationConfiguration
         }
 
         var section = root.Child("replication");
-        section.RejectUnknownKeys("path", "exclude", "port", "journal", "journal-limit-mib", "state-directory", "barrier-timeout", "resync-rate-mib", "allow-lan", "mode",
+        section.RejectUnknownKeys("path", "paths", "exclude", "port", "journal", "journal-limit-mib", "state-directory", "barrier-timeout", "resync-rate-mib", "allow-lan", "mode",
             "block-size-kib");
         if (!root.IsSet("cluster"))
         {
             section.Error("path", "replication needs a cluster section: the peer, and the dedicated link it replicates over");
+        }
+
+        if (section.IsSet("paths"))
+        {
+            return ReadPaths(section);
         }
 
         // Null when refused (the error is recorded): the other keys are still checked.
@@ -70,7 +87,6 @@ internal static class ReplicationConfiguration
             section.Error("exclude", $"\"{e}\": {AppHb.Replication.Journal.JournalPath.Problem(e)}");
         }
 
-        var port = section.IsSet("port") ? section.Integer("port", 1, 65535) : ReplicationOptions.DefaultPort;
         var parent = System.IO.Path.GetDirectoryName(path) ?? "/";
         var name = System.IO.Path.GetFileName(path);
         var journal = section.IsSet("journal") ? section.String("journal", Absolute) : $"/var/lib/apphb/replication/{name}.journal";
@@ -83,6 +99,13 @@ internal static class ReplicationConfiguration
             }
         }
 
+        return ReadRest(section, path, exclude, journal!, state!, null);
+    }
+
+    /// <summary>The keys both forms share, and the options.</summary>
+    private static ReplicationOptions ReadRest(YamlSection section, string root, List<string> exclude, string journal, string state, IReadOnlyList<string>? members)
+    {
+        var port = section.IsSet("port") ? section.Integer("port", 1, 65535) : ReplicationOptions.DefaultPort;
         var barrierTimeout = section.IsSet("barrier-timeout")
             ? section.Duration("barrier-timeout", TimeSpan.FromMilliseconds(10), TimeSpan.FromHours(1))
             : TimeSpan.FromSeconds(5);
@@ -93,7 +116,93 @@ internal static class ReplicationConfiguration
         var blockSize = section.IsSet("block-size-kib")
             ? section.Integer("block-size-kib", 1, AppHb.Replication.Journal.JournalCodec.MaxBlockSize / 1024)
             : ReplicationOptions.DefaultBlockSizeKiB;
-        return new ReplicationOptions(path, exclude, port, journal, state, barrierTimeout, limit, rate, allowLan, synchronous, blockSize);
+        return new ReplicationOptions(root, exclude, port, journal, state, barrierTimeout, limit, rate, allowLan, synchronous, blockSize, members);
+    }
+
+    /// <summary>`paths:`: several directories and single files in one journal. Journal paths are relative to the
+    /// deepest directory above them all; excludes are absolute, each under one of them; the state directory is
+    /// named (it must be on their filesystem, which no default can know).</summary>
+    private static ReplicationOptions ReadPaths(YamlSection section)
+    {
+        if (section.IsSet("path"))
+        {
+            section.Error("path", "give either path (one directory) or paths (directories and files), not both");
+        }
+
+        var paths = (section.OptionalStringList("paths") ?? []).Select(p => p.TrimEnd('/')).ToList();
+        if (paths.Count == 0)
+        {
+            section.Error("paths", "name at least one directory or file to replicate");
+            paths = ["/invalid/none"];
+        }
+
+        foreach (var bad in paths.Where(p => Absolute(p) is not null).ToList())
+        {
+            section.Error("paths", $"\"{bad}\": {Absolute(bad)}");
+            paths.Remove(bad);
+        }
+
+        paths = paths.Count == 0 ? ["/invalid/none"] : paths;
+        var root = CommonParent(paths);
+        var members = paths.Select(p => root == "/" ? p[1..] : p[(root.Length + 1)..]).ToList();
+        for (var i = 0; i < paths.Count; i++)
+        {
+            for (var j = 0; j < i; j++)
+            {
+                var (inner, outer) = paths[i].Length >= paths[j].Length ? (paths[i], paths[j]) : (paths[j], paths[i]);
+                if (inner == outer || inner.StartsWith(outer + "/", StringComparison.Ordinal))
+                {
+                    section.Error("paths", inner == outer ? $"\"{inner}\" is given twice" : $"\"{inner}\" is under \"{outer}\": name the outer one only (with an exclude for what it should not replicate)");
+                }
+            }
+        }
+
+        var exclude = new List<string>();
+        foreach (var e in (section.OptionalStringList("exclude") ?? []).Select(e => e.TrimEnd('/')))
+        {
+            if (!paths.Any(p => e.StartsWith(p + "/", StringComparison.Ordinal)))
+            {
+                section.Error("exclude", $"\"{e}\": with paths, an exclude is an absolute path under one of them");
+                continue;
+            }
+
+            exclude.Add(root == "/" ? e[1..] : e[(root.Length + 1)..]);
+        }
+
+        var journal = section.IsSet("journal") ? section.String("journal", Absolute) : "/var/lib/apphb/replication/paths.journal";
+        string state;
+        if (section.IsSet("state-directory"))
+        {
+            state = section.String("state-directory", Absolute);
+        }
+        else
+        {
+            section.Error("paths", "with paths, state-directory is needed: the standby's staging area, on the replicated paths' filesystem (staged files are renamed into place) and outside them");
+            state = "/invalid/state";
+        }
+
+        foreach (var (key, value) in new[] { ("journal", journal), ("state-directory", state) })
+        {
+            if (value is not null && paths.FirstOrDefault(p => value == p || value.StartsWith(p + "/", StringComparison.Ordinal)) is { } holder)
+            {
+                section.Error(key, $"\"{value}\" is inside the replicated path {holder}: it would replicate itself");
+            }
+        }
+
+        return ReadRest(section, root, exclude, journal ?? "/invalid/journal", state ?? "/invalid/state", members);
+    }
+
+    /// <summary>The deepest directory above every path (each path's parent at most).</summary>
+    private static string CommonParent(IReadOnlyList<string> paths)
+    {
+        var parts = paths.Select(p => p.Split('/', StringSplitOptions.RemoveEmptyEntries)).ToList();
+        var common = new List<string>();
+        for (var i = 0; parts.All(p => i < p.Length - 1 && p[i] == parts[0][i]); i++)
+        {
+            common.Add(parts[0][i]);
+        }
+
+        return "/" + string.Join('/', common);
     }
 
     private static string? Absolute(string path) =>

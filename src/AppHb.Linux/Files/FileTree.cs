@@ -6,8 +6,9 @@ public static class FileTree
 {
     /// <summary>The entries below <paramref name="start"/> (inside <paramref name="root"/>, or the root itself), each
     /// with its path relative to <paramref name="root"/> ('/'-separated). A path <paramref name="skip"/> says yes to
-    /// is neither reported nor entered.</summary>
-    public static IEnumerable<(string Relative, FileSystemInfo Entry)> Walk(string root, string start, Func<string, bool>? skip = null)
+    /// is neither reported nor entered, unless <paramref name="pass"/> says yes to it: a directory that is then
+    /// entered without being reported (one that leads to what is walked).</summary>
+    public static IEnumerable<(string Relative, FileSystemInfo Entry)> Walk(string root, string start, Func<string, bool>? skip = null, Func<string, bool>? pass = null)
     {
         var full = Path.GetFullPath(root);
         var pending = new Stack<string>();
@@ -27,6 +28,16 @@ public static class FileTree
             foreach (var entry in entries)
             {
                 var relative = Path.GetRelativePath(full, entry.FullName);
+                if (pass?.Invoke(relative) == true)
+                {
+                    if (entry is DirectoryInfo && entry.LinkTarget is null)
+                    {
+                        pending.Push(entry.FullName);
+                    }
+
+                    continue;
+                }
+
                 if (skip?.Invoke(relative) == true)
                 {
                     continue;

@@ -5,7 +5,7 @@ namespace AppHb.Linux.Files;
 /// never does: it renames new versions over them), on the same filesystem only.</summary>
 public static class HardLinkedCopy
 {
-    /// <summary>Copies <paramref name="source"/> to <paramref name="destination"/> (which must not exist), then
+    /// <summary>Copies <paramref name="source"/> (a directory, or a single file) to <paramref name="destination"/> (which must not exist), then
     /// makes the copy durable (every directory fsync'd). Returns how many files it linked.</summary>
     /// <exception cref="IOException">A link or a directory was refused (another filesystem, the destination exists);
     /// the message names the path.</exception>
@@ -20,6 +20,14 @@ public static class HardLinkedCopy
 
         var files = 0;
         var top = Path.GetFullPath(destination);
+        if (File.Exists(source) && new FileInfo(source).LinkTarget is null)
+        {
+            // A single file: its copy is a link to it.
+            Link(Path.GetFullPath(source), top);
+            DurableFile.SyncDirectory(Path.GetDirectoryName(top)!);
+            return 1;
+        }
+
         Directory.CreateDirectory(top);
         List<string> directories = [top];
         // A directory comes before what it holds, so its copy is there for its entries.
@@ -35,13 +43,9 @@ public static class HardLinkedCopy
                 Directory.CreateDirectory(target);
                 directories.Add(target);
             }
-            else if (Interop.Link(entry.FullName, target) != 0)
-            {
-                var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
-                throw new IOException($"cannot link {entry.FullName} as {target}: {Interop.Describe(errno)} (errno {errno})");
-            }
             else
             {
+                Link(entry.FullName, target);
                 files++;
             }
         }
@@ -53,5 +57,14 @@ public static class HardLinkedCopy
 
         DurableFile.SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(destination))!);
         return files;
+    }
+
+    private static void Link(string existing, string link)
+    {
+        if (Interop.Link(existing, link) != 0)
+        {
+            var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+            throw new IOException($"cannot link {existing} as {link}: {Interop.Describe(errno)} (errno {errno})");
+        }
     }
 }

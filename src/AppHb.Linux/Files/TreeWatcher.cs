@@ -38,6 +38,7 @@ public sealed class TreeWatcher : IDisposable
 
     private readonly string _root;
     private readonly Action<TreeChange> _changed;
+    private readonly Func<string, bool>? _inScope;
     private readonly Interop.FileDescriptorHandle _inotify;
     private readonly Interop.FileDescriptorHandle _wake;
     private readonly Dictionary<int, string> _directories = [];
@@ -49,10 +50,11 @@ public sealed class TreeWatcher : IDisposable
     private (uint Cookie, string Path, bool IsDirectory)? _movedFrom;
     private int _watchCount;
 
-    private TreeWatcher(string root, Action<TreeChange> changed, Interop.FileDescriptorHandle inotify, Interop.FileDescriptorHandle wake)
+    private TreeWatcher(string root, Action<TreeChange> changed, Func<string, bool>? watches, Interop.FileDescriptorHandle inotify, Interop.FileDescriptorHandle wake)
     {
         _root = root;
         _changed = changed;
+        _inScope = watches;
         _inotify = inotify;
         _wake = wake;
         _thread = new Thread(Run) { Name = "apphb-capture", IsBackground = true };
@@ -61,10 +63,12 @@ public sealed class TreeWatcher : IDisposable
     /// <summary>How many directories are watched.</summary>
     public int Directories => Volatile.Read(ref _watchCount);
 
-    /// <summary>Watches every directory under <paramref name="root"/> (which must exist) and starts reporting.</summary>
+    /// <summary>Watches every directory under <paramref name="root"/> (which must exist) and starts reporting.
+    /// With <paramref name="watches"/>, only the paths (relative) it says yes to are watched and scanned: a path it
+    /// says no to is not entered, and not reported by a scan (an event of a watched directory about it still is).</summary>
     /// <exception cref="IOException">inotify refused (the watch limit, fs.inotify.max_user_watches, is the usual
     /// reason: the message says so).</exception>
-    public static TreeWatcher Start(string root, Action<TreeChange> changed)
+    public static TreeWatcher Start(string root, Action<TreeChange> changed, Func<string, bool>? watches = null)
     {
         ArgumentNullException.ThrowIfNull(changed);
         var full = System.IO.Path.GetFullPath(root);
@@ -88,7 +92,7 @@ public sealed class TreeWatcher : IDisposable
             throw new IOException($"eventfd failed: {Interop.Describe(errno)}");
         }
 
-        var watcher = new TreeWatcher(full, changed, inotify, new Interop.FileDescriptorHandle(wake));
+        var watcher = new TreeWatcher(full, changed, watches, inotify, new Interop.FileDescriptorHandle(wake));
         try
         {
             watcher.WatchTree(string.Empty, report: false);
@@ -171,6 +175,11 @@ public sealed class TreeWatcher : IDisposable
             foreach (var entry in entries)
             {
                 var child = Join(directory, entry.Name);
+                if (!Watches(child))
+                {
+                    continue;
+                }
+
                 // What the enumeration already read: no stat of its own per entry. A symlink to a directory is a link.
                 var isDirectory = entry is DirectoryInfo && entry.LinkTarget is null;
                 if (report)
@@ -185,6 +194,8 @@ public sealed class TreeWatcher : IDisposable
             }
         }
     }
+
+    private bool Watches(string relative) => _inScope?.Invoke(relative) != false;
 
     private string Full(string relative) => relative.Length == 0 ? _root : System.IO.Path.Combine(_root, relative);
 
@@ -287,7 +298,12 @@ public sealed class TreeWatcher : IDisposable
             }
 
             _changed(new TreeChange(TreeChangeKind.Renamed, from.Path, isDirectory, path));
-            if (isDirectory)
+            if (isDirectory && !Watches(path))
+            {
+                // Moved where nothing is watched: its watches go.
+                Unwatch(path);
+            }
+            else if (isDirectory)
             {
                 // Events from inside it that were queued before the rename named the old path, which no longer
                 // exists by the time they are read: a directory made in it then could not be watched, and a file
@@ -308,7 +324,7 @@ public sealed class TreeWatcher : IDisposable
         if ((mask & (Interop.Inotify.IN_CREATE | Interop.Inotify.IN_MOVED_TO)) != 0)
         {
             _changed(new TreeChange(TreeChangeKind.Created, path, isDirectory));
-            if (isDirectory)
+            if (isDirectory && Watches(path))
             {
                 // Watch first, then look: whatever was made in it before the watch is found by the scan, whatever
                 // comes after by the watch (found twice at worst, never missed).
@@ -340,17 +356,23 @@ public sealed class TreeWatcher : IDisposable
         _movedFrom = null;
         if (from.IsDirectory)
         {
-            foreach (var (directory, wd) in _watches.Where(w => Under(w.Key, from.Path)).ToList())
-            {
-                _ = Interop.InotifyRmWatch(_inotify.Fd, wd);
-                _watches.Remove(directory);
-                _directories.Remove(wd);
-            }
-
-            Volatile.Write(ref _watchCount, _directories.Count);
+            Unwatch(from.Path);
         }
 
         _changed(new TreeChange(TreeChangeKind.Deleted, from.Path, from.IsDirectory));
+    }
+
+    /// <summary>Stops watching <paramref name="path"/> and every directory under it.</summary>
+    private void Unwatch(string path)
+    {
+        foreach (var (directory, wd) in _watches.Where(w => Under(w.Key, path)).ToList())
+        {
+            _ = Interop.InotifyRmWatch(_inotify.Fd, wd);
+            _watches.Remove(directory);
+            _directories.Remove(wd);
+        }
+
+        Volatile.Write(ref _watchCount, _directories.Count);
     }
 
     /// <summary>A directory renamed within the tree: its watches (and its subdirectories') follow the inode; only

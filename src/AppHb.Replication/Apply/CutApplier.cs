@@ -25,8 +25,17 @@ public sealed class CutApplier
     /// <param name="stateDirectory">Where the staging area and the redo log live: on the replica's filesystem (a
     /// staged file is renamed into place), outside the replicated tree.</param>
     public CutApplier(string replicaRoot, string stateDirectory)
+        : this(ReplicatedScope.Whole(replicaRoot), stateDirectory)
     {
-        _replica = new ReplicaApplier(replicaRoot);
+    }
+
+    /// <param name="scope">What the replica holds (journal paths are relative to its root).</param>
+    /// <param name="stateDirectory">Where the staging area and the redo log live: on the replica's filesystem (a
+    /// staged file is renamed into place), outside the replicated paths.</param>
+    public CutApplier(ReplicatedScope scope, string stateDirectory)
+    {
+        Scope = scope ?? throw new ArgumentNullException(nameof(scope));
+        _replica = new ReplicaApplier(scope.Root);
         _state = Path.GetFullPath(stateDirectory);
         _staging = Path.Combine(_state, "staging");
         Directory.CreateDirectory(_staging);
@@ -37,6 +46,9 @@ public sealed class CutApplier
     /// <summary>Whether the redo log names a cut the replica's position does not hold yet (a crash, or an install
     /// not finished): no other cut may begin before it is finished.</summary>
     private bool _unfinished;
+
+    /// <summary>What the replica holds.</summary>
+    public ReplicatedScope Scope { get; }
 
     /// <summary>The replica's root (absolute).</summary>
     public string ReplicaRoot => _replica.Root;

@@ -24,25 +24,43 @@ public static class DivergedData
     /// <summary>When marked: copies the replica aside, then clears the mark. Returns where it was kept, or null when
     /// there was no mark.</summary>
     /// <exception cref="IOException">The copy was refused (the mark stays: the resync must not go on).</exception>
-    public static string? KeepAsideIfMarked(string replicaRoot, string stateDirectory, DateTimeOffset now)
+    public static string? KeepAsideIfMarked(string replicaRoot, string stateDirectory, DateTimeOffset now) =>
+        KeepAsideIfMarked(Journal.ReplicatedScope.Whole(replicaRoot), stateDirectory, now);
+
+    /// <summary>When marked: copies every member of <paramref name="scope"/> (or its whole root) aside, each beside
+    /// itself, then clears the mark. Returns where they were kept (comma-separated), or null when there was no mark.</summary>
+    /// <exception cref="IOException">A copy was refused (the mark stays: the resync must not go on).</exception>
+    public static string? KeepAsideIfMarked(Journal.ReplicatedScope scope, string stateDirectory, DateTimeOffset now)
     {
+        ArgumentNullException.ThrowIfNull(scope);
         var marker = Path.Combine(stateDirectory, MarkerName);
         if (!File.Exists(marker))
         {
             return null;
         }
 
-        var root = Path.GetFullPath(replicaRoot).TrimEnd('/');
-        var stem = $"{root}.apphb-diverged-{now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}";
-        var kept = stem;
-        for (var n = 2; Path.Exists(kept); n++)
+        var kept = new List<string>();
+        foreach (var source in scope.IsWhole ? [scope.Root] : scope.Members.Select(scope.Full))
         {
-            kept = $"{stem}-{n}";
+            if (!scope.IsWhole && !Path.Exists(source))
+            {
+                // A member not made yet: nothing of it to keep.
+                continue;
+            }
+
+            var stem = $"{source.TrimEnd('/')}.apphb-diverged-{now.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}";
+            var copy = stem;
+            for (var n = 2; Path.Exists(copy); n++)
+            {
+                copy = $"{stem}-{n}";
+            }
+
+            HardLinkedCopy.Make(source, copy);
+            kept.Add(copy);
         }
 
-        HardLinkedCopy.Make(root, kept);
         File.Delete(marker);
         DurableFile.SyncDirectory(stateDirectory);
-        return kept;
+        return string.Join(", ", kept);
     }
 }

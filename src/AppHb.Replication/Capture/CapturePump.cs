@@ -18,13 +18,12 @@ namespace AppHb.Replication.Capture;
 /// the peer has, and that resync compares the whole tree anyway.</para></summary>
 public sealed class CapturePump : IResyncSource, IAsyncDisposable
 {
-    /// <summary>How the barrier's own files at the root of the tree begin (then the barrier's number); never replicated.</summary>
+    /// <summary>How the barrier's own files begin (then the barrier's number), in the scope's
+    /// <see cref="ReplicatedScope.BarrierDirectories"/>; never replicated.</summary>
     public const string BarrierFilePrefix = ".apphb-barrier-";
 
-    /// <summary>Whether a path of the tree is the barrier's, not the application's.</summary>
-    public static bool IsBarrierFile(string path) => path.StartsWith(BarrierFilePrefix, StringComparison.Ordinal) && !path.Contains('/', StringComparison.Ordinal);
-
     private readonly string _root;
+    private readonly ReplicatedScope _scope;
     private readonly Journaler _journaler;
     private readonly JournalFile _journal;
     private readonly ReplicationSender _sender;
@@ -50,14 +49,15 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
 
     private readonly long _journalLimit;
 
-    private CapturePump(string root, Journaler journaler, JournalFile journal, long journalLimit, long resyncBytesPerSecond)
+    private CapturePump(Journaler journaler, JournalFile journal, long journalLimit, long resyncBytesPerSecond)
     {
         _journalLimit = journalLimit;
-        _root = root;
+        _scope = journaler.Scope;
+        _root = _scope.Root;
         _journaler = journaler;
         _journal = journal;
         _sender = new ReplicationSender(journal, this) { ResyncBytesPerSecond = resyncBytesPerSecond };
-        _watcher = TreeWatcher.Start(root, change =>
+        _watcher = TreeWatcher.Start(_root, change =>
         {
             if (change.Kind == TreeChangeKind.Overflow)
             {
@@ -65,21 +65,35 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
             }
 
             _inputs.Writer.TryWrite(new Changed(change));
-        });
+        }, _scope.Watches);
         _pumping = Task.Run(() => PumpAsync(_stop.Token));
     }
 
-    /// <summary>Watches <paramref name="root"/> and journals every change once a first difference resync (asked by
-    /// the peer's first connection) has compared the tree with its replica.</summary>
+    /// <summary>Watches what the journaler's scope replicates (<paramref name="root"/>, when it is the whole root)
+    /// and journals every change once a first difference resync (asked by the peer's first connection) has compared
+    /// the tree with its replica.</summary>
     /// <param name="journalLimit">The journal's size limit in bytes: past it, the journal starts again from its last
     /// record after a batch, and a replica behind that is resynced instead of replayed.</param>
     /// <param name="resyncBytesPerSecond">The difference resync's rate limit (<see cref="ReplicationSender.ResyncBytesPerSecond"/>; 0: none).</param>
     public static CapturePump Start(string root, Journaler journaler, JournalFile journal, long journalLimit = long.MaxValue, long resyncBytesPerSecond = 0)
     {
         ArgumentNullException.ThrowIfNull(journaler);
-        RemoveBarrierFiles(Path.GetFullPath(root));
-        return new CapturePump(Path.GetFullPath(root), journaler, journal ?? throw new ArgumentNullException(nameof(journal)), journalLimit, resyncBytesPerSecond);
+        if (Path.GetFullPath(root).TrimEnd('/') is var full && full != journaler.Scope.Root.TrimEnd('/'))
+        {
+            throw new ArgumentException($"the capture's root {full} is not its journaler's ({journaler.Scope.Root})", nameof(root));
+        }
+
+        foreach (var directory in journaler.Scope.BarrierDirectories)
+        {
+            RemoveBarrierFiles(journaler.Scope.Full(directory));
+        }
+
+        return new CapturePump(journaler, journal ?? throw new ArgumentNullException(nameof(journal)), journalLimit, resyncBytesPerSecond);
     }
+
+    /// <summary>Watches what <paramref name="journaler"/>'s scope replicates (<see cref="Start(string, Journaler, JournalFile, long, long)"/>).</summary>
+    public static CapturePump Start(Journaler journaler, JournalFile journal, long journalLimit = long.MaxValue, long resyncBytesPerSecond = 0) =>
+        Start((journaler ?? throw new ArgumentNullException(nameof(journaler))).Scope.Root, journaler, journal, journalLimit, resyncBytesPerSecond);
 
     /// <summary>Barrier files are this pump's and never replicated: one a crash left between its write and its
     /// deletion would stay in the application's directory for good (and differ from the peer's).</summary>
@@ -171,10 +185,25 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
             _barriers.Add((ticket, captured));
         }
 
-        var file = Path.Combine(_root, BarrierFilePrefix + ticket.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        string? file = null;
         try
         {
-            await File.WriteAllBytesAsync(file, [], cancellationToken);
+            // The first of the scope's barrier directories there now (a member's may be moved away or not made yet).
+            var name = BarrierFilePrefix + ticket.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            foreach (var directory in _scope.BarrierDirectories)
+            {
+                try
+                {
+                    await File.WriteAllBytesAsync(Path.Combine(_scope.Full(directory), name), [], cancellationToken);
+                    file = Path.Combine(_scope.Full(directory), name);
+                    break;
+                }
+                catch (IOException) when (directory.Length > 0 && !Directory.Exists(_scope.Full(directory)))
+                {
+                    // Not a directory (now): the next.
+                }
+            }
+
             return await captured.Task.WaitAsync(cancellationToken);
         }
         finally
@@ -184,7 +213,10 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
                 _barriers.RemoveAll(b => b.Ticket == ticket);
             }
 
-            File.Delete(file);
+            if (file is not null)
+            {
+                File.Delete(file);
+            }
         }
     }
 
@@ -204,7 +236,7 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
 
         var (atTask, manifestTask) = _sender.AskReplicaManifest(BlockSize);
         var at = await atTask.WaitAsync(cancellationToken);
-        var ours = await Task.Run(() => TreeManifest.Walk(_root, BlockSize, _journaler.IsExcluded).ToList(), cancellationToken);
+        var ours = await Task.Run(() => TreeManifest.Walk(_scope, BlockSize).ToList(), cancellationToken);
         var theirs = await manifestTask.WaitAsync(cancellationToken);
         var through = await JournaledAsync(cancellationToken);
         var changing = ChangedAfter(at, through);
@@ -326,8 +358,8 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
                 }
 
                 var change = ((Changed)input).Change;
-                if (change.Kind == TreeChangeKind.Created && IsBarrierFile(change.Path)
-                    && long.TryParse(change.Path.AsSpan(BarrierFilePrefix.Length), System.Globalization.CultureInfo.InvariantCulture, out var ticket))
+                if (change.Kind == TreeChangeKind.Created && _scope.IsBarrierFile(change.Path)
+                    && long.TryParse(change.Path.AsSpan(change.Path.LastIndexOf('/') + 1 + BarrierFilePrefix.Length), System.Globalization.CultureInfo.InvariantCulture, out var ticket))
                 {
                     seen = Math.Max(seen, ticket);
                 }

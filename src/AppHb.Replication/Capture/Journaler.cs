@@ -51,14 +51,24 @@ public sealed class Journaler
 
     /// <param name="excluded">Paths (relative, '/'-separated) never replicated, nor anything under them.</param>
     public Journaler(string root, JournalFile journal, DataGeneration generation, int blockSize = JournalCodec.DefaultBlockSize, Func<string, bool>? excluded = null)
+        : this(ReplicatedScope.Whole(root, excluded), journal, generation, blockSize)
     {
-        // The barrier's own files are never the application's data.
-        _excluded = excluded is null ? CapturePump.IsBarrierFile : path => CapturePump.IsBarrierFile(path) || excluded(path);
-        _root = Path.GetFullPath(root);
+    }
+
+    /// <summary>Journals what <paramref name="scope"/> replicates, with paths relative to its root.</summary>
+    public Journaler(ReplicatedScope scope, JournalFile journal, DataGeneration generation, int blockSize = JournalCodec.DefaultBlockSize)
+    {
+        Scope = scope ?? throw new ArgumentNullException(nameof(scope));
+        // The barrier's own files are never the application's data; nor what is outside the members.
+        _excluded = path => !scope.Replicates(path);
+        _root = scope.Root;
         _journal = journal ?? throw new ArgumentNullException(nameof(journal));
         Generation = generation;
         _blockSize = blockSize;
     }
+
+    /// <summary>What this journal replicates.</summary>
+    public ReplicatedScope Scope { get; }
 
     /// <summary>Whether a path (relative, '/'-separated) is left out of replication: excluded, or the barrier's.</summary>
     public bool IsExcluded(string path) => _excluded(path);
@@ -81,6 +91,14 @@ public sealed class Journaler
             if (change.Kind is not (TreeChangeKind.Created or TreeChangeKind.Written or TreeChangeKind.Attributes))
             {
                 refreshed.Clear();
+            }
+
+            if (change.Kind is TreeChangeKind.Renamed && (Scope.Leads(change.Path) || Scope.Leads(change.NewPath!)))
+            {
+                // A directory above members moved: what it held is elsewhere now, and what the other path holds is
+                // unknown: compare them all, as after an overflow.
+                Rescan(records);
+                continue;
             }
 
             if (change.Kind == TreeChangeKind.Renamed && (_excluded(change.Path) || _excluded(change.NewPath!)))
@@ -290,7 +308,7 @@ public sealed class Journaler
     /// <summary><see cref="RefreshPresent"/> for everything under the directory <paramref name="full"/>.</summary>
     private void RefreshTree(string full, Batch records, HashSet<string> present)
     {
-        foreach (var (path, _) in FileTree.Walk(_root, full, _excluded))
+        foreach (var (path, _) in FileTree.Walk(_root, full, _excluded, Scope.Leads))
         {
             RefreshPresent(path, records, present);
         }
@@ -628,7 +646,8 @@ public sealed class Journaler
     private void EnsureParents(string path, Batch records)
     {
         var missing = new Stack<string>();
-        for (var parent = Parent(path); parent.Length > 0 && !_directories.Contains(parent); parent = Parent(parent))
+        // Not above a member: those directories are not replicated (the replica makes them to hold it).
+        for (var parent = Parent(path); parent.Length > 0 && !Scope.Leads(parent) && !_directories.Contains(parent); parent = Parent(parent))
         {
             missing.Push(parent);
         }

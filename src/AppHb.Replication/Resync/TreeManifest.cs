@@ -56,6 +56,14 @@ public static class TreeManifest
     public static IEnumerable<ManifestEntry> Walk(string root, int blockSize, Func<string, bool>? excluded = null) =>
         WalkFrom(root, root, blockSize, excluded);
 
+    /// <summary>Everything <paramref name="scope"/> replicates, the directories above its members passed through
+    /// (never listed), nothing beside them walked.</summary>
+    public static IEnumerable<ManifestEntry> Walk(ReplicatedScope scope, int blockSize)
+    {
+        ArgumentNullException.ThrowIfNull(scope);
+        return WalkFrom(scope.Root, scope.Root, blockSize, path => !scope.Replicates(path), scope.Leads);
+    }
+
     /// <summary>What the tree holds at each of <paramref name="paths"/> (relative) and, for a directory, everything
     /// under it: a difference resync's manifest when only those paths may differ.</summary>
     public static IEnumerable<ManifestEntry> Walk(string root, int blockSize, IEnumerable<string> paths)
@@ -79,9 +87,9 @@ public static class TreeManifest
         }
     }
 
-    private static IEnumerable<ManifestEntry> WalkFrom(string root, string start, int blockSize, Func<string, bool>? excluded)
+    private static IEnumerable<ManifestEntry> WalkFrom(string root, string start, int blockSize, Func<string, bool>? excluded, Func<string, bool>? pass = null)
     {
-        foreach (var (path, entry) in FileTree.Walk(root, start, excluded))
+        foreach (var (path, entry) in FileTree.Walk(root, start, excluded, pass))
         {
             if (entry.LinkTarget is { } target)
             {

@@ -126,6 +126,11 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                     {
                         throw new ReplicationRefusedException($"record {record.Sequence} where record {next} was due: the journal's sequence numbers follow each other, so records were lost or reordered");
                     }
+
+                    if (record is not CutRecord && (!_applier.Scope.Holds(record.Path) || (record is RenameRecord rename && !_applier.Scope.Holds(rename.NewPath))))
+                    {
+                        throw new ReplicationRefusedException($"record {record.Sequence} names {(record is RenameRecord r && _applier.Scope.Holds(r.Path) ? r.NewPath : record.Path)}, outside what this node replicates ({_applier.Scope}): the two nodes' replication paths differ");
+                    }
                 }
                 catch (ReplicationRefusedException) when (staged is { HoldsCut: true, ChangedBeforeCut: false })
                 {
@@ -173,7 +178,8 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
     private async Task SendManifestAsync(ReplicationChannel channel, int blockSize, IReadOnlyList<string>? paths, CancellationToken cancellationToken)
     {
         ulong entries = 0;
-        var walked = paths is null ? TreeManifest.Walk(_applier.ReplicaRoot, blockSize) : TreeManifest.Walk(_applier.ReplicaRoot, blockSize, paths);
+        var scope = _applier.Scope;
+        var walked = paths is null ? TreeManifest.Walk(scope, blockSize) : TreeManifest.Walk(scope.Root, blockSize, paths.Where(scope.Holds));
         var counted = walked.Select(e =>
         {
             entries++;
