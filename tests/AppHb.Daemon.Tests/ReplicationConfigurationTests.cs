@@ -78,6 +78,7 @@ public sealed class ReplicationConfigurationTests : IDisposable
         Assert.Equal(["srv/data", "etc/apphb", "etc/hosts"], replication.Members);
         Assert.Equal(["srv/data/cache"], replication.Exclude);
         Assert.Equal("/var/lib/apphb/replication/paths.journal", replication.Journal);
+        Assert.Equal("/var/lib/apphb/replica", replication.StateDirectory);
         Assert.Equal("/srv/data, /etc/apphb, /etc/hosts", replication.Shown);
         var scope = replication.Scope();
         Assert.True(scope.Replicates("etc/hosts"));
@@ -86,7 +87,8 @@ public sealed class ReplicationConfigurationTests : IDisposable
         Assert.True(scope.Replicates("srv/data/orders"));
 
         // Under one directory: the paths are relative to it.
-        var under = ConfigurationLoader.Load(Pair("replication:\n  paths: [/srv/a, /srv/b/c.db]\n  state-directory: /srv/.replica"), "pair.yaml").Replication!;
+        var under = ConfigurationLoader.Load(Pair("replication:\n  paths: [/srv/a, /srv/b/c.db]"), "pair.yaml").Replication!;
+        Assert.Equal("/var/lib/apphb/replication/paths.state", under.StateDirectory);
         Assert.Equal("/srv", under.Path);
         Assert.Equal(["a", "b/c.db"], under.Members);
     }
@@ -121,7 +123,6 @@ public sealed class ReplicationConfigurationTests : IDisposable
     [InlineData("replication:\n  path: /srv/data\n  block-size-kib: 2048", "replication.block-size-kib:")]
     [InlineData("replication:\n  path: /srv/data\n  paths: [/etc/apphb]\n  state-directory: /srv/s", "replication.path: give either path (one directory) or paths")]
     [InlineData("replication:\n  paths: [etc/apphb]\n  state-directory: /srv/s", "replication.paths: \"etc/apphb\": must be an absolute path")]
-    [InlineData("replication:\n  paths: [/srv/data, /etc/apphb]", "replication.paths: with paths, state-directory is needed")]
     [InlineData("replication:\n  paths: [/srv/data, /srv/data/db]\n  state-directory: /srv/s", "replication.paths: \"/srv/data/db\" is under \"/srv/data\"")]
     [InlineData("replication:\n  paths: [/srv/data, /srv/data]\n  state-directory: /srv/s", "replication.paths: \"/srv/data\" is given twice")]
     [InlineData("replication:\n  paths: [/srv/data, /etc/apphb]\n  exclude: [/var/log]\n  state-directory: /srv/s", "replication.exclude: \"/var/log\": with paths, an exclude is an absolute path under one of them")]

@@ -342,8 +342,9 @@ public sealed class ReplicationTests : IAsyncLifetime
     [Fact]
     public async Task Several_directories_and_a_single_file_replicate_in_one_journal_and_come_back_after_a_takeover()
     {
-        // paths: a data directory and a single configuration file under each node's own root (both nodes share this
-        // machine's filesystem); what is beside them is each node's own.
+        // paths: a data directory (a filesystem of its own, as appliances mount their data) and a single
+        // configuration file (on the disk, with the state directory) under each node's own root (both nodes share
+        // this machine); what is beside them is each node's own.
         string Root(int me) => Path.Combine(_rig.Directory, $"root{me}");
         string At(int me, string relative) => Path.Combine(Root(me), relative);
         string PathsConfig(int me) => _rig.Config(me, "command: [/bin/sleep, \"1000\"]", extra: $"""
@@ -354,6 +355,8 @@ public sealed class ReplicationTests : IAsyncLifetime
               state-directory: {Path.Combine(_rig.Directory, $"state{me}")}
               barrier-timeout: 10s
             """);
+        await using var data1 = await TmpfsMount.MountAsync(At(1, "srv/data"));
+        await using var data2 = await TmpfsMount.MountAsync(At(2, "srv/data"));
         foreach (var me in new[] { 1, 2 })
         {
             Directory.CreateDirectory(At(me, "srv/data/cache"));
@@ -405,7 +408,15 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal("order 1\norder 2\norder 3 (on node2)\n", File.ReadAllText(At(1, "srv/data/db/orders")));
         Assert.Equal("node1's own", File.ReadAllText(At(1, "etc/other")));
         Assert.Equal("node1's cache", File.ReadAllText(At(1, "srv/data/cache/local")));
+        // The data's versions were staged on its own filesystem (renamed into place, never copied across).
+        Assert.True(Directory.Exists(At(1, $"srv/data/{ReplicatedScopeStagingArea}")));
+        foreach (var daemon in new[] { a, b })
+        {
+            Assert.Equal(0, await daemon.StopAsync());
+        }
     }
+
+    private const string ReplicatedScopeStagingArea = ".apphb-staging";
 
     private static void AssertIdentical(string source, string replica)
     {

@@ -12,10 +12,10 @@ public sealed class FileSystemsTests : IDisposable
     public void Dispose() => _directory.Dispose();
 
     [Fact]
-    public void A_path_not_made_yet_counts_as_its_nearest_directorys_and_proc_is_another_filesystem()
+    public void Proc_is_another_filesystem_than_a_directory_of_the_disk_and_a_missing_path_is_named()
     {
-        Assert.True(FileSystems.Same(_directory.File("not/made/yet"), _directory.Path));
-        Assert.False(FileSystems.Same("/proc/self", _directory.Path));
+        Directory.CreateDirectory(_directory.File("sub"));
+        Assert.Equal(FileSystems.DeviceOf(_directory.Path), FileSystems.DeviceOf(_directory.File("sub")));
         Assert.NotEqual(FileSystems.DeviceOf("/proc"), FileSystems.DeviceOf(_directory.Path));
         var missing = Assert.Throws<IOException>(() => FileSystems.DeviceOf(_directory.File("missing")));
         Assert.Contains("missing: statx failed", missing.Message, StringComparison.Ordinal);

@@ -369,6 +369,47 @@ public sealed class CutApplierTests : IDisposable
     }
 
     [Fact]
+    public async Task A_version_of_a_file_on_another_filesystem_is_staged_on_it_and_renamed_into_place_never_copied()
+    {
+        // The replica's members span two filesystems (a data directory mounted apart, the state directory on the
+        // disk): a staged file moved to another filesystem would be copied then deleted, torn by a crash between.
+        Directory.CreateDirectory(Path.Combine(Replica, "etc"));
+        await using var mount = await TmpfsMount.MountAsync(Path.Combine(Replica, "srv", "data"));
+        File.WriteAllText(Path.Combine(Replica, "srv/data/orders"), "old");
+        var scope = ReplicatedScope.Of(Replica, ["srv/data", "etc/hosts"]);
+        var cuts = new CutApplier(scope, State);
+        var area = Path.Combine(Replica, "srv/data", ReplicatedScope.StagingAreaName);
+        Assert.True(Directory.Exists(area), "no staging area at the top of the mounted filesystem");
+        Assert.Equal([area], File.ReadAllLines(Path.Combine(State, "areas")));
+        Assert.False(scope.Replicates($"srv/data/{ReplicatedScope.StagingAreaName}/1.0"));
+
+        using (var staged = cuts.Begin())
+        {
+            staged.Add(new WriteRecord(1, Generation, "srv/data/orders", 11, 4096, [new BlockChange(0, "new version"u8.ToArray())]));
+            staged.Add(new WriteRecord(2, Generation, "etc/hosts", 5, 4096, [new BlockChange(0, "hosts"u8.ToArray())]));
+            staged.Add(new CutRecord(3, Generation));
+            var onMount = Assert.Single(Directory.GetFiles(area));
+            // The staged inode, held open: written through after the apply, the replica's file shows it only if it
+            // is that inode (renamed), not a copy.
+            using var held = File.OpenHandle(onMount, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+            staged.Apply();
+            RandomAccess.Write(held, "N"u8, 0);
+        }
+
+        Assert.Equal("New version", File.ReadAllText(Path.Combine(Replica, "srv/data/orders")));
+        Assert.Equal("hosts", File.ReadAllText(Path.Combine(Replica, "etc/hosts")));
+        Assert.Empty(Directory.GetFiles(area));
+
+        // A crash left a cut whose staged file is in that area: the recovery finds it by the path its log names.
+        File.WriteAllText(Path.Combine(area, "5.0"), "recovered");
+        File.WriteAllText(Path.Combine(State, "redo.log"),
+            $"cut 5 1 1\ninstall @{Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(Path.Combine(area, "5.0")))} {Convert.ToBase64String("srv/data/orders"u8)}\nend\n");
+        var restarted = new CutApplier(scope, State);
+        Assert.Equal($"{Path.Combine(State, "redo.log")}: cut 5 finished from step 1 of 1", restarted.Recover());
+        Assert.Equal("recovered", File.ReadAllText(Path.Combine(Replica, "srv/data/orders")));
+    }
+
+    [Fact]
     public void A_cut_left_unfinished_must_be_recovered_before_the_next_one_is_applied()
     {
         var cuts = new CutApplier(Replica, State);

@@ -4,7 +4,6 @@ using AppHb.Cluster.Hosting;
 using AppHb.Core.Cluster;
 using AppHb.Core.Events;
 using AppHb.Daemon.Configuration;
-using AppHb.Linux.Files;
 using AppHb.Protocol;
 using AppHb.Replication.Apply;
 using AppHb.Replication.Capture;
@@ -403,12 +402,6 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         }
         else
         {
-            Directory.CreateDirectory(replication.StateDirectory);
-            if (!scope.IsWhole && scope.Members.Select(scope.Full).FirstOrDefault(m => !FileSystems.Same(m, replication.StateDirectory)) is { } elsewhere)
-            {
-                throw new InvalidOperationException($"{elsewhere} is on another filesystem than the state directory {replication.StateDirectory}: a staged file is renamed into place, which cannot cross filesystems; replicate only paths of one filesystem, with the state directory on it");
-            }
-
             var applier = new CutApplier(scope, replication.StateDirectory);
             if (applier.Recover() is { } recovered)
             {

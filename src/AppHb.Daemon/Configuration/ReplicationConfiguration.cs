@@ -120,8 +120,7 @@ internal static class ReplicationConfiguration
     }
 
     /// <summary>`paths:`: several directories and single files in one journal. Journal paths are relative to the
-    /// deepest directory above them all; excludes are absolute, each under one of them; the state directory is
-    /// named (it must be on their filesystem, which no default can know).</summary>
+    /// deepest directory above them all; excludes are absolute, each under one of them.</summary>
     private static ReplicationOptions ReadPaths(YamlSection section)
     {
         if (section.IsSet("path"))
@@ -170,16 +169,8 @@ internal static class ReplicationConfiguration
         }
 
         var journal = section.IsSet("journal") ? section.String("journal", Absolute) : "/var/lib/apphb/replication/paths.journal";
-        string state;
-        if (section.IsSet("state-directory"))
-        {
-            state = section.String("state-directory", Absolute);
-        }
-        else
-        {
-            section.Error("paths", "with paths, state-directory is needed: the standby's staging area, on the replicated paths' filesystem (staged files are renamed into place) and outside them");
-            state = "/invalid/state";
-        }
+        // Any filesystem: a path on another one has its own staging area at the top of its filesystem.
+        var state = section.IsSet("state-directory") ? section.String("state-directory", Absolute) : "/var/lib/apphb/replication/paths.state";
 
         foreach (var (key, value) in new[] { ("journal", journal), ("state-directory", state) })
         {

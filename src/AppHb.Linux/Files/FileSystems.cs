@@ -6,11 +6,6 @@ namespace AppHb.Linux.Files;
 /// <summary>Which filesystem a path is on (statx's device numbers): a rename, or a hard link, stays on one.</summary>
 public static class FileSystems
 {
-    /// <summary>Whether <paramref name="a"/> and <paramref name="b"/> are on one filesystem; a path that does not
-    /// exist yet counts as its nearest existing directory's (where it would be made).</summary>
-    /// <exception cref="IOException">statx refused (the message names the path).</exception>
-    public static bool Same(string a, string b) => DeviceOf(Existing(a)) == DeviceOf(Existing(b));
-
     /// <summary>The device (major, minor) holding <paramref name="path"/>, as statx reports it.</summary>
     /// <exception cref="IOException">statx refused (the message names the path).</exception>
     public static unsafe (uint Major, uint Minor) DeviceOf(string path)
@@ -43,14 +38,4 @@ public static class FileSystems
         return BinaryPrimitives.ReadUInt32LittleEndian(new ReadOnlySpan<byte>(buffer, Interop.StatxSize)[Interop.StatxNlinkOffset..]);
     }
 
-    private static string Existing(string path)
-    {
-        var at = Path.GetFullPath(path);
-        while (!Path.Exists(at) && Path.GetDirectoryName(at) is { } parent)
-        {
-            at = parent;
-        }
-
-        return at;
-    }
 }

@@ -20,6 +20,7 @@ public sealed class CutApplier
     private readonly ReplicaPosition _position;
     private readonly string _state;
     private readonly string _staging;
+    private readonly StagingAreas _areas;
 
     /// <param name="replicaRoot">The replica.</param>
     /// <param name="stateDirectory">Where the staging area and the redo log live: on the replica's filesystem (a
@@ -37,8 +38,16 @@ public sealed class CutApplier
         Scope = scope ?? throw new ArgumentNullException(nameof(scope));
         _replica = new ReplicaApplier(scope.Root);
         _state = Path.GetFullPath(stateDirectory);
-        _staging = Path.Combine(_state, "staging");
-        Directory.CreateDirectory(_staging);
+        _areas = new StagingAreas(_state);
+        _staging = _areas.Primary;
+        foreach (var member in scope.Members.Select(scope.Full))
+        {
+            // Every member's filesystem has its area from the start, made durable with the others' (a rename or a
+            // deletion there too, when nothing was staged there yet): a directory's own, not its parent's (it may be
+            // a mount point); a file's parent's.
+            _areas.For(Directory.Exists(member) ? Path.Combine(member, StagingAreas.AreaName) : member);
+        }
+
         _position = new ReplicaPosition(_state);
         _unfinished = LogUnfinished();
     }
@@ -85,7 +94,7 @@ public sealed class CutApplier
     public StagedCut Begin()
     {
         ThrowIfUnfinished();
-        return new StagedCut(this, _replica.Root, _staging);
+        return new StagedCut(this, _replica.Root, _areas);
     }
 
     /// <summary>Installs a staged cut: every staged file made durable at once (one syncfs, not an fsync each) before
@@ -96,7 +105,11 @@ public sealed class CutApplier
     internal (DataGeneration Generation, ulong Sequence) Install(CutRecord cut, IReadOnlyList<string> steps)
     {
         ThrowIfUnfinished();
-        DurableFile.SyncFileSystem(_staging);
+        foreach (var area in _areas.All)
+        {
+            DurableFile.SyncFileSystem(area);
+        }
+
         var installing = (cut.Generation, cut.Sequence);
         _unfinished = true;
         RedoLog.Write(LogPath, installing, steps);
@@ -195,7 +208,7 @@ public sealed class CutApplier
                 }
                 else if (!recordStep)
                 {
-                    var file = Path.Combine(_staging, parts[1]);
+                    var file = StagedFile(parts[1]);
                     var target = Path.Combine(_replica.Root, Decode(parts[2]));
                     // Installed already when the crash came after the rename and before its "done". An install is
                     // safe to carry out again (its staged file exists until it is installed), so it is not made
@@ -212,7 +225,7 @@ public sealed class CutApplier
                     {
                         // A patch's blocks are written in place, not in a staged file synced before the log: they
                         // reach the disk before a rename or a deletion could carry their file away unpatched.
-                        DurableFile.SyncFileSystem(_replica.Root);
+                        SyncReplica();
                         patched = false;
                     }
 
@@ -226,6 +239,7 @@ public sealed class CutApplier
                     // A record step (a rename, a deletion) is not safe to carry out again once a later step reused
                     // its path: it and its "done" are durable, with every step before it, before the next step runs.
                     DurableFile.SyncFileSystem(_state);
+                    SyncOtherAreas();
                 }
             }
         }
@@ -237,7 +251,7 @@ public sealed class CutApplier
     internal void Finish((DataGeneration Generation, ulong Sequence) cut)
     {
         // The installs since the last record step, durable before the replica's position says the cut is in.
-        DurableFile.SyncFileSystem(_replica.Root);
+        SyncReplica();
         _position.Record(cut);
         _unfinished = false;
         Discard();
@@ -261,11 +275,42 @@ public sealed class CutApplier
 
     private void Discard()
     {
-        foreach (var file in Directory.EnumerateFiles(_staging))
+        foreach (var file in _areas.All.Where(Directory.Exists).SelectMany(Directory.EnumerateFiles))
         {
             File.Delete(file);
         }
     }
+
+    /// <summary>Every filesystem the replica's files are on made durable: the root's, and the staging areas' (one
+    /// per filesystem a version was staged on; usually the root's own, synced once).</summary>
+    private void SyncReplica()
+    {
+        DurableFile.SyncFileSystem(_replica.Root);
+        var root = FileSystems.DeviceOf(_replica.Root);
+        foreach (var area in _areas.All.Where(a => FileSystems.DeviceOf(a) != root))
+        {
+            DurableFile.SyncFileSystem(area);
+        }
+    }
+
+    /// <summary>The filesystems other than the state directory's that versions were staged on (a record step's
+    /// rename or deletion there is made durable with its "done").</summary>
+    private void SyncOtherAreas()
+    {
+        foreach (var area in _areas.All.Skip(1))
+        {
+            DurableFile.SyncFileSystem(area);
+        }
+    }
+
+    /// <summary>An install step's staged file: a name in the state directory's staging area, or "@" and the
+    /// base64 of the absolute path of one in another filesystem's area.</summary>
+    private string StagedFile(string token) =>
+        token.StartsWith('@') ? Decode(token[1..]) : Path.Combine(_staging, token);
+
+    /// <summary>How an install step names <paramref name="file"/> (<see cref="StagedFile"/>).</summary>
+    internal string StagedToken(string file) =>
+        Path.GetDirectoryName(file) == _staging ? Path.GetFileName(file) : "@" + Encode(file);
 
     /// <summary>The write record a patch step names: "FILE:OFFSET:LENGTH" in the staging area's patch file of its cut,
     /// or (a redo log from before 2026-12-02) a staged file holding that record alone.</summary>

@@ -14,6 +14,7 @@ public sealed class StagedCut : IDisposable
     private readonly CutApplier _owner;
     private readonly string _root;
     private readonly string _staging;
+    private readonly StagingAreas _areas;
     private readonly List<string?> _steps = [];
     /// <summary>Installs since the last record step, by path (their place in the steps): see <see cref="Add"/>.</summary>
     private readonly Dictionary<string, int> _installs = new(StringComparer.Ordinal);
@@ -35,11 +36,12 @@ public sealed class StagedCut : IDisposable
     /// <summary>The cut <see cref="Install"/> carried out.</summary>
     private (AppHb.Core.Cluster.DataGeneration Generation, ulong Sequence)? _installed;
 
-    internal StagedCut(CutApplier owner, string root, string staging)
+    internal StagedCut(CutApplier owner, string root, StagingAreas areas)
     {
         _owner = owner;
         _root = root;
-        _staging = staging;
+        _areas = areas;
+        _staging = areas.Primary;
     }
 
     /// <summary>Records added after the last cut record (all of them while none was added).</summary>
@@ -94,7 +96,7 @@ public sealed class StagedCut : IDisposable
                 _steps.Add($"patch {patch} {CutApplier.Encode(record.Path)}");
                 return;
             case WriteRecord or CreateRecord:
-                var file = NewStagedFile();
+                var file = NewStagedFile(record.Path);
                 // A create's version starts empty: what the path held does not matter.
                 ReplicaApplier.Build(file, record is WriteRecord ? Holding(record.Path) : null, record, sync: false);
                 _holds[record.Path] = file;
@@ -112,7 +114,7 @@ public sealed class StagedCut : IDisposable
                 }
 
                 _installs[record.Path] = _steps.Count;
-                _steps.Add($"install {Path.GetFileName(file)} {CutApplier.Encode(record.Path)}");
+                _steps.Add($"install {_owner.StagedToken(file)} {CutApplier.Encode(record.Path)}");
                 return;
             case RenameRecord rename:
                 _holds[rename.NewPath] = Holding(rename.Path);
@@ -171,7 +173,9 @@ public sealed class StagedCut : IDisposable
         _owner.Finish(_installed!.Value);
     }
 
-    private string NewStagedFile() => Path.Combine(_staging, $"{_prefix}.{_stagedFiles++}");
+    /// <summary>A new staged file for a version of <paramref name="path"/>: on its filesystem, so that it is renamed
+    /// into place, never copied.</summary>
+    private string NewStagedFile(string path) => Path.Combine(_areas.For(Path.Combine(_root, path)), $"{_prefix}.{_stagedFiles++}");
 
     /// <summary>Appends a patch's record to the cut's one patch file (a file per record cost a file's creation each:
     /// a resync of 2,607 blocks in 256 files spent ~150 ms making them) and returns where it is, as a patch step
@@ -252,7 +256,7 @@ public sealed class StagedCut : IDisposable
             return replica;
         }
 
-        var rebuilt = NewStagedFile();
+        var rebuilt = NewStagedFile(path);
         File.Copy(replica, rebuilt);
         _patchFile?.Stream.Flush();
         foreach (var patch in patches)

@@ -90,8 +90,22 @@ public sealed class ReplicatedScope
     /// replica may be asked to change.</summary>
     public bool Holds(string path) => IsWhole || _members.Any(m => IsAtOrUnder(path, m));
 
-    /// <summary>Whether <paramref name="path"/> is replicated: held, not excluded, not the barrier's.</summary>
-    public bool Replicates(string path) => Holds(path) && !IsBarrierFile(path) && _excluded?.Invoke(path) != true;
+    /// <summary>Whether <paramref name="path"/> is replicated: held, not excluded, not the barrier's, not in a
+    /// replica's staging area (one at the top of a filesystem may be in a member: <see cref="StagingAreaName"/>).</summary>
+    public bool Replicates(string path) => Holds(path) && !IsBarrierFile(path) && !IsStagingArea(path) && _excluded?.Invoke(path) != true;
+
+    /// <summary>What a replica's staging area on a filesystem other than its state directory's is called (at the top
+    /// of that filesystem, so perhaps in a member): never replicated.</summary>
+    public const string StagingAreaName = ".apphb-staging";
+
+    /// <summary>Whether <paramref name="path"/> is, or is in, a directory named as a replica's staging area.</summary>
+    public static bool IsStagingArea(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        const string Name = StagingAreaName;
+        return path == Name || path.StartsWith(Name + "/", StringComparison.Ordinal) || path.EndsWith("/" + Name, StringComparison.Ordinal)
+            || path.Contains("/" + Name + "/", StringComparison.Ordinal);
+    }
 
     /// <summary>Whether <paramref name="path"/> is a directory above a member ("" being the root): walked and watched
     /// to reach the members, never replicated itself.</summary>
