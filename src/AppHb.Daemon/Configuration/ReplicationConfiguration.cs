@@ -91,13 +91,7 @@ internal static class ReplicationConfiguration
         var name = System.IO.Path.GetFileName(path);
         var journal = section.IsSet("journal") ? section.String("journal", Absolute) : $"/var/lib/apphb/replication/{name}.journal";
         var state = section.IsSet("state-directory") ? section.String("state-directory", Absolute) : System.IO.Path.Combine(parent, $".apphb-replica-{name}");
-        foreach (var (key, value) in new[] { ("journal", journal), ("state-directory", state) })
-        {
-            if (path.Length > 1 && (value == path || value.StartsWith(path + "/", StringComparison.Ordinal)))
-            {
-                section.Error(key, $"\"{value}\" is inside the replicated directory {path}: it would replicate itself");
-            }
-        }
+        RefuseInside(section, journal, state, [path], "directory");
 
         return ReadRest(section, path, exclude, journal!, state!, null);
     }
@@ -143,7 +137,8 @@ internal static class ReplicationConfiguration
 
         paths = paths.Count == 0 ? ["/invalid/none"] : paths;
         var root = CommonParent(paths);
-        var members = paths.Select(p => root == "/" ? p[1..] : p[(root.Length + 1)..]).ToList();
+        string Relative(string path) => root == "/" ? path[1..] : path[(root.Length + 1)..];
+        var members = paths.Select(Relative).ToList();
         for (var i = 0; i < paths.Count; i++)
         {
             for (var j = 0; j < i; j++)
@@ -165,22 +160,28 @@ internal static class ReplicationConfiguration
                 continue;
             }
 
-            exclude.Add(root == "/" ? e[1..] : e[(root.Length + 1)..]);
+            exclude.Add(Relative(e));
         }
 
         var journal = section.IsSet("journal") ? section.String("journal", Absolute) : "/var/lib/apphb/replication/paths.journal";
         // Any filesystem: a path on another one has its own staging area at the top of its filesystem.
         var state = section.IsSet("state-directory") ? section.String("state-directory", Absolute) : "/var/lib/apphb/replication/paths.state";
-
-        foreach (var (key, value) in new[] { ("journal", journal), ("state-directory", state) })
-        {
-            if (value is not null && paths.FirstOrDefault(p => value == p || value.StartsWith(p + "/", StringComparison.Ordinal)) is { } holder)
-            {
-                section.Error(key, $"\"{value}\" is inside the replicated path {holder}: it would replicate itself");
-            }
-        }
+        RefuseInside(section, journal, state, paths, "path");
 
         return ReadRest(section, root, exclude, journal ?? "/invalid/journal", state ?? "/invalid/state", members);
+    }
+
+    /// <summary>Refuses the journal or the state directory inside a replicated <paramref name="what"/>: it would
+    /// replicate itself. A value refused already (null) is not looked at.</summary>
+    private static void RefuseInside(YamlSection section, string? journal, string? state, IReadOnlyList<string> replicated, string what)
+    {
+        foreach (var (key, value) in new[] { ("journal", journal), ("state-directory", state) })
+        {
+            if (value is not null && replicated.FirstOrDefault(p => p.Length > 1 && (value == p || value.StartsWith(p + "/", StringComparison.Ordinal))) is { } holder)
+            {
+                section.Error(key, $"\"{value}\" is inside the replicated {what} {holder}: it would replicate itself");
+            }
+        }
     }
 
     /// <summary>The deepest directory above every path (each path's parent at most).</summary>

@@ -105,10 +105,7 @@ public sealed class CutApplier
     internal (DataGeneration Generation, ulong Sequence) Install(CutRecord cut, IReadOnlyList<string> steps)
     {
         ThrowIfUnfinished();
-        foreach (var area in _areas.All)
-        {
-            DurableFile.SyncFileSystem(area);
-        }
+        _areas.SyncFileSystems();
 
         var installing = (cut.Generation, cut.Sequence);
         _unfinished = true;
@@ -239,7 +236,7 @@ public sealed class CutApplier
                     // A record step (a rename, a deletion) is not safe to carry out again once a later step reused
                     // its path: it and its "done" are durable, with every step before it, before the next step runs.
                     DurableFile.SyncFileSystem(_state);
-                    SyncOtherAreas();
+                    _areas.SyncFileSystems(besides: _areas.PrimaryDevice);
                 }
             }
         }
@@ -286,22 +283,12 @@ public sealed class CutApplier
     private void SyncReplica()
     {
         DurableFile.SyncFileSystem(_replica.Root);
-        var root = FileSystems.DeviceOf(_replica.Root);
-        foreach (var area in _areas.All.Where(a => FileSystems.DeviceOf(a) != root))
-        {
-            DurableFile.SyncFileSystem(area);
-        }
+        // Read once (the root may be made after the applier): not a statx per cut.
+        _rootDevice ??= FileSystems.DeviceOf(_replica.Root);
+        _areas.SyncFileSystems(besides: _rootDevice);
     }
 
-    /// <summary>The filesystems other than the state directory's that versions were staged on (a record step's
-    /// rename or deletion there is made durable with its "done").</summary>
-    private void SyncOtherAreas()
-    {
-        foreach (var area in _areas.All.Skip(1))
-        {
-            DurableFile.SyncFileSystem(area);
-        }
-    }
+    private (uint Major, uint Minor)? _rootDevice;
 
     /// <summary>An install step's staged file: a name in the state directory's staging area, or "@" and the
     /// base64 of the absolute path of one in another filesystem's area.</summary>

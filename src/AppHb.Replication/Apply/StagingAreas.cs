@@ -40,6 +40,26 @@ internal sealed class StagingAreas
     /// <summary>Every area: the primary first.</summary>
     public IEnumerable<string> All => _others.Values.Prepend(Primary);
 
+    /// <summary>The filesystem of <see cref="Primary"/> (the state directory's).</summary>
+    public (uint Major, uint Minor) PrimaryDevice => _primaryDevice;
+
+    /// <summary>syncfs of every area's filesystem but <paramref name="besides"/> (one already synced; null: none).</summary>
+    public void SyncFileSystems((uint Major, uint Minor)? besides = null)
+    {
+        if (_primaryDevice != besides)
+        {
+            DurableFile.SyncFileSystem(Primary);
+        }
+
+        foreach (var (device, area) in _others)
+        {
+            if (device != besides)
+            {
+                DurableFile.SyncFileSystem(area);
+            }
+        }
+    }
+
     /// <summary>The area on the filesystem of <paramref name="target"/> (absolute; it may not exist yet: its nearest
     /// existing directory's filesystem), made and listed durably when it is the first on that filesystem.</summary>
     /// <exception cref="IOException">The area could not be made or listed (the message names it).</exception>

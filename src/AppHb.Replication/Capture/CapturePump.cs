@@ -192,10 +192,11 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
             var name = BarrierFilePrefix + ticket.ToString(System.Globalization.CultureInfo.InvariantCulture);
             foreach (var directory in _scope.BarrierDirectories)
             {
+                var candidate = Path.Combine(_scope.Full(directory), name);
                 try
                 {
-                    await File.WriteAllBytesAsync(Path.Combine(_scope.Full(directory), name), [], cancellationToken);
-                    file = Path.Combine(_scope.Full(directory), name);
+                    await File.WriteAllBytesAsync(candidate, [], cancellationToken);
+                    file = candidate;
                     break;
                 }
                 catch (IOException) when (directory.Length > 0 && !Directory.Exists(_scope.Full(directory)))

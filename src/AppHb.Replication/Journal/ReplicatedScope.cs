@@ -16,6 +16,9 @@ public sealed class ReplicatedScope
         Root = Path.GetFullPath(root).TrimEnd('/') is { Length: > 0 } trimmed ? trimmed : "/";
         _members = members;
         _excluded = excluded;
+        BarrierDirectories = members.Length == 0
+            ? [string.Empty]
+            : [.. members.Concat(members.Select(Parent)).Append(string.Empty).Distinct(StringComparer.Ordinal)];
     }
 
     /// <summary>Everything under <paramref name="root"/> but what <paramref name="excluded"/> says yes to (paths
@@ -66,9 +69,7 @@ public sealed class ReplicatedScope
     /// <summary>Where the barrier's own files may be made (relative to the root), first choice first: the root for a
     /// whole directory; otherwise each member (one may be a single file, or not made yet: the first that is a
     /// directory then), each member's parent, the root. All are watched; whichever exists when a barrier is made.</summary>
-    public IReadOnlyList<string> BarrierDirectories => IsWhole
-        ? [string.Empty]
-        : [.. _members.Concat(_members.Select(Parent)).Append(string.Empty).Distinct(StringComparer.Ordinal)];
+    public IReadOnlyList<string> BarrierDirectories { get; }
 
     /// <summary>Whether <paramref name="path"/> is one of the barrier's files (never replicated): named so, directly
     /// in one of <see cref="BarrierDirectories"/>.</summary>
