@@ -33,4 +33,47 @@ public sealed class FileSystemsTests : IDisposable
         File.Delete(copy);
         Assert.Equal(1u, FileSystems.LinkCount(file));
     }
+
+    [Fact]
+    public async Task A_modification_time_set_to_the_nanosecond_reads_back_so_and_coreutils_agrees()
+    {
+        var file = _directory.File("file");
+        File.WriteAllText(file, "x");
+        // 2026-11-30T12:34:56.123456789Z: the last two digits are below what .NET's own file times hold.
+        const long Time = 1_796_042_096_123_456_789;
+        FileTimes.SetModified(file, Time);
+        var status = FileStatus.Of(file)!.Value;
+        Assert.Equal(Time, status.ModifiedNanoseconds);
+        Assert.True(status.IsRegularFile);
+        var stat = await ProcessRunner.RunAsync("stat", "--format=%.9Y", file);
+        Assert.Equal("1796042096.123456789", stat.StandardOutput.Trim());
+
+        using (var stream = new FileStream(file, FileMode.Open, FileAccess.ReadWrite))
+        {
+            stream.Write("more"u8);
+            stream.Flush();
+            FileTimes.SetModified(stream.SafeFileHandle, Time - 1_000_000_000, file);
+        }
+
+        Assert.Equal(Time - 1_000_000_000, FileStatus.Of(file)!.Value.ModifiedNanoseconds);
+        // Before 1970 too (a negative time: the seconds round down, the nanoseconds stay positive).
+        FileTimes.SetModified(file, -1_500_000_000);
+        Assert.Equal("-1.500000000", (await ProcessRunner.RunAsync("stat", "--format=%.9Y", file)).StandardOutput.Trim());
+    }
+
+    [Fact]
+    public void A_symlink_is_itself_or_its_target_and_a_missing_path_is_null()
+    {
+        var target = _directory.File("target");
+        Directory.CreateDirectory(target);
+        var link = _directory.File("link");
+        File.CreateSymbolicLink(link, target);
+        Assert.True(FileStatus.Of(link)!.Value.IsDirectory);
+        Assert.Equal(0xA000u, FileStatus.Of(link, followSymlinks: false)!.Value.Mode & 0xF000);
+        Assert.Null(FileStatus.Of(_directory.File("missing")));
+        Assert.Null(FileStatus.Of(_directory.File("missing/below")));
+        File.WriteAllText(_directory.File("file"), "x");
+        Assert.Null(FileStatus.Of(_directory.File("file/below")));
+        Assert.Throws<IOException>(() => FileTimes.SetModified(_directory.File("missing"), 0));
+    }
 }

@@ -109,6 +109,14 @@ public sealed class KernelHeaderTests : IDisposable
             P("offsetof(statx, stx_dev_minor)", offsetof(struct statx, stx_dev_minor));
             P("STATX_NLINK", STATX_NLINK);
             P("AT_SYMLINK_NOFOLLOW", AT_SYMLINK_NOFOLLOW);
+            P("STATX_TYPE", STATX_TYPE);
+            P("STATX_GID", STATX_GID);
+            P("STATX_MTIME", STATX_MTIME);
+            P("offsetof(statx, stx_mtime)", offsetof(struct statx, stx_mtime));
+            P("offsetof(statx_timestamp, tv_nsec)", offsetof(struct statx_timestamp, tv_nsec));
+            P("UTIME_OMIT", UTIME_OMIT);
+            P("sizeof(timespec)", sizeof(struct timespec));
+            P("ENOTDIR", ENOTDIR);
             P("offsetof(ucred.uid)", offsetof(struct ucred, uid));
             P("offsetof(ucred.gid)", offsetof(struct ucred, gid));
             P("AF_INET", AF_INET);
@@ -232,6 +240,14 @@ public sealed class KernelHeaderTests : IDisposable
         { "offsetof(statx, stx_dev_minor)", (ulong)Interop.StatxDevMinorOffset },
         { "STATX_NLINK", Interop.STATX_NLINK },
         { "AT_SYMLINK_NOFOLLOW", (ulong)Interop.AT_SYMLINK_NOFOLLOW },
+        { "STATX_TYPE", Interop.STATX_TYPE },
+        { "STATX_GID", Interop.STATX_GID },
+        { "STATX_MTIME", Interop.STATX_MTIME },
+        { "offsetof(statx, stx_mtime)", (ulong)Interop.StatxMtimeOffset },
+        { "offsetof(statx_timestamp, tv_nsec)", 8 },
+        { "UTIME_OMIT", (ulong)Interop.UTIME_OMIT },
+        { "sizeof(timespec)", (ulong)Marshal.SizeOf<Interop.TimeSpec>() },
+        { "ENOTDIR", (ulong)Interop.Errno.ENOTDIR },
         { "offsetof(ucred.uid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Uid") },
         { "offsetof(ucred.gid)", (ulong)Marshal.OffsetOf<Interop.UCred>("Gid") },
         { "AF_INET", (ulong)Interop.AF_INET },

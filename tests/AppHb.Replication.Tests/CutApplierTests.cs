@@ -1,4 +1,5 @@
 using AppHb.Core.Cluster;
+using AppHb.Linux.Files;
 using AppHb.Replication.Apply;
 using AppHb.Replication.CrashWorker;
 using AppHb.Replication.Journal;
@@ -210,6 +211,76 @@ public sealed class CutApplierTests : IDisposable
         Assert.Equal(rewrite, File.ReadAllBytes(path));
         // The file opened at the start still holds the version before the second name's write: replaced since.
         Assert.NotEqual(rewrite, SeenThroughOpened());
+    }
+
+    [Fact]
+    public void A_mode_narrowed_then_a_write_in_one_cut_keeps_the_narrower_mode_and_each_version_takes_the_actives_time()
+    {
+        // A secret's mode narrowed and then written, within one cut: the new version was built from the replica's
+        // file before the mode's step had run, and the install put the old mode back (a world-readable secret on
+        // the standby) until 2026-12-02.
+        Directory.CreateDirectory(Replica);
+        var small = Path.Combine(Replica, "secret");
+        File.WriteAllText(small, "old");
+        File.SetUnixFileMode(small, (UnixFileMode)0b110_100_100);
+        var large = Path.Combine(Replica, "db");
+        var content = new byte[1 << 20];
+        Random.Shared.NextBytes(content);
+        File.WriteAllBytes(large, content);
+        File.SetUnixFileMode(large, (UnixFileMode)0b110_100_100);
+        var cuts = new CutApplier(Replica, State);
+        const long Touched = 1_796_000_000_000_000_001;
+        const long Written = 1_796_042_096_123_456_789;
+        var page = new byte[4096];
+        cuts.ApplyCut(
+        [
+            new AttributesRecord(1, Generation, "secret", 0b110_000_000, 0, 0, Touched),
+            new WriteRecord(2, Generation, "secret", 3, 4096, [new BlockChange(0, "new"u8.ToArray())], Written),
+            // The large file's small change is written in place, after its mode's step.
+            new AttributesRecord(3, Generation, "db", 0b110_000_000, 0, 0, Touched),
+            new WriteRecord(4, Generation, "db", (ulong)content.Length, 4096, [new BlockChange(3, page)], Written + 1),
+            // A new empty file keeps the active's time too.
+            new CreateRecord(5, Generation, "empty", 0b110_100_100, Modified: Written + 2),
+            new CutRecord(6, Generation),
+        ]);
+
+        Assert.Equal("new", File.ReadAllText(small));
+        Assert.Equal((UnixFileMode)0b110_000_000, File.GetUnixFileMode(small));
+        Assert.Equal(Written, FileStatus.Of(small)!.Value.ModifiedNanoseconds);
+        Assert.Equal((UnixFileMode)0b110_000_000, File.GetUnixFileMode(large));
+        Assert.Equal(Written + 1, FileStatus.Of(large)!.Value.ModifiedNanoseconds);
+        Assert.Equal(Written + 2, FileStatus.Of(Path.Combine(Replica, "empty"))!.Value.ModifiedNanoseconds);
+
+        // Renamed, then written within one cut: the mode given before the rename follows the file.
+        cuts.ApplyCut(
+        [
+            new AttributesRecord(7, Generation, "secret", 0b100_000_000, 0, 0, Touched),
+            new RenameRecord(8, Generation, "secret", "moved"),
+            new WriteRecord(9, Generation, "moved", 4, 4096, [new BlockChange(0, "next"u8.ToArray())], Written + 3),
+            new CutRecord(10, Generation),
+        ]);
+        var moved = Path.Combine(Replica, "moved");
+        Assert.Equal("next", File.ReadAllText(moved));
+        Assert.Equal((UnixFileMode)0b100_000_000, File.GetUnixFileMode(moved));
+        Assert.Equal(Written + 3, FileStatus.Of(moved)!.Value.ModifiedNanoseconds);
+        // A time alone (touch) is no record step: the redo log names it as a step carried out again safely.
+        cuts.ApplyCut([new AttributesRecord(11, Generation, "moved", 0b100_000_000, 0, 0, Touched), new CutRecord(12, Generation)]);
+        Assert.Equal(Touched, FileStatus.Of(moved)!.Value.ModifiedNanoseconds);
+        Assert.StartsWith("attributes ", File.ReadAllLines(Path.Combine(State, "redo.log"))[1], StringComparison.Ordinal);
+
+        // Created, its time and mode set again (a writer's ftruncate, a chmod), then written, in one cut: the staged
+        // version takes the mode, and the write's time is the last (a step after its install put the earlier back).
+        cuts.ApplyCut(
+        [
+            new CreateRecord(13, Generation, "fresh", 0b110_100_100, Modified: Written),
+            new AttributesRecord(14, Generation, "fresh", 0b110_100_000, 0, 0, Written + 5),
+            new WriteRecord(15, Generation, "fresh", 3, 4096, [new BlockChange(0, "abc"u8.ToArray())], Written + 6),
+            new CutRecord(16, Generation),
+        ]);
+        var fresh = Path.Combine(Replica, "fresh");
+        Assert.Equal("abc", File.ReadAllText(fresh));
+        Assert.Equal((UnixFileMode)0b110_100_000, File.GetUnixFileMode(fresh));
+        Assert.Equal(Written + 6, FileStatus.Of(fresh)!.Value.ModifiedNanoseconds);
     }
 
     [Fact]

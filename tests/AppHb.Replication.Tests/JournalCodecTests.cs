@@ -30,6 +30,23 @@ public class JournalCodecTests
         Assert.Contains($"CRC-32 `{crc}`", document, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_write_records_modification_time_follows_its_blocks_and_a_record_without_it_stays_whole()
+    {
+        // 2026-11-30T12:34:56.123456789Z.
+        var timed = JournalCodec.Encode(Example with { Modified = 1_796_042_096_123_456_789 });
+        Assert.Equal("00000045" + ExampleHex[8..] + "18ecd2c545162d15", Convert.ToHexStringLower(timed.AsSpan(0, timed.Length - 4)));
+        Assert.Equal(1_796_042_096_123_456_789, Assert.IsType<WriteRecord>(JournalCodec.Decode(timed).Record).Modified);
+        Assert.Null(Assert.IsType<WriteRecord>(JournalCodec.Decode(JournalCodec.Encode(Example)).Record).Modified);
+        // Anything but nothing or 8 bytes after the blocks is not a record.
+        var odd = JournalCodec.Encode(Example with { Modified = 1 });
+        var sevenBytes = new byte[odd.Length - 1];
+        odd.AsSpan(0, odd.Length - 5).CopyTo(sevenBytes);
+        BinaryPrimitives.WriteUInt32BigEndian(sevenBytes, (uint)(sevenBytes.Length - 4));
+        BinaryPrimitives.WriteUInt32BigEndian(sevenBytes.AsSpan(sevenBytes.Length - 4), Crc32.HashToUInt32(sevenBytes.AsSpan(4, sevenBytes.Length - 8)));
+        Assert.Equal(JournalDecodeStatus.Malformed, JournalCodec.Decode(sevenBytes).Status);
+    }
+
     private static readonly Gen<string> Paths = Gen.Elements("a", "etc/apphb/apphbd.yaml", "data/x y/ünï", "d/e/f/g.bin", new string('n', 255));
 
     private static Gen<JournalRecord> Records() =>
@@ -48,8 +65,10 @@ public class JournalCodecTests
         select kind switch
         {
             1 => (JournalRecord)new WriteRecord(sequence, generation, path, length, blockSize,
-                [.. blocks.Select(b => new BlockChange((uint)b, Enumerable.Range(0, blockSize).Select(i => unchecked((byte)(i * 31 + b))).ToArray()))]),
-            2 => new CreateRecord(sequence, generation, path, mode),
+                [.. blocks.Select(b => new BlockChange((uint)b, Enumerable.Range(0, blockSize).Select(i => unchecked((byte)(i * 31 + b))).ToArray()))],
+                // The time is optional: with and without, a whole record.
+                mode % 2 == 0 ? time : null),
+            2 => new CreateRecord(sequence, generation, path, mode, mode ^ 7, mode ^ 9, mode % 3 == 0 ? null : time),
             3 => new DeleteRecord(sequence, generation, path),
             4 => new RenameRecord(sequence, generation, path, other),
             5 => new AttributesRecord(sequence, generation, path, mode, mode ^ 7, mode ^ 9, time),
@@ -61,7 +80,7 @@ public class JournalCodecTests
     private static bool SameRecord(JournalRecord a, JournalRecord b) => (a, b) switch
     {
         (WriteRecord x, WriteRecord y) => x.Sequence == y.Sequence && x.Generation == y.Generation && x.Path == y.Path && x.Length == y.Length
-            && x.BlockSize == y.BlockSize && x.Blocks.Count == y.Blocks.Count
+            && x.BlockSize == y.BlockSize && x.Blocks.Count == y.Blocks.Count && x.Modified == y.Modified
             && x.Blocks.Zip(y.Blocks).All(p => p.First.Index == p.Second.Index && p.First.Content.AsSpan().SequenceEqual(p.Second.Content)),
         _ => a == b,
     };

@@ -93,7 +93,7 @@ public sealed class TransferTests : IDisposable
 
         var refused = await Assert.ThrowsAsync<ReplicationRefusedException>(() =>
             ReplicationChannel.OpenAsync(client.GetStream(), _key, ReplicationSide.Sender, Active, Standby, CancellationToken.None));
-        Assert.Contains("version 7, this node version 3", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("version 7, this node version 4", refused.Message, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using AppHb.Core.Cluster;
+using AppHb.Linux.Files;
 using AppHb.Replication.Apply;
 using AppHb.Replication.Capture;
 using AppHb.Replication.Journal;
@@ -66,22 +67,27 @@ public sealed class VerifyTests : IDisposable
         // failover).
         File.SetUnixFileMode(Path.Combine(replica, "db", "table2"), UnixFileMode.UserRead | UnixFileMode.UserWrite);
         AppHb.Linux.Accounts.UnixAccounts.ChangeOwner(Path.Combine(replica, "db"), 4321, 4322);
+        // A file's time alone (a backup or a make on the standby after a failover would trust it).
+        File.SetLastWriteTimeUtc(Path.Combine(replica, "db", "table0"), new DateTime(2001, 1, 1, 0, 0, 0, DateTimeKind.Utc));
 
         var found = await pump.VerifyAsync(TestContext.Current.CancellationToken);
         Assert.Equal(
             [
                 ("current", TreeDifferenceKind.TargetDiffers),
                 ("db", TreeDifferenceKind.AttributesDiffer),
+                ("db/table0", TreeDifferenceKind.AttributesDiffer),
                 ("db/table1", TreeDifferenceKind.ContentDiffers),
                 ("db/table2", TreeDifferenceKind.AttributesDiffer),
                 ("db/table3", TreeDifferenceKind.MissingOnReplica),
                 ("stray", TreeDifferenceKind.OnlyOnReplica),
             ],
             found.Differences.Select(d => (d.Path, d.Kind)));
-        Assert.Contains("1 of 4 blocks", found.Differences[2].Detail, StringComparison.Ordinal);
-        Assert.Contains("(2)", found.Differences[2].Detail, StringComparison.Ordinal);
-        Assert.Contains("owner 4321:4322 on the replica", found.Differences[1].Detail, StringComparison.Ordinal);
-        Assert.Contains("mode 0600 owner 0:0 on the replica", found.Differences[3].Detail, StringComparison.Ordinal);
+        Assert.Contains("1 of 4 blocks", found.Differences[3].Detail, StringComparison.Ordinal);
+        Assert.Contains("(2)", found.Differences[3].Detail, StringComparison.Ordinal);
+        // A directory's time is the replica's own: not compared, not named.
+        Assert.EndsWith("mode 0755 owner 4321:4322 on the replica", found.Differences[1].Detail, StringComparison.Ordinal);
+        Assert.Contains("modified 2001-01-01T00:00:00.000000000Z on the replica", found.Differences[2].Detail, StringComparison.Ordinal);
+        Assert.Matches("mode 0600 owner 0:0 modified [0-9T:.-]+Z on the replica", found.Differences[4].Detail);
 
         // The repair: the connection ends, the next one compares and ships what differs; then nothing differs.
         var resyncs = pump.Sender.Resyncs;
@@ -95,6 +101,12 @@ public sealed class VerifyTests : IDisposable
         Assert.Equal("the standby's own", File.ReadAllText(Path.Combine(replica, "cache", "scratch")));
         Assert.Equal(File.GetUnixFileMode(Path.Combine(source, "db", "table2")), File.GetUnixFileMode(Path.Combine(replica, "db", "table2")));
         Assert.Equal(AppHb.Linux.Accounts.UnixAccounts.OwnerOf(Path.Combine(source, "db")), AppHb.Linux.Accounts.UnixAccounts.OwnerOf(Path.Combine(replica, "db")));
+        // Every file's time to the nanosecond, the repaired one's too.
+        foreach (var name in new[] { "table0", "table1", "table2", "table3" })
+        {
+            Assert.Equal(FileStatus.Of(Path.Combine(source, "db", name))!.Value.ModifiedNanoseconds, FileStatus.Of(Path.Combine(replica, "db", name))!.Value.ModifiedNanoseconds);
+        }
+
         // One block of table1 and table3's four: nothing that did not differ.
         Assert.Equal(5, journal.ReadAfter(before).OfType<WriteRecord>().Sum(w => w.Blocks.Count));
     }

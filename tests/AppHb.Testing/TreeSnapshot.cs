@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 namespace AppHb.Testing;
 
 /// <summary>Two directory trees compared as replication must leave them: every path with its kind, a file with its
-/// length and content hash, a symlink with its target.</summary>
+/// length, content hash and modification time, a symlink with its target.</summary>
 public static class TreeSnapshot
 {
     /// <summary>Every path under <paramref name="root"/> but those <paramref name="skip"/> says yes to (and what is
@@ -21,7 +21,7 @@ public static class TreeSnapshot
 
             snapshot[path] = entry.LinkTarget is { } target ? $"symlink to {target}"
                 : entry is DirectoryInfo ? "directory"
-                : $"file of {((FileInfo)entry).Length} bytes, {Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(entry.FullName)))}";
+                : $"file of {((FileInfo)entry).Length} bytes, {Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(entry.FullName)))}, modified {entry.LastWriteTimeUtc:O}";
         }
 
         return snapshot;

@@ -7,6 +7,7 @@ internal static partial class Interop
     {
         internal const int EPERM = 1;
         internal const int ENOENT = 2;
+        internal const int ENOTDIR = 20;
         internal const int EINTR = 4;
         internal const int EIO = 5;
         internal const int EAGAIN = 11;

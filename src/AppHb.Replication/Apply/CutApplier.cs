@@ -203,6 +203,17 @@ public sealed class CutApplier
                         patched = true;
                     }
                 }
+                else if (parts[0] == "attributes")
+                {
+                    // Safe to carry out again (the same values set again). A path gone was renamed or deleted by a
+                    // record step after it, carried out before the crash: a journaling filesystem commits that
+                    // rename or deletion after the change that came before it, so the change is there already.
+                    var attributes = (AttributesRecord)JournalCodec.Decode(Convert.FromBase64String(parts[1])).Record!;
+                    if (Path.Exists(Path.Combine(_replica.Root, attributes.Path)))
+                    {
+                        _replica.Apply(attributes);
+                    }
+                }
                 else if (!recordStep)
                 {
                     var file = StagedFile(parts[1]);

@@ -39,10 +39,15 @@ public sealed class ReplicaApplier(string root)
 
                     Patch(file, write);
                     Own(file, mode, owner, group);
+                    Time(file, write);
                 }, mode);
                 break;
             case CreateRecord create:
-                DurableFile.Replace(path, file => Own(file, (UnixFileMode)(create.Mode & 0xfff), create.Owner, create.Group), (UnixFileMode)(create.Mode & 0xfff));
+                DurableFile.Replace(path, file =>
+                {
+                    Own(file, (UnixFileMode)(create.Mode & 0xfff), create.Owner, create.Group);
+                    Time(file, create);
+                }, (UnixFileMode)(create.Mode & 0xfff));
                 break;
             case DeleteRecord:
                 if (Directory.Exists(path) && !File.GetAttributes(path).HasFlag(FileAttributes.ReparsePoint))
@@ -97,11 +102,18 @@ public sealed class ReplicaApplier(string root)
                 DurableFile.SyncDirectory(Path.GetDirectoryName(path)!);
                 break;
             case AttributesRecord attributes:
-                File.SetUnixFileMode(path, (UnixFileMode)(attributes.Mode & 0xfff));
-                ChangeOwner(path, attributes.Owner, attributes.Group);
-                File.SetLastWriteTimeUtc(path, DateTime.UnixEpoch.AddTicks(attributes.ModifiedNanoseconds / 100));
+                SetAttributes(path, attributes);
                 break;
         }
+    }
+
+    /// <summary>Gives <paramref name="file"/> (the replica's, or a version staged for it) an attributes record's
+    /// mode, owner, group and modification time.</summary>
+    internal static void SetAttributes(string file, AttributesRecord attributes)
+    {
+        File.SetUnixFileMode(file, (UnixFileMode)(attributes.Mode & 0xfff));
+        ChangeOwner(file, attributes.Owner, attributes.Group);
+        FileTimes.SetModified(file, attributes.ModifiedNanoseconds);
     }
 
     /// <summary>The record's path under the root; never outside it (the codec refuses such paths, and this checks
@@ -157,9 +169,11 @@ public sealed class ReplicaApplier(string root)
     /// <summary>Builds the version a write or create record makes of <paramref name="basis"/> (a file that may not
     /// exist; null: nothing) as the file <paramref name="file"/>: what a cut stages before it installs anything.</summary>
     /// <param name="sync">fsync it; false when the caller makes a whole batch durable at once (syncfs).</param>
-    internal static void Build(string file, string? basis, JournalRecord record, bool sync = true)
+    /// <param name="attributes">The mode, owner and group the version takes instead of the basis's: an attributes
+    /// record earlier in the cut, not carried out on the basis yet (a write's only; a create has its own).</param>
+    internal static void Build(string file, string? basis, JournalRecord record, bool sync = true, (UnixFileMode Mode, uint Owner, uint Group)? attributes = null)
     {
-        var (mode, owner, group) = Ownership(basis, record);
+        var (mode, owner, group) = record is WriteRecord && attributes is { } given ? given : Ownership(basis, record);
         // The old content first, copied by the kernel (copy_file_range; a reflink where the filesystem shares
         // extents), not through this process's buffers: a resync patches a few blocks of many large files.
         var copied = record is WriteRecord && basis is not null && TryCopy(basis, file);
@@ -172,6 +186,7 @@ public sealed class ReplicaApplier(string root)
         }
 
         Own(stream, mode, owner, group);
+        Time(stream, record);
         stream.Flush(flushToDisk: sync);
     }
 
@@ -180,6 +195,7 @@ public sealed class ReplicaApplier(string root)
     {
         using var stream = new FileStream(file, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
         Patch(stream, write);
+        Time(stream, write);
     }
 
     /// <summary>Writes a write record's blocks into the replica's file where they belong (a cut's patch step, under
@@ -188,6 +204,24 @@ public sealed class ReplicaApplier(string root)
     {
         using var stream = new FileStream(file, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
         Patch(stream, write);
+        Time(stream, write);
+    }
+
+    /// <summary>Gives a version the active's modification time, when the record carries it: after its last write
+    /// (which sets the time again), so the stream's buffer goes to the kernel first.</summary>
+    private static void Time(FileStream file, JournalRecord record)
+    {
+        var modified = record switch
+        {
+            WriteRecord write => write.Modified,
+            CreateRecord create => create.Modified,
+            _ => null,
+        };
+        if (modified is { } written)
+        {
+            file.Flush();
+            FileTimes.SetModified(file.SafeFileHandle, written, file.Name);
+        }
     }
 
     private static bool TryCopy(string basis, string file)

@@ -27,6 +27,12 @@ public sealed class StagedCut : IDisposable
     private readonly Dictionary<string, List<string>> _patches = new(StringComparer.Ordinal);
     /// <summary>Patch steps since the last record step, by path (their places in the steps).</summary>
     private readonly Dictionary<string, List<int>> _patchSteps = new(StringComparer.Ordinal);
+    /// <summary>Attribute steps since the last record step, by path (their places in the steps).</summary>
+    private readonly Dictionary<string, List<int>> _attributeSteps = new(StringComparer.Ordinal);
+    /// <summary>The mode, owner and group attributes records of this cut gave a path, by path (moved with
+    /// renames): their record steps are carried out only at the install, so a version of that path staged after one
+    /// is built with them, not with what its basis holds still (the old ones, which the install would have put back).</summary>
+    private readonly Dictionary<string, (UnixFileMode Mode, uint Owner, uint Group)> _attributes = new(StringComparer.Ordinal);
     private int _stagedFiles;
     private (string Name, FileStream Stream)? _patchFile;
     private string? _prefix;
@@ -97,8 +103,14 @@ public sealed class StagedCut : IDisposable
                 return;
             case WriteRecord or CreateRecord:
                 var file = NewStagedFile(record.Path);
-                // A create's version starts empty: what the path held does not matter.
-                ReplicaApplier.Build(file, record is WriteRecord ? Holding(record.Path) : null, record, sync: false);
+                // A create's version starts empty: what the path held does not matter, nor the attributes it had.
+                if (record is CreateRecord)
+                {
+                    _attributes.Remove(record.Path);
+                }
+
+                ReplicaApplier.Build(file, record is WriteRecord ? Holding(record.Path) : null, record, sync: false,
+                    _attributes.TryGetValue(record.Path, out var given) ? given : null);
                 _holds[record.Path] = file;
                 // Installs and patches are not made durable one by one, so two of one path in a row could reach the
                 // disk in either order after a crash (or a patch be carried out again over the later version): only
@@ -113,16 +125,40 @@ public sealed class StagedCut : IDisposable
                     patched.ForEach(Supersede);
                 }
 
+                // Attribute steps before it too: the version is built with their mode, owner and group, and carries
+                // its own time; carried out again after a crash (over this version) they would put an older time back.
+                if (_attributeSteps.Remove(record.Path, out var attributed))
+                {
+                    attributed.ForEach(Supersede);
+                }
+
                 _installs[record.Path] = _steps.Count;
                 _steps.Add($"install {_owner.StagedToken(file)} {CutApplier.Encode(record.Path)}");
                 return;
             case RenameRecord rename:
+                MoveAttributes(rename.Path, rename.NewPath);
                 _holds[rename.NewPath] = Holding(rename.Path);
                 _holds[rename.Path] = null;
                 _renames.Add((rename.Path, rename.NewPath));
                 _removed.Add(rename.Path);
                 break;
+            case AttributesRecord attributes when _installs.TryGetValue(record.Path, out var install) && _holds.GetValueOrDefault(record.Path) is { } staged:
+                // A version of the path is staged in this part of the cut: it takes them, and its install carries
+                // them (a step after the install would also undo the time of a later part written into it).
+                ChangedBeforeCut |= install < _stepsAtCut;
+                _attributes[attributes.Path] = ((UnixFileMode)(attributes.Mode & 0xfff), attributes.Owner, attributes.Group);
+                ReplicaApplier.SetAttributes(staged, attributes);
+                return;
+            case AttributesRecord attributes:
+                // Not a record step: setting the same mode, owner, group and time again is harmless, so it is
+                // carried out without a sync of its own (a resync that sets the times of thousands of files would
+                // otherwise sync the filesystem once for each).
+                _attributes[attributes.Path] = ((UnixFileMode)(attributes.Mode & 0xfff), attributes.Owner, attributes.Group);
+                (_attributeSteps.TryGetValue(record.Path, out var set) ? set : _attributeSteps[record.Path] = []).Add(_steps.Count);
+                _steps.Add($"attributes {Convert.ToBase64String(JournalCodec.Encode(record))}");
+                return;
             case DeleteRecord:
+                RemoveAttributes(record.Path);
                 _holds[record.Path] = null;
                 _removed.Add(record.Path);
                 break;
@@ -132,8 +168,32 @@ public sealed class StagedCut : IDisposable
         // in order.
         _installs.Clear();
         _patchSteps.Clear();
+        _attributeSteps.Clear();
         _steps.Add($"record {Convert.ToBase64String(JournalCodec.Encode(record))}");
     }
+
+    /// <summary>What a rename does to <see cref="_attributes"/>: what was at or under the new path is replaced, what
+    /// was at or under the old path is there now.</summary>
+    private void MoveAttributes(string from, string to)
+    {
+        RemoveAttributes(to);
+        foreach (var path in _attributes.Keys.Where(p => IsAtOrUnder(p, from)).ToList())
+        {
+            _attributes.Remove(path, out var moved);
+            _attributes[to + path[from.Length..]] = moved;
+        }
+    }
+
+    private void RemoveAttributes(string path)
+    {
+        foreach (var under in _attributes.Keys.Where(p => IsAtOrUnder(p, path)).ToList())
+        {
+            _attributes.Remove(under);
+        }
+    }
+
+    private static bool IsAtOrUnder(string path, string directory) =>
+        path == directory || path.StartsWith(directory + "/", StringComparison.Ordinal);
 
     /// <summary>Installs every record up to the last cut record added (<see cref="CutApplier"/>'s redo log, then its
     /// steps): when this returns the cut is durable on this node (a crash from here on is finished by the applier's

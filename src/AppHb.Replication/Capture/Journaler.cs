@@ -410,7 +410,9 @@ public sealed class Journaler
                 }
             }
 
-            records.Add(new WriteRecord(0, Generation, path, (ulong)length, _blockSize, changed));
+            var modified = ModifiedOf(Full(path));
+            records.Add(new WriteRecord(0, Generation, path, (ulong)length, _blockSize, changed, modified));
+            PeerGetsTime(path, modified);
             _files[path] = BlockIndex.FromHashes(length, _blockSize, hashes);
         }
     }
@@ -598,9 +600,10 @@ public sealed class Journaler
             if (!_files.TryGetValue(path, out var peer))
             {
                 Replace(path, records);
-                var (uid, gid) = OwnerOf(full);
-                records.Add(new CreateRecord(0, Generation, path, (uint)info.UnixFileMode, uid, gid));
-                PeerGets(path, (uint)info.UnixFileMode, uid, gid);
+                var status = EntryAttributes.Of(full);
+                var (uid, gid) = status is { } known ? (known.Owner, known.Group) : (JournalRecord.NoOwner, JournalRecord.NoOwner);
+                records.Add(new CreateRecord(0, Generation, path, (uint)info.UnixFileMode, uid, gid, status?.Modified));
+                PeerGets(path, (uint)info.UnixFileMode, uid, gid, status?.Modified ?? 0);
                 peer = BlockIndex.Empty(_blockSize);
             }
 
@@ -630,12 +633,45 @@ public sealed class Journaler
                     changed = [];
                 }
             });
-            if (changed.Count > 0 || index.Length != (recordedLength ?? peer.Length))
+            // The time after the read: a write after it changes both again, and its own change follows.
+            var modified = ModifiedOf(full);
+            // A last record also when the parts already appended ended with the file: it carries the time.
+            if (changed.Count > 0 || index.Length != (recordedLength ?? peer.Length) || (recordedLength is not null && modified is not null))
             {
-                records.Add(new WriteRecord(0, Generation, path, (ulong)index.Length, _blockSize, changed));
+                records.Add(new WriteRecord(0, Generation, path, (ulong)index.Length, _blockSize, changed, modified));
+                PeerGetsTime(path, modified);
+            }
+            else if (modified is { } time && _attributes.TryGetValue(path, out var known) && known.Modified != time)
+            {
+                // Written with what it held already (or only its time set): the time alone goes.
+                RecordAttributes(path, known with { Modified = time }, records);
             }
 
             _files[path] = index;
+        }
+    }
+
+    /// <summary>The modification time of the file just read (null when it is no longer a file there: what replaced
+    /// it is a change of its own); of anything there, unless <paramref name="fileOnly"/>.</summary>
+    private static long? ModifiedOf(string full, bool fileOnly = true)
+    {
+        try
+        {
+            return FileStatus.Of(full) is { } status && (status.IsRegularFile || !fileOnly) ? status.ModifiedNanoseconds : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The peer's copy of <paramref name="path"/> takes <paramref name="modified"/> with the record that
+    /// carries it.</summary>
+    private void PeerGetsTime(string path, long? modified)
+    {
+        if (modified is { } time && _attributes.TryGetValue(path, out var known))
+        {
+            _attributes[path] = known with { Modified = time };
         }
     }
 
@@ -668,7 +704,7 @@ public sealed class Journaler
     private static (uint Uid, uint Gid) OwnerOf(string full) =>
         EntryAttributes.Of(full) is { } attributes ? (attributes.Owner, attributes.Group) : (JournalRecord.NoOwner, JournalRecord.NoOwner);
 
-    private void PeerGets(string path, uint mode, uint uid, uint gid)
+    private void PeerGets(string path, uint mode, uint uid, uint gid, long modified = 0)
     {
         if (uid == JournalRecord.NoOwner)
         {
@@ -676,7 +712,7 @@ public sealed class Journaler
         }
         else
         {
-            _attributes[path] = new EntryAttributes(mode & 0xfff, uid, gid);
+            _attributes[path] = new EntryAttributes(mode & 0xfff, uid, gid, modified);
         }
     }
 
@@ -722,13 +758,15 @@ public sealed class Journaler
 
     private void RecordAttributes(string path, EntryAttributes now, Batch records)
     {
-        var modified = File.GetLastWriteTimeUtc(Full(path));
-        records.Add(new AttributesRecord(0, Generation, path, now.Mode, now.Owner, now.Group, (modified - DateTime.UnixEpoch).Ticks * 100));
-        PeerGets(path, now.Mode, now.Owner, now.Group);
+        // A directory's time is not compared (the replica sets its own with every entry), but a touch of one is
+        // still carried.
+        var modified = now.Modified != 0 ? now.Modified : ModifiedOf(Full(path), fileOnly: false) ?? 0;
+        records.Add(new AttributesRecord(0, Generation, path, now.Mode, now.Owner, now.Group, modified));
+        PeerGets(path, now.Mode, now.Owner, now.Group, now.Modified);
     }
 
     /// <summary>After a rescan's <see cref="Refresh"/>: the mode, owner or group of a file or directory the peer
-    /// has, when they differ from what it has (or are not known, as after an overflow).</summary>
+    /// has, or a file's time, when they differ from what it has (or are not known, as after an overflow).</summary>
     private void RefreshAttributes(string path, Batch records)
     {
         if ((!_files.ContainsKey(path) && !_directories.Contains(path))

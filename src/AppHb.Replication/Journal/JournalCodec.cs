@@ -74,6 +74,11 @@ public static class JournalCodec
                 BigEndianWriter.AddUInt32(body, create.Mode);
                 BigEndianWriter.AddUInt32(body, create.Owner);
                 BigEndianWriter.AddUInt32(body, create.Group);
+                if (create.Modified is { } created)
+                {
+                    BigEndianWriter.AddUInt64(body, unchecked((ulong)created));
+                }
+
                 break;
             case RenameRecord rename:
                 if (JournalPath.Problem(rename.NewPath) is { } renameProblem)
@@ -100,7 +105,9 @@ public static class JournalCodec
         }
 
         var blocks = record is WriteRecord { Blocks: var written } ? written : [];
-        var bodyLength = body.Count + blocks.Sum(b => 8L + b.Content.Length);
+        // A write's time follows its blocks (optional: a record without it is a whole record too).
+        var modified = record is WriteRecord { Modified: { } time } ? time : (long?)null;
+        var bodyLength = body.Count + blocks.Sum(b => 8L + b.Content.Length) + (modified is null ? 0 : 8);
         if (LengthSize + bodyLength + CrcSize > MaxRecordSize)
         {
             throw new ArgumentException($"the record is {LengthSize + bodyLength + CrcSize} bytes, more than {MaxRecordSize}", nameof(record));
@@ -117,6 +124,12 @@ public static class JournalCodec
             BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(at + 4), (uint)block.Content.Length);
             block.Content.CopyTo(bytes.AsSpan(at + 8));
             at += 8 + block.Content.Length;
+        }
+
+        if (modified is { } writtenAt)
+        {
+            BinaryPrimitives.WriteInt64BigEndian(bytes.AsSpan(at), writtenAt);
+            at += 8;
         }
 
         BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(at), Crc32.HashToUInt32(bytes.AsSpan(LengthSize, (int)bodyLength)));
@@ -175,7 +188,7 @@ public static class JournalCodec
         {
             JournalRecordKind.Write => ReadWrite(ref reader, sequence, generation, path),
             JournalRecordKind.Create => reader.Read32(out var mode) && reader.Read32(out var createOwner) && reader.Read32(out var createGroup)
-                ? new CreateRecord(sequence, generation, path, mode, createOwner, createGroup) : null,
+                ? new CreateRecord(sequence, generation, path, mode, createOwner, createGroup, ReadModified(ref reader)) : null,
             JournalRecordKind.Delete => new DeleteRecord(sequence, generation, path),
             JournalRecordKind.Rename => reader.ReadText(JournalPath.MaxBytes, out var newPath) && JournalPath.Problem(newPath) is null ? new RenameRecord(sequence, generation, path, newPath) : null,
             JournalRecordKind.Attributes => reader.Read32(out var m) && reader.Read32(out var owner) && reader.Read32(out var group) && reader.Read64(out var mtime)
@@ -217,6 +230,10 @@ public static class JournalCodec
             blocks[i] = new BlockChange(index, data);
         }
 
-        return new WriteRecord(sequence, generation, path, length, (int)blockSize, blocks);
+        return new WriteRecord(sequence, generation, path, length, (int)blockSize, blocks, ReadModified(ref reader));
     }
+
+    /// <summary>The optional modification time at the end of a write or create body: exactly 8 bytes left.</summary>
+    private static long? ReadModified(ref BigEndianReader reader) =>
+        reader.Left == 8 && reader.Read64(out var modified) ? unchecked((long)modified) : null;
 }

@@ -39,7 +39,10 @@ public readonly record struct BlockChange(uint Index, byte[] Content);
 
 /// <param name="Length">The file's length after the change (it may have shrunk: the replica is truncated to it).</param>
 /// <param name="Blocks">The blocks that differ from the peer's copy, in increasing index order.</param>
-public sealed record WriteRecord(ulong Sequence, DataGeneration Generation, string Path, ulong Length, int BlockSize, IReadOnlyList<BlockChange> Blocks)
+/// <param name="Modified">The file's modification time after the change (nanoseconds since 1970, UTC), which the
+/// replica's version takes; null: not given (the first parts of a change too large for one record, which the last
+/// part's time covers; a journal from before 2026-12-02).</param>
+public sealed record WriteRecord(ulong Sequence, DataGeneration Generation, string Path, ulong Length, int BlockSize, IReadOnlyList<BlockChange> Blocks, long? Modified = null)
     : JournalRecord(Sequence, Generation, Path)
 {
     public override JournalRecordKind Kind => JournalRecordKind.Write;
@@ -48,7 +51,8 @@ public sealed record WriteRecord(ulong Sequence, DataGeneration Generation, stri
 /// <param name="Owner">The file's owner and <paramref name="Group"/> its group on the active node, so that a service
 /// running as its own user owns its files on the standby too; <see cref="JournalRecord.NoOwner"/>: as the applier
 /// makes it.</param>
-public sealed record CreateRecord(ulong Sequence, DataGeneration Generation, string Path, uint Mode, uint Owner = JournalRecord.NoOwner, uint Group = JournalRecord.NoOwner)
+/// <param name="Modified">As for <see cref="WriteRecord"/>: an empty file keeps the active's time too.</param>
+public sealed record CreateRecord(ulong Sequence, DataGeneration Generation, string Path, uint Mode, uint Owner = JournalRecord.NoOwner, uint Group = JournalRecord.NoOwner, long? Modified = null)
     : JournalRecord(Sequence, Generation, Path)
 {
     public override JournalRecordKind Kind => JournalRecordKind.Create;

@@ -15,17 +15,19 @@ public enum ManifestEntryKind : byte
     Symlink = 3,
 }
 
-/// <summary>A file's or a directory's permission bits, owner and group, as a resync and a verify compare them (not
-/// its modification time: every applied write sets the replica's own).</summary>
-public readonly record struct EntryAttributes(uint Mode, uint Owner, uint Group)
+/// <summary>A file's or a directory's permission bits, owner and group, and a file's modification time, as a resync
+/// and a verify compare them (a directory's time is the replica's own: every entry applied there sets it).</summary>
+/// <param name="Modified">A regular file's modification time (nanoseconds since 1970, UTC); 0 for a directory.</param>
+public readonly record struct EntryAttributes(uint Mode, uint Owner, uint Group, long Modified = 0)
 {
     /// <summary>The path's attributes now (symlinks followed), or null when it is gone.</summary>
     public static EntryAttributes? Of(string fullPath)
     {
         try
         {
-            var (uid, gid, mode) = UnixAccounts.OwnerOf(fullPath);
-            return new EntryAttributes((uint)mode, uid, gid);
+            return FileStatus.Of(fullPath) is { } status
+                ? new EntryAttributes(status.Permissions, status.Owner, status.Group, status.IsRegularFile ? status.ModifiedNanoseconds : 0)
+                : null;
         }
         catch (IOException)
         {
@@ -33,7 +35,21 @@ public readonly record struct EntryAttributes(uint Mode, uint Owner, uint Group)
         }
     }
 
-    public override string ToString() => $"mode {Convert.ToString(Mode, 8).PadLeft(4, '0')} owner {Owner}:{Group}";
+    public override string ToString() =>
+        $"mode {Convert.ToString(Mode, 8).PadLeft(4, '0')} owner {Owner}:{Group}" + (Modified == 0 ? string.Empty : $" modified {Time(Modified)}");
+
+    /// <summary>An instant to the nanosecond, as ISO 8601 in UTC.</summary>
+    public static string Time(long nanoseconds)
+    {
+        var seconds = Math.DivRem(nanoseconds, 1_000_000_000L, out var rest);
+        if (rest < 0)
+        {
+            seconds--;
+            rest += 1_000_000_000L;
+        }
+
+        return FormattableString.Invariant($"{DateTime.UnixEpoch.AddSeconds(seconds):yyyy-MM-ddTHH:mm:ss}.{rest:D9}Z");
+    }
 }
 
 /// <summary>One thing a replica holds, as a difference resync compares it: a file by its block hashes, a directory,
@@ -157,6 +173,7 @@ public static class TreeManifest
                 BigEndianWriter.AddUInt32(body, attributes.Mode);
                 BigEndianWriter.AddUInt32(body, attributes.Owner);
                 BigEndianWriter.AddUInt32(body, attributes.Group);
+                BigEndianWriter.AddUInt64(body, unchecked((ulong)attributes.Modified));
             }
 
             switch (entry.Kind)
@@ -216,12 +233,12 @@ public static class TreeManifest
             EntryAttributes? attributes = null;
             if ((ManifestEntryKind)kind is ManifestEntryKind.File or ManifestEntryKind.Directory)
             {
-                if (!reader.Read32(out var mode) || !reader.Read32(out var owner) || !reader.Read32(out var group))
+                if (!reader.Read32(out var mode) || !reader.Read32(out var owner) || !reader.Read32(out var group) || !reader.Read64(out var modified))
                 {
-                    throw Malformed(entries.Count, $"{path}: it ends inside its mode, owner and group");
+                    throw Malformed(entries.Count, $"{path}: it ends inside its mode, owner, group and modification time");
                 }
 
-                attributes = mode == JournalRecord.NoOwner ? null : new EntryAttributes(mode, owner, group);
+                attributes = mode == JournalRecord.NoOwner ? null : new EntryAttributes(mode, owner, group, unchecked((long)modified));
             }
 
             switch ((ManifestEntryKind)kind)

@@ -20,8 +20,9 @@ public sealed record ReplicationHello(ushort Version, ReplicationSide Side, usho
     public const int Size = 4 + 2 + 1 + 2 + ChannelKeys.SaltSize;
 
     /// <summary>The version this build speaks; a peer speaking another is refused, naming both. (2: a manifest entry
-    /// carries its mode, owner and group; 3: a resync request may name the paths it compares.)</summary>
-    public const ushort CurrentVersion = 3;
+    /// carries its mode, owner and group; 3: a resync request may name the paths it compares; 4: a manifest entry carries
+    /// a file's modification time, and write and create records may.)</summary>
+    public const ushort CurrentVersion = 4;
 
     private static ReadOnlySpan<byte> Magic => "AHRP"u8;
 
