@@ -30,6 +30,8 @@ public sealed record StatusDocument(DaemonStatus Daemon, WatchdogStatus Watchdog
 /// (each made the journaler compare the whole tree with what the peer has: nothing is lost, it costs reads).</param>
 /// <param name="LastResyncPaths">Source: how many paths the last difference resync compared (the paths changed while
 /// the replica was apart); null when it compared the whole tree, or none ran.</param>
+/// <param name="SentBytes">Source: bytes of messages sent to the peer since this side started; SentCompressedBytes
+/// as they went on the wire (with `compress`, what deflating saved is the difference; before sealing).</param>
 public sealed record ReplicationStatus(
     string Path,
     string Side,
@@ -47,7 +49,9 @@ public sealed record ReplicationStatus(
     long? ResyncSentBytes = null,
     long? ResyncTotalBytes = null,
     long? CaptureOverflows = null,
-    int? LastResyncPaths = null)
+    int? LastResyncPaths = null,
+    long? SentBytes = null,
+    long? SentCompressedBytes = null)
 {
     /// <summary>Source: records journaled and not yet confirmed by the peer (lag_records in the document).</summary>
     public ulong? LagRecords => Journaled is { } journaled && Acknowledged is { } acknowledged

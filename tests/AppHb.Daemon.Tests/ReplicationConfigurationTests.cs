@@ -96,7 +96,9 @@ public sealed class ReplicationConfigurationTests : IDisposable
     [Fact]
     public void The_resync_rate_limit_the_lan_fallback_and_the_mode_are_read()
     {
-        var replication = ConfigurationLoader.Load(Pair("replication:\n  path: /srv/data\n  resync-rate-mib: 40\n  allow-lan: true\n  mode: sync\n  block-size-kib: 4"), "pair.yaml").Replication!;
+        var replication = ConfigurationLoader.Load(Pair("replication:\n  path: /srv/data\n  resync-rate-mib: 40\n  allow-lan: true\n  mode: sync\n  block-size-kib: 4\n  compress: true"), "pair.yaml").Replication!;
+        Assert.True(replication.Compress);
+        Assert.False(ConfigurationLoader.Load(Pair("replication:\n  path: /srv/data"), "pair.yaml").Replication!.Compress);
         Assert.Equal(40, replication.ResyncRateMiB);
         Assert.True(replication.AllowLan);
         Assert.True(replication.Synchronous);
@@ -116,7 +118,8 @@ public sealed class ReplicationConfigurationTests : IDisposable
     [InlineData("replication:\n  path: /srv/data\n  state-directory: /srv/data/state", "replication.state-directory: \"/srv/data/state\" is inside the replicated directory")]
     [InlineData("replication:\n  path: /srv/data\n  exclude: [../etc]", "replication.exclude: \"../etc\":")]
     [InlineData("replication:\n  path: /srv/data\n  mode: eventually", "replication.mode:")]
-    [InlineData("replication:\n  path: /srv/data\n  compress: yes", "replication.compress: unknown key")]
+    [InlineData("replication:\n  path: /srv/data\n  compress: maybe", "replication.compress:")]
+    [InlineData("replication:\n  path: /srv/data\n  compression: true", "replication.compression: unknown key")]
     [InlineData("replication:\n  path: /srv/data\n  port: 70000", "replication.port:")]
     [InlineData("replication:\n  path: /srv/data\n  resync-rate-mib: -1", "replication.resync-rate-mib:")]
     [InlineData("replication:\n  path: /srv/data\n  allow-lan: sometimes", "replication.allow-lan:")]

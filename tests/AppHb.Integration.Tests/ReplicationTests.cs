@@ -261,18 +261,25 @@ public sealed class ReplicationTests : IAsyncLifetime
     [Fact]
     public async Task With_allow_lan_replication_goes_on_over_the_lan_while_the_dedicated_link_is_cut()
     {
-        string OverLan(int me) => Config(me).Replace("  barrier-timeout: 10s", "  barrier-timeout: 10s\n  allow-lan: true", StringComparison.Ordinal);
+        // Compressed, as a slower link would want it.
+        string OverLan(int me) => Config(me).Replace("  barrier-timeout: 10s", "  barrier-timeout: 10s\n  allow-lan: true\n  compress: true", StringComparison.Ordinal);
         Directory.CreateDirectory(Data(1));
         var (a, b) = await StartReplicatingAsync(OverLan);
 
         await _rig.CutDedicatedAsync(true);
         await File.WriteAllTextAsync(Path.Combine(Data(1), "while-cut"), "over the LAN", TestContext.Current.CancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(Data(1), "log.txt"),
+            string.Concat(Enumerable.Range(0, 20_000).Select(n => $"{n:D6} INFO request served\n")), TestContext.Current.CancellationToken);
         Assert.True(await UntilAsync(async () => (await CliAsync(a, "replication", "sync")).Code == 0),
             $"sync never succeeded over the LAN:\n{string.Join('\n', a.Lines)}");
         Assert.Equal("over the LAN", File.ReadAllText(Path.Combine(Data(2), "while-cut")));
         Assert.Contains(a.Lines, l => l.Contains("cannot connect to 10.216.1.2", StringComparison.Ordinal));
         Assert.Equal("active", (await PairAsync(a))!.Role);
         AssertIdentical(Data(1), Data(2));
+        // 0.5 MB of log lines went in a fraction of their bytes.
+        var status = (await ReplicationAsync(a))!;
+        Assert.True(status.SentBytes > 500_000 && status.SentCompressedBytes * 4 < status.SentBytes, $"sent {status.SentBytes} bytes, {status.SentCompressedBytes} on the wire");
+        Assert.Contains("apphb_replication_sent_compressed_bytes", await _rig.ScrapeAsync(1), StringComparison.Ordinal);
     }
 
     /// <summary>lsyncd's churn test between the two nodes, with the kernel's notification queue overflowing for real

@@ -81,6 +81,104 @@ public sealed class TransferTests : IDisposable
     }
 
     [Fact]
+    public async Task Compressed_payloads_arrive_as_they_were_sent_and_only_what_shrinks_is_compressed()
+    {
+        await using var pair = await Connected.OpenAsync(_key, _key);
+        pair.Sender.CompressOutgoing = true;
+        var text = System.Text.Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 5000).Select(i => $"line {i}: the same words again\n")));
+        var noise = RandomNumberGenerator.GetBytes(100_000);
+        var small = System.Text.Encoding.UTF8.GetBytes(new string('a', 200));
+        foreach (var payload in new[] { text, noise, small })
+        {
+            var before = (pair.Sender.PayloadBytesSent, pair.Sender.CompressedBytesSent);
+            await pair.Sender.SendAsync(payload, CancellationToken.None);
+            Assert.Equal(payload, await pair.Receiver.ReceiveAsync(CancellationToken.None).WaitAsync(Patience));
+            var sent = pair.Sender.CompressedBytesSent - before.CompressedBytesSent;
+            Assert.Equal(payload.Length, pair.Sender.PayloadBytesSent - before.PayloadBytesSent);
+            if (payload == text)
+            {
+                // Repetitive text (numbered lines): about a seventh of it went.
+                Assert.True(sent * 4 < payload.Length, $"{sent} bytes sent for {payload.Length}");
+            }
+            else
+            {
+                // Random bytes do not shrink, and a short payload is not worth a deflater: both sent as they are.
+                Assert.Equal(payload.Length, sent);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task With_compression_on_the_replica_is_the_same_and_text_goes_in_a_fraction_of_its_bytes()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = Directory.CreateDirectory(_directory.File("replica")).FullName;
+        for (var i = 0; i < 20; i++)
+        {
+            await File.WriteAllTextAsync(Path.Combine(source, $"log{i}.txt"),
+                string.Concat(Enumerable.Range(0, 2000).Select(n => $"{n:D6} INFO request served in {n % 17} ms\n")), TestContext.Current.CancellationToken);
+        }
+
+        await File.WriteAllBytesAsync(Path.Combine(source, "random.bin"), RandomNumberGenerator.GetBytes(300_000), TestContext.Current.CancellationToken);
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        await using var pump = AppHb.Replication.Capture.CapturePump.Start(source, new AppHb.Replication.Capture.Journaler(source, journal, new DataGeneration(3, 1)), journal);
+        pump.Sender.Compress = true;
+        await using var replication = Replicating.Start(pump, replica, _key, _directory.File("state"));
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        // And a change after the first resync: journaled records are compressed too.
+        await File.AppendAllTextAsync(Path.Combine(source, "log0.txt"), string.Concat(Enumerable.Repeat("WARN the same line again\n", 3000)), TestContext.Current.CancellationToken);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+
+        var (_, differences) = TreeSnapshot.Compare(source, replica);
+        Assert.True(differences is null, differences);
+        // ~1.1 MB of text, 0.3 MB of random bytes: the text shrinks, the random bytes go as they are.
+        Assert.True(pump.Sender.BytesSent > 1_300_000, $"{pump.Sender.BytesSent} bytes sent");
+        Assert.True(pump.Sender.BytesSentCompressed < 300_000 + (pump.Sender.BytesSent - 300_000) / 3,
+            $"{pump.Sender.BytesSentCompressed} bytes on the wire for {pump.Sender.BytesSent}");
+    }
+
+    [Theory]
+    [InlineData("more than a message may hold", 0xffffffffu, "x", false)]
+    [InlineData("does not inflate to the 100 bytes it announces", 100u, "only fifty bytes of text, fewer than announced...", false)]
+    [InlineData("does not inflate to the 10 bytes it announces", 10u, "many more bytes than the ten it announces", false)]
+    [InlineData("a compressed message inside a compressed message", 6u, "\u0009abcde", false)]
+    [InlineData("deflate stream is damaged", 100u, null, true)]
+    [InlineData("too short to hold its length", 0u, null, false)]
+    public async Task A_compressed_message_that_lies_about_itself_ends_the_connection_naming_what_was_wrong(string expected, uint announced, string? content, bool damaged)
+    {
+        // Authenticated (the peer has the key): only the compressed message's own rules can refuse it.
+        await using var pair = await Connected.OpenAsync(_key, _key);
+        byte[] payload;
+        if (content is null && !damaged)
+        {
+            payload = [(byte)ReplicationMessageKind.Compressed, 0, 0];
+        }
+        else
+        {
+            var deflated = new MemoryStream();
+            using (var deflate = new System.IO.Compression.DeflateStream(deflated, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+            {
+                deflate.Write(System.Text.Encoding.UTF8.GetBytes(content ?? new string('z', 100)));
+            }
+
+            var stream = deflated.ToArray();
+            if (damaged)
+            {
+                stream = [0xff, 0xff, 0xff, .. stream[3..]];
+            }
+
+            payload = new byte[5 + stream.Length];
+            payload[0] = (byte)ReplicationMessageKind.Compressed;
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(payload.AsSpan(1), announced);
+            stream.CopyTo(payload, 5);
+        }
+
+        await pair.Sender.SendAsync(payload, CancellationToken.None);
+        var refused = await Assert.ThrowsAsync<ReplicationRefusedException>(() => pair.Receiver.ReceiveAsync(CancellationToken.None)).WaitAsync(Patience);
+        Assert.Contains(expected, refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_peer_speaking_another_version_is_refused_naming_both_versions()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);

@@ -250,7 +250,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             Source s => new ReplicationStatus(replication.Shown, "source", connections, _lastEnded, s.Journal.LastSequence,
                 s.Pump.Sender.Acknowledged, Math.Round(s.Pump.Sender.LagSeconds, 6), null, null, Resyncs, !s.Pump.Compared || s.Pump.Sender.ResyncProgress is not null, _lastVerify,
                 s.Journal.BytesAfter(s.Pump.Sender.Acknowledged), s.Pump.Sender.ResyncProgress?.Sent, s.Pump.Sender.ResyncProgress?.Total,
-                s.Pump.CaptureOverflows, s.Pump.Sender.LastResyncPaths),
+                s.Pump.CaptureOverflows, s.Pump.Sender.LastResyncPaths, s.Pump.Sender.BytesSent, s.Pump.Sender.BytesSentCompressed),
             Replica r => new ReplicationStatus(replication.Shown, "replica", connections, _lastEnded, null, null, null,
                 r.Applier.LastApplied.Sequence, r.Applier.LastApplied.Generation.ToString(), Resyncs, r.Receiver.Resyncing, _lastVerify),
             _ => new ReplicationStatus(replication.Shown, "idle", connections, _lastEnded, null, null, null, null, null, Resyncs, false, _lastVerify),
@@ -389,6 +389,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
             var generation = pair.Status?.Generations[0] ?? throw new InvalidOperationException("the pair has no data generation yet");
             var pump = CapturePump.Start(new Journaler(scope, journal, generation, replication.BlockSizeKiB * 1024), journal,
                 (long)replication.JournalLimitMiB << 20, (long)replication.ResyncRateMiB << 20);
+            pump.Sender.Compress = replication.Compress;
             var source = new Source(stop, journal, pump);
             _ = pump.Completion.ContinueWith(done =>
             {

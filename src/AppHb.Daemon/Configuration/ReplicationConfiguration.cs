@@ -21,11 +21,14 @@ namespace AppHb.Daemon.Configuration;
 /// its data while both nodes are up. async (false, the default): it goes on, said by a hand-over-unsynced event.</param>
 /// <param name="BlockSizeKiB">The block a changed file is compared and shipped in (and a resync hashes): smaller
 /// ships less of a small change (a database's 4 KiB pages) for more hashes to keep and compare.</param>
+/// <param name="Compress">Whether the active deflates what it sends when that makes it smaller: for a dedicated
+/// link slower than a core can deflate (a routed or rate-limited one); on a gigabit crossover cable it costs more CPU
+/// than it saves time. Off by default.</param>
 /// <param name="Members">`paths:` (relative to <paramref name="Path"/>): the directories and single files
 /// replicated, in one journal whose sequence orders them all; null or empty: the whole of <paramref name="Path"/>.</param>
 public sealed record ReplicationOptions(string Path, IReadOnlyList<string> Exclude, int Port, string Journal, string StateDirectory, TimeSpan BarrierTimeout,
     int JournalLimitMiB = ReplicationOptions.DefaultJournalLimitMiB, int ResyncRateMiB = 0, bool AllowLan = false, bool Synchronous = false,
-    int BlockSizeKiB = ReplicationOptions.DefaultBlockSizeKiB, IReadOnlyList<string>? Members = null)
+    int BlockSizeKiB = ReplicationOptions.DefaultBlockSizeKiB, IReadOnlyList<string>? Members = null, bool Compress = false)
 {
     public const int DefaultJournalLimitMiB = 1024;
 
@@ -35,7 +38,7 @@ public sealed record ReplicationOptions(string Path, IReadOnlyList<string> Exclu
 
     /// <summary>Everything, as text: a reload compares this.</summary>
     public string Canonical() => string.Join('|', Path, string.Join(',', Exclude), Port, Journal, StateDirectory, BarrierTimeout, JournalLimitMiB, ResyncRateMiB, AllowLan, Synchronous, BlockSizeKiB,
-        string.Join(',', Members ?? []));
+        string.Join(',', Members ?? []), Compress);
 
     /// <summary>What is replicated, as the engine takes it.</summary>
     public AppHb.Replication.Journal.ReplicatedScope Scope() => Members is { Count: > 0 }
@@ -67,7 +70,7 @@ internal static class ReplicationConfiguration
         }
 
         var section = root.Child("replication");
-        section.RejectUnknownKeys("path", "paths", "exclude", "port", "journal", "journal-limit-mib", "state-directory", "barrier-timeout", "resync-rate-mib", "allow-lan", "mode",
+        section.RejectUnknownKeys("path", "paths", "exclude", "port", "journal", "journal-limit-mib", "state-directory", "barrier-timeout", "resync-rate-mib", "allow-lan", "compress", "mode",
             "block-size-kib");
         if (!root.IsSet("cluster"))
         {
@@ -110,7 +113,8 @@ internal static class ReplicationConfiguration
         var blockSize = section.IsSet("block-size-kib")
             ? section.Integer("block-size-kib", 1, AppHb.Replication.Journal.JournalCodec.MaxBlockSize / 1024)
             : ReplicationOptions.DefaultBlockSizeKiB;
-        return new ReplicationOptions(root, exclude, port, journal, state, barrierTimeout, limit, rate, allowLan, synchronous, blockSize, members);
+        var compress = section.IsSet("compress") && section.Boolean("compress");
+        return new ReplicationOptions(root, exclude, port, journal, state, barrierTimeout, limit, rate, allowLan, synchronous, blockSize, members, compress);
     }
 
     /// <summary>`paths:`: several directories and single files in one journal. Journal paths are relative to the

@@ -301,6 +301,8 @@ internal sealed class StatusMetrics : IDisposable
         var resyncSent = registry.CreateGauge("apphb_replication_resync_sent_bytes", "Bytes of the difference resync under way sent so far (NaN when none is).");
         var resyncTotal = registry.CreateGauge("apphb_replication_resync_total_bytes", "Bytes of the difference resync under way in all: what differed (NaN when none is).");
         var resyncPaths = registry.CreateGauge("apphb_replication_last_resync_paths", "Paths the last difference resync compared: those changed while the replica was apart (NaN when it compared the whole tree, or none ran).");
+        var sentBytes = registry.CreateGauge("apphb_replication_sent_bytes", "Bytes of messages the source sent to the peer since this source side started (NaN on the replica).");
+        var sentCompressed = registry.CreateGauge("apphb_replication_sent_compressed_bytes", "The same bytes as they went on the wire: with compress, smaller by what deflating saved (NaN on the replica).");
         var connections = registry.CreateCounter("apphb_replication_connections_total", "Replication connections since apphbd started.");
         var resyncs = registry.CreateCounter("apphb_replication_resyncs_total", "Difference resyncs this node started as the source since apphbd started.");
         var overflows = registry.CreateGauge("apphb_replication_capture_overflows", "Times the kernel's notification queue overflowed since the source side started; each costs a comparison of the whole tree (NaN on the replica).");
@@ -330,6 +332,8 @@ internal sealed class StatusMetrics : IDisposable
             resyncSent.Set(status.ResyncSentBytes ?? double.NaN);
             resyncTotal.Set(status.ResyncTotalBytes ?? double.NaN);
             resyncPaths.Set(status.LastResyncPaths ?? double.NaN);
+            sentBytes.Set(status.SentBytes ?? double.NaN);
+            sentCompressed.Set(status.SentCompressedBytes ?? double.NaN);
             connections.WithLabels().IncTo(status.Connections);
             resyncs.WithLabels().IncTo(status.Resyncs);
             verifies.WithLabels().IncTo(status.LastVerify?.Verifies ?? 0);

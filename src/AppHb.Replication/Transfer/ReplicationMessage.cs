@@ -25,6 +25,9 @@ public enum ReplicationMessageKind : byte
     /// <summary>Sender to receiver, right after a cut: send what the replica holds now (at that cut), hashed in blocks
     /// of this size, for a verify; the records that follow are applied after it.</summary>
     VerifyRequest = 8,
+    /// <summary>Either way: another message, deflated (<see cref="ReplicationChannel.CompressOutgoing"/>): its length
+    /// before (u32), then the raw deflate stream. Inflated by the channel; never seen by a session.</summary>
+    Compressed = 9,
 }
 
 /// <summary>Encodes and decodes the payloads of sealed frames (big-endian, as the rest of the pair's wire).</summary>

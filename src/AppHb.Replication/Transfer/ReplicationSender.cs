@@ -29,6 +29,39 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
     /// meanwhile. Changes journaled after the resync's cut are not limited.</summary>
     public long ResyncBytesPerSecond { get; init; }
 
+    /// <summary>Whether records are deflated on the wire when that makes them smaller (replication's `compress`;
+    /// <see cref="ReplicationChannel.CompressOutgoing"/>): taken by each connection at its start.</summary>
+    public bool Compress { get; set; }
+
+    /// <summary>Bytes sent to the peer since this sender was made (messages, before compression and sealing), and
+    /// <see cref="BytesSentCompressed"/> as they went: the two differ by what compression saved.</summary>
+    public long BytesSent
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _bytesSentBefore + (_channel?.PayloadBytesSent ?? 0);
+            }
+        }
+    }
+
+    public long BytesSentCompressed
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _bytesSentCompressedBefore + (_channel?.CompressedBytesSent ?? 0);
+            }
+        }
+    }
+
+    // Under _gate: a connection's counts move into these as it ends, never counted twice or not at all (a counter).
+    private long _bytesSentBefore;
+    private long _bytesSentCompressedBefore;
+    private ReplicationChannel? _channel;
+
     /// <summary>The last difference resync's cut, its records' bytes, how many of them were sent, and when sending
     /// began (Stopwatch); written by the connection's loop, read by status.</summary>
     private ulong _resyncCut;
@@ -288,6 +321,29 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
     public async Task RunAsync(ReplicationChannel channel, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(channel);
+        channel.CompressOutgoing = Compress;
+        lock (_gate)
+        {
+            _channel = channel;
+        }
+
+        try
+        {
+            await RunOnAsync(channel, cancellationToken);
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                _channel = null;
+                _bytesSentBefore += channel.PayloadBytesSent;
+                _bytesSentCompressedBefore += channel.CompressedBytesSent;
+            }
+        }
+    }
+
+    private async Task RunOnAsync(ReplicationChannel channel, CancellationToken cancellationToken)
+    {
         var (generation, applied) = ReplicationMessage.ReadResume(await channel.ReceiveAsync(cancellationToken));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         bool continues;
