@@ -35,7 +35,7 @@ public sealed class TreeWatcherTests : IDisposable
         Assert.True(await Seen(c => c is { Kind: TreeChangeKind.Deleted, Path: "b.txt" }), Said);
         var kinds = _changes.Select(c => (c.Kind, c.Path)).ToList();
         Assert.Equal(
-            [(TreeChangeKind.Created, "a.txt"), (TreeChangeKind.Written, "a.txt"), (TreeChangeKind.Attributes, "a.txt"), (TreeChangeKind.Renamed, "a.txt"), (TreeChangeKind.Deleted, "b.txt")],
+            [(TreeChangeKind.Created, "a.txt"), (TreeChangeKind.Written, "a.txt"), (TreeChangeKind.Closed, "a.txt"), (TreeChangeKind.Attributes, "a.txt"), (TreeChangeKind.Renamed, "a.txt"), (TreeChangeKind.Deleted, "b.txt")],
             kinds.Distinct().ToList());
         Assert.Equal("b.txt", _changes.Single(c => c.Kind == TreeChangeKind.Renamed).NewPath);
     }

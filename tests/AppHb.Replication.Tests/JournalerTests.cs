@@ -55,6 +55,52 @@ public sealed class JournalerTests : IDisposable
         Assert.Equal(0, journaler.Journal([new TreeChange(TreeChangeKind.Written, "big", IsDirectory: false)]));
     }
 
+    /// <summary>Times: each record carries the file's, a write's time alone waits for the writer's close (a
+    /// truncation then a write would otherwise send the truncation's time in a record of its own first), and the
+    /// replica ends with the active's time to the nanosecond.</summary>
+    [Fact]
+    public void A_files_time_travels_with_its_content_and_alone_only_when_its_writer_closes_it()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = _directory.File("replica");
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        var journaler = new Journaler(source, journal, new DataGeneration(1, 1), blockSize: 4096);
+        var applier = new CutApplier(replica, _directory.File("state"));
+        var file = Path.Combine(source, "f");
+        File.WriteAllText(file, "same");
+        FileTimes.SetModified(file, 1_700_000_000_123_456_789);
+        void ApplyNew(ulong after) => applier.ApplyCut([.. journal.ReadAfter(after)]);
+        long Time(string path) => FileStatus.Of(path)!.Value.ModifiedNanoseconds;
+
+        journaler.Journal([new TreeChange(TreeChangeKind.Created, "f", IsDirectory: false)]);
+        var create = Assert.IsType<CreateRecord>(journal.ReadAfter(0).First());
+        Assert.Equal(1_700_000_000_123_456_789, create.Modified);
+        Assert.Equal(1_700_000_000_123_456_789, journal.ReadAfter(0).OfType<WriteRecord>().Single().Modified);
+        ApplyNew(0);
+        Assert.Equal(Time(file), Time(Path.Combine(replica, "f")));
+
+        // The same bytes written again: the write event sends nothing, the close sends the time alone.
+        var before = journal.LastSequence;
+        File.WriteAllText(file, "same");
+        Assert.Equal(0, journaler.Journal([new TreeChange(TreeChangeKind.Written, "f", IsDirectory: false)]));
+        Assert.True(journaler.Journal([new TreeChange(TreeChangeKind.Written, "f", IsDirectory: false), new TreeChange(TreeChangeKind.Closed, "f", IsDirectory: false)]) > 0);
+        var alone = Assert.IsType<AttributesRecord>(journal.ReadAfter(before).First());
+        Assert.Equal(Time(file), alone.ModifiedNanoseconds);
+        ApplyNew(before);
+        Assert.Equal(Time(file), Time(Path.Combine(replica, "f")));
+        // Closed again with nothing new: nothing.
+        Assert.Equal(0, journaler.Journal([new TreeChange(TreeChangeKind.Closed, "f", IsDirectory: false)]));
+
+        // New content: its record carries the time, and the close after it has nothing left to send.
+        before = journal.LastSequence;
+        File.WriteAllText(file, "different");
+        journaler.Journal([new TreeChange(TreeChangeKind.Written, "f", IsDirectory: false), new TreeChange(TreeChangeKind.Closed, "f", IsDirectory: false)]);
+        Assert.Equal([JournalRecordKind.Write, JournalRecordKind.Cut], journal.ReadAfter(before).Select(r => r.Kind));
+        ApplyNew(before);
+        Assert.Equal(Time(file), Time(Path.Combine(replica, "f")));
+        Assert.Equal("different", File.ReadAllText(Path.Combine(replica, "f")));
+    }
+
     /// <summary>A file read while it grows (an application writing it, the journaler reading its earlier changes)
     /// has blocks past the length it had when the read began: every record must still cover its own blocks, or the
     /// journal holds a malformed record and is started again (the resync benchmark's bulk copy hit that every run).</summary>

@@ -9,7 +9,7 @@ public enum TreeChangeKind
 {
     /// <summary>A file, symlink or directory appeared (created, or moved in, or found by the scan of a new directory).</summary>
     Created,
-    /// <summary>A file's content was written (reported at every write and at the close of a writer).</summary>
+    /// <summary>A file's content was written (reported at every write).</summary>
     Written,
     /// <summary>Mode, owner, times or link count changed.</summary>
     Attributes,
@@ -19,6 +19,8 @@ public enum TreeChangeKind
     Renamed,
     /// <summary>The kernel's queue overflowed: changes were dropped, anything may have changed (a resync of the tree).</summary>
     Overflow,
+    /// <summary>A writer closed the file: what it wrote, and the time it set, are whole (until the next writer).</summary>
+    Closed,
 }
 
 /// <summary>One change; paths relative to the watched root, with '/' separators; empty for <see cref="TreeChangeKind.Overflow"/>.</summary>
@@ -335,9 +337,13 @@ public sealed class TreeWatcher : IDisposable
         {
             _changed(new TreeChange(TreeChangeKind.Deleted, path, isDirectory));
         }
-        else if ((mask & (Interop.Inotify.IN_MODIFY | Interop.Inotify.IN_CLOSE_WRITE)) != 0)
+        else if ((mask & Interop.Inotify.IN_MODIFY) != 0)
         {
             _changed(new TreeChange(TreeChangeKind.Written, path, isDirectory));
+        }
+        else if ((mask & Interop.Inotify.IN_CLOSE_WRITE) != 0)
+        {
+            _changed(new TreeChange(TreeChangeKind.Closed, path, isDirectory));
         }
         else if ((mask & Interop.Inotify.IN_ATTRIB) != 0)
         {

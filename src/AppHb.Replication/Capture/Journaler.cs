@@ -88,7 +88,7 @@ public sealed class Journaler
         var refreshed = new HashSet<string>(StringComparer.Ordinal);
         foreach (var change in changes)
         {
-            if (change.Kind is not (TreeChangeKind.Created or TreeChangeKind.Written or TreeChangeKind.Attributes))
+            if (change.Kind is not (TreeChangeKind.Created or TreeChangeKind.Written or TreeChangeKind.Closed or TreeChangeKind.Attributes))
             {
                 refreshed.Clear();
             }
@@ -129,7 +129,21 @@ public sealed class Journaler
                 case TreeChangeKind.Created or TreeChangeKind.Written:
                     if (refreshed.Add(change.Path))
                     {
+                        // A write's time alone waits for the writer's close: a writer that truncates, then writes,
+                        // would otherwise send the truncation's time in a record of its own first.
+                        Refresh(change.Path, records, timeAlone: change.Kind == TreeChangeKind.Created);
+                    }
+
+                    break;
+                case TreeChangeKind.Closed:
+                    if (refreshed.Add(change.Path))
+                    {
                         Refresh(change.Path, records);
+                    }
+                    else
+                    {
+                        // Read in this batch already, content and time: only a time the read did not send is left.
+                        TimeAlone(change.Path, records);
                     }
 
                     break;
@@ -544,7 +558,9 @@ public sealed class Journaler
     private string Full(string relative) => Path.Combine(_root, relative);
 
     /// <summary>What the path holds now, against what the peer has.</summary>
-    private void Refresh(string path, Batch records)
+    /// <param name="timeAlone">Whether a file whose content the peer has already gets its time alone (an attributes
+    /// record) when only that differs; false for a write event, whose writer's close says when the time is whole.</param>
+    private void Refresh(string path, Batch records, bool timeAlone = true)
     {
         var full = Full(path);
         FileSystemInfo info = new FileInfo(full);
@@ -641,10 +657,10 @@ public sealed class Journaler
                 records.Add(new WriteRecord(0, Generation, path, (ulong)index.Length, _blockSize, changed, modified));
                 PeerGetsTime(path, modified);
             }
-            else if (modified is { } time && _attributes.TryGetValue(path, out var known) && known.Modified != time)
+            else if (timeAlone)
             {
                 // Written with what it held already (or only its time set): the time alone goes.
-                RecordAttributes(path, known with { Modified = time }, records);
+                SendTime(path, modified, records);
             }
 
             _files[path] = index;
@@ -662,6 +678,23 @@ public sealed class Journaler
         catch (IOException)
         {
             return null;
+        }
+    }
+
+    /// <summary>A file the peer has, whose time alone may differ from the peer's.</summary>
+    private void TimeAlone(string path, Batch records)
+    {
+        if (_files.ContainsKey(path))
+        {
+            SendTime(path, ModifiedOf(Full(path)), records);
+        }
+    }
+
+    private void SendTime(string path, long? modified, Batch records)
+    {
+        if (modified is { } time && _attributes.TryGetValue(path, out var known) && known.Modified != time)
+        {
+            RecordAttributes(path, known with { Modified = time }, records);
         }
     }
 
