@@ -30,8 +30,8 @@ public sealed class StagedCut : IDisposable
     /// <summary>Attribute steps since the last record step, by path (their places in the steps).</summary>
     private readonly Dictionary<string, List<int>> _attributeSteps = new(StringComparer.Ordinal);
     /// <summary>The mode, owner and group attributes records of this cut gave a path, by path (moved with
-    /// renames): their record steps are carried out only at the install, so a version of that path staged after one
-    /// is built with them, not with what its basis holds still (the old ones, which the install would have put back).</summary>
+    /// renames): their steps are carried out only at the install, so a version of that path staged after one is
+    /// built with them, not with what its basis holds still (the old ones, which the install would have put back).</summary>
     private readonly Dictionary<string, (UnixFileMode Mode, uint Owner, uint Group)> _attributes = new(StringComparer.Ordinal);
     private int _stagedFiles;
     private (string Name, FileStream Stream)? _patchFile;
@@ -136,7 +136,9 @@ public sealed class StagedCut : IDisposable
                 _steps.Add($"install {_owner.StagedToken(file)} {CutApplier.Encode(record.Path)}");
                 return;
             case RenameRecord rename:
-                MoveAttributes(rename.Path, rename.NewPath);
+                // What was at the new path is replaced; what was at the old one is there now.
+                JournalPath.RemoveUnder(_attributes, rename.NewPath);
+                JournalPath.MoveUnder(_attributes, rename.Path, rename.NewPath);
                 _holds[rename.NewPath] = Holding(rename.Path);
                 _holds[rename.Path] = null;
                 _renames.Add((rename.Path, rename.NewPath));
@@ -158,7 +160,7 @@ public sealed class StagedCut : IDisposable
                 _steps.Add($"attributes {Convert.ToBase64String(JournalCodec.Encode(record))}");
                 return;
             case DeleteRecord:
-                RemoveAttributes(record.Path);
+                JournalPath.RemoveUnder(_attributes, record.Path);
                 _holds[record.Path] = null;
                 _removed.Add(record.Path);
                 break;
@@ -171,29 +173,6 @@ public sealed class StagedCut : IDisposable
         _attributeSteps.Clear();
         _steps.Add($"record {Convert.ToBase64String(JournalCodec.Encode(record))}");
     }
-
-    /// <summary>What a rename does to <see cref="_attributes"/>: what was at or under the new path is replaced, what
-    /// was at or under the old path is there now.</summary>
-    private void MoveAttributes(string from, string to)
-    {
-        RemoveAttributes(to);
-        foreach (var path in _attributes.Keys.Where(p => IsAtOrUnder(p, from)).ToList())
-        {
-            _attributes.Remove(path, out var moved);
-            _attributes[to + path[from.Length..]] = moved;
-        }
-    }
-
-    private void RemoveAttributes(string path)
-    {
-        foreach (var under in _attributes.Keys.Where(p => IsAtOrUnder(p, path)).ToList())
-        {
-            _attributes.Remove(under);
-        }
-    }
-
-    private static bool IsAtOrUnder(string path, string directory) =>
-        path == directory || path.StartsWith(directory + "/", StringComparison.Ordinal);
 
     /// <summary>Installs every record up to the last cut record added (<see cref="CutApplier"/>'s redo log, then its
     /// steps): when this returns the cut is durable on this node (a crash from here on is finished by the applier's
@@ -275,7 +254,7 @@ public sealed class StagedCut : IDisposable
     private bool PatchesInPlace(WriteRecord write)
     {
         var path = write.Path;
-        if (_holds.ContainsKey(path) || _removed.Exists(r => path == r || path.StartsWith(r + "/", StringComparison.Ordinal))
+        if (_holds.ContainsKey(path) || _removed.Exists(r => JournalPath.IsAtOrUnder(path, r))
             || _renames.Exists(r => path.StartsWith(r.To + "/", StringComparison.Ordinal)))
         {
             return false;

@@ -761,9 +761,6 @@ public sealed class Journaler
     /// <summary>Every path the peer has.</summary>
     private IEnumerable<string> Known => _files.Keys.Concat(_symlinks.Keys).Concat(_directories);
 
-    private static bool IsAtOrUnder(string path, string directory) =>
-        path == directory || path.StartsWith(directory + "/", StringComparison.Ordinal);
-
     /// <summary>Something the peer has at <paramref name="path"/> is replaced by another kind of thing (or, for a
     /// directory, by a rename over it, which rename(2) allows only when it is empty): it goes first, with all under it.</summary>
     private void Replace(string path, Batch records)
@@ -830,7 +827,7 @@ public sealed class Journaler
         }
 
         var gone = Known
-            .Where(p => IsAtOrUnder(p, path))
+            .Where(p => JournalPath.IsAtOrUnder(p, path))
             .OrderByDescending(p => p.Count(c => c == '/')).ThenByDescending(p => p, StringComparer.Ordinal)
             .ToList();
         foreach (var p in gone)
@@ -861,10 +858,10 @@ public sealed class Journaler
         Replace(to, records);
         EnsureParents(to, records);
         records.Add(new RenameRecord(0, Generation, from, to));
-        Move(_files, from, to);
-        Move(_symlinks, from, to);
-        Move(_attributes, from, to);
-        foreach (var directory in _directories.Where(d => IsAtOrUnder(d, from)).ToList())
+        JournalPath.MoveUnder(_files, from, to);
+        JournalPath.MoveUnder(_symlinks, from, to);
+        JournalPath.MoveUnder(_attributes, from, to);
+        foreach (var directory in _directories.Where(d => JournalPath.IsAtOrUnder(d, from)).ToList())
         {
             _directories.Remove(directory);
             _directories.Add(to + directory[from.Length..]);
@@ -875,15 +872,6 @@ public sealed class Journaler
             // A write queued before the rename named the old path and found nothing there: what the file holds now
             // is compared under its new one. (A directory's contents are scanned again by the capture.)
             Refresh(to, records);
-        }
-    }
-
-    private static void Move<T>(Dictionary<string, T> entries, string from, string to)
-    {
-        foreach (var (path, value) in entries.Where(e => IsAtOrUnder(e.Key, from)).ToList())
-        {
-            entries.Remove(path);
-            entries[to + path[from.Length..]] = value;
         }
     }
 

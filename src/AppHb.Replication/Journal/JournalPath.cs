@@ -43,4 +43,28 @@ public static class JournalPath
 
         return null;
     }
+
+    /// <summary>Whether <paramref name="path"/> is <paramref name="directory"/> or under it.</summary>
+    public static bool IsAtOrUnder(string path, string directory) =>
+        path == directory || path.StartsWith(directory + "/", StringComparison.Ordinal);
+
+    /// <summary>What a rename does to entries kept by path: those at or under <paramref name="from"/> are under
+    /// <paramref name="to"/> now.</summary>
+    internal static void MoveUnder<T>(Dictionary<string, T> entries, string from, string to)
+    {
+        foreach (var (path, value) in entries.Where(e => IsAtOrUnder(e.Key, from)).ToList())
+        {
+            entries.Remove(path);
+            entries[to + path[from.Length..]] = value;
+        }
+    }
+
+    /// <summary>Removes the entries at or under <paramref name="path"/>.</summary>
+    internal static void RemoveUnder<T>(Dictionary<string, T> entries, string path)
+    {
+        foreach (var under in entries.Keys.Where(p => IsAtOrUnder(p, path)).ToList())
+        {
+            entries.Remove(under);
+        }
+    }
 }

@@ -48,7 +48,7 @@ public sealed class ReplicatedScope
 
             for (var j = 0; j < list.Length; j++)
             {
-                if (j != i && IsAtOrUnder(member, list[j]) && (member != list[j] || j < i))
+                if (j != i && JournalPath.IsAtOrUnder(member, list[j]) && (member != list[j] || j < i))
                 {
                     throw new ArgumentException($"member \"{member}\" is {(member == list[j] ? "given twice" : $"under member \"{list[j]}\"")}", nameof(members));
                 }
@@ -89,7 +89,7 @@ public sealed class ReplicatedScope
 
     /// <summary>Whether <paramref name="path"/> is at or under a member (whatever the exclusions say): what the
     /// replica may be asked to change.</summary>
-    public bool Holds(string path) => IsWhole || _members.Any(m => IsAtOrUnder(path, m));
+    public bool Holds(string path) => IsWhole || _members.Any(m => JournalPath.IsAtOrUnder(path, m));
 
     /// <summary>Whether <paramref name="path"/> is replicated: held, not excluded, not the barrier's, not in a
     /// replica's staging area (one at the top of a filesystem may be in a member: <see cref="StagingAreaName"/>).</summary>
@@ -127,6 +127,4 @@ public sealed class ReplicatedScope
         return slash < 0 ? string.Empty : path[..slash];
     }
 
-    private static bool IsAtOrUnder(string path, string directory) =>
-        path == directory || path.StartsWith(directory + "/", StringComparison.Ordinal);
 }
