@@ -41,17 +41,14 @@ public static class UnixAccounts
     }
 
     /// <summary>A file's owner and permission bits (statx, following symlinks).</summary>
-    public static unsafe (uint Uid, uint Gid, UnixFileMode Mode) OwnerOf(string path)
+    public static (uint Uid, uint Gid, UnixFileMode Mode) OwnerOf(string path)
     {
-        ArgumentNullException.ThrowIfNull(path);
-        var buffer = stackalloc byte[Interop.StatxSize];
-        if (Interop.Statx(Interop.AT_FDCWD, path, 0, Interop.STATX_MODE | Interop.STATX_UID, buffer) != 0)
+        Span<byte> span = stackalloc byte[Interop.StatxSize];
+        if (Interop.StatxInto(path, 0, Interop.STATX_MODE | Interop.STATX_UID, span) is var errno and not 0)
         {
-            var errno = Marshal.GetLastPInvokeError();
             throw new IOException($"{path}: {Interop.Describe(errno)}");
         }
 
-        var span = new ReadOnlySpan<byte>(buffer, Interop.StatxSize);
         return (System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(span[Interop.StatxUidOffset..]),
             System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(span[Interop.StatxGidOffset..]),
             (UnixFileMode)(System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(span[Interop.StatxModeOffset..]) & 0xFFF));

@@ -21,20 +21,16 @@ public readonly record struct FileStatus(uint Mode, uint Owner, uint Group, long
     /// <summary>The status of <paramref name="path"/> (a symlink followed unless <paramref name="followSymlinks"/>
     /// is false), or null when nothing is there any more.</summary>
     /// <exception cref="IOException">statx refused for another reason (the message names the path).</exception>
-    public static unsafe FileStatus? Of(string path, bool followSymlinks = true)
+    public static FileStatus? Of(string path, bool followSymlinks = true)
     {
-        ArgumentNullException.ThrowIfNull(path);
         Span<byte> buffer = stackalloc byte[Interop.StatxSize];
-        fixed (byte* at = buffer)
+        var errno = Interop.StatxInto(path, followSymlinks ? 0 : Interop.AT_SYMLINK_NOFOLLOW,
+            Interop.STATX_TYPE | Interop.STATX_MODE | Interop.STATX_UID | Interop.STATX_GID | Interop.STATX_MTIME, buffer);
+        if (errno != 0)
         {
-            if (Interop.Statx(Interop.AT_FDCWD, path, followSymlinks ? 0 : Interop.AT_SYMLINK_NOFOLLOW,
-                    Interop.STATX_TYPE | Interop.STATX_MODE | Interop.STATX_UID | Interop.STATX_GID | Interop.STATX_MTIME, at) != 0)
-            {
-                var errno = Marshal.GetLastPInvokeError();
-                return errno is Interop.Errno.ENOENT or Interop.Errno.ENOTDIR
-                    ? null
-                    : throw new IOException($"{path}: statx failed: {Interop.Describe(errno)}");
-            }
+            return errno is Interop.Errno.ENOENT or Interop.Errno.ENOTDIR
+                ? null
+                : throw new IOException($"{path}: statx failed: {Interop.Describe(errno)}");
         }
 
         var seconds = BinaryPrimitives.ReadInt64LittleEndian(buffer[Interop.StatxMtimeOffset..]);
@@ -79,9 +75,18 @@ public static class FileTimes
         }
     }
 
+    /// <summary>Nanoseconds since 1970 as a timespec's seconds and nanoseconds: the seconds rounded down, so the
+    /// nanoseconds are never negative (before 1970 too).</summary>
+    public static (long Seconds, long Nanoseconds) Split(long nanoseconds)
+    {
+        var seconds = Math.DivRem(nanoseconds, 1_000_000_000L, out var rest);
+        return rest < 0 ? (seconds - 1, rest + 1_000_000_000L) : (seconds, rest);
+    }
+
     private static unsafe void Fill(Interop.TimeSpec* times, long nanoseconds)
     {
+        var (seconds, rest) = Split(nanoseconds);
         times[0] = new Interop.TimeSpec { Seconds = 0, Nanoseconds = Interop.UTIME_OMIT };
-        times[1] = new Interop.TimeSpec { Seconds = Math.DivRem(nanoseconds, 1_000_000_000L, out var rest) - (rest < 0 ? 1 : 0), Nanoseconds = rest < 0 ? rest + 1_000_000_000L : rest };
+        times[1] = new Interop.TimeSpec { Seconds = seconds, Nanoseconds = rest };
     }
 }

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Runtime.InteropServices;
 
 namespace AppHb.Linux.Files;
 
@@ -26,16 +25,11 @@ public static class FileSystems
     }
 
     /// <summary>statx of <paramref name="path"/> itself (a symlink not followed) into <paramref name="buffer"/>.</summary>
-    private static unsafe void Stat(string path, uint mask, Span<byte> buffer)
+    private static void Stat(string path, uint mask, Span<byte> buffer)
     {
-        ArgumentNullException.ThrowIfNull(path);
-        fixed (byte* at = buffer)
+        if (Interop.StatxInto(path, Interop.AT_SYMLINK_NOFOLLOW, mask, buffer) is var errno and not 0)
         {
-            if (Interop.Statx(Interop.AT_FDCWD, path, Interop.AT_SYMLINK_NOFOLLOW, mask, at) != 0)
-            {
-                var errno = Marshal.GetLastPInvokeError();
-                throw new IOException($"{path}: statx failed: {Interop.Describe(errno)}");
-            }
+            throw new IOException($"{path}: statx failed: {Interop.Describe(errno)}");
         }
     }
 }

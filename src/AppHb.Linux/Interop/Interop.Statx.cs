@@ -21,4 +21,16 @@ internal static partial class Interop
 
     [LibraryImport(Libc, EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     internal static unsafe partial int Statx(int dirfd, string path, int flags, uint mask, byte* buffer);
+
+    /// <summary>statx of <paramref name="path"/> (relative to the working directory) into <paramref name="buffer"/>
+    /// (<see cref="StatxSize"/> bytes).</summary>
+    /// <returns>0, or the errno it failed with.</returns>
+    internal static unsafe int StatxInto(string path, int flags, uint mask, Span<byte> buffer)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        fixed (byte* at = buffer)
+        {
+            return Statx(AT_FDCWD, path, flags, mask, at) == 0 ? 0 : Marshal.GetLastPInvokeError();
+        }
+    }
 }

@@ -41,13 +41,7 @@ public readonly record struct EntryAttributes(uint Mode, uint Owner, uint Group,
     /// <summary>An instant to the nanosecond, as ISO 8601 in UTC.</summary>
     public static string Time(long nanoseconds)
     {
-        var seconds = Math.DivRem(nanoseconds, 1_000_000_000L, out var rest);
-        if (rest < 0)
-        {
-            seconds--;
-            rest += 1_000_000_000L;
-        }
-
+        var (seconds, rest) = FileTimes.Split(nanoseconds);
         return FormattableString.Invariant($"{DateTime.UnixEpoch.AddSeconds(seconds):yyyy-MM-ddTHH:mm:ss}.{rest:D9}Z");
     }
 }
