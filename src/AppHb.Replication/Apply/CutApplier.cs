@@ -205,14 +205,8 @@ public sealed class CutApplier
                 }
                 else if (parts[0] == "attributes")
                 {
-                    // Safe to carry out again (the same values set again). A path gone was renamed or deleted by a
-                    // record step after it, carried out before the crash: a journaling filesystem commits that
-                    // rename or deletion after the change that came before it, so the change is there already.
-                    var attributes = (AttributesRecord)JournalCodec.Decode(Convert.FromBase64String(parts[1])).Record!;
-                    if (Path.Exists(Path.Combine(_replica.Root, attributes.Path)))
-                    {
-                        _replica.Apply(attributes);
-                    }
+                    // Safe to carry out again (the same values set again), so no sync of its own.
+                    ApplyOnce(JournalCodec.Decode(Convert.FromBase64String(parts[1])).Record!);
                 }
                 else if (!recordStep)
                 {
@@ -273,6 +267,9 @@ public sealed class CutApplier
         {
             case RenameRecord when !Path.Exists(path):
             case DeleteRecord when !Path.Exists(path):
+            // Gone: renamed or deleted by a record step after it, carried out before the crash; a journaling
+            // filesystem commits that rename or deletion after the change that came before it.
+            case AttributesRecord when !Path.Exists(path):
             case DirectoryRecord when Directory.Exists(path):
                 return;
             default:
