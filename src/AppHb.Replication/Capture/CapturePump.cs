@@ -35,6 +35,10 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
     private readonly List<(long Ticket, TaskCompletionSource<ulong> Captured)> _barriers = [];
     private long _nextTicket;
     private volatile bool _compared;
+    /// <summary>While a verify runs: every path the changes read by the pump named. The journal's records do not
+    /// name a path made and gone again before the journaler read it, yet the verify's walk may have seen it, and
+    /// it may be there again by the end (a CI run reported such a file as missing on the replica).</summary>
+    private HashSet<string>? _namedDuringVerify;
 
     private abstract record Input;
 
@@ -224,8 +228,10 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
     /// <summary>`apphbctl replication verify`: compares the tree with the connected replica by block hashes and
     /// returns where they differ. The replica is walked at a cut (<see cref="ReplicationSender.AskReplicaManifest"/>)
     /// while writers go on here; a path the journal changed after that cut, up to every change made before this
-    /// tree's walk ended, is left out of the comparison (counted as changing), and a difference is checked again
-    /// against the file as it is at the end, so that a write under way is never reported as a difference.</summary>
+    /// tree's walk ended, or that a change read meanwhile named (a file made and gone again before the journaler
+    /// read it has no record, yet the walk may have seen it), is left out of the comparison (counted as changing),
+    /// and a difference is checked again against the file as it is at the end, so that a write under way is never
+    /// reported as a difference.</summary>
     /// <exception cref="InvalidOperationException">No replica connected, a verify running, the connection ended,
     /// or the journal started again during the verify (the message says which; nothing was compared).</exception>
     public async Task<VerifyResult> VerifyAsync(CancellationToken cancellationToken)
@@ -235,15 +241,39 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
             throw new InvalidOperationException("the replica has not been compared with this tree since apphbd started (its first resync is under way or not begun): there is nothing to verify yet");
         }
 
-        var (atTask, manifestTask) = _sender.AskReplicaManifest(BlockSize);
-        var at = await atTask.WaitAsync(cancellationToken);
-        var ours = await Task.Run(() => TreeManifest.Walk(_scope, BlockSize).ToList(), cancellationToken);
-        var theirs = await manifestTask.WaitAsync(cancellationToken);
-        var through = await JournaledAsync(cancellationToken);
-        var changing = ChangedAfter(at, through);
+        // Collected from before the cut is chosen: a superset of what changed after it, which only leaves out more.
+        var named = new HashSet<string>(StringComparer.Ordinal);
+        lock (_gate)
+        {
+            _namedDuringVerify = named;
+        }
+
+        HashSet<string> changing;
+        List<ManifestEntry> ours;
+        IReadOnlyList<ManifestEntry> theirs;
+        ulong at;
+        try
+        {
+            var (atTask, manifestTask) = _sender.AskReplicaManifest(BlockSize);
+            at = await atTask.WaitAsync(cancellationToken);
+            ours = await Task.Run(() => TreeManifest.Walk(_scope, BlockSize).ToList(), cancellationToken);
+            theirs = await manifestTask.WaitAsync(cancellationToken);
+            var through = await JournaledAsync(cancellationToken);
+            changing = ChangedAfter(at, through);
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                _namedDuringVerify = null;
+            }
+        }
+
+        changing.UnionWith(named);
         bool Changing(string path)
         {
-            // At or under a path the journal changed: a directory renamed or deleted changes all under it.
+            // At or under a path that changed: a directory renamed or deleted changes all under it, the root
+            // (a queue overflow) everything.
             for (var p = path; p.Length > 0; p = p[..Math.Max(0, p.LastIndexOf('/'))])
             {
                 if (changing.Contains(p))
@@ -252,7 +282,7 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
                 }
             }
 
-            return false;
+            return changing.Contains(string.Empty);
         }
 
         var compared = ours.Where(e => !Changing(e.Path)).ToList();
@@ -359,6 +389,16 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
                 }
 
                 var change = ((Changed)input).Change;
+                lock (_gate)
+                {
+                    // An overflow names the root (""): what changed is unknown, so everything is left out.
+                    _namedDuringVerify?.Add(change.Path);
+                    if (change.NewPath is { } newPath)
+                    {
+                        _namedDuringVerify?.Add(newPath);
+                    }
+                }
+
                 if (change.Kind == TreeChangeKind.Created && _scope.IsBarrierFile(change.Path)
                     && long.TryParse(change.Path.AsSpan(change.Path.LastIndexOf('/') + 1 + BarrierFilePrefix.Length), System.Globalization.CultureInfo.InvariantCulture, out var ticket))
                 {
