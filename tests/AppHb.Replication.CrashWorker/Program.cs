@@ -19,7 +19,10 @@ if (args.Length == 3)
     var cuts = new CutApplier(args[0], args[2]);
     for (var round = 1; ; round++)
     {
-        var records = versions.Select(v => (JournalRecord)v.Next(++sequence)).Append(new CutRecord(++sequence, new DataGeneration(1, 1))).ToList();
+        // The writes numbered first, then their cut (Append's argument is made before the Select runs: the cut had
+        // the round's lowest number, which the applier does not check, and a receive log's reader would).
+        var records = versions.Select(v => (JournalRecord)v.Next(++sequence)).ToList();
+        records.Add(new CutRecord(++sequence, new DataGeneration(1, 1)));
         cuts.ApplyCut(records);
         Console.Out.WriteLine($"cut {round}");
         Console.Out.Flush();
