@@ -22,7 +22,6 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
     /// <see cref="ReplicatedScope.BarrierDirectories"/>; never replicated.</summary>
     public const string BarrierFilePrefix = ".apphb-barrier-";
 
-    private readonly string _root;
     private readonly ReplicatedScope _scope;
     private readonly Journaler _journaler;
     private readonly JournalFile _journal;
@@ -57,11 +56,10 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
     {
         _journalLimit = journalLimit;
         _scope = journaler.Scope;
-        _root = _scope.Root;
         _journaler = journaler;
         _journal = journal;
         _sender = new ReplicationSender(journal, this) { ResyncBytesPerSecond = resyncBytesPerSecond };
-        _watcher = TreeWatcher.Start(_root, change =>
+        _watcher = TreeWatcher.Start(_scope.Root, change =>
         {
             if (change.Kind == TreeChangeKind.Overflow)
             {
@@ -335,7 +333,7 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
     /// being written, or made and removed within one batch (so that no record names it).</summary>
     private bool StillDiffers(string path, ManifestEntry? copy)
     {
-        var now = TreeManifest.Entry(_root, path, BlockSize);
+        var now = TreeManifest.Entry(_scope.Root, path, BlockSize);
         return now is null || copy is null ? (now is null) != (copy is null) : TreeComparison.Differs(now, copy) is not null;
     }
 

@@ -15,7 +15,6 @@ namespace AppHb.Replication.Capture;
 /// the capture's pump calls it.</summary>
 public sealed class Journaler
 {
-    private readonly string _root;
     private readonly JournalFile _journal;
     private readonly int _blockSize;
     private readonly Dictionary<string, BlockIndex> _files = new(StringComparer.Ordinal);
@@ -61,7 +60,6 @@ public sealed class Journaler
         Scope = scope ?? throw new ArgumentNullException(nameof(scope));
         // The barrier's own files are never the application's data; nor what is outside the members.
         _excluded = path => !scope.Replicates(path);
-        _root = scope.Root;
         _journal = journal ?? throw new ArgumentNullException(nameof(journal));
         Generation = generation;
         _blockSize = blockSize;
@@ -322,7 +320,7 @@ public sealed class Journaler
     /// <summary><see cref="RefreshPresent"/> for everything under the directory <paramref name="full"/>.</summary>
     private void RefreshTree(string full, Batch records, HashSet<string> present)
     {
-        foreach (var (path, _) in FileTree.Walk(_root, full, _excluded, Scope.Leads))
+        foreach (var (path, _) in FileTree.Walk(Scope.Root, full, _excluded, Scope.Leads))
         {
             RefreshPresent(path, records, present);
         }
@@ -555,7 +553,7 @@ public sealed class Journaler
         }
     }
 
-    private string Full(string relative) => Path.Combine(_root, relative);
+    private string Full(string relative) => Path.Combine(Scope.Root, relative);
 
     /// <summary>What the path holds now, against what the peer has.</summary>
     /// <param name="timeAlone">Whether a file whose content the peer has already gets its time alone (an attributes
@@ -880,7 +878,7 @@ public sealed class Journaler
     private void RescanUnder(string relative, Batch records)
     {
         var present = new HashSet<string>(StringComparer.Ordinal);
-        RefreshTree(relative.Length == 0 ? _root : Full(relative), records, present);
+        RefreshTree(relative.Length == 0 ? Scope.Root : Full(relative), records, present);
 
         var prefix = relative.Length == 0 ? string.Empty : relative + "/";
         var missing = Known
