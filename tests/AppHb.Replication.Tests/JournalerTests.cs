@@ -166,6 +166,7 @@ public sealed class JournalerTests : IDisposable
         File.WriteAllText(Path.Combine(source, "dir", "a"), "a");
         File.WriteAllText(Path.Combine(source, "b"), "b");
         File.WriteAllText(Path.Combine(source, "c"), "c");
+        File.WriteAllText(Path.Combine(source, "e"), "e");
 
         // Before its first comparison a journaler cannot say what a replica lacks.
         Assert.Null(journaler.DirtySince(generation, 0));
@@ -183,9 +184,16 @@ public sealed class JournalerTests : IDisposable
         // Only written: its written blocks go again, no comparison.
         File.WriteAllText(Path.Combine(source, "c"), "c2");
         journaler.Journal([new TreeChange(TreeChangeKind.Written, "c", IsDirectory: false)]);
+        // Its time alone changed after that (a touch), and a file only touched: still their written blocks (none for
+        // the touch alone), whose resend carries the time; not a comparison of the whole files by hashes.
+        var beforeTouches = journal.LastSequence;
+        File.SetLastWriteTimeUtc(Path.Combine(source, "c"), new DateTime(2026, 1, 2, 3, 4, 5, DateTimeKind.Utc));
+        File.SetLastWriteTimeUtc(Path.Combine(source, "e"), new DateTime(2026, 1, 2, 3, 4, 6, DateTimeKind.Utc));
+        journaler.Journal([new TreeChange(TreeChangeKind.Attributes, "c", IsDirectory: false), new TreeChange(TreeChangeKind.Attributes, "e", IsDirectory: false)]);
+        Assert.Equal(2, journal.ReadAfter(beforeTouches).OfType<AttributesRecord>().Count());
         Assert.Equal(["b", "dir/a"], journaler.DirtySince(generation, cut));
         Assert.Equal(["b"], journaler.DirtySince(generation, afterA));
-        Assert.Equal([("c", [0u])], journaler.WrittenSince(cut).Select(w => (w.Path, w.Blocks.ToArray())));
+        Assert.Equal([("c", [0u]), ("e", [])], journaler.WrittenSince(cut).Select(w => (w.Path, w.Blocks.ToArray())));
         // Another generation's replica, or one at a position before the comparison: the whole tree.
         Assert.Null(journaler.DirtySince(new DataGeneration(2, 1), cut));
         Assert.Null(journaler.DirtySince(generation, cut - 1));

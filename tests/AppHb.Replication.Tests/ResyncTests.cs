@@ -110,6 +110,8 @@ public sealed class ResyncTests : IDisposable
         }
 
         File.Delete(Path.Combine(source, "gone"));
+        // A touch: the time alone changes, which the resync sends without comparing the file.
+        File.SetLastWriteTimeUtc(Path.Combine(source, "kept", "file5"), new DateTime(2026, 1, 2, 3, 4, 5, DateTimeKind.Utc));
         Directory.Move(Path.Combine(source, "moved-away"), Path.Combine(source, "moved-here"));
         for (var i = 0; i < 8; i++)
         {
@@ -124,8 +126,10 @@ public sealed class ResyncTests : IDisposable
 
         Assert.Equal(2, pump.Sender.Resyncs);
         // Compared: the deleted file, both names of the moved directory, the new files. The files only written meanwhile
-        // ("changed", "db") are not compared: the blocks their writes changed are sent as they are now.
+        // ("changed", "db") are not compared: the blocks their writes changed are sent as they are now; nor is the
+        // file only touched: its time goes with no block.
         Assert.Equal(11, pump.Sender.LastResyncPaths);
+        Assert.Equal(File.GetLastWriteTimeUtc(Path.Combine(source, "kept", "file5")), File.GetLastWriteTimeUtc(Path.Combine(replica, "kept", "file5")));
         Assert.Equal("after", File.ReadAllText(Path.Combine(replica, "changed")));
         var sourceDb = File.ReadAllBytes(Path.Combine(source, "db"));
         var replicaDb = File.ReadAllBytes(Path.Combine(replica, "db"));

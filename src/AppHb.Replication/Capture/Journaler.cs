@@ -464,9 +464,17 @@ public sealed class Journaler
                 _writtenBlockCount += blocks.Add(block.Index) ? 1 : 0;
             }
         }
+        else if (record is AttributesRecord attributes && (firstTouch || _writtenBlocks.ContainsKey(record.Path)) && _files.ContainsKey(record.Path)
+            && _attributes.TryGetValue(record.Path, out var known) && (known.Mode, known.Owner, known.Group) == (attributes.Mode, attributes.Owner, attributes.Group))
+        {
+            // A file's time alone (a touch, the same bytes written again): the resend of its written blocks, none at
+            // all for a touch alone, carries the time the file has then; comparing it by hashes would read it whole
+            // on both nodes. (Called before the record's values are taken as the peer's: known is the old.)
+            _writtenBlocks.TryAdd(record.Path, []);
+        }
         else
         {
-            // Created, renamed, deleted, its attributes changed (or past the blocks kept): compared by hashes.
+            // Created, renamed, deleted, its mode, owner or group changed (or past the blocks kept): compared by hashes.
             ForgetWritten(record.Path);
         }
 
