@@ -287,6 +287,35 @@ public sealed class PairTests : IAsyncLifetime
         Assert.Equal(node, client);
     }
 
+    /// <summary>The client's neighbour cache names another hardware address for the service IP than the active
+    /// node's (its takeover's announcements went into a LAN port that was dark at that moment, as in a partition
+    /// checker trial that then waited 30 s for the cache to give up): when the LAN link to the peer comes back, the
+    /// active node announces the address again and the client reaches it within seconds.</summary>
+    [Fact]
+    public async Task The_active_node_announces_the_service_IP_again_when_its_LAN_link_returns()
+    {
+        var (a, b) = await StartAnsweringPairAsync();
+        await _rig.PowerOffAsync(1);
+        Assert.True(await UntilAsync(async () => await _rig.AnswerOnServiceIpAsync() == "node2"), Story(a, b));
+
+        // What a lost announcement leaves: the client's entry reachable, with an address nobody has.
+        var entry = await _gateway.IpAsync("neigh", "show", PairRig.ServiceIp);
+        var device = System.Text.RegularExpressions.Regex.Match(entry, @" dev (\S+)").Groups[1].Value;
+        await _gateway.IpAsync("neigh", "replace", PairRig.ServiceIp, "lladdr", "02:00:5e:00:53:99", "dev", device, "nud", "reachable");
+        Assert.Null(await _rig.AnswerOnServiceIpAsync());
+
+        // node1 back: the LAN link returns (after its hold), and node2 announces again; the cache would keep the
+        // bogus address reachable for 15 to 45 s, then probe it for 5 s more.
+        await _rig.PowerOnAsync(1);
+        await a.StartProcessAsync();
+        var back = System.Diagnostics.Stopwatch.StartNew();
+        Assert.True(await Polling.UntilAsync(async () => await _rig.AnswerOnServiceIpAsync() == "node2", TimeSpan.FromSeconds(12), TestContext.Current.CancellationToken),
+            $"the client did not reach node2 within 12 s of node1's return:\n{Story(a, b)}");
+        var (client, node) = await _rig.NeighbourOfServiceIpAsync(2);
+        Assert.Equal(node, client);
+        Assert.True(back.Elapsed < TimeSpan.FromSeconds(12));
+    }
+
     [Fact]
     public async Task Both_links_cut_at_once_end_with_exactly_one_node_active_and_the_other_fenced()
     {

@@ -443,6 +443,13 @@ public sealed class PairHost : IAsyncDisposable
                     }
 
                     break;
+                case ClusterCommand.AnnounceServiceIp:
+                    foreach (var address in _addresses.Where(a => a.IsHeld()))
+                    {
+                        _ = Observe(address.AnnounceAsync(_stopping.Token), $"announcing {address.Ip} again");
+                    }
+
+                    break;
                 case ClusterCommand.ReleaseServiceIp:
                     foreach (var address in _addresses)
                     {

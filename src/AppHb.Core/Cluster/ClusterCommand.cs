@@ -79,6 +79,14 @@ public abstract record ClusterCommand
         public override string ToString() => "ip acquire";
     }
 
+    /// <summary>Announce the service IP(s) this node holds again: its LAN link to the peer came back, or its ping
+    /// targets answer again (a partition healed, a port came up), and the neighbours there may have missed the
+    /// announcements of the takeover or learnt the peer's.</summary>
+    public sealed record AnnounceServiceIp : ClusterCommand
+    {
+        public override string ToString() => "ip announce";
+    }
+
     /// <summary>Remove the service IP(s).</summary>
     public sealed record ReleaseServiceIp : ClusterCommand
     {

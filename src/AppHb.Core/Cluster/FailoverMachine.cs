@@ -283,6 +283,11 @@ public sealed class FailoverMachine
             _reachesPingTargets = reachable;
             _pingLostAt = reachable ? long.MaxValue : _time.GetTimestamp();
             Publish(reachable ? "ping-targets-reached" : "ping-targets-lost", reachable ? "the LAN's ping targets answer again" : "no ping target on the LAN answers");
+            if (reachable && Role == ClusterRole.Active)
+            {
+                // The LAN is back while the peer may still be away: its neighbours hear the address again.
+                Command(new ClusterCommand.AnnounceServiceIp());
+            }
         }
 
         Evaluate();
@@ -931,6 +936,14 @@ public sealed class FailoverMachine
             if (kind is not null)
             {
                 Publish(kind, $"link {link.Name} ({link.Kind.ToString().ToLowerInvariant()}): {state.ToString().ToLowerInvariant()}", link.Name);
+            }
+
+            if (kind == "link-up" && link.Kind == LinkKind.Lan && Role == ClusterRole.Active)
+            {
+                // A takeover made while this node's LAN was cut announced the address into nothing; a partition
+                // healed may leave the peer's announcement in the neighbours' caches: said again (a partition
+                // checker trial waited 30 s for the client's cache to expire).
+                Command(new ClusterCommand.AnnounceServiceIp());
             }
         }
     }
