@@ -283,10 +283,10 @@ public sealed class FailoverMachine
             _reachesPingTargets = reachable;
             _pingLostAt = reachable ? long.MaxValue : _time.GetTimestamp();
             Publish(reachable ? "ping-targets-reached" : "ping-targets-lost", reachable ? "the LAN's ping targets answer again" : "no ping target on the LAN answers");
-            if (reachable && Role == ClusterRole.Active)
+            if (reachable)
             {
-                // The LAN is back while the peer may still be away: its neighbours hear the address again.
-                Command(new ClusterCommand.AnnounceServiceIp());
+                // The LAN is back while the peer may still be away.
+                AnnounceAgainIfActive();
             }
         }
 
@@ -938,13 +938,22 @@ public sealed class FailoverMachine
                 Publish(kind, $"link {link.Name} ({link.Kind.ToString().ToLowerInvariant()}): {state.ToString().ToLowerInvariant()}", link.Name);
             }
 
-            if (kind == "link-up" && link.Kind == LinkKind.Lan && Role == ClusterRole.Active)
+            if (kind == "link-up" && link.Kind == LinkKind.Lan)
             {
-                // A takeover made while this node's LAN was cut announced the address into nothing; a partition
-                // healed may leave the peer's announcement in the neighbours' caches: said again (a partition
-                // checker trial waited 30 s for the client's cache to expire).
-                Command(new ClusterCommand.AnnounceServiceIp());
+                AnnounceAgainIfActive();
             }
+        }
+    }
+
+    /// <summary>The LAN came back (the link to the peer over it, or the ping targets): an active node announces its
+    /// address again. A takeover made while this node's LAN port was dark announced it into nothing, and a healed
+    /// partition may have left the peer's announcement in the neighbours' caches (a partition checker trial waited
+    /// 30 s for the client's cache to expire).</summary>
+    private void AnnounceAgainIfActive()
+    {
+        if (Role == ClusterRole.Active)
+        {
+            Command(new ClusterCommand.AnnounceServiceIp());
         }
     }
 

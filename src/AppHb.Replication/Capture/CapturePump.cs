@@ -268,20 +268,9 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
         }
 
         changing.UnionWith(named);
-        bool Changing(string path)
-        {
-            // At or under a path that changed: a directory renamed or deleted changes all under it, the root
-            // (a queue overflow) everything.
-            for (var p = path; p.Length > 0; p = p[..Math.Max(0, p.LastIndexOf('/'))])
-            {
-                if (changing.Contains(p))
-                {
-                    return true;
-                }
-            }
-
-            return changing.Contains(string.Empty);
-        }
+        // At or under a path that changed: a directory renamed or deleted changes all under it, the root (a queue
+        // overflow) everything.
+        bool Changing(string path) => changing.Contains(string.Empty) || JournalPath.IsAtOrUnderAny(path, changing);
 
         var compared = ours.Where(e => !Changing(e.Path)).ToList();
         var replica = theirs.Where(e => !_journaler.IsExcluded(e.Path) && !Changing(e.Path)).ToDictionary(e => e.Path, StringComparer.Ordinal);

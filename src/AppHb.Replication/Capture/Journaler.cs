@@ -198,10 +198,10 @@ public sealed class Journaler
                 return null;
             }
 
-            missing = [.. now.Where(p => !UnderAny(p, compared))];
+            missing = [.. now.Where(p => !JournalPath.IsAtOrUnderAny(p, compared))];
             // Files only written since: their written blocks are sent, unless a compared path covers them. One this
             // journal holds no index of, or that is no longer a regular file, is compared instead.
-            written = WrittenSince(applied).Where(w => !UnderAny(w.Path, compared)).ToList();
+            written = WrittenSince(applied).Where(w => !JournalPath.IsAtOrUnderAny(w.Path, compared)).ToList();
             missing = [.. missing, .. written.Where(w => !_files.ContainsKey(w.Path) || !IsRegularFile(Full(w.Path))).Select(w => w.Path)];
             if (missing.Count > 0)
             {
@@ -209,7 +209,7 @@ public sealed class Journaler
             }
 
             // What this journal believes the peer has under the compared paths gives way to what it says it has.
-            foreach (var path in Known.Concat(_attributes.Keys).Where(p => UnderAny(p, compared)).ToList())
+            foreach (var path in Known.Concat(_attributes.Keys).Where(p => JournalPath.IsAtOrUnderAny(p, compared)).ToList())
             {
                 _files.Remove(path);
                 _directories.Remove(path);
@@ -264,7 +264,7 @@ public sealed class Journaler
                 RescanPath(path, records, present);
             }
 
-            foreach (var path in Known.Where(p => UnderAny(p, compared) && !present.Contains(p)).ToList())
+            foreach (var path in Known.Where(p => JournalPath.IsAtOrUnderAny(p, compared) && !present.Contains(p)).ToList())
             {
                 Replace(path, records);
             }
@@ -358,7 +358,7 @@ public sealed class Journaler
         }
 
         var paths = _touched.Where(t => t.Value > applied && !_writtenBlocks.ContainsKey(t.Key)).Select(t => t.Key).ToHashSet(StringComparer.Ordinal);
-        return [.. paths.Where(p => !UnderAny(Parent(p), paths)).Order(StringComparer.Ordinal)];
+        return [.. paths.Where(p => !JournalPath.IsAtOrUnderAny(JournalPath.Parent(p), paths)).Order(StringComparer.Ordinal)];
     }
 
     /// <summary>The files changed after <paramref name="applied"/> by write records only, with the blocks those wrote
@@ -427,20 +427,6 @@ public sealed class Journaler
             PeerGetsTime(path, modified);
             _files[path] = BlockIndex.FromHashes(length, _blockSize, hashes);
         }
-    }
-
-    /// <summary>Whether <paramref name="path"/> or a directory above it is one of <paramref name="paths"/>.</summary>
-    private static bool UnderAny(string path, HashSet<string> paths)
-    {
-        for (var p = path; p.Length > 0; p = Parent(p))
-        {
-            if (paths.Contains(p))
-            {
-                return true;
-            }
-        }
-
-        return false;
     }
 
     private void Touched(JournalRecord record)
@@ -722,7 +708,7 @@ public sealed class Journaler
     {
         var missing = new Stack<string>();
         // Not above a member: those directories are not replicated (the replica makes them to hold it).
-        for (var parent = Parent(path); parent.Length > 0 && !Scope.Leads(parent) && !_directories.Contains(parent); parent = Parent(parent))
+        for (var parent = JournalPath.Parent(path); parent.Length > 0 && !Scope.Leads(parent) && !_directories.Contains(parent); parent = JournalPath.Parent(parent))
         {
             missing.Push(parent);
         }
@@ -753,12 +739,6 @@ public sealed class Journaler
         {
             _attributes[path] = new EntryAttributes(mode & 0xfff, uid, gid, modified);
         }
-    }
-
-    private static string Parent(string path)
-    {
-        var slash = path.LastIndexOf('/');
-        return slash < 0 ? string.Empty : path[..slash];
     }
 
     /// <summary>Whether the peer has something (a file, a symlink, a directory) at <paramref name="path"/>.</summary>

@@ -48,6 +48,28 @@ public static class JournalPath
     public static bool IsAtOrUnder(string path, string directory) =>
         path == directory || path.StartsWith(directory + "/", StringComparison.Ordinal);
 
+    /// <summary>The directory holding <paramref name="path"/> ("" for one at the top).</summary>
+    internal static string Parent(string path)
+    {
+        var slash = path.LastIndexOf('/');
+        return slash < 0 ? string.Empty : path[..slash];
+    }
+
+    /// <summary>Whether <paramref name="path"/> or a directory above it (not the top, "") is one of
+    /// <paramref name="paths"/>.</summary>
+    internal static bool IsAtOrUnderAny(string path, IReadOnlySet<string> paths)
+    {
+        for (var p = path; p.Length > 0; p = Parent(p))
+        {
+            if (paths.Contains(p))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>What a rename does to entries kept by path: those at or under <paramref name="from"/> are under
     /// <paramref name="to"/> now.</summary>
     internal static void MoveUnder<T>(Dictionary<string, T> entries, string from, string to)

@@ -18,7 +18,7 @@ public sealed class ReplicatedScope
         _excluded = excluded;
         BarrierDirectories = members.Length == 0
             ? [string.Empty]
-            : [.. members.Concat(members.Select(Parent)).Append(string.Empty).Distinct(StringComparer.Ordinal)];
+            : [.. members.Concat(members.Select(JournalPath.Parent)).Append(string.Empty).Distinct(StringComparer.Ordinal)];
     }
 
     /// <summary>Everything under <paramref name="root"/> but what <paramref name="excluded"/> says yes to (paths
@@ -83,7 +83,7 @@ public sealed class ReplicatedScope
             return false;
         }
 
-        var parent = Parent(path);
+        var parent = JournalPath.Parent(path);
         return parent.Length == 0 || (!IsWhole && (Leads(parent) || _members.Contains(parent, StringComparer.Ordinal)));
     }
 
@@ -120,11 +120,5 @@ public sealed class ReplicatedScope
 
     /// <summary>The absolute path of <paramref name="relative"/>.</summary>
     public string Full(string relative) => relative.Length == 0 ? Root : Path.Combine(Root, relative);
-
-    private static string Parent(string path)
-    {
-        var slash = path.LastIndexOf('/');
-        return slash < 0 ? string.Empty : path[..slash];
-    }
 
 }
