@@ -87,6 +87,8 @@ public sealed class TransferTests : IDisposable
         pair.Sender.CompressOutgoing = true;
         var text = System.Text.Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 5000).Select(i => $"line {i}: the same words again\n")));
         var noise = RandomNumberGenerator.GetBytes(100_000);
+        // A payload's first byte is its message kind, which the channel reads: a random 9 (Compressed) failed 1 run in 256.
+        noise[0] = 0;
         var small = System.Text.Encoding.UTF8.GetBytes(new string('a', 200));
         foreach (var payload in new[] { text, noise, small })
         {
@@ -226,7 +228,9 @@ public sealed class TransferTests : IDisposable
         var refused = await Assert.ThrowsAsync<ReplicationRefusedException>(() => sender.RunAsync(pair.Sender, CancellationToken.None)).WaitAsync(Patience);
         Assert.Contains("frame 1 fails authentication", refused.Message, StringComparison.Ordinal);
         pair.Close();
-        await Assert.ThrowsAnyAsync<IOException>(() => receiving).WaitAsync(Patience);
+        // The socket closed under the receiver: an aborted read, or a read begun after the close (the read-ahead's).
+        var ended = await Assert.ThrowsAnyAsync<Exception>(() => receiving).WaitAsync(Patience);
+        Assert.True(ended is IOException or ObjectDisposedException, $"the receiver ended with {ended}");
         Assert.False(Directory.Exists(Replica) && Directory.EnumerateFileSystemEntries(Replica).Any());
     }
 
