@@ -88,6 +88,27 @@ public sealed class ReplicationLinkTests : IDisposable
     }
 
     [Fact]
+    public async Task A_session_that_fails_on_this_node_is_reported_with_its_type_and_the_next_connection_is_served()
+    {
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        Write(journal, "a", "first");
+        using var sender = new ReplicationSender(journal);
+        var standby = new IPEndPoint(StandbyAddress, LoopbackPorts.Free());
+        var applier = new CutApplier(Replica, _directory.File("state"));
+        var sessions = 0;
+        _ = Track(ReplicationLink.ListenAsync(standby, ActiveAddress, _key, Connected.StandbyNode, Connected.ActiveNode,
+            (channel, token) => Interlocked.Increment(ref sessions) == 1
+                ? throw new NotSupportedException("a defect in the first session")
+                : new ReplicationReceiver(applier).RunAsync(channel, token),
+            _ended.Enqueue, _stop.Token));
+        _ = Connect(standby, sender);
+
+        await sender.WaitAcknowledgedAsync(journal.LastSequence, TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken);
+        Assert.Equal("first", File.ReadAllText(Path.Combine(Replica, "a")));
+        Assert.Contains(_ended, e => e.Contains("failed on this node (NotSupportedException): a defect in the first session", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_connection_that_went_silent_is_replaced_by_the_peers_next_one()
     {
         using var journal = JournalFile.Open(_directory.File("journal"));

@@ -264,5 +264,11 @@ public static class ReplicationLink
             // connection tried again, never a silent end of replication.
             return $"the replication connection with {peer} failed on this node: {e.Message}";
         }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // A defect of this code, not of the peer: said with its type, and the next connection served. Let through,
+            // it ended the listener for good (its turn awaited the faulted session), and replication with it, silently.
+            return $"the replication connection with {peer} failed on this node ({e.GetType().Name}): {e.Message}";
+        }
     }
 }
