@@ -220,6 +220,13 @@ static async Task<int> RunDaemonAsync(ApphbdOptions options, string source, stri
         }
     }
 
+    // Replication blocks pool threads in synchronous I/O (the journal's fdatasync, a cut's syncfs, reads under
+    // writeback), and beyond its minimum (one thread per core) the pool adds threads only about twice a second: on 2
+    // cores the pair's loop, which runs on the pool, once waited a second behind two such threads during a bulk copy
+    // and its peer fenced it (replication-resync benchmark, 2026-12-02). Threads up to this minimum start at once.
+    ThreadPool.GetMinThreads(out var poolWorkers, out var poolCompletions);
+    ThreadPool.SetMinThreads(Math.Max(poolWorkers, 16), poolCompletions);
+
     // SIGHUP reloads the services, as systemctl reload (ExecReload=kill -HUP $MAINPID) and apphbctl reload do.
     // Registered before the host starts: READY=1 goes out while it starts, and a reload sent right after it must not
     // meet the runtime's default for SIGHUP (the process ends). One that comes before the start has ended waits for it.
