@@ -72,6 +72,10 @@ internal sealed class Connected : IAsyncDisposable
         return (client.GetStream(), server.GetStream());
     }
 
+    /// <summary>Closes the sender's socket only: what it sent before is still there for the receiver to read, then the
+    /// connection's end.</summary>
+    public void CloseSenderEnd() => _owned[0].Dispose();
+
     /// <summary>Closes every socket: both ends see the connection end.</summary>
     public void Close()
     {

@@ -6,8 +6,9 @@ using AppHb.Replication.Resync;
 namespace AppHb.Replication.Transfer;
 
 /// <summary>The standby's end of a replication connection: says where its replica stands, then applies the records
-/// it receives strictly in sequence, a cut at a time (<see cref="CutApplier"/>; each record staged as it arrives, so
-/// no cut is held in memory: <see cref="StagedCut"/>), and acknowledges each cut once it is
+/// it receives strictly in sequence, a cut at a time (<see cref="CutApplier"/>; each record staged as it is taken, so
+/// no cut is held in memory: <see cref="StagedCut"/>; what follows is received meanwhile up to
+/// <see cref="ReadAheadBytes"/>), and acknowledges each cut once it is
 /// durable. Asked for a difference resync, it sends what its replica holds (<see cref="TreeManifest"/>) and applies
 /// the records that follow from the sequence the sender names; asked for a verify (right after a cut), it applies the
 /// cuts it holds and sends what its replica holds then. A record out of sequence, a frame that fails
@@ -30,6 +31,9 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
     /// (a test saw the journal's backlog never fall to where it may start again).</summary>
     private static readonly TimeSpan MergeTime = TimeSpan.FromMilliseconds(20);
 
+    /// <summary>How much of what follows a cut being installed is received meanwhile (<see cref="FrameReadAhead"/>).</summary>
+    public long ReadAheadBytes { get; init; } = FrameReadAhead.DefaultBudget;
+
     /// <summary>Whether a difference resync is under way: from the sender's request to its cut.</summary>
     public bool Resyncing { get; private set; }
 
@@ -42,6 +46,9 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
         await channel.SendAsync(ReplicationMessage.Resume(generation, applied), cancellationToken);
         var next = applied + 1;
         long held = 0;
+        // Received ahead while a cut is installed: the link goes on meanwhile (the sender's window is this budget
+        // and the socket's buffer), and nothing is acknowledged before its cut is durable, as before.
+        await using var frames = new FrameReadAhead(channel, ReadAheadBytes, cancellationToken);
         // The records received since the last cut applied, staged as they come (cuts already here are merged).
         StagedCut? staged = null;
         long stagedSince = 0;
@@ -83,7 +90,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                 JournalRecord record;
                 try
                 {
-                    payload = await channel.ReceiveAsync(cancellationToken);
+                    payload = await frames.TakeAsync(cancellationToken);
                     if (ReplicationMessage.KindOf(payload) == ReplicationMessageKind.ResyncRequest && staged is null)
                     {
                         Resyncing = true;
@@ -94,7 +101,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                         {
                             var (blockSize, paths) = ReplicationMessage.ReadResyncRequest(payload);
                             await SendManifestAsync(channel, blockSize, paths, cancellationToken);
-                            payload = await channel.ReceiveAsync(cancellationToken);
+                            payload = await frames.TakeAsync(cancellationToken);
                         }
 
                         // The sender's journal numbers them, which may be another node's than the one the replica
@@ -155,14 +162,13 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                     continue;
                 }
 
-                if (channel.MoreWaiting && held < MergeBytes && System.Diagnostics.Stopwatch.GetElapsedTime(stagedSince) < MergeTime)
+                if (frames.MoreWaiting && held < MergeBytes && System.Diagnostics.Stopwatch.GetElapsedTime(stagedSince) < MergeTime)
                 {
                     // The next cuts are already here: applied together, the syncs are paid once for all of them.
                     continue;
                 }
 
-                // Applying blocks this connection's reader, which is what it should: nothing is read ahead of a cut
-                // that is not durable yet beyond what the socket holds, and the sender's window is its buffer.
+                // Applying holds the next records back (they are read ahead, up to ReadAheadBytes), never the link.
                 await ApplyAndAcknowledgeAsync();
             }
         }
