@@ -55,6 +55,48 @@ public sealed class JournalerTests : IDisposable
         Assert.Equal(0, journaler.Journal([new TreeChange(TreeChangeKind.Written, "big", IsDirectory: false)]));
     }
 
+    [Fact]
+    public void A_batch_past_the_cut_size_is_cut_between_files_and_each_cut_is_durable_and_told_before_the_rest_is_read()
+    {
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = _directory.File("replica");
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        var journaler = new Journaler(source, journal, new DataGeneration(1, 1), blockSize: 4096) { CutBytes = 10 << 20 };
+        var applier = new CutApplier(replica, _directory.File("state"));
+        var random = new Random(11);
+        var names = new[] { "a", "b", "c", "d" };
+        foreach (var name in names)
+        {
+            var content = new byte[6 << 20];
+            random.NextBytes(content);
+            File.WriteAllBytes(Path.Combine(source, name), content);
+        }
+
+        var told = new List<(ulong Cut, int DurableRecords)>();
+        journaler.Journal(names.Select(n => new TreeChange(TreeChangeKind.Created, n, IsDirectory: false)),
+            cut => told.Add((cut, journal.ReadAfter(0).Count())));
+
+        var records = journal.ReadAfter(0).ToList();
+        var cuts = records.Select((r, i) => (r, i)).Where(x => x.r.Kind == JournalRecordKind.Cut).Select(x => x.i).ToList();
+        // 12 MiB after two files (past 10): a cut there, then the batch's own at its end; none inside a file.
+        Assert.Equal(2, cuts.Count);
+        Assert.Equal(JournalRecordKind.Create, records[cuts[0] + 1].Kind);
+        Assert.Equal(["a", "b"], records.Take(cuts[0]).OfType<CreateRecord>().Select(r => r.Path));
+        // Told once, of the first cut only (the batch's last is the caller's return), when it was durable already.
+        var (toldCut, durable) = Assert.Single(told);
+        Assert.Equal(records[cuts[0]].Sequence, toldCut);
+        Assert.Equal(cuts[0] + 1, durable);
+
+        applier.ApplyCut(records.Take(cuts[0] + 1).ToList());
+        Assert.Equal(File.ReadAllBytes(Path.Combine(source, "b")), File.ReadAllBytes(Path.Combine(replica, "b")));
+        Assert.False(File.Exists(Path.Combine(replica, "c")));
+        applier.ApplyCut(records.Skip(cuts[0] + 1).ToList());
+        foreach (var name in names)
+        {
+            Assert.Equal(File.ReadAllBytes(Path.Combine(source, name)), File.ReadAllBytes(Path.Combine(replica, name)));
+        }
+    }
+
     /// <summary>Times: each record carries the file's, a write's time alone waits for the writer's close (a
     /// truncation then a write would otherwise send the truncation's time in a record of its own first), and the
     /// replica ends with the active's time to the nanosecond.</summary>

@@ -415,7 +415,7 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
 
     private void Journal(List<TreeChange> batch)
     {
-        if (_compared && batch.Count > 0 && _journaler.Journal(batch) > 0)
+        if (_compared && batch.Count > 0 && _journaler.Journal(batch, _sender.Journaled) > 0)
         {
             _sender.Journaled(_journal.LastSequence);
         }

@@ -75,8 +75,11 @@ public sealed class Journaler
     public DataGeneration Generation { get; }
 
     /// <summary>Journals one batch of changes and closes it with a cut, then makes it durable (fdatasync). Returns how
-    /// many records it journaled, the cut included (none when nothing differs from what the peer has).</summary>
-    public int Journal(IEnumerable<TreeChange> changes)
+    /// many records it journaled, the cuts included (none when nothing differs from what the peer has). A batch whose
+    /// content passes <see cref="CutBytes"/> is cut there too, between two changes (never inside a file's records),
+    /// and <paramref name="cutDurable"/> hears of each such cut once it is durable, so it can go to the peer while
+    /// the rest is read.</summary>
+    public int Journal(IEnumerable<TreeChange> changes, Action<ulong>? cutDurable = null)
     {
         ArgumentNullException.ThrowIfNull(changes);
         var records = new Batch(_journal, Generation, Touched);
@@ -86,6 +89,15 @@ public sealed class Journaler
         var refreshed = new HashSet<string>(StringComparer.Ordinal);
         foreach (var change in changes)
         {
+            if (records.ContentSinceCut >= CutBytes)
+            {
+                // A writer faster than this read gave one batch of hundreds of megabytes: as one cut, nothing went to
+                // the peer before all of it was read and synced here, and the peer installed it all at once, the link
+                // idle meanwhile. A cut here is what a periodic cut under continuous writing is (the design's third
+                // point): every file one of its versions, the next barrier exact again.
+                cutDurable?.Invoke(records.Cut());
+            }
+
             if (change.Kind is not (TreeChangeKind.Created or TreeChangeKind.Written or TreeChangeKind.Closed or TreeChangeKind.Attributes))
             {
                 refreshed.Clear();
@@ -524,7 +536,12 @@ public sealed class Journaler
     /// large file's blocks are never all held in memory; closed by a cut and one fdatasync.</summary>
     private sealed class Batch(JournalFile journal, DataGeneration generation, Action<JournalRecord> touched)
     {
+        private int _sinceCut;
+
         public int Count { get; private set; }
+
+        /// <summary>Bytes of file content in the records since the last cut.</summary>
+        public long ContentSinceCut { get; private set; }
 
         public void Add(JournalRecord record)
         {
@@ -532,20 +549,42 @@ public sealed class Journaler
             journal.Append(numbered);
             touched(numbered);
             Count++;
+            _sinceCut++;
+            if (record is WriteRecord write)
+            {
+                foreach (var block in write.Blocks)
+                {
+                    ContentSinceCut += block.Content.Length;
+                }
+            }
+        }
+
+        /// <summary>Closes what was added since the last cut with a cut, durable; its sequence.</summary>
+        public ulong Cut()
+        {
+            Add(new CutRecord(0, generation));
+            journal.Sync();
+            _sinceCut = 0;
+            ContentSinceCut = 0;
+            return journal.LastSequence;
         }
 
         public int Close(bool always = false)
         {
-            if (Count == 0 && !always)
+            if (_sinceCut > 0 || (Count == 0 && always))
             {
-                return 0;
+                Cut();
             }
 
-            Add(new CutRecord(0, generation));
-            journal.Sync();
             return Count;
         }
     }
+
+    /// <summary>How much file content one batch's cut holds at most before another begins (<see cref="Journal"/>):
+    /// 16 MiB is an eighth of a second of a 1 Gbit/s link, and a few dozen of a disk's sync.</summary>
+    public long CutBytes { get; init; } = DefaultCutBytes;
+
+    public const long DefaultCutBytes = 16L << 20;
 
     private string Full(string relative) => Path.Combine(Scope.Root, relative);
 
