@@ -22,6 +22,26 @@ public sealed class FileSystemsTests : IDisposable
     }
 
     [Fact]
+    public void Writeback_is_started_for_a_written_file_and_refused_for_a_pipe_with_the_content_unchanged()
+    {
+        var file = _directory.File("file");
+        var content = new byte[4 << 20];
+        new Random(7).NextBytes(content);
+        using (var stream = new FileStream(file, FileMode.Create, FileAccess.Write))
+        {
+            stream.Write(content);
+            stream.Flush();
+            Assert.True(DurableFile.StartWriteback(stream.SafeFileHandle, 0, content.Length));
+        }
+
+        Assert.Equal(content, File.ReadAllBytes(file));
+        // The kernel answers ESPIPE for a pipe: the call reached it with that descriptor.
+        using var server = new System.IO.Pipes.AnonymousPipeServerStream(System.IO.Pipes.PipeDirection.Out);
+        using var pipe = new Microsoft.Win32.SafeHandles.SafeFileHandle(server.SafePipeHandle.DangerousGetHandle(), ownsHandle: false);
+        Assert.False(DurableFile.StartWriteback(pipe, 0, 4096));
+    }
+
+    [Fact]
     public async Task A_hard_link_is_counted_and_its_removal_too()
     {
         var file = _directory.File("file");

@@ -1,3 +1,4 @@
+using Microsoft.Win32.SafeHandles;
 using System.Runtime.InteropServices;
 
 namespace AppHb.Linux.Files;
@@ -65,6 +66,30 @@ public static class DurableFile
     /// removed on it so far is durable when this returns (a group commit for many files at once).</summary>
     /// <exception cref="IOException">The directory cannot be opened, or the filesystem reported a write error.</exception>
     public static void SyncFileSystem(string directory) => OnDirectory(directory, Interop.SyncFs, "syncfs");
+
+    /// <summary>Starts writing what was written to <paramref name="file"/> between <paramref name="offset"/> and
+    /// <paramref name="offset"/> + <paramref name="length"/> to the disk, without waiting (sync_file_range's
+    /// SYNC_FILE_RANGE_WRITE): a later fsync or syncfs then finds little left to write, so the disk works while the
+    /// caller goes on instead of all at once in that sync. It makes nothing durable on its own. Best effort: a file
+    /// system that refuses it is written at the sync, as without it.</summary>
+    /// <returns>Whether the kernel took the request (not, e.g., for a pipe).</returns>
+    public static bool StartWriteback(SafeFileHandle file, long offset, long length)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        var added = false;
+        try
+        {
+            file.DangerousAddRef(ref added);
+            return Interop.SyncFileRange((int)file.DangerousGetHandle(), offset, length, Interop.SYNC_FILE_RANGE_WRITE) == 0;
+        }
+        finally
+        {
+            if (added)
+            {
+                file.DangerousRelease();
+            }
+        }
+    }
 
     private static void OnDirectory(string directory, Func<int, int> call, string name)
     {

@@ -17,5 +17,12 @@ internal static partial class Interop
     [LibraryImport(Libc, EntryPoint = "syncfs", SetLastError = true)]
     internal static partial int SyncFs(int fd);
 
+    /// <summary>sync_file_range(2): with <see cref="SYNC_FILE_RANGE_WRITE"/>, starts writing the range's dirty pages
+    /// and returns without waiting (it makes nothing durable: no metadata, no disk cache flush).</summary>
+    [LibraryImport(Libc, EntryPoint = "sync_file_range", SetLastError = true)]
+    internal static partial int SyncFileRange(int fd, long offset, long count, uint flags);
+
+    internal const uint SYNC_FILE_RANGE_WRITE = 2;
+
     internal const int O_DIRECTORY = 0x10000;
 }
