@@ -246,17 +246,18 @@ public sealed class ReplicaApplier(string root)
     /// the record's blocks over it, then the new length.</summary>
     private static void Patch(FileStream file, WriteRecord write)
     {
-        long first = long.MaxValue, end = 0, bytes = 0;
+        long first = long.MaxValue, end = 0;
         foreach (var block in write.Blocks)
         {
             var at = (long)block.Index * write.BlockSize;
             file.Seek(at, SeekOrigin.Begin);
             file.Write(block.Content);
-            (first, end, bytes) = (Math.Min(first, at), Math.Max(end, at + block.Content.Length), bytes + block.Content.Length);
+            first = Math.Min(first, at);
+            end = Math.Max(end, at + block.Content.Length);
         }
 
         file.SetLength((long)write.Length);
-        if (bytes >= WritebackFrom)
+        if (write.ContentBytes >= WritebackFrom)
         {
             // A large change starts for the disk now, while the next records arrive: the cut's syncfs then waits for
             // what is left, not for the whole cut at once with the link idle (bulk copies ran at half the link).

@@ -261,13 +261,7 @@ public sealed class StagedCut : IDisposable
         }
 
         var info = new FileInfo(Path.Combine(_root, path));
-        long changed = 0;
-        foreach (var block in write.Blocks)
-        {
-            changed += block.Content.Length;
-        }
-
-        return info.Exists && info.LinkTarget is null && changed * 4 <= info.Length && AppHb.Linux.Files.FileSystems.LinkCount(info.FullName) == 1;
+        return info.Exists && info.LinkTarget is null && write.ContentBytes * 4 <= info.Length && AppHb.Linux.Files.FileSystems.LinkCount(info.FullName) == 1;
     }
 
     /// <summary>The file that holds what <paramref name="path"/> names at this point of the cut; under a directory

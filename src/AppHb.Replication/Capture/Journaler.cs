@@ -550,13 +550,7 @@ public sealed class Journaler
             touched(numbered);
             Count++;
             _sinceCut++;
-            if (record is WriteRecord write)
-            {
-                foreach (var block in write.Blocks)
-                {
-                    ContentSinceCut += block.Content.Length;
-                }
-            }
+            ContentSinceCut += record is WriteRecord write ? write.ContentBytes : 0;
         }
 
         /// <summary>Closes what was added since the last cut with a cut, durable; its sequence.</summary>

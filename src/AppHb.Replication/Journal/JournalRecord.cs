@@ -46,6 +46,21 @@ public sealed record WriteRecord(ulong Sequence, DataGeneration Generation, stri
     : JournalRecord(Sequence, Generation, Path)
 {
     public override JournalRecordKind Kind => JournalRecordKind.Write;
+
+    /// <summary>Bytes of file content the record's blocks carry.</summary>
+    public long ContentBytes
+    {
+        get
+        {
+            long bytes = 0;
+            foreach (var block in Blocks)
+            {
+                bytes += block.Content.Length;
+            }
+
+            return bytes;
+        }
+    }
 }
 
 /// <param name="Owner">The file's owner and <paramref name="Group"/> its group on the active node, so that a service
