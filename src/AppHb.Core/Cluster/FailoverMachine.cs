@@ -42,6 +42,8 @@ public sealed class FailoverMachine
     /// <summary>The peer's generation a resolve for this node's data was decided against: until the peer has taken this
     /// node's generations, hearing it still diverged is the same split brain, already resolved, not a new one.</summary>
     private DataGeneration? _resolvedAgainst;
+    /// <summary>The peer's announced generation this active node last refused: said once, not at every heartbeat.</summary>
+    private DataGeneration? _refusedAnnouncement;
     private long _evaluatedAt = long.MinValue;
     /// <summary>The takeover under way by a hand-over or an election, its generation announced to the peer (in memory
     /// and in the heartbeats, not yet persisted); null when none is. This node becomes active only once the peer's
@@ -224,6 +226,10 @@ public sealed class FailoverMachine
         {
             Publish("stale", $"the peer's data is newer ({report.Generations[0]} against {Generations.Current}): this node stays standby until it has caught up");
         }
+        else if (relation == GenerationRelation.PeerNewer && Role == ClusterRole.Active)
+        {
+            PeerNewerWhileActive(report);
+        }
 
         if (_announcement is { } announcement && report.CurrentGeneration == announcement.Generation && !_fencing)
         {
@@ -231,6 +237,27 @@ public sealed class FailoverMachine
         }
 
         Evaluate();
+    }
+
+    /// <summary>This node is active and the peer's generation went on from its own. Announcing one (taking over): not
+    /// taken, so the peer's takeover ends at its deadtime, and said once. Active under it: the peer took over after a
+    /// fence or a release this node did not live through as such (it was frozen, or the fence missed it): the later
+    /// decision stands, this node steps down, and what it wrote since is kept aside by replication, never merged.</summary>
+    private void PeerNewerWhileActive(PeerReport report)
+    {
+        if (report.Role == ClusterRole.Active)
+        {
+            Command(new ClusterCommand.KeepDivergedData());
+            Publish("both-active", $"the peer is active under data generation {report.CurrentGeneration}, taken over from this node's {Generations.Current} while this node was active: stepping down; what this node wrote since is kept aside, not merged");
+            Release(switchover: false, "the peer took over from this node's data generation");
+            return;
+        }
+
+        if (report.Role == ClusterRole.TakingOver && _refusedAnnouncement != report.CurrentGeneration)
+        {
+            _refusedAnnouncement = report.CurrentGeneration;
+            Publish("takeover-refused", $"the peer announces data generation {report.CurrentGeneration} while this node is active under {Generations.Current}: not taken; its takeover ends at its deadtime");
+        }
     }
 
     /// <summary>The peer's host answered this node's heartbeat on <paramref name="link"/> with ICMP port unreachable:
@@ -354,8 +381,18 @@ public sealed class FailoverMachine
     }
 
     /// <summary>The peer confirmed over a link that it has released the group and the IP to this node.</summary>
-    public void PeerReleased()
+    /// <param name="sentBeforeLatestReport">The peer sent the release before the heartbeat this node last believed
+    /// (datagrams arrive out of order, and a request is retried for deadtime): that report is the newer word, and a
+    /// peer it shows active, taking over or releasing again has taken the group back since; its release is void
+    /// (the partition checker's trial 252 saw a release acted on after the peer had become active again).</param>
+    public void PeerReleased(bool sentBeforeLatestReport = false)
     {
+        if (sentBeforeLatestReport && _peer is { Role: not ClusterRole.Standby } since)
+        {
+            Publish("release-superseded", $"not taking over: the peer's release predates its latest heartbeat, which says it is {ClusterRoles.Name(since.Role)}");
+            return;
+        }
+
         if (Role is ClusterRole.Standby or ClusterRole.Starting && !_splitBrain && !IsStale && !_maintenance)
         {
             Announce("the peer released the group to this node");
@@ -488,7 +525,11 @@ public sealed class FailoverMachine
     /// <summary>Replication brought this node's data up to the peer's: it takes the peer's generations.</summary>
     public void CaughtUp()
     {
-        if (_peer is null || !IsStale)
+        // Only a node that holds nothing catches up: an active node's data is the pair's newest by definition, and a
+        // newer generation from its peer is a conflict (an announcement to refuse, or a takeover while this node ran),
+        // never data to take. Taking it let the peer's announced takeover complete while this node stayed active
+        // (trial 252: both held the address for 30 s).
+        if (_peer is null || !IsStale || Role is not (ClusterRole.Standby or ClusterRole.Starting))
         {
             return;
         }
@@ -728,8 +769,11 @@ public sealed class FailoverMachine
                     BeginFence(now, fenceDue, peerDaemonGone ? "the peer's apphbd is gone" : "the peer is silent on every link", takeOver: false);
                 }
                 else if (verdict == "lan-fault" && !_reachesPingTargets && _peer is { ReachesPingTargets: true, HeldStandby: false } && !_splitBrain
-                         && Generations.CompareWith(_peer.Generations) == GenerationRelation.Same)
+                         && !_peerFenced && !silentForActiveFence && dedicatedUp && Generations.CompareWith(_peer.Generations) == GenerationRelation.Same)
                 {
+                    // Only to a peer heard on the dedicated link now: the verdict outlives the heartbeats it was made
+                    // from, and a switchover to a peer this node has fenced, or is about to, hands the group to nobody
+                    // and tells a reset peer to take it (the partition checker's trial 252).
                     Release(switchover: true, "this node lost the LAN and the peer still reaches its ping targets");
                 }
 
