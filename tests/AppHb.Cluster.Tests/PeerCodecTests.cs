@@ -19,7 +19,7 @@ public class PeerCodecTests
         [new DataGeneration(3, 1), new DataGeneration(2, 2)], ReplicationPosition: 0, HeardEpoch: 5);
 
     public const string ExampleHex =
-        "41484250" + "02" + "01" + "0000" + "0a0b0c0d" + "0001" + "0002" + "0000000000000007" + "000000000000002a" + "0031"
+        "41484250" + "03" + "01" + "0000" + "0a0b0c0d" + "0001" + "0002" + "0000000000000007" + "000000000000002a" + "0031"
         + "03" + "00" + "03" + "02" + "00010078" + "0102044c" + "0000000000000005" + "02" + "00000000000000030001" + "00000000000000020002"
         + "0000000000000000";
 
@@ -33,6 +33,22 @@ public class PeerCodecTests
         var document = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "peer-protocol.md"));
         Assert.Contains(Spaced(ExampleHex), document, StringComparison.Ordinal);
         Assert.Contains(Convert.ToHexStringLower(bytes[^PeerCodec.MacSize..]), document, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_documented_request_encodes_to_its_golden_bytes_and_mac()
+    {
+        var request = new PeerRequest(new PeerHeader(Cluster, 1, 2, 7, 43), 9, PeerRequestKind.Released, ReceiverEpoch: 5, "the group is stopped");
+        const string Hex = "41484250" + "03" + "02" + "0000" + "0a0b0c0d" + "0001" + "0002" + "0000000000000007" + "000000000000002b" + "0027"
+            + "0000000000000009" + "02" + "0000000000000005" + "0014" + "7468652067726f75702069732073746f70706564";
+
+        var bytes = PeerCodec.Encode(request, Key);
+
+        Assert.Equal(Hex, Convert.ToHexStringLower(bytes.AsSpan(0, bytes.Length - PeerCodec.MacSize)));
+        var document = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "peer-protocol.md"));
+        Assert.Contains(Spaced(Hex), document, StringComparison.Ordinal);
+        Assert.Contains(Convert.ToHexStringLower(bytes[^PeerCodec.MacSize..]), document, StringComparison.Ordinal);
+        Assert.Equal(request, Decode(bytes, request.Header));
     }
 
     private static string Spaced(string hex) => string.Join(' ', Enumerable.Range(0, hex.Length / 2).Select(i => hex.Substring(i * 2, 2)));
@@ -79,7 +95,8 @@ public class PeerCodecTests
         Arb.From(from header in Headers from id in ArbMap.Default.GeneratorFor<ulong>()
                  from kind in Gen.Elements(Enum.GetValues<PeerRequestKind>()) from done in ArbMap.Default.GeneratorFor<bool>()
                  from text in Gen.Elements("", "failback", "operator asked: apphbctl switchover", "naïve 日本")
-                 select (new PeerRequest(header, id, kind, text), new PeerReply(header, id, done, text))),
+                 from receiverEpoch in ArbMap.Default.GeneratorFor<ulong>()
+                 select (new PeerRequest(header, id, kind, receiverEpoch, text), new PeerReply(header, id, done, text))),
         pair => Decode(PeerCodec.Encode(pair.Item1, Key), pair.Item1.Header) == pair.Item1
              && Decode(PeerCodec.Encode(pair.Item2, Key), pair.Item2.Header) == pair.Item2));
 

@@ -24,6 +24,8 @@ public sealed class PeerConversationTests : IAsyncLifetime
     private PeerLinkSocket _linkB = null!;
     private PeerRequester _requester = null!;
     private int _acted;
+    /// <summary>B's boot as A last accepted it: B's responder is boot 20.</summary>
+    private ulong _bootOfB = 20;
 
     public async ValueTask InitializeAsync()
     {
@@ -32,7 +34,7 @@ public sealed class PeerConversationTests : IAsyncLifetime
         await NetworkNamespace.ConnectAsync(_a, "ded0", "10.213.10.1/24", _b, "ded0", "10.213.10.2/24");
         _linkA = await _a.Run(() => PeerLinkSocket.Open(AtA, Key));
         _linkB = await _b.Run(() => PeerLinkSocket.Open(AtB, Key));
-        _requester = new PeerRequester([_linkA], new OutgoingHeaders(Cluster, 1, 2, bootEpoch: 10), TimeProvider.System);
+        _requester = new PeerRequester([_linkA], new OutgoingHeaders(Cluster, 1, 2, bootEpoch: 10), () => _bootOfB, TimeProvider.System);
         _ = _linkA.ReceiveAsync(new PeerReceiver(Key, Cluster, peer: 2, me: 1), (d, _) =>
         {
             if (d is PeerReply reply)
@@ -63,6 +65,25 @@ public sealed class PeerConversationTests : IAsyncLifetime
         Assert.NotNull(reply);
         Assert.True(reply.Done);
         Assert.Equal("released for: failback to a", reply.Message);
+        Assert.Equal(1, Volatile.Read(ref _acted));
+    }
+
+    [Fact]
+    public async Task A_request_meant_for_an_earlier_boot_of_the_peer_is_refused_and_never_acted_on()
+    {
+        AnswerAtB(actFor: TimeSpan.Zero);
+        // A decided about B's boot 19 (a release when the group stopped); B has restarted into boot 20 since.
+        _bootOfB = 19;
+
+        var reply = await _requester.AskAsync(PeerRequestKind.Released, "the group is stopped", TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(20), TestContext.Current.CancellationToken);
+        var addressed = await _requester.AskAsync(PeerRequestKind.Released, "the group is stopped", TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(20),
+            TestContext.Current.CancellationToken, to: 20);
+
+        Assert.NotNull(reply);
+        Assert.False(reply.Done);
+        Assert.Contains("addressed to this node's boot 19, and this is boot 20", reply.Message, StringComparison.Ordinal);
+        Assert.NotNull(addressed);
+        Assert.True(addressed.Done);
         Assert.Equal(1, Volatile.Read(ref _acted));
     }
 

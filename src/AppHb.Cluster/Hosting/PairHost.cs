@@ -124,7 +124,7 @@ public sealed class PairHost : IAsyncDisposable
         _addresses = addresses;
         _receiver = new PeerReceiver(key, options.ClusterId, options.PeerId, options.NodeId, state.PeerEpoch);
         _headers = new OutgoingHeaders(options.ClusterId, options.NodeId, options.PeerId, state.BootEpoch);
-        _requester = new PeerRequester(links, _headers, time);
+        _requester = new PeerRequester(links, _headers, () => _receiver.PeerEpoch, time);
         _responder = new PeerResponder(links, _headers);
         _fencers = [.. options.Fence.Select(m => m.Kind == "peer-link"
             ? new PeerLinkFenceDriver(_requester, m.Timeout, options.Timings.Keepalive)
@@ -464,7 +464,7 @@ public sealed class PairHost : IAsyncDisposable
                     _ = StopGroupAsync(_stopping.Token);
                     break;
                 case ClusterCommand.SendReleased:
-                    _ = Observe(SendReleasedAsync(_stopping.Token), "telling the peer it may take over");
+                    _ = Observe(SendReleasedAsync(_receiver.PeerEpoch, _stopping.Token), "telling the peer it may take over");
                     break;
                 case ClusterCommand.SendHeartbeat:
                     SendHeartbeats();
@@ -587,7 +587,7 @@ public sealed class PairHost : IAsyncDisposable
                     answer.TrySetResult(refusal is null ? (true, "releasing the group to you") : (false, refusal));
                     break;
                 case PeerRequestKind.Released:
-                    _machine.PeerReleased();
+                    _machine.PeerReleased(sentBeforeLatestReport: (request.Header.BootEpoch, request.Header.Sequence).CompareTo(_newestHeartbeat) < 0);
                     answer.TrySetResult(_machine.Role is ClusterRole.TakingOver or ClusterRole.Active
                         ? (true, "taking over")
                         : (false, $"not taking over: this node is {_machine.Role.ToString().ToLowerInvariant()}"));
@@ -763,7 +763,8 @@ public sealed class PairHost : IAsyncDisposable
 
     /// <summary>The group is stopped: what it wrote reaches the peer (<see cref="HandOverBarrier"/>), then the peer
     /// is told it may take over.</summary>
-    private async Task SendReleasedAsync(CancellationToken cancellationToken)
+    /// <param name="peerEpoch">The peer's boot when the group stopped: the release is for that boot only.</param>
+    private async Task SendReleasedAsync(ulong peerEpoch, CancellationToken cancellationToken)
     {
         if (HandOverBarrier is { } barrier)
         {
@@ -780,7 +781,7 @@ public sealed class PairHost : IAsyncDisposable
         }
 
         await _requester.AskAsync(PeerRequestKind.Released, "the group is stopped and the service IP released",
-            _options.Timings.DeadTime, _options.Timings.Keepalive, cancellationToken);
+            _options.Timings.DeadTime, _options.Timings.Keepalive, cancellationToken, to: peerEpoch);
     }
 
     private async Task Observe(Task work, string what)

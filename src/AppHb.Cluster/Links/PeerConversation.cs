@@ -9,13 +9,18 @@ public sealed class OutgoingHeaders(uint clusterId, ushort me, ushort peer, ulon
 {
     private long _sequence;
 
+    /// <summary>This node's boot epoch: what the peer's requests must be addressed to.</summary>
+    public ulong BootEpoch => bootEpoch;
+
     public PeerHeader Next() => new(clusterId, me, peer, bootEpoch, (ulong)Interlocked.Increment(ref _sequence));
 }
 
 /// <summary>Requests to the peer that need an answer (release the group, I have released it, fence yourself over this
 /// link): each gets an id, is sent on every link and sent again every retry interval until the peer's reply with that
 /// id arrives, or its timeout passes. Replies come in through <see cref="Answered"/> from the links' receive loops.</summary>
-public sealed class PeerRequester(IReadOnlyList<PeerLinkSocket> links, OutgoingHeaders headers, TimeProvider time)
+/// <param name="peerEpoch">The peer's boot epoch as this node last accepted it: read once per request, which is
+/// addressed to that boot of the peer and refused by any later one.</param>
+public sealed class PeerRequester(IReadOnlyList<PeerLinkSocket> links, OutgoingHeaders headers, Func<ulong> peerEpoch, TimeProvider time)
 {
     private readonly ConcurrentDictionary<ulong, TaskCompletionSource<PeerReply>> _waiting = new();
     private long _nextId = time.GetUtcNow().ToUnixTimeMilliseconds() << 16;
@@ -24,12 +29,15 @@ public sealed class PeerRequester(IReadOnlyList<PeerLinkSocket> links, OutgoingH
     /// or every link is down: the caller decides what a missing answer means, never this).</summary>
     /// <param name="only">Send on links of this kind only (the peer-link fence: the dedicated link); every link when null.
     /// One requester serves every kind, so that every reply finds its request.</param>
+    /// <param name="to">The peer's boot the request is about, where the caller decided before asking (a release decided
+    /// when the group stopped, asked after the hand-over barrier); the peer's current boot when null.</param>
     public async Task<PeerReply?> AskAsync(PeerRequestKind kind, string reason, TimeSpan timeout, TimeSpan retry, CancellationToken cancellationToken,
-        Core.Cluster.LinkKind? only = null)
+        Core.Cluster.LinkKind? only = null, ulong? to = null)
     {
         // Ids are unique across this node's boots too (milliseconds at start, shifted): a late reply to an earlier
         // boot's request can never complete one of this boot's.
         var id = (ulong)Interlocked.Increment(ref _nextId);
+        var receiverEpoch = to ?? peerEpoch();
         var reply = new TaskCompletionSource<PeerReply>(TaskCreationOptions.RunContinuationsAsynchronously);
         _waiting[id] = reply;
         try
@@ -43,7 +51,7 @@ public sealed class PeerRequester(IReadOnlyList<PeerLinkSocket> links, OutgoingH
                 {
                     if (only is null || link.Link.Kind == only)
                     {
-                        link.Send(new PeerRequest(headers.Next(), id, kind, reason));
+                        link.Send(new PeerRequest(headers.Next(), id, kind, receiverEpoch, reason));
                     }
                 }
 
@@ -108,12 +116,17 @@ public sealed class PeerResponder(IReadOnlyList<PeerLinkSocket> links, OutgoingH
                 return;
             }
 
-            _answers[request.Id] = null;
-            _order.Enqueue(request.Id);
-            while (_order.Count > Remembered)
+            if (request.ReceiverEpoch != headers.BootEpoch)
             {
-                _answers.Remove(_order.Dequeue());
+                // Decided by the peer about an earlier boot of this node: whatever it asks is about a state this node
+                // no longer holds. Answered, so the peer stops retrying; never acted on.
+                var stale = (false, $"not acted on: the request was addressed to this node's boot {request.ReceiverEpoch}, and this is boot {headers.BootEpoch} (it restarted since)");
+                Remember(request.Id, stale);
+                Reply(request.Id, stale);
+                return;
             }
+
+            Remember(request.Id, null);
         }
 
         (bool Done, string Message) result;
@@ -135,6 +148,17 @@ public sealed class PeerResponder(IReadOnlyList<PeerLinkSocket> links, OutgoingH
         }
 
         Reply(request.Id, result);
+    }
+
+    /// <summary>Keeps a request's answer (null: being acted on) for the copies still to come; under the gate.</summary>
+    private void Remember(ulong id, (bool Done, string Message)? answer)
+    {
+        _answers[id] = answer;
+        _order.Enqueue(id);
+        while (_order.Count > Remembered)
+        {
+            _answers.Remove(_order.Dequeue());
+        }
     }
 
     private void Reply(ulong id, (bool Done, string Message) answer)

@@ -30,7 +30,7 @@ public enum PeerRejection
 /// and an HMAC-SHA256 over everything before it with the pair's shared key.</summary>
 public static class PeerCodec
 {
-    public const byte Version = 2;
+    public const byte Version = 3;
     public const int HeaderSize = 34;
     public const int MacSize = 32;
     /// <summary>Fits an IPv6 minimum MTU's payload: a datagram is never fragmented.</summary>
@@ -75,6 +75,7 @@ public static class PeerCodec
             case PeerRequest request:
                 BigEndianWriter.AddUInt64(body, request.Id);
                 body.Add((byte)request.Kind);
+                BigEndianWriter.AddUInt64(body, request.ReceiverEpoch);
                 BigEndianWriter.AddString(body, request.Reason, MaxReasonBytes, "a reason or message");
                 break;
             case PeerReply reply:
@@ -205,8 +206,9 @@ public static class PeerCodec
     private static PeerRequest? ReadRequest(PeerHeader header, ReadOnlySpan<byte> body)
     {
         var reader = new BigEndianReader(body);
-        return reader.Read64(out var id) && reader.Read8(out var kind) && kind is >= 1 and <= 5 && reader.ReadText(MaxReasonBytes, out var reason) && reader.AtEnd
-            ? new PeerRequest(header, id, (PeerRequestKind)kind, reason)
+        return reader.Read64(out var id) && reader.Read8(out var kind) && kind is >= 1 and <= 5 && reader.Read64(out var receiverEpoch)
+               && reader.ReadText(MaxReasonBytes, out var reason) && reader.AtEnd
+            ? new PeerRequest(header, id, (PeerRequestKind)kind, receiverEpoch, reason)
             : null;
     }
 

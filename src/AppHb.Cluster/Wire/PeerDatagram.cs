@@ -69,7 +69,11 @@ public sealed record PeerHeartbeat(PeerHeader Header, ClusterRole Role, byte Lin
 }
 
 /// <summary>A request that needs an answer; retried with the same id until answered or timed out.</summary>
-public sealed record PeerRequest(PeerHeader Header, ulong Id, PeerRequestKind Kind, string Reason) : PeerDatagram(Header)
+/// <param name="ReceiverEpoch">The receiver's boot epoch as the sender last accepted it when it decided to ask: the
+/// request is meant for that boot of the receiver only. A receiver that restarted since refuses it unacted: a release
+/// retried (or held back by a kernel) into the peer's next boot once made it take a group its sender had taken back
+/// (the partition checker's trial 252).</param>
+public sealed record PeerRequest(PeerHeader Header, ulong Id, PeerRequestKind Kind, ulong ReceiverEpoch, string Reason) : PeerDatagram(Header)
 {
     public override PeerDatagramType Type => PeerDatagramType.Request;
 }
