@@ -32,8 +32,23 @@ var hold = 30.0;
 var rate = 2000;
 string[]? only = null;
 string? prebuilt = null;
-for (var i = 1; i < args.Length - 1; i++)
+// Options come in pairs; anything else is refused by name before a run starts (a mistyped option once started an
+// hour of trials with the defaults).
+for (var i = 1; i < args.Length; i += 2)
 {
+    if (!args[i].StartsWith("--", StringComparison.Ordinal) || args[i] is not ("--clients" or "--kills" or "--trials" or "--loss-trials" or "--seed"
+        or "--only" or "--daemon" or "--floods" or "--rate" or "--hold" or "--seconds"))
+    {
+        Console.Error.WriteLine($"apphb-bench {args[0]}: unknown option '{args[i]}' (run apphb-bench alone for the usage)");
+        return 2;
+    }
+
+    if (i + 1 >= args.Length)
+    {
+        Console.Error.WriteLine($"apphb-bench {args[0]}: option '{args[i]}' needs a value");
+        return 2;
+    }
+
     if (args[i] == "--clients")
     {
         clients = args[i + 1].Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
