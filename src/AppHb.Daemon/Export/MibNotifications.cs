@@ -28,7 +28,7 @@ internal static class MibNotifications
         {
             ClientEvent { ClientKind: ClientEventKind.Hung } hung when hung.Client.Id is > 0 and <= uint.MaxValue => ClientHung(hung),
             ServiceEvent service when Trap(service) is { } trap => ForService(service, trap, serviceIndex(service.Service), serviceNow(service.Service)),
-            PairEvent pair when pair.Kind is "takeover" or "fenced" or "fence-failed" or "link-dead" or "split-brain" => ForPair(pair, clusterNow?.Invoke()),
+            PairEvent pair when pair.Kind is "takeover" or "fenced" or "fence-failed" or "link-dead" or "split-brain" or "both-active" => ForPair(pair, clusterNow?.Invoke()),
             _ => null,
         };
     }
