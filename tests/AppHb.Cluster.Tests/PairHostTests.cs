@@ -13,6 +13,7 @@ namespace AppHb.Cluster.Tests;
 /// <summary>Two nodes of the pair, each a <see cref="PairHost"/> in a network namespace of its own, joined by a
 /// dedicated link and a LAN (veth pairs): real datagrams, real addresses, a real fence agent that powers a namespace
 /// off. Only the group is a stand-in (the daemon's supervisor runs the real one).</summary>
+[Collection(nameof(PoolStarvingTests))]
 public sealed class PairHostTests : IAsyncLifetime
 {
     private const uint Cluster = 0x41484251;
@@ -121,6 +122,43 @@ public sealed class PairHostTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_pair_heartbeats_and_decides_while_the_thread_pool_is_starved()
+    {
+        var a = await StartAsync(_a, 1, _b, preferred: true);
+        var b = await StartAsync(_b, 2, _a, preferred: false);
+        var token = TestContext.Current.CancellationToken;
+        Assert.True(await Polling.UntilAsync(() => a.Host.Role == ClusterRole.Active && b.Host.Role == ClusterRole.Standby && a.Group.IsRunning, Bound, token),
+            $"A: {Describe(a)}\nB: {Describe(b)}");
+        var before = (a.Events.Count, b.Events.Count);
+
+        // Every pool thread held for 2.5 s (three times deadtime), as replication's synchronous I/O once held them:
+        // the pool may not add any, and this test's own thread waits without it.
+        ThreadPool.GetMaxThreads(out var workers, out var completions);
+        Assert.True(ThreadPool.SetMaxThreads(Environment.ProcessorCount, completions), "could not cap the pool");
+        using var release = new ManualResetEventSlim();
+        try
+        {
+            for (var i = 0; i <= Environment.ProcessorCount; i++)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(_ => release.Wait(TimeSpan.FromSeconds(10)), null);
+            }
+
+            Thread.Sleep(TimeSpan.FromSeconds(2.5));
+        }
+        finally
+        {
+            release.Set();
+            ThreadPool.SetMaxThreads(workers, completions);
+        }
+
+        // Neither node noticed: no link late, no pause, no fence; the roles as they were.
+        await Task.Delay(TimeSpan.FromMilliseconds(500), token);
+        var during = a.Events.Skip(before.Item1).Concat(b.Events.Skip(before.Item2)).Select(e => $"{e.Kind}: {e.Message}").ToList();
+        Assert.True(during.Count == 0, string.Join("\n", during));
+        Assert.Equal((ClusterRole.Active, ClusterRole.Standby), (a.Host.Role, b.Host.Role));
+    }
+
+    [Fact]
     public async Task When_the_active_node_falls_silent_the_standby_fences_it_first_then_takes_the_ip_and_the_group()
     {
         var a = await StartAsync(_a, 1, _b, preferred: true);
@@ -179,3 +217,7 @@ public sealed class PairHostTests : IAsyncLifetime
         Assert.Equal("the group already runs on the preferred node", await a.Host.FailbackAsync());
     }
 }
+
+/// <summary>Tests that hold every thread-pool thread for a while: run alone, not beside tests that need the pool.</summary>
+[CollectionDefinition(nameof(PoolStarvingTests), DisableParallelization = true)]
+public sealed class PoolStarvingTests;

@@ -1,5 +1,5 @@
 using System.Net;
-using System.Threading.Channels;
+using System.Collections.Concurrent;
 using AppHb.Cluster.Addresses;
 using AppHb.Cluster.Fencing;
 using AppHb.Cluster.Links;
@@ -94,7 +94,12 @@ public sealed class PairHost : IAsyncDisposable
     private readonly FailoverMachine _machine;
     /// <summary>The machine's view of each link, in the configuration's order (the order heartbeats name links by).</summary>
     private readonly IReadOnlyList<PeerLink> _linkStates;
-    private readonly Channel<Action> _inputs = Channel.CreateUnbounded<Action>(new UnboundedChannelOptions { SingleReader = true });
+    /// <summary>The loop's inputs, from the links' threads, the fences, the control requests; <see cref="_wake"/>
+    /// counts them.</summary>
+    private readonly ConcurrentQueue<Action> _inputs = new();
+    private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
+    private readonly Action<string>? _threadStarted;
+    private Task _loop = Task.CompletedTask;
     private readonly CancellationTokenSource _stopping = new();
     private readonly List<Task> _running = [];
     private NodeState _state;
@@ -111,8 +116,10 @@ public sealed class PairHost : IAsyncDisposable
     private PeerReport? _newestReport;
 
     private PairHost(PairNodeOptions options, IPairGroup group, Action<string> stopFeedingWatchdog, Action<ClusterEvent> publish, TimeProvider time,
-        NodeStateStore store, NodeState state, IReadOnlyList<PeerLinkSocket> links, IReadOnlyList<ServiceAddress> addresses, byte[] key)
+        NodeStateStore store, NodeState state, IReadOnlyList<PeerLinkSocket> links, IReadOnlyList<ServiceAddress> addresses, byte[] key,
+        Action<string>? threadStarted)
     {
+        _threadStarted = threadStarted;
         _options = options;
         _group = group;
         _stopFeedingWatchdog = stopFeedingWatchdog;
@@ -204,9 +211,12 @@ public sealed class PairHost : IAsyncDisposable
 
     /// <summary>Opens the node (its state booted: a new boot epoch saved before anything is sent), in the calling
     /// thread's network namespace.</summary>
+    /// <param name="time">The machine's clock. The loop's waits are the operating system's: a real clock only.</param>
+    /// <param name="threadStarted">Run first on each of the pair's own threads (the loop, one receiver per link), with
+    /// the thread's name: the daemon gives them realtime scheduling there.</param>
     /// <exception cref="IOException">A link's socket, a service address's interface or the state file.</exception>
     public static PairHost Open(PairNodeOptions options, ReadOnlySpan<byte> key, IPairGroup group, Action<string> stopFeedingWatchdog,
-        Action<ClusterEvent> publish, TimeProvider time)
+        Action<ClusterEvent> publish, TimeProvider time, Action<string>? threadStarted = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(group);
@@ -229,7 +239,7 @@ public sealed class PairHost : IAsyncDisposable
                 addresses.Add(ServiceAddress.Open(ip, time));
             }
 
-            return new PairHost(options, group, stopFeedingWatchdog, publish, time, store, state, links, addresses, key.ToArray());
+            return new PairHost(options, group, stopFeedingWatchdog, publish, time, store, state, links, addresses, key.ToArray(), threadStarted);
         }
         catch
         {
@@ -239,23 +249,51 @@ public sealed class PairHost : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts the loops: receiving on every link, heartbeats, the ping targets, the machine.</summary>
+    /// <summary>Starts the loops: receiving on every link and the machine with its heartbeats, each on a thread of its
+    /// own; the ping targets. Not on the thread pool: replication's synchronous I/O can hold every pool thread for a
+    /// second (a bulk benchmark run saw the active node's heartbeats wait that long, and its peer fenced it), and
+    /// the pair's timing must not depend on anything else in the process.</summary>
     public void Start()
     {
         var stopping = _stopping.Token;
         foreach (var link in _links)
         {
-            _running.Add(link.ReceiveAsync(_receiver, (datagram, on) => Post(() => Received(datagram, on)),
-                CountRefusal, stopping, on => Post(() => _machine.PeerPortClosed(on.Name))));
+            _running.Add(OnThread($"apphb-peer-{link.Link.Name}", () => link.Receive(_receiver, (datagram, on) => Post(() => Received(datagram, on)),
+                CountRefusal, on => Post(() => _machine.PeerPortClosed(on.Name)), TimeSpan.FromMilliseconds(200), stopping)));
         }
 
-        _running.Add(EveryAsync(_options.Timings.Keepalive, _time, () => Post(SendHeartbeats), stopping));
         if (_ping is { } ping)
         {
             _running.Add(PingAsync(ping, stopping));
         }
 
-        _running.Add(RunAsync(stopping));
+        _loop = OnThread("apphb-pair", () => Run(stopping));
+        _running.Add(_loop);
+    }
+
+    /// <summary>Runs <paramref name="body"/> on a new thread named <paramref name="name"/>; the task ends with it.</summary>
+    private Task OnThread(string name, Action body)
+    {
+        var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                _threadStarted?.Invoke(name);
+                body();
+                ended.TrySetResult();
+            }
+#pragma warning disable CA1031 // Handed to whoever awaits the thread's end (DisposeAsync); a thread's exception would end the process.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                _publish(new ClusterEvent("command-failed", $"the pair's thread {name} failed: {e.Message}"));
+                ended.TrySetException(e);
+            }
+        })
+        { Name = name, IsBackground = true };
+        thread.Start();
+        return ended.Task;
     }
 
     /// <summary>`apphbctl switchover`: hands the group to the peer (from the active node) or asks for it (from the
@@ -353,19 +391,14 @@ public sealed class PairHost : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stopping.CancelAsync();
-        _inputs.Writer.TryComplete();
+        // The loop first: it sends on the links' sockets until it ends.
+        await Ended(_loop);
         foreach (var link in _links)
         {
             link.Dispose();
         }
 
-        try
-        {
-            await Task.WhenAll(_running).WaitAsync(TimeSpan.FromSeconds(5));
-        }
-        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or TimeoutException or System.Net.Sockets.SocketException)
-        {
-        }
+        await Ended(Task.WhenAll(_running));
 
         foreach (var address in _addresses)
         {
@@ -373,39 +406,64 @@ public sealed class PairHost : IAsyncDisposable
         }
 
         _stopping.Dispose();
+        _wake.Dispose();
     }
 
-    private void Post(Action input) => _inputs.Writer.TryWrite(input);
-
-    /// <summary>The machine's loop: one input at a time, its deadlines when due, its commands in order.</summary>
-    private async Task RunAsync(CancellationToken stopping)
+    private static async Task Ended(Task task)
     {
-        var reader = _inputs.Reader;
+        try
+        {
+            await task.WaitAsync(TimeSpan.FromSeconds(5));
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or TimeoutException or System.Net.Sockets.SocketException)
+        {
+        }
+    }
+
+    private void Post(Action input)
+    {
+        _inputs.Enqueue(input);
+        try
+        {
+            _wake.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Stopped: nothing runs the input any more.
+        }
+    }
+
+    /// <summary>The machine's loop, on its own thread: one input at a time, its heartbeats every keepalive, its
+    /// deadlines when due, its commands in order.</summary>
+    private void Run(CancellationToken stopping)
+    {
+        var keepalive = (long)(_options.Timings.Keepalive.TotalSeconds * _time.TimestampFrequency);
+        var nextBeat = _time.GetTimestamp();
         Act();
         while (!stopping.IsCancellationRequested)
         {
-            var due = _machine.NextDue;
-            var wait = due == long.MaxValue ? Timeout.InfiniteTimeSpan
-                : TimeSpan.FromSeconds(Math.Max(0, due - _time.GetTimestamp()) / (double)_time.TimestampFrequency);
+            var now = _time.GetTimestamp();
+            if (now >= nextBeat)
+            {
+                SendHeartbeats();
+                // Every keepalive from the last, not from now: a late wake does not stretch the period; a very late
+                // one does not send a burst either.
+                nextBeat = Math.Max(nextBeat + keepalive, now + 1);
+            }
+
+            var due = Math.Min(_machine.NextDue, nextBeat);
+            // Rounded up: woken before it, the loop would find nothing due and wait again, spinning.
+            var waitMs = (int)Math.Clamp(Math.Ceiling((due - now) * 1000.0 / _time.TimestampFrequency), 0, int.MaxValue - 1);
             try
             {
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-                if (wait != Timeout.InfiniteTimeSpan)
-                {
-                    timeout.CancelAfter(wait);
-                }
-
-                await reader.WaitToReadAsync(timeout.Token);
-            }
-            catch (OperationCanceledException) when (!stopping.IsCancellationRequested)
-            {
+                _wake.Wait(waitMs, stopping);
             }
             catch (OperationCanceledException)
             {
                 return;
             }
 
-            while (reader.TryRead(out var input))
+            while (_inputs.TryDequeue(out var input))
             {
                 input();
                 Act();
@@ -798,21 +856,6 @@ public sealed class PairHost : IAsyncDisposable
 #pragma warning restore CA1031
         {
             _publish(new ClusterEvent("command-failed", $"{what} failed: {e.Message}"));
-        }
-    }
-
-    private static async Task EveryAsync(TimeSpan period, TimeProvider time, Action tick, CancellationToken stopping)
-    {
-        using var timer = new PeriodicTimer(period, time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stopping))
-            {
-                tick();
-            }
-        }
-        catch (OperationCanceledException)
-        {
         }
     }
 }

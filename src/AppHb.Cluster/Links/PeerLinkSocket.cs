@@ -79,10 +79,46 @@ public sealed class PeerLinkSocket : IDisposable
         _portClosed?.Invoke(Link);
     }
 
-    /// <summary>Receives until cancelled: every datagram that <paramref name="receiver"/> accepts goes to
-    /// <paramref name="accepted"/>, every other to <paramref name="refused"/> with its reason and source; a port
-    /// unreachable for one of this link's heartbeats (this socket sends to the peer only) to
-    /// <paramref name="portClosed"/>.</summary>
+    /// <summary>Receives on the calling thread until cancelled (a thread of the pair's own: the peer's heartbeats must
+    /// not wait for a pool thread, or this node takes the peer for silent while it is the one starved), blocking at
+    /// most <paramref name="poll"/> at a time to see the cancellation: every datagram that
+    /// <paramref name="receiver"/> accepts goes to <paramref name="accepted"/>, every other to <paramref name="refused"/>
+    /// with its reason and source; a port unreachable for one of this link's heartbeats (this socket sends to the peer
+    /// only) to <paramref name="portClosed"/>.</summary>
+    public void Receive(PeerReceiver receiver, Action<PeerDatagram, ClusterLink> accepted,
+        Action<PeerRejection, IPEndPoint, ClusterLink>? refused, Action<ClusterLink>? portClosed, TimeSpan poll, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(receiver);
+        ArgumentNullException.ThrowIfNull(accepted);
+        _portClosed = portClosed;
+        _socket.ReceiveTimeout = (int)Math.Clamp(poll.TotalMilliseconds, 1, int.MaxValue);
+        var buffer = new byte[PeerCodec.MaxDatagramSize + 1];
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            int length;
+            var from = AnySource;
+            try
+            {
+                length = _socket.ReceiveFrom(buffer, SocketFlags.None, ref from);
+            }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock or SocketError.Interrupted)
+            {
+                continue;
+            }
+            catch (SocketException e) when (IcmpError(e))
+            {
+                continue;
+            }
+            catch (Exception e) when (e is ObjectDisposedException or SocketException && cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+
+            Deliver(receiver, buffer.AsSpan(0, length), (IPEndPoint)from, accepted, refused);
+        }
+    }
+
+    /// <summary>Receives until cancelled, as <see cref="Receive"/> does, on the thread pool.</summary>
     public async Task ReceiveAsync(PeerReceiver receiver, Action<PeerDatagram, ClusterLink> accepted,
         Action<PeerRejection, IPEndPoint, ClusterLink>? refused, CancellationToken cancellationToken, Action<ClusterLink>? portClosed = null)
     {
@@ -90,40 +126,52 @@ public sealed class PeerLinkSocket : IDisposable
         ArgumentNullException.ThrowIfNull(accepted);
         _portClosed = portClosed;
         var buffer = new byte[PeerCodec.MaxDatagramSize + 1];
-        EndPoint any = new IPEndPoint(Link.Local.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
         while (!cancellationToken.IsCancellationRequested)
         {
             SocketReceiveFromResult received;
             try
             {
-                received = await _socket.ReceiveFromAsync(buffer, SocketFlags.None, any, cancellationToken);
+                received = await _socket.ReceiveFromAsync(buffer, SocketFlags.None, AnySource, cancellationToken);
             }
-            catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionRefused or SocketError.HostUnreachable or SocketError.NetworkUnreachable)
+            catch (SocketException e) when (IcmpError(e))
             {
-                // An ICMP error for an earlier send. A host gone or unreachable: its silence says so. Its port closed:
-                // its apphbd is gone while the host runs.
-                if (e.SocketErrorCode == SocketError.ConnectionRefused)
-                {
-                    PortClosed();
-                }
-                else
-                {
-                    IcmpErrors.Drain(_socket);
-                }
-
                 continue;
             }
 
-            var source = (IPEndPoint)received.RemoteEndPoint;
-            var verdict = receiver.Accept(buffer.AsSpan(0, received.ReceivedBytes), source.Address, Link, out var datagram);
-            if (verdict == PeerRejection.None)
-            {
-                accepted(datagram!, Link);
-            }
-            else
-            {
-                refused?.Invoke(verdict, source, Link);
-            }
+            Deliver(receiver, buffer.AsSpan(0, received.ReceivedBytes), (IPEndPoint)received.RemoteEndPoint, accepted, refused);
+        }
+    }
+
+    private EndPoint AnySource => new IPEndPoint(Link.Local.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
+
+    /// <summary>An ICMP error for an earlier send, surfaced by a receive. A host gone or unreachable: its silence says
+    /// so. Its port closed: its apphbd is gone while the host runs. False for any other error.</summary>
+    private bool IcmpError(SocketException e)
+    {
+        switch (e.SocketErrorCode)
+        {
+            case SocketError.ConnectionRefused:
+                PortClosed();
+                return true;
+            case SocketError.HostUnreachable or SocketError.NetworkUnreachable:
+                IcmpErrors.Drain(_socket);
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    private void Deliver(PeerReceiver receiver, ReadOnlySpan<byte> bytes, IPEndPoint source, Action<PeerDatagram, ClusterLink> accepted,
+        Action<PeerRejection, IPEndPoint, ClusterLink>? refused)
+    {
+        var verdict = receiver.Accept(bytes, source.Address, Link, out var datagram);
+        if (verdict == PeerRejection.None)
+        {
+            accepted(datagram!, Link);
+        }
+        else
+        {
+            refused?.Invoke(verdict, source, Link);
         }
     }
 

@@ -177,7 +177,9 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
         {
             Log.ClusterStopsFeeding(logger, reason);
             tickler.StopFeeding(reason);
-        }, e => events.Publish(new PairEvent(e) { At = time.GetUtcNow() }), time);
+        }, e => events.Publish(new PairEvent(e) { At = time.GetUtcNow() }), time,
+            // Just below the deadline and tickle loops: the pair's heartbeats and decisions are as timely as they.
+            thread => RealtimeThreads.Apply(options.Realtime with { Priority = Math.Max(1, options.Realtime.Priority - 1) }, logger, thread));
         Log.ClusterStarting(logger, cluster.Node, cluster.NodeId, cluster.Peer, cluster.PeerId, string.Join(", ", cluster.Links));
         var host = _host;
         supervisor.FailoverRequested = async (service, reason) =>
