@@ -151,11 +151,36 @@ public sealed class PairHostTests : IAsyncLifetime
             ThreadPool.SetMaxThreads(workers, completions);
         }
 
-        // Neither node noticed: no link late, no pause, no fence; the roles as they were.
+        // Neither node stopped with the pool: no pause of a second or more (the loop on the pool reports the whole
+        // 2.5 s; a busy machine may still delay a thread now and then, so a short one is not held against it), no
+        // fence; the roles as they were.
         await Task.Delay(TimeSpan.FromMilliseconds(500), token);
-        var during = a.Events.Skip(before.Item1).Concat(b.Events.Skip(before.Item2)).Select(e => $"{e.Kind}: {e.Message}").ToList();
-        Assert.True(during.Count == 0, string.Join("\n", during));
-        Assert.Equal((ClusterRole.Active, ClusterRole.Standby), (a.Host.Role, b.Host.Role));
+        var during = a.Events.Skip(before.Item1).Concat(b.Events.Skip(before.Item2)).ToList();
+        var story = string.Join("\n", during.Select(e => $"{e.Kind}: {e.Message}"));
+        Assert.DoesNotContain(during, e => e.Kind == "resumed"
+            && int.Parse(System.Text.RegularExpressions.Regex.Match(e.Message, @"did not run for (\d+) ms").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 1000);
+        Assert.DoesNotContain(during, e => e.Kind is "fencing" or "takeover" or "step-down");
+        Assert.True((a.Host.Role, b.Host.Role) == (ClusterRole.Active, ClusterRole.Standby), story);
+    }
+
+    [Fact]
+    public async Task A_node_that_is_not_active_removes_a_service_ip_it_finds_on_its_interface_and_says_so()
+    {
+        var token = TestContext.Current.CancellationToken;
+        // Left behind by an apphbd that was killed while active and restarted without a reboot.
+        await _b.IpAsync("address", "add", $"{ServiceIp}/24", "dev", "lan0");
+        var a = await StartAsync(_a, 1, _b, preferred: true);
+        var b = await StartAsync(_b, 2, _a, preferred: false);
+        Assert.True(await Polling.UntilAsync(() => a.Host.Role == ClusterRole.Active && b.Host.Role == ClusterRole.Standby && a.Group.IsRunning, Bound, token),
+            $"A: {Describe(a)}\nB: {Describe(b)}");
+        Assert.True(await Polling.UntilAsync(async () => !await HoldsServiceIpAsync(_b), Bound, token), $"B: {Describe(b)}");
+
+        // And put there by hand on the standby later: gone within a few keepalives, the active's untouched.
+        await _b.IpAsync("address", "add", $"{ServiceIp}/24", "dev", "lan0");
+        Assert.True(await Polling.UntilAsync(async () => !await HoldsServiceIpAsync(_b), Bound, token), $"B: {Describe(b)}");
+        Assert.True(await HoldsServiceIpAsync(_a));
+        Assert.Equal(2, b.Events.Count(e => e.Kind == "stray-service-ip"));
+        Assert.DoesNotContain(a.Events, e => e.Kind == "stray-service-ip");
     }
 
     [Fact]

@@ -446,6 +446,7 @@ public sealed class PairHost : IAsyncDisposable
             if (now >= nextBeat)
             {
                 SendHeartbeats();
+                ReleaseStrayAddresses();
                 // Every keepalive from the last, not from now: a late wake does not stretch the period; a very late
                 // one does not send a burst either.
                 nextBeat = Math.Max(nextBeat + keepalive, now + 1);
@@ -695,6 +696,33 @@ public sealed class PairHost : IAsyncDisposable
         catch (IOException e)
         {
             answer.TrySetResult((false, $"the group is stopped and the service IP released, but the LAN interface stays up: {e.Message}"));
+        }
+    }
+
+    /// <summary>A node that is neither active nor on its way never holds a service address: one found on its
+    /// interface (left by an apphbd that crashed or was killed while active and was restarted without a reboot, or put
+    /// there by hand) is removed at once and reported. Checked every keepalive, so a stray address answers the LAN for
+    /// at most that long beside the active node's (the partition checker once saw a standby hold it for 30 s).</summary>
+    private void ReleaseStrayAddresses()
+    {
+        if (_machine.Role is not (ClusterRole.Standby or ClusterRole.Starting))
+        {
+            return;
+        }
+
+        foreach (var address in _addresses)
+        {
+            try
+            {
+                if (address.IsHeld() && address.Release())
+                {
+                    _publish(new ClusterEvent("stray-service-ip", $"removed the service IP {address.Ip.Address}/{address.Ip.PrefixLength} from {address.Ip.Interface}: this node is {ClusterRoles.Name(_machine.Role)}, and only the active node holds it"));
+                }
+            }
+            catch (IOException e)
+            {
+                _publish(new ClusterEvent("command-failed", $"checking that this {ClusterRoles.Name(_machine.Role)} node does not hold {address.Ip.Address}: {e.Message}"));
+            }
         }
     }
 
