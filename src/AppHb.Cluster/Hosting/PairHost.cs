@@ -438,7 +438,8 @@ public sealed class PairHost : IAsyncDisposable
     private void Run(CancellationToken stopping)
     {
         var keepalive = (long)(_options.Timings.Keepalive.TotalSeconds * _time.TimestampFrequency);
-        var nextBeat = _time.GetTimestamp();
+        // The first heartbeat a keepalive after the start, as before the loop had a thread of its own.
+        var nextBeat = _time.GetTimestamp() + keepalive;
         Act();
         while (!stopping.IsCancellationRequested)
         {

@@ -177,9 +177,10 @@ internal sealed class ClusterHost(ApphbdOptions options, ServiceSupervisor super
         {
             Log.ClusterStopsFeeding(logger, reason);
             tickler.StopFeeding(reason);
-        }, e => events.Publish(new PairEvent(e) { At = time.GetUtcNow() }), time,
-            // Just below the deadline and tickle loops: the pair's heartbeats and decisions are as timely as they.
-            thread => RealtimeThreads.Apply(options.Realtime with { Priority = Math.Max(1, options.Realtime.Priority - 1) }, logger, thread));
+        }, e => events.Publish(new PairEvent(e) { At = time.GetUtcNow() }), time);
+        // The pair's threads stay at normal priority: with them realtime, a fresh-clone CI run saw a starting apphbd
+        // stall for a second (its tickle loop 793 ms late, nothing from its pair) and its peer fenced it; not yet
+        // understood, so not shipped.
         Log.ClusterStarting(logger, cluster.Node, cluster.NodeId, cluster.Peer, cluster.PeerId, string.Join(", ", cluster.Links));
         var host = _host;
         supervisor.FailoverRequested = async (service, reason) =>
