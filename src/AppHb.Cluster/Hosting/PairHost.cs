@@ -98,7 +98,6 @@ public sealed class PairHost : IAsyncDisposable
     /// counts them.</summary>
     private readonly ConcurrentQueue<Action> _inputs = new();
     private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
-    private readonly Action<string>? _threadStarted;
     private Task _loop = Task.CompletedTask;
     private readonly CancellationTokenSource _stopping = new();
     private readonly List<Task> _running = [];
@@ -116,10 +115,8 @@ public sealed class PairHost : IAsyncDisposable
     private PeerReport? _newestReport;
 
     private PairHost(PairNodeOptions options, IPairGroup group, Action<string> stopFeedingWatchdog, Action<ClusterEvent> publish, TimeProvider time,
-        NodeStateStore store, NodeState state, IReadOnlyList<PeerLinkSocket> links, IReadOnlyList<ServiceAddress> addresses, byte[] key,
-        Action<string>? threadStarted)
+        NodeStateStore store, NodeState state, IReadOnlyList<PeerLinkSocket> links, IReadOnlyList<ServiceAddress> addresses, byte[] key)
     {
-        _threadStarted = threadStarted;
         _options = options;
         _group = group;
         _stopFeedingWatchdog = stopFeedingWatchdog;
@@ -212,11 +209,9 @@ public sealed class PairHost : IAsyncDisposable
     /// <summary>Opens the node (its state booted: a new boot epoch saved before anything is sent), in the calling
     /// thread's network namespace.</summary>
     /// <param name="time">The machine's clock. The loop's waits are the operating system's: a real clock only.</param>
-    /// <param name="threadStarted">Run first on each of the pair's own threads (the loop, one receiver per link), with
-    /// the thread's name: the daemon gives them realtime scheduling there.</param>
     /// <exception cref="IOException">A link's socket, a service address's interface or the state file.</exception>
     public static PairHost Open(PairNodeOptions options, ReadOnlySpan<byte> key, IPairGroup group, Action<string> stopFeedingWatchdog,
-        Action<ClusterEvent> publish, TimeProvider time, Action<string>? threadStarted = null)
+        Action<ClusterEvent> publish, TimeProvider time)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(group);
@@ -239,7 +234,7 @@ public sealed class PairHost : IAsyncDisposable
                 addresses.Add(ServiceAddress.Open(ip, time));
             }
 
-            return new PairHost(options, group, stopFeedingWatchdog, publish, time, store, state, links, addresses, key.ToArray(), threadStarted);
+            return new PairHost(options, group, stopFeedingWatchdog, publish, time, store, state, links, addresses, key.ToArray());
         }
         catch
         {
@@ -279,7 +274,6 @@ public sealed class PairHost : IAsyncDisposable
         {
             try
             {
-                _threadStarted?.Invoke(name);
                 body();
                 ended.TrySetResult();
             }
