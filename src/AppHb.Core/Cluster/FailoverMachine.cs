@@ -121,8 +121,10 @@ public sealed class FailoverMachine
         {
             // Deadlines after the last evaluation, passed or not: a host that wakes late must still be told to act.
             var now = _evaluatedAt;
-            var due = Math.Min(Math.Min(_fenceDueAt, _stepDownDeadline), _failbackDueAt);
-            // A moment counted from an event: due only while still ahead (once passed, it was acted on).
+            var due = Math.Min(_fenceDueAt, _stepDownDeadline);
+            // A moment counted from an event: due only while ahead of the last evaluation (one that came after it
+            // acted on it, or found it no longer applies: initdead with no ping target answering, a failback
+            // countdown the peer's silence interrupted). Naming it again would make the host's loop spin.
             void Ahead(long at)
             {
                 if (at > now)
@@ -132,10 +134,11 @@ public sealed class FailoverMachine
             }
 
             Ahead(_pausedUntil);
+            Ahead(_failbackDueAt);
 
             if (Role == ClusterRole.Starting && _peer is null)
             {
-                due = Math.Min(due, _bootedAt + PeerLink.Ticks(_timings.InitDead, _time));
+                Ahead(_bootedAt + PeerLink.Ticks(_timings.InitDead, _time));
             }
 
             if (!_reachesPingTargets && _pingLostAt != long.MaxValue)
