@@ -268,7 +268,7 @@ internal static class PairContenders
 
         public async Task StartServiceAsync(PairRig rig, int me)
         {
-            Start(rig, me, "/usr/bin/python3", Path.Combine(rig.Directory, "answer.py"), $"node{me}");
+            Start(rig, me, rig.AnswerProgram[0], [.. rig.AnswerProgram.Skip(1), $"node{me}"]);
             // Listening before the product may move the address to this node.
             await UntilAsync(async () => (await ProcessRunner.RunAsync("ip", "netns", "exec", rig.Node(me).Name, "ss", "-Hltn", "sport = :8080")).StandardOutput.Length > 0,
                 TimeSpan.FromSeconds(10), () => Task.FromResult(Story()), $"node{me}'s service never listened");

@@ -21,6 +21,7 @@ public sealed partial class PairRig : IAsyncDisposable
         A = a;
         B = b;
         Gateway = gateway;
+        AnswerProgram = ["/usr/bin/python3", Path.Combine(Directory, "answer.py")];
     }
 
     public NetworkNamespace A { get; }
@@ -98,8 +99,12 @@ public sealed partial class PairRig : IAsyncDisposable
     /// <summary>The node's port on the LAN's switch.</summary>
     public static string Port(int me) => me == 1 ? "pa" : "pb";
 
+    /// <summary>The service's program and its arguments before the node's name: answer.py under python3 unless a
+    /// benchmark sets its own (a compiled one starts in ~1 ms where Python's interpreter takes ~35 ms).</summary>
+    public IReadOnlyList<string> AnswerProgram { get; set; }
+
     /// <summary>The group's service: answers every TCP connection on port 8080 with its node's name.</summary>
-    public string Answering(int me) => $"command: [/usr/bin/python3, {Path.Combine(Directory, "answer.py")}, node{me}]";
+    public string Answering(int me) => $"command: [{string.Join(", ", AnswerProgram)}, node{me}]";
 
     /// <summary>The fence list's items for <c>cluster.fence</c>: the first line as it follows "- ", the rest indented
     /// for the list's place in <see cref="Config"/>.</summary>
