@@ -16,7 +16,7 @@ if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or 
     Console.Error.WriteLine("       apphb-bench failover [--trials 20] [--only failover,faults,switchover,cost]");
     Console.Error.WriteLine("       apphb-bench replication-crash [--trials 100] [--loss-trials 20] [--seed N] [--only sync,async,lsyncd]");
     Console.Error.WriteLine("       apphb-bench replication [--seconds 20] [--only recovery,barrier,lsyncd]");
-    Console.Error.WriteLine("       apphb-bench replication-resync [--seed N] [--only bulk]");
+    Console.Error.WriteLine("       apphb-bench replication-resync [--seed N] [--only bulk|resync]");
     Console.Error.WriteLine("  every command: [--daemon PUBLISHED/apphbd] to use an apphbd already published instead of publishing one");
     return 2;
 }
@@ -130,7 +130,7 @@ var report = args[0] switch
     "hostile" => await new HostileBenchmark(Path.Combine(published, "apphbd"), floods, TimeSpan.FromSeconds(hold), TimeSpan.FromSeconds(seconds ?? 180), rate).RunAsync(),
     "partition" => await new PartitionBenchmark(Path.Combine(published, "apphbd"), trials ?? 1000, seed).RunAsync(),
     "replication" => await new ReplicationBenchmark(Path.Combine(published, "apphbd"), seconds ?? 20, only).RunAsync(),
-    "replication-resync" => await new ReplicationResyncBenchmark(Path.Combine(published, "apphbd"), seed, only?.Contains("bulk") == true).RunAsync(),
+    "replication-resync" => await new ReplicationResyncBenchmark(Path.Combine(published, "apphbd"), seed, only?.Contains("bulk") == true, only?.Contains("resync") == true).RunAsync(),
     "replication-crash" => await new ReplicationCrashBenchmark(Path.Combine(published, "apphbd"), trials ?? 100, seed, lossTrials, only).RunAsync(),
     "failover" => await new FailoverBenchmark(Path.Combine(published, "apphbd"), trials ?? 20, only).RunAsync(),
     "packages" => await new PackagesBenchmark(Path.Combine(published, "apphbd"), work).RunAsync(),
