@@ -8,6 +8,15 @@ public class EventStreamTests
     private static ClientEvent Event(string name) => new(ClientEventKind.Registered,
         new ClientSnapshot(1, name, string.Empty, 1, 0, 0, TimeSpan.FromSeconds(1), TimeSpan.Zero, TimeSpan.Zero, ClientState.Healthy, 0));
 
+    [Theory]
+    [InlineData("stray-service-ip", true)]
+    [InlineData("both-active", true)]
+    [InlineData("fence-failed", true)]
+    [InlineData("link-late", false)]
+    [InlineData("takeover", false)]
+    public void A_pair_event_an_operator_must_act_on_is_a_failure(string kind, bool failure) =>
+        Assert.Equal(failure, new PairEvent(new AppHb.Core.Cluster.ClusterEvent(kind, kind, null)).IsFailure);
+
     [Fact]
     public void Every_subscriber_sees_the_same_order_with_increasing_sequence_numbers()
     {

@@ -109,7 +109,7 @@ public sealed record PairEvent(Cluster.ClusterEvent Event) : AppHbEvent
     {
         "fence-failed", "split-brain", "peer-silent", "dedicated-link-broken", "lan-fault", "link-dead", "ping-targets-lost",
         "release-refused", "command-failed", "handover-refused", "resolve-unconfirmed", "datagram-refused", "fenced-by-peer", "stale",
-        "both-active", "takeover-refused", "release-superseded",
+        "both-active", "takeover-refused", "release-superseded", "stray-service-ip",
     };
 
     public override string Kind => Event.Kind;
