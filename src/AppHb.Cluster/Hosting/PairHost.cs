@@ -468,9 +468,11 @@ public sealed class PairHost : IAsyncDisposable
                 Act();
             }
 
-            _machine.ExpireDue();
+            // A machine that works names only deadlines after the moment it evaluated, which is no earlier than this.
+            var expiredAt = _time.GetTimestamp();
+            var next = _machine.ExpireDue();
             Act();
-            var stillDue = _machine.NextDue <= _time.GetTimestamp();
+            var stillDue = next <= expiredAt;
             if (stillDue && !overdue)
             {
                 _publish(new ClusterEvent("command-failed", "the pair's machine names a deadline it has just acted on (a defect): its loop waits 1 ms between evaluations instead of spinning"));
