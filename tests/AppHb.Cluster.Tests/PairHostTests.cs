@@ -74,7 +74,7 @@ public sealed class PairHostTests : IAsyncLifetime
 
     private sealed record Node(PairHost Host, Group Group, ConcurrentQueue<ClusterEvent> Events, NetworkNamespace Namespace);
 
-    private async Task<Node> StartAsync(NetworkNamespace here, ushort id, NetworkNamespace peer, bool preferred)
+    private async Task<Node> StartAsync(NetworkNamespace here, ushort id, NetworkNamespace peer, bool preferred, IReadOnlyList<IPAddress>? pingTargets = null)
     {
         var me = id == 1 ? 1 : 2;
         var other = 3 - me;
@@ -83,7 +83,7 @@ public sealed class PairHostTests : IAsyncLifetime
                 new ClusterLink("cross", LinkKind.Dedicated, "ded0", IPAddress.Parse($"10.215.1.{me}"), IPAddress.Parse($"10.215.1.{other}"), 7407),
                 new ClusterLink("lan", LinkKind.Lan, "lan0", IPAddress.Parse($"10.215.2.{me}"), IPAddress.Parse($"10.215.2.{other}"), 7407),
             ],
-            [],
+            pingTargets ?? [],
             [new ServiceIp(IPAddress.Parse(ServiceIp), 24, "lan0", 2, TimeSpan.FromMilliseconds(50))],
             [new FenceMethod("agent", "fence_apphb_netns", [new("netns", peer.Name)], TimeSpan.FromSeconds(20))],
             Path.Combine(_directory.Path, $"node{id}.state"),
@@ -161,6 +161,60 @@ public sealed class PairHostTests : IAsyncLifetime
             && int.Parse(System.Text.RegularExpressions.Regex.Match(e.Message, @"did not run for (\d+) ms").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 1000);
         Assert.DoesNotContain(during, e => e.Kind is "fencing" or "takeover" or "step-down");
         Assert.True((a.Host.Role, b.Host.Role) == (ClusterRole.Active, ClusterRole.Standby), story);
+    }
+
+    [Fact]
+    public async Task A_node_alone_past_initdead_that_reaches_no_ping_target_waits_without_spinning_its_threads()
+    {
+        var token = TestContext.Current.CancellationToken;
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        // Its peer runs nothing, and nobody has the ping target's address: it must neither fence nor serve.
+        var a = await StartAsync(_a, 1, _b, preferred: true, pingTargets: [IPAddress.Parse("10.215.2.254")]);
+        Assert.True(await Polling.UntilAsync(() => a.Events.Any(e => e.Kind == "ping-targets-lost"), Bound, token), Describe(a));
+        var pastInitDead = Timings.InitDead + TimeSpan.FromMilliseconds(500) - started.Elapsed;
+        if (pastInitDead > TimeSpan.Zero)
+        {
+            await Task.Delay(pastInitDead, token);
+        }
+
+        // Two seconds of its pair's threads (this process's only ones: the other node is not started). Waiting, they
+        // use a few milliseconds of CPU for heartbeats and pings; the loop that spun on initdead, passed and named
+        // again, used all of a core.
+        var before = PairThreadsCpu();
+        await Task.Delay(TimeSpan.FromSeconds(2), token);
+        var used = PairThreadsCpu() - before;
+        Assert.True(used < TimeSpan.FromMilliseconds(500), $"the pair's threads used {used.TotalMilliseconds:0} ms of CPU in 2 s; {Describe(a)}");
+        Assert.Equal(ClusterRole.Starting, a.Host.Role);
+        Assert.DoesNotContain(a.Events, e => e.Kind is "fencing" or "command-failed");
+    }
+
+    /// <summary>User and system time of this process's threads named after the pair (its loop and its links'
+    /// receivers), from /proc/self/task (clock ticks of 10 ms).</summary>
+    private static TimeSpan PairThreadsCpu()
+    {
+        long ticks = 0;
+        foreach (var task in Directory.EnumerateDirectories("/proc/self/task"))
+        {
+            try
+            {
+                var name = File.ReadAllText(Path.Combine(task, "comm")).Trim();
+                if (name != "apphb-pair" && !name.StartsWith("apphb-peer-", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                var stat = File.ReadAllText(Path.Combine(task, "stat"));
+                // After the command's closing parenthesis: field 3 (state) first; utime and stime are fields 14 and 15.
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                ticks += long.Parse(fields[14 - 3], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[15 - 3], System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // A thread that ended meanwhile.
+            }
+        }
+
+        return TimeSpan.FromMilliseconds(ticks * 10);
     }
 
     [Fact]

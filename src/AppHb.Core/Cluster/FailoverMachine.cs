@@ -639,7 +639,10 @@ public sealed class FailoverMachine
             Judge(now, fenceDue);
         }
 
-        _dueAfterEvaluation = NextDue;
+        // Only a deadline still ahead: one at or before this evaluation (a defect: it was just acted on) would make
+        // every later evaluation look like a pause, and a pause suspends judging.
+        var next = NextDue;
+        _dueAfterEvaluation = next > now ? next : long.MaxValue;
     }
 
     /// <summary>Whether the links of kind <paramref name="alive"/> heard the peer after the last heartbeat of those of
