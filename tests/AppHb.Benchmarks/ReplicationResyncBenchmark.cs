@@ -29,7 +29,11 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed, bool b
     private const int ManyFiles = 100_000;
     private const string Targets = "Targets (issue 14): resync bytes <= rsync's, time <= 0.5 x rsync's; bulk >= 90 % of the link rate.";
 
-    private sealed record Row(string Contender, double Seconds, long PayloadBytes, long LinkBytes, string Note, double Cpu = double.NaN);
+    private sealed record Row(string Contender, double Seconds, long PayloadBytes, long LinkBytes, string Note, double Cpu = double.NaN)
+    {
+        /// <summary>apphbd's garbage collections on both nodes during the row, and the time they paused its threads.</summary>
+        public string Collections { get; init; } = "-";
+    }
 
     /// <summary>Replicating <see cref="ManyFiles"/> small files from empty: time, CPU of every process of the
     /// contender on both nodes, and their resident memory after.</summary>
@@ -93,6 +97,7 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed, bool b
         var contents = TreeContents();
         var linkBefore = await LinkBytesAsync(rig);
         var cpuBefore = Cpu(rig.Daemon(1)!.Pid) + Cpu(rig.Daemon(2)!.Pid);
+        var gcBefore = await CollectionsAsync(rig);
         var watch = Stopwatch.StartNew();
         WriteTree(source, contents);
         var written = watch.Elapsed;
@@ -100,6 +105,8 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed, bool b
         await CaughtUpAsync(rig, control, "the first sync");
         var full = new Row($"apphbd, {blockKiB} KiB blocks", watch.Elapsed.TotalSeconds, TreeBytes, await LinkBytesAsync(rig) - linkBefore, "1 GiB written and replicated from empty",
             Cpu(rig.Daemon(1)!.Pid) + Cpu(rig.Daemon(2)!.Pid) - cpuBefore);
+        var gcAfter = await CollectionsAsync(rig);
+        full = full with { Collections = $"{gcAfter.Count - gcBefore.Count:0}, {gcAfter.PauseSeconds - gcBefore.PauseSeconds:0.00} s paused" };
         Console.Error.WriteLine($"{full.Contender}: first sync {full.Seconds:0.0} s (the writer done after {written.TotalSeconds:0.0} s), {Rate(full)}");
         if (bulkOnly)
         {
@@ -453,13 +460,31 @@ internal sealed class ReplicationResyncBenchmark(string apphbd, int seed, bool b
     private static StringBuilder BulkReport(StringBuilder text, List<Row> bulk)
     {
         text.AppendLine("Bulk: the same tree written on the active node from empty, until the standby confirms all of it (write and replication overlap).");
-        text.AppendLine("| contender | time | throughput | bytes on the link | CPU, both nodes | CPU per GB |");
-        text.AppendLine("|---|---|---|---|---|---|");
+        text.AppendLine("| contender | time | throughput | bytes on the link | CPU, both nodes | CPU per GB | garbage collections, both nodes |");
+        text.AppendLine("|---|---|---|---|---|---|---|");
         foreach (var row in bulk)
         {
-            text.AppendLine(CultureInfo.InvariantCulture, $"| {row.Contender} | {row.Seconds:0.0} s | {Rate(row)} | {Megabytes(row.LinkBytes)} | {CpuText(row.Cpu)} | {CpuText(row.Cpu / (row.PayloadBytes / 1e9))} |");
+            text.AppendLine(CultureInfo.InvariantCulture, $"| {row.Contender} | {row.Seconds:0.0} s | {Rate(row)} | {Megabytes(row.LinkBytes)} | {CpuText(row.Cpu)} | {CpuText(row.Cpu / (row.PayloadBytes / 1e9))} | {row.Collections} |");
         }
 
         return text;
     }
+
+    /// <summary>Both apphbd's collections since their start and the seconds those paused their threads (/metrics).</summary>
+    private static async Task<(double Count, double PauseSeconds)> CollectionsAsync(PairRig rig)
+    {
+        double count = 0, pause = 0;
+        foreach (var me in new[] { 1, 2 })
+        {
+            var text = await rig.ScrapeAsync(me);
+            count += Sample(text, "apphb_gc_collections_total");
+            pause += Sample(text, "apphb_gc_pause_seconds_total");
+        }
+
+        return (count, pause);
+    }
+
+    private static double Sample(string exposition, string name) =>
+        exposition.Split('\n').Where(l => l.StartsWith(name + " ", StringComparison.Ordinal))
+            .Select(l => double.Parse(l[(name.Length + 1)..].Trim(), CultureInfo.InvariantCulture)).DefaultIfEmpty(double.NaN).First();
 }
