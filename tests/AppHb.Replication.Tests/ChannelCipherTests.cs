@@ -28,6 +28,36 @@ public class ChannelCipherTests
     }
 
     [Fact]
+    public void A_frame_sealed_into_a_reused_larger_buffer_opens_from_exactly_its_length_and_a_wrong_length_is_refused()
+    {
+        var keys = NewConnection();
+        using var sealer = new FrameSealer(keys.ActiveToStandby);
+        using var opener = new FrameOpener(keys.ActiveToStandby);
+        // As the channel does: one buffer, larger than any frame, still holding the previous frame's bytes.
+        var buffer = new byte[FrameSealer.FrameLength(200_000) + 100];
+        foreach (var size in new[] { 200_000, 5, 70_000 })
+        {
+            var payload = RandomNumberGenerator.GetBytes(size);
+            var length = FrameSealer.FrameLength(size);
+            sealer.Seal(payload, buffer.AsSpan(0, length));
+            Assert.Equal(payload, opener.Open(buffer.AsSpan(0, length), out var problem));
+            Assert.Null(problem);
+        }
+
+        Assert.Throws<ArgumentException>(() => sealer.Seal(new byte[10], new byte[FrameSealer.FrameLength(10) + 1]));
+    }
+
+    [Fact]
+    public void A_record_message_is_its_kind_then_the_record_as_the_journal_encodes_it()
+    {
+        var record = new AppHb.Replication.Journal.WriteRecord(7, new AppHb.Core.Cluster.DataGeneration(3, 1), "db/pages", 1 << 20, 4096,
+            [new(0, RandomNumberGenerator.GetBytes(4096)), new(9, RandomNumberGenerator.GetBytes(100))], Modified: 123_456_789);
+        var message = ReplicationMessage.Record(record);
+        Assert.Equal((byte)ReplicationMessageKind.Record, message[0]);
+        Assert.Equal(AppHb.Replication.Journal.JournalCodec.Encode(record), message[1..]);
+    }
+
+    [Fact]
     public void An_altered_replayed_reordered_or_foreign_frame_is_refused_with_the_reason()
     {
         var keys = NewConnection();

@@ -43,9 +43,14 @@ public static class JournalCodec
     /// A shorter length is damage: with nothing to checksum, the CRC of nothing (0) would match zeros that follow.</summary>
     private const int MinLength = 8 + 8 + 2 + 1 + 2 + CrcSize;
 
-    public static byte[] Encode(JournalRecord record)
+    public static byte[] Encode(JournalRecord record) => EncodeAfter(record, headroom: 0);
+
+    /// <summary>The record's bytes after <paramref name="headroom"/> bytes left for the caller (a message's kind
+    /// byte): one array for both, where a record of megabytes copied into a message was a second large one.</summary>
+    public static byte[] EncodeAfter(JournalRecord record, int headroom)
     {
         ArgumentNullException.ThrowIfNull(record);
+        ArgumentOutOfRangeException.ThrowIfNegative(headroom);
         if (record is not CutRecord && JournalPath.Problem(record.Path) is { } problem)
         {
             throw new ArgumentException(problem, nameof(record));
@@ -113,27 +118,29 @@ public static class JournalCodec
             throw new ArgumentException($"the record is {LengthSize + bodyLength + CrcSize} bytes, more than {MaxRecordSize}", nameof(record));
         }
 
-        // Every byte is written below: a record of megabytes is not zeroed first.
-        var bytes = GC.AllocateUninitializedArray<byte>(LengthSize + (int)bodyLength + CrcSize);
+        // Every byte of the record is written below: a record of megabytes is not zeroed first (the headroom is).
+        var all = GC.AllocateUninitializedArray<byte>(headroom + LengthSize + (int)bodyLength + CrcSize);
+        all.AsSpan(0, headroom).Clear();
+        var bytes = all.AsSpan(headroom);
         BinaryPrimitives.WriteUInt32BigEndian(bytes, (uint)(bodyLength + CrcSize));
-        body.CopyTo(bytes, LengthSize);
+        System.Runtime.InteropServices.CollectionsMarshal.AsSpan(body).CopyTo(bytes[LengthSize..]);
         var at = LengthSize + body.Count;
         foreach (var block in blocks)
         {
-            BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(at), block.Index);
-            BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(at + 4), (uint)block.Content.Length);
-            block.Content.CopyTo(bytes.AsSpan(at + 8));
+            BinaryPrimitives.WriteUInt32BigEndian(bytes[at..], block.Index);
+            BinaryPrimitives.WriteUInt32BigEndian(bytes[(at + 4)..], (uint)block.Content.Length);
+            block.Content.CopyTo(bytes[(at + 8)..]);
             at += 8 + block.Content.Length;
         }
 
         if (modified is { } writtenAt)
         {
-            BinaryPrimitives.WriteInt64BigEndian(bytes.AsSpan(at), writtenAt);
+            BinaryPrimitives.WriteInt64BigEndian(bytes[at..], writtenAt);
             at += 8;
         }
 
-        BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(at), Crc32.HashToUInt32(bytes.AsSpan(LengthSize, (int)bodyLength)));
-        return bytes;
+        BinaryPrimitives.WriteUInt32BigEndian(bytes[at..], Crc32.HashToUInt32(bytes.Slice(LengthSize, (int)bodyLength)));
+        return all;
     }
 
     /// <summary>Decodes the record at the start of <paramref name="bytes"/>.</summary>

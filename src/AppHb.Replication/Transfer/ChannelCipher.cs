@@ -44,18 +44,34 @@ public sealed class FrameSealer(byte[] key) : IDisposable
     private readonly AesGcm _aes = new(key, TagSize);
     private ulong _counter;
 
+    /// <summary>How long the frame of a payload of <paramref name="payloadLength"/> bytes is.</summary>
+    public static int FrameLength(int payloadLength) => HeaderSize + payloadLength + TagSize;
+
     public byte[] Seal(ReadOnlySpan<byte> payload)
+    {
+        var frame = new byte[FrameLength(payload.Length)];
+        Seal(payload, frame);
+        return frame;
+    }
+
+    /// <summary>Seals <paramref name="payload"/> into <paramref name="frame"/>, exactly
+    /// <see cref="FrameLength"/> bytes (a buffer the caller reuses: a frame is up to a journal record's size, and one
+    /// allocated per frame made the collector's large-object heap churn at replication's rates).</summary>
+    public void Seal(ReadOnlySpan<byte> payload, Span<byte> frame)
     {
         if (payload.Length > MaxPayload)
         {
             throw new ArgumentException($"a frame carries at most {MaxPayload} bytes", nameof(payload));
         }
 
-        var frame = new byte[HeaderSize + payload.Length + TagSize];
+        if (frame.Length != FrameLength(payload.Length))
+        {
+            throw new ArgumentException($"a frame of {FrameLength(payload.Length)} bytes, not {frame.Length}", nameof(frame));
+        }
+
         BinaryPrimitives.WriteUInt32BigEndian(frame, (uint)(8 + payload.Length + TagSize));
-        BinaryPrimitives.WriteUInt64BigEndian(frame.AsSpan(4), ++_counter);
-        _aes.Encrypt(FrameNonce.Of(_counter), payload, frame.AsSpan(HeaderSize, payload.Length), frame.AsSpan(HeaderSize + payload.Length), frame.AsSpan(0, HeaderSize));
-        return frame;
+        BinaryPrimitives.WriteUInt64BigEndian(frame[4..], ++_counter);
+        _aes.Encrypt(FrameNonce.Of(_counter), payload, frame.Slice(HeaderSize, payload.Length), frame.Slice(HeaderSize + payload.Length), frame[..HeaderSize]);
     }
 
     public void Dispose() => _aes.Dispose();

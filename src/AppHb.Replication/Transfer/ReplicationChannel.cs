@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Compression;
 
@@ -88,9 +89,22 @@ public sealed class ReplicationChannel : IDisposable
         await _sending.WaitAsync(cancellationToken);
         try
         {
-            // Sealed under the lock: the counter (the nonce) must follow the order frames go out in.
-            await _stream.WriteAsync(_sealer.Seal(sent), cancellationToken);
-            await _stream.FlushAsync(cancellationToken);
+            // Sealed under the lock: the counter (the nonce) must follow the order frames go out in. Into a pooled
+            // buffer: the frame is written and forgotten, and a record's worth of bytes allocated per frame was
+            // large-object garbage at replication's rates.
+            var length = FrameSealer.FrameLength(sent.Length);
+            var frame = ArrayPool<byte>.Shared.Rent(length);
+            try
+            {
+                _sealer.Seal(sent, frame.AsSpan(0, length));
+                await _stream.WriteAsync(frame.AsMemory(0, length), cancellationToken);
+                await _stream.FlushAsync(cancellationToken);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(frame);
+            }
+
             _payloadBytesSent += payload.Length;
             _compressedBytesSent += sent.Length;
         }
@@ -169,14 +183,24 @@ public sealed class ReplicationChannel : IDisposable
             throw new ReplicationRefusedException($"a frame announcing {length} bytes (between {FrameSealer.HeaderSize - 4 + FrameSealer.TagSize} and {MaxFrame - 4} are possible): not a frame of this protocol, or a corrupted length");
         }
 
-        var frame = new byte[4 + length];
-        header.CopyTo(frame, 0);
-        if (await _stream.ReadAtLeastAsync(frame.AsMemory(4), (int)length, throwOnEndOfStream: false, cancellationToken) < length)
+        // The frame in a pooled buffer (opening it copies the payload out, which the caller keeps).
+        var frame = ArrayPool<byte>.Shared.Rent(4 + (int)length);
+        byte[] payload;
+        try
         {
-            throw new ReplicationRefusedException($"the peer closed the connection in the middle of a {length}-byte frame");
+            header.CopyTo(frame, 0);
+            if (await _stream.ReadAtLeastAsync(frame.AsMemory(4, (int)length), (int)length, throwOnEndOfStream: false, cancellationToken) < length)
+            {
+                throw new ReplicationRefusedException($"the peer closed the connection in the middle of a {length}-byte frame");
+            }
+
+            payload = _opener.Open(frame.AsSpan(0, 4 + (int)length), out var problem) ?? throw new ReplicationRefusedException(problem!);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(frame);
         }
 
-        var payload = _opener.Open(frame, out var problem) ?? throw new ReplicationRefusedException(problem!);
         return payload.Length > 0 && payload[0] == (byte)ReplicationMessageKind.Compressed ? Inflate(payload) : payload;
     }
 

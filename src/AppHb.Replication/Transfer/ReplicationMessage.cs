@@ -158,10 +158,8 @@ public static class ReplicationMessage
 
     public static byte[] Record(JournalRecord record)
     {
-        var encoded = JournalCodec.Encode(record);
-        var payload = new byte[1 + encoded.Length];
+        var payload = JournalCodec.EncodeAfter(record, headroom: 1);
         payload[0] = (byte)ReplicationMessageKind.Record;
-        encoded.CopyTo(payload, 1);
         return payload;
     }
 
