@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Hashing;
 using System.Text;
@@ -47,7 +48,15 @@ public static class JournalCodec
 
     /// <summary>The record's bytes after <paramref name="headroom"/> bytes left for the caller (a message's kind
     /// byte): one array for both, where a record of megabytes copied into a message was a second large one.</summary>
-    public static byte[] EncodeAfter(JournalRecord record, int headroom)
+    public static byte[] EncodeAfter(JournalRecord record, int headroom) =>
+        EncodeInto(record, headroom, length => GC.AllocateUninitializedArray<byte>(length)).Array;
+
+    /// <summary>The record encoded into an array from <see cref="ArrayPool{T}.Shared"/>, its bytes the first
+    /// <c>Length</c>: for a writer that hands them on at once and returns the array (the journal's append).</summary>
+    public static (byte[] Array, int Length) EncodePooled(JournalRecord record) =>
+        EncodeInto(record, 0, ArrayPool<byte>.Shared.Rent);
+
+    private static (byte[] Array, int Length) EncodeInto(JournalRecord record, int headroom, Func<int, byte[]> allocate)
     {
         ArgumentNullException.ThrowIfNull(record);
         ArgumentOutOfRangeException.ThrowIfNegative(headroom);
@@ -119,9 +128,10 @@ public static class JournalCodec
         }
 
         // Every byte of the record is written below: a record of megabytes is not zeroed first (the headroom is).
-        var all = GC.AllocateUninitializedArray<byte>(headroom + LengthSize + (int)bodyLength + CrcSize);
+        var length = headroom + LengthSize + (int)bodyLength + CrcSize;
+        var all = allocate(length);
         all.AsSpan(0, headroom).Clear();
-        var bytes = all.AsSpan(headroom);
+        var bytes = all.AsSpan(headroom, length - headroom);
         BinaryPrimitives.WriteUInt32BigEndian(bytes, (uint)(bodyLength + CrcSize));
         System.Runtime.InteropServices.CollectionsMarshal.AsSpan(body).CopyTo(bytes[LengthSize..]);
         var at = LengthSize + body.Count;
@@ -140,7 +150,7 @@ public static class JournalCodec
         }
 
         BinaryPrimitives.WriteUInt32BigEndian(bytes[at..], Crc32.HashToUInt32(bytes.Slice(LengthSize, (int)bodyLength)));
-        return all;
+        return (all, length);
     }
 
     /// <summary>Decodes the record at the start of <paramref name="bytes"/>.</summary>

@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace AppHb.Replication.Journal;
 
 /// <summary>The ordered journal on disk: records appended in sequence order, made durable in batches by
@@ -101,10 +103,19 @@ public sealed class JournalFile : IJournalReader, IDisposable
             var decoded = JournalCodec.Decode(header.AsSpan(0, read));
             if (decoded.Status == JournalDecodeStatus.Incomplete && read == header.Length)
             {
-                var bytes = GC.AllocateUninitializedArray<byte>(header.Length + (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header));
-                header.CopyTo(bytes, 0);
-                read += stream.ReadAtLeast(bytes.AsSpan(header.Length), bytes.Length - header.Length, throwOnEndOfStream: false);
-                decoded = JournalCodec.Decode(bytes.AsSpan(0, read));
+                // Pooled: decoding copies what the record keeps out of it.
+                var length = header.Length + (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header);
+                var bytes = ArrayPool<byte>.Shared.Rent(length);
+                try
+                {
+                    header.CopyTo(bytes, 0);
+                    read += stream.ReadAtLeast(bytes.AsSpan(header.Length, length - header.Length), length - header.Length, throwOnEndOfStream: false);
+                    decoded = JournalCodec.Decode(bytes.AsSpan(0, read));
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(bytes);
+                }
             }
 
             yield return (at, decoded);
@@ -125,7 +136,18 @@ public sealed class JournalFile : IJournalReader, IDisposable
         }
 
         var offset = _stream.Position;
-        _stream.Write(JournalCodec.Encode(record));
+        // Pooled: the stream copies the bytes into its buffer or the file, and a record of a megabyte allocated per
+        // append was large-object garbage at replication's rates.
+        var (encoded, length) = JournalCodec.EncodePooled(record);
+        try
+        {
+            _stream.Write(encoded, 0, length);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(encoded);
+        }
+
         lock (_gate)
         {
             _offsets.Add((record.Sequence, offset));
