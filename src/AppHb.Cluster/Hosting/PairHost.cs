@@ -437,6 +437,9 @@ public sealed class PairHost : IAsyncDisposable
         // Set while the machine names a deadline it has just been told about: a defect (the Core scenarios fail it),
         // but one that must not make this thread spin, least of all if it runs realtime.
         var overdue = false;
+        // A service IP left on the interface (apphbd killed while active and restarted without a reboot) goes at
+        // once, not a keepalive later: a starting node holds nothing.
+        ReleaseStrayAddresses();
         Act();
         while (!stopping.IsCancellationRequested)
         {
