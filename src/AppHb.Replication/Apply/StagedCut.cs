@@ -227,10 +227,9 @@ public sealed class StagedCut : IDisposable
             _patchFile = (name, new FileStream(Path.Combine(_staging, name), FileMode.Create, FileAccess.Write, FileShare.Read, bufferSize: 1 << 16));
         }
 
-        var bytes = JournalCodec.Encode(write);
         var at = _patchFile.Value.Stream.Position;
-        _patchFile.Value.Stream.Write(bytes);
-        return FormattableString.Invariant($"{_patchFile.Value.Name}:{at}:{bytes.Length}");
+        var length = JournalCodec.WriteTo(write, _patchFile.Value.Stream);
+        return FormattableString.Invariant($"{_patchFile.Value.Name}:{at}:{length}");
     }
 
     /// <summary>What the patch file holds reaches the file system (not the disk: the cut's syncfs does that) before

@@ -51,10 +51,23 @@ public static class JournalCodec
     public static byte[] EncodeAfter(JournalRecord record, int headroom) =>
         EncodeInto(record, headroom, length => GC.AllocateUninitializedArray<byte>(length)).Array;
 
-    /// <summary>The record encoded into an array from <see cref="ArrayPool{T}.Shared"/>, its bytes the first
-    /// <c>Length</c>: for a writer that hands them on at once and returns the array (the journal's append).</summary>
-    public static (byte[] Array, int Length) EncodePooled(JournalRecord record) =>
-        EncodeInto(record, 0, ArrayPool<byte>.Shared.Rent);
+    /// <summary>Writes the record's bytes to <paramref name="stream"/> and returns how many: encoded in a pooled buffer,
+    /// since a record of a megabyte allocated per write (the journal's appends, the standby's patches) was
+    /// large-object garbage at replication's rates.</summary>
+    public static int WriteTo(JournalRecord record, Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var (encoded, length) = EncodeInto(record, 0, ArrayPool<byte>.Shared.Rent);
+        try
+        {
+            stream.Write(encoded, 0, length);
+            return length;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(encoded);
+        }
+    }
 
     private static (byte[] Array, int Length) EncodeInto(JournalRecord record, int headroom, Func<int, byte[]> allocate)
     {

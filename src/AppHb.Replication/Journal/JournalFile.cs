@@ -136,18 +136,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
         }
 
         var offset = _stream.Position;
-        // Pooled: the stream copies the bytes into its buffer or the file, and a record of a megabyte allocated per
-        // append was large-object garbage at replication's rates.
-        var (encoded, length) = JournalCodec.EncodePooled(record);
-        try
-        {
-            _stream.Write(encoded, 0, length);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(encoded);
-        }
-
+        JournalCodec.WriteTo(record, _stream);
         lock (_gate)
         {
             _offsets.Add((record.Sequence, offset));
