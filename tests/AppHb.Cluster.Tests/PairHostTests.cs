@@ -188,34 +188,9 @@ public sealed class PairHostTests : IAsyncLifetime
         Assert.DoesNotContain(a.Events, e => e.Kind is "fencing" or "command-failed");
     }
 
-    /// <summary>User and system time of this process's threads named after the pair (its loop and its links'
-    /// receivers), from /proc/self/task (clock ticks of 10 ms).</summary>
-    private static TimeSpan PairThreadsCpu()
-    {
-        long ticks = 0;
-        foreach (var task in Directory.EnumerateDirectories("/proc/self/task"))
-        {
-            try
-            {
-                var name = File.ReadAllText(Path.Combine(task, "comm")).Trim();
-                if (name != "apphb-pair" && !name.StartsWith("apphb-peer-", StringComparison.Ordinal))
-                {
-                    continue;
-                }
-
-                var stat = File.ReadAllText(Path.Combine(task, "stat"));
-                // After the command's closing parenthesis: field 3 (state) first; utime and stime are fields 14 and 15.
-                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                ticks += long.Parse(fields[14 - 3], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[15 - 3], System.Globalization.CultureInfo.InvariantCulture);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // A thread that ended meanwhile.
-            }
-        }
-
-        return TimeSpan.FromMilliseconds(ticks * 10);
-    }
+    /// <summary>CPU time of this process's threads named after the pair (its loop and its links' receivers).</summary>
+    private static TimeSpan PairThreadsCpu() =>
+        NativeThreads.CpuTime(name => name == "apphb-pair" || name.StartsWith("apphb-peer-", StringComparison.Ordinal));
 
     [Fact]
     public async Task A_node_that_is_not_active_removes_a_service_ip_it_finds_on_its_interface_and_says_so()
