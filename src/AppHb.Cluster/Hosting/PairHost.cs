@@ -156,9 +156,10 @@ public sealed class PairHost : IAsyncDisposable
     /// and the hand-over goes on.</summary>
     public Func<CancellationToken, Task>? HandOverBarrier { get; set; }
 
-    /// <summary>Replication brought this node's data up to the peer's (a difference resync finished): a stale node
-    /// takes the peer's generations; otherwise nothing changes.</summary>
-    public void CaughtUp() => Post(() => _machine.CaughtUp());
+    /// <summary>Replication brought this node's data up to the peer's as of <paramref name="dataAsOf"/> (a difference
+    /// resync finished under that generation): a stale node takes the peer's generations, now or once the peer is heard
+    /// under it; otherwise nothing changes.</summary>
+    public void CaughtUp(DataGeneration dataAsOf) => Post(() => _machine.CaughtUp(dataAsOf));
 
     /// <summary>The peer's role as its latest heartbeat said, or null before the first.</summary>
     public ClusterRole? PeerRole => _status?.PeerRole;
@@ -625,7 +626,7 @@ public sealed class PairHost : IAsyncDisposable
                 _machine.Heard(link.Name, _newestReport);
                 if (!_options.ReplicatesData && _machine.IsStale)
                 {
-                    _machine.CaughtUp();
+                    _machine.CaughtUp(_newestReport.CurrentGeneration);
                 }
 
                 break;

@@ -44,6 +44,9 @@ public sealed class FailoverMachine
     private DataGeneration? _resolvedAgainst;
     /// <summary>The peer's announced generation this active node last refused: said once, not at every heartbeat.</summary>
     private DataGeneration? _refusedAnnouncement;
+    /// <summary>The peer's generation as of which replication last said this node holds the peer's data (a resync
+    /// closed); null once this node's own data went on (it became active).</summary>
+    private DataGeneration? _replicatedAsOf;
     private long _evaluatedAt = long.MinValue;
     /// <summary>The takeover under way by a hand-over or an election, its generation announced to the peer (in memory
     /// and in the heartbeats, not yet persisted); null when none is. This node becomes active only once the peer's
@@ -225,7 +228,7 @@ public sealed class FailoverMachine
             Command(new ClusterCommand.SendHeartbeat());
             Publish("generation-taken", $"the peer takes over under data generation {Generations.Current}: this node has taken it");
         }
-        else if (first && relation == GenerationRelation.PeerNewer)
+        else if (first && relation == GenerationRelation.PeerNewer && _replicatedAsOf != peerCurrent)
         {
             Publish("stale", $"the peer's data is newer ({report.Generations[0]} against {Generations.Current}): this node stays standby until it has caught up");
         }
@@ -239,6 +242,7 @@ public sealed class FailoverMachine
             Commit(announcement.Generation, $"{announcement.Reason}; the peer has taken data generation {announcement.Generation}");
         }
 
+        TakeReplicatedGenerations();
         Evaluate();
     }
 
@@ -525,22 +529,40 @@ public sealed class FailoverMachine
         return null;
     }
 
-    /// <summary>Replication brought this node's data up to the peer's: it takes the peer's generations.</summary>
-    public void CaughtUp()
+    /// <summary>Replication brought this node's data up to the peer's data as of <paramref name="dataAsOf"/> (a resync
+    /// closed under that generation): a stale node takes the peer's generations once the peer's current one is that
+    /// generation, now or when the peer is next heard (the resync can close before the first heartbeat arrives).</summary>
+    public void CaughtUp(DataGeneration dataAsOf)
     {
         // Only a node that holds nothing catches up: an active node's data is the pair's newest by definition, and a
         // newer generation from its peer is a conflict (an announcement to refuse, or a takeover while this node ran),
         // never data to take. Taking it let the peer's announced takeover complete while this node stayed active
         // (trial 252: both held the address for 30 s).
-        if (_peer is null || !IsStale || Role is not (ClusterRole.Standby or ClusterRole.Starting))
+        if (Role is not (ClusterRole.Standby or ClusterRole.Starting))
         {
             return;
+        }
+
+        _replicatedAsOf = dataAsOf;
+        if (TakeReplicatedGenerations())
+        {
+            Evaluate();
+        }
+    }
+
+    /// <summary>Takes the peer's generations when this node is stale and replication said it holds the peer's data
+    /// under the peer's current generation; a generation the peer went on from since proves nothing.</summary>
+    private bool TakeReplicatedGenerations()
+    {
+        if (_peer is null || !IsStale || Role is not (ClusterRole.Standby or ClusterRole.Starting) || _replicatedAsOf != _peer.CurrentGeneration)
+        {
+            return false;
         }
 
         Generations.Adopt(_peer.Generations);
         Command(new ClusterCommand.PersistGenerations([.. Generations.NewestFirst]));
         Publish("caught-up", $"this node's data has caught up with the peer's ({Generations.Current})");
-        Evaluate();
+        return true;
     }
 
     /// <summary>`apphbctl cluster resolve --survivor`: after a split brain, which node's data lives on. Null when
@@ -947,6 +969,7 @@ public sealed class FailoverMachine
     private void Commit(DataGeneration next, string reason)
     {
         _announcement = null;
+        _replicatedAsOf = null;
         Command(new ClusterCommand.PersistGenerations([.. Generations.NewestFirst]));
         Command(new ClusterCommand.AcquireServiceIp());
         Command(new ClusterCommand.StartGroup());

@@ -414,7 +414,7 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
                 if (closedResync)
                 {
                     Publish("replication-resynced", $"{replication.Shown} holds the peer's data as of record {sequence} ({generation})");
-                    pair.CaughtUp();
+                    pair.CaughtUp(generation);
                 }
             }, () =>
             {

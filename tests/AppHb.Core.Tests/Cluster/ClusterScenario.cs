@@ -12,7 +12,7 @@ namespace AppHb.Core.Tests.Cluster;
 ///         [fence-retry=..] [failback=..] [generations=3@1,2@1]     (links: "dedicated" and "lan")
 /// peer ROLE [gen=3@1,2@1] [ping=yes|no] [held=yes|no] [hears=yes|no]     what the peer's heartbeats say from here on
 /// INPUT   heard LINK... | beat 2s [LINK...] (heard on the links, both by default, every keepalive for 2 s)
-///         | after 2s | paused 2s (no deadline runs, then one late wake) | ping ok|lost | fence ok|failed | group stopped | peer-released [before-report] | peer-leaving | peer-restarted | port-closed LINK... | fenced-by-peer | caught-up
+///         | after 2s | paused 2s (no deadline runs, then one late wake) | ping ok|lost | fence ok|failed | group stopped | peer-released [before-report] | peer-leaving | peer-restarted | port-closed LINK... | fenced-by-peer | caught-up [G] (the peer's current generation by default)
 ///         | release-requested | switchover | failback | standby | unstandby | resolve survivor|loser
 ///   COMMAND  every command the input produced, in order; time-driven ones as "+Nms COMMAND" from the step's start;
 ///            an operator request's refusal as "refused: TEXT"
@@ -226,7 +226,7 @@ internal sealed class ClusterScenario
                         machine.PeerLeaving();
                         break;
                     case "caught-up":
-                        machine.CaughtUp();
+                        machine.CaughtUp(parts.Length > 1 ? Generation(parts[1]) : peer.CurrentGeneration);
                         break;
                     case "release-requested":
                         Refused(actual, machine.ReleaseRequested("test"));

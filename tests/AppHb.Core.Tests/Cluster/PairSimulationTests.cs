@@ -233,7 +233,7 @@ public class PairSimulationTests
             // caught up by the next heartbeat.
             if (Dedicated && other.Machine.IsStale)
             {
-                other.Machine.CaughtUp();
+                other.Machine.CaughtUp(report.CurrentGeneration);
             }
 
             Drain(other);
