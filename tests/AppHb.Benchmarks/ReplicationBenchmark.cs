@@ -44,6 +44,14 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds, string
         }
 
         var barriers = Part("barrier") ? await BarriersAsync(control, source) : [];
+        foreach (var me in new[] { 1, 2 })
+        {
+            // A connection that ended during the run is a reconnect some sample waited for: said, with why.
+            foreach (var line in rig.Daemon(me)!.Lines.Where(l => l.Contains("connection ended", StringComparison.Ordinal)))
+            {
+                Console.Error.WriteLine($"node{me}: {line}");
+            }
+        }
 
         foreach (var delay in Part("lsyncd") ? [1, 15] : Array.Empty<int>())
         {
@@ -138,6 +146,11 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds, string
             }
 
             samples.Add(watch.Elapsed.TotalMilliseconds);
+            if (watch.Elapsed > TimeSpan.FromMilliseconds(10))
+            {
+                // When, so that a trace of the daemons (strace -tt) can be read at that moment.
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"barrier {i}: {watch.Elapsed.TotalMilliseconds:0.0} ms, ended {DateTime.UtcNow:HH:mm:ss.ffffff} UTC"));
+            }
         }
 
         samples.Sort();

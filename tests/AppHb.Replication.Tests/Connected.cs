@@ -19,10 +19,13 @@ internal sealed class Connected : IAsyncDisposable
 
     public ReplicationChannel Receiver { get; private set; } = null!;
 
-    public static async Task<Connected> OpenAsync(byte[] senderKey, byte[] receiverKey, int alterFrame = 0)
+    /// <param name="sendsReturnLate">When positive, each of the sender's writes returns this long after its bytes
+    /// went (a thread descheduled right after its send): the peer may answer a frame before its send has returned.</param>
+    public static async Task<Connected> OpenAsync(byte[] senderKey, byte[] receiverKey, int alterFrame = 0, TimeSpan sendsReturnLate = default)
     {
         var connected = new Connected();
-        var (senderStream, receiverStream) = await connected.SocketPairAsync();
+        var (senderNetworkStream, receiverStream) = await connected.SocketPairAsync();
+        Stream senderStream = sendsReturnLate > TimeSpan.Zero ? new LateReturningStream(senderNetworkStream, sendsReturnLate) : senderNetworkStream;
         if (alterFrame > 0)
         {
             var (relayOut, receiverEnd) = await connected.SocketPairAsync();
@@ -103,5 +106,43 @@ internal sealed class Connected : IAsyncDisposable
         Sender?.Dispose();
         Receiver?.Dispose();
         _relayStop.Dispose();
+    }
+}
+
+/// <summary>A stream whose writes return <paramref name="late"/> after their bytes were written.</summary>
+internal sealed class LateReturningStream(Stream inner, TimeSpan late) : Stream
+{
+    public override bool CanRead => inner.CanRead;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => inner.CanWrite;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position
+    {
+        get => throw new NotSupportedException();
+        set => throw new NotSupportedException();
+    }
+
+    public override void Flush() => inner.Flush();
+
+    public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+
+    public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
+
+    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        await inner.WriteAsync(buffer, cancellationToken);
+        await Task.Delay(late, cancellationToken);
     }
 }

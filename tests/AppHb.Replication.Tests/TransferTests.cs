@@ -60,6 +60,45 @@ public sealed class TransferTests : IDisposable
     }
 
     [Fact]
+    public async Task An_acknowledgement_that_arrives_before_its_send_has_returned_keeps_the_connection()
+    {
+        // Each send returns 200 ms after its bytes went: the replica applies and acknowledges the cut meanwhile. The
+        // sender once counted a record sent only after its send returned, took that acknowledgement for one of a
+        // record never sent, and dropped the connection (a barrier then waited for the reconnect).
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        Append(journal, 1);
+        using var sender = new ReplicationSender(journal);
+        await using var pair = await Connected.OpenAsync(_key, _key, sendsReturnLate: TimeSpan.FromMilliseconds(200));
+        using var stop = new CancellationTokenSource();
+        var sending = sender.RunAsync(pair.Sender, stop.Token);
+        var receiving = new ReplicationReceiver(new CutApplier(Replica, State)).RunAsync(pair.Receiver, stop.Token);
+
+        async Task AcknowledgedAsync()
+        {
+            var acknowledged = sender.WaitAcknowledgedAsync(journal.LastSequence, CancellationToken.None);
+            var first = await Task.WhenAny(acknowledged, sending, receiving).WaitAsync(Patience);
+            if (first != acknowledged)
+            {
+                // The connection ended first: its exception says why.
+                await first;
+                Assert.Fail("the connection ended before the acknowledgement");
+            }
+        }
+
+        await AcknowledgedAsync();
+        Append(journal, 2);
+        sender.Appended();
+        await AcknowledgedAsync();
+        Assert.Equal("round 2 of a", File.ReadAllText(Path.Combine(Replica, "dir", "a")));
+        // Still the first connection: neither end has ended it.
+        Assert.False(sending.IsCompleted, sending.Exception?.ToString());
+        Assert.False(receiving.IsCompleted, receiving.Exception?.ToString());
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<Exception>(() => sending);
+        await Assert.ThrowsAnyAsync<Exception>(() => receiving);
+    }
+
+    [Fact]
     public async Task A_receiver_that_restarts_resumes_after_its_last_applied_cut_and_is_sent_only_the_rest()
     {
         using var journal = JournalFile.Open(_directory.File("journal"));
