@@ -125,6 +125,7 @@ internal sealed class FailoverBenchmark(string apphbd, int trials, string[]? onl
             var survivor = 3 - active;
             var since = Stopwatch.GetTimestamp();
             var answer = rig.Gateway.Run(() => FirstAnswerFrom($"node{survivor}", since, contender.Timeout));
+            var faultAt = DateTime.UtcNow;
             if (fault == "power-off")
             {
                 await rig.PowerOffAsync(active);
@@ -144,7 +145,7 @@ internal sealed class FailoverBenchmark(string apphbd, int trials, string[]? onl
             await Task.Delay(TimeSpan.FromSeconds(1));
             if (Environment.GetEnvironmentVariable("APPHB_BENCH_STORY") is not null)
             {
-                Console.Error.WriteLine($"--- {contender.Name} {fault} trial {trial + 1}: {took:0.000} s\n{await contender.StoryAsync(rig)}");
+                Console.Error.WriteLine($"--- {contender.Name} {fault} of node{active} at {faultAt:HH:mm:ss.fff} UTC, trial {trial + 1}: {took:0.000} s\n{await contender.StoryAsync(rig)}");
             }
 
             if (await rig.HoldsServiceIpAsync(active) && await rig.HoldsServiceIpAsync(survivor))

@@ -41,6 +41,38 @@ public sealed class FenceAgentDriverTests : IDisposable
     }
 
     [Fact]
+    public async Task The_status_agent_starts_while_off_runs_and_acts_only_after_it()
+    {
+        // off takes 1 s; the status request's agent is already running by then, waiting for its input.
+        var result = await Driver(TimeSpan.FromSeconds(20), ("off_delay", "1")).FenceAsync(TestContext.Current.CancellationToken);
+
+        Assert.True(result.Confirmed, result.Detail);
+        var starts = Starts();
+        Assert.True(starts.Count == 2, $"{starts.Count} agent runs");
+        var apart = TimeSpan.FromTicks((starts[1].At - starts[0].At) / 100);
+        Assert.True(apart < TimeSpan.FromSeconds(0.8), $"the status agent started {apart.TotalSeconds:0.000} s after off's: not while off ran");
+        // ... and it acted after off: the requests, in the order they were read, are off then status.
+        var requests = (await File.ReadAllTextAsync(Log, TestContext.Current.CancellationToken)).Split("--\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, requests.Length);
+        Assert.EndsWith("action=off\n", requests[0], StringComparison.Ordinal);
+        Assert.EndsWith("action=status\n", requests[1], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_status_agent_started_ahead_of_a_failed_off_is_killed_without_acting()
+    {
+        var result = await Driver(TimeSpan.FromSeconds(20), ("fail", "off")).FenceAsync(TestContext.Current.CancellationToken);
+
+        Assert.False(result.Confirmed);
+        var starts = Starts();
+        Assert.Equal(2, starts.Count);
+        // Only off's request was read; the other run is gone, never having had its input.
+        Assert.Single((await File.ReadAllTextAsync(Log, TestContext.Current.CancellationToken)).Split("--\n", StringSplitOptions.RemoveEmptyEntries));
+        Assert.True(await Polling.UntilAsync(() => !Directory.Exists($"/proc/{starts[1].Pid}"), TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken),
+            $"the status agent started ahead (pid {starts[1].Pid}) outlived the fence");
+    }
+
+    [Fact]
     public async Task A_failing_agent_is_a_failed_fence_with_its_words()
     {
         var result = await Driver(TimeSpan.FromSeconds(20), ("fail", "off")).FenceAsync(TestContext.Current.CancellationToken);
@@ -96,6 +128,10 @@ public sealed class FenceAgentDriverTests : IDisposable
         Assert.False(result.Confirmed);
         Assert.Contains("fence_nonexistent does not exist", result.Detail, StringComparison.Ordinal);
     }
+
+    /// <summary>The agent's runs in the order they started: pid and start time (ns).</summary>
+    private List<(int Pid, long At)> Starts() =>
+        [.. File.ReadAllLines(_agent + ".started").Select(l => l.Split(' ')).Select(p => (int.Parse(p[0], System.Globalization.CultureInfo.InvariantCulture), long.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture))).OrderBy(s => s.Item2)];
 
     private FenceDriver Driver(TimeSpan timeout, params (string Key, string Value)[] options)
     {

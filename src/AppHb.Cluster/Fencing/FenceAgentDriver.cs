@@ -7,7 +7,8 @@ namespace AppHb.Cluster.Fencing;
 /// ...), per the fence-agent API: the options as <c>key=value</c> lines on its standard input, <c>action=off</c>, then
 /// <c>action=status</c> until it reports off (exit status 2; 0 is on, anything else an error). Configured with
 /// <c>action: reboot</c>, a successful reboot is the confirmation: its off half happened. The whole sequence has the
-/// method's timeout; an agent still running then is killed, and the fence has failed.</summary>
+/// method's timeout; an agent still running then is killed, and the fence has failed. Each status request's agent is
+/// started while the request before it runs, and given its input only once that has returned.</summary>
 public sealed class FenceAgentDriver : FenceDriver
 {
     private const int StatusOn = 0;
@@ -45,10 +46,26 @@ public sealed class FenceAgentDriver : FenceDriver
         using var expiry = new CancellationTokenSource(_timeout, _time);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, expiry.Token);
         var started = _time.GetTimestamp();
+        // The next status request's agent, started ahead: an agent acts only once its input has ended (the API's
+        // key=value lines up to end of file), so it waits, harmless, until the action before it has returned; then
+        // only the writing of its input is left on the fence's time, not an interpreter's start (a Python agent's
+        // is a few hundred milliseconds; the tests' shell agent's, a few).
+        AgentRun? next = null;
         try
         {
             var action = _reboot ? "reboot" : "off";
-            var (code, output) = await RunAsync(action, deadline.Token);
+            var off = AgentRun.Start(_agent);
+            try
+            {
+                next = _reboot ? null : AgentRun.Start(_agent);
+            }
+            catch
+            {
+                off.Abandon();
+                throw;
+            }
+
+            var (code, output) = await off.CompleteAsync(_options, action, deadline.Token);
             if (code != 0)
             {
                 return new FenceResult(false, $"{Description}: action={action} failed with exit status {code}{Said(output)}");
@@ -62,7 +79,9 @@ public sealed class FenceAgentDriver : FenceDriver
             // "off" returned: believed only when status says so.
             while (true)
             {
-                (code, output) = await RunAsync("status", deadline.Token);
+                var status = next ?? AgentRun.Start(_agent);
+                next = null;
+                (code, output) = await status.CompleteAsync(_options, "status", deadline.Token);
                 if (code == StatusOff)
                 {
                     return new FenceResult(true, $"{Description}: the peer is off (action=off, then status reports off) after {Elapsed(started)}");
@@ -84,74 +103,115 @@ public sealed class FenceAgentDriver : FenceDriver
         {
             return new FenceResult(false, $"{Description}: cannot run {_agent}: {e.Message}");
         }
+        finally
+        {
+            // Started ahead and not needed (the fence ended before it): it never had its input, so it did nothing.
+            next?.Abandon();
+        }
     }
 
-    /// <summary>Runs the agent once with <paramref name="action"/>; its exit status and what it printed (both
-    /// streams, the end of them). Killed, with everything it started, when <paramref name="cancellationToken"/>
-    /// fires.</summary>
-    private async Task<(int Code, string Output)> RunAsync(string action, CancellationToken cancellationToken)
+    /// <summary>One run of the agent: started, then given its options and action and awaited. Killed, with
+    /// everything it started, when abandoned or when the wait is cancelled.</summary>
+    private sealed class AgentRun
     {
-        var info = new ProcessStartInfo(_agent)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        using var process = Process.Start(info) ?? throw new InvalidOperationException($"{_agent} did not start");
-        var output = new StringBuilder();
-        var lines = new Lock();
-        process.OutputDataReceived += (_, e) => Keep(e.Data);
-        process.ErrorDataReceived += (_, e) => Keep(e.Data);
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        try
-        {
-            var input = new StringBuilder();
-            foreach (var (key, value) in _options)
-            {
-                input.Append(key).Append('=').Append(value).Append('\n');
-            }
+        private readonly Process _process;
+        private readonly StringBuilder _output = new();
+        private readonly Lock _lines = new();
 
-            input.Append("action=").Append(action).Append('\n');
-            await process.StandardInput.WriteAsync(input.ToString().AsMemory(), cancellationToken);
-            process.StandardInput.Close();
-            await process.WaitForExitAsync(cancellationToken);
-        }
-        catch (Exception e) when (e is OperationCanceledException or IOException)
+        private AgentRun(Process process)
         {
-            // Timed out (or the agent closed its input early and was still running): it must not outlive the fence.
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync(CancellationToken.None);
-            }
-
-            if (e is OperationCanceledException)
-            {
-                throw;
-            }
+            _process = process;
+            process.OutputDataReceived += (_, e) => Keep(e.Data);
+            process.ErrorDataReceived += (_, e) => Keep(e.Data);
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
         }
 
-        // The exit is seen before the last lines of output: wait for the streams to end.
-        process.WaitForExit();
-        lock (lines)
+        public static AgentRun Start(string agent)
         {
-            return (process.ExitCode, output.ToString());
+            var info = new ProcessStartInfo(agent)
+            {
+                RedirectStandardInput = true,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            return new AgentRun(Process.Start(info) ?? throw new InvalidOperationException($"{agent} did not start"));
         }
 
-        void Keep(string? line)
+        /// <summary>Gives the agent its input (the options, then <c>action=</c><paramref name="action"/>) and waits
+        /// for its exit: its status and what it printed (both streams, the start of them).</summary>
+        public async Task<(int Code, string Output)> CompleteAsync(IReadOnlyList<KeyValuePair<string, string>> options, string action, CancellationToken cancellationToken)
+        {
+            using (_process)
+            {
+                try
+                {
+                    var input = new StringBuilder();
+                    foreach (var (key, value) in options)
+                    {
+                        input.Append(key).Append('=').Append(value).Append('\n');
+                    }
+
+                    input.Append("action=").Append(action).Append('\n');
+                    await _process.StandardInput.WriteAsync(input.ToString().AsMemory(), cancellationToken);
+                    _process.StandardInput.Close();
+                    await _process.WaitForExitAsync(cancellationToken);
+                }
+                catch (Exception e) when (e is OperationCanceledException or IOException)
+                {
+                    // Timed out (or the agent closed its input early and was still running): it must not outlive the fence.
+                    await KillAsync();
+                    if (e is OperationCanceledException)
+                    {
+                        throw;
+                    }
+                }
+
+                // The exit is seen before the last lines of output: wait for the streams to end.
+                _process.WaitForExit();
+                lock (_lines)
+                {
+                    return (_process.ExitCode, _output.ToString());
+                }
+            }
+        }
+
+        /// <summary>Kills a run that was never given its input.</summary>
+        public void Abandon()
+        {
+            using (_process)
+            {
+                if (!_process.HasExited)
+                {
+                    _process.Kill(entireProcessTree: true);
+                }
+
+                _process.WaitForExit();
+            }
+        }
+
+        private async Task KillAsync()
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+                await _process.WaitForExitAsync(CancellationToken.None);
+            }
+        }
+
+        private void Keep(string? line)
         {
             if (line is null)
             {
                 return;
             }
 
-            lock (lines)
+            lock (_lines)
             {
-                if (output.Length < KeptOutput)
+                if (_output.Length < KeptOutput)
                 {
-                    output.Append(output.Length == 0 ? string.Empty : " | ").Append(line);
+                    _output.Append(_output.Length == 0 ? string.Empty : " | ").Append(line);
                 }
             }
         }
