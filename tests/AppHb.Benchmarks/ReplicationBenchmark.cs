@@ -148,7 +148,7 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds, string
             samples.Add(watch.Elapsed.TotalMilliseconds);
             if (watch.Elapsed > TimeSpan.FromMilliseconds(10))
             {
-                // When, so that a trace of the daemons (strace -tt) can be read at that moment.
+                // When, so that a trace of the daemons (perf record -k mono, strace -tt) can be read at that moment.
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"barrier {i}: {watch.Elapsed.TotalMilliseconds:0.0} ms, ended {DateTime.UtcNow:HH:mm:ss.ffffff} UTC"));
             }
         }

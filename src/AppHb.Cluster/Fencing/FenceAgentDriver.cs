@@ -182,21 +182,23 @@ public sealed class FenceAgentDriver : FenceDriver
         {
             using (_process)
             {
-                if (!_process.HasExited)
-                {
-                    _process.Kill(entireProcessTree: true);
-                }
-
+                Kill();
                 _process.WaitForExit();
             }
         }
 
         private async Task KillAsync()
         {
+            Kill();
+            await _process.WaitForExitAsync(CancellationToken.None);
+        }
+
+        /// <summary>The agent and everything it started, unless it has ended.</summary>
+        private void Kill()
+        {
             if (!_process.HasExited)
             {
                 _process.Kill(entireProcessTree: true);
-                await _process.WaitForExitAsync(CancellationToken.None);
             }
         }
 

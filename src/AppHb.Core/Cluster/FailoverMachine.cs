@@ -228,7 +228,7 @@ public sealed class FailoverMachine
             Command(new ClusterCommand.SendHeartbeat());
             Publish("generation-taken", $"the peer takes over under data generation {Generations.Current}: this node has taken it");
         }
-        else if (first && relation == GenerationRelation.PeerNewer && _replicatedAsOf != peerCurrent)
+        else if (first && relation == GenerationRelation.PeerNewer && !HoldsPeersCurrentData)
         {
             Publish("stale", $"the peer's data is newer ({report.Generations[0]} against {Generations.Current}): this node stays standby until it has caught up");
         }
@@ -550,11 +550,15 @@ public sealed class FailoverMachine
         }
     }
 
+    /// <summary>Whether replication said this node holds the peer's data under the generation the peer is at now.</summary>
+    [System.Diagnostics.CodeAnalysis.MemberNotNullWhen(true, nameof(_peer))]
+    private bool HoldsPeersCurrentData => _peer is not null && _replicatedAsOf == _peer.CurrentGeneration;
+
     /// <summary>Takes the peer's generations when this node is stale and replication said it holds the peer's data
     /// under the peer's current generation; a generation the peer went on from since proves nothing.</summary>
     private bool TakeReplicatedGenerations()
     {
-        if (_peer is null || !IsStale || Role is not (ClusterRole.Standby or ClusterRole.Starting) || _replicatedAsOf != _peer.CurrentGeneration)
+        if (!IsStale || !HoldsPeersCurrentData || Role is not (ClusterRole.Standby or ClusterRole.Starting))
         {
             return false;
         }
