@@ -30,7 +30,8 @@ public sealed class FrameReadAheadTests
         }, TestContext.Current.CancellationToken);
         foreach (var payload in sent)
         {
-            Assert.Equal(payload, await frames.TakeAsync(TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken));
+            using var taken = await frames.TakeAsync(TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken);
+            Assert.Equal(payload, taken.ToArray());
         }
 
         var end = await Assert.ThrowsAsync<ReplicationRefusedException>(() => frames.TakeAsync(TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken));
@@ -66,7 +67,8 @@ public sealed class FrameReadAheadTests
 
         for (var i = 0; i < Frames; i++)
         {
-            Assert.Equal((byte)i, (await frames.TakeAsync(TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken))[1]);
+            using var taken = await frames.TakeAsync(TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken);
+            Assert.Equal((byte)i, taken.Span[1]);
         }
 
         await sending.WaitAsync(Patience, TestContext.Current.CancellationToken);

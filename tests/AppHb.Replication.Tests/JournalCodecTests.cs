@@ -77,11 +77,27 @@ public class JournalCodecTests
             _ => new CutRecord(sequence, generation),
         };
 
+    /// <summary>The standby decodes a received record without copying its blocks out of the message: they are the
+    /// message's own bytes (a change to them shows in the block), and the record is the one a copying decode gives.</summary>
+    [Fact]
+    public void A_record_decoded_sharing_its_bytes_has_blocks_that_are_those_bytes_and_is_the_same_record()
+    {
+        var record = Example with { Length = 200_000, Blocks = [new BlockChange(0, new byte[] { 1, 2, 3 }), new BlockChange(2, new byte[] { 4, 5 })], Modified = 77 };
+        var bytes = JournalCodec.Encode(record);
+        var shared = Assert.IsType<WriteRecord>(JournalCodec.DecodeSharing(bytes).Record);
+        Assert.True(SameRecord(JournalCodec.Decode(bytes).Record!, shared));
+        Assert.True(SameRecord(record, shared));
+
+        var at = bytes.AsSpan().IndexOf(new byte[] { 4, 5 });
+        bytes[at] = 9;
+        Assert.Equal(new byte[] { 9, 5 }, shared.Blocks[1].Content.ToArray());
+    }
+
     private static bool SameRecord(JournalRecord a, JournalRecord b) => (a, b) switch
     {
         (WriteRecord x, WriteRecord y) => x.Sequence == y.Sequence && x.Generation == y.Generation && x.Path == y.Path && x.Length == y.Length
             && x.BlockSize == y.BlockSize && x.Blocks.Count == y.Blocks.Count && x.Modified == y.Modified
-            && x.Blocks.Zip(y.Blocks).All(p => p.First.Index == p.Second.Index && p.First.Content.AsSpan().SequenceEqual(p.Second.Content)),
+            && x.Blocks.Zip(y.Blocks).All(p => p.First.Index == p.Second.Index && p.First.Content.Span.SequenceEqual(p.Second.Content.Span)),
         _ => a == b,
     };
 
@@ -141,7 +157,7 @@ public class JournalCodecTests
     [Fact]
     public void Blocks_out_of_order_or_past_the_files_length_are_malformed()
     {
-        var twoBlocks = Example with { Length = 200_000, Blocks = [new BlockChange(1, [1]), new BlockChange(2, [2])] };
+        var twoBlocks = Example with { Length = 200_000, Blocks = [new BlockChange(1, new byte[] { 1 }), new BlockChange(2, new byte[] { 2 })] };
         var bytes = JournalCodec.Encode(twoBlocks);
         // Swap the two indexes: 2 then 1.
         var first = bytes.AsSpan().IndexOf(new byte[] { 0, 0, 0, 1, 0, 0, 0, 1, 1 });

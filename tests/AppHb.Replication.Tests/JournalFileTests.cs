@@ -40,6 +40,71 @@ public sealed class JournalFileTests : IDisposable
         Assert.Empty(journal.ReadAfter(11));
     }
 
+    /// <summary>What the sender sends: the journal's own bytes of each durable record after the headroom asked for,
+    /// the same as the record encoded again, and nothing appended but not yet synced.</summary>
+    [Fact]
+    public void Records_read_as_bytes_are_the_records_encoding_after_the_headroom_and_only_the_durable_ones()
+    {
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        for (ulong i = 1; i <= 10; i++)
+        {
+            journal.Append(Record(i));
+        }
+
+        journal.Sync();
+        journal.Append(Record(11));
+        var read = journal.ReadEncodedAfter(6, headroom: 3).ToList();
+        try
+        {
+            Assert.Equal(Enumerable.Range(7, 4).Select(i => (ulong)i), read.Select(r => r.Sequence));
+            foreach (var encoded in read)
+            {
+                var record = Record(encoded.Sequence);
+                Assert.Equal(record.Kind, encoded.Kind);
+                Assert.Equal(JournalCodec.Encode(record), encoded.Rented.AsSpan(3, encoded.Length - 3).ToArray());
+            }
+        }
+        finally
+        {
+            read.ForEach(r => r.Return());
+        }
+
+        Assert.Empty(journal.ReadEncodedAfter(10, headroom: 1));
+    }
+
+    /// <summary>A record damaged on the disk after the journal was opened is found by its checksum when the sender
+    /// reads it (the sender then ends the connection and the replica is resynced), never sent.</summary>
+    [Fact]
+    public void A_record_damaged_after_opening_is_refused_when_read_as_bytes_naming_its_offset()
+    {
+        var path = _directory.File("journal");
+        using var journal = JournalFile.Open(path);
+        for (ulong i = 1; i <= 4; i++)
+        {
+            journal.Append(Record(i));
+        }
+
+        journal.Sync();
+        var third = journal.ReadAfter(0).Take(2).Sum(r => JournalCodec.Encode(r).Length);
+        using (var file = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+        {
+            file.Position = third + 10;
+            file.WriteByte(0xff);
+        }
+
+        var read = new List<ulong>();
+        var damaged = Assert.Throws<InvalidDataException>(() =>
+        {
+            foreach (var encoded in journal.ReadEncodedAfter(0, headroom: 1))
+            {
+                read.Add(encoded.Sequence);
+                encoded.Return();
+            }
+        });
+        Assert.Equal([1UL, 2UL], read);
+        Assert.Contains($"at offset {third}: corrupt record", damaged.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>The size limit: the journal starts again with what the peer still needs (or its last record alone),
     /// numbering goes on, a reader already open finishes from the replaced file, and a reopen finds the same.</summary>
     [Fact]

@@ -186,7 +186,7 @@ public sealed class JournalerTests : IDisposable
             foreach (var block in write.Blocks)
             {
                 rebuilt.Position = (long)block.Index * write.BlockSize;
-                rebuilt.Write(block.Content);
+                rebuilt.Write(block.Content.Span);
             }
 
             rebuilt.SetLength((long)write.Length);

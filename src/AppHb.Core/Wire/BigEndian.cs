@@ -110,6 +110,18 @@ public ref struct BigEndianReader(ReadOnlySpan<byte> bytes)
         return true;
     }
 
+    /// <summary>Passes over <paramref name="count"/> bytes (read by the caller from where <see cref="Left"/> said).</summary>
+    public bool Skip(int count)
+    {
+        if (count < 0 || _rest.Length < count)
+        {
+            return false;
+        }
+
+        _rest = _rest[count..];
+        return true;
+    }
+
     public bool ReadBytes(int count, out byte[] value)
     {
         value = [];

@@ -251,7 +251,7 @@ public sealed class ReplicaApplier(string root)
         {
             var at = (long)block.Index * write.BlockSize;
             file.Seek(at, SeekOrigin.Begin);
-            file.Write(block.Content);
+            file.Write(block.Content.Span);
             first = Math.Min(first, at);
             end = Math.Max(end, at + block.Content.Length);
         }

@@ -66,7 +66,7 @@ public sealed class BlockIndex
         CheckSize(blockSize);
         var hashes = new List<UInt128>();
         var chunk = Math.Max(1, ReadBytes / blockSize) * blockSize;
-        var buffer = ArrayPool<byte>.Shared.Rent(chunk);
+        var buffer = ReplicationBuffers.Pool.Rent(chunk);
         long length = 0;
         try
         {
@@ -90,7 +90,7 @@ public sealed class BlockIndex
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            ReplicationBuffers.Pool.Return(buffer);
         }
 
         return new BlockIndex(length, blockSize, [.. hashes]);

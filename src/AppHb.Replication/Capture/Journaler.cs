@@ -519,15 +519,17 @@ public sealed class Journaler
         _touchOrder.Enqueue((sequence, path));
     }
 
-    /// <summary>About how much file content one write record carries: a large change is several records of one cut,
-    /// each encoded, written, read and sent as a unit (256 blocks of 64 KiB made records of 16 MiB, each allocated
-    /// whole at every step).</summary>
-    public const int RecordContentBytes = 1 << 20;
+    /// <summary>At most this much file content in one write record (unless one block is larger): a large change is
+    /// several records of one cut, each encoded, written, read and sent as a unit (256 blocks of 64 KiB made records
+    /// of 16 MiB, each allocated whole at every step). 16 KiB under a mebibyte leaves room for the record's header,
+    /// its path and its blocks' headers, and the frame's, so that a record, its message and its frame each fit the
+    /// pool's 1 MiB buffers (<see cref="ReplicationBuffers"/>): at 1 MiB of content they took 2 MiB ones, twice the memory.</summary>
+    public const int RecordContentBytes = (1 << 20) - (16 << 10);
 
-    /// <summary>Whether <paramref name="changed"/> is a whole write record's worth: at most
-    /// <see cref="JournalCodec.MaxBlocksPerRecord"/> blocks and about <see cref="RecordContentBytes"/>.</summary>
+    /// <summary>Whether <paramref name="changed"/> is a whole write record's worth: <see cref="JournalCodec.MaxBlocksPerRecord"/>
+    /// blocks, or as many as fit in <see cref="RecordContentBytes"/> (at least one).</summary>
     private bool FillsRecord(List<BlockChange> changed) =>
-        changed.Count == JournalCodec.MaxBlocksPerRecord || changed.Count * (long)_blockSize >= RecordContentBytes;
+        changed.Count == JournalCodec.MaxBlocksPerRecord || (changed.Count + 1) * (long)_blockSize > RecordContentBytes;
 
     /// <summary>The block size files are compared and shipped in.</summary>
     public int BlockSize => _blockSize;
@@ -654,41 +656,56 @@ public sealed class Journaler
             var lengthAtStart = stream.Length;
             long? recordedLength = null;
             var changed = new List<BlockChange>();
-            var index = BlockIndex.Of(stream, _blockSize, (number, bytes, hash) =>
+            // The changed blocks of the record being filled, copied into one pooled buffer (a record is appended to
+            // the journal, encoded and written, before the next one reuses it): an array per block was a megabyte of
+            // garbage per record, a collection per record with apphbd's small gen0 budget.
+            var content = ReplicationBuffers.Pool.Rent(Math.Max(RecordContentBytes, _blockSize));
+            var used = 0;
+            try
             {
-                if (number < peer.Hashes.Count && peer.Hashes[(int)number] == hash)
+                var index = BlockIndex.Of(stream, _blockSize, (number, bytes, hash) =>
                 {
-                    return;
+                    if (number < peer.Hashes.Count && peer.Hashes[(int)number] == hash)
+                    {
+                        return;
+                    }
+
+                    bytes.CopyTo(content.AsSpan(used));
+                    changed.Add(new BlockChange(number, content.AsMemory(used, bytes.Length)));
+                    used += bytes.Length;
+                    if (FillsRecord(changed))
+                    {
+                        // A file that grows while it is read has blocks past the length it had at the start: the record's
+                        // length covers its blocks (one beyond its length is malformed: the journal would be found
+                        // damaged and started again, and the replica resynced whole; the resync benchmark's bulk copy did
+                        // that in every run until 2026-12-02).
+                        var covered = Math.Max(lengthAtStart, ((long)number * _blockSize) + bytes.Length);
+                        records.Add(new WriteRecord(0, Generation, path, (ulong)covered, _blockSize, changed));
+                        recordedLength = covered;
+                        changed = [];
+                        used = 0;
+                    }
+                });
+                // The time after the read: a write after it changes both again, and its own change follows.
+                var modified = ModifiedOf(full);
+                // A last record also when the parts already appended ended with the file: it carries the time.
+                if (changed.Count > 0 || index.Length != (recordedLength ?? peer.Length) || (recordedLength is not null && modified is not null))
+                {
+                    records.Add(new WriteRecord(0, Generation, path, (ulong)index.Length, _blockSize, changed, modified));
+                    PeerGetsTime(path, modified);
+                }
+                else if (timeAlone)
+                {
+                    // Written with what it held already (or only its time set): the time alone goes.
+                    SendTime(path, modified, records);
                 }
 
-                changed.Add(new BlockChange(number, bytes.ToArray()));
-                if (FillsRecord(changed))
-                {
-                    // A file that grows while it is read has blocks past the length it had at the start: the record's
-                    // length covers its blocks (one beyond its length is malformed: the journal would be found
-                    // damaged and started again, and the replica resynced whole; the resync benchmark's bulk copy did
-                    // that in every run until 2026-12-02).
-                    var covered = Math.Max(lengthAtStart, ((long)number * _blockSize) + bytes.Length);
-                    records.Add(new WriteRecord(0, Generation, path, (ulong)covered, _blockSize, changed));
-                    recordedLength = covered;
-                    changed = [];
-                }
-            });
-            // The time after the read: a write after it changes both again, and its own change follows.
-            var modified = ModifiedOf(full);
-            // A last record also when the parts already appended ended with the file: it carries the time.
-            if (changed.Count > 0 || index.Length != (recordedLength ?? peer.Length) || (recordedLength is not null && modified is not null))
-            {
-                records.Add(new WriteRecord(0, Generation, path, (ulong)index.Length, _blockSize, changed, modified));
-                PeerGetsTime(path, modified);
+                _files[path] = index;
             }
-            else if (timeAlone)
+            finally
             {
-                // Written with what it held already (or only its time set): the time alone goes.
-                SendTime(path, modified, records);
+                ReplicationBuffers.Pool.Return(content);
             }
-
-            _files[path] = index;
         }
     }
 

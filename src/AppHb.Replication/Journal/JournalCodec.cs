@@ -26,6 +26,10 @@ public enum JournalDecodeStatus
 /// <paramref name="Consumed"/> is only its length field's word: a reader stops there (and resyncs) rather than skip.</summary>
 public readonly record struct JournalDecoding(JournalDecodeStatus Status, JournalRecord? Record, int Consumed, string? Problem);
 
+/// <summary>A record checked without decoding its body (<see cref="JournalCodec.DecodeHeader"/>): its sequence and
+/// kind when <paramref name="Status"/> is Decoded; otherwise as <see cref="JournalDecoding"/>.</summary>
+public readonly record struct JournalHeaderDecoding(JournalDecodeStatus Status, ulong Sequence, JournalRecordKind Kind, int Consumed, string? Problem);
+
 /// <summary>The journal's record format (docs/replication-design.md, "Journal record format"): big-endian, a length,
 /// the header, the kind's body, a CRC-32 over everything after the length. The same bytes go to the journal file and
 /// over the dedicated link.</summary>
@@ -51,13 +55,18 @@ public static class JournalCodec
     public static byte[] EncodeAfter(JournalRecord record, int headroom) =>
         EncodeInto(record, headroom, length => GC.AllocateUninitializedArray<byte>(length)).Array;
 
+    /// <summary>The record's bytes after <paramref name="headroom"/> bytes, in an array rented from replication's pool
+    /// (longer than <c>Length</c>), which the caller returns.</summary>
+    public static (byte[] Array, int Length) EncodeRented(JournalRecord record, int headroom) =>
+        EncodeInto(record, headroom, ReplicationBuffers.Pool.Rent);
+
     /// <summary>Writes the record's bytes to <paramref name="stream"/> and returns how many: encoded in a pooled buffer,
     /// since a record of a megabyte allocated per write (the journal's appends, the standby's patches) was
     /// large-object garbage at replication's rates.</summary>
     public static int WriteTo(JournalRecord record, Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        var (encoded, length) = EncodeInto(record, 0, ArrayPool<byte>.Shared.Rent);
+        var (encoded, length) = EncodeInto(record, 0, ReplicationBuffers.Pool.Rent);
         try
         {
             stream.Write(encoded, 0, length);
@@ -65,7 +74,7 @@ public static class JournalCodec
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(encoded);
+            ReplicationBuffers.Pool.Return(encoded);
         }
     }
 
@@ -152,7 +161,7 @@ public static class JournalCodec
         {
             BinaryPrimitives.WriteUInt32BigEndian(bytes[at..], block.Index);
             BinaryPrimitives.WriteUInt32BigEndian(bytes[(at + 4)..], (uint)block.Content.Length);
-            block.Content.CopyTo(bytes[(at + 8)..]);
+            block.Content.Span.CopyTo(bytes[(at + 8)..]);
             at += 8 + block.Content.Length;
         }
 
@@ -166,40 +175,81 @@ public static class JournalCodec
         return (all, length);
     }
 
+    /// <summary>Checks the record at the start of <paramref name="bytes"/> (its length, its CRC-32) and reads its
+    /// sequence and kind, without decoding its body: what the sender needs to send the record's bytes as the journal
+    /// holds them. A body that breaks the codec's rules under a matching checksum (never written by this codec) is
+    /// found by the peer's decoding, which refuses it.</summary>
+    public static JournalHeaderDecoding DecodeHeader(ReadOnlySpan<byte> bytes)
+    {
+        var (status, total, problem) = Check(bytes);
+        if (status != JournalDecodeStatus.Decoded)
+        {
+            return new(status, 0, default, total, problem);
+        }
+
+        var reader = new BigEndianReader(bytes.Slice(LengthSize, total - LengthSize - CrcSize));
+        if (!reader.Read64(out var sequence) || !reader.Read64(out _) || !reader.Read16(out _) || !reader.Read8(out var kind))
+        {
+            return new(JournalDecodeStatus.Malformed, 0, default, total, "the header is cut short");
+        }
+
+        return Enum.IsDefined((JournalRecordKind)kind)
+            ? new(JournalDecodeStatus.Decoded, sequence, (JournalRecordKind)kind, total, null)
+            : new(JournalDecodeStatus.Malformed, 0, default, total, $"unknown record kind {kind}");
+    }
+
     /// <summary>Decodes the record at the start of <paramref name="bytes"/>.</summary>
-    public static JournalDecoding Decode(ReadOnlySpan<byte> bytes)
+    public static JournalDecoding Decode(ReadOnlySpan<byte> bytes) => Decode(bytes, shared: null);
+
+    /// <summary>Decodes the record at the start of <paramref name="bytes"/> with its blocks' content left in
+    /// <paramref name="bytes"/>, not copied out: the record is valid only as long as they are (the standby's received
+    /// message, given back to the pool once the record is staged; a megabyte copied per record otherwise).</summary>
+    public static JournalDecoding DecodeSharing(ReadOnlyMemory<byte> bytes) => Decode(bytes.Span, bytes);
+
+    private static JournalDecoding Decode(ReadOnlySpan<byte> bytes, ReadOnlyMemory<byte>? shared)
+    {
+        var (status, total, problem) = Check(bytes);
+        if (status != JournalDecodeStatus.Decoded)
+        {
+            return new(status, null, total, problem);
+        }
+
+        var (record, malformed) = Read(bytes.Slice(LengthSize, total - LengthSize - CrcSize), shared?.Slice(LengthSize, total - LengthSize - CrcSize));
+        return record is null
+            ? new(JournalDecodeStatus.Malformed, null, total, malformed)
+            : new(JournalDecodeStatus.Decoded, record, total, null);
+    }
+
+    /// <summary>Whether a whole record with a matching CRC-32 starts <paramref name="bytes"/> (Decoded), and its
+    /// length; or why not.</summary>
+    private static (JournalDecodeStatus Status, int Total, string? Problem) Check(ReadOnlySpan<byte> bytes)
     {
         if (bytes.Length < LengthSize)
         {
-            return new(JournalDecodeStatus.Incomplete, null, 0, "the bytes end inside a record's length");
+            return (JournalDecodeStatus.Incomplete, 0, "the bytes end inside a record's length");
         }
 
         var length = BinaryPrimitives.ReadUInt32BigEndian(bytes);
         if (length < MinLength || length > MaxRecordSize - LengthSize)
         {
             // Not trusted enough to skip: the reader cannot know where the next record starts.
-            return new(JournalDecodeStatus.Corrupt, null, 0, $"a record length of {length} bytes ({MinLength} to {MaxRecordSize - LengthSize})");
+            return (JournalDecodeStatus.Corrupt, 0, $"a record length of {length} bytes ({MinLength} to {MaxRecordSize - LengthSize})");
         }
 
         var total = LengthSize + (int)length;
         if (bytes.Length < total)
         {
-            return new(JournalDecodeStatus.Incomplete, null, 0, $"the record needs {total} bytes, {bytes.Length} are there");
+            return (JournalDecodeStatus.Incomplete, 0, $"the record needs {total} bytes, {bytes.Length} are there");
         }
 
         var content = bytes.Slice(LengthSize, (int)length - CrcSize);
-        if (Crc32.HashToUInt32(content) != BinaryPrimitives.ReadUInt32BigEndian(bytes.Slice(total - CrcSize)))
-        {
-            return new(JournalDecodeStatus.Corrupt, null, total, "the record's CRC-32 does not match its bytes");
-        }
-
-        var (record, problem) = Read(content);
-        return record is null
-            ? new(JournalDecodeStatus.Malformed, null, total, problem)
-            : new(JournalDecodeStatus.Decoded, record, total, null);
+        return Crc32.HashToUInt32(content) != BinaryPrimitives.ReadUInt32BigEndian(bytes.Slice(total - CrcSize))
+            ? (JournalDecodeStatus.Corrupt, total, "the record's CRC-32 does not match its bytes")
+            : (JournalDecodeStatus.Decoded, total, null);
     }
 
-    private static (JournalRecord? Record, string? Problem) Read(ReadOnlySpan<byte> content)
+    /// <param name="shared">The same bytes as <paramref name="content"/>, when the blocks are to be slices of them.</param>
+    private static (JournalRecord? Record, string? Problem) Read(ReadOnlySpan<byte> content, ReadOnlyMemory<byte>? shared)
     {
         var reader = new BigEndianReader(content);
         if (!reader.Read64(out var sequence) || !reader.Read64(out var number) || !reader.Read16(out var node) || !reader.Read8(out var kind)
@@ -216,7 +266,7 @@ public static class JournalCodec
 
         JournalRecord? record = (JournalRecordKind)kind switch
         {
-            JournalRecordKind.Write => ReadWrite(ref reader, sequence, generation, path),
+            JournalRecordKind.Write => ReadWrite(ref reader, sequence, generation, path, shared),
             JournalRecordKind.Create => reader.Read32(out var mode) && reader.Read32(out var createOwner) && reader.Read32(out var createGroup)
                 ? new CreateRecord(sequence, generation, path, mode, createOwner, createGroup, ReadModified(ref reader)) : null,
             JournalRecordKind.Delete => new DeleteRecord(sequence, generation, path),
@@ -237,7 +287,7 @@ public static class JournalCodec
         return reader.AtEnd ? (record, null) : (null, $"{reader.Left} bytes after the end of a {record.Kind} record for \"{path}\"");
     }
 
-    private static WriteRecord? ReadWrite(ref BigEndianReader reader, ulong sequence, DataGeneration generation, string path)
+    private static WriteRecord? ReadWrite(ref BigEndianReader reader, ulong sequence, DataGeneration generation, string path, ReadOnlyMemory<byte>? shared)
     {
         if (!reader.Read64(out var length) || !reader.Read32(out var blockSize) || blockSize is 0 or > MaxBlockSize || !reader.Read16(out var count)
             || count > MaxBlocksPerRecord)
@@ -251,7 +301,27 @@ public static class JournalCodec
         {
             // Blocks in increasing order, each within a block and within the file's new length.
             if (!reader.Read32(out var index) || index <= previous || !reader.Read32(out var size) || size > blockSize
-                || (ulong)index * blockSize + size > length || !reader.ReadBytes((int)size, out var data))
+                || (ulong)index * blockSize + size > length)
+            {
+                return null;
+            }
+
+            ReadOnlyMemory<byte> data;
+            if (shared is { } bytes)
+            {
+                var at = bytes.Length - reader.Left;
+                if (!reader.Skip((int)size))
+                {
+                    return null;
+                }
+
+                data = bytes.Slice(at, (int)size);
+            }
+            else if (reader.ReadBytes((int)size, out var copied))
+            {
+                data = copied;
+            }
+            else
             {
                 return null;
             }

@@ -105,7 +105,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
             {
                 // Pooled: decoding copies what the record keeps out of it.
                 var length = header.Length + (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header);
-                var bytes = ArrayPool<byte>.Shared.Rent(length);
+                var bytes = ReplicationBuffers.Pool.Rent(length);
                 try
                 {
                     header.CopyTo(bytes, 0);
@@ -114,7 +114,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
                 }
                 finally
                 {
-                    ArrayPool<byte>.Shared.Return(bytes);
+                    ReplicationBuffers.Pool.Return(bytes);
                 }
             }
 
@@ -168,27 +168,26 @@ public sealed class JournalFile : IJournalReader, IDisposable
     /// sits in memory): a reader of its own, so the sender may enumerate while the journaler appends; records appended
     /// but not yet synced are left for a later call.</summary>
     /// <exception cref="InvalidDataException">A record in the journal is damaged (while enumerating).</exception>
-    public IEnumerable<JournalRecord> ReadAfter(ulong sequence)
+    public IEnumerable<JournalRecord> ReadAfter(ulong sequence) =>
+        OpenAfter(sequence) is var (reader, durable, durableLength) ? Read(reader, sequence, durable, durableLength) : [];
+
+    /// <summary>A reader at the first record after <paramref name="sequence"/>, with what was durable then; null when
+    /// the journal holds none after it.</summary>
+    private (FileStream Reader, ulong Durable, long DurableLength)? OpenAfter(ulong sequence)
     {
-        FileStream reader;
-        ulong durable;
-        long durableLength;
         lock (_gate)
         {
-            durable = _durable;
-            durableLength = _durableLength;
             var low = FirstAfter(sequence);
             if (low == _offsets.Count)
             {
-                return [];
+                return null;
             }
 
             // Opened under the lock: a restart of the journal (Restart) replaces the file, and the offset is this one's.
-            reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, ReadBuffer);
+            var reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, ReadBuffer);
             reader.Position = _offsets[low].Offset;
+            return (reader, _durable, _durableLength);
         }
-
-        return Read(reader, sequence, durable, durableLength);
     }
 
     private IEnumerable<JournalRecord> Read(FileStream reader, ulong after, ulong durable, long durableLength)
@@ -197,33 +196,107 @@ public sealed class JournalFile : IJournalReader, IDisposable
         {
             foreach (var (at, decoded) in Scan(reader))
             {
-                if (decoded.Status == JournalDecodeStatus.Incomplete && at >= durableLength)
+                if (!Readable(at, decoded.Status, decoded.Problem, decoded.Record?.Sequence ?? 0, durable, durableLength))
                 {
-                    // Being appended: read at a later call.
                     yield break;
                 }
 
-                if (decoded.Status == JournalDecodeStatus.Incomplete)
-                {
-                    // It starts in what was synced whole: its length field was damaged into one past the end.
-                    throw new InvalidDataException($"{Path}: at offset {at}: corrupt record (its length runs past the {durableLength} bytes synced)");
-                }
-
-                if (decoded.Status != JournalDecodeStatus.Decoded)
-                {
-                    throw new InvalidDataException($"{Path}: at offset {at}: {decoded.Status.ToString().ToLowerInvariant()} record ({decoded.Problem})");
-                }
-
-                if (decoded.Record!.Sequence > durable)
-                {
-                    // Appended, not yet synced: sent once it is durable here, never before.
-                    yield break;
-                }
-
-                if (decoded.Record.Sequence > after)
+                if (decoded.Record!.Sequence > after)
                 {
                     yield return decoded.Record;
                 }
+            }
+        }
+    }
+
+    /// <summary>Whether a reader goes on with the record at <paramref name="at"/> (whole, intact and durable), or
+    /// stops there (being appended, or not yet synced: read at a later call).</summary>
+    /// <exception cref="InvalidDataException">The record is damaged.</exception>
+    private bool Readable(long at, JournalDecodeStatus status, string? problem, ulong sequence, ulong durable, long durableLength)
+    {
+        if (status == JournalDecodeStatus.Incomplete && at >= durableLength)
+        {
+            return false;
+        }
+
+        if (status == JournalDecodeStatus.Incomplete)
+        {
+            // It starts in what was synced whole: its length field was damaged into one past the end.
+            throw new InvalidDataException($"{Path}: at offset {at}: corrupt record (its length runs past the {durableLength} bytes synced)");
+        }
+
+        if (status != JournalDecodeStatus.Decoded)
+        {
+            throw new InvalidDataException($"{Path}: at offset {at}: {status.ToString().ToLowerInvariant()} record ({problem})");
+        }
+
+        // Appended, not yet synced: sent once it is durable here, never before.
+        return sequence <= durable;
+    }
+
+    /// <summary><see cref="ReadAfter"/>'s records as the bytes the journal holds (each checked by its CRC-32 and its
+    /// sequence and kind read, never decoded and encoded again), after <paramref name="headroom"/> bytes of an array
+    /// rented from replication's pool that the caller owns (<see cref="EncodedRecord"/>): a megabyte record decoded into
+    /// block arrays and encoded again cost the sender three copies of it.</summary>
+    /// <exception cref="InvalidDataException">A record in the journal is damaged (while enumerating).</exception>
+    public IEnumerable<EncodedRecord> ReadEncodedAfter(ulong sequence, int headroom)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(headroom);
+        return OpenAfter(sequence) is var (reader, durable, durableLength) ? ReadEncoded(reader, sequence, durable, durableLength, headroom) : [];
+    }
+
+    private IEnumerable<EncodedRecord> ReadEncoded(FileStream reader, ulong after, ulong durable, long durableLength, int headroom)
+    {
+        using (reader)
+        {
+            var header = new byte[4];
+            while (true)
+            {
+                var at = reader.Position;
+                var read = reader.ReadAtLeast(header, header.Length, throwOnEndOfStream: false);
+                if (read == 0)
+                {
+                    yield break;
+                }
+
+                var decoded = JournalCodec.DecodeHeader(header.AsSpan(0, read));
+                byte[]? rented = null;
+                if (decoded.Status == JournalDecodeStatus.Incomplete && read == header.Length)
+                {
+                    var length = header.Length + (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header);
+                    rented = ReplicationBuffers.Pool.Rent(headroom + length);
+                    header.CopyTo(rented, headroom);
+                    read += reader.ReadAtLeast(rented.AsSpan(headroom + header.Length, length - header.Length), length - header.Length, throwOnEndOfStream: false);
+                    decoded = JournalCodec.DecodeHeader(rented.AsSpan(headroom, read));
+                }
+
+                bool readable;
+                try
+                {
+                    readable = Readable(at, decoded.Status, decoded.Problem, decoded.Sequence, durable, durableLength);
+                }
+                catch (InvalidDataException) when (rented is not null)
+                {
+                    ReplicationBuffers.Pool.Return(rented);
+                    throw;
+                }
+
+                if (!readable || decoded.Sequence <= after)
+                {
+                    if (rented is not null)
+                    {
+                        ReplicationBuffers.Pool.Return(rented);
+                    }
+
+                    if (!readable)
+                    {
+                        yield break;
+                    }
+
+                    continue;
+                }
+
+                yield return new EncodedRecord(decoded.Sequence, decoded.Kind, rented!, headroom + decoded.Consumed);
             }
         }
     }

@@ -34,8 +34,9 @@ public abstract record JournalRecord(ulong Sequence, DataGeneration Generation, 
 }
 
 /// <summary>One block of a file's new content: block <paramref name="Index"/> (offset Index × block size), at most a
-/// block long (the last block of a file may be shorter).</summary>
-public readonly record struct BlockChange(uint Index, byte[] Content);
+/// block long (the last block of a file may be shorter). The content may be a slice of a buffer its maker reuses (the
+/// journaler's record buffer, the standby's received message): such a record is used before that buffer is.</summary>
+public readonly record struct BlockChange(uint Index, ReadOnlyMemory<byte> Content);
 
 /// <param name="Length">The file's length after the change (it may have shrunk: the replica is truncated to it).</param>
 /// <param name="Blocks">The blocks that differ from the peer's copy, in increasing index order.</param>

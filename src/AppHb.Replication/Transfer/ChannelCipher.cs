@@ -88,22 +88,38 @@ public sealed class FrameOpener(byte[] key) : IDisposable
     /// <summary>The payload, or null with <paramref name="problem"/> saying why the frame is refused.</summary>
     public byte[]? Open(ReadOnlySpan<byte> frame, out string? problem)
     {
+        var payload = new byte[Math.Max(0, PayloadLength(frame.Length))];
+        return TryOpen(frame, payload, out problem) ? payload : null;
+    }
+
+    /// <summary>How long the payload of a frame of <paramref name="frameLength"/> bytes is (negative: too short to be
+    /// a frame).</summary>
+    public static int PayloadLength(int frameLength) => frameLength - FrameSealer.HeaderSize - FrameSealer.TagSize;
+
+    /// <summary>Opens <paramref name="frame"/> into <paramref name="payload"/> (<see cref="PayloadLength"/> bytes);
+    /// false with <paramref name="problem"/> saying why the frame is refused (the payload's bytes then mean nothing).</summary>
+    public bool TryOpen(ReadOnlySpan<byte> frame, Span<byte> payload, out string? problem)
+    {
         problem = null;
         if (frame.Length < FrameSealer.HeaderSize + FrameSealer.TagSize || BinaryPrimitives.ReadUInt32BigEndian(frame) != frame.Length - 4)
         {
             problem = $"a frame of {frame.Length} bytes whose length field says otherwise";
-            return null;
+            return false;
         }
 
         var counter = BinaryPrimitives.ReadUInt64BigEndian(frame.Slice(4));
         if (counter != _expected)
         {
             problem = $"frame {counter} where frame {_expected} was due (replayed, lost or reordered)";
-            return null;
+            return false;
         }
 
-        var length = frame.Length - FrameSealer.HeaderSize - FrameSealer.TagSize;
-        var payload = new byte[length];
+        var length = PayloadLength(frame.Length);
+        if (payload.Length != length)
+        {
+            throw new ArgumentException($"a payload of {length} bytes goes into exactly that many, not {payload.Length}", nameof(payload));
+        }
+
         try
         {
             _aes.Decrypt(FrameNonce.Of(counter), frame.Slice(FrameSealer.HeaderSize, length), frame.Slice(FrameSealer.HeaderSize + length), payload, frame[..FrameSealer.HeaderSize]);
@@ -111,11 +127,11 @@ public sealed class FrameOpener(byte[] key) : IDisposable
         catch (AuthenticationTagMismatchException)
         {
             problem = $"frame {counter} fails authentication (another key, or altered on the way)";
-            return null;
+            return false;
         }
 
         _expected++;
-        return payload;
+        return true;
     }
 
     public void Dispose() => _aes.Dispose();

@@ -12,8 +12,8 @@ public sealed class FrameReadAhead : IAsyncDisposable
 {
     private readonly ReplicationChannel _channel;
     private readonly long _budget;
-    private readonly Channel<(byte[]? Payload, ExceptionDispatchInfo? Failure)> _frames =
-        Channel.CreateUnbounded<(byte[]?, ExceptionDispatchInfo?)>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private readonly Channel<(PooledPayload? Payload, ExceptionDispatchInfo? Failure)> _frames =
+        Channel.CreateUnbounded<(PooledPayload?, ExceptionDispatchInfo?)>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
     private readonly SemaphoreSlim _room = new(0);
     private readonly CancellationTokenSource _stop;
     private readonly Task _receiving;
@@ -32,9 +32,11 @@ public sealed class FrameReadAhead : IAsyncDisposable
         _receiving = Task.Run(() => ReceiveAsync(_stop.Token), CancellationToken.None);
     }
 
-    /// <summary>The default budget: a quarter of a second of a 1 Gbit/s link, well above what one cut's install
-    /// takes on a disk that keeps up.</summary>
-    public const long DefaultBudget = 32L << 20;
+    /// <summary>The default budget: one cut of a bulk copy (<c>Journaler.CutBytes</c>), an eighth of a second of a
+    /// 1 Gbit/s link, received while the cut before it installs. 32 MiB before 2026-12-03: with the payloads in
+    /// pooled buffers, what a pool may keep bounds what the standby's memory keeps after a copy, and the link
+    /// reached its rate with this much.</summary>
+    public const long DefaultBudget = 16L << 20;
 
     /// <summary>Payload bytes received and not yet taken.</summary>
     public long HeldBytes => Interlocked.Read(ref _held);
@@ -42,8 +44,9 @@ public sealed class FrameReadAhead : IAsyncDisposable
     /// <summary>Whether a frame is already received (or the failure that ended the receiving is waiting).</summary>
     public bool MoreWaiting => Volatile.Read(ref _ready) > 0 || _channel.MoreWaiting;
 
-    /// <summary>The next frame's payload (<see cref="ReplicationChannel.ReceiveAsync"/>'s, with its exceptions).</summary>
-    public async Task<byte[]> TakeAsync(CancellationToken cancellationToken)
+    /// <summary>The next frame's payload (<see cref="ReplicationChannel.ReceivePooledAsync"/>'s, with its exceptions),
+    /// which the caller disposes once it has read it.</summary>
+    public async Task<PooledPayload> TakeAsync(CancellationToken cancellationToken)
     {
         var (payload, failure) = await _frames.Reader.ReadAsync(cancellationToken);
         Interlocked.Decrement(ref _ready);
@@ -67,7 +70,7 @@ public sealed class FrameReadAhead : IAsyncDisposable
                     await _room.WaitAsync(cancellationToken);
                 }
 
-                var payload = await _channel.ReceiveAsync(cancellationToken);
+                var payload = await _channel.ReceivePooledAsync(cancellationToken);
                 Interlocked.Add(ref _held, payload.Length);
                 Interlocked.Increment(ref _ready);
                 _frames.Writer.TryWrite((payload, null));
@@ -86,6 +89,12 @@ public sealed class FrameReadAhead : IAsyncDisposable
         await _stop.CancelAsync();
         // It ends with its cancellation (or had ended with the connection): its failure was handed on as a frame.
         await _receiving;
+        // What was received and never taken goes back to the pool.
+        while (_frames.Reader.TryRead(out var left))
+        {
+            left.Payload?.Dispose();
+        }
+
         _stop.Dispose();
         _room.Dispose();
     }

@@ -80,12 +80,19 @@ public sealed class ReplicationChannel : IDisposable
     /// what it could save, for the cost of a deflater per message.</summary>
     private const int CompressFrom = 256;
 
-    public async Task SendAsync(byte[] payload, CancellationToken cancellationToken)
+    public Task SendAsync(byte[] payload, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(payload);
+        return SendAsync(payload.AsMemory(), cancellationToken);
+    }
+
+    /// <summary>Sends one message; <paramref name="payload"/> is read before this returns and not kept.</summary>
+    public async Task SendAsync(ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
         // Outside the lock: the receiver's acknowledgements and the sender's records do not wait for each other's
         // deflating.
-        var sent = CompressOutgoing && payload.Length >= CompressFrom ? Compress(payload) ?? payload : payload;
+        var compressed = CompressOutgoing && payload.Length >= CompressFrom ? Compress(payload.Span) : null;
+        var sent = compressed is null ? payload : compressed;
         await _sending.WaitAsync(cancellationToken);
         try
         {
@@ -93,16 +100,16 @@ public sealed class ReplicationChannel : IDisposable
             // buffer: the frame is written and forgotten, and a record's worth of bytes allocated per frame was
             // large-object garbage at replication's rates.
             var length = FrameSealer.FrameLength(sent.Length);
-            var frame = ArrayPool<byte>.Shared.Rent(length);
+            var frame = ReplicationBuffers.Pool.Rent(length);
             try
             {
-                _sealer.Seal(sent, frame.AsSpan(0, length));
+                _sealer.Seal(sent.Span, frame.AsSpan(0, length));
                 await _stream.WriteAsync(frame.AsMemory(0, length), cancellationToken);
                 await _stream.FlushAsync(cancellationToken);
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(frame);
+                ReplicationBuffers.Pool.Return(frame);
             }
 
             _payloadBytesSent += payload.Length;
@@ -116,7 +123,7 @@ public sealed class ReplicationChannel : IDisposable
 
     /// <summary><paramref name="payload"/> as a <see cref="ReplicationMessageKind.Compressed"/> message, or null
     /// when deflating does not make it smaller (random or already compressed data).</summary>
-    private static byte[]? Compress(byte[] payload)
+    private static byte[]? Compress(ReadOnlySpan<byte> payload)
     {
         var output = new MemoryStream(payload.Length / 2 + 64);
         output.WriteByte((byte)ReplicationMessageKind.Compressed);
@@ -133,7 +140,7 @@ public sealed class ReplicationChannel : IDisposable
 
     /// <summary>What a <see cref="ReplicationMessageKind.Compressed"/> message holds: exactly the length it announces
     /// (never more: a frame that inflates beyond it is refused before it is read on), and not itself compressed.</summary>
-    private static byte[] Inflate(byte[] message)
+    private static PooledPayload Inflate(byte[] message)
     {
         if (message.Length < 5)
         {
@@ -146,30 +153,48 @@ public sealed class ReplicationChannel : IDisposable
             throw new ReplicationRefusedException($"a compressed message announcing {length} bytes, more than a message may hold ({FrameSealer.MaxPayload})");
         }
 
-        var payload = new byte[length];
-        using var inflate = new DeflateStream(new MemoryStream(message, 5, message.Length - 5), CompressionMode.Decompress);
+        var payload = new PooledPayload((int)length);
         try
         {
-            var read = inflate.ReadAtLeast(payload, payload.Length, throwOnEndOfStream: false);
+            using var inflate = new DeflateStream(new MemoryStream(message, 5, message.Length - 5, writable: false), CompressionMode.Decompress);
+            var read = inflate.ReadAtLeast(payload.Span, payload.Length, throwOnEndOfStream: false);
             if (read < payload.Length || inflate.Read(stackalloc byte[1]) != 0)
             {
                 throw new ReplicationRefusedException($"a compressed message that does not inflate to the {length} bytes it announces");
             }
+
+            if (payload.Length > 0 && payload.Span[0] == (byte)ReplicationMessageKind.Compressed)
+            {
+                throw new ReplicationRefusedException("a compressed message inside a compressed message");
+            }
+
+            return payload;
         }
         catch (InvalidDataException e)
         {
+            payload.Dispose();
             throw new ReplicationRefusedException($"a compressed message whose deflate stream is damaged: {e.Message}");
         }
-
-        return payload.Length > 0 && payload[0] == (byte)ReplicationMessageKind.Compressed
-            ? throw new ReplicationRefusedException("a compressed message inside a compressed message")
-            : payload;
+        catch
+        {
+            payload.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The next frame's payload, authenticated and in order.</summary>
     /// <exception cref="ReplicationRefusedException">The peer closed the connection, or sent a frame that is too
     /// large, fails authentication, or is not the next one: the reason is in the message; nothing of it is returned.</exception>
     public async Task<byte[]> ReceiveAsync(CancellationToken cancellationToken)
+    {
+        using var payload = await ReceivePooledAsync(cancellationToken);
+        return payload.ToArray();
+    }
+
+    /// <summary><see cref="ReceiveAsync"/>'s payload in a pooled buffer, which the caller disposes once it has read
+    /// it (the standby's records: a megabyte each).</summary>
+    /// <exception cref="ReplicationRefusedException">As <see cref="ReceiveAsync"/>.</exception>
+    public async Task<PooledPayload> ReceivePooledAsync(CancellationToken cancellationToken)
     {
         var header = new byte[4];
         if (await _stream.ReadAtLeastAsync(header, 4, throwOnEndOfStream: false, cancellationToken) < 4)
@@ -183,9 +208,9 @@ public sealed class ReplicationChannel : IDisposable
             throw new ReplicationRefusedException($"a frame announcing {length} bytes (between {FrameSealer.HeaderSize - 4 + FrameSealer.TagSize} and {MaxFrame - 4} are possible): not a frame of this protocol, or a corrupted length");
         }
 
-        // The frame in a pooled buffer (opening it copies the payload out, which the caller keeps).
-        var frame = ArrayPool<byte>.Shared.Rent(4 + (int)length);
-        byte[] payload;
+        // The frame in a pooled buffer, opened into another.
+        var frame = ReplicationBuffers.Pool.Rent(4 + (int)length);
+        PooledPayload? payload = null;
         try
         {
             header.CopyTo(frame, 0);
@@ -194,14 +219,28 @@ public sealed class ReplicationChannel : IDisposable
                 throw new ReplicationRefusedException($"the peer closed the connection in the middle of a {length}-byte frame");
             }
 
-            payload = _opener.Open(frame.AsSpan(0, 4 + (int)length), out var problem) ?? throw new ReplicationRefusedException(problem!);
+            var sealedFrame = frame.AsSpan(0, 4 + (int)length);
+            payload = new PooledPayload(FrameOpener.PayloadLength(sealedFrame.Length));
+            if (!_opener.TryOpen(sealedFrame, payload.Span, out var problem))
+            {
+                throw new ReplicationRefusedException(problem!);
+            }
+
+            if (payload.Length > 0 && payload.Span[0] == (byte)ReplicationMessageKind.Compressed)
+            {
+                // Copied out for the inflating stream, which reads an array: compressed, it is the smaller one.
+                return Inflate(payload.ToArray());
+            }
+
+            var opened = payload;
+            payload = null;
+            return opened;
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(frame);
+            payload?.Dispose();
+            ReplicationBuffers.Pool.Return(frame);
         }
-
-        return payload.Length > 0 && payload[0] == (byte)ReplicationMessageKind.Compressed ? Inflate(payload) : payload;
     }
 
     public void Dispose()

@@ -163,6 +163,18 @@ public static class ReplicationMessage
         return payload;
     }
 
+    /// <summary>What a record message holds before the record's bytes: its kind.</summary>
+    public const int RecordHeadroom = 1;
+
+    /// <summary>The record message of a record read as bytes with <see cref="RecordHeadroom"/>
+    /// (<see cref="IJournalReader.ReadEncodedAfter"/>): it takes over the record's rented array, and the caller
+    /// disposes it once it is sent (the sender's records: a megabyte each).</summary>
+    public static PooledPayload RecordFrom(EncodedRecord record)
+    {
+        record.Rented[0] = (byte)ReplicationMessageKind.Record;
+        return new PooledPayload(record.Rented, record.Length);
+    }
+
     /// <exception cref="ReplicationRefusedException">Not a Resume, or short.</exception>
     public static (DataGeneration Generation, ulong Sequence) ReadResume(ReadOnlySpan<byte> payload)
     {
@@ -186,13 +198,30 @@ public static class ReplicationMessage
     /// <exception cref="ReplicationRefusedException">Not a record, or one that does not decode whole (its reason named).</exception>
     public static JournalRecord ReadRecord(ReadOnlySpan<byte> payload)
     {
+        CheckRecord(payload);
+        return Decoded(JournalCodec.Decode(payload[1..]), payload.Length);
+    }
+
+    /// <summary><see cref="ReadRecord(ReadOnlySpan{byte})"/> with the record's blocks left in
+    /// <paramref name="payload"/> (<see cref="JournalCodec.DecodeSharing"/>): valid only as long as the payload is.</summary>
+    /// <exception cref="ReplicationRefusedException">As <see cref="ReadRecord(ReadOnlySpan{byte})"/>.</exception>
+    public static JournalRecord ReadRecordSharing(ReadOnlyMemory<byte> payload)
+    {
+        CheckRecord(payload.Span);
+        return Decoded(JournalCodec.DecodeSharing(payload[1..]), payload.Length);
+    }
+
+    private static void CheckRecord(ReadOnlySpan<byte> payload)
+    {
         if (payload.Length < 1 || payload[0] != (byte)ReplicationMessageKind.Record)
         {
             throw new ReplicationRefusedException($"a {Describe(payload)} where a journal record was due");
         }
+    }
 
-        var decoded = JournalCodec.Decode(payload[1..]);
-        if (decoded.Status != JournalDecodeStatus.Decoded || decoded.Consumed != payload.Length - 1)
+    private static JournalRecord Decoded(JournalDecoding decoded, int payloadLength)
+    {
+        if (decoded.Status != JournalDecodeStatus.Decoded || decoded.Consumed != payloadLength - 1)
         {
             throw new ReplicationRefusedException($"a journal record that does not decode ({decoded.Status.ToString().ToLowerInvariant()}: {decoded.Problem ?? "bytes after its end"})");
         }

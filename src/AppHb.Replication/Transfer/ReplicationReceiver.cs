@@ -86,90 +86,100 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
         {
             while (true)
             {
-                byte[] payload;
-                JournalRecord record;
+                // Each payload goes back to the pool once read: a record is decoded out of it (its blocks copied).
+                PooledPayload? payload = null;
                 try
                 {
-                    payload = await frames.TakeAsync(cancellationToken);
-                    if (ReplicationMessage.KindOf(payload) == ReplicationMessageKind.ResyncRequest && staged is null)
+                    JournalRecord record;
+                    try
                     {
-                        Resyncing = true;
-                        beforeResync?.Invoke();
-                        // Asked again (for paths that changed on the active meanwhile, or the whole tree) until the
-                        // records start.
-                        while (ReplicationMessage.KindOf(payload) == ReplicationMessageKind.ResyncRequest)
+                        payload = await frames.TakeAsync(cancellationToken);
+                        if (ReplicationMessage.KindOf(payload.Span) == ReplicationMessageKind.ResyncRequest && staged is null)
                         {
-                            var (blockSize, paths) = ReplicationMessage.ReadResyncRequest(payload);
-                            await SendManifestAsync(channel, blockSize, paths, cancellationToken);
-                            payload = await frames.TakeAsync(cancellationToken);
+                            Resyncing = true;
+                            beforeResync?.Invoke();
+                            // Asked again (for paths that changed on the active meanwhile, or the whole tree) until the
+                            // records start.
+                            while (ReplicationMessage.KindOf(payload.Span) == ReplicationMessageKind.ResyncRequest)
+                            {
+                                var (blockSize, paths) = ReplicationMessage.ReadResyncRequest(payload.Span);
+                                await SendManifestAsync(channel, blockSize, paths, cancellationToken);
+                                payload.Dispose();
+                                payload = await frames.TakeAsync(cancellationToken);
+                            }
+
+                            // The sender's journal numbers them, which may be another node's than the one the replica
+                            // followed before: the position only has to follow on from here.
+                            next = ReplicationMessage.ReadResyncFrom(payload.Span);
+                            continue;
                         }
 
-                        // The sender's journal numbers them, which may be another node's than the one the replica
-                        // followed before: the position only has to follow on from here.
-                        next = ReplicationMessage.ReadResyncFrom(payload);
+                        if (ReplicationMessage.KindOf(payload.Span) == ReplicationMessageKind.VerifyRequest)
+                        {
+                            var blockSize = ReplicationMessage.ReadVerifyRequest(payload.Span);
+                            if (staged is { RecordsAfterCut: > 0 })
+                            {
+                                throw new ReplicationRefusedException($"a verify request inside a cut (after record {next - 1}): it is due only right after one");
+                            }
+
+                            // What the replica holds at the cut just received: the cuts held are applied first.
+                            if (staged is not null)
+                            {
+                                await ApplyAndAcknowledgeAsync();
+                            }
+
+                            await SendManifestAsync(channel, blockSize, null, cancellationToken);
+                            continue;
+                        }
+
+                        // Its blocks stay in the payload (staged below, before the payload goes back to the pool).
+                        record = ReplicationMessage.ReadRecordSharing(payload.Memory);
+                        if (record.Sequence != next)
+                        {
+                            throw new ReplicationRefusedException($"record {record.Sequence} where record {next} was due: the journal's sequence numbers follow each other, so records were lost or reordered");
+                        }
+
+                        if (record is not CutRecord && (!_applier.Scope.Holds(record.Path) || (record is RenameRecord rename && !_applier.Scope.Holds(rename.NewPath))))
+                        {
+                            throw new ReplicationRefusedException($"record {record.Sequence} names {(record is RenameRecord r && _applier.Scope.Holds(r.Path) ? r.NewPath : record.Path)}, outside what this node replicates ({_applier.Scope}): the two nodes' replication paths differ");
+                        }
+                    }
+                    catch (ReplicationRefusedException) when (staged is { HoldsCut: true, ChangedBeforeCut: false })
+                    {
+                        // Cuts held to be merged are whole and authenticated: what ends the connection does not undo them
+                        // (unless what came after them already changed a version they staged: then the sender sends them
+                        // again with the rest).
+                        ApplyStaged();
+                        throw;
+                    }
+
+                    next++;
+                    held += payload.Length;
+                    if (staged is null)
+                    {
+                        staged = _applier.Begin();
+                        stagedSince = System.Diagnostics.Stopwatch.GetTimestamp();
+                    }
+
+                    staged.Add(record);
+                    if (record is not CutRecord)
+                    {
                         continue;
                     }
 
-                    if (ReplicationMessage.KindOf(payload) == ReplicationMessageKind.VerifyRequest)
+                    if (frames.MoreWaiting && held < MergeBytes && System.Diagnostics.Stopwatch.GetElapsedTime(stagedSince) < MergeTime)
                     {
-                        var blockSize = ReplicationMessage.ReadVerifyRequest(payload);
-                        if (staged is { RecordsAfterCut: > 0 })
-                        {
-                            throw new ReplicationRefusedException($"a verify request inside a cut (after record {next - 1}): it is due only right after one");
-                        }
-
-                        // What the replica holds at the cut just received: the cuts held are applied first.
-                        if (staged is not null)
-                        {
-                            await ApplyAndAcknowledgeAsync();
-                        }
-
-                        await SendManifestAsync(channel, blockSize, null, cancellationToken);
+                        // The next cuts are already here: applied together, the syncs are paid once for all of them.
                         continue;
                     }
 
-                    record = ReplicationMessage.ReadRecord(payload);
-                    if (record.Sequence != next)
-                    {
-                        throw new ReplicationRefusedException($"record {record.Sequence} where record {next} was due: the journal's sequence numbers follow each other, so records were lost or reordered");
-                    }
-
-                    if (record is not CutRecord && (!_applier.Scope.Holds(record.Path) || (record is RenameRecord rename && !_applier.Scope.Holds(rename.NewPath))))
-                    {
-                        throw new ReplicationRefusedException($"record {record.Sequence} names {(record is RenameRecord r && _applier.Scope.Holds(r.Path) ? r.NewPath : record.Path)}, outside what this node replicates ({_applier.Scope}): the two nodes' replication paths differ");
-                    }
+                    // Applying holds the next records back (they are read ahead, up to ReadAheadBytes), never the link.
+                    await ApplyAndAcknowledgeAsync();
                 }
-                catch (ReplicationRefusedException) when (staged is { HoldsCut: true, ChangedBeforeCut: false })
+                finally
                 {
-                    // Cuts held to be merged are whole and authenticated: what ends the connection does not undo them
-                    // (unless what came after them already changed a version they staged: then the sender sends them
-                    // again with the rest).
-                    ApplyStaged();
-                    throw;
+                    payload?.Dispose();
                 }
-
-                next++;
-                held += payload.Length;
-                if (staged is null)
-                {
-                    staged = _applier.Begin();
-                    stagedSince = System.Diagnostics.Stopwatch.GetTimestamp();
-                }
-
-                staged.Add(record);
-                if (record is not CutRecord)
-                {
-                    continue;
-                }
-
-                if (frames.MoreWaiting && held < MergeBytes && System.Diagnostics.Stopwatch.GetElapsedTime(stagedSince) < MergeTime)
-                {
-                    // The next cuts are already here: applied together, the syncs are paid once for all of them.
-                    continue;
-                }
-
-                // Applying holds the next records back (they are read ahead, up to ReadAheadBytes), never the link.
-                await ApplyAndAcknowledgeAsync();
             }
         }
         finally

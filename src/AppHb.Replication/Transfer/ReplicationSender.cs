@@ -414,13 +414,14 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
                 var first = true;
                 foreach (var record in ReadJournalAfter(Sent))
                 {
+                    // The journal's bytes of the record, after the message's kind: sent as they are, then given back.
+                    using var payload = ReplicationMessage.RecordFrom(record);
                     if (first && record.Sequence != Sent + 1)
                     {
                         throw new ReplicationRefusedException($"the peer needs record {Sent + 1}, and this journal starts at record {record.Sequence}: a difference resync is due");
                     }
 
                     first = false;
-                    var payload = ReplicationMessage.Record(record);
                     if (record.Sequence <= _resyncCut)
                     {
                         await PaceResyncAsync(payload.Length, stop.Token);
@@ -429,8 +430,8 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
                     // Counted as sent before it goes (a barrier benchmark saw the acknowledgement arrive first 9 times in 300:
                     // the connection was dropped as a protocol violation and the barrier waited for the reconnect).
                     Sent = record.Sequence;
-                    await channel.SendAsync(payload, stop.Token);
-                    atCut = record is CutRecord;
+                    await channel.SendAsync(payload.Memory, stop.Token);
+                    atCut = record.Kind == JournalRecordKind.Cut;
                 }
 
                 ManifestAsked? asked;
@@ -477,9 +478,9 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
     /// <summary>The journal's records after <paramref name="sequence"/>; a damaged one ends the connection with the
     /// reason, after the resync source (if any) is told, so that the next connection resyncs instead of stopping at
     /// the same record forever.</summary>
-    private IEnumerable<JournalRecord> ReadJournalAfter(ulong sequence)
+    private IEnumerable<EncodedRecord> ReadJournalAfter(ulong sequence)
     {
-        using var records = _journal.ReadAfter(sequence).GetEnumerator();
+        using var records = _journal.ReadEncodedAfter(sequence, ReplicationMessage.RecordHeadroom).GetEnumerator();
         while (true)
         {
             try
