@@ -179,7 +179,9 @@ public sealed partial class PairRig : IAsyncDisposable
     public async Task<string> ScrapeAsync(int me)
     {
         var daemon = _daemons[me] ?? throw new InvalidOperationException($"node{me}'s apphbd was never started");
-        var line = await daemon.WaitForLineAsync("Prometheus scrapes", TimeSpan.FromSeconds(10));
+        // The last start's: a node restarted listens on a new port.
+        var line = daemon.Lines.LastOrDefault(l => l.Contains("Prometheus scrapes", StringComparison.Ordinal))
+            ?? await daemon.WaitForLineAsync("Prometheus scrapes", TimeSpan.FromSeconds(10));
         var url = System.Text.RegularExpressions.Regex.Match(line, @"http://\S+/metrics").Value;
         var (code, output) = await ProcessRunner.RunAsync("ip", "netns", "exec", Node(me).Name, "curl", "-sS", "--max-time", "10", url);
         return code == 0 ? output : throw new InvalidOperationException($"scraping node{me} failed: {output}");
