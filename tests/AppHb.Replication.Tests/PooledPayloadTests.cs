@@ -22,7 +22,7 @@ public class PooledPayloadTests
             var (rented, length) = JournalCodec.EncodeRented(record, ReplicationMessage.RecordHeadroom);
             using var pooled = ReplicationMessage.RecordFrom(new EncodedRecord(record.Sequence, record.Kind, rented, length));
             Assert.Equal(ReplicationMessage.Record(record), pooled.ToArray());
-            Assert.Equal(JournalCodec.Encode(record), JournalCodec.Encode(ReplicationMessage.ReadRecord(pooled.Span)));
+            Assert.Equal(JournalCodec.Encode(record), JournalCodec.Encode(ReplicationMessage.ReadRecordSharing(pooled.Memory)));
         }
     }
 

@@ -92,29 +92,23 @@ public sealed class JournalFile : IJournalReader, IDisposable
         var header = new byte[4];
         while (true)
         {
-            var at = stream.Position;
-            var read = stream.ReadAtLeast(header, header.Length, throwOnEndOfStream: false);
+            var (at, rented, read) = ReadRecordBytes(stream, header, headroom: 0);
             if (read == 0)
             {
                 yield break;
             }
 
-            // The length alone: an impossible one is refused before anything is allocated for it.
-            var decoded = JournalCodec.Decode(header.AsSpan(0, read));
-            if (decoded.Status == JournalDecodeStatus.Incomplete && read == header.Length)
+            JournalDecoding decoded;
+            try
             {
-                // Pooled: decoding copies what the record keeps out of it.
-                var length = header.Length + (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header);
-                var bytes = ReplicationBuffers.Pool.Rent(length);
-                try
+                // Decoding copies what the record keeps out of the pooled bytes.
+                decoded = JournalCodec.Decode(BytesRead(header, rented, headroom: 0, read));
+            }
+            finally
+            {
+                if (rented is not null)
                 {
-                    header.CopyTo(bytes, 0);
-                    read += stream.ReadAtLeast(bytes.AsSpan(header.Length, length - header.Length), length - header.Length, throwOnEndOfStream: false);
-                    decoded = JournalCodec.Decode(bytes.AsSpan(0, read));
-                }
-                finally
-                {
-                    ReplicationBuffers.Pool.Return(bytes);
+                    ReplicationBuffers.Pool.Return(rented);
                 }
             }
 
@@ -125,6 +119,31 @@ public sealed class JournalFile : IJournalReader, IDisposable
             }
         }
     }
+
+    /// <summary>Reads the record at <paramref name="stream"/>'s position: its offset, and its bytes (<c>Read</c> of
+    /// them) after <paramref name="headroom"/> bytes of a buffer rented from replication's pool, which the caller
+    /// gives back; or no buffer when the length field alone says there is no record to read (the stream ends inside
+    /// it, or the length is impossible), its bytes then in <paramref name="header"/>. <c>Read</c> is 0 at the end.</summary>
+    private static (long At, byte[]? Rented, int Read) ReadRecordBytes(FileStream stream, byte[] header, int headroom)
+    {
+        var at = stream.Position;
+        var read = stream.ReadAtLeast(header, header.Length, throwOnEndOfStream: false);
+        // The length alone: an impossible one is refused before anything is allocated for it.
+        if (read < header.Length || JournalCodec.DecodeHeader(header).Status != JournalDecodeStatus.Incomplete)
+        {
+            return (at, null, read);
+        }
+
+        var length = header.Length + (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header);
+        var rented = ReplicationBuffers.Pool.Rent(headroom + length);
+        header.CopyTo(rented, headroom);
+        read += stream.ReadAtLeast(rented.AsSpan(headroom + header.Length, length - header.Length), length - header.Length, throwOnEndOfStream: false);
+        return (at, rented, read);
+    }
+
+    /// <summary>The bytes <see cref="ReadRecordBytes"/> read.</summary>
+    private static ReadOnlySpan<byte> BytesRead(byte[] header, byte[]? rented, int headroom, int read) =>
+        rented is null ? header.AsSpan(0, read) : rented.AsSpan(headroom, read);
 
     /// <summary>Appends a record (buffered until <see cref="Sync"/>). Sequence numbers only grow.</summary>
     public void Append(JournalRecord record)
@@ -252,23 +271,13 @@ public sealed class JournalFile : IJournalReader, IDisposable
             var header = new byte[4];
             while (true)
             {
-                var at = reader.Position;
-                var read = reader.ReadAtLeast(header, header.Length, throwOnEndOfStream: false);
+                var (at, rented, read) = ReadRecordBytes(reader, header, headroom);
                 if (read == 0)
                 {
                     yield break;
                 }
 
-                var decoded = JournalCodec.DecodeHeader(header.AsSpan(0, read));
-                byte[]? rented = null;
-                if (decoded.Status == JournalDecodeStatus.Incomplete && read == header.Length)
-                {
-                    var length = header.Length + (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header);
-                    rented = ReplicationBuffers.Pool.Rent(headroom + length);
-                    header.CopyTo(rented, headroom);
-                    read += reader.ReadAtLeast(rented.AsSpan(headroom + header.Length, length - header.Length), length - header.Length, throwOnEndOfStream: false);
-                    decoded = JournalCodec.DecodeHeader(rented.AsSpan(headroom, read));
-                }
+                var decoded = JournalCodec.DecodeHeader(BytesRead(header, rented, headroom, read));
 
                 bool readable;
                 try

@@ -194,34 +194,18 @@ public static class ReplicationMessage
         return sequence;
     }
 
-    /// <summary>The record a Record frame carries.</summary>
+    /// <summary>The record a Record frame carries, with its blocks left in <paramref name="payload"/>
+    /// (<see cref="JournalCodec.DecodeSharing"/>): valid only as long as the payload is.</summary>
     /// <exception cref="ReplicationRefusedException">Not a record, or one that does not decode whole (its reason named).</exception>
-    public static JournalRecord ReadRecord(ReadOnlySpan<byte> payload)
-    {
-        CheckRecord(payload);
-        return Decoded(JournalCodec.Decode(payload[1..]), payload.Length);
-    }
-
-    /// <summary><see cref="ReadRecord(ReadOnlySpan{byte})"/> with the record's blocks left in
-    /// <paramref name="payload"/> (<see cref="JournalCodec.DecodeSharing"/>): valid only as long as the payload is.</summary>
-    /// <exception cref="ReplicationRefusedException">As <see cref="ReadRecord(ReadOnlySpan{byte})"/>.</exception>
     public static JournalRecord ReadRecordSharing(ReadOnlyMemory<byte> payload)
     {
-        CheckRecord(payload.Span);
-        return Decoded(JournalCodec.DecodeSharing(payload[1..]), payload.Length);
-    }
-
-    private static void CheckRecord(ReadOnlySpan<byte> payload)
-    {
-        if (payload.Length < 1 || payload[0] != (byte)ReplicationMessageKind.Record)
+        if (payload.Length < 1 || payload.Span[0] != (byte)ReplicationMessageKind.Record)
         {
-            throw new ReplicationRefusedException($"a {Describe(payload)} where a journal record was due");
+            throw new ReplicationRefusedException($"a {Describe(payload.Span)} where a journal record was due");
         }
-    }
 
-    private static JournalRecord Decoded(JournalDecoding decoded, int payloadLength)
-    {
-        if (decoded.Status != JournalDecodeStatus.Decoded || decoded.Consumed != payloadLength - 1)
+        var decoded = JournalCodec.DecodeSharing(payload[1..]);
+        if (decoded.Status != JournalDecodeStatus.Decoded || decoded.Consumed != payload.Length - 1)
         {
             throw new ReplicationRefusedException($"a journal record that does not decode ({decoded.Status.ToString().ToLowerInvariant()}: {decoded.Problem ?? "bytes after its end"})");
         }
