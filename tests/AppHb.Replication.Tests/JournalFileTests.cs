@@ -177,14 +177,25 @@ public sealed class JournalFileTests : IDisposable
             journal.Sync();
         }
 
-        var whole = File.ReadAllBytes(path);
+        // The records, without the zeros written ahead of them.
+        var whole = File.ReadAllBytes(path).AsSpan(0, Enumerable.Range(1, 10).Sum(i => JournalCodec.Encode(Record((ulong)i)).Length)).ToArray();
         var lastStart = whole.Length - JournalCodec.Encode(Record(10)).Length;
         for (var cut = lastStart + 1; cut < whole.Length; cut += Math.Max(1, (whole.Length - lastStart) / 37))
         {
             File.WriteAllBytes(path, whole.AsSpan(0, cut).ToArray());
             using var journal = JournalFile.Open(path);
             Assert.Equal(9UL, journal.LastSequence);
-            Assert.Contains($"{cut - lastStart} bytes at offset {lastStart} after record 9 cut off (incomplete", journal.Recovery, StringComparison.Ordinal);
+            if (whole.AsSpan(lastStart, cut - lastStart).ContainsAnyExcept((byte)0))
+            {
+                Assert.Contains($"{cut - lastStart} bytes at offset {lastStart} after record 9 cut off (incomplete", journal.Recovery, StringComparison.Ordinal);
+            }
+            else
+            {
+                // Only its length's first bytes, zeros, reached the disk: the same as the zeros written ahead of the
+                // records (nothing of the record is there to speak of), cut off all the same.
+                Assert.Null(journal.Recovery);
+            }
+
             Assert.Equal(lastStart, new FileInfo(path).Length);
 
             journal.Append(Record(10));
@@ -205,11 +216,66 @@ public sealed class JournalFileTests : IDisposable
         }
 
         var bytes = File.ReadAllBytes(path);
-        bytes[^3] ^= 0x40;
+        bytes[JournalCodec.Encode(Record(1)).Length + JournalCodec.Encode(Record(2)).Length - 3] ^= 0x40;
         File.WriteAllBytes(path, bytes);
 
         using var reopened = JournalFile.Open(path);
         Assert.Equal(1UL, reopened.LastSequence);
         Assert.Contains("(corrupt: the record's CRC-32 does not match its bytes)", reopened.Recovery, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_small_batch_overwrites_zeros_written_ahead_so_the_file_keeps_its_size_and_they_are_no_torn_end()
+    {
+        var path = _directory.File("journal");
+        long records;
+        using (var journal = JournalFile.Open(path))
+        {
+            journal.Append(Record(1));
+            journal.Sync();
+            records = journal.Length;
+            var size = new FileInfo(path).Length;
+            Assert.Equal(records + JournalFile.ZerosAhead, size);
+            for (ulong i = 2; i <= 20; i++)
+            {
+                journal.Append(Record(i));
+                journal.Sync();
+            }
+
+            // Written over the zeros: the file's size (metadata an fdatasync would have to commit) never changed.
+            Assert.Equal(size, new FileInfo(path).Length);
+            records = journal.Length;
+            Assert.Equal(20, journal.ReadAfter(0).Count());
+            Assert.Equal(records - JournalCodec.Encode(Record(1)).Length, journal.BytesAfter(1));
+        }
+
+        using var reopened = JournalFile.Open(path);
+        Assert.Equal((20UL, 20L, (string?)null), (reopened.LastSequence, reopened.Records, reopened.Recovery));
+        Assert.Equal(records, reopened.Length);
+        reopened.Append(Record(21));
+        reopened.Sync();
+        Assert.Equal(Enumerable.Range(1, 21).Select(i => (ulong)i), reopened.ReadAfter(0).Select(r => r.Sequence));
+    }
+
+    [Fact]
+    public void A_record_torn_inside_the_zeros_written_ahead_is_a_torn_end_all_the_same()
+    {
+        var path = _directory.File("journal");
+        using (var journal = JournalFile.Open(path))
+        {
+            journal.Append(Record(1));
+            journal.Sync();
+        }
+
+        // Record 2's first bytes reached the disk over the zeros, its end did not.
+        var second = JournalCodec.Encode(Record(2));
+        using (var file = File.OpenHandle(path, FileMode.Open, FileAccess.Write))
+        {
+            RandomAccess.Write(file, second.AsSpan(0, second.Length / 2), JournalCodec.Encode(Record(1)).Length);
+        }
+
+        using var reopened = JournalFile.Open(path);
+        Assert.Equal(1UL, reopened.LastSequence);
+        Assert.Contains("after record 1 cut off", reopened.Recovery, StringComparison.Ordinal);
     }
 }

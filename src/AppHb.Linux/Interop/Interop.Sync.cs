@@ -12,6 +12,11 @@ internal static partial class Interop
     [LibraryImport(Libc, EntryPoint = "fsync", SetLastError = true)]
     internal static partial int FSync(int fd);
 
+    /// <summary>fdatasync(2): the file's data, and the metadata needed to read it back (its size), are on stable
+    /// storage when it returns; a change of its times alone is not written.</summary>
+    [LibraryImport(Libc, EntryPoint = "fdatasync", SetLastError = true)]
+    internal static partial int FDataSync(int fd);
+
     /// <summary>syncfs(2): everything written to the filesystem holding the descriptor is on stable storage when it
     /// returns: one call where a batch of files would each need an fsync.</summary>
     [LibraryImport(Libc, EntryPoint = "syncfs", SetLastError = true)]

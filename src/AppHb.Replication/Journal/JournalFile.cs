@@ -5,7 +5,10 @@ namespace AppHb.Replication.Journal;
 /// <summary>The ordered journal on disk: records appended in sequence order, made durable in batches by
 /// <see cref="Sync"/> (fdatasync), read back from any sequence. Opening it recovers from a crash: a record torn by
 /// the crash (or damaged) at the end is cut off, so that what follows starts on a record boundary, and
-/// <see cref="Recovery"/> says what was dropped. Not thread-safe: one journaler writes it.</summary>
+/// <see cref="Recovery"/> says what was dropped. Small batches are written over zeros written ahead of them
+/// (<see cref="ZerosAhead"/>): their fdatasync then changes no metadata and waits for no commit of the filesystem's
+/// journal, which carries every other change made on that filesystem (the application's files, the barrier's).
+/// Not thread-safe: one journaler writes it.</summary>
 public sealed class JournalFile : IJournalReader, IDisposable
 {
     private FileStream _stream;
@@ -54,7 +57,12 @@ public sealed class JournalFile : IJournalReader, IDisposable
                 {
                     if (decoded.Status != JournalDecodeStatus.Decoded)
                     {
-                        recovery = $"{path}: {reader.Length - at} bytes at offset {at} after record {last} cut off ({decoded.Status.ToString().ToLowerInvariant()}: {decoded.Problem})";
+                        // Zeros to the end are what was written ahead of the records, not a torn one.
+                        if (!ZerosFrom(path, at))
+                        {
+                            recovery = $"{path}: {reader.Length - at} bytes at offset {at} after record {last} cut off ({decoded.Status.ToString().ToLowerInvariant()}: {decoded.Problem})";
+                        }
+
                         break;
                     }
 
@@ -72,7 +80,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
             }
 
             stream.Seek(0, SeekOrigin.End);
-            return new JournalFile(path, stream, last, records, recovery, offsets) { _durable = last, _durableLength = end };
+            return new JournalFile(path, stream, last, records, recovery, offsets) { _durable = last, _durableLength = end, _end = end, _allocated = end };
         }
         catch
         {
@@ -80,6 +88,44 @@ public sealed class JournalFile : IJournalReader, IDisposable
             throw;
         }
     }
+
+    /// <summary>Whether the file holds only zeros from <paramref name="offset"/> to its end.</summary>
+    private static bool ZerosFrom(string path, long offset)
+    {
+        using var file = File.OpenHandle(path);
+        var buffer = new byte[ReadBuffer];
+        for (var at = offset; ;)
+        {
+            var read = RandomAccess.Read(file, buffer, at);
+            if (read == 0)
+            {
+                return true;
+            }
+
+            if (buffer.AsSpan(0, read).ContainsAnyExcept((byte)0))
+            {
+                return false;
+            }
+
+            at += read;
+        }
+    }
+
+    /// <summary>How many zero bytes a small batch's <see cref="Sync"/> writes ahead of the journal's end when it has
+    /// none left, so that the next small batches overwrite them (a barrier's records are a few hundred bytes: a
+    /// syncs with metadata every thousand barriers or so). A large batch (a bulk copy's) is appended as before:
+    /// zeros written ahead of it would be written to the disk twice.</summary>
+    public const int ZerosAhead = 1 << 20;
+
+    /// <summary>A batch of at most this many bytes is small (<see cref="ZerosAhead"/>).</summary>
+    private const int SmallBatch = 64 << 10;
+
+    /// <summary>Where the records appended end (the file goes on with zeros up to <see cref="_allocated"/>); under
+    /// the lock.</summary>
+    private long _end;
+
+    /// <summary>How far the file is written (records, then zeros).</summary>
+    private long _allocated;
 
     /// <summary>How much a reader of the journal reads from the disk at a time.</summary>
     private const int ReadBuffer = 1 << 16;
@@ -160,19 +206,30 @@ public sealed class JournalFile : IJournalReader, IDisposable
         {
             _offsets.Add((record.Sequence, offset));
             LastSequence = record.Sequence;
+            _end = _stream.Position;
         }
 
         Records++;
     }
 
     /// <summary>Makes every appended record durable (fdatasync): a batch is sent to the peer only after this.</summary>
+    /// <exception cref="IOException">The write or the sync failed (named with the file).</exception>
     public void Sync()
     {
-        _stream.Flush(flushToDisk: true);
+        var end = _stream.Position;
+        if (end > _allocated && end - _durableLength <= SmallBatch)
+        {
+            // Zeros ahead, made durable with this batch: the next small batches change no metadata.
+            RandomAccess.Write(_stream.SafeFileHandle, new byte[ZerosAhead], end);
+            _allocated = end + ZerosAhead;
+        }
+
+        AppHb.Linux.Files.DurableFile.SyncData(_stream);
+        _allocated = Math.Max(_allocated, end);
         lock (_gate)
         {
             _durable = LastSequence;
-            _durableLength = _stream.Length;
+            _durableLength = end;
         }
     }
 
@@ -233,7 +290,8 @@ public sealed class JournalFile : IJournalReader, IDisposable
     /// <exception cref="InvalidDataException">The record is damaged.</exception>
     private bool Readable(long at, JournalDecodeStatus status, string? problem, ulong sequence, ulong durable, long durableLength)
     {
-        if (status == JournalDecodeStatus.Incomplete && at >= durableLength)
+        // Past what was synced: being appended, or zeros written ahead.
+        if (at >= durableLength)
         {
             return false;
         }
@@ -310,14 +368,14 @@ public sealed class JournalFile : IJournalReader, IDisposable
         }
     }
 
-    /// <summary>How many bytes the journal holds.</summary>
+    /// <summary>How many bytes the journal's records take (the file may go on with zeros written ahead).</summary>
     public long Length
     {
         get
         {
             lock (_gate)
             {
-                return _stream.Length;
+                return _end;
             }
         }
     }
@@ -340,10 +398,24 @@ public sealed class JournalFile : IJournalReader, IDisposable
             _stream.Flush(flushToDisk: true);
             // Streamed, never held whole: what a connected peer still needs may be large. A reader already open goes
             // on reading the replaced file; the next one opens this.
+            var end = _stream.Position;
             AppHb.Linux.Files.DurableFile.Replace(Path, file =>
             {
-                _stream.Position = offset;
-                _stream.CopyTo(file, ReadBuffer);
+                // The records only, not the zeros written ahead of them.
+                using var records = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, ReadBuffer);
+                records.Position = offset;
+                var buffer = new byte[ReadBuffer];
+                for (var left = end - offset; left > 0;)
+                {
+                    var read = records.Read(buffer, 0, (int)Math.Min(buffer.Length, left));
+                    if (read == 0)
+                    {
+                        throw new IOException($"{Path}: it ends at {records.Position}, before its records' end {end}");
+                    }
+
+                    file.Write(buffer, 0, read);
+                    left -= read;
+                }
             });
             _stream.Dispose();
             _stream = new FileStream(Path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read, 1, FileOptions.None);
@@ -354,6 +426,8 @@ public sealed class JournalFile : IJournalReader, IDisposable
             Records = keptOffsets.Count;
             _durable = LastSequence;
             _durableLength = _stream.Length;
+            _end = _stream.Length;
+            _allocated = _stream.Length;
             return first;
         }
     }
@@ -364,7 +438,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
         lock (_gate)
         {
             var index = FirstAfter(sequence);
-            return index == _offsets.Count ? 0 : _stream.Length - _offsets[index].Offset;
+            return index == _offsets.Count ? 0 : _end - _offsets[index].Offset;
         }
     }
 
