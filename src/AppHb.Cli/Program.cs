@@ -190,9 +190,13 @@ replicationStatus.SetAction(async (parse, ct) => await Run(async () =>
         ? JsonSerializer.Serialize(replicating, ProtocolJsonContext.Default.ReplicationStatus) + Environment.NewLine
         : StatusPrinter.RenderReplication(replicating));
 }));
-var replicationSync = new Command("sync", "On the active node: return once every change made in the replicated directory before it is durable on the peer (fails after replication.barrier-timeout)");
+var appliedOption = new Option<bool>("--applied") { Description = "Also wait until the peer has applied those changes, visible in its replica (not only durable there)" };
+var replicationSync = new Command("sync", "On the active node: return once every change made in the replicated directory before it is durable on the peer (fails after replication.barrier-timeout)")
+{
+    appliedOption,
+};
 replicationSync.SetAction(async (parse, ct) => await Run(async () =>
-    Console.WriteLine((await new AppHbControl(parse.GetValue(socketOption)).ControlAsync(ControlAction.ReplicationSync, string.Empty, 0, ct)).Message)));
+    Console.WriteLine((await new AppHbControl(parse.GetValue(socketOption)).ControlAsync(ControlAction.ReplicationSync, parse.GetValue(appliedOption) ? ControlRequest.SyncApplied : string.Empty, 0, ct)).Message)));
 var repairOption = new Option<bool>("--repair") { Description = "Resync a replica found to differ (only what differs is sent), then verify again" };
 var replicationVerify = new Command("verify", "On the active node: compare the replica with the replicated directory by block hashes and list the differences (exit 1 when any)")
 {

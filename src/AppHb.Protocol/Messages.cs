@@ -172,7 +172,8 @@ public enum ControlAction : byte
     Unstandby = 9,
     /// <summary>The pair: after a split brain, the node named in the request's name keeps its data.</summary>
     Resolve = 10,
-    /// <summary>Replication: returns once every change made before it is durable on the peer (the barrier).</summary>
+    /// <summary>Replication: returns once every change made before it is durable on the peer (the barrier); with the
+    /// name <see cref="ControlRequest.SyncApplied"/>, once it is also applied, visible in the peer's replica.</summary>
     ReplicationSync = 11,
     /// <summary>Replication: compare the replica with the active's tree by block hashes; list the differences.</summary>
     ReplicationVerify = 12,
@@ -184,6 +185,10 @@ public enum ControlAction : byte
 /// for resolve). Lines is how many output lines logs returns.</summary>
 public sealed record ControlRequest(ControlAction Action, string Name, uint Lines) : IMessage<ControlRequest>
 {
+    /// <summary><see cref="ControlAction.ReplicationSync"/>'s name for a barrier that waits until the peer applied
+    /// the changes (`apphbctl replication sync --applied`), not only until they are durable there.</summary>
+    public const string SyncApplied = "applied";
+
     public static FrameType Type => FrameType.Control;
 
     public int PayloadSize => 1 + PayloadWriter.SizeOf(Name) + 4;

@@ -83,14 +83,22 @@ public sealed class ReplicationTests : IAsyncLifetime
 
         var (a, b) = await StartReplicatingAsync(Config);
 
-        // An application's commit, then the barrier: once sync returns, the standby holds it.
+        // An application's commit, then the barrier: once sync returns, the standby holds it, durably (its receive
+        // log), and applies it right after; with --applied, sync returns once it is in the standby's tree.
         for (var order = 2; order <= 5; order++)
         {
             await File.AppendAllTextAsync(Path.Combine(Data(1), "db", "orders"), $"order {order}\n", TestContext.Current.CancellationToken);
-            var (code, output, error) = await CliAsync(a, "replication", "sync");
+            var applied = order % 2 == 0;
+            var (code, output, error) = applied ? await CliAsync(a, "replication", "sync", "--applied") : await CliAsync(a, "replication", "sync");
             Assert.True(code == 0, $"sync failed: {error}\n{string.Join('\n', a.Lines)}");
-            Assert.Contains("durable on node2", output, StringComparison.Ordinal);
-            Assert.EndsWith($"order {order}\n", File.ReadAllText(Path.Combine(Data(2), "db", "orders")), StringComparison.Ordinal);
+            Assert.Contains(applied ? "applied on node2" : "durable on node2", output, StringComparison.Ordinal);
+            var orders = Path.Combine(Data(2), "db", "orders");
+            if (!applied)
+            {
+                Assert.True(await UntilAsync(() => Task.FromResult(File.ReadAllText(orders).EndsWith($"order {order}\n", StringComparison.Ordinal))), "the durable change was never applied");
+            }
+
+            Assert.EndsWith($"order {order}\n", File.ReadAllText(orders), StringComparison.Ordinal);
         }
 
         AssertIdentical(Data(1), Data(2));
@@ -102,7 +110,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Contains("apphb_replication_lag_bytes 0", metrics, StringComparison.Ordinal);
         Assert.Matches(@"apphb_replication_acknowledged_records [1-9]", metrics);
         Assert.Contains("apphb_replication_side{side=\"replica\"} 1", await _rig.ScrapeAsync(2), StringComparison.Ordinal);
-        var (refusedCode, _, refused) = await CliAsync(b, "replication", "sync");
+        var (refusedCode, _, refused) = await CliAsync(b, "replication", "sync", "--applied");
         Assert.Equal(1, refusedCode);
         Assert.Contains("not the active one", refused, StringComparison.Ordinal);
         var (statusCode, statusText, _) = await CliAsync(b, "replication", "status");
@@ -144,7 +152,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.True(await UntilAsync(async () => await PairAsync(a) is { Stale: false, Role: "standby" } && await ReplicationAsync(a) is { Side: "replica" }),
             $"node1 never caught up:\n{string.Join('\n', a.Lines)}\n--- node2:\n{string.Join('\n', b.Lines)}");
         Assert.Contains(a.Lines, l => l.Contains("replication-resynced", StringComparison.Ordinal) || l.Contains("caught-up", StringComparison.Ordinal));
-        var (syncCode, _, syncError) = await CliAsync(b, "replication", "sync");
+        var (syncCode, _, syncError) = await CliAsync(b, "replication", "sync", "--applied");
         Assert.True(syncCode == 0, syncError);
         AssertIdentical(Data(2), Data(1));
 
@@ -162,7 +170,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal("order 1\norder 2\norder 3\norder 4\norder 5\norder 6 (on node2)\n", File.ReadAllText(Path.Combine(Data(1), "db", "orders")));
         Assert.Equal("handed over with the group", File.ReadAllText(Path.Combine(Data(1), "last-on-node2")));
         await File.WriteAllTextAsync(Path.Combine(Data(1), "after-failback"), "back on node1", TestContext.Current.CancellationToken);
-        var (lastCode, _, lastError) = await CliAsync(a, "replication", "sync");
+        var (lastCode, _, lastError) = await CliAsync(a, "replication", "sync", "--applied");
         Assert.True(lastCode == 0, lastError);
         AssertIdentical(Data(1), Data(2));
     }
@@ -190,7 +198,7 @@ public sealed class ReplicationTests : IAsyncLifetime
             await Task.Delay(100, TestContext.Current.CancellationToken);
         }
 
-        var (code, _, error) = await CliAsync(a, "replication", "sync");
+        var (code, _, error) = await CliAsync(a, "replication", "sync", "--applied");
         Assert.Equal(1, code);
         Assert.Contains("did not confirm", error, StringComparison.Ordinal);
         Assert.Equal("active", (await PairAsync(a))!.Role);
@@ -199,7 +207,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.True(apart is { LagRecords: > 0, LagBytes: > 0, LagSeconds: > 0 }, $"lag while apart: {apart}");
 
         await _rig.CutDedicatedAsync(false);
-        var confirmed = await UntilAsync(async () => (await CliAsync(a, "replication", "sync")).Code == 0);
+        var confirmed = await UntilAsync(async () => (await CliAsync(a, "replication", "sync", "--applied")).Code == 0);
         Assert.True(confirmed, $"sync never succeeded after the link returned:\n{string.Join('\n', a.Lines)}");
         AssertIdentical(Data(1), Data(2));
         // Replayed from the journal, not compared again: the journal held everything made while apart.
@@ -248,7 +256,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         // Reachable again: the write is confirmed on node2. (A switchover right after, in one native CI run, was
         // abandoned by node2: node1 did not take its new generation within deadtime; under investigation, see the
         // closing note of 2026-12-01, so the successful switchover is not asserted here yet.)
-        Assert.True(await UntilAsync(async () => (await CliAsync(a, "replication", "sync")).Code == 0), $"sync never succeeded again:\n{string.Join('\n', a.Lines)}");
+        Assert.True(await UntilAsync(async () => (await CliAsync(a, "replication", "sync", "--applied")).Code == 0), $"sync never succeeded again:\n{string.Join('\n', a.Lines)}");
         Assert.Equal("written on node1", File.ReadAllText(Path.Combine(Data(2), "unconfirmed")));
         Assert.Equal("active", (await PairAsync(a))!.Role);
     }
@@ -270,7 +278,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         await File.WriteAllTextAsync(Path.Combine(Data(1), "while-cut"), "over the LAN", TestContext.Current.CancellationToken);
         await File.WriteAllTextAsync(Path.Combine(Data(1), "log.txt"),
             string.Concat(Enumerable.Range(0, 20_000).Select(n => $"{n:D6} INFO request served\n")), TestContext.Current.CancellationToken);
-        Assert.True(await UntilAsync(async () => (await CliAsync(a, "replication", "sync")).Code == 0),
+        Assert.True(await UntilAsync(async () => (await CliAsync(a, "replication", "sync", "--applied")).Code == 0),
             $"sync never succeeded over the LAN:\n{string.Join('\n', a.Lines)}");
         Assert.Equal("over the LAN", File.ReadAllText(Path.Combine(Data(2), "while-cut")));
         Assert.Contains(a.Lines, l => l.Contains("cannot connect to 10.216.1.2", StringComparison.Ordinal));
@@ -312,7 +320,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         await File.WriteAllTextAsync(Path.Combine(Data(1), "overflow", "b"), string.Empty, TestContext.Current.CancellationToken);
         // Replicated first: the capture then watches the new directory (stopped before it read the directory's
         // creation, it would not see the writes in it at all, and the queue would not overflow: a native run did).
-        Assert.True(await UntilAsync(async () => (await CliAsync(a, "replication", "sync")).Code == 0), string.Join('\n', a.Lines));
+        Assert.True(await UntilAsync(async () => (await CliAsync(a, "replication", "sync", "--applied")).Code == 0), string.Join('\n', a.Lines));
         Assert.True(ProcessRunner.Signal(a.Pid, 19));
         try
         {
@@ -334,7 +342,7 @@ public sealed class ReplicationTests : IAsyncLifetime
             TreeChurn.Change(Data(1), random);
         }
 
-        Assert.True(await UntilAsync(async () => (await CliAsync(a, "replication", "sync")).Code == 0),
+        Assert.True(await UntilAsync(async () => (await CliAsync(a, "replication", "sync", "--applied")).Code == 0),
             $"sync never succeeded:\n{string.Join('\n', a.Lines)}");
         var (paths, differences) = TreeSnapshot.Compare(Data(1), Data(2));
         Assert.True(differences is null, differences);
@@ -379,7 +387,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         var (a, b) = await StartReplicatingAsync(PathsConfig);
         async Task SyncAsync(DaemonProcess daemon)
         {
-            var (code, output, error) = await CliAsync(daemon, "replication", "sync");
+            var (code, output, error) = await CliAsync(daemon, "replication", "sync", "--applied");
             Assert.True(code == 0, $"sync failed: {output}{error}\n{string.Join('\n', daemon.Lines)}");
         }
 

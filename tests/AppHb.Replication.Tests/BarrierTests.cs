@@ -35,13 +35,48 @@ public sealed class BarrierTests : IDisposable
         {
             var name = $"txn{transaction % 7}";
             await File.WriteAllTextAsync(Path.Combine(source, name), $"transaction {transaction}", TestContext.Current.CancellationToken);
-            await pump.BarrierAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+            await pump.BarrierAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken, visible: true);
             Assert.Equal($"transaction {transaction}", File.ReadAllText(Path.Combine(replica, name)));
         }
 
         Assert.Empty(Directory.EnumerateFiles(replica, CapturePump.BarrierFilePrefix + "*"));
         await stop.CancelAsync();
         await Assert.ThrowsAnyAsync<Exception>(() => Task.WhenAll(sending, receiving));
+    }
+
+    [Fact]
+    public async Task A_write_the_durable_barrier_confirmed_is_in_the_replica_after_the_standby_stops_at_once_and_recovers()
+    {
+        // The application's barrier returns once the change is durable on the standby (its receive log), maybe before
+        // it is applied there: stopped right then, the standby's recovery (a restart's, a takeover's) applies it.
+        var source = Directory.CreateDirectory(_directory.File("source")).FullName;
+        var replica = _directory.File("replica");
+        var state = _directory.File("state");
+        var key = RandomNumberGenerator.GetBytes(32);
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(1, 1)), journal);
+        var recovered = 0;
+        for (var transaction = 0; transaction < 20; transaction++)
+        {
+            await using var connection = await Connected.OpenAsync(key, key);
+            using var stop = new CancellationTokenSource();
+            var sending = pump.Sender.RunAsync(connection.Sender, stop.Token);
+            var receiving = new ReplicationReceiver(new CutApplier(replica, state)).RunAsync(connection.Receiver, stop.Token);
+            var name = $"txn{transaction % 3}";
+            await File.WriteAllTextAsync(Path.Combine(source, name), $"transaction {transaction}", TestContext.Current.CancellationToken);
+            await pump.BarrierAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+            await stop.CancelAsync();
+            await Assert.ThrowsAnyAsync<Exception>(() => Task.WhenAll(sending, receiving));
+
+            if (new CutApplier(replica, state).Recover() is { } done && done.Contains("acknowledged cut", StringComparison.Ordinal))
+            {
+                recovered++;
+            }
+
+            Assert.Equal($"transaction {transaction}", File.ReadAllText(Path.Combine(replica, name)));
+        }
+
+        TestContext.Current.TestOutputHelper?.WriteLine($"{recovered} of 20 barriers were applied by the recovery, the others before the stop");
     }
 
     [Fact]

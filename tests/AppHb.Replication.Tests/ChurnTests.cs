@@ -51,7 +51,7 @@ public sealed class ChurnTests : IDisposable
         // The barrier: once it returns, every change made before it is applied on the replica.
         try
         {
-            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         }
         catch (TimeoutException e)
         {

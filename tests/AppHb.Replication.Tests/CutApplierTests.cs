@@ -497,9 +497,13 @@ public sealed class CutApplierTests : IDisposable
         next.ApplyCut([new CutRecord(5, Generation)]);
     }
 
-    [Fact]
-    public async Task A_cut_applier_killed_at_random_moments_then_recovered_leaves_every_file_at_the_same_cut()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_cut_applier_killed_at_random_moments_then_recovered_leaves_every_file_at_the_same_cut(bool receiveLog)
     {
+        // With the receive log, a cut is reported (acknowledged) once durable in the log, before it is applied: the
+        // recovery must apply it, so the replica is never before a cut reported.
         const int Files = 4;
         var random = new Random();
         var finished = 0;
@@ -508,11 +512,11 @@ public sealed class CutApplierTests : IDisposable
             var replica = Path.Combine(_directory.Path, $"trial{trial}", "replica");
             var state = Path.Combine(_directory.Path, $"trial{trial}", "state");
             var reported = 0;
-            await KilledWorker.RunAsync([replica, Files.ToString(System.Globalization.CultureInfo.InvariantCulture), state],
+            await KilledWorker.RunAsync([replica, Files.ToString(System.Globalization.CultureInfo.InvariantCulture), state, .. receiveLog ? new[] { "received" } : []],
                 line => Volatile.Write(ref reported, int.Parse(line.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture)), lines: 1, maxDelayMs: 200, random);
 
             var recovery = new CutApplier(replica, state).Recover();
-            if (recovery is not null && recovery.Contains("finished", StringComparison.Ordinal))
+            if (recovery is not null && recovery.Contains(receiveLog ? "acknowledged cut" : "finished", StringComparison.Ordinal))
             {
                 finished++;
             }
@@ -524,7 +528,8 @@ public sealed class CutApplierTests : IDisposable
             Assert.True(cutsSeen.Count == 1, $"trial {trial}: the files are not all at cut {reported} or all at cut {reported + 1} (recovery: {recovery ?? "nothing to do"})");
         }
 
-        // Some kills must have landed inside a cut's installation for the recovery to have been tested.
+        // Some kills must have landed inside a cut's installation (after its acknowledgement) for the recovery to have
+        // been tested.
         Assert.True(finished > 0, "no kill came while a cut was being installed: the recovery was never exercised");
     }
 }

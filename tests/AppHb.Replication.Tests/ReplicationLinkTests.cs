@@ -70,14 +70,14 @@ public sealed class ReplicationLinkTests : IDisposable
             "no connection was tried and closed before the standby listened: " + string.Join(" | ", _ended));
         var applier = new CutApplier(Replica, _directory.File("state"));
         _ = Listen(standby, ActiveAddress, applier);
-        await sender.WaitAcknowledgedAsync(journal.LastSequence, TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken);
+        await sender.WaitAppliedAsync(journal.LastSequence, TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken);
         Assert.Equal("first", File.ReadAllText(Path.Combine(Replica, "a")));
 
         // The link is cut (every connection through the relay dropped); meanwhile the active node goes on writing.
         relay.Cut();
         Write(journal, "b", "second");
         sender.Appended();
-        await sender.WaitAcknowledgedAsync(journal.LastSequence, TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken);
+        await sender.WaitAppliedAsync(journal.LastSequence, TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken);
         Assert.Equal("second", File.ReadAllText(Path.Combine(Replica, "b")));
         Assert.True(relay.Connections >= 2, $"{relay.Connections} connections");
         // The position is recorded right after the acknowledgement (which waits only for the cut to be durable and
@@ -103,7 +103,7 @@ public sealed class ReplicationLinkTests : IDisposable
             _ended.Enqueue, _stop.Token));
         _ = Connect(standby, sender);
 
-        await sender.WaitAcknowledgedAsync(journal.LastSequence, TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken);
+        await sender.WaitAppliedAsync(journal.LastSequence, TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken);
         Assert.Equal("first", File.ReadAllText(Path.Combine(Replica, "a")));
         Assert.Contains(_ended, e => e.Contains("failed on this node (NotSupportedException): a defect in the first session", StringComparison.Ordinal));
     }
@@ -124,7 +124,7 @@ public sealed class ReplicationLinkTests : IDisposable
 
         _ = Connect(standby, sender);
 
-        await sender.WaitAcknowledgedAsync(journal.LastSequence, TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken);
+        await sender.WaitAppliedAsync(journal.LastSequence, TestContext.Current.CancellationToken).WaitAsync(Patience, TestContext.Current.CancellationToken);
         Assert.Equal("first", File.ReadAllText(Path.Combine(Replica, "a")));
         Assert.Contains(_ended, e => e.Contains("replaced by a newer one from the peer", StringComparison.Ordinal));
     }

@@ -121,7 +121,7 @@ public sealed class ResyncTests : IDisposable
         Assert.True(await Polling.UntilAsync(() => Task.FromResult(journal.ReadAfter(0).First().Sequence > replicaAt + 1), Patience, TestContext.Current.CancellationToken));
         await using (var replication = Replicating.Start(pump, replica, _key, _directory.File("state")))
         {
-            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         }
 
         Assert.Equal(2, pump.Sender.Resyncs);
@@ -178,13 +178,13 @@ public sealed class ResyncTests : IDisposable
         using var stop = new CancellationTokenSource();
         var sending = restarted.Sender.RunAsync(connection.Sender, stop.Token);
         var receiving = new ReplicationReceiver(new CutApplier(replica, _directory.File("state"))).RunAsync(connection.Receiver, stop.Token);
-        await restarted.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        await restarted.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         AssertIdentical(source, replica);
         Assert.Equal(1, ShippedBlocks(reopened, after: before));
 
         // Then followed record by record on the same connection.
         await File.WriteAllTextAsync(Path.Combine(source, "later"), "after the resync", TestContext.Current.CancellationToken);
-        await restarted.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        await restarted.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         Assert.Equal("after the resync", File.ReadAllText(Path.Combine(replica, "later")));
         Assert.Equal(1, restarted.Sender.Resyncs);
         await stop.CancelAsync();
@@ -281,7 +281,7 @@ public sealed class ResyncTests : IDisposable
             for (var i = 0; i < 20; i++)
             {
                 await File.WriteAllBytesAsync(Path.Combine(source, $"connected{i}"), Bytes.Random(random, 20_000), TestContext.Current.CancellationToken);
-                await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+                await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
             }
 
             await stop.CancelAsync();
@@ -307,7 +307,7 @@ public sealed class ResyncTests : IDisposable
         // records the peer still needs (more than the limit behind), and the next one resyncs.
         await using (var replication = Replicating.Start(pump, replica, _key, _directory.File("state")))
         {
-            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         }
 
         AssertIdentical(source, replica);
@@ -325,7 +325,7 @@ public sealed class ResyncTests : IDisposable
         using var journal = JournalFile.Open(_directory.File("journal"));
         await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(4, 1)), journal, journalLimit: limit);
         await using var replication = Replicating.Start(pump, replica, _key, _directory.File("state"));
-        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         var random = new Random(12);
         long largest = 0;
         for (var i = 0; i < 600; i++)
@@ -336,7 +336,7 @@ public sealed class ResyncTests : IDisposable
             await Task.Delay(1, TestContext.Current.CancellationToken);
         }
 
-        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         AssertIdentical(source, replica);
         Assert.True(pump.JournalRestarts > 0, "the journal never started again");
         // 3.6 MB journaled; the journal held at most its limit, the peer's backlog (copied while at most half the
@@ -396,7 +396,7 @@ public sealed class ResyncTests : IDisposable
         var ended = new List<string>();
         await using (var replication = Replicating.Start(pump, replica, _key, _directory.File("state"), ended.Add))
         {
-            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         }
 
         AssertIdentical(source, replica);
@@ -424,7 +424,7 @@ public sealed class ResyncTests : IDisposable
         var seen = new List<(long Sent, long Total)>();
         await using (var replication = Replicating.Start(pump, replica, _key, _directory.File("state")))
         {
-            var barrier = pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+            var barrier = pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
             while (!barrier.IsCompleted)
             {
                 if (pump.Sender.ResyncProgress is { } progress)
@@ -445,7 +445,7 @@ public sealed class ResyncTests : IDisposable
 
             // After the resync, a change goes at once.
             File.WriteAllBytes(Path.Combine(source, "after"), Bytes.Random(random, 1 << 20));
-            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
             Assert.Equal(1, pump.Sender.Resyncs);
         }
     }
@@ -462,7 +462,7 @@ public sealed class ResyncTests : IDisposable
         using var journal = JournalFile.Open(_directory.File("journal"));
         await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(4, 1)), journal);
         await using var replication = Replicating.Start(pump, replica, _key, _directory.File("state"));
-        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
 
         var directory = Directory.CreateDirectory(Path.Combine(source, "spool")).FullName;
         File.SetUnixFileMode(directory, (UnixFileMode)0b111_111_000);
@@ -471,12 +471,12 @@ public sealed class ResyncTests : IDisposable
         await File.WriteAllTextAsync(file, "order 1\n", TestContext.Current.CancellationToken);
         File.SetUnixFileMode(file, (UnixFileMode)0b110_110_100);
         AppHb.Linux.Accounts.UnixAccounts.ChangeOwner(file, 1234, 5678);
-        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         Assert.Equal((1234u, 5678u, (UnixFileMode)0b111_111_000), AppHb.Linux.Accounts.UnixAccounts.OwnerOf(Path.Combine(replica, "spool")));
         Assert.Equal((1234u, 5678u, (UnixFileMode)0b110_110_100), AppHb.Linux.Accounts.UnixAccounts.OwnerOf(Path.Combine(replica, "spool", "orders")));
 
         await File.AppendAllTextAsync(file, "order 2\n", TestContext.Current.CancellationToken);
-        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         Assert.Equal("order 1\norder 2\n", File.ReadAllText(Path.Combine(replica, "spool", "orders")));
         Assert.Equal((1234u, 5678u, (UnixFileMode)0b110_110_100), AppHb.Linux.Accounts.UnixAccounts.OwnerOf(Path.Combine(replica, "spool", "orders")));
     }
@@ -513,7 +513,7 @@ public sealed class ResyncTests : IDisposable
         var receiving = new ReplicationReceiver(new CutApplier(replica, _directory.File(state)), beforeResync: beforeResync).RunAsync(connection.Receiver, stop.Token);
         try
         {
-            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         }
         catch (TimeoutException e)
         {

@@ -95,7 +95,7 @@ public sealed class ScopeTests : IDisposable
         {
             try
             {
-                await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+                await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
             }
             catch (TimeoutException e)
             {

@@ -39,7 +39,7 @@ public sealed class TransferTests : IDisposable
         var sending = sender.RunAsync(pair.Sender, stop.Token);
         var receiving = new ReplicationReceiver(applier).RunAsync(pair.Receiver, stop.Token);
 
-        await sender.WaitAcknowledgedAsync(journal.LastSequence, CancellationToken.None).WaitAsync(Patience);
+        await sender.WaitAppliedAsync(journal.LastSequence, CancellationToken.None).WaitAsync(Patience);
         Assert.Equal("round 1 of a", File.ReadAllText(Path.Combine(Replica, "dir", "a")));
         Assert.False(File.Exists(Path.Combine(Replica, "b")));
         Assert.Equal("round 1 of b", File.ReadAllText(Path.Combine(Replica, "dir", "b-renamed")));
@@ -47,7 +47,7 @@ public sealed class TransferTests : IDisposable
         // Records appended while the connection runs go out as the journaler says so.
         Append(journal, 2);
         sender.Appended();
-        await sender.WaitAcknowledgedAsync(journal.LastSequence, CancellationToken.None).WaitAsync(Patience);
+        await sender.WaitAppliedAsync(journal.LastSequence, CancellationToken.None).WaitAsync(Patience);
         Assert.Equal("round 2 of a", File.ReadAllText(Path.Combine(Replica, "dir", "a")));
         // The position is recorded right after the acknowledgement (which waits only for the cut to be durable and
         // visible), before the receiver reads on.
@@ -75,7 +75,7 @@ public sealed class TransferTests : IDisposable
 
         async Task AcknowledgedAsync()
         {
-            var acknowledged = sender.WaitAcknowledgedAsync(journal.LastSequence, CancellationToken.None);
+            var acknowledged = sender.WaitAppliedAsync(journal.LastSequence, CancellationToken.None);
             var first = await Task.WhenAny(acknowledged, sending, receiving).WaitAsync(Patience);
             if (first != acknowledged)
             {
@@ -165,10 +165,10 @@ public sealed class TransferTests : IDisposable
         await using var pump = AppHb.Replication.Capture.CapturePump.Start(source, new AppHb.Replication.Capture.Journaler(source, journal, new DataGeneration(3, 1)), journal);
         pump.Sender.Compress = true;
         await using var replication = Replicating.Start(pump, replica, _key, _directory.File("state"));
-        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         // And a change after the first resync: journaled records are compressed too.
         await File.AppendAllTextAsync(Path.Combine(source, "log0.txt"), string.Concat(Enumerable.Repeat("WARN the same line again\n", 3000)), TestContext.Current.CancellationToken);
-        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
 
         var (_, differences) = TreeSnapshot.Compare(source, replica);
         Assert.True(differences is null, differences);
@@ -232,7 +232,7 @@ public sealed class TransferTests : IDisposable
 
         var refused = await Assert.ThrowsAsync<ReplicationRefusedException>(() =>
             ReplicationChannel.OpenAsync(client.GetStream(), _key, ReplicationSide.Sender, Active, Standby, CancellationToken.None));
-        Assert.Contains("version 7, this node version 4", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("version 7, this node version 5", refused.Message, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -314,7 +314,7 @@ public sealed class TransferTests : IDisposable
         using var stop = new CancellationTokenSource();
         var sending = sender.RunAsync(pair.Sender, stop.Token);
         var receiving = new ReplicationReceiver(applier).RunAsync(pair.Receiver, stop.Token);
-        await sender.WaitAcknowledgedAsync(sequence, CancellationToken.None).WaitAsync(Patience);
+        await sender.WaitAppliedAsync(sequence, CancellationToken.None).WaitAsync(Patience);
         await stop.CancelAsync();
         await Assert.ThrowsAnyAsync<Exception>(() => sending);
         await Assert.ThrowsAnyAsync<Exception>(() => receiving);

@@ -42,7 +42,7 @@ public sealed class VerifyTests : IDisposable
         using var journal = JournalFile.Open(_directory.File("journal"));
         await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(3, 1), excluded: Cache), journal);
         await using var replication = Replicating.Start(pump, replica, _key, _directory.File("state"));
-        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
 
         var clean = await pump.VerifyAsync(TestContext.Current.CancellationToken);
         Assert.Empty(clean.Differences);
@@ -125,7 +125,7 @@ public sealed class VerifyTests : IDisposable
         using var journal = JournalFile.Open(_directory.File("journal"));
         await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(3, 1)), journal);
         await using var replication = Replicating.Start(pump, replica, _key, _directory.File("state"));
-        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         var writer = Task.Run(async () =>
@@ -160,7 +160,7 @@ public sealed class VerifyTests : IDisposable
         await writer;
         // The writer did change files during the verifies: they were left out, not reported.
         Assert.True(changing > 0, "nothing was changing during five verifies");
-        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         Assert.Empty((await pump.VerifyAsync(TestContext.Current.CancellationToken)).Differences);
     }
 
@@ -182,7 +182,7 @@ public sealed class VerifyTests : IDisposable
         using var journal = JournalFile.Open(_directory.File("journal"));
         await using var pump = CapturePump.Start(source, new Journaler(source, journal, new DataGeneration(3, 1)), journal);
         await using var replication = Replicating.Start(pump, replica, _key, _directory.File("state"));
-        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+        await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         var flashes = 0;
@@ -226,7 +226,7 @@ public sealed class VerifyTests : IDisposable
 
         await using (var replication = Replicating.Start(pump, replica, _key, _directory.File("state")))
         {
-            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken);
+            await pump.BarrierAsync(Patience, TestContext.Current.CancellationToken, visible: true);
         }
 
         var away = await Assert.ThrowsAsync<InvalidOperationException>(() => pump.VerifyAsync(TestContext.Current.CancellationToken));

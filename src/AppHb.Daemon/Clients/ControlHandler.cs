@@ -39,7 +39,7 @@ internal sealed class ControlHandler(ServiceSupervisor supervisor, Cluster.Clust
                 ControlAction.Standby => await cluster.StandbyAsync(on: true, cancellationToken),
                 ControlAction.Unstandby => await cluster.StandbyAsync(on: false, cancellationToken),
                 ControlAction.Resolve => await cluster.ResolveAsync(request.Name, cancellationToken),
-                ControlAction.ReplicationSync => await replication.SyncAsync(cancellationToken),
+                ControlAction.ReplicationSync => await replication.SyncAsync(request.Name == ControlRequest.SyncApplied, cancellationToken),
                 ControlAction.ReplicationVerify => await replication.VerifyAsync(repair: false, cancellationToken),
                 ControlAction.ReplicationRepair => await replication.VerifyAsync(repair: true, cancellationToken),
                 _ => throw new ProtocolException(ErrorCode.InvalidArgument, $"Control: unknown action {request.Action}"),

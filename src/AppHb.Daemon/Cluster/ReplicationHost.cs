@@ -152,10 +152,11 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
     }
 
     /// <summary>`apphbctl replication sync`: returns once every change made in the replicated directory before the
-    /// call is durable on the peer.</summary>
+    /// call is durable on the peer; with <paramref name="applied"/> (`--applied`), once it is also visible in the
+    /// peer's replica.</summary>
     /// <exception cref="InvalidOperationException">Not the active node, not replicating, or the peer did not confirm
     /// in time (the message says how far it got).</exception>
-    public async Task<ControlResultDocument> SyncAsync(CancellationToken cancellationToken)
+    public async Task<ControlResultDocument> SyncAsync(bool applied, CancellationToken cancellationToken)
     {
         var replication = options.Replication ?? throw new InvalidOperationException(NotReplicating);
         if (_side is not Source source)
@@ -165,14 +166,16 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
 
         try
         {
-            await source.Pump.BarrierAsync(replication.BarrierTimeout, cancellationToken);
+            await source.Pump.BarrierAsync(replication.BarrierTimeout, cancellationToken, visible: applied);
         }
         catch (TimeoutException e)
         {
             throw new InvalidOperationException($"sync failed: {e.Message}", e);
         }
 
-        return new ControlResultDocument($"every change made in {replication.Shown} before this call is durable on {options.Cluster!.Peer} (record {source.Pump.Sender.Acknowledged})", []);
+        return new ControlResultDocument(applied
+            ? $"every change made in {replication.Shown} before this call is applied on {options.Cluster!.Peer} (record {source.Pump.Sender.Applied})"
+            : $"every change made in {replication.Shown} before this call is durable on {options.Cluster!.Peer} (record {source.Pump.Sender.Acknowledged})", []);
     }
 
     /// <summary>How long a repair waits for its resync to be applied before it says the resync goes on without it.</summary>
@@ -281,7 +284,8 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
     {
         if (_side is Source source)
         {
-            await source.Pump.BarrierAsync(options.Replication!.BarrierTimeout, cancellationToken);
+            // Applied, not only durable: the peer starts the group on its replica right after.
+            await source.Pump.BarrierAsync(options.Replication!.BarrierTimeout, cancellationToken, visible: true);
         }
     }
 
@@ -379,6 +383,13 @@ internal sealed class ReplicationHost(ApphbdOptions options, ClusterHost cluster
         var stop = new CancellationTokenSource();
         if (want == "source")
         {
+            if (Directory.Exists(replication.StateDirectory) && new CutApplier(scope, replication.StateDirectory).Recover() is { } recovered)
+            {
+                // A cut acknowledged to the peer (durable in the receive log) or half installed when this node's
+                // replica stopped, by a takeover or a crash: the data served from here holds it.
+                Publish("replication-cut-recovered", $"{replication.Shown}: {recovered}");
+            }
+
             Directory.CreateDirectory(Path.GetDirectoryName(replication.Journal)!);
             var journal = JournalFile.Open(replication.Journal);
             if (journal.Recovery is { } recovery)

@@ -135,7 +135,8 @@ public sealed class CutApplier
     }
 
     /// <summary>At start: finishes the cut a crash interrupted (its log is whole), or discards one that never began
-    /// (its log is not). What it did, or null when there was nothing to do.</summary>
+    /// (its log is not); then applies the acknowledged cuts the receive log holds after it (<see cref="ApplyReceived"/>).
+    /// What it did, or null when there was nothing to do.</summary>
     /// <exception cref="InvalidDataException">The log is whole but not a log (named in the message).</exception>
     public string? Recover()
     {
@@ -146,21 +147,70 @@ public sealed class CutApplier
             File.Delete(LogPath);
             _unfinished = false;
             Discard();
-            return $"{LogPath}: an unfinished log discarded: the replica stays at the cut before";
+            var discarded = $"{LogPath}: an unfinished log discarded: the replica stays at the cut before";
+            return ApplyReceived() is { } afterIt ? $"{discarded}; {afterIt}" : discarded;
         }
 
         if (log is null || log.Cut == LastApplied)
         {
             _unfinished = false;
             Discard();
-            return null;
+            return ApplyReceived();
         }
 
         Carry(log.Cut, log.Steps, log.Done);
         var cut = $"cut {log.Cut.Sequence}";
-        return log.Done < log.Steps.Count
+        var finished = log.Done < log.Steps.Count
             ? $"{LogPath}: {cut} finished from step {log.Done + 1} of {log.Steps.Count}"
             : $"{LogPath}: {cut} finished (all {log.Steps.Count} of its steps were carried out; its position is recorded now)";
+        return ApplyReceived() is { } received ? $"{finished}; {received}" : finished;
+    }
+
+    /// <summary>Opens the receive log (<see cref="ReceiveLog"/>) in the state directory: for a receiver, one per
+    /// connection.</summary>
+    public ReceiveLog OpenReceiveLog() => ReceiveLog.Open(_state);
+
+    /// <summary>Applies the whole cuts the receive log holds right after the replica's position: cuts acknowledged
+    /// to the peer (durable in the log) whose apply a crash, a failed write or a stop interrupted. Before a receiver
+    /// resumes, and before this node's replica becomes the data it serves (a takeover). What it applied, or null.</summary>
+    /// <exception cref="IOException">The replica or the state directory refused; the message names the path.</exception>
+    public string? ApplyReceived()
+    {
+        if (_unfinished)
+        {
+            // An install that failed part way (its redo log whole): finished first; it applies the log after it.
+            return Recover();
+        }
+
+        if (!File.Exists(ReceiveLog.PathIn(_state)))
+        {
+            return null;
+        }
+
+        IReadOnlyList<JournalRecord> records;
+        using (var log = OpenReceiveLog())
+        {
+            records = log.CutsAfter(LastApplied.Sequence);
+        }
+
+        if (records.Count == 0)
+        {
+            return null;
+        }
+
+        var start = 0;
+        var cuts = 0;
+        for (var i = 0; i < records.Count; i++)
+        {
+            if (records[i] is CutRecord)
+            {
+                ApplyCut([.. records.Skip(start).Take(i + 1 - start)]);
+                start = i + 1;
+                cuts++;
+            }
+        }
+
+        return $"{ReceiveLog.PathIn(_state)}: {cuts} acknowledged cut{(cuts == 1 ? "" : "s")} (records {records[0].Sequence} to {records[^1].Sequence}) applied";
     }
 
     private bool LogUnfinished()

@@ -157,21 +157,30 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
         return await result.Task.WaitAsync(cancellationToken);
     }
 
-    /// <summary>Returns once every change made under the tree before this call is applied and durable on the peer.</summary>
+    /// <summary>Returns once every change made under the tree before this call is durable on the peer (the
+    /// application's commit barrier: a crash of either node from then on loses none of it); with
+    /// <paramref name="visible"/>, once it is also applied, visible in the peer's replica.</summary>
     /// <exception cref="TimeoutException">The peer did not confirm within <paramref name="timeout"/> (unreachable,
     /// or behind): never a false success.</exception>
-    public async Task BarrierAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    public async Task BarrierAsync(TimeSpan timeout, CancellationToken cancellationToken, bool visible = false)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
         try
         {
             var sequence = await JournaledAsync(deadline.Token);
-            await _sender.WaitAcknowledgedAsync(sequence, deadline.Token);
+            if (visible)
+            {
+                await _sender.WaitAppliedAsync(sequence, deadline.Token);
+            }
+            else
+            {
+                await _sender.WaitAcknowledgedAsync(sequence, deadline.Token);
+            }
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new TimeoutException($"the peer did not confirm the changes before this barrier within {timeout.TotalSeconds:0.###} s (it acknowledged up to record {_sender.Acknowledged}, the journal holds {_journal.LastSequence}): it is unreachable or behind; nothing is confirmed");
+            throw new TimeoutException($"the peer did not confirm the changes before this barrier within {timeout.TotalSeconds:0.###} s (it acknowledged up to record {_sender.Acknowledged} and applied up to {_sender.Applied}, the journal holds {_journal.LastSequence}): it is unreachable or behind; nothing is confirmed");
         }
     }
 

@@ -3,7 +3,8 @@ using System.Threading.Channels;
 
 namespace AppHb.Replication.Transfer;
 
-/// <summary>Receives a channel's frames ahead of the one who takes them, up to a budget of bytes held in memory:
+/// <summary>Receives a channel's frames ahead of the one who takes them, up to a budget of bytes held in memory
+/// (a payload is held until it is disposed, by whoever it was handed on to):
 /// the standby's cut install (its syncs) no longer stops the link, which went idle once the socket's few megabytes
 /// were full, and authenticating and decrypting the next frames runs on another core meanwhile. Nothing changes
 /// for what the frames mean: they are taken one at a time, in order, and a receive's failure (the peer gone, a frame
@@ -38,7 +39,7 @@ public sealed class FrameReadAhead : IAsyncDisposable
     /// reached its rate with this much.</summary>
     public const long DefaultBudget = 16L << 20;
 
-    /// <summary>Payload bytes received and not yet taken.</summary>
+    /// <summary>Payload bytes received and not yet disposed.</summary>
     public long HeldBytes => Interlocked.Read(ref _held);
 
     /// <summary>Whether a frame is already received (or the failure that ended the receiving is waiting).</summary>
@@ -51,13 +52,25 @@ public sealed class FrameReadAhead : IAsyncDisposable
         var (payload, failure) = await _frames.Reader.ReadAsync(cancellationToken);
         Interlocked.Decrement(ref _ready);
         failure?.Throw();
-        if (Interlocked.Add(ref _held, -payload!.Length) < _budget && _room.CurrentCount == 0)
-        {
-            _room.Release();
-        }
-
-        return payload;
+        return payload!;
     }
+
+    private void Release(int length)
+    {
+        if (Interlocked.Add(ref _held, -length) < _budget && !_disposed && _room.CurrentCount == 0)
+        {
+            try
+            {
+                _room.Release();
+            }
+            catch (Exception e) when (e is ObjectDisposedException or SemaphoreFullException)
+            {
+                // Disposed meanwhile (nothing waits for room any more), or released by another payload just now.
+            }
+        }
+    }
+
+    private volatile bool _disposed;
 
     private async Task ReceiveAsync(CancellationToken cancellationToken)
     {
@@ -72,6 +85,7 @@ public sealed class FrameReadAhead : IAsyncDisposable
 
                 var payload = await _channel.ReceivePooledAsync(cancellationToken);
                 Interlocked.Add(ref _held, payload.Length);
+                payload.Released = Release;
                 Interlocked.Increment(ref _ready);
                 _frames.Writer.TryWrite((payload, null));
             }
@@ -95,6 +109,7 @@ public sealed class FrameReadAhead : IAsyncDisposable
             left.Payload?.Dispose();
         }
 
+        _disposed = true;
         _stop.Dispose();
         _room.Dispose();
     }

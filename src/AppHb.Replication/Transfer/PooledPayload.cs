@@ -37,11 +37,16 @@ public sealed class PooledPayload : IDisposable
 
     public byte[] ToArray() => Span.ToArray();
 
+    /// <summary>Told the payload's length once it is given back (<see cref="FrameReadAhead"/> counts what it
+    /// received until then, wherever the payload went after it was taken).</summary>
+    internal Action<int>? Released { get; set; }
+
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _buffer, null) is { } buffer)
         {
             ReplicationBuffers.Pool.Return(buffer);
+            Released?.Invoke(Length);
         }
     }
 }

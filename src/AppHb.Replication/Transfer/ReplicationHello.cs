@@ -21,8 +21,9 @@ public sealed record ReplicationHello(ushort Version, ReplicationSide Side, usho
 
     /// <summary>The version this build speaks; a peer speaking another is refused, naming both. (2: a manifest entry
     /// carries its mode, owner and group; 3: a resync request may name the paths it compares; 4: a manifest entry carries
-    /// a file's modification time, and write and create records may.)</summary>
-    public const ushort CurrentVersion = 4;
+    /// a file's modification time, and write and create records may; 5: the standby acknowledges cuts once durable in
+    /// its receive log and says when they are applied.)</summary>
+    public const ushort CurrentVersion = 5;
 
     private static ReadOnlySpan<byte> Magic => "AHRP"u8;
 

@@ -11,7 +11,8 @@ public enum ReplicationMessageKind : byte
     Resume = 1,
     /// <summary>Sender to receiver: one journal record, encoded as in the journal.</summary>
     Record = 2,
-    /// <summary>Receiver to sender: every record up to this sequence is applied and durable.</summary>
+    /// <summary>Receiver to sender: every record up to this sequence is durable on the standby (in its receive log,
+    /// or applied).</summary>
     Acknowledged = 3,
     /// <summary>Sender to receiver, instead of records: the replica's position is not one this journal can continue
     /// from; send what the replica holds (a difference resync), hashed in blocks of this size.</summary>
@@ -28,6 +29,9 @@ public enum ReplicationMessageKind : byte
     /// <summary>Either way: another message, deflated (<see cref="ReplicationChannel.CompressOutgoing"/>): its length
     /// before (u32), then the raw deflate stream. Inflated by the channel; never seen by a session.</summary>
     Compressed = 9,
+    /// <summary>Receiver to sender: every record up to this sequence is visible in the replica (applied), not only
+    /// durable (<see cref="Acknowledged"/>, which a receive log may send before the apply).</summary>
+    Applied = 10,
 }
 
 /// <summary>Encodes and decodes the payloads of sealed frames (big-endian, as the rest of the pair's wire).</summary>
@@ -47,6 +51,13 @@ public static class ReplicationMessage
         List<byte> body = [(byte)ReplicationMessageKind.Acknowledged];
         BigEndianWriter.AddUInt64(body, sequence);
         return [.. body];
+    }
+
+    public static byte[] Applied(ulong sequence)
+    {
+        var body = Acknowledged(sequence);
+        body[0] = (byte)ReplicationMessageKind.Applied;
+        return body;
     }
 
     /// <param name="paths">Only these paths (each with everything under it) may differ: the replica sends what it
@@ -190,6 +201,14 @@ public static class ReplicationMessage
     public static ulong ReadAcknowledged(ReadOnlySpan<byte> payload)
     {
         Expect(payload, ReplicationMessageKind.Acknowledged, 1 + 8);
+        new BigEndianReader(payload[1..]).Read64(out var sequence);
+        return sequence;
+    }
+
+    /// <exception cref="ReplicationRefusedException">Not an Applied, or short.</exception>
+    public static ulong ReadApplied(ReadOnlySpan<byte> payload)
+    {
+        Expect(payload, ReplicationMessageKind.Applied, 1 + 8);
         new BigEndianReader(payload[1..]).Read64(out var sequence);
         return sequence;
     }

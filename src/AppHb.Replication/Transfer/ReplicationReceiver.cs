@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
+using System.Threading.Channels;
 using AppHb.Core.Cluster;
 using AppHb.Replication.Apply;
 using AppHb.Replication.Journal;
@@ -37,18 +40,181 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
     /// <summary>Whether a difference resync is under way: from the sender's request to its cut.</summary>
     public bool Resyncing { get; private set; }
 
+    /// <summary>Whether a group of cuts that fits the receive log (<see cref="ReceiveLog"/>) is acknowledged once it
+    /// is durable there, before it is applied (the default); false: every cut is acknowledged once installed.</summary>
+    public bool AcknowledgeFromLog { get; init; } = true;
+
+    /// <summary>A group of cuts still open after this long is made durable in the receive log and acknowledged at its
+    /// next cut, even while more records are arriving (a steady writer would otherwise hold every acknowledgement
+    /// back until it paused).</summary>
+    private static readonly TimeSpan GroupTime = TimeSpan.FromMilliseconds(2);
+
+    /// <summary>What the receiving task hands the applying task, in the order it arrived.</summary>
+    private abstract record Received;
+
+    /// <summary>A record, checked (in sequence, inside the scope); its blocks are still in the payload.</summary>
+    private sealed record RecordReceived(JournalRecord Record, PooledPayload Payload) : Received;
+
+    /// <summary>A request of the sender's (a resync's, a verify's) or the start of a resync's records.</summary>
+    private sealed record MessageReceived(PooledPayload Payload) : Received;
+
+    /// <summary>What ended the receiving: the applying task throws it after everything received before it.</summary>
+    private sealed record Ended(ExceptionDispatchInfo Failure) : Received;
+
     /// <summary>Runs until the connection ends: by <paramref name="cancellationToken"/>, or with a
-    /// <see cref="ReplicationRefusedException"/> saying what was wrong.</summary>
+    /// <see cref="ReplicationRefusedException"/> saying what was wrong. Two tasks: one receives, checks and (a
+    /// group of cuts at a time) makes records durable in the receive log and acknowledges them; the other applies
+    /// them in order, behind it, and says so ("applied").</summary>
     public async Task RunAsync(ReplicationChannel channel, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(channel);
+        // Cuts acknowledged on an earlier connection and not applied (the connection ended first, or their apply
+        // failed): applied first, so the position resumed from holds them.
+        _applier.ApplyReceived();
+        using var log = AcknowledgeFromLog ? _applier.OpenReceiveLog() : null;
         var (generation, applied) = _applier.LastApplied;
+        log?.Applied(applied);
         await channel.SendAsync(ReplicationMessage.Resume(generation, applied), cancellationToken);
-        var next = applied + 1;
+        using var acknowledgements = new Acknowledgements(channel, applied);
+        var received = Channel.CreateUnbounded<Received>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var waiting = new StrongBox<int>();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        // Received ahead while cuts are applied, up to ReadAheadBytes held (until the applying task gives each
+        // payload back): the link goes on meanwhile.
+        await using var frames = new FrameReadAhead(channel, ReadAheadBytes, stop.Token);
+        var receiving = Task.Run(() => ReceiveAsync(frames, received.Writer, waiting, log, acknowledgements, applied + 1, stop.Token), CancellationToken.None);
+        try
+        {
+            await ApplyAsync(channel, received.Reader, waiting, log, acknowledgements, cancellationToken);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await receiving;
+            // What was received and not applied goes back to the pool (before the read-ahead that counts it ends).
+            while (received.Reader.TryRead(out var left))
+            {
+                (left switch { RecordReceived r => r.Payload, MessageReceived m => m.Payload, _ => null })?.Dispose();
+            }
+        }
+    }
+
+    /// <summary>The receiving task: takes each frame, checks a record (its sequence, its paths), adds it to the
+    /// receive log's group, hands it on; at a cut with nothing more arrived (or the group open for
+    /// <see cref="GroupTime"/>), commits the group to the log and acknowledges it. Never throws: what ends it is handed
+    /// on last.</summary>
+    private async Task ReceiveAsync(FrameReadAhead frames, ChannelWriter<Received> received, StrongBox<int> waiting, ReceiveLog? log,
+        Acknowledgements acknowledgements, ulong next, CancellationToken cancellationToken)
+    {
+        void HandOn(Received item)
+        {
+            Interlocked.Increment(ref waiting.Value);
+            received.TryWrite(item);
+        }
+
+        // From a resync's request to its cut, nothing goes to the log: the resync's cut is acknowledged once applied
+        // (the sender counts the resync done then).
+        var resyncing = false;
+        var first = next;
+        long groupSince = 0;
+        try
+        {
+            while (true)
+            {
+                var payload = await frames.TakeAsync(cancellationToken);
+                JournalRecord record;
+                try
+                {
+                    var kind = ReplicationMessage.KindOf(payload.Span);
+                    if (kind is ReplicationMessageKind.ResyncRequest or ReplicationMessageKind.VerifyRequest or ReplicationMessageKind.ResyncFrom)
+                    {
+                        if (kind == ReplicationMessageKind.ResyncRequest && !resyncing)
+                        {
+                            if (next != first)
+                            {
+                                throw new ReplicationRefusedException($"a resync request after record {next - 1}: it is due only as a connection starts");
+                            }
+
+                            // Asked only as a connection starts, when the log's cuts are applied (RunAsync): the
+                            // position is about to be numbered anew, and nothing of the old numbering may follow it.
+                            resyncing = true;
+                            log?.Forget(durably: true);
+                        }
+                        else if (kind == ReplicationMessageKind.ResyncFrom)
+                        {
+                            // The sender's journal numbers them, which may be another node's than the one the replica
+                            // followed before: the position only has to follow on from here.
+                            next = ReplicationMessage.ReadResyncFrom(payload.Span);
+                        }
+
+                        HandOn(new MessageReceived(payload));
+                        continue;
+                    }
+
+                    // Its blocks stay in the payload (staged by the applying task, which then gives it back).
+                    record = ReplicationMessage.ReadRecordSharing(payload.Memory);
+                    if (record.Sequence != next)
+                    {
+                        throw new ReplicationRefusedException($"record {record.Sequence} where record {next} was due: the journal's sequence numbers follow each other, so records were lost or reordered");
+                    }
+
+                    if (record is not CutRecord && (!_applier.Scope.Holds(record.Path) || (record is RenameRecord rename && !_applier.Scope.Holds(rename.NewPath))))
+                    {
+                        throw new ReplicationRefusedException($"record {record.Sequence} names {(record is RenameRecord r && _applier.Scope.Holds(r.Path) ? r.NewPath : record.Path)}, outside what this node replicates ({_applier.Scope}): the two nodes' replication paths differ");
+                    }
+                }
+                catch
+                {
+                    payload.Dispose();
+                    throw;
+                }
+
+                next++;
+                if (groupSince == 0)
+                {
+                    groupSince = System.Diagnostics.Stopwatch.GetTimestamp();
+                }
+
+                if (log is not null && !resyncing)
+                {
+                    log.Add(payload.Span[ReplicationMessage.RecordHeadroom..]);
+                }
+                else
+                {
+                    log?.Bypass();
+                }
+
+                HandOn(new RecordReceived(record, payload));
+                if (record is CutRecord && (!frames.MoreWaiting || System.Diagnostics.Stopwatch.GetElapsedTime(groupSince) >= GroupTime))
+                {
+                    groupSince = 0;
+                    resyncing = false;
+                    if (log is not null && log.Commit(record.Sequence))
+                    {
+                        // Durable here: a crash from now on applies it from the log (CutApplier.Recover), and a
+                        // takeover does before this node serves.
+                        await acknowledgements.SendAsync(record.Sequence, cancellationToken);
+                    }
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            HandOn(new Ended(ExceptionDispatchInfo.Capture(e)));
+        }
+        finally
+        {
+            received.TryComplete();
+        }
+    }
+
+    /// <summary>The applying task: stages each record as it comes (so no cut is held in memory,
+    /// <see cref="StagedCut"/>), applies cuts already here together (up to <see cref="MergeBytes"/> and
+    /// <see cref="MergeTime"/>), acknowledges a cut the log did not, and reports each cut applied.</summary>
+    private async Task ApplyAsync(ReplicationChannel channel, ChannelReader<Received> received, StrongBox<int> waiting, ReceiveLog? log,
+        Acknowledgements acknowledgements, CancellationToken cancellationToken)
+    {
         long held = 0;
-        // Received ahead while a cut is installed: the link goes on meanwhile (the sender's window is this budget
-        // and the socket's buffer), and nothing is acknowledged before its cut is durable, as before.
-        await using var frames = new FrameReadAhead(channel, ReadAheadBytes, cancellationToken);
         // The records received since the last cut applied, staged as they come (cuts already here are merged).
         StagedCut? staged = null;
         long stagedSince = 0;
@@ -59,6 +225,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
             staged.Dispose();
             staged = null;
             held = 0;
+            log?.Applied(last.Sequence);
             var closedResync = Resyncing;
             Resyncing = false;
             cutApplied?.Invoke(last.Generation, last.Sequence, closedResync);
@@ -66,34 +233,60 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
 
         async Task ApplyAndAcknowledgeAsync()
         {
-            // Acknowledged once durable and visible here (its redo log written and its steps carried out: a crash
-            // now finishes it at the next start), before it is finished: a barrier waits for the acknowledgement,
-            // and the finish (the syncs of the steps themselves, the replica's new position, the log removed) is
-            // half of the cut's syncs. It is finished whatever the sending does: nothing is read in between.
             var last = staged!.LastCut!.Sequence;
-            staged.Install();
-            try
+            if (acknowledgements.Sent < last)
             {
-                await channel.SendAsync(ReplicationMessage.Acknowledged(last), cancellationToken);
+                // Not in the receive log (too large, a resync's, or the log is off): acknowledged once durable and
+                // visible here (its redo log written and its steps carried out: a crash now finishes it at the next
+                // start), before it is finished (the syncs of the steps themselves, the replica's new position).
+                staged.Install();
+                try
+                {
+                    await acknowledgements.SendAsync(last, cancellationToken);
+                }
+                finally
+                {
+                    ApplyStaged();
+                }
             }
-            finally
+            else
             {
                 ApplyStaged();
             }
+
+            await channel.SendAsync(ReplicationMessage.Applied(last), cancellationToken);
+        }
+
+        async Task<Received> TakeAsync()
+        {
+            var item = await received.ReadAsync(cancellationToken);
+            Interlocked.Decrement(ref waiting.Value);
+            return item;
         }
 
         try
         {
             while (true)
             {
-                // Each payload goes back to the pool once read: a record is decoded out of it (its blocks copied).
-                PooledPayload? payload = null;
-                try
+                var item = await TakeAsync();
+                if (item is Ended ended)
                 {
-                    JournalRecord record;
+                    if (ended.Failure.SourceException is ReplicationRefusedException && staged is { HoldsCut: true, ChangedBeforeCut: false })
+                    {
+                        // Cuts held to be merged are whole and authenticated: what ends the connection does not undo
+                        // them (unless what came after them already changed a version they staged: then the sender
+                        // sends them again with the rest, or the receive log holds them).
+                        ApplyStaged();
+                    }
+
+                    ended.Failure.Throw();
+                }
+
+                if (item is MessageReceived message)
+                {
+                    var payload = message.Payload;
                     try
                     {
-                        payload = await frames.TakeAsync(cancellationToken);
                         if (ReplicationMessage.KindOf(payload.Span) == ReplicationMessageKind.ResyncRequest && staged is null)
                         {
                             Resyncing = true;
@@ -105,12 +298,19 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                                 var (blockSize, paths) = ReplicationMessage.ReadResyncRequest(payload.Span);
                                 await SendManifestAsync(channel, blockSize, paths, cancellationToken);
                                 payload.Dispose();
-                                payload = await frames.TakeAsync(cancellationToken);
+                                var following = await TakeAsync();
+                                if (following is Ended failed)
+                                {
+                                    failed.Failure.Throw();
+                                }
+
+                                payload = following is MessageReceived request
+                                    ? request.Payload
+                                    : throw new ReplicationRefusedException($"record {((RecordReceived)following).Record.Sequence} before the resync's start (a resync-from message was due)");
                             }
 
-                            // The sender's journal numbers them, which may be another node's than the one the replica
-                            // followed before: the position only has to follow on from here.
-                            next = ReplicationMessage.ReadResyncFrom(payload.Span);
+                            // The resync's first sequence: the receiving task follows on from it.
+                            _ = ReplicationMessage.ReadResyncFrom(payload.Span);
                             continue;
                         }
 
@@ -119,7 +319,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                             var blockSize = ReplicationMessage.ReadVerifyRequest(payload.Span);
                             if (staged is { RecordsAfterCut: > 0 })
                             {
-                                throw new ReplicationRefusedException($"a verify request inside a cut (after record {next - 1}): it is due only right after one");
+                                throw new ReplicationRefusedException($"a verify request inside a cut (after record {staged.LastCut?.Sequence ?? 0}): it is due only right after one");
                             }
 
                             // What the replica holds at the cut just received: the cuts held are applied first.
@@ -132,29 +332,18 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                             continue;
                         }
 
-                        // Its blocks stay in the payload (staged below, before the payload goes back to the pool).
-                        record = ReplicationMessage.ReadRecordSharing(payload.Memory);
-                        if (record.Sequence != next)
-                        {
-                            throw new ReplicationRefusedException($"record {record.Sequence} where record {next} was due: the journal's sequence numbers follow each other, so records were lost or reordered");
-                        }
-
-                        if (record is not CutRecord && (!_applier.Scope.Holds(record.Path) || (record is RenameRecord rename && !_applier.Scope.Holds(rename.NewPath))))
-                        {
-                            throw new ReplicationRefusedException($"record {record.Sequence} names {(record is RenameRecord r && _applier.Scope.Holds(r.Path) ? r.NewPath : record.Path)}, outside what this node replicates ({_applier.Scope}): the two nodes' replication paths differ");
-                        }
+                        throw new ReplicationRefusedException($"a {ReplicationMessage.KindOf(payload.Span)} message here, outside a resync's start");
                     }
-                    catch (ReplicationRefusedException) when (staged is { HoldsCut: true, ChangedBeforeCut: false })
+                    finally
                     {
-                        // Cuts held to be merged are whole and authenticated: what ends the connection does not undo them
-                        // (unless what came after them already changed a version they staged: then the sender sends them
-                        // again with the rest).
-                        ApplyStaged();
-                        throw;
+                        payload.Dispose();
                     }
+                }
 
-                    next++;
-                    held += payload.Length;
+                var (record, recordPayload) = (RecordReceived)item;
+                try
+                {
+                    held += recordPayload.Length;
                     if (staged is null)
                     {
                         staged = _applier.Begin();
@@ -162,32 +351,63 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                     }
 
                     staged.Add(record);
-                    if (record is not CutRecord)
-                    {
-                        continue;
-                    }
-
-                    if (frames.MoreWaiting && held < MergeBytes && System.Diagnostics.Stopwatch.GetElapsedTime(stagedSince) < MergeTime)
-                    {
-                        // The next cuts are already here: applied together, the syncs are paid once for all of them.
-                        continue;
-                    }
-
-                    // Applying holds the next records back (they are read ahead, up to ReadAheadBytes), never the link.
-                    await ApplyAndAcknowledgeAsync();
                 }
                 finally
                 {
-                    payload?.Dispose();
+                    recordPayload.Dispose();
                 }
+
+                if (record is not CutRecord)
+                {
+                    continue;
+                }
+
+                if (Volatile.Read(ref waiting.Value) > 0 && held < MergeBytes && System.Diagnostics.Stopwatch.GetElapsedTime(stagedSince) < MergeTime)
+                {
+                    // The next cuts are already here: applied together, the syncs are paid once for all of them.
+                    continue;
+                }
+
+                // Applying holds the next records back (received ahead, up to ReadAheadBytes), never the link.
+                await ApplyAndAcknowledgeAsync();
             }
         }
         finally
         {
             Resyncing = false;
-            // What was staged of a cut not applied: removed; the replica never saw it.
+            // What was staged of a cut not applied: removed; the replica never saw it (the receive log may hold it:
+            // the next connection, or a takeover, applies it from there).
             staged?.Dispose();
         }
+    }
+
+    /// <summary>The acknowledgements of one connection, from either task, in increasing order.</summary>
+    private sealed class Acknowledgements(ReplicationChannel channel, ulong applied) : IDisposable
+    {
+        private readonly SemaphoreSlim _order = new(1, 1);
+        private ulong _sent = applied;
+
+        /// <summary>The last sequence acknowledged.</summary>
+        public ulong Sent => Volatile.Read(ref _sent);
+
+        public async Task SendAsync(ulong sequence, CancellationToken cancellationToken)
+        {
+            await _order.WaitAsync(cancellationToken);
+            try
+            {
+                if (sequence > _sent)
+                {
+                    await channel.SendAsync(ReplicationMessage.Acknowledged(sequence), cancellationToken);
+                    Volatile.Write(ref _sent, sequence);
+                }
+            }
+            finally
+            {
+                _order.Release();
+            }
+        }
+
+        public void Dispose() => _order.Dispose();
     }
 
     /// <param name="paths">Only these (each with everything under it); null: the whole replica.</param>

@@ -234,7 +234,8 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         }
     }
 
-    /// <summary>The last sequence the peer acknowledged as applied and durable (0 before it said).</summary>
+    /// <summary>The last sequence the peer acknowledged as durable (in its receive log, or applied; 0 before it
+    /// said).</summary>
     public ulong Acknowledged
     {
         get
@@ -243,6 +244,42 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
             {
                 return _acknowledged;
             }
+        }
+    }
+
+    /// <summary>The last sequence the peer said is applied, visible in its replica (0 before it said): at or before
+    /// <see cref="Acknowledged"/>, which a receive log acknowledges before the apply.</summary>
+    public ulong Applied
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _applied;
+            }
+        }
+    }
+
+    private ulong _applied;
+
+    /// <summary>Returns once the peer has applied <paramref name="sequence"/> (a cut at or after it): what it holds
+    /// is visible in its replica (a verify's walk, a comparison of both trees), not only durable.</summary>
+    public async Task WaitAppliedAsync(ulong sequence, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task changed;
+            lock (_gate)
+            {
+                if (_applied >= sequence)
+                {
+                    return;
+                }
+
+                changed = _acknowledgedChanged.Task;
+            }
+
+            await changed.WaitAsync(cancellationToken);
         }
     }
 
@@ -392,7 +429,7 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         var atCut = continues;
         if (continues)
         {
-            Advance(applied);
+            Advance(applied, visible: true);
             Sent = applied;
         }
         else if (resync is null)
@@ -616,6 +653,18 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
                 continue;
             }
 
+            if (kind == ReplicationMessageKind.Applied)
+            {
+                var applied = ReplicationMessage.ReadApplied(payload);
+                if (applied > Sent)
+                {
+                    throw new ReplicationRefusedException($"the peer applied record {applied}, and only {Sent} were sent");
+                }
+
+                Advance(applied, visible: true);
+                continue;
+            }
+
             var sequence = ReplicationMessage.ReadAcknowledged(payload);
             if (sequence > Sent)
             {
@@ -660,13 +709,29 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         asked.Manifest.TrySetResult(asked.Entries);
     }
 
-    private void Advance(ulong sequence)
+    /// <param name="visible">Applied in the replica (which implies durable), not only durable.</param>
+    private void Advance(ulong sequence, bool visible = false)
     {
         TaskCompletionSource changed;
         lock (_gate)
         {
+            var moved = false;
+            if (visible && (sequence > _applied || _applied == 0))
+            {
+                _applied = sequence;
+                moved = true;
+            }
+
             if (sequence <= _acknowledged && _acknowledged != 0)
             {
+                if (!moved)
+                {
+                    return;
+                }
+
+                changed = _acknowledgedChanged;
+                _acknowledgedChanged = New();
+                changed.TrySetResult();
                 return;
             }
 

@@ -1,0 +1,203 @@
+using AppHb.Linux.Files;
+using AppHb.Replication.Journal;
+
+namespace AppHb.Replication.Apply;
+
+/// <summary>The standby's receive log: the records of the cuts just received, made durable with one fdatasync so
+/// that they may be acknowledged before they are applied (a barrier waits for the acknowledgement; the apply's
+/// syncfs, redo log and renames follow it, off the barrier's path). One file of a fixed size, made once with every
+/// block written, then overwritten in place: a write over blocks already allocated changes no metadata, so its
+/// fdatasync writes the data alone and waits for no commit of the filesystem's journal (every sync that carries a
+/// new file or a rename does; docs/replication-design.md, "What each kind of sync costs here").
+/// <para>A group of cuts is written at the log's start when everything logged before it is applied, otherwise right
+/// after the groups still waiting for their apply; each write ends with four zero bytes (no record is that short).
+/// Read back (<see cref="CutsAfter"/>) from the start, records are taken while they decode and follow on from the
+/// replica's position, and only up to their last whole cut: a group torn by a crash, or older groups' bytes after
+/// the last one written, are never applied.</para>
+/// <para>One writer (the receiver's receiving task) adds and commits; the applying task only reports what it applied
+/// (<see cref="Applied"/>).</para></summary>
+public sealed class ReceiveLog : IDisposable
+{
+    /// <summary>The file's size: groups waiting for their apply, one after the other.</summary>
+    public const int Size = 4 << 20;
+
+    /// <summary>What one group may take (larger ones, a resync's or a bulk copy's, are applied and then acknowledged:
+    /// their syncs are paid once for many records anyway, and no barrier waits on an idle link behind them).</summary>
+    public const int GroupCapacity = 1 << 20;
+
+    private const int EndMark = 4;
+    private const string FileName = "received.log";
+    private readonly FileStream _file;
+    private readonly byte[] _group = new byte[GroupCapacity + EndMark];
+    private int _length;
+    private bool _overflowed;
+    /// <summary>Where the next group goes when earlier ones still wait for their apply.</summary>
+    private long _end;
+    /// <summary>The last sequence committed to the log (0: none since it was opened or emptied).</summary>
+    private ulong _loggedThrough;
+    /// <summary>The last sequence of a group acknowledged without the log: no later group may be acknowledged from
+    /// the log before it is applied (the log would not hold what comes between).</summary>
+    private ulong _bypassedThrough;
+    private ulong _appliedThrough;
+
+    private ReceiveLog(FileStream file) => _file = file;
+
+    /// <summary>Opens the log in <paramref name="stateDirectory"/>, making it (whole, synced) when it is not there or
+    /// is not of the size this build writes.</summary>
+    public static ReceiveLog Open(string stateDirectory)
+    {
+        var path = Path.Combine(stateDirectory, FileName);
+        var file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
+        try
+        {
+            if (file.Length != Size + EndMark)
+            {
+                // Every block written once (zeros: an empty log): later writes only overwrite them.
+                file.SetLength(0);
+                file.Write(new byte[Size + EndMark]);
+                file.Flush(flushToDisk: true);
+                DurableFile.SyncDirectory(stateDirectory);
+            }
+
+            return new ReceiveLog(file);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The log's file name in a state directory.</summary>
+    public static string PathIn(string stateDirectory) => Path.Combine(stateDirectory, FileName);
+
+    /// <summary>Whether the records added since the last <see cref="Commit"/> or <see cref="Forget"/> all fit in a
+    /// group.</summary>
+    public bool Holds => !_overflowed;
+
+    /// <summary>Adds a record, as the journal encodes it, to the group (in memory until <see cref="Commit"/>); past
+    /// <see cref="GroupCapacity"/> the group no longer <see cref="Holds"/>.</summary>
+    public void Add(ReadOnlySpan<byte> encoded)
+    {
+        if (_overflowed)
+        {
+            return;
+        }
+
+        if (_length + encoded.Length > GroupCapacity)
+        {
+            _overflowed = true;
+            return;
+        }
+
+        encoded.CopyTo(_group.AsSpan(_length));
+        _length += encoded.Length;
+    }
+
+    /// <summary>Adds a record (<see cref="Add(ReadOnlySpan{byte})"/>), encoded here.</summary>
+    public void Add(JournalRecord record) => Add(JournalCodec.Encode(record));
+
+    /// <summary>The group being received goes without the log (a resync's records): it no longer
+    /// <see cref="Holds"/> until <see cref="Forget"/>.</summary>
+    public void Bypass() => _overflowed = true;
+
+    /// <summary>The applying task applied every record up to <paramref name="sequence"/> (the replica's position).</summary>
+    public void Applied(ulong sequence) => Volatile.Write(ref _appliedThrough, sequence);
+
+    /// <summary>Writes the group ending with the cut <paramref name="lastCut"/> and makes it durable (fdatasync), when
+    /// it fits and the log holds everything between the replica's position and it: its cuts then survive a crash and
+    /// may be acknowledged. Otherwise nothing is written and the group is to be acknowledged once applied. Either way
+    /// the next group starts empty.</summary>
+    /// <returns>Whether the group is durable in the log.</returns>
+    /// <exception cref="IOException">The write or its fdatasync failed (named with the file).</exception>
+    public bool Commit(ulong lastCut)
+    {
+        var applied = Volatile.Read(ref _appliedThrough);
+        var length = _length;
+        var fits = !_overflowed && applied >= _bypassedThrough;
+        _length = 0;
+        _overflowed = false;
+        if (fits)
+        {
+            // Every group logged before is applied: this one goes at the start (an append otherwise, after them).
+            var at = applied >= _loggedThrough ? 0 : _end;
+            if (at + length > Size)
+            {
+                fits = false;
+            }
+            else
+            {
+                _group.AsSpan(length, EndMark).Clear();
+                RandomAccess.Write(_file.SafeFileHandle, _group.AsSpan(0, length + EndMark), at);
+                DurableFile.SyncData(_file);
+                _end = at + length;
+                _loggedThrough = lastCut;
+                return true;
+            }
+        }
+
+        _bypassedThrough = lastCut;
+        return false;
+    }
+
+    /// <summary>Starts the next group (what was added and not committed is dropped). With <paramref name="durably"/>,
+    /// the log is also emptied on disk: before the replica's position is numbered anew (a resync), so that no group
+    /// of the old numbering could ever seem to follow on from it. Only when everything logged is applied.</summary>
+    public void Forget(bool durably = false)
+    {
+        _length = 0;
+        _overflowed = false;
+        if (durably)
+        {
+            RandomAccess.Write(_file.SafeFileHandle, new byte[EndMark], 0);
+            DurableFile.SyncData(_file);
+            _end = 0;
+            _loggedThrough = 0;
+            _bypassedThrough = 0;
+        }
+    }
+
+    /// <summary>The whole cuts the log holds right after <paramref name="applied"/>, in order: its records from the
+    /// start while they decode and follow on from it, up to the last cut record among them.</summary>
+    public IReadOnlyList<JournalRecord> CutsAfter(ulong applied)
+    {
+        var bytes = new byte[_file.Length];
+        RandomAccess.Read(_file.SafeFileHandle, bytes, 0);
+        var records = new List<JournalRecord>();
+        var whole = 0;
+        var at = 0;
+        var skipping = true;
+        while (at < bytes.Length)
+        {
+            var decoded = JournalCodec.Decode(bytes.AsSpan(at));
+            if (decoded.Status != JournalDecodeStatus.Decoded)
+            {
+                break;
+            }
+
+            at += decoded.Consumed;
+            var record = decoded.Record!;
+            if (skipping && record.Sequence <= applied)
+            {
+                // Applied already (a group logged and applied before the ones after it).
+                continue;
+            }
+
+            skipping = false;
+            if (record.Sequence != applied + (ulong)records.Count + 1)
+            {
+                break;
+            }
+
+            records.Add(record);
+            if (record is CutRecord)
+            {
+                whole = records.Count;
+            }
+        }
+
+        return records[..whole];
+    }
+
+    public void Dispose() => _file.Dispose();
+}
