@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using AppHb.Benchmarks;
+using AppHb.Testing;
 
 // apphb-bench heartbeat [--clients 1000,10000] [--seconds 5]
 // Runs as root on Linux. Publishes apphbd as it ships (NativeAOT) and installs Debian's heartbeat
@@ -18,6 +19,7 @@ if (args.Length == 0 || args[0] is not ("heartbeat" or "respawn" or "scrape" or 
     Console.Error.WriteLine("       apphb-bench replication [--seconds 20] [--only recovery,barrier,lsyncd]");
     Console.Error.WriteLine("       apphb-bench replication-resync [--seed N] [--only bulk|resync]");
     Console.Error.WriteLine("  every command: [--daemon PUBLISHED/apphbd] to use an apphbd already published instead of publishing one");
+    Console.Error.WriteLine("  replication commands: [--standby-dir DIR] node 2's directory, replica state and journal under DIR (another filesystem: its own disk, or tmpfs)");
     return 2;
 }
 
@@ -32,12 +34,13 @@ var hold = 30.0;
 var rate = 2000;
 string[]? only = null;
 string? prebuilt = null;
+string? standbyDirectory = null;
 // Options come in pairs; anything else is refused by name before a run starts (a mistyped option once started an
 // hour of trials with the defaults).
 for (var i = 1; i < args.Length; i += 2)
 {
     if (!args[i].StartsWith("--", StringComparison.Ordinal) || args[i] is not ("--clients" or "--kills" or "--trials" or "--loss-trials" or "--seed"
-        or "--only" or "--daemon" or "--floods" or "--rate" or "--hold" or "--seconds"))
+        or "--only" or "--daemon" or "--floods" or "--rate" or "--hold" or "--seconds" or "--standby-dir"))
     {
         Console.Error.WriteLine($"apphb-bench {args[0]}: unknown option '{args[i]}' (run apphb-bench alone for the usage)");
         return 2;
@@ -94,6 +97,13 @@ for (var i = 1; i < args.Length; i += 2)
     {
         seconds = double.Parse(args[i + 1], CultureInfo.InvariantCulture);
     }
+    else if (args[i] == "--standby-dir")
+    {
+        // Node 2's replicated directory, replica state and journal on another filesystem than node 1's (a pair of
+        // appliances has a disk each; this machine one, whose syncs both nodes otherwise share).
+        standbyDirectory = Directory.CreateDirectory(Path.Combine(Path.GetFullPath(args[i + 1]), FormattableString.Invariant($"apphb-standby-{Environment.ProcessId}"))).FullName;
+        Environment.SetEnvironmentVariable(ReplicationCrashTrials.StandbyDirectoryVariable, standbyDirectory);
+    }
 }
 
 var root = AppContext.BaseDirectory;
@@ -140,4 +150,9 @@ Console.WriteLine($"{args[0] switch { "respawn" => "Supervisors", "scrape" => "M
 Console.WriteLine();
 Console.Write(report);
 Directory.Delete(work, recursive: true);
+if (standbyDirectory is not null)
+{
+    Directory.Delete(standbyDirectory, recursive: true);
+}
+
 return 0;

@@ -39,8 +39,22 @@ public sealed class ReplicationCrashTrials(PairRig rig, int seed, Action<string>
     /// <summary>When, after the writer starts, the active node dies: uniformly in [Min, Max) ms.</summary>
     public (int Min, int Max) CrashAfterMilliseconds { get; init; } = (300, 2000);
 
-    /// <summary>The node's replicated directory (each node its own path: both share this machine's filesystem).</summary>
-    public static string Data(PairRig rig, int me) => Path.Combine((rig ?? throw new ArgumentNullException(nameof(rig))).Directory, $"data{me}");
+    /// <summary>The node's replicated directory (each node its own path: both share this machine's filesystem, unless
+    /// <see cref="StandbyDirectoryVariable"/> puts node 2's elsewhere).</summary>
+    public static string Data(PairRig rig, int me) => Path.Combine(NodeDirectory(rig, me), $"data{me}");
+
+    /// <summary>An environment variable naming a directory on another filesystem (another disk, or tmpfs) for node
+    /// 2's replicated directory, replica state and journal: a pair of appliances has a disk each, and this machine
+    /// one, whose syncs both nodes otherwise share (a benchmark's option, `--standby-dir`).</summary>
+    public const string StandbyDirectoryVariable = "APPHB_BENCH_STANDBY_DIR";
+
+    private static string NodeDirectory(PairRig rig, int me)
+    {
+        ArgumentNullException.ThrowIfNull(rig);
+        return me == 2 && Environment.GetEnvironmentVariable(StandbyDirectoryVariable) is { Length: > 0 } elsewhere
+            ? Directory.CreateDirectory(Path.Combine(elsewhere, Path.GetFileName(rig.Directory))).FullName
+            : rig.Directory;
+    }
 
     /// <summary>Starts both nodes with replication of <see cref="Data"/> (the preferred node active).</summary>
     public static async Task StartPairAsync(PairRig rig)
@@ -52,7 +66,7 @@ public sealed class ReplicationCrashTrials(PairRig rig, int seed, Action<string>
             await rig.StartAsync(me, rig.Config(me, "command: [/bin/sleep, \"1000\"]", linkHold: "1s", extra: $"""
                 replication:
                   path: {Data(rig, me)}
-                  journal: {Path.Combine(rig.Directory, $"node{me}.journal")}
+                  journal: {Path.Combine(NodeDirectory(rig, me), $"node{me}.journal")}
                   barrier-timeout: 5s
                 """));
         }
