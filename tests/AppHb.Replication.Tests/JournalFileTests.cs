@@ -20,10 +20,12 @@ public sealed class JournalFileTests : IDisposable
         _ => new CutRecord(sequence, Generation),
     };
 
-    /// <summary>The sender reads what is durable here only: a record sent before its fdatasync could be on the
-    /// peer and lost from this journal by a crash, and the peer would then be ahead of the active node.</summary>
+    /// <summary>The sender reads whole batches only: a cut published (before its sync, so that the peer receives it
+    /// meanwhile) or synced, never records still being appended. A published record the peer holds and a power cut
+    /// took from this journal leaves the peer ahead, which the next connection resyncs (the journal's numbers no longer
+    /// continue the peer's position) or a takeover makes moot.</summary>
     [Fact]
-    public void Records_appended_but_not_yet_synced_are_not_read_and_reads_start_at_the_first_needed()
+    public void Records_appended_but_not_yet_published_are_not_read_and_reads_start_at_the_first_needed()
     {
         using var journal = JournalFile.Open(_directory.File("journal"));
         for (ulong i = 1; i <= 10; i++)
@@ -38,6 +40,19 @@ public sealed class JournalFileTests : IDisposable
         journal.Sync();
         Assert.Equal([11UL], journal.ReadAfter(10).Select(r => r.Sequence));
         Assert.Empty(journal.ReadAfter(11));
+
+        journal.Append(Record(12));
+        journal.Append(Record(13));
+        Assert.Empty(journal.ReadEncodedAfter(11, 0));
+        journal.Publish();
+        Assert.Equal([12UL, 13UL], journal.ReadAfter(11).Select(r => r.Sequence));
+        var encoded = journal.ReadEncodedAfter(11, 0).ToList();
+        Assert.Equal([12UL, 13UL], encoded.Select(r => r.Sequence));
+        encoded.ForEach(r => r.Return());
+        journal.Append(Record(14));
+        Assert.Equal([12UL, 13UL], journal.ReadAfter(11).Select(r => r.Sequence));
+        journal.Sync();
+        Assert.Equal([12UL, 13UL, 14UL], journal.ReadAfter(11).Select(r => r.Sequence));
     }
 
     /// <summary>What the sender sends: the journal's own bytes of each durable record after the headroom asked for,
@@ -255,6 +270,28 @@ public sealed class JournalFileTests : IDisposable
         reopened.Append(Record(21));
         reopened.Sync();
         Assert.Equal(Enumerable.Range(1, 21).Select(i => (ulong)i), reopened.ReadAfter(0).Select(r => r.Sequence));
+    }
+
+    [Fact]
+    public void A_large_batch_is_appended_without_zeros_ahead_published_first_or_not()
+    {
+        var path = _directory.File("journal");
+        using var journal = JournalFile.Open(path);
+        var block = new byte[40_000];
+        foreach (var publishFirst in new[] { false, true })
+        {
+            // Two records of 40 KB: past the 64 KiB of a small batch (a bulk copy's), so no zeros written ahead.
+            var first = journal.LastSequence + 1;
+            journal.Append(new WriteRecord(first, Generation, "data/big", 80_000, 40_000, [new BlockChange(0, block)]));
+            journal.Append(new WriteRecord(first + 1, Generation, "data/big", 80_000, 40_000, [new BlockChange(1, block)]));
+            if (publishFirst)
+            {
+                journal.Publish();
+            }
+
+            journal.Sync();
+            Assert.Equal(journal.Length, new FileInfo(path).Length);
+        }
     }
 
     [Fact]

@@ -404,13 +404,8 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
                 batch.Add(change);
             }
 
-            Journal(batch);
-            if (seen > 0)
+            void Captured(ulong journaled)
             {
-                // The barrier's file was read, and with it everything made before it (barriers are numbered in the
-                // order their files are made, so every earlier one is through too). Before the first resync nothing
-                // is journaled: the resync's cut, after this sequence, covers the barrier.
-                var journaled = _compared ? _journal.LastSequence : _journal.LastSequence + 1;
                 lock (_gate)
                 {
                     foreach (var (_, captured) in _barriers.Where(b => b.Ticket <= seen))
@@ -419,14 +414,30 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
                     }
                 }
             }
+
+            // The barriers go on as soon as the batch's last cut is whole, while it is synced here: what they promise
+            // is the peer's durability (a record the peer holds and this journal lost to a power cut costs nothing:
+            // every start resyncs, and the journal's numbers no longer continue the peer's position).
+            Journal(batch, seen > 0 ? Captured : null);
+            if (seen > 0)
+            {
+                // The barrier's file was read, and with it everything made before it (barriers are numbered in the
+                // order their files are made, so every earlier one is through too). Before the first resync nothing
+                // is journaled: the resync's cut, after this sequence, covers the barrier. (Said already when the
+                // batch had records; then this changes nothing.)
+                Captured(_compared ? _journal.LastSequence : _journal.LastSequence + 1);
+            }
         }
     }
 
-    private void Journal(List<TreeChange> batch)
+    /// <param name="lastCutPublished">Told the batch's last cut once it is whole, before it is synced (not when the
+    /// batch journals nothing).</param>
+    private void Journal(List<TreeChange> batch, Action<ulong>? lastCutPublished = null)
     {
-        if (_compared && batch.Count > 0 && _journaler.Journal(batch, _sender.Journaled) > 0)
+        if (_compared && batch.Count > 0)
         {
-            _sender.Journaled(_journal.LastSequence);
+            // Each cut goes to the sender as soon as it is whole, while it is synced here.
+            _journaler.Journal(batch, _sender.Journaled, lastCutPublished);
         }
 
         _journaler.Acknowledged(_sender.Acknowledged);

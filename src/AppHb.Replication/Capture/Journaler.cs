@@ -76,10 +76,11 @@ public sealed class Journaler
 
     /// <summary>Journals one batch of changes and closes it with a cut, then makes it durable (fdatasync). Returns how
     /// many records it journaled, the cuts included (none when nothing differs from what the peer has). A batch whose
-    /// content passes <see cref="CutBytes"/> is cut there too, between two changes (never inside a file's records),
-    /// and <paramref name="cutDurable"/> hears of each such cut once it is durable, so it can go to the peer while
-    /// the rest is read.</summary>
-    public int Journal(IEnumerable<TreeChange> changes, Action<ulong>? cutDurable = null)
+    /// content passes <see cref="CutBytes"/> is cut there too, between two changes (never inside a file's records).
+    /// <paramref name="cutPublished"/> hears of each cut once it is whole and readable, before its sync, so it can go
+    /// to the peer while it is synced here and the rest is read; <paramref name="lastCutPublished"/> of the batch's last
+    /// one only (after <paramref name="cutPublished"/>).</summary>
+    public int Journal(IEnumerable<TreeChange> changes, Action<ulong>? cutPublished = null, Action<ulong>? lastCutPublished = null)
     {
         ArgumentNullException.ThrowIfNull(changes);
         var records = new Batch(_journal, Generation, Touched);
@@ -95,7 +96,7 @@ public sealed class Journaler
                 // the peer before all of it was read and synced here, and the peer installed it all at once, the link
                 // idle meanwhile. A cut here is what a periodic cut under continuous writing is (the design's third
                 // point): every file one of its versions, the next barrier exact again.
-                cutDurable?.Invoke(records.Cut());
+                records.Cut(cutPublished);
             }
 
             if (change.Kind is not (TreeChangeKind.Created or TreeChangeKind.Written or TreeChangeKind.Closed or TreeChangeKind.Attributes))
@@ -169,7 +170,11 @@ public sealed class Journaler
             }
         }
 
-        return records.Close();
+        return records.Close(published: lastCutPublished is null ? cutPublished : cut =>
+        {
+            cutPublished?.Invoke(cut);
+            lastCutPublished(cut);
+        });
     }
 
     /// <summary>Compares the whole tree with what the peer has and journals the differences, closed by a cut: after
@@ -555,21 +560,29 @@ public sealed class Journaler
             ContentSinceCut += record is WriteRecord write ? write.ContentBytes : 0;
         }
 
-        /// <summary>Closes what was added since the last cut with a cut, durable; its sequence.</summary>
-        public ulong Cut()
+        /// <summary>Closes what was added since the last cut with a cut, durable; its sequence. The cut is readable
+        /// (<see cref="JournalFile.Publish"/>) and <paramref name="published"/> told before the sync, so that it goes to
+        /// the peer meanwhile: a barrier waits for the longer of this sync and the peer's, not for both in turn.</summary>
+        public ulong Cut(Action<ulong>? published = null)
         {
             Add(new CutRecord(0, generation));
+            if (published is not null)
+            {
+                journal.Publish();
+                published(journal.LastSequence);
+            }
+
             journal.Sync();
             _sinceCut = 0;
             ContentSinceCut = 0;
             return journal.LastSequence;
         }
 
-        public int Close(bool always = false)
+        public int Close(bool always = false, Action<ulong>? published = null)
         {
             if (_sinceCut > 0 || (Count == 0 && always))
             {
-                Cut();
+                Cut(published);
             }
 
             return Count;

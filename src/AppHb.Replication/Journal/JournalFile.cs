@@ -80,7 +80,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
             }
 
             stream.Seek(0, SeekOrigin.End);
-            return new JournalFile(path, stream, last, records, recovery, offsets) { _durable = last, _durableLength = end, _end = end, _allocated = end };
+            return new JournalFile(path, stream, last, records, recovery, offsets) { _published = last, _publishedLength = end, _end = end, _allocated = end, _syncedEnd = end };
         }
         catch
         {
@@ -126,6 +126,9 @@ public sealed class JournalFile : IJournalReader, IDisposable
 
     /// <summary>How far the file is written (records, then zeros).</summary>
     private long _allocated;
+
+    /// <summary>Where the records ended at the last <see cref="Sync"/>: what a batch adds is measured from here.</summary>
+    private long _syncedEnd;
 
     /// <summary>How much a reader of the journal reads from the disk at a time.</summary>
     private const int ReadBuffer = 1 << 16;
@@ -212,12 +215,26 @@ public sealed class JournalFile : IJournalReader, IDisposable
         Records++;
     }
 
-    /// <summary>Makes every appended record durable (fdatasync): a batch is sent to the peer only after this.</summary>
+    /// <summary>Makes every appended record readable (<see cref="ReadAfter"/>, <see cref="ReadEncodedAfter"/>)
+    /// before it is durable: the peer may receive a batch while <see cref="Sync"/> writes it here. A record the peer
+    /// holds and this journal lost to a power cut is harmless: the peer is ahead of a journal that starts again
+    /// (a resync, as after every start), or it takes over.</summary>
+    public void Publish()
+    {
+        var end = _stream.Position;
+        lock (_gate)
+        {
+            _published = LastSequence;
+            _publishedLength = end;
+        }
+    }
+
+    /// <summary>Makes every appended record durable (fdatasync), and readable (<see cref="Publish"/>) if it was not.</summary>
     /// <exception cref="IOException">The write or the sync failed (named with the file).</exception>
     public void Sync()
     {
         var end = _stream.Position;
-        if (end > _allocated && end - _durableLength <= SmallBatch)
+        if (end > _allocated && end - _syncedEnd <= SmallBatch)
         {
             // Zeros ahead, made durable with this batch: the next small batches change no metadata.
             RandomAccess.Write(_stream.SafeFileHandle, new byte[ZerosAhead], end);
@@ -226,28 +243,31 @@ public sealed class JournalFile : IJournalReader, IDisposable
 
         AppHb.Linux.Files.DurableFile.SyncData(_stream);
         _allocated = Math.Max(_allocated, end);
+        _syncedEnd = end;
         lock (_gate)
         {
-            _durable = LastSequence;
-            _durableLength = end;
+            _published = LastSequence;
+            _publishedLength = end;
         }
     }
 
-    /// <summary>How many bytes of the file <see cref="Sync"/> made durable: a record starting before this is whole.</summary>
-    private long _durableLength;
+    /// <summary>How many bytes of the file <see cref="Publish"/> or <see cref="Sync"/> made readable: a record starting
+    /// before this is whole.</summary>
+    private long _publishedLength;
 
-    /// <summary>The last record made durable by <see cref="Sync"/> (all of them, for a journal just opened).</summary>
-    private ulong _durable;
+    /// <summary>The last record made readable by <see cref="Publish"/> or <see cref="Sync"/> (all of them, for a
+    /// journal just opened).</summary>
+    private ulong _published;
 
-    /// <summary>The durable records after <paramref name="sequence"/>, in order, from the first one after it (an offset
+    /// <summary>The published records after <paramref name="sequence"/>, in order, from the first one after it (an offset
     /// index, not a parse from the start), read a record at a time as they are enumerated (a resync's gigabyte never
     /// sits in memory): a reader of its own, so the sender may enumerate while the journaler appends; records appended
-    /// but not yet synced are left for a later call.</summary>
+    /// but not yet published are left for a later call.</summary>
     /// <exception cref="InvalidDataException">A record in the journal is damaged (while enumerating).</exception>
     public IEnumerable<JournalRecord> ReadAfter(ulong sequence) =>
-        OpenAfter(sequence) is var (reader, durable, durableLength) ? Read(reader, sequence, durable, durableLength) : [];
+        OpenAfter(sequence) is var (reader, published, publishedLength) ? Read(reader, sequence, published, publishedLength) : [];
 
-    /// <summary>A reader at the first record after <paramref name="sequence"/>, with what was durable then; null when
+    /// <summary>A reader at the first record after <paramref name="sequence"/>, with what was published then; null when
     /// the journal holds none after it.</summary>
     private (FileStream Reader, ulong Durable, long DurableLength)? OpenAfter(ulong sequence)
     {
@@ -262,17 +282,17 @@ public sealed class JournalFile : IJournalReader, IDisposable
             // Opened under the lock: a restart of the journal (Restart) replaces the file, and the offset is this one's.
             var reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, ReadBuffer);
             reader.Position = _offsets[low].Offset;
-            return (reader, _durable, _durableLength);
+            return (reader, _published, _publishedLength);
         }
     }
 
-    private IEnumerable<JournalRecord> Read(FileStream reader, ulong after, ulong durable, long durableLength)
+    private IEnumerable<JournalRecord> Read(FileStream reader, ulong after, ulong published, long publishedLength)
     {
         using (reader)
         {
             foreach (var (at, decoded) in Scan(reader))
             {
-                if (!Readable(at, decoded.Status, decoded.Problem, decoded.Record?.Sequence ?? 0, durable, durableLength))
+                if (!Readable(at, decoded.Status, decoded.Problem, decoded.Record?.Sequence ?? 0, published, publishedLength))
                 {
                     yield break;
                 }
@@ -285,21 +305,21 @@ public sealed class JournalFile : IJournalReader, IDisposable
         }
     }
 
-    /// <summary>Whether a reader goes on with the record at <paramref name="at"/> (whole, intact and durable), or
-    /// stops there (being appended, or not yet synced: read at a later call).</summary>
+    /// <summary>Whether a reader goes on with the record at <paramref name="at"/> (whole, intact and published), or
+    /// stops there (being appended, or not yet published: read at a later call).</summary>
     /// <exception cref="InvalidDataException">The record is damaged.</exception>
-    private bool Readable(long at, JournalDecodeStatus status, string? problem, ulong sequence, ulong durable, long durableLength)
+    private bool Readable(long at, JournalDecodeStatus status, string? problem, ulong sequence, ulong published, long publishedLength)
     {
-        // Past what was synced: being appended, or zeros written ahead.
-        if (at >= durableLength)
+        // Past what was published: being appended, or zeros written ahead.
+        if (at >= publishedLength)
         {
             return false;
         }
 
         if (status == JournalDecodeStatus.Incomplete)
         {
-            // It starts in what was synced whole: its length field was damaged into one past the end.
-            throw new InvalidDataException($"{Path}: at offset {at}: corrupt record (its length runs past the {durableLength} bytes synced)");
+            // It starts in what was published whole: its length field was damaged into one past the end.
+            throw new InvalidDataException($"{Path}: at offset {at}: corrupt record (its length runs past the {publishedLength} bytes written)");
         }
 
         if (status != JournalDecodeStatus.Decoded)
@@ -307,8 +327,8 @@ public sealed class JournalFile : IJournalReader, IDisposable
             throw new InvalidDataException($"{Path}: at offset {at}: {status.ToString().ToLowerInvariant()} record ({problem})");
         }
 
-        // Appended, not yet synced: sent once it is durable here, never before.
-        return sequence <= durable;
+        // Appended, not yet published: sent once its batch is whole, never before.
+        return sequence <= published;
     }
 
     /// <summary><see cref="ReadAfter"/>'s records as the bytes the journal holds (each checked by its CRC-32 and its
@@ -319,10 +339,10 @@ public sealed class JournalFile : IJournalReader, IDisposable
     public IEnumerable<EncodedRecord> ReadEncodedAfter(ulong sequence, int headroom)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(headroom);
-        return OpenAfter(sequence) is var (reader, durable, durableLength) ? ReadEncoded(reader, sequence, durable, durableLength, headroom) : [];
+        return OpenAfter(sequence) is var (reader, published, publishedLength) ? ReadEncoded(reader, sequence, published, publishedLength, headroom) : [];
     }
 
-    private IEnumerable<EncodedRecord> ReadEncoded(FileStream reader, ulong after, ulong durable, long durableLength, int headroom)
+    private IEnumerable<EncodedRecord> ReadEncoded(FileStream reader, ulong after, ulong published, long publishedLength, int headroom)
     {
         using (reader)
         {
@@ -340,7 +360,7 @@ public sealed class JournalFile : IJournalReader, IDisposable
                 bool readable;
                 try
                 {
-                    readable = Readable(at, decoded.Status, decoded.Problem, decoded.Sequence, durable, durableLength);
+                    readable = Readable(at, decoded.Status, decoded.Problem, decoded.Sequence, published, publishedLength);
                 }
                 catch (InvalidDataException) when (rented is not null)
                 {
@@ -424,10 +444,11 @@ public sealed class JournalFile : IJournalReader, IDisposable
             _offsets.Clear();
             _offsets.AddRange(keptOffsets);
             Records = keptOffsets.Count;
-            _durable = LastSequence;
-            _durableLength = _stream.Length;
+            _published = LastSequence;
+            _publishedLength = _stream.Length;
             _end = _stream.Length;
             _allocated = _stream.Length;
+            _syncedEnd = _stream.Length;
             return first;
         }
     }
