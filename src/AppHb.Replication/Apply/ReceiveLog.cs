@@ -84,6 +84,14 @@ public sealed class ReceiveLog : IDisposable
             return;
         }
 
+        if (_length == 0 && Volatile.Read(ref _appliedThrough) < _bypassedThrough)
+        {
+            // A group before this one went without the log and is not applied yet: this one cannot be committed
+            // either (Commit), so its records are not copied (a bulk copy's groups follow each other so).
+            _overflowed = true;
+            return;
+        }
+
         if (_length + encoded.Length > GroupCapacity)
         {
             _overflowed = true;
