@@ -29,7 +29,7 @@ if (args.Length >= 3)
         if (log is not null)
         {
             records.ForEach(log.Add);
-            if (!log.Commit(sequence))
+            if (log.Commit() != sequence)
             {
                 Console.Error.WriteLine($"cut {round} does not fit the receive log");
                 return 1;

@@ -39,22 +39,25 @@ public sealed class ReceiveLogTests : IDisposable
             log.Add(record);
         }
 
-        Assert.True(log.Commit(16));
+        Assert.Equal(16ul, log.Commit());
         Assert.Equal(size, new FileInfo(LogFile).Length);
-        // The delete after the second cut has no cut of its own: never applied from here.
+        // The delete after the second cut has no cut of its own: not written, kept for the next group.
         Assert.Equal(Enumerable.Range(11, 6).Select(s => (ulong)s), log.CutsAfter(10).Select(r => r.Sequence));
         // Applied already, the first cut is passed over; a position the group does not continue gets nothing.
         Assert.Equal(Enumerable.Range(14, 3).Select(s => (ulong)s), log.CutsAfter(13).Select(r => r.Sequence));
         Assert.Empty(log.CutsAfter(16));
         Assert.Empty(log.CutsAfter(5));
 
-        // Once applied, a shorter group is written over it: what is left of the longer one after its end is never read.
+        // Once applied, a shorter group is written over it (the delete kept, then a cut of its own): what is left of
+        // the longer one after its end is never read.
         log.Applied(16);
-        Cut(17, "c", "three").ForEach(log.Add);
-        Assert.True(log.Commit(19));
+        Cut(18, "c", "three").ForEach(log.Add);
+        Assert.Equal(20ul, log.Commit());
         Assert.Equal(size, new FileInfo(LogFile).Length);
-        Assert.Equal(Enumerable.Range(17, 3).Select(s => (ulong)s), log.CutsAfter(16).Select(r => r.Sequence));
+        Assert.Equal(Enumerable.Range(17, 4).Select(s => (ulong)s), log.CutsAfter(16).Select(r => r.Sequence));
         Assert.Empty(log.CutsAfter(13));
+        // Nothing since: nothing to write.
+        Assert.Null(log.Commit());
     }
 
     [Fact]
@@ -63,7 +66,7 @@ public sealed class ReceiveLogTests : IDisposable
         using (var log = ReceiveLog.Open(State))
         {
             Cut(1, "a", "one").Concat(Cut(4, "b", "two")).ToList().ForEach(log.Add);
-            Assert.True(log.Commit(6));
+            Assert.Equal(6ul, log.Commit());
         }
 
         // The second cut's write record damaged (the disk wrote part of the group): its CRC-32 no longer matches.
@@ -77,7 +80,7 @@ public sealed class ReceiveLogTests : IDisposable
     }
 
     [Fact]
-    public void A_group_that_does_not_fit_is_not_committed_and_no_later_one_is_before_it_is_applied()
+    public void A_group_that_does_not_fit_is_not_committed_until_its_cuts_are_applied_and_then_dropped()
     {
         using var log = ReceiveLog.Open(State);
         var large = new string('x', 200_000);
@@ -88,19 +91,20 @@ public sealed class ReceiveLogTests : IDisposable
 
         log.Add(new CutRecord(7, Generation));
         Assert.False(log.Holds);
-        Assert.False(log.Commit(7));
-        Assert.True(log.Holds);
+        Assert.Null(log.Commit());
 
-        // Acknowledged from the log while the large group is not applied yet, a crash would leave a gap the log does
-        // not hold: it waits for that group's own acknowledgement instead.
+        // The cuts after it cannot be written either while it is not applied (the log would not hold what comes
+        // between): they are acknowledged once applied.
         Cut(8, "a", "one").ForEach(log.Add);
         Assert.False(log.Holds);
-        Assert.False(log.Commit(10));
+        Assert.Null(log.Commit());
         Assert.Empty(log.CutsAfter(7));
 
+        // Applied through cut 10: the group is dropped at the next cut's first record, and that cut is written.
         log.Applied(10);
         Cut(11, "b", "two").ForEach(log.Add);
-        Assert.True(log.Commit(13));
+        Assert.True(log.Holds);
+        Assert.Equal(13ul, log.Commit());
         Assert.Equal(3, log.CutsAfter(10).Count);
 
         log.Bypass();
@@ -108,13 +112,28 @@ public sealed class ReceiveLogTests : IDisposable
     }
 
     [Fact]
+    public void Cuts_nobody_asked_to_write_are_dropped_once_applied()
+    {
+        using var log = ReceiveLog.Open(State);
+        Cut(1, "a", "one").ForEach(log.Add);
+        Cut(4, "b", "two").ForEach(log.Add);
+        log.Applied(6);
+        // Applied before anything asked for them: the next cut alone is written.
+        Cut(7, "c", "three").ForEach(log.Add);
+        Assert.Equal(9ul, log.Commit());
+        Assert.Equal([7ul, 8ul, 9ul], log.CutsAfter(6).Select(r => r.Sequence));
+        // Cuts 1 to 6 were never written: nothing follows on from an empty replica.
+        Assert.Empty(log.CutsAfter(0));
+    }
+
+    [Fact]
     public void Groups_not_applied_yet_are_kept_and_the_next_goes_after_them_until_the_log_is_full()
     {
         using var log = ReceiveLog.Open(State);
         Cut(1, "a", "one").ForEach(log.Add);
-        Assert.True(log.Commit(3));
+        Assert.Equal(3ul, log.Commit());
         Cut(4, "b", "two").ForEach(log.Add);
-        Assert.True(log.Commit(6));
+        Assert.Equal(6ul, log.Commit());
         // Neither applied: both read back, in order.
         Assert.Equal(Enumerable.Range(1, 6).Select(s => (ulong)s), log.CutsAfter(0).Select(r => r.Sequence));
         log.Applied(3);
@@ -132,7 +151,7 @@ public sealed class ReceiveLogTests : IDisposable
             }
 
             log.Add(new CutRecord(next, Generation));
-            if (!log.Commit(next++))
+            if (log.Commit() != next++)
             {
                 break;
             }
@@ -150,8 +169,8 @@ public sealed class ReceiveLogTests : IDisposable
         using (var log = ReceiveLog.Open(State))
         {
             Cut(1, "a", "one").ForEach(log.Add);
-            Assert.True(log.Commit(3));
-            log.Forget(durably: true);
+            Assert.Equal(3ul, log.Commit());
+            log.Forget();
         }
 
         using var reopened = ReceiveLog.Open(State);
@@ -169,7 +188,7 @@ public sealed class ReceiveLogTests : IDisposable
             // Durable in the log (so acknowledged), then the node stopped before the apply.
             log.Applied(3);
             Cut(4, "b", "two").Concat(Cut(7, "c", "three")).ToList().ForEach(log.Add);
-            Assert.True(log.Commit(9));
+            Assert.Equal(9ul, log.Commit());
         }
 
         var recovered = new CutApplier(Replica, State).Recover();

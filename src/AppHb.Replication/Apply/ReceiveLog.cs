@@ -30,14 +30,14 @@ public sealed class ReceiveLog : IDisposable
     private readonly FileStream _file;
     private readonly byte[] _group = new byte[GroupCapacity + EndMark];
     private int _length;
+    /// <summary>How much of the group its last cut ends (what <see cref="Commit"/> writes).</summary>
+    private int _cutLength;
+    private ulong _groupLastCut;
     private bool _overflowed;
     /// <summary>Where the next group goes when earlier ones still wait for their apply.</summary>
     private long _end;
     /// <summary>The last sequence committed to the log (0: none since it was opened or emptied).</summary>
     private ulong _loggedThrough;
-    /// <summary>The last sequence of a group acknowledged without the log: no later group may be acknowledged from
-    /// the log before it is applied (the log would not hold what comes between).</summary>
-    private ulong _bypassedThrough;
     private ulong _appliedThrough;
 
     private ReceiveLog(FileStream file) => _file = file;
@@ -71,98 +71,106 @@ public sealed class ReceiveLog : IDisposable
     /// <summary>The log's file name in a state directory.</summary>
     public static string PathIn(string stateDirectory) => Path.Combine(stateDirectory, FileName);
 
-    /// <summary>Whether the records added since the last <see cref="Commit"/> or <see cref="Forget"/> all fit in a
-    /// group.</summary>
+    /// <summary>Whether the group can be committed when it ends with a cut: every record added since the last
+    /// commit (or since everything before was applied) fits in it and was added.</summary>
     public bool Holds => !_overflowed;
 
-    /// <summary>Adds a record, as the journal encodes it, to the group (in memory until <see cref="Commit"/>); past
-    /// <see cref="GroupCapacity"/> the group no longer <see cref="Holds"/>.</summary>
-    public void Add(ReadOnlySpan<byte> encoded)
+    /// <summary>The last cut record added (0 before any).</summary>
+    public ulong LastCut => _groupLastCut;
+
+    /// <summary>Adds a record, as the journal encodes it, to the group (in memory until <see cref="Commit"/>). Before
+    /// the first record of a cut, a group whose cuts are all applied is dropped (nothing in it is needed any more).
+    /// Past <see cref="GroupCapacity"/>, or after <see cref="Bypass"/>, the group no longer <see cref="Holds"/> until
+    /// its cuts are applied.</summary>
+    public void Add(ReadOnlySpan<byte> encoded, ulong sequence, bool cut)
     {
-        if (_overflowed)
+        if (_length == _cutLength && Volatile.Read(ref _appliedThrough) >= _groupLastCut)
         {
-            return;
+            _length = 0;
+            _cutLength = 0;
+            _overflowed = false;
         }
 
-        if (_length == 0 && Volatile.Read(ref _appliedThrough) < _bypassedThrough)
-        {
-            // A group before this one went without the log and is not applied yet: this one cannot be committed
-            // either (Commit), so its records are not copied (a bulk copy's groups follow each other so).
-            _overflowed = true;
-            return;
-        }
-
-        if (_length + encoded.Length > GroupCapacity)
+        if (!_overflowed && _length + encoded.Length > GroupCapacity)
         {
             _overflowed = true;
-            return;
         }
 
-        encoded.CopyTo(_group.AsSpan(_length));
-        _length += encoded.Length;
+        if (!_overflowed)
+        {
+            encoded.CopyTo(_group.AsSpan(_length));
+            _length += encoded.Length;
+        }
+
+        if (cut)
+        {
+            _groupLastCut = sequence;
+            _cutLength = _length;
+        }
     }
 
-    /// <summary>Adds a record (<see cref="Add(ReadOnlySpan{byte})"/>), encoded here.</summary>
-    public void Add(JournalRecord record) => Add(JournalCodec.Encode(record));
+    /// <summary>Adds a record (<see cref="Add(ReadOnlySpan{byte}, ulong, bool)"/>), encoded here.</summary>
+    public void Add(JournalRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        Add(JournalCodec.Encode(record), record.Sequence, record is CutRecord);
+    }
 
-    /// <summary>The group being received goes without the log (a resync's records): it no longer
-    /// <see cref="Holds"/> until <see cref="Forget"/>.</summary>
+    /// <summary>The records being received go without the log (a resync's): the group no longer
+    /// <see cref="Holds"/> until its cuts are applied.</summary>
     public void Bypass() => _overflowed = true;
 
     /// <summary>The applying task applied every record up to <paramref name="sequence"/> (the replica's position).</summary>
     public void Applied(ulong sequence) => Volatile.Write(ref _appliedThrough, sequence);
 
-    /// <summary>Writes the group ending with the cut <paramref name="lastCut"/> and makes it durable (fdatasync), when
-    /// it fits and the log holds everything between the replica's position and it: its cuts then survive a crash and
-    /// may be acknowledged. Otherwise nothing is written and the group is to be acknowledged once applied. Either way
-    /// the next group starts empty.</summary>
-    /// <returns>Whether the group is durable in the log.</returns>
+    /// <summary>Writes the group's whole cuts and makes them durable (fdatasync), when the group
+    /// <see cref="Holds"/> and has a cut: they then survive a crash and may be acknowledged. What follows the last
+    /// cut stays for the next group. Nothing is written when the group does not hold, or the log has no room left
+    /// behind the groups not applied yet: the cuts are acknowledged once applied.</summary>
+    /// <returns>The last cut written, or null when nothing was.</returns>
     /// <exception cref="IOException">The write or its fdatasync failed (named with the file).</exception>
-    public bool Commit(ulong lastCut)
+    public ulong? Commit()
     {
-        var applied = Volatile.Read(ref _appliedThrough);
-        var length = _length;
-        var fits = !_overflowed && applied >= _bypassedThrough;
-        _length = 0;
-        _overflowed = false;
-        if (fits)
+        if (_overflowed || _cutLength == 0)
         {
-            // Every group logged before is applied: this one goes at the start (an append otherwise, after them).
-            var at = applied >= _loggedThrough ? 0 : _end;
-            if (at + length > Size)
-            {
-                fits = false;
-            }
-            else
-            {
-                _group.AsSpan(length, EndMark).Clear();
-                RandomAccess.Write(_file.SafeFileHandle, _group.AsSpan(0, length + EndMark), at);
-                DurableFile.SyncData(_file);
-                _end = at + length;
-                _loggedThrough = lastCut;
-                return true;
-            }
+            return null;
         }
 
-        _bypassedThrough = lastCut;
-        return false;
+        var applied = Volatile.Read(ref _appliedThrough);
+        // Every group logged before is applied: this one goes at the start (an append otherwise, after them).
+        var at = applied >= _loggedThrough ? 0 : _end;
+        if (at + _cutLength > Size)
+        {
+            return null;
+        }
+
+        var tail = _length - _cutLength;
+        var ending = _group.AsSpan(_cutLength, Math.Min(tail, EndMark)).ToArray();
+        _group.AsSpan(_cutLength, EndMark).Clear();
+        RandomAccess.Write(_file.SafeFileHandle, _group.AsSpan(0, _cutLength + EndMark), at);
+        DurableFile.SyncData(_file);
+        ending.CopyTo(_group.AsSpan(_cutLength));
+        _end = at + _cutLength;
+        _loggedThrough = _groupLastCut;
+        // The records after the cut begin the next group.
+        _group.AsSpan(_cutLength, tail).CopyTo(_group);
+        _length = tail;
+        _cutLength = 0;
+        return _loggedThrough;
     }
 
-    /// <summary>Starts the next group (what was added and not committed is dropped). With <paramref name="durably"/>,
-    /// the log is also emptied on disk: before the replica's position is numbered anew (a resync), so that no group
-    /// of the old numbering could ever seem to follow on from it. Only when everything logged is applied.</summary>
-    public void Forget(bool durably = false)
+    /// <summary>Drops the group (what was added and not committed), and empties the log on disk: before the replica's
+    /// position is numbered anew (a resync), so that no group of the old numbering could ever seem to follow on from
+    /// it. Only when everything logged is applied.</summary>
+    public void Forget()
     {
         _length = 0;
+        _cutLength = 0;
         _overflowed = false;
-        if (durably)
-        {
-            RandomAccess.Write(_file.SafeFileHandle, new byte[EndMark], 0);
-            DurableFile.SyncData(_file);
-            _end = 0;
-            _loggedThrough = 0;
-            _bypassedThrough = 0;
-        }
+        RandomAccess.Write(_file.SafeFileHandle, new byte[EndMark], 0);
+        DurableFile.SyncData(_file);
+        _end = 0;
+        _loggedThrough = 0;
     }
 
     /// <summary>The whole cuts the log holds right after <paramref name="applied"/>, in order: its records from the

@@ -79,7 +79,7 @@ public sealed class Journaler
     /// content passes <see cref="CutBytes"/> is cut there too, between two changes (never inside a file's records).
     /// <paramref name="cutPublished"/> hears of each cut once it is whole and readable, before its sync, so it can go
     /// to the peer while it is synced here and the rest is read; <paramref name="lastCutPublished"/> of the batch's last
-    /// one only (after <paramref name="cutPublished"/>).</summary>
+    /// one only (before <paramref name="cutPublished"/>).</summary>
     public int Journal(IEnumerable<TreeChange> changes, Action<ulong>? cutPublished = null, Action<ulong>? lastCutPublished = null)
     {
         ArgumentNullException.ThrowIfNull(changes);
@@ -172,8 +172,8 @@ public sealed class Journaler
 
         return records.Close(published: lastCutPublished is null ? cutPublished : cut =>
         {
-            cutPublished?.Invoke(cut);
             lastCutPublished(cut);
+            cutPublished?.Invoke(cut);
         });
     }
 

@@ -32,6 +32,9 @@ public enum ReplicationMessageKind : byte
     /// <summary>Receiver to sender: every record up to this sequence is visible in the replica (applied), not only
     /// durable (<see cref="Acknowledged"/>, which a receive log may send before the apply).</summary>
     Applied = 10,
+    /// <summary>Sender to receiver, after the cut it names: something waits for its acknowledgement (a barrier), so
+    /// the receiver makes it durable in its receive log and acknowledges it at once rather than once applied.</summary>
+    AcknowledgeNow = 11,
 }
 
 /// <summary>Encodes and decodes the payloads of sealed frames (big-endian, as the rest of the pair's wire).</summary>
@@ -51,6 +54,21 @@ public static class ReplicationMessage
         List<byte> body = [(byte)ReplicationMessageKind.Acknowledged];
         BigEndianWriter.AddUInt64(body, sequence);
         return [.. body];
+    }
+
+    public static byte[] AcknowledgeNow(ulong sequence)
+    {
+        var body = Acknowledged(sequence);
+        body[0] = (byte)ReplicationMessageKind.AcknowledgeNow;
+        return body;
+    }
+
+    /// <exception cref="ReplicationRefusedException">Not an AcknowledgeNow, or short.</exception>
+    public static ulong ReadAcknowledgeNow(ReadOnlySpan<byte> payload)
+    {
+        Expect(payload, ReplicationMessageKind.AcknowledgeNow, 1 + 8);
+        new BigEndianReader(payload[1..]).Read64(out var sequence);
+        return sequence;
     }
 
     public static byte[] Applied(ulong sequence)

@@ -40,14 +40,11 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
     /// <summary>Whether a difference resync is under way: from the sender's request to its cut.</summary>
     public bool Resyncing { get; private set; }
 
-    /// <summary>Whether a group of cuts that fits the receive log (<see cref="ReceiveLog"/>) is acknowledged once it
-    /// is durable there, before it is applied (the default); false: every cut is acknowledged once installed.</summary>
+    /// <summary>Whether a cut the sender asks to have acknowledged at once (a barrier waits for it:
+    /// <see cref="ReplicationMessageKind.AcknowledgeNow"/>) is made durable in the receive log
+    /// (<see cref="ReceiveLog"/>) and acknowledged before it is applied (the default); false: every cut is
+    /// acknowledged once installed.</summary>
     public bool AcknowledgeFromLog { get; init; } = true;
-
-    /// <summary>A group of cuts still open after this long is made durable in the receive log and acknowledged at its
-    /// next cut, even while more records are arriving (a steady writer would otherwise hold every acknowledgement
-    /// back until it paused).</summary>
-    private static readonly TimeSpan GroupTime = TimeSpan.FromMilliseconds(2);
 
     /// <summary>What the receiving task hands the applying task, in the order it arrived.</summary>
     private abstract record Received;
@@ -100,9 +97,10 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
     }
 
     /// <summary>The receiving task: takes each frame, checks a record (its sequence, its paths), adds it to the
-    /// receive log's group, hands it on; at a cut with nothing more arrived (or the group open for
-    /// <see cref="GroupTime"/>), commits the group to the log and acknowledges it. Never throws: what ends it is handed
-    /// on last.</summary>
+    /// receive log's group, hands it on; once the sender asks for the acknowledgement of a cut received (a barrier
+    /// waits), commits the group's cuts to the log and acknowledges them. Cuts nobody waits for are acknowledged once
+    /// applied, as before the log: an asynchronous writer's stream pays no sync for it (a sync per cut at 1,000
+    /// writes/s slowed the apply, and with it the recovery point). Never throws: what ends it is handed on last.</summary>
     private async Task ReceiveAsync(FrameReadAhead frames, ChannelWriter<Received> received, StrongBox<int> waiting, ReceiveLog? log,
         Acknowledgements acknowledgements, ulong next, CancellationToken cancellationToken)
     {
@@ -116,7 +114,19 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
         // (the sender counts the resync done then).
         var resyncing = false;
         var first = next;
-        long groupSince = 0;
+        // The highest cut the sender asked to have acknowledged at once.
+        ulong urgent = 0;
+
+        async Task CommitIfAskedAsync()
+        {
+            if (log is not null && urgent > acknowledgements.Sent && log.LastCut >= urgent && log.Commit() is { } committed)
+            {
+                // Durable here: a crash from now on applies it from the log (CutApplier.Recover), and a takeover does
+                // before this node serves.
+                await acknowledgements.SendAsync(committed, cancellationToken);
+            }
+        }
+
         try
         {
             while (true)
@@ -126,6 +136,14 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                 try
                 {
                     var kind = ReplicationMessage.KindOf(payload.Span);
+                    if (kind == ReplicationMessageKind.AcknowledgeNow)
+                    {
+                        urgent = Math.Max(urgent, ReplicationMessage.ReadAcknowledgeNow(payload.Span));
+                        payload.Dispose();
+                        await CommitIfAskedAsync();
+                        continue;
+                    }
+
                     if (kind is ReplicationMessageKind.ResyncRequest or ReplicationMessageKind.VerifyRequest or ReplicationMessageKind.ResyncFrom)
                     {
                         if (kind == ReplicationMessageKind.ResyncRequest && !resyncing)
@@ -138,7 +156,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                             // Asked only as a connection starts, when the log's cuts are applied (RunAsync): the
                             // position is about to be numbered anew, and nothing of the old numbering may follow it.
                             resyncing = true;
-                            log?.Forget(durably: true);
+                            log?.Forget();
                         }
                         else if (kind == ReplicationMessageKind.ResyncFrom)
                         {
@@ -170,32 +188,28 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                 }
 
                 next++;
-                if (groupSince == 0)
-                {
-                    groupSince = System.Diagnostics.Stopwatch.GetTimestamp();
-                }
-
-                if (log is not null && !resyncing)
-                {
-                    log.Add(payload.Span[ReplicationMessage.RecordHeadroom..]);
-                }
-                else
+                if (resyncing)
                 {
                     log?.Bypass();
+                    resyncing = record is not CutRecord;
+                }
+
+                log?.Add(payload.Span[ReplicationMessage.RecordHeadroom..], record.Sequence, record is CutRecord);
+                if (record is CutRecord)
+                {
+                    try
+                    {
+                        // Before the applying task starts on it: its syncs would only slow this one down.
+                        await CommitIfAskedAsync();
+                    }
+                    catch
+                    {
+                        payload.Dispose();
+                        throw;
+                    }
                 }
 
                 HandOn(new RecordReceived(record, payload));
-                if (record is CutRecord && (!frames.MoreWaiting || System.Diagnostics.Stopwatch.GetElapsedTime(groupSince) >= GroupTime))
-                {
-                    groupSince = 0;
-                    resyncing = false;
-                    if (log is not null && log.Commit(record.Sequence))
-                    {
-                        // Durable here: a crash from now on applies it from the log (CutApplier.Recover), and a
-                        // takeover does before this node serves.
-                        await acknowledgements.SendAsync(record.Sequence, cancellationToken);
-                    }
-                }
             }
         }
         catch (Exception e)

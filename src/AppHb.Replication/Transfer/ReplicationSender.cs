@@ -283,6 +283,25 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         }
     }
 
+    /// <summary>The highest sequence a waiter wants acknowledged as soon as it is durable on the peer.</summary>
+    private ulong _urgent;
+
+    /// <summary>Something will wait for the acknowledgement of <paramref name="sequence"/> (a barrier's cut, told before
+    /// the cut is sent): the peer is asked to acknowledge it at once, right after the cut
+    /// (<see cref="ReplicationMessageKind.AcknowledgeNow"/>).</summary>
+    public void AcknowledgeSoon(ulong sequence) => InterlockedMax(ref _urgent, sequence);
+
+    private static void InterlockedMax(ref ulong target, ulong value)
+    {
+        for (var seen = Volatile.Read(ref target); seen < value; seen = Volatile.Read(ref target))
+        {
+            if (Interlocked.CompareExchange(ref target, value, seen) == seen)
+            {
+                return;
+            }
+        }
+    }
+
     /// <summary>Whether a connection is running (from the peer's first message to its end).</summary>
     public bool Connected => _connected;
 
@@ -319,9 +338,11 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
     /// it compared the whole tree (or none ran).</summary>
     public int? LastResyncPaths { get; private set; }
 
-    /// <summary>Returns once the peer has acknowledged <paramref name="sequence"/> (a cut at or after it).</summary>
+    /// <summary>Returns once the peer has acknowledged <paramref name="sequence"/> (a cut at or after it): the peer is
+    /// asked to acknowledge it as soon as it is durable there (<see cref="ReplicationMessageKind.AcknowledgeNow"/>).</summary>
     public async Task WaitAcknowledgedAsync(ulong sequence, CancellationToken cancellationToken)
     {
+        var asked = false;
         while (true)
         {
             Task changed;
@@ -333,6 +354,13 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
                 }
 
                 changed = _acknowledgedChanged.Task;
+            }
+
+            if (!asked)
+            {
+                asked = true;
+                InterlockedMax(ref _urgent, sequence);
+                Appended();
             }
 
             await changed.WaitAsync(cancellationToken);
@@ -444,11 +472,19 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
         }
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var acknowledgements = FollowAcknowledgementsAsync(channel, stop.Token);
+        ulong urgentSent = 0;
         try
         {
             while (true)
             {
                 var first = true;
+                if (Volatile.Read(ref _urgent) is var soon && soon > urgentSent && soon > Sent)
+                {
+                    // A barrier's cut about to go: asked for before it, so the peer writes it to its log as it arrives.
+                    urgentSent = soon;
+                    await channel.SendAsync(ReplicationMessage.AcknowledgeNow(soon), stop.Token);
+                }
+
                 foreach (var record in ReadJournalAfter(Sent))
                 {
                     // The journal's bytes of the record, after the message's kind: sent as they are, then given back.
@@ -469,6 +505,15 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
                     Sent = record.Sequence;
                     await channel.SendAsync(payload.Memory, stop.Token);
                     atCut = record.Kind == JournalRecordKind.Cut;
+                }
+
+                // A barrier waits for the acknowledgement of a cut sent: asked for, so that the peer makes it durable
+                // in its receive log at once instead of acknowledging it once applied.
+                var urgent = Volatile.Read(ref _urgent);
+                if (urgent > urgentSent && urgent <= Sent)
+                {
+                    urgentSent = urgent;
+                    await channel.SendAsync(ReplicationMessage.AcknowledgeNow(urgent), stop.Token);
                 }
 
                 ManifestAsked? asked;
