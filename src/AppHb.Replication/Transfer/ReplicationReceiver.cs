@@ -16,9 +16,11 @@ namespace AppHb.Replication.Transfer;
 /// the records that follow from the sequence the sender names; asked for a verify (right after a cut), it applies the
 /// cuts it holds and sends what its replica holds then. A record out of sequence, a frame that fails
 /// authentication or a record that does not decode ends the connection with the reason; what was received of the
-/// unfinished cut is dropped, never applied. A cut is acknowledged as soon as it is durable and visible (its redo
-/// log written, its steps carried out), and finished (its position recorded) right after.</summary>
-/// <param name="cutApplied">Called after each cut is durable, with its generation and whether it closed a difference
+/// unfinished cut is dropped, never applied. A cut the sender asks to have acknowledged at once (a barrier waits) is
+/// acknowledged once durable in the receive log, before it is applied; any other once durable and visible (its redo
+/// log written, its steps carried out), and finished (its position recorded) right after; every cut applied is then
+/// reported as applied.</summary>
+/// <param name="cutApplied">Called after each cut is applied, with its generation and whether it closed a difference
 /// resync (the replica then equals the active's tree as it was compared).</param>
 /// <param name="beforeResync">Called when a difference resync is asked, before the replica is walked (where diverged
 /// data is kept aside, <see cref="DivergedData"/>); an exception from it ends the connection, nothing replaced.</param>
