@@ -404,8 +404,10 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
                 batch.Add(change);
             }
 
+            var told = false;
             void Captured(ulong journaled)
             {
+                told = true;
                 // Before the sender is told of the cut: it asks the peer to acknowledge it at once, with it (or now, for
                 // a cut sent already: the barrier's batch held nothing new).
                 _sender.AcknowledgeSoon(journaled);
@@ -423,12 +425,12 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
             // is the peer's durability (a record the peer holds and this journal lost to a power cut costs nothing:
             // every start resyncs, and the journal's numbers no longer continue the peer's position).
             Journal(batch, seen > 0 ? Captured : null);
-            if (seen > 0)
+            if (seen > 0 && !told)
             {
                 // The barrier's file was read, and with it everything made before it (barriers are numbered in the
-                // order their files are made, so every earlier one is through too). Before the first resync nothing
-                // is journaled: the resync's cut, after this sequence, covers the barrier. (Said already when the
-                // batch had records; then this changes nothing.)
+                // order their files are made, so every earlier one is through too), and the batch journaled nothing:
+                // the last cut sent covers it. Before the first resync nothing is journaled: the resync's cut, after
+                // this sequence, covers the barrier.
                 Captured(_compared ? _journal.LastSequence : _journal.LastSequence + 1);
             }
         }

@@ -49,33 +49,30 @@ public static class ReplicationMessage
         return [.. body];
     }
 
-    public static byte[] Acknowledged(ulong sequence)
+    public static byte[] Acknowledged(ulong sequence) => WithNumber(ReplicationMessageKind.Acknowledged, sequence);
+
+    public static byte[] AcknowledgeNow(ulong sequence) => WithNumber(ReplicationMessageKind.AcknowledgeNow, sequence);
+
+    /// <exception cref="ReplicationRefusedException">Not an AcknowledgeNow, or short.</exception>
+    public static ulong ReadAcknowledgeNow(ReadOnlySpan<byte> payload) => ReadNumber(payload, ReplicationMessageKind.AcknowledgeNow);
+
+    public static byte[] Applied(ulong sequence) => WithNumber(ReplicationMessageKind.Applied, sequence);
+
+    /// <summary>A message that is its kind and one number (u64): a sequence, a count.</summary>
+    private static byte[] WithNumber(ReplicationMessageKind kind, ulong number)
     {
-        List<byte> body = [(byte)ReplicationMessageKind.Acknowledged];
-        BigEndianWriter.AddUInt64(body, sequence);
+        List<byte> body = [(byte)kind];
+        BigEndianWriter.AddUInt64(body, number);
         return [.. body];
     }
 
-    public static byte[] AcknowledgeNow(ulong sequence)
+    /// <summary>The number of a message <see cref="WithNumber"/> made.</summary>
+    /// <exception cref="ReplicationRefusedException">Not a message of <paramref name="kind"/>, or short.</exception>
+    private static ulong ReadNumber(ReadOnlySpan<byte> payload, ReplicationMessageKind kind)
     {
-        var body = Acknowledged(sequence);
-        body[0] = (byte)ReplicationMessageKind.AcknowledgeNow;
-        return body;
-    }
-
-    /// <exception cref="ReplicationRefusedException">Not an AcknowledgeNow, or short.</exception>
-    public static ulong ReadAcknowledgeNow(ReadOnlySpan<byte> payload)
-    {
-        Expect(payload, ReplicationMessageKind.AcknowledgeNow, 1 + 8);
-        new BigEndianReader(payload[1..]).Read64(out var sequence);
-        return sequence;
-    }
-
-    public static byte[] Applied(ulong sequence)
-    {
-        var body = Acknowledged(sequence);
-        body[0] = (byte)ReplicationMessageKind.Applied;
-        return body;
+        Expect(payload, kind, 1 + 8);
+        new BigEndianReader(payload[1..]).Read64(out var number);
+        return number;
     }
 
     /// <param name="paths">Only these paths (each with everything under it) may differ: the replica sends what it
@@ -103,19 +100,9 @@ public static class ReplicationMessage
         return body;
     }
 
-    public static byte[] ManifestEnd(ulong entries)
-    {
-        List<byte> body = [(byte)ReplicationMessageKind.ManifestEnd];
-        BigEndianWriter.AddUInt64(body, entries);
-        return [.. body];
-    }
+    public static byte[] ManifestEnd(ulong entries) => WithNumber(ReplicationMessageKind.ManifestEnd, entries);
 
-    public static byte[] ResyncFrom(ulong first)
-    {
-        List<byte> body = [(byte)ReplicationMessageKind.ResyncFrom];
-        BigEndianWriter.AddUInt64(body, first);
-        return [.. body];
-    }
+    public static byte[] ResyncFrom(ulong first) => WithNumber(ReplicationMessageKind.ResyncFrom, first);
 
     /// <summary>Which message a payload is (its first byte; 0 for an empty one).</summary>
     public static ReplicationMessageKind KindOf(ReadOnlySpan<byte> payload) => payload.IsEmpty ? 0 : (ReplicationMessageKind)payload[0];
@@ -170,20 +157,10 @@ public static class ReplicationMessage
     }
 
     /// <exception cref="ReplicationRefusedException">Not a manifest end, or short.</exception>
-    public static ulong ReadManifestEnd(ReadOnlySpan<byte> payload)
-    {
-        Expect(payload, ReplicationMessageKind.ManifestEnd, 1 + 8);
-        new BigEndianReader(payload[1..]).Read64(out var entries);
-        return entries;
-    }
+    public static ulong ReadManifestEnd(ReadOnlySpan<byte> payload) => ReadNumber(payload, ReplicationMessageKind.ManifestEnd);
 
     /// <exception cref="ReplicationRefusedException">Not a resync start, or short.</exception>
-    public static ulong ReadResyncFrom(ReadOnlySpan<byte> payload)
-    {
-        Expect(payload, ReplicationMessageKind.ResyncFrom, 1 + 8);
-        new BigEndianReader(payload[1..]).Read64(out var first);
-        return first;
-    }
+    public static ulong ReadResyncFrom(ReadOnlySpan<byte> payload) => ReadNumber(payload, ReplicationMessageKind.ResyncFrom);
 
     public static byte[] Record(JournalRecord record)
     {
@@ -216,20 +193,10 @@ public static class ReplicationMessage
     }
 
     /// <exception cref="ReplicationRefusedException">Not an acknowledgement, or short.</exception>
-    public static ulong ReadAcknowledged(ReadOnlySpan<byte> payload)
-    {
-        Expect(payload, ReplicationMessageKind.Acknowledged, 1 + 8);
-        new BigEndianReader(payload[1..]).Read64(out var sequence);
-        return sequence;
-    }
+    public static ulong ReadAcknowledged(ReadOnlySpan<byte> payload) => ReadNumber(payload, ReplicationMessageKind.Acknowledged);
 
     /// <exception cref="ReplicationRefusedException">Not an Applied, or short.</exception>
-    public static ulong ReadApplied(ReadOnlySpan<byte> payload)
-    {
-        Expect(payload, ReplicationMessageKind.Applied, 1 + 8);
-        new BigEndianReader(payload[1..]).Read64(out var sequence);
-        return sequence;
-    }
+    public static ulong ReadApplied(ReadOnlySpan<byte> payload) => ReadNumber(payload, ReplicationMessageKind.Applied);
 
     /// <summary>The record a Record frame carries, with its blocks left in <paramref name="payload"/>
     /// (<see cref="JournalCodec.DecodeSharing"/>): valid only as long as the payload is.</summary>

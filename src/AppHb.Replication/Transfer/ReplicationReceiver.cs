@@ -42,12 +42,6 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
     /// <summary>Whether a difference resync is under way: from the sender's request to its cut.</summary>
     public bool Resyncing { get; private set; }
 
-    /// <summary>Whether a cut the sender asks to have acknowledged at once (a barrier waits for it:
-    /// <see cref="ReplicationMessageKind.AcknowledgeNow"/>) is made durable in the receive log
-    /// (<see cref="ReceiveLog"/>) and acknowledged before it is applied (the default); false: every cut is
-    /// acknowledged once installed.</summary>
-    public bool AcknowledgeFromLog { get; init; } = true;
-
     /// <summary>What the receiving task hands the applying task, in the order it arrived.</summary>
     private abstract record Received;
 
@@ -70,9 +64,9 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
         // Cuts acknowledged on an earlier connection and not applied (the connection ended first, or their apply
         // failed): applied first, so the position resumed from holds them.
         _applier.ApplyReceived();
-        using var log = AcknowledgeFromLog ? _applier.OpenReceiveLog() : null;
+        using var log = _applier.OpenReceiveLog();
         var (generation, applied) = _applier.LastApplied;
-        log?.Applied(applied);
+        log.Applied(applied);
         await channel.SendAsync(ReplicationMessage.Resume(generation, applied), cancellationToken);
         using var acknowledgements = new Acknowledgements(channel, applied);
         var received = Channel.CreateUnbounded<Received>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
@@ -103,7 +97,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
     /// waits), commits the group's cuts to the log and acknowledges them. Cuts nobody waits for are acknowledged once
     /// applied, as before the log: an asynchronous writer's stream pays no sync for it (a sync per cut at 1,000
     /// writes/s slowed the apply, and with it the recovery point). Never throws: what ends it is handed on last.</summary>
-    private async Task ReceiveAsync(FrameReadAhead frames, ChannelWriter<Received> received, StrongBox<int> waiting, ReceiveLog? log,
+    private async Task ReceiveAsync(FrameReadAhead frames, ChannelWriter<Received> received, StrongBox<int> waiting, ReceiveLog log,
         Acknowledgements acknowledgements, ulong next, CancellationToken cancellationToken)
     {
         void HandOn(Received item)
@@ -121,7 +115,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
 
         async Task CommitIfAskedAsync()
         {
-            if (log is not null && urgent > acknowledgements.Sent && log.LastCut >= urgent && log.Commit() is { } committed)
+            if (urgent > acknowledgements.Sent && log.LastCut >= urgent && log.Commit() is { } committed)
             {
                 // Durable here: a crash from now on applies it from the log (CutApplier.Recover), and a takeover does
                 // before this node serves.
@@ -158,7 +152,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                             // Asked only as a connection starts, when the log's cuts are applied (RunAsync): the
                             // position is about to be numbered anew, and nothing of the old numbering may follow it.
                             resyncing = true;
-                            log?.Forget();
+                            log.Forget();
                         }
                         else if (kind == ReplicationMessageKind.ResyncFrom)
                         {
@@ -192,11 +186,11 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                 next++;
                 if (resyncing)
                 {
-                    log?.Bypass();
+                    log.Bypass();
                     resyncing = record is not CutRecord;
                 }
 
-                log?.Add(payload.Span[ReplicationMessage.RecordHeadroom..], record.Sequence, record is CutRecord);
+                log.Add(payload.Span[ReplicationMessage.RecordHeadroom..], record.Sequence, record is CutRecord);
                 if (record is CutRecord)
                 {
                     try
@@ -227,7 +221,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
     /// <summary>The applying task: stages each record as it comes (so no cut is held in memory,
     /// <see cref="StagedCut"/>), applies cuts already here together (up to <see cref="MergeBytes"/> and
     /// <see cref="MergeTime"/>), acknowledges a cut the log did not, and reports each cut applied.</summary>
-    private async Task ApplyAsync(ReplicationChannel channel, ChannelReader<Received> received, StrongBox<int> waiting, ReceiveLog? log,
+    private async Task ApplyAsync(ReplicationChannel channel, ChannelReader<Received> received, StrongBox<int> waiting, ReceiveLog log,
         Acknowledgements acknowledgements, CancellationToken cancellationToken)
     {
         long held = 0;
@@ -241,7 +235,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
             staged.Dispose();
             staged = null;
             held = 0;
-            log?.Applied(last.Sequence);
+            log.Applied(last.Sequence);
             var closedResync = Resyncing;
             Resyncing = false;
             cutApplied?.Invoke(last.Generation, last.Sequence, closedResync);

@@ -264,14 +264,19 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
 
     /// <summary>Returns once the peer has applied <paramref name="sequence"/> (a cut at or after it): what it holds
     /// is visible in its replica (a verify's walk, a comparison of both trees), not only durable.</summary>
-    public async Task WaitAppliedAsync(ulong sequence, CancellationToken cancellationToken)
+    public Task WaitAppliedAsync(ulong sequence, CancellationToken cancellationToken) =>
+        WaitUntilAsync(() => _applied >= sequence, cancellationToken);
+
+    /// <summary>Returns once <paramref name="reached"/> (read under the lock) holds, looked at again each time the
+    /// peer acknowledges or applies more; <paramref name="waiting"/> is called once, when it did not hold at first.</summary>
+    private async Task WaitUntilAsync(Func<bool> reached, CancellationToken cancellationToken, Action? waiting = null)
     {
         while (true)
         {
             Task changed;
             lock (_gate)
             {
-                if (_applied >= sequence)
+                if (reached())
                 {
                     return;
                 }
@@ -279,6 +284,8 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
                 changed = _acknowledgedChanged.Task;
             }
 
+            waiting?.Invoke();
+            waiting = null;
             await changed.WaitAsync(cancellationToken);
         }
     }
@@ -340,54 +347,17 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
 
     /// <summary>Returns once the peer has acknowledged <paramref name="sequence"/> (a cut at or after it): the peer is
     /// asked to acknowledge it as soon as it is durable there (<see cref="ReplicationMessageKind.AcknowledgeNow"/>).</summary>
-    public async Task WaitAcknowledgedAsync(ulong sequence, CancellationToken cancellationToken)
-    {
-        var asked = false;
-        while (true)
+    public Task WaitAcknowledgedAsync(ulong sequence, CancellationToken cancellationToken) =>
+        WaitUntilAsync(() => _acknowledged >= sequence, cancellationToken, () =>
         {
-            Task changed;
-            lock (_gate)
-            {
-                if (_acknowledged >= sequence)
-                {
-                    return;
-                }
-
-                changed = _acknowledgedChanged.Task;
-            }
-
-            if (!asked)
-            {
-                asked = true;
-                InterlockedMax(ref _urgent, sequence);
-                Appended();
-            }
-
-            await changed.WaitAsync(cancellationToken);
-        }
-    }
+            InterlockedMax(ref _urgent, sequence);
+            Appended();
+        });
 
     /// <summary>Returns once the replica stands at a position this journal continues and has acknowledged it: after
     /// <see cref="ResyncNow"/>, when the resync it asked for is applied.</summary>
-    public async Task WaitContinuedAsync(CancellationToken cancellationToken)
-    {
-        while (true)
-        {
-            Task changed;
-            lock (_gate)
-            {
-                var from = Volatile.Read(ref _continuesFrom);
-                if (from != ulong.MaxValue && _acknowledged >= from)
-                {
-                    return;
-                }
-
-                changed = _acknowledgedChanged.Task;
-            }
-
-            await changed.WaitAsync(cancellationToken);
-        }
-    }
+    public Task WaitContinuedAsync(CancellationToken cancellationToken) =>
+        WaitUntilAsync(() => Volatile.Read(ref _continuesFrom) is var from && from != ulong.MaxValue && _acknowledged >= from, cancellationToken);
 
     /// <summary>Runs until the connection ends: by <paramref name="cancellationToken"/>, or with a
     /// <see cref="ReplicationRefusedException"/> saying what was wrong.</summary>
