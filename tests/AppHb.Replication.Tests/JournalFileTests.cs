@@ -273,6 +273,32 @@ public sealed class JournalFileTests : IDisposable
     }
 
     [Fact]
+    public void Batches_synced_behind_are_readable_at_once_over_the_zeros_ahead_and_a_restart_waits_for_their_syncs()
+    {
+        var path = _directory.File("journal");
+        using (var journal = JournalFile.Open(path))
+        {
+            for (ulong i = 1; i <= 50; i++)
+            {
+                journal.Append(Record(i));
+                journal.SyncBehind();
+                // Readable before its sync ends: the sender reads it while the disk writes it.
+                Assert.Equal(i, journal.ReadAfter(i - 1).Single().Sequence);
+            }
+
+            // Zeros written ahead by the first batch, overwritten by the others: the size never changed.
+            Assert.Equal(JournalCodec.Encode(Record(1)).Length + JournalFile.ZerosAhead, new FileInfo(path).Length);
+            Assert.Equal(41UL, journal.Restart(keepAfter: 40));
+            journal.Append(Record(51));
+            journal.SyncBehind();
+        }
+
+        using var reopened = JournalFile.Open(path);
+        Assert.Equal((51UL, 11L, (string?)null), (reopened.LastSequence, reopened.Records, reopened.Recovery));
+        Assert.Equal(Enumerable.Range(41, 11).Select(i => (ulong)i), reopened.ReadAfter(0).Select(r => r.Sequence));
+    }
+
+    [Fact]
     public void A_large_batch_is_appended_without_zeros_ahead_published_first_or_not()
     {
         var path = _directory.File("journal");

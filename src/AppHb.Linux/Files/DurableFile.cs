@@ -1,5 +1,5 @@
-using Microsoft.Win32.SafeHandles;
 using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 
 namespace AppHb.Linux.Files;
 
@@ -75,9 +75,18 @@ public static class DurableFile
     {
         ArgumentNullException.ThrowIfNull(file);
         file.Flush(flushToDisk: false);
-        if (Interop.FDataSync((int)file.SafeFileHandle.DangerousGetHandle()) != 0)
+        SyncData(file.SafeFileHandle, file.Name);
+    }
+
+    /// <summary>fdatasync(2) of an open file's handle, written to without a buffer (or flushed): safe from another
+    /// thread than its writer's, which may go on writing meanwhile (what it writes then may or may not be synced).</summary>
+    /// <exception cref="IOException">The filesystem reported a write error (named with <paramref name="name"/>).</exception>
+    public static void SyncData(SafeFileHandle handle, string name)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        if (Interop.FDataSync((int)handle.DangerousGetHandle()) != 0)
         {
-            throw new IOException($"fdatasync of {file.Name} failed: {Interop.Describe(Marshal.GetLastPInvokeError())}");
+            throw new IOException($"fdatasync of {name} failed: {Interop.Describe(Marshal.GetLastPInvokeError())}");
         }
     }
 

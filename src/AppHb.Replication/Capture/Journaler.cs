@@ -77,9 +77,10 @@ public sealed class Journaler
     /// <summary>Journals one batch of changes and closes it with a cut, then makes it durable (fdatasync). Returns how
     /// many records it journaled, the cuts included (none when nothing differs from what the peer has). A batch whose
     /// content passes <see cref="CutBytes"/> is cut there too, between two changes (never inside a file's records).
-    /// <paramref name="cutPublished"/> hears of each cut once it is whole and readable, before its sync, so it can go
-    /// to the peer while it is synced here and the rest is read; <paramref name="lastCutPublished"/> of the batch's last
-    /// one only (before <paramref name="cutPublished"/>).</summary>
+    /// <paramref name="cutPublished"/> hears of each cut once it is whole and readable, so it can go to the peer; with
+    /// it, the syncs run behind (<see cref="JournalFile.SyncBehind"/>: this returns before they end, and the next
+    /// batch is read meanwhile); <paramref name="lastCutPublished"/> hears of the batch's last one only (before
+    /// <paramref name="cutPublished"/>).</summary>
     public int Journal(IEnumerable<TreeChange> changes, Action<ulong>? cutPublished = null, Action<ulong>? lastCutPublished = null)
     {
         ArgumentNullException.ThrowIfNull(changes);
@@ -560,9 +561,10 @@ public sealed class Journaler
             ContentSinceCut += record is WriteRecord write ? write.ContentBytes : 0;
         }
 
-        /// <summary>Closes what was added since the last cut with a cut, durable; its sequence. The cut is readable
+        /// <summary>Closes what was added since the last cut with a cut; its sequence. The cut is readable
         /// (<see cref="JournalFile.Publish"/>) and <paramref name="published"/> told before the sync, so that it goes to
-        /// the peer meanwhile: a barrier waits for the longer of this sync and the peer's, not for both in turn.</summary>
+        /// the peer meanwhile; with <paramref name="published"/> the sync runs behind (<see cref="JournalFile.SyncBehind"/>),
+        /// without, the cut is durable when this returns.</summary>
         public ulong Cut(Action<ulong>? published = null)
         {
             Add(new CutRecord(0, generation));
@@ -570,9 +572,13 @@ public sealed class Journaler
             {
                 journal.Publish();
                 published(journal.LastSequence);
+                journal.SyncBehind();
+            }
+            else
+            {
+                journal.Sync();
             }
 
-            journal.Sync();
             _sinceCut = 0;
             ContentSinceCut = 0;
             return journal.LastSequence;

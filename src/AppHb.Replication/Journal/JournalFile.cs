@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.ExceptionServices;
 
 namespace AppHb.Replication.Journal;
 
@@ -127,7 +128,8 @@ public sealed class JournalFile : IJournalReader, IDisposable
     /// <summary>How far the file is written (records, then zeros).</summary>
     private long _allocated;
 
-    /// <summary>Where the records ended at the last <see cref="Sync"/>: what a batch adds is measured from here.</summary>
+    /// <summary>Where the records ended at the last <see cref="Sync"/> or <see cref="SyncBehind"/>: what a batch adds
+    /// is measured from here.</summary>
     private long _syncedEnd;
 
     /// <summary>How much a reader of the journal reads from the disk at a time.</summary>
@@ -230,26 +232,104 @@ public sealed class JournalFile : IJournalReader, IDisposable
     }
 
     /// <summary>Makes every appended record durable (fdatasync), and readable (<see cref="Publish"/>) if it was not.</summary>
-    /// <exception cref="IOException">The write or the sync failed (named with the file).</exception>
+    /// <exception cref="IOException">The write or the sync failed (named with the file), this one or one
+    /// <see cref="SyncBehind"/> started.</exception>
     public void Sync()
     {
+        var end = EndBatch();
+        WaitSynced();
+        AppHb.Linux.Files.DurableFile.SyncData(_stream);
+        Published(end);
+    }
+
+    /// <summary>As <see cref="Sync"/>, but the fdatasync runs on another thread and this returns at once, the records
+    /// readable: the journaler goes on reading the kernel's notifications meanwhile (a barrier's among them, which
+    /// waited for this sync before; the barrier promises the peer's durability, not this journal's, and every start
+    /// compares the whole tree with the peer's anyway). Syncs asked while one runs are made by one more after it.</summary>
+    /// <exception cref="IOException">A sync started before failed (named with the file): the journal's disk refuses.</exception>
+    public void SyncBehind()
+    {
+        var end = EndBatch();
+        Published(end);
+        lock (_syncGate)
+        {
+            if (_syncQueued)
+            {
+                // Not started yet: it syncs this batch too.
+                return;
+            }
+
+            _syncQueued = true;
+            // Taken here, on the writer's thread: the stream's members are its alone.
+            var handle = _stream.SafeFileHandle;
+            _syncing = _syncing.ContinueWith(_ => SyncQueued(handle), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        }
+    }
+
+    private void SyncQueued(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    {
+        lock (_syncGate)
+        {
+            _syncQueued = false;
+        }
+
+        try
+        {
+            // The stream is written without a buffer: nothing to flush, and its writer goes on meanwhile.
+            AppHb.Linux.Files.DurableFile.SyncData(handle, Path);
+        }
+        catch (IOException e)
+        {
+            _syncFailure ??= ExceptionDispatchInfo.Capture(e);
+        }
+    }
+
+    /// <summary>Waits for the syncs <see cref="SyncBehind"/> started (before the file is replaced or closed), and
+    /// throws what one of them failed with.</summary>
+    private void WaitSynced()
+    {
+        Task syncing;
+        lock (_syncGate)
+        {
+            syncing = _syncing;
+        }
+
+        syncing.Wait();
+        _syncFailure?.Throw();
+    }
+
+    /// <summary>The end of the batch appended since the last sync, with zeros written ahead of it when it is small
+    /// (made durable with it: the next small batches change no metadata); throws a failure of a sync behind.</summary>
+    private long EndBatch()
+    {
+        _syncFailure?.Throw();
         var end = _stream.Position;
         if (end > _allocated && end - _syncedEnd <= SmallBatch)
         {
-            // Zeros ahead, made durable with this batch: the next small batches change no metadata.
             RandomAccess.Write(_stream.SafeFileHandle, new byte[ZerosAhead], end);
             _allocated = end + ZerosAhead;
         }
 
-        AppHb.Linux.Files.DurableFile.SyncData(_stream);
         _allocated = Math.Max(_allocated, end);
         _syncedEnd = end;
+        return end;
+    }
+
+    private void Published(long end)
+    {
         lock (_gate)
         {
             _published = LastSequence;
             _publishedLength = end;
         }
     }
+
+    private readonly Lock _syncGate = new();
+    /// <summary>The syncs started by <see cref="SyncBehind"/>, one after the other; under <see cref="_syncGate"/>.</summary>
+    private Task _syncing = Task.CompletedTask;
+    /// <summary>Whether a sync is started and not yet running (it will sync whatever is written by then).</summary>
+    private bool _syncQueued;
+    private volatile ExceptionDispatchInfo? _syncFailure;
 
     /// <summary>How many bytes of the file <see cref="Publish"/> or <see cref="Sync"/> made readable: a record starting
     /// before this is whole.</summary>
@@ -415,6 +495,8 @@ public sealed class JournalFile : IJournalReader, IDisposable
 
             var from = Math.Min(FirstAfter(keepAfter), _offsets.Count - 1);
             var (first, offset) = _offsets[from];
+            // No sync behind may run on the stream replaced below.
+            WaitSynced();
             _stream.Flush(flushToDisk: true);
             // Streamed, never held whole: what a connected peer still needs may be large. A reader already open goes
             // on reading the replaced file; the next one opens this.
@@ -485,5 +567,17 @@ public sealed class JournalFile : IJournalReader, IDisposable
         return low;
     }
 
-    public void Dispose() => _stream.Dispose();
+    public void Dispose()
+    {
+        try
+        {
+            WaitSynced();
+        }
+        catch (IOException)
+        {
+            // Thrown to the journaler already, or at its next batch, which will not come.
+        }
+
+        _stream.Dispose();
+    }
 }
