@@ -60,6 +60,49 @@ public sealed class TransferTests : IDisposable
     }
 
     [Fact]
+    public async Task A_cut_reaching_an_idle_standby_is_in_its_receive_log_when_acknowledged_though_no_barrier_asked()
+    {
+        // An application's commit is usually followed by its barrier: a standby with nothing else to do logs the cut
+        // as it arrives (one fdatasync) and acknowledges it, so the barrier finds it acknowledged. Nothing here asks
+        // for an acknowledgement (no barrier: the acknowledged count is polled).
+        using var journal = JournalFile.Open(_directory.File("journal"));
+        Append(journal, 1);
+        using var sender = new ReplicationSender(journal);
+        await using var pair = await Connected.OpenAsync(_key, _key);
+        using var stop = new CancellationTokenSource();
+        var sending = sender.RunAsync(pair.Sender, stop.Token);
+        var receiving = new ReplicationReceiver(new CutApplier(Replica, State)).RunAsync(pair.Receiver, stop.Token);
+        await sender.WaitAppliedAsync(journal.LastSequence, CancellationToken.None).WaitAsync(Patience);
+
+        Append(journal, 2);
+        sender.Appended();
+        Assert.True(await Polling.UntilAsync(() => Task.FromResult(sender.Acknowledged == journal.LastSequence), Patience, CancellationToken.None),
+            $"acknowledged up to {sender.Acknowledged} of {journal.LastSequence}");
+
+        // Read beside the receiver (which keeps the log open): the cut and its write record, at the log's start
+        // (everything logged before was applied).
+        byte[] log;
+        using (var file = new FileStream(ReceiveLog.PathIn(State), FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
+        {
+            log = new byte[file.Length];
+            file.ReadExactly(log);
+        }
+
+        var logged = new List<JournalRecord>();
+        for (var at = 0; JournalCodec.Decode(log.AsSpan(at)) is { Status: JournalDecodeStatus.Decoded } decoded; at += decoded.Consumed)
+        {
+            logged.Add(decoded.Record!);
+        }
+
+        Assert.Equal([journal.LastSequence - 1, journal.LastSequence], logged.Select(r => r.Sequence));
+        Assert.IsType<CutRecord>(logged[^1]);
+
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<Exception>(() => sending);
+        await Assert.ThrowsAnyAsync<Exception>(() => receiving);
+    }
+
+    [Fact]
     public async Task An_acknowledgement_that_arrives_before_its_send_has_returned_keeps_the_connection()
     {
         // Each send returns 200 ms after its bytes went: the replica applies and acknowledges the cut meanwhile. The

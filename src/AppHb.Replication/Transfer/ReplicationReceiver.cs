@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using System.Threading.Channels;
 using AppHb.Core.Cluster;
@@ -70,15 +69,15 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
         await channel.SendAsync(ReplicationMessage.Resume(generation, applied), cancellationToken);
         using var acknowledgements = new Acknowledgements(channel, applied);
         var received = Channel.CreateUnbounded<Received>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        var waiting = new StrongBox<int>();
+        var progress = new ApplyProgress();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         // Received ahead while cuts are applied, up to ReadAheadBytes held (until the applying task gives each
         // payload back): the link goes on meanwhile.
         await using var frames = new FrameReadAhead(channel, ReadAheadBytes, stop.Token);
-        var receiving = Task.Run(() => ReceiveAsync(frames, received.Writer, waiting, log, acknowledgements, applied + 1, stop.Token), CancellationToken.None);
+        var receiving = Task.Run(() => ReceiveAsync(frames, received.Writer, progress, log, acknowledgements, applied + 1, stop.Token), CancellationToken.None);
         try
         {
-            await ApplyAsync(channel, received.Reader, waiting, log, acknowledgements, cancellationToken);
+            await ApplyAsync(channel, received.Reader, progress, log, acknowledgements, cancellationToken);
         }
         finally
         {
@@ -97,12 +96,12 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
     /// waits), commits the group's cuts to the log and acknowledges them. Cuts nobody waits for are acknowledged once
     /// applied, as before the log: an asynchronous writer's stream pays no sync for it (a sync per cut at 1,000
     /// writes/s slowed the apply, and with it the recovery point). Never throws: what ends it is handed on last.</summary>
-    private async Task ReceiveAsync(FrameReadAhead frames, ChannelWriter<Received> received, StrongBox<int> waiting, ReceiveLog log,
+    private async Task ReceiveAsync(FrameReadAhead frames, ChannelWriter<Received> received, ApplyProgress progress, ReceiveLog log,
         Acknowledgements acknowledgements, ulong next, CancellationToken cancellationToken)
     {
         void HandOn(Received item)
         {
-            Interlocked.Increment(ref waiting.Value);
+            progress.HandedOn(item is RecordReceived { Record: CutRecord });
             received.TryWrite(item);
         }
 
@@ -113,9 +112,9 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
         // The highest cut the sender asked to have acknowledged at once.
         ulong urgent = 0;
 
-        async Task CommitIfAskedAsync()
+        async Task CommitIfAskedAsync(bool unasked = false)
         {
-            if (urgent > acknowledgements.Sent && log.LastCut >= urgent && log.Commit() is { } committed)
+            if ((unasked || (urgent > acknowledgements.Sent && log.LastCut >= urgent)) && log.Commit() is { } committed)
             {
                 // Durable here: a crash from now on applies it from the log (CutApplier.Recover), and a takeover does
                 // before this node serves.
@@ -195,8 +194,10 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                 {
                     try
                     {
-                        // Before the applying task starts on it: its syncs would only slow this one down.
-                        await CommitIfAskedAsync();
+                        // Before the applying task starts on it: its syncs would only slow this one down. Unasked too
+                        // when that task waits with nothing to do (a writer's occasional commit, the barrier likely to
+                        // follow it): logged now, the cut is acknowledged by the time the barrier's capture asks.
+                        await CommitIfAskedAsync(unasked: progress.Idle);
                     }
                     catch
                     {
@@ -221,13 +222,14 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
     /// <summary>The applying task: stages each record as it comes (so no cut is held in memory,
     /// <see cref="StagedCut"/>), applies cuts already here together (up to <see cref="MergeBytes"/> and
     /// <see cref="MergeTime"/>), acknowledges a cut the log did not, and reports each cut applied.</summary>
-    private async Task ApplyAsync(ReplicationChannel channel, ChannelReader<Received> received, StrongBox<int> waiting, ReceiveLog log,
+    private async Task ApplyAsync(ReplicationChannel channel, ChannelReader<Received> received, ApplyProgress progress, ReceiveLog log,
         Acknowledgements acknowledgements, CancellationToken cancellationToken)
     {
         long held = 0;
         // The records received since the last cut applied, staged as they come (cuts already here are merged).
         StagedCut? staged = null;
         long stagedSince = 0;
+        long stagedCuts = 0;
         void ApplyStaged()
         {
             var last = staged!.LastCut!;
@@ -235,6 +237,8 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
             staged.Dispose();
             staged = null;
             held = 0;
+            progress.Applied(stagedCuts);
+            stagedCuts = 0;
             log.Applied(last.Sequence);
             var closedResync = Resyncing;
             Resyncing = false;
@@ -270,7 +274,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
         async Task<Received> TakeAsync()
         {
             var item = await received.ReadAsync(cancellationToken);
-            Interlocked.Decrement(ref waiting.Value);
+            progress.Taken();
             return item;
         }
 
@@ -361,6 +365,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                     }
 
                     staged.Add(record);
+                    stagedCuts += record is CutRecord ? 1 : 0;
                 }
                 finally
                 {
@@ -372,7 +377,7 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
                     continue;
                 }
 
-                if (Volatile.Read(ref waiting.Value) > 0 && held < MergeBytes && System.Diagnostics.Stopwatch.GetElapsedTime(stagedSince) < MergeTime)
+                if (progress.Waiting > 0 && held < MergeBytes && System.Diagnostics.Stopwatch.GetElapsedTime(stagedSince) < MergeTime)
                 {
                     // The next cuts are already here: applied together, the syncs are paid once for all of them.
                     continue;
@@ -389,6 +394,35 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
             // the next connection, or a takeover, applies it from there).
             staged?.Dispose();
         }
+    }
+
+    /// <summary>What the receiving task knows of the applying task: how many items wait for it, and whether it waits
+    /// for the next one.</summary>
+    private sealed class ApplyProgress
+    {
+        private int _waiting;
+        private long _cutsHandedOn;
+        private long _cutsApplied;
+
+        /// <summary>Items handed on and not yet taken.</summary>
+        public int Waiting => Volatile.Read(ref _waiting);
+
+        /// <summary>Whether every cut handed on is applied (the applying task at most stages records of the next one): a
+        /// cut handed on now would be applied at once, alone. Read by the receiving task only.</summary>
+        public bool Idle => _cutsHandedOn == Volatile.Read(ref _cutsApplied);
+
+        public void HandedOn(bool cut)
+        {
+            Interlocked.Increment(ref _waiting);
+            if (cut)
+            {
+                _cutsHandedOn++;
+            }
+        }
+
+        public void Taken() => Interlocked.Decrement(ref _waiting);
+
+        public void Applied(long cuts) => Interlocked.Add(ref _cutsApplied, cuts);
     }
 
     /// <summary>The acknowledgements of one connection, from either task, in increasing order.</summary>
