@@ -6,7 +6,7 @@ using AppHb.Core.Cluster;
 namespace AppHb.Replication.Apply;
 
 /// <summary>Where the replica stands (its last whole cut), kept in one file of two fixed slots written in turn in
-/// place, each with a counter and a CRC-32: a write costs one fsync (not a new file's fsync, rename and directory
+/// place, each with a counter and a CRC-32: a write costs one fdatasync (not a new file's fsync, rename and directory
 /// fsync), and one torn by a crash leaves the other slot, the position before, which the redo log then finishes
 /// again. The file of the format before 2026-12-02 ("applied": "SEQUENCE GENERATION NODE", replaced whole) is read
 /// when there is no other.</summary>
@@ -48,7 +48,9 @@ internal sealed class ReplicaPosition
             using var file = new FileStream(_path, FileMode.Open, FileAccess.Write, FileShare.None);
             file.Position = (int)(_counter % 2) * SlotSize;
             file.Write(slot);
-            file.Flush(flushToDisk: true);
+            // Data only: the file's size and blocks never change here, and its modification time is not worth a
+            // second write to the disk at every cut.
+            AppHb.Linux.Files.DurableFile.SyncData(file);
         }
 
         Current = cut;
