@@ -121,6 +121,43 @@ public sealed class CutApplierTests : IDisposable
     }
 
     [Fact]
+    public void A_version_rewriting_the_whole_file_keeps_nothing_of_the_old_one_and_one_rewriting_part_keeps_the_rest()
+    {
+        Directory.CreateDirectory(Replica);
+        var file = Path.Combine(Replica, "data");
+        File.WriteAllText(file, "abcdefghij");
+        File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
+        var cuts = new CutApplier(Replica, State);
+
+        // Every block up to the new length: built new, the old content not copied first (a small file saved again).
+        var whole = new WriteRecord(1, Generation, "data", 6, 4, [new BlockChange(1, "EF"u8.ToArray()), new BlockChange(0, "ABCD"u8.ToArray())]);
+        Assert.True(ReplicaApplier.RewritesWhole(whole));
+        Apply(cuts, whole, new CutRecord(2, Generation));
+        Assert.Equal("ABCDEF", File.ReadAllText(file));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead, File.GetUnixFileMode(file));
+
+        // The last block short of the length: the old bytes after it stay, so the old content is the basis.
+        var part = new WriteRecord(3, Generation, "data", 6, 4, [new BlockChange(0, "wxyz"u8.ToArray()), new BlockChange(1, "1"u8.ToArray())]);
+        Assert.False(ReplicaApplier.RewritesWhole(part));
+        Apply(cuts, part, new CutRecord(4, Generation));
+        Assert.Equal("wxyz1F", File.ReadAllText(file));
+
+        Assert.True(ReplicaApplier.RewritesWhole(new WriteRecord(5, Generation, "data", 0, 4, [])));
+        Assert.False(ReplicaApplier.RewritesWhole(new WriteRecord(5, Generation, "data", 9, 4, [new BlockChange(0, "abcd"u8.ToArray()), new BlockChange(2, "i"u8.ToArray())])));
+    }
+
+    private static void Apply(CutApplier cuts, params JournalRecord[] records)
+    {
+        using var staged = cuts.Begin();
+        foreach (var record in records)
+        {
+            staged.Add(record);
+        }
+
+        staged.Apply();
+    }
+
+    [Fact]
     public void Consecutive_cuts_staged_together_apply_up_to_the_last_whole_one_unless_later_records_changed_its_versions()
     {
         Directory.CreateDirectory(Replica);

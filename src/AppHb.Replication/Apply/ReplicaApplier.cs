@@ -176,7 +176,8 @@ public sealed class ReplicaApplier(string root)
         var (mode, owner, group) = record is WriteRecord && attributes is { } given ? given : Ownership(basis, record);
         // The old content first, copied by the kernel (copy_file_range; a reflink where the filesystem shares
         // extents), not through this process's buffers: a resync patches a few blocks of many large files.
-        var copied = record is WriteRecord && basis is not null && TryCopy(basis, file);
+        // Not when the record rewrites the whole file (a small file saved again): nothing of the old content stays.
+        var copied = record is WriteRecord rewrite && basis is not null && !RewritesWhole(rewrite) && TryCopy(basis, file);
         using var stream = new FileStream(file, copied
             ? new FileStreamOptions { Mode = FileMode.Open, Access = FileAccess.ReadWrite, Share = FileShare.None }
             : new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.ReadWrite, Share = FileShare.None, UnixCreateMode = mode });
@@ -188,6 +189,27 @@ public sealed class ReplicaApplier(string root)
         Own(stream, mode, owner, group);
         Time(stream, record);
         stream.Flush(flushToDisk: sync);
+    }
+
+    /// <summary>Whether <paramref name="write"/>'s blocks cover the file from its start to its new length.</summary>
+    internal static bool RewritesWhole(WriteRecord write)
+    {
+        var blocks = ((long)write.Length + write.BlockSize - 1) / write.BlockSize;
+        if (write.Blocks.Count < blocks)
+        {
+            return false;
+        }
+
+        var covered = new HashSet<long>();
+        foreach (var block in write.Blocks)
+        {
+            if (block.Index < blocks && (block.Content.Length == write.BlockSize || (long)block.Index * write.BlockSize + block.Content.Length >= (long)write.Length))
+            {
+                covered.Add(block.Index);
+            }
+        }
+
+        return covered.Count == blocks;
     }
 
     /// <summary>Writes a further write record of the same path into a version <see cref="Build"/> staged.</summary>
