@@ -46,13 +46,20 @@ public sealed class AppHbControl
     public async Task SyncReplicationAsync(CancellationToken cancellationToken = default) =>
         await ControlAsync(ControlAction.ReplicationSync, string.Empty, 0, cancellationToken);
 
-    private static async Task<byte[]> ReceiveDocumentAsync(FrameConnection connection, FrameType type, CancellationToken cancellationToken)
+    /// <param name="sequence">The request's sequence number, which every frame of its reply carries (0: not checked).</param>
+    internal static async Task<byte[]> ReceiveDocumentAsync(FrameConnection connection, FrameType type, CancellationToken cancellationToken, uint sequence = 0)
     {
         using var document = new MemoryStream();
         while (true)
         {
             var frame = await connection.ReceiveAsync(cancellationToken)
                 ?? throw new DaemonUnavailableException($"apphbd closed the connection before sending its {type} document");
+            // An Error frame numbered 0 is about the connection itself (refused as it was accepted).
+            if (sequence != 0 && frame.Header.Sequence != sequence && !(frame.Header.Type == FrameType.Error && frame.Header.Sequence == 0))
+            {
+                throw new AppHbException($"a reply to request {frame.Header.Sequence} where the reply to request {sequence} was due");
+            }
+
             if (frame.Header.Type == FrameType.Error)
             {
                 var error = ErrorReply.Read(frame.Payload);

@@ -180,6 +180,17 @@ public sealed class ReplicationTests : IAsyncLifetime
     {
         Directory.CreateDirectory(Data(1));
         var (a, b) = await StartReplicatingAsync(Config);
+        // An application's barrier on one connection kept through everything below; the standby's refuses, and keeps
+        // refusing on its connection (an answer, not a lost connection).
+        await using var barrier = new ReplicationBarrier(a.SocketPath);
+        await File.WriteAllTextAsync(Path.Combine(Data(1), "before"), "committed", TestContext.Current.CancellationToken);
+        await barrier.SyncAsync(TestContext.Current.CancellationToken);
+        await using var onStandby = new ReplicationBarrier(b.SocketPath);
+        for (var i = 0; i < 2; i++)
+        {
+            var refused = await Assert.ThrowsAsync<AppHbException>(() => onStandby.SyncAsync(TestContext.Current.CancellationToken));
+            Assert.Contains("not the active one", refused.Message, StringComparison.Ordinal);
+        }
 
         // The cable is pulled for 15 s (the issue asks for a minute; the mechanism does not change with the length)
         // while the application goes on writing: the pair moves nothing, replication is cut.
@@ -201,6 +212,8 @@ public sealed class ReplicationTests : IAsyncLifetime
         var (code, _, error) = await CliAsync(a, "replication", "sync", "--applied");
         Assert.Equal(1, code);
         Assert.Contains("did not confirm", error, StringComparison.Ordinal);
+        var unconfirmed = await Assert.ThrowsAsync<AppHbException>(() => barrier.SyncAsync(TestContext.Current.CancellationToken));
+        Assert.Contains("did not confirm", unconfirmed.Message, StringComparison.Ordinal);
         Assert.Equal("active", (await PairAsync(a))!.Role);
         // What a crash now would lose, in all three measures.
         var apart = (await ReplicationAsync(a))!;
@@ -209,6 +222,8 @@ public sealed class ReplicationTests : IAsyncLifetime
         await _rig.CutDedicatedAsync(false);
         var confirmed = await UntilAsync(async () => (await CliAsync(a, "replication", "sync", "--applied")).Code == 0);
         Assert.True(confirmed, $"sync never succeeded after the link returned:\n{string.Join('\n', a.Lines)}");
+        // The barrier's connection went on through its refusal.
+        await barrier.SyncAsync(TestContext.Current.CancellationToken);
         AssertIdentical(Data(1), Data(2));
         // Replayed from the journal, not compared again: the journal held everything made while apart.
         Assert.Equal(1, (await ReplicationAsync(a))!.Resyncs);
