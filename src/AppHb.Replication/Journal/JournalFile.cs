@@ -245,7 +245,8 @@ public sealed class JournalFile : IJournalReader, IDisposable
     /// <summary>As <see cref="Sync"/>, but the fdatasync runs on another thread and this returns at once, the records
     /// readable: the journaler goes on reading the kernel's notifications meanwhile (a barrier's among them, which
     /// waited for this sync before; the barrier promises the peer's durability, not this journal's, and every start
-    /// compares the whole tree with the peer's anyway). Syncs asked while one runs are made by one more after it.</summary>
+    /// compares the whole tree with the peer's anyway). Syncs asked while one runs or waits are made by one more after
+    /// it, at most one every <see cref="SyncBehindInterval"/>.</summary>
     /// <exception cref="IOException">A sync started before failed (named with the file): the journal's disk refuses.</exception>
     public void SyncBehind()
     {
@@ -262,17 +263,36 @@ public sealed class JournalFile : IJournalReader, IDisposable
             _syncQueued = true;
             // Taken here, on the writer's thread: the stream's members are its alone.
             var handle = _stream.SafeFileHandle;
-            _syncing = _syncing.ContinueWith(_ => SyncQueued(handle), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+            _syncing = SyncAfterAsync(_syncing, handle);
         }
     }
 
-    private void SyncQueued(Microsoft.Win32.SafeHandles.SafeFileHandle handle)
+    /// <summary>At most one sync behind every <see cref="SyncBehindInterval"/>: batches made meanwhile wait for the
+    /// next one together. A writer's every commit (a barrier's loop, 1,000 writes/s) would otherwise sync this journal
+    /// as often, each fdatasync on the disk beside the peer's and the application's.</summary>
+    public static readonly TimeSpan SyncBehindInterval = TimeSpan.FromMilliseconds(10);
+
+    private long _lastSyncBehind;
+
+    private async Task SyncAfterAsync(Task previous, Microsoft.Win32.SafeHandles.SafeFileHandle handle)
     {
+        await previous.ConfigureAwait(false);
+        var wait = SyncBehindInterval - System.Diagnostics.Stopwatch.GetElapsedTime(Volatile.Read(ref _lastSyncBehind));
+        if (wait > TimeSpan.Zero)
+        {
+            await Task.Delay(wait).ConfigureAwait(false);
+        }
+        else
+        {
+            await Task.Yield();
+        }
+
         lock (_syncGate)
         {
             _syncQueued = false;
         }
 
+        Volatile.Write(ref _lastSyncBehind, System.Diagnostics.Stopwatch.GetTimestamp());
         try
         {
             // The stream is written without a buffer: nothing to flush, and its writer goes on meanwhile.
