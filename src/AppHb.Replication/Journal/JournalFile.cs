@@ -246,10 +246,19 @@ public sealed class JournalFile : IJournalReader, IDisposable
     /// readable: the journaler goes on reading the kernel's notifications meanwhile (a barrier's among them, which
     /// waited for this sync before; the barrier promises the peer's durability, not this journal's, and every start
     /// compares the whole tree with the peer's anyway). Syncs asked while one runs or waits are made by one more after
-    /// it, at most one every <see cref="SyncBehindInterval"/>.</summary>
+    /// it, at most one every <see cref="SyncBehindInterval"/>. A batch larger than a small one is synced at once, as
+    /// by <see cref="Sync"/>.</summary>
     /// <exception cref="IOException">A sync started before failed (named with the file): the journal's disk refuses.</exception>
     public void SyncBehind()
     {
+        if (_stream.Position - _syncedEnd > SmallBatch)
+        {
+            // A large batch (a bulk copy's) is synced here, as before: its sync paces the journaling to the disk,
+            // which the peer's apply shares; behind, the bulk copy fell from 93-94 % of the link to 88 %.
+            Sync();
+            return;
+        }
+
         var end = EndBatch();
         Published(end);
         lock (_syncGate)
