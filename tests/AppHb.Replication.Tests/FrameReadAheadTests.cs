@@ -62,7 +62,6 @@ public sealed class FrameReadAheadTests
         // Long enough for loopback to carry the whole 20 MiB many times over, were the budget not kept.
         await Task.Delay(TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
         Assert.InRange(frames.HeldBytes, Budget, Budget + FrameBytes);
-        Assert.True(frames.MoreWaiting);
         Assert.False(sending.IsCompleted, "the sender sent everything while nothing was taken");
 
         for (var i = 0; i < Frames; i++)
@@ -73,6 +72,5 @@ public sealed class FrameReadAheadTests
 
         await sending.WaitAsync(Patience, TestContext.Current.CancellationToken);
         Assert.Equal(0, frames.HeldBytes);
-        Assert.False(frames.MoreWaiting);
     }
 }

@@ -19,8 +19,6 @@ public sealed class FrameReadAhead : IAsyncDisposable
     private readonly CancellationTokenSource _stop;
     private readonly Task _receiving;
     private long _held;
-    // Counted here: a single reader's unbounded channel cannot count its items (Count throws).
-    private int _ready;
 
     /// <param name="budget">At most this many payload bytes received and not yet taken (a frame is received whatever
     /// its size when nothing is held).</param>
@@ -42,15 +40,11 @@ public sealed class FrameReadAhead : IAsyncDisposable
     /// <summary>Payload bytes received and not yet disposed.</summary>
     public long HeldBytes => Interlocked.Read(ref _held);
 
-    /// <summary>Whether a frame is already received (or the failure that ended the receiving is waiting).</summary>
-    public bool MoreWaiting => Volatile.Read(ref _ready) > 0 || _channel.MoreWaiting;
-
     /// <summary>The next frame's payload (<see cref="ReplicationChannel.ReceivePooledAsync"/>'s, with its exceptions),
     /// which the caller disposes once it has read it.</summary>
     public async Task<PooledPayload> TakeAsync(CancellationToken cancellationToken)
     {
         var (payload, failure) = await _frames.Reader.ReadAsync(cancellationToken);
-        Interlocked.Decrement(ref _ready);
         failure?.Throw();
         return payload!;
     }
@@ -86,13 +80,11 @@ public sealed class FrameReadAhead : IAsyncDisposable
                 var payload = await _channel.ReceivePooledAsync(cancellationToken);
                 Interlocked.Add(ref _held, payload.Length);
                 payload.Released = Release;
-                Interlocked.Increment(ref _ready);
                 _frames.Writer.TryWrite((payload, null));
             }
         }
         catch (Exception e)
         {
-            Interlocked.Increment(ref _ready);
             _frames.Writer.TryWrite((null, ExceptionDispatchInfo.Capture(e)));
             _frames.Writer.TryComplete();
         }

@@ -57,10 +57,6 @@ public sealed class ReplicationChannel : IDisposable
         return new ReplicationChannel(stream, peer, new FrameSealer(seal), new FrameOpener(open));
     }
 
-    /// <summary>Whether more of the peer's bytes are already waiting to be read (a TCP connection's receive queue):
-    /// the receiver then reads on before it applies, and makes several cuts durable at once.</summary>
-    public bool MoreWaiting => _stream is System.Net.Sockets.NetworkStream { DataAvailable: true };
-
     /// <summary>Whether the payloads this side sends are deflated when that makes them smaller (replication's
     /// `compress`, set by the sender's session at its start): for a link slower than the CPU can deflate, a file of
     /// text or a database's sparse pages goes in a fraction of its bytes. Whatever this side does, a compressed
