@@ -93,9 +93,10 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
 
     /// <summary>The receiving task: takes each frame, checks a record (its sequence, its paths), adds it to the
     /// receive log's group, hands it on; once the sender asks for the acknowledgement of a cut received (a barrier
-    /// waits), commits the group's cuts to the log and acknowledges them. Cuts nobody waits for are acknowledged once
-    /// applied, as before the log: an asynchronous writer's stream pays no sync for it (a sync per cut at 1,000
-    /// writes/s slowed the apply, and with it the recovery point). Never throws: what ends it is handed on last.</summary>
+    /// waits), commits the group's cuts to the log and acknowledges them; so too, unasked, for a cut that arrives while
+    /// the applying task has nothing to apply. Other cuts are acknowledged once applied, as before the log: an
+    /// asynchronous writer's stream pays no sync for them (a sync per cut at 1,000 writes/s slowed the apply, and with
+    /// it the recovery point). Never throws: what ends it is handed on last.</summary>
     private async Task ReceiveAsync(FrameReadAhead frames, ChannelWriter<Received> received, ApplyProgress progress, ReceiveLog log,
         Acknowledgements acknowledgements, ulong next, CancellationToken cancellationToken)
     {
@@ -396,8 +397,8 @@ public sealed class ReplicationReceiver(CutApplier applier, Action<DataGeneratio
         }
     }
 
-    /// <summary>What the receiving task knows of the applying task: how many items wait for it, and whether it waits
-    /// for the next one.</summary>
+    /// <summary>What the receiving task knows of the applying task: how many items wait for it, and whether every cut
+    /// handed on is applied.</summary>
     private sealed class ApplyProgress
     {
         private int _waiting;
