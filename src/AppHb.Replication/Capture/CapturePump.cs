@@ -413,7 +413,6 @@ public sealed class CapturePump : IResyncSource, IAsyncDisposable
                 // Before the sender is told of the cut: it asks the peer to acknowledge it at once, with it (or now, for
                 // a cut sent already: the barrier's batch held nothing new).
                 _sender.AcknowledgeSoon(journaled);
-                _sender.Appended();
                 lock (_gate)
                 {
                     foreach (var (_, captured) in _barriers.Where(b => b.Ticket <= seen))

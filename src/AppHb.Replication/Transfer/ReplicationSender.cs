@@ -294,9 +294,13 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
     private ulong _urgent;
 
     /// <summary>Something will wait for the acknowledgement of <paramref name="sequence"/> (a barrier's cut, told before
-    /// the cut is sent): the peer is asked to acknowledge it at once, right after the cut
-    /// (<see cref="ReplicationMessageKind.AcknowledgeNow"/>).</summary>
-    public void AcknowledgeSoon(ulong sequence) => InterlockedMax(ref _urgent, sequence);
+    /// the cut is sent, or a cut sent already): the sender wakes and asks the peer to acknowledge it at once, right
+    /// after the cut (<see cref="ReplicationMessageKind.AcknowledgeNow"/>).</summary>
+    public void AcknowledgeSoon(ulong sequence)
+    {
+        InterlockedMax(ref _urgent, sequence);
+        Appended();
+    }
 
     private static void InterlockedMax(ref ulong target, ulong value)
     {
@@ -348,11 +352,7 @@ public sealed class ReplicationSender(IJournalReader journal, IResyncSource? res
     /// <summary>Returns once the peer has acknowledged <paramref name="sequence"/> (a cut at or after it): the peer is
     /// asked to acknowledge it as soon as it is durable there (<see cref="ReplicationMessageKind.AcknowledgeNow"/>).</summary>
     public Task WaitAcknowledgedAsync(ulong sequence, CancellationToken cancellationToken) =>
-        WaitUntilAsync(() => _acknowledged >= sequence, cancellationToken, () =>
-        {
-            InterlockedMax(ref _urgent, sequence);
-            Appended();
-        });
+        WaitUntilAsync(() => _acknowledged >= sequence, cancellationToken, () => AcknowledgeSoon(sequence));
 
     /// <summary>Returns once the replica stands at a position this journal continues and has acknowledged it: after
     /// <see cref="ResyncNow"/>, when the resync it asked for is applied.</summary>
