@@ -45,7 +45,7 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds, string
             rows.Add(await MeasureAsync("apphbd (async)", source, replica, rate));
         }
 
-        var barriers = Part("barrier") ? await BarriersAsync(control, rig.Daemon(1)!.SocketPath, source) : ([], []);
+        var barriers = Part("barrier") ? await BarriersAsync(control, rig.Daemon(1)!.SocketPath, source, Path.GetDirectoryName(replica)!) : ([], [], []);
         foreach (var me in new[] { 1, 2 })
         {
             // A connection that ended during the run is a reconnect some sample waited for: said, with why.
@@ -128,8 +128,10 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds, string
 
     /// <summary>The barrier as an application calls it: one small write, then the barrier, 300 times each way, in
     /// turn: AppHb.Client's <see cref="ReplicationBarrier"/> (one connection kept, as a commit path calls it) and
-    /// <see cref="AppHbControl.SyncReplicationAsync"/> (a connection per call, as apphbctl does).</summary>
-    private static async Task<(List<double> Kept, List<double> PerCall)> BarriersAsync(AppHbControl control, string socketPath, string source)
+    /// <see cref="AppHbControl.SyncReplicationAsync"/> (a connection per call, as apphbctl does). Beside them, the
+    /// floor under both: what one fdatasync costs on the standby's filesystem in this run (its receive log syncs once
+    /// per barrier), 300 probes just before the barriers and 300 just after.</summary>
+    private static async Task<(List<double> Kept, List<double> PerCall, List<double> Disk)> BarriersAsync(AppHbControl control, string socketPath, string source, string standbyDirectory)
     {
         // From a standby that has caught up with the rows before.
         await Polling.UntilAsync(async () => (await control.GetStatusAsync()).Replication is { } r && r.Journaled == r.Acknowledged, TimeSpan.FromMinutes(2), CancellationToken.None);
@@ -148,6 +150,7 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds, string
             await ways[i % 2]();
         }
 
+        var disk = await ProbeSyncAsync(standbyDirectory, 300);
         for (var i = 0; i < 600; i++)
         {
             await File.WriteAllTextAsync(Path.Combine(directory, (i % 10).ToString(CultureInfo.InvariantCulture)), $"commit {i}");
@@ -170,9 +173,39 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds, string
             }
         }
 
+        disk.AddRange(await ProbeSyncAsync(standbyDirectory, 300));
         samples[0].Sort();
         samples[1].Sort();
-        return (samples[0], samples[1]);
+        disk.Sort();
+        return (samples[0], samples[1], disk);
+    }
+
+    /// <summary>The disk under the standby as this run finds it (a virtual disk's flush costs whatever the host's
+    /// does at that moment): <paramref name="count"/> fdatasyncs of 600 bytes rewritten in place in a file beside the
+    /// standby's directory (as its receive log is: a block overwritten in place, then fdatasync), about one per
+    /// millisecond, with both daemons idle.</summary>
+    private static async Task<List<double>> ProbeSyncAsync(string directory, int count)
+    {
+        var path = Path.Combine(directory, "fdatasync-probe");
+        var taken = new List<double>(count);
+        using (var file = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite))
+        {
+            var bytes = new byte[600];
+            RandomAccess.Write(file, bytes, 0);
+            DurableFile.SyncData(file, path);
+            for (var i = 0; i < count; i++)
+            {
+                Random.Shared.NextBytes(bytes);
+                RandomAccess.Write(file, bytes, 0);
+                var watch = Stopwatch.StartNew();
+                DurableFile.SyncData(file, path);
+                taken.Add(watch.Elapsed.TotalMilliseconds);
+                await Task.Delay(1);
+            }
+        }
+
+        File.Delete(path);
+        return taken;
     }
 
     private static string Summary(Row row) =>
@@ -185,7 +218,7 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds, string
         var v => v.ToString("0.0", CultureInfo.InvariantCulture) + " ms",
     };
 
-    private string Report(List<Row> rows, (List<double> Kept, List<double> PerCall) barriers)
+    private string Report(List<Row> rows, (List<double> Kept, List<double> PerCall, List<double> Disk) barriers)
     {
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"Recovery point: how long after a write its file is whole on the standby ({seconds:0} s of writes per row, 100-byte files).");
@@ -203,6 +236,7 @@ internal sealed class ReplicationBenchmark(string apphbd, double seconds, string
         text.AppendLine("apphbd's barrier (a write, then the barrier; 300 calls each way, in turn, idle writer; lsyncd has no barrier):");
         text.AppendLine(CultureInfo.InvariantCulture, $"- AppHb.Client's ReplicationBarrier (one connection kept): p50 {P(barriers.Kept, 0.5)} / p99 {P(barriers.Kept, 0.99)} / max {P(barriers.Kept, 1)} (target p99 2 ms)");
         text.AppendLine(CultureInfo.InvariantCulture, $"- AppHb.Client's SyncReplicationAsync (a connection per call): p50 {P(barriers.PerCall, 0.5)} / p99 {P(barriers.PerCall, 0.99)} / max {P(barriers.PerCall, 1)}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"- the floor under both, this run's disk: one fdatasync of 600 bytes on the standby's filesystem (300 before, 300 after): p50 {P(barriers.Disk, 0.5)} / p99 {P(barriers.Disk, 0.99)} / max {P(barriers.Disk, 1)}");
         text.AppendLine("Targets (issue 14): async recovery point p99 <= 50 ms; barrier p99 <= 2 ms.");
         return text.ToString();
     }
