@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Builds the appliance VM: a Debian 12 root (debootstrap, cached), the apphb .deb installed as on a real appliance,
 # the rig's scenario runner, and a raw ext4 disk image.
-#   hw/rig/build-image.sh CACHE-DIR DEB      prints the directory holding disk.img, vmlinuz and initrd.img
+#   hw/rig/build-image.sh CACHE-DIR DEB [TOOLS-DIR]
+# prints the directory holding disk.img, vmlinuz and initrd.img. TOOLS-DIR's executables (the crash worker of the
+# power-cut scenario, published NativeAOT) go to /usr/local/lib/apphb-rig/.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=$(mkdir -p "$1" && cd "$1" && pwd)
 deb=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+tools=${3:-}
 base="$cache/rootfs-base.tar"
 if [ ! -f "$base" ]; then
     # Cached between runs: the base system changes only when this list does.
@@ -44,6 +47,10 @@ cat "$here/rig-services.yaml" >> "$r/etc/apphb/apphbd.yaml"
 mkdir -p "$r/etc/systemd/system/multi-user.target.wants"
 ln -sf /lib/systemd/system/apphbd.service "$r/etc/systemd/system/multi-user.target.wants/apphbd.service"
 install -m 0755 "$here/scenario.sh" "$r/usr/local/sbin/apphb-rig-scenario"
+if [ -n "$tools" ]; then
+    mkdir -p "$r/usr/local/lib/apphb-rig"
+    find "$tools" -maxdepth 1 -type f -perm -u+x -exec install -m 0755 {} "$r/usr/local/lib/apphb-rig/" \;
+fi
 cat > "$r/etc/systemd/system/apphb-rig.service" <<'UNIT'
 [Unit]
 Description=AppHb rig scenario runner

@@ -92,6 +92,14 @@ g)
     wait_active
     say "REINSTALLED rc=$? $(v) active=$(systemctl is-active apphbd.service) enabled=$(systemctl is-enabled apphbd.service)"
     ;;
+p)
+    # The standby's cut applier as the receiver runs it (each cut made durable in the receive log, acknowledged, then
+    # applied) until the host cuts the power: "ACK N" is said once cut N is in the log. The host then checks the disk.
+    mkdir -p /var/lib/apphb-crash
+    /usr/local/lib/apphb-rig/AppHb.Replication.CrashWorker /var/lib/apphb-crash/replica 4 /var/lib/apphb-crash/state received |
+        while read -r _ n; do say "ACK $n"; done
+    say "FAIL the crash worker ended"
+    ;;
 e)
     systemctl stop apphbd.service
     say "STOPPED $(journalctl -u apphbd.service --no-pager -o cat | grep -c 'magic close')"
