@@ -100,6 +100,13 @@ p)
         while read -r _ n; do say "ACK $n"; done
     say "FAIL the crash worker ended"
     ;;
+q)
+    # The active's journal: batch after batch of records, each batch synced, "SYNCED N" written to the console by the
+    # worker itself once the batch ending at record N is, until the host cuts the power. The host reads it back.
+    mkdir -p /var/lib/apphb-crash
+    /usr/local/lib/apphb-rig/AppHb.Replication.CrashWorker journal /var/lib/apphb-crash/journal /dev/ttyS0
+    say "FAIL the crash worker ended"
+    ;;
 e)
     systemctl stop apphbd.service
     say "STOPPED $(journalctl -u apphbd.service --no-pager -o cat | grep -c 'magic close')"

@@ -215,19 +215,7 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
         for (var trial = 0; trial < Trials; trial++)
         {
             using var directory = new TempDirectory();
-            var disk = directory.File("disk.img");
-            Tool("cp", "--sparse=always", Path.Combine(image.Directory, "disk.img"), disk);
-            var wanted = random.Next(5, 40);
-            var boot = await BootAsync("p", watchdogAction: "pause", disk,
-                lines => lines.Count(l => l.Kind == "ACK") >= wanted, random);
-            var acknowledged = boot.Lines.Where(l => l.Kind == "ACK").Select(l => int.Parse(l.Text, CultureInfo.InvariantCulture)).DefaultIfEmpty(0).Max();
-            Assert.True(acknowledged >= wanted, $"trial {trial}: the power was to be cut after {wanted} acknowledged cuts, {acknowledged} seen; serial:\n{boot.Serial[^Math.Min(boot.Serial.Length, 4000)..]}");
-
-            // e2fsck: 0 clean, 1 errors corrected (the journal replayed counts), 2 corrected and a reboot wanted.
-            var (checkedCode, checkedOutput) = Tool("e2fsck", "-fy", disk);
-            Assert.True(checkedCode <= 2, $"trial {trial}: e2fsck could not repair the image after the power cut ({checkedCode}): {checkedOutput}");
-            var extracted = System.IO.Directory.CreateDirectory(directory.File("extracted")).FullName;
-            Tool("debugfs", "-R", $"rdump /var/lib/apphb-crash {extracted}", disk);
+            var (acknowledged, extracted) = await PowerCutAsync("p", "ACK", "/var/lib/apphb-crash", directory, trial, random);
             var replica = Path.Combine(extracted, "apphb-crash", "replica");
             var state = Path.Combine(extracted, "apphb-crash", "state");
             var recovery = new AppHb.Replication.Apply.CutApplier(replica, state).Recover();
@@ -258,6 +246,58 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
         // A cut logged and not yet applied, or an install part way, when the power went: the recovery had work to do.
         Assert.True(recoveries > 0, "no power cut came while a cut waited in the receive log or was being installed: the recovery was never exercised");
         Report($"h: {Trials} power cuts under the cut applier (receive log, then apply), ext4 journal replayed by e2fsck, then the receiver's recovery: {string.Join("; ", trials)}");
+    }
+
+    [Fact]
+    public async Task I_a_power_cut_while_the_journal_syncs_batches_keeps_every_synced_record_and_cuts_off_only_a_torn_end()
+    {
+        // The active's journal on a real page cache: scenario q appends batches of numbered records (one in fifty of
+        // 100 KiB, past the small-batch size), syncs each and says "SYNCED N", until QEMU is killed. Read back on the
+        // host after the journal replay: records 1 to M in order, each the one written, M at least the last synced;
+        // a torn end, if any, is cut off and said (Recovery), never read as records.
+        const int Trials = 3;
+        var random = new Random();
+        var trials = new List<string>();
+        for (var trial = 0; trial < Trials; trial++)
+        {
+            using var directory = new TempDirectory();
+            var (synced, extracted) = await PowerCutAsync("q", "SYNCED", "/var/lib/apphb-crash/journal", directory, trial, random);
+            using var journal = AppHb.Replication.Journal.JournalFile.Open(Path.Combine(extracted, "journal"));
+            ulong expected = 1;
+            foreach (var record in journal.ReadAfter(0))
+            {
+                Assert.True(record.Sequence == expected, $"trial {trial}: record {record.Sequence} where record {expected} was due");
+                Assert.True(AppHb.Replication.Journal.JournalCodec.Encode(record).AsSpan().SequenceEqual(AppHb.Replication.Journal.JournalCodec.Encode(AppHb.Replication.CrashWorker.JournalRecords.Numbered(expected))),
+                    $"trial {trial}: record {expected} read back is not the record written");
+                expected++;
+            }
+
+            Assert.True(journal.LastSequence >= (ulong)synced, $"trial {trial}: the journal ends at record {journal.LastSequence}, the batch to record {synced} was synced before the power went ({journal.Recovery ?? "whole"})");
+            trials.Add($"synced to {synced} (said on the console), read back to {journal.LastSequence} ({journal.Recovery?.Replace(extracted + "/", "", StringComparison.Ordinal) ?? "whole"})");
+        }
+
+        Report($"i: {Trials} power cuts under the journal's synced batches, ext4 journal replayed by e2fsck: {string.Join("; ", trials)}");
+    }
+
+    /// <summary>One power cut: boots a copy of the image with <paramref name="scenario"/>, kills QEMU up to half a
+    /// second after a random number (5-39) of <paramref name="kind"/> lines, replays the copy's ext4 journal as a
+    /// reboot's mount would (e2fsck) and copies <paramref name="guestPath"/> out of it (debugfs).</summary>
+    /// <returns>The highest number a <paramref name="kind"/> line said, and where the copy is on the host.</returns>
+    private async Task<(int Said, string Extracted)> PowerCutAsync(string scenario, string kind, string guestPath, TempDirectory directory, int trial, Random random)
+    {
+        var disk = directory.File("disk.img");
+        Tool("cp", "--sparse=always", Path.Combine(image.Directory, "disk.img"), disk);
+        var wanted = random.Next(5, 40);
+        var boot = await BootAsync(scenario, watchdogAction: "pause", disk, lines => lines.Count(l => l.Kind == kind) >= wanted, random);
+        var said = boot.Lines.Where(l => l.Kind == kind).Select(l => int.Parse(l.Text, CultureInfo.InvariantCulture)).DefaultIfEmpty(0).Max();
+        Assert.True(boot.Lines.Count(l => l.Kind == kind) >= wanted, $"trial {trial}: the power was to be cut after {wanted} {kind} lines; serial:\n{boot.Serial[^Math.Min(boot.Serial.Length, 4000)..]}");
+
+        // e2fsck: 0 clean, 1 errors corrected (the journal replayed counts), 2 corrected and a reboot wanted.
+        var (checkedCode, checkedOutput) = Tool("e2fsck", "-fy", disk);
+        Assert.True(checkedCode <= 2, $"trial {trial}: e2fsck could not repair the image after the power cut ({checkedCode}): {checkedOutput}");
+        var extracted = System.IO.Directory.CreateDirectory(directory.File("extracted")).FullName;
+        Tool("debugfs", "-R", $"rdump {guestPath} {extracted}", disk);
+        return (said, extracted);
     }
 
     /// <summary>Runs a host tool to its end; its exit code and what it printed. A code over 8 (usage, not found) fails.</summary>
