@@ -289,15 +289,15 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
         Tool("cp", "--sparse=always", Path.Combine(image.Directory, "disk.img"), disk);
         var wanted = random.Next(5, 40);
         var boot = await BootAsync(scenario, watchdogAction: "pause", disk, lines => lines.Count(l => l.Kind == kind) >= wanted, random);
-        var said = boot.Lines.Where(l => l.Kind == kind).Select(l => int.Parse(l.Text, CultureInfo.InvariantCulture)).DefaultIfEmpty(0).Max();
-        Assert.True(boot.Lines.Count(l => l.Kind == kind) >= wanted, $"trial {trial}: the power was to be cut after {wanted} {kind} lines; serial:\n{boot.Serial[^Math.Min(boot.Serial.Length, 4000)..]}");
+        var numbers = boot.Lines.Where(l => l.Kind == kind).Select(l => int.Parse(l.Text, CultureInfo.InvariantCulture)).ToList();
+        Assert.True(numbers.Count >= wanted, $"trial {trial}: the power was to be cut after {wanted} {kind} lines; serial:\n{boot.Serial[^Math.Min(boot.Serial.Length, 4000)..]}");
 
         // e2fsck: 0 clean, 1 errors corrected (the journal replayed counts), 2 corrected and a reboot wanted.
         var (checkedCode, checkedOutput) = Tool("e2fsck", "-fy", disk);
         Assert.True(checkedCode <= 2, $"trial {trial}: e2fsck could not repair the image after the power cut ({checkedCode}): {checkedOutput}");
         var extracted = System.IO.Directory.CreateDirectory(directory.File("extracted")).FullName;
         Tool("debugfs", "-R", $"rdump {guestPath} {extracted}", disk);
-        return (said, extracted);
+        return (numbers.Max(), extracted);
     }
 
     /// <summary>Runs a host tool to its end; its exit code and what it printed. A code over 8 (usage, not found) fails.</summary>
