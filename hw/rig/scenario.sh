@@ -93,12 +93,24 @@ g)
     say "REINSTALLED rc=$? $(v) active=$(systemctl is-active apphbd.service) enabled=$(systemctl is-enabled apphbd.service)"
     ;;
 p)
-    # The standby's cut applier as the receiver runs it (each cut made durable in the receive log, acknowledged, then
-    # applied) until the host cuts the power: "ACK N" is said once cut N is in the log. The host then checks the disk.
-    mkdir -p /var/lib/apphb-crash
-    /usr/local/lib/apphb-rig/AppHb.Replication.CrashWorker /var/lib/apphb-crash/replica 4 /var/lib/apphb-crash/state received |
-        while read -r _ n; do say "ACK $n"; done
-    say "FAIL the crash worker ended"
+    # The standby's cut applier as the receiver runs it (each cut made durable in the receive log and acknowledged on
+    # one thread, applied behind it on another) until the host cuts the power: the worker writes "ACK N" to the
+    # console once cut N is in the log. The state (receive log, position, redo log) is on its own filesystem, the
+    # second disk, when the host gives one: the replica's syncs then make none of it durable, the log's own sync must.
+    # The boot after the power cut (the state is there) runs the recovery a restarted receiver runs first, on the
+    # same filesystems (their journals replayed by the mounts), says "RECOVERED WHAT", and the host checks the replica.
+    worker=/usr/local/lib/apphb-rig/AppHb.Replication.CrashWorker
+    mkdir -p /var/lib/apphb-crash/statefs
+    if [ -b /dev/vdb ]; then
+        mount /dev/vdb /var/lib/apphb-crash/statefs || say "FAIL the state disk did not mount"
+    fi
+    if [ -d /var/lib/apphb-crash/statefs/state ]; then
+        "$worker" recover /var/lib/apphb-crash/replica /var/lib/apphb-crash/statefs/state /dev/ttyS0 2> /dev/ttyS0 ||
+            say "FAIL the recovery failed"
+    else
+        "$worker" /var/lib/apphb-crash/replica 4 /var/lib/apphb-crash/statefs/state received /dev/ttyS0
+        say "FAIL the crash worker ended"
+    fi
     ;;
 q)
     # The active's journal: batch after batch of records, each batch synced, "SYNCED N" written to the console by the

@@ -204,9 +204,12 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
     {
         // The standby's durability on a real kernel's page cache and a real ext4: the namespaces' "power-off" (and the
         // crash worker killed on the host) keeps what was written and not synced, a power cut does not. Scenario p runs
-        // the cut applier as the receiver does (each cut durable in the receive log, acknowledged, then applied) until
-        // QEMU is killed; the host then replays the filesystem's journal as a reboot's mount would (e2fsck), copies
-        // the state out (debugfs), runs the recovery a restarted receiver runs, and checks the replica.
+        // the cut applier as the receiver does (each cut durable in the receive log and acknowledged, applied behind on
+        // another thread) until QEMU is killed, then boots again: the mounts replay the filesystems' journals and the
+        // recovery a restarted receiver runs first runs there, on the same filesystems (a replica's staging area is at
+        // the top of its own). The host then copies the replica out (debugfs) and checks it. The state is on a second
+        // disk: on the replica's filesystem the apply's syncfs made the receive log durable too, and a receive log
+        // without its own fdatasync passed.
         const int Files = 4;
         const int Trials = 3;
         var random = new Random();
@@ -215,14 +218,12 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
         for (var trial = 0; trial < Trials; trial++)
         {
             using var directory = new TempDirectory();
-            var (acknowledged, extracted) = await PowerCutAsync("p", "ACK", "/var/lib/apphb-crash", directory, trial, random);
-            var replica = Path.Combine(extracted, "apphb-crash", "replica");
-            var state = Path.Combine(extracted, "apphb-crash", "state");
-            var recovery = new AppHb.Replication.Apply.CutApplier(replica, state).Recover();
-            recoveries += recovery is null ? 0 : 1;
+            var (acknowledged, extracted, recovery) = await PowerCutAsync("p", "ACK", "/var/lib/apphb-crash/replica", directory, trial, random, secondDisk: true);
+            var replica = Path.Combine(extracted, "replica");
+            recoveries += recovery == "nothing to do" ? 0 : 1;
 
-            // Every file at the same cut, and no cut acknowledged before the power went is missing: the worker may have
-            // logged a few more than the console had said (its lines go through a pipe), never fewer.
+            // Every file at the same cut, and no cut acknowledged before the power went is missing (the worker says a
+            // cut on the console right after its log's sync: at most one more is logged than said).
             var contents = Enumerable.Range(0, Files).Select(f => File.ReadAllBytes(Path.Combine(replica, AppHb.Replication.CrashWorker.FileVersions.Name(f)))).ToArray();
             var versions = Enumerable.Range(0, Files).Select(f => new AppHb.Replication.CrashWorker.FileVersions(f, 4096)).ToArray();
             int? at = null;
@@ -239,13 +240,13 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
                 }
             }
 
-            Assert.True(at is not null, $"trial {trial}: after the power cut and the recovery ({recovery ?? "nothing to do"}) the files are not all at one cut from {acknowledged} (the last acknowledged) on");
-            trials.Add($"{acknowledged} acknowledged, the replica at cut {at} ({recovery?.Replace(state + "/", "", StringComparison.Ordinal) ?? "nothing to recover"})");
+            Assert.True(at is not null, $"trial {trial}: after the power cut and the recovery ({recovery}) the files are not all at one cut from {acknowledged} (the last acknowledged) on");
+            trials.Add($"{acknowledged} acknowledged, the replica at cut {at} ({recovery!.Replace("/var/lib/apphb-crash/statefs/state/", "", StringComparison.Ordinal)})");
         }
 
         // A cut logged and not yet applied, or an install part way, when the power went: the recovery had work to do.
         Assert.True(recoveries > 0, "no power cut came while a cut waited in the receive log or was being installed: the recovery was never exercised");
-        Report($"h: {Trials} power cuts under the cut applier (receive log, then apply), ext4 journal replayed by e2fsck, then the receiver's recovery: {string.Join("; ", trials)}");
+        Report($"h: {Trials} power cuts under the cut applier (receive log, then apply; the state on a second disk), then a boot (ext4 journals replayed) and the receiver's recovery: {string.Join("; ", trials)}");
     }
 
     [Fact]
@@ -261,7 +262,7 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
         for (var trial = 0; trial < Trials; trial++)
         {
             using var directory = new TempDirectory();
-            var (synced, extracted) = await PowerCutAsync("q", "SYNCED", "/var/lib/apphb-crash/journal", directory, trial, random);
+            var (synced, extracted, _) = await PowerCutAsync("q", "SYNCED", "/var/lib/apphb-crash/journal", directory, trial, random);
             using var journal = AppHb.Replication.Journal.JournalFile.Open(Path.Combine(extracted, "journal"));
             ulong expected = 1;
             foreach (var record in journal.ReadAfter(0))
@@ -282,22 +283,40 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
     /// <summary>One power cut: boots a copy of the image with <paramref name="scenario"/>, kills QEMU up to half a
     /// second after a random number (5-39) of <paramref name="kind"/> lines, replays the copy's ext4 journal as a
     /// reboot's mount would (e2fsck) and copies <paramref name="guestPath"/> out of it (debugfs).</summary>
-    /// <returns>The highest number a <paramref name="kind"/> line said, and where the copy is on the host.</returns>
-    private async Task<(int Said, string Extracted)> PowerCutAsync(string scenario, string kind, string guestPath, TempDirectory directory, int trial, Random random)
+    /// <param name="secondDisk">Whether the guest also has a second disk (vdb), a fresh ext4 of its own, and boots
+    /// again after the power cut (the scenario's second phase: a recovery, said as "RECOVERED WHAT") before the copy.</param>
+    /// <returns>The highest number a <paramref name="kind"/> line said, where the copy is on the host, and what the
+    /// second boot's RECOVERED line said (null without one).</returns>
+    private async Task<(int Said, string Extracted, string? Recovered)> PowerCutAsync(string scenario, string kind, string guestPath, TempDirectory directory, int trial,
+        Random random, bool secondDisk = false)
     {
         var disk = directory.File("disk.img");
         Tool("cp", "--sparse=always", Path.Combine(image.Directory, "disk.img"), disk);
+        var second = secondDisk ? directory.File("second.img") : null;
+        if (second is not null)
+        {
+            Tool("mkfs.ext4", "-q", "-F", "-L", "second", second, "64M");
+        }
+
         var wanted = random.Next(5, 40);
-        var boot = await BootAsync(scenario, watchdogAction: "pause", disk, lines => lines.Count(l => l.Kind == kind) >= wanted, random);
+        var boot = await BootAsync(scenario, watchdogAction: "pause", disk, lines => lines.Count(l => l.Kind == kind) >= wanted, random, second);
         var numbers = boot.Lines.Where(l => l.Kind == kind).Select(l => int.Parse(l.Text, CultureInfo.InvariantCulture)).ToList();
         Assert.True(numbers.Count >= wanted, $"trial {trial}: the power was to be cut after {wanted} {kind} lines; serial:\n{boot.Serial[^Math.Min(boot.Serial.Length, 4000)..]}");
+        string? recovered = null;
+        if (second is not null)
+        {
+            var again = await BootAsync(scenario, watchdogAction: "pause", disk, secondDisk: second);
+            Assert.True(again.Lines.Any(l => l.Kind == "RECOVERED") && !again.Lines.Any(l => l.Kind == "FAIL"),
+                $"trial {trial}: the boot after the power cut did not recover; serial:\n{again.Serial[^Math.Min(again.Serial.Length, 4000)..]}");
+            recovered = again.Line("RECOVERED").Text.Trim();
+        }
 
         // e2fsck: 0 clean, 1 errors corrected (the journal replayed counts), 2 corrected and a reboot wanted.
         var (checkedCode, checkedOutput) = Tool("e2fsck", "-fy", disk);
         Assert.True(checkedCode <= 2, $"trial {trial}: e2fsck could not repair the image after the power cut ({checkedCode}): {checkedOutput}");
         var extracted = System.IO.Directory.CreateDirectory(directory.File("extracted")).FullName;
         Tool("debugfs", "-R", $"rdump {guestPath} {extracted}", disk);
-        return (numbers.Max(), extracted);
+        return (numbers.Max(), extracted, recovered);
     }
 
     /// <summary>Runs a host tool to its end; its exit code and what it printed. A code over 8 (usage, not found) fails.</summary>
@@ -312,8 +331,10 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
     /// itself, every write dropped at the end (snapshot).</param>
     /// <param name="cutPowerWhen">Once it holds for the lines seen so far, QEMU is killed (a power cut) up to half a
     /// second later, at a random moment.</param>
+    /// <param name="secondDisk">A raw image attached as the guest's second disk (vdb), written in place.</param>
     private async Task<Boot> BootAsync(string scenario, string watchdogAction, string? disk = null,
-        Func<IReadOnlyList<(double Uptime, string Kind, string Text, long HostAt)>, bool>? cutPowerWhen = null, Random? random = null)
+        Func<IReadOnlyList<(double Uptime, string Kind, string Text, long HostAt)>, bool>? cutPowerWhen = null, Random? random = null,
+        string? secondDisk = null)
     {
         using var directory = new TempDirectory();
         var qmp = directory.File("qmp.sock");
@@ -323,16 +344,18 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        foreach (var arg in new[]
-        {
+        string[] args =
+        [
             "-accel", "tcg", "-m", "1024", "-smp", "2",
             "-kernel", Path.Combine(image.Directory, "vmlinuz"), "-initrd", Path.Combine(image.Directory, "initrd.img"),
             "-append", $"root=/dev/vda rw console=ttyS0 quiet apphb.scenario={scenario}",
             // snapshot=on: each boot starts from the same image; writes survive a guest reset within this run.
             "-drive", disk is null ? $"file={Path.Combine(image.Directory, "disk.img")},if=virtio,format=raw,snapshot=on" : $"file={disk},if=virtio,format=raw",
+            .. secondDisk is null ? Array.Empty<string>() : ["-drive", $"file={secondDisk},if=virtio,format=raw"],
             "-device", "i6300esb", "-action", $"watchdog={watchdogAction}",
             "-qmp", $"unix:{qmp},server=on,wait=off", "-display", "none", "-serial", $"file:{serial}",
-        })
+        ];
+        foreach (var arg in args)
         {
             info.ArgumentList.Add(arg);
         }

@@ -3,12 +3,26 @@ using AppHb.Replication.Apply;
 using AppHb.Replication.CrashWorker;
 using AppHb.Replication.Journal;
 
-// AppHb.Replication.CrashWorker journal PATH: journals until it is killed (below).
-// AppHb.Replication.CrashWorker ROOT FILES [STATE [received]]: applies version after version of FILES files to the
-// replica at ROOT, until it is killed. Without STATE, record by record, printing "FILE VERSION" after each apply has
-// returned; with STATE (the cut applier's directory), each round of versions as one cut, printing "cut VERSION" after
-// it; with "received" too, as the receiver does: each cut made durable in the receive log first, "cut VERSION"
-// printed then (its acknowledgement), and applied after.
+// AppHb.Replication.CrashWorker journal PATH: journals until it is killed (below); recover ROOT STATE: recovers.
+// AppHb.Replication.CrashWorker ROOT FILES [STATE [received [CONSOLE]]]: applies version after version of FILES files
+// to the replica at ROOT, until it is killed. Without STATE, record by record, printing "FILE VERSION" after each apply
+// has returned; with STATE (the cut applier's directory), each round of versions as one cut, printing "cut VERSION"
+// after it; with "received" too, as the receiver does: each cut made durable in the receive log and acknowledged
+// ("cut VERSION" printed) on one thread, applied behind it on another (up to Backlog cuts behind, as the receiver's
+// applying task runs behind its receiving task under load); with CONSOLE (the rig's serial port) the acknowledgement
+// is written there as the rig's "RIG UPTIME ACK VERSION" line, at once.
+if (args is ["recover", var recoverRoot, var recoverState, .. var recoverConsole] && recoverConsole.Length <= 1)
+{
+    // AppHb.Replication.CrashWorker recover ROOT STATE [CONSOLE]: what a restarted receiver does first (after a power
+    // cut, at the next boot: the staging areas and the state are where the crash left them, on their filesystems),
+    // printed as "recovered WHAT" (CONSOLE: the rig's "RIG UPTIME RECOVERED WHAT" line).
+    var recovered = new CutApplier(recoverRoot, recoverState).Recover() ?? "nothing to do";
+    using var said = recoverConsole.Length == 1 ? new StreamWriter(new FileStream(recoverConsole[0], FileMode.Open, FileAccess.Write)) : Console.Out;
+    said.WriteLine(recoverConsole.Length == 1 ? $"RIG {File.ReadAllText("/proc/uptime").Split(' ')[0]} RECOVERED {recovered}" : $"recovered {recovered}");
+    said.Flush();
+    return 0;
+}
+
 if (args is ["journal", var journalPath, .. var console] && console.Length <= 1)
 {
     // AppHb.Replication.CrashWorker journal PATH [CONSOLE]: the active's journal, batch after batch of numbered
@@ -33,9 +47,9 @@ if (args is ["journal", var journalPath, .. var console] && console.Length <= 1)
     }
 }
 
-if (args.Length is < 2 or > 4 || !int.TryParse(args[1], out var files) || files < 1 || (args.Length == 4 && args[3] != "received"))
+if (args.Length is < 2 or > 5 || !int.TryParse(args[1], out var files) || files < 1 || (args.Length >= 4 && args[3] != "received"))
 {
-    Console.Error.WriteLine("usage: AppHb.Replication.CrashWorker ROOT FILES [STATE [received]] | journal PATH [CONSOLE]");
+    Console.Error.WriteLine("usage: AppHb.Replication.CrashWorker ROOT FILES [STATE [received [CONSOLE]]] | journal PATH [CONSOLE] | recover ROOT STATE [CONSOLE]");
     return 2;
 }
 
@@ -44,29 +58,17 @@ ulong sequence = 0;
 if (args.Length >= 3)
 {
     var cuts = new CutApplier(args[0], args[2]);
-    using var log = args.Length == 4 ? cuts.OpenReceiveLog() : null;
+    if (args.Length >= 4)
+    {
+        return Received(cuts, versions, args.Length == 5 ? args[4] : null);
+    }
+
     for (var round = 1; ; round++)
     {
         // The writes numbered first, then their cut (Append's argument is made before the Select runs: the cut had
         // the round's lowest number, which the applier does not check, and a receive log's reader would).
         var records = versions.Select(v => (JournalRecord)v.Next(++sequence)).ToList();
         records.Add(new CutRecord(++sequence, new DataGeneration(1, 1)));
-        if (log is not null)
-        {
-            records.ForEach(log.Add);
-            if (log.Commit() != sequence)
-            {
-                Console.Error.WriteLine($"cut {round} does not fit the receive log");
-                return 1;
-            }
-
-            Console.Out.WriteLine($"cut {round}");
-            Console.Out.Flush();
-            cuts.ApplyCut(records);
-            log.Applied(sequence);
-            continue;
-        }
-
         cuts.ApplyCut(records);
         Console.Out.WriteLine($"cut {round}");
         Console.Out.Flush();
@@ -81,5 +83,52 @@ while (true)
         applier.Apply(file.Next(++sequence));
         Console.Out.WriteLine($"{index} {file.Version}");
         Console.Out.Flush();
+    }
+}
+
+// The receiver's two tasks as two threads: this one logs each cut (fdatasync) and acknowledges it, the other applies
+// the cuts in order behind it. Logged cuts wait for their apply as they do under load, so a power cut mostly finds
+// acknowledged cuts that only the receive log holds.
+static int Received(CutApplier cuts, FileVersions[] versions, string? console)
+{
+    const int Backlog = 8;
+    using var log = cuts.OpenReceiveLog();
+    ulong applied = 0;
+    using var logged = new System.Collections.Concurrent.BlockingCollection<List<JournalRecord>>(Backlog);
+    var applying = new Thread(() =>
+    {
+        // An apply that fails ends the process (unhandled): the host sees the worker end, never a silent stop.
+        foreach (var cut in logged.GetConsumingEnumerable())
+        {
+            cuts.ApplyCut(cut);
+            log.Applied(cut[^1].Sequence);
+            Volatile.Write(ref applied, cut[^1].Sequence);
+        }
+    }) { IsBackground = true, Name = "apply" };
+    applying.Start();
+    using var report = console is null ? Console.Out : new StreamWriter(new FileStream(console, FileMode.Open, FileAccess.Write)) { AutoFlush = true };
+    ulong sequence = 0;
+    for (var round = 1; ; round++)
+    {
+        var records = versions.Select(v => (JournalRecord)v.Next(++sequence)).ToList();
+        records.Add(new CutRecord(++sequence, new DataGeneration(1, 1)));
+        records.ForEach(log.Add);
+        ulong? committed;
+        while ((committed = log.Commit()) is null && Volatile.Read(ref applied) < sequence - (ulong)records.Count)
+        {
+            // No room left behind the cuts waiting for their apply (large versions): once they are applied the log
+            // starts over.
+            Thread.Sleep(1);
+        }
+
+        if (committed != sequence)
+        {
+            Console.Error.WriteLine($"cut {round} does not fit the receive log");
+            return 1;
+        }
+
+        report.WriteLine(console is null ? $"cut {round}" : $"RIG {File.ReadAllText("/proc/uptime").Split(' ')[0]} ACK {round}");
+        report.Flush();
+        logged.Add(records);
     }
 }
