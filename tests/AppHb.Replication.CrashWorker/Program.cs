@@ -16,10 +16,8 @@ if (args is ["recover", var recoverRoot, var recoverState, .. var recoverConsole
     // AppHb.Replication.CrashWorker recover ROOT STATE [CONSOLE]: what a restarted receiver does first (after a power
     // cut, at the next boot: the staging areas and the state are where the crash left them, on their filesystems),
     // printed as "recovered WHAT" (CONSOLE: the rig's "RIG UPTIME RECOVERED WHAT" line).
-    var recovered = new CutApplier(recoverRoot, recoverState).Recover() ?? "nothing to do";
-    using var said = recoverConsole.Length == 1 ? new StreamWriter(new FileStream(recoverConsole[0], FileMode.Open, FileAccess.Write)) : Console.Out;
-    said.WriteLine(recoverConsole.Length == 1 ? $"RIG {File.ReadAllText("/proc/uptime").Split(' ')[0]} RECOVERED {recovered}" : $"recovered {recovered}");
-    said.Flush();
+    using var said = new WorkerReport(recoverConsole.FirstOrDefault());
+    said.Say("recovered", "RECOVERED", new CutApplier(recoverRoot, recoverState).Recover() ?? "nothing to do");
     return 0;
 }
 
@@ -27,10 +25,9 @@ if (args is ["journal", var journalPath, .. var console] && console.Length <= 1)
 {
     // AppHb.Replication.CrashWorker journal PATH [CONSOLE]: the active's journal, batch after batch of numbered
     // records (JournalRecords), each batch synced, "synced N" printed after the sync of the batch that ends at record
-    // N; with CONSOLE (the rig's serial port) written there as the rig's "RIG UPTIME SYNCED N" line instead, at once:
-    // a shell reading the lines fell thousands of records behind under emulation.
+    // N; with CONSOLE (the rig's serial port) written there as the rig's "RIG UPTIME SYNCED N" line instead.
     using var journal = JournalFile.Open(journalPath);
-    using var report = console.Length == 1 ? new StreamWriter(new FileStream(console[0], FileMode.Open, FileAccess.Write)) { AutoFlush = true } : Console.Out;
+    using var report = new WorkerReport(console.FirstOrDefault());
     for (var next = journal.LastSequence + 1; ; )
     {
         var batch = JournalRecords.BatchAt(next);
@@ -40,10 +37,7 @@ if (args is ["journal", var journalPath, .. var console] && console.Length <= 1)
         }
 
         journal.Sync();
-        report.WriteLine(console.Length == 1
-            ? $"RIG {File.ReadAllText("/proc/uptime").Split(' ')[0]} SYNCED {next - 1}"
-            : $"synced {next - 1}");
-        report.Flush();
+        report.Say("synced", "SYNCED", $"{next - 1}");
     }
 }
 
@@ -106,7 +100,7 @@ static int Received(CutApplier cuts, FileVersions[] versions, string? console)
         }
     }) { IsBackground = true, Name = "apply" };
     applying.Start();
-    using var report = console is null ? Console.Out : new StreamWriter(new FileStream(console, FileMode.Open, FileAccess.Write)) { AutoFlush = true };
+    using var report = new WorkerReport(console);
     ulong sequence = 0;
     for (var round = 1; ; round++)
     {
@@ -127,8 +121,7 @@ static int Received(CutApplier cuts, FileVersions[] versions, string? console)
             return 1;
         }
 
-        report.WriteLine(console is null ? $"cut {round}" : $"RIG {File.ReadAllText("/proc/uptime").Split(' ')[0]} ACK {round}");
-        report.Flush();
+        report.Say("cut", "ACK", $"{round}");
         logged.Add(records);
     }
 }
