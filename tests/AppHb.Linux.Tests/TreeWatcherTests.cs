@@ -33,10 +33,15 @@ public sealed class TreeWatcherTests : IDisposable
         File.Delete(Path.Combine(Root, "b.txt"));
 
         Assert.True(await Seen(c => c is { Kind: TreeChangeKind.Deleted, Path: "b.txt" }), Said);
+        // The kernel reports a close when the last reference to the open file goes: a process another test forks
+        // meanwhile holds a copy of the descriptor until its exec, so the close may come after the chmod, the rename
+        // (named b.txt then), or the deletion. A busy core once showed it after the chmod.
+        Assert.True(await Seen(c => c is { Kind: TreeChangeKind.Closed, Path: "a.txt" or "b.txt" }), Said);
         var kinds = _changes.Select(c => (c.Kind, c.Path)).ToList();
         Assert.Equal(
-            [(TreeChangeKind.Created, "a.txt"), (TreeChangeKind.Written, "a.txt"), (TreeChangeKind.Closed, "a.txt"), (TreeChangeKind.Attributes, "a.txt"), (TreeChangeKind.Renamed, "a.txt"), (TreeChangeKind.Deleted, "b.txt")],
-            kinds.Distinct().ToList());
+            [(TreeChangeKind.Created, "a.txt"), (TreeChangeKind.Written, "a.txt"), (TreeChangeKind.Attributes, "a.txt"), (TreeChangeKind.Renamed, "a.txt"), (TreeChangeKind.Deleted, "b.txt")],
+            kinds.Where(k => k.Kind != TreeChangeKind.Closed).Distinct().ToList());
+        Assert.True(kinds.FindIndex(k => k.Kind == TreeChangeKind.Closed) > kinds.IndexOf((TreeChangeKind.Written, "a.txt")), Said);
         Assert.Equal("b.txt", _changes.Single(c => c.Kind == TreeChangeKind.Renamed).NewPath);
     }
 
