@@ -59,11 +59,7 @@ if (args.Length >= 3)
 
     for (var round = 1; ; round++)
     {
-        // The writes numbered first, then their cut (Append's argument is made before the Select runs: the cut had
-        // the round's lowest number, which the applier does not check, and a receive log's reader would).
-        var records = versions.Select(v => (JournalRecord)v.Next(++sequence)).ToList();
-        records.Add(new CutRecord(++sequence, new DataGeneration(1, 1)));
-        cuts.ApplyCut(records);
+        cuts.ApplyCut(NextCut(versions, ref sequence));
         Console.Out.WriteLine($"cut {round}");
         Console.Out.Flush();
     }
@@ -104,8 +100,7 @@ static int Received(CutApplier cuts, FileVersions[] versions, string? console)
     ulong sequence = 0;
     for (var round = 1; ; round++)
     {
-        var records = versions.Select(v => (JournalRecord)v.Next(++sequence)).ToList();
-        records.Add(new CutRecord(++sequence, new DataGeneration(1, 1)));
+        var records = NextCut(versions, ref sequence);
         records.ForEach(log.Add);
         ulong? committed;
         while ((committed = log.Commit()) is null && Volatile.Read(ref applied) < sequence - (ulong)records.Count)
@@ -124,4 +119,18 @@ static int Received(CutApplier cuts, FileVersions[] versions, string? console)
         report.Say("cut", "ACK", $"{round}");
         logged.Add(records);
     }
+}
+
+// One round: the next version of every file, then the cut that closes it, numbered on from sequence.
+static List<JournalRecord> NextCut(FileVersions[] versions, ref ulong sequence)
+{
+    // The writes numbered first, then their cut: the applier does not check that order, a receive log's reader does.
+    var records = new List<JournalRecord>(versions.Length + 1);
+    foreach (var version in versions)
+    {
+        records.Add(version.Next(++sequence));
+    }
+
+    records.Add(new CutRecord(++sequence, new DataGeneration(1, 1)));
+    return records;
 }
