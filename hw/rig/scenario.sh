@@ -106,17 +106,17 @@ p)
     fi
     if [ -d /var/lib/apphb-crash/statefs/state ]; then
         "$worker" recover /var/lib/apphb-crash/replica /var/lib/apphb-crash/statefs/state /dev/ttyS0 2> /dev/ttyS0 ||
-            say "FAIL the recovery failed"
+            { say "FAIL the recovery failed (exit $?)"; dmesg | tail -n 8 > /dev/ttyS0; }
     else
-        "$worker" /var/lib/apphb-crash/replica 4 /var/lib/apphb-crash/statefs/state received /dev/ttyS0
-        say "FAIL the crash worker ended"
+        "$worker" /var/lib/apphb-crash/replica 4 /var/lib/apphb-crash/statefs/state received /dev/ttyS0 2> /dev/ttyS0
+        say "FAIL the crash worker ended (exit $?)"
     fi
     ;;
 q)
     # The active's journal: batch after batch of records, each batch synced, "SYNCED N" written to the console by the
     # worker itself once the batch ending at record N is, until the host cuts the power. The host reads it back.
     mkdir -p /var/lib/apphb-crash
-    /usr/local/lib/apphb-rig/AppHb.Replication.CrashWorker journal /var/lib/apphb-crash/journal /dev/ttyS0
+    /usr/local/lib/apphb-rig/AppHb.Replication.CrashWorker journal /var/lib/apphb-crash/journal /dev/ttyS0 2> /dev/ttyS0
     say "FAIL the crash worker ended"
     ;;
 e)

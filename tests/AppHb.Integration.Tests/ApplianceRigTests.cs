@@ -220,7 +220,7 @@ public sealed class ApplianceRigTests(ApplianceImage image) : IClassFixture<Appl
             using var directory = new TempDirectory();
             var (acknowledged, extracted, recovery) = await PowerCutAsync("p", "ACK", "/var/lib/apphb-crash/replica", directory, trial, random, secondDisk: true);
             var replica = Path.Combine(extracted, "replica");
-            recoveries += recovery == "nothing to do" ? 0 : 1;
+            recoveries += recovery == AppHb.Replication.CrashWorker.WorkerReport.NothingRecovered ? 0 : 1;
 
             // Every file at the same cut, and no cut acknowledged before the power went is missing (the worker says a
             // cut on the console right after its log's sync: at most one more is logged than said).

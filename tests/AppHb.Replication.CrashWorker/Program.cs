@@ -17,7 +17,7 @@ if (args is ["recover", var recoverRoot, var recoverState, .. var recoverConsole
     // cut, at the next boot: the staging areas and the state are where the crash left them, on their filesystems),
     // printed as "recovered WHAT" (CONSOLE: the rig's "RIG UPTIME RECOVERED WHAT" line).
     using var said = new WorkerReport(recoverConsole.FirstOrDefault());
-    said.Say("recovered", "RECOVERED", new CutApplier(recoverRoot, recoverState).Recover() ?? "nothing to do");
+    said.Say("recovered", "RECOVERED", new CutApplier(recoverRoot, recoverState).Recover() ?? WorkerReport.NothingRecovered);
     return 0;
 }
 
@@ -103,10 +103,17 @@ static int Received(CutApplier cuts, FileVersions[] versions, string? console)
         var records = NextCut(versions, ref sequence);
         records.ForEach(log.Add);
         ulong? committed;
-        while ((committed = log.Commit()) is null && Volatile.Read(ref applied) < sequence - (ulong)records.Count)
+        while (true)
         {
             // No room left behind the cuts waiting for their apply (large versions): once they are applied the log
-            // starts over.
+            // starts over. Whether they were is read before the commit is tried: read after it, the last apply could
+            // land between the two and a cut that fits would be taken for one that does not.
+            var caughtUp = Volatile.Read(ref applied) >= sequence - (ulong)records.Count;
+            if ((committed = log.Commit()) is not null || caughtUp)
+            {
+                break;
+            }
+
             Thread.Sleep(1);
         }
 

@@ -4,8 +4,11 @@ namespace AppHb.Replication.CrashWorker;
 /// kills it; or the appliance rig's serial console, as the rig's "RIG UPTIME KIND WHAT" lines, written there by the
 /// worker itself (a shell reading the lines fell thousands behind under emulation, and a power cut must find every
 /// line said before it).</summary>
-internal sealed class WorkerReport(string? console) : IDisposable
+public sealed class WorkerReport(string? console) : IDisposable
 {
+    /// <summary>What the recover mode says when the crash left nothing to finish (a test counts the others).</summary>
+    public const string NothingRecovered = "nothing to do";
+
     private readonly TextWriter _writer = console is null
         ? Console.Out
         : new StreamWriter(new FileStream(console, FileMode.Open, FileAccess.Write)) { AutoFlush = true };
