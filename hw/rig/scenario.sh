@@ -117,7 +117,7 @@ q)
     # worker itself once the batch ending at record N is, until the host cuts the power. The host reads it back.
     mkdir -p /var/lib/apphb-crash
     /usr/local/lib/apphb-rig/AppHb.Replication.CrashWorker journal /var/lib/apphb-crash/journal /dev/ttyS0 2> /dev/ttyS0
-    say "FAIL the crash worker ended"
+    say "FAIL the crash worker ended (exit $?)"
     ;;
 e)
     systemctl stop apphbd.service
